@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Configure (tinyconfig + config/common.config + config/<variant>.config)
+# and build the kernel of one LUO variant in its own build directory.
+# Usage: build-kernel.sh c|rust
+. "$(dirname "$0")/lib.sh"
+
+variant=${1:?usage: build-kernel.sh c|rust}
+case $variant in c|rust) ;; *) die "LUO must be c or rust, not '$variant'" ;; esac
+obj=$(obj_dir "$variant")
+mkdir -p "$obj"
+
+if [ "$variant" = rust ] && ! grep -q 'config LIVEUPDATE_RUST' "$SRC/kernel/liveupdate/Kconfig"; then
+	die "LUO=rust: this tree has no CONFIG_LIVEUPDATE_RUST yet (issue 'Rust LUO, part 1')"
+fi
+
+frags="$REPO/config/common.config $REPO/config/$variant.config"
+want_hash=$(cat $frags | sha256sum | cut -c1-16)
+if [ ! -f "$obj/.config" ] || [ "$(cat "$obj/.luo-config-hash" 2>/dev/null)" != "$want_hash" ]; then
+	log "configuring $variant kernel"
+	kmake "$variant" tinyconfig >/dev/null
+	cat $frags > "$obj/.luo-fragment"
+	"$SRC/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "$obj/.luo-fragment" >/dev/null
+	kmake "$variant" olddefconfig >/dev/null
+	# Every option the fragments ask for must really be set.
+	bad=0
+	while read -r line; do
+		case $line in
+		CONFIG_*=*)
+			grep -qxF "$line" "$obj/.config" || { echo "config: wanted '$line', got '$(grep -E "^(# )?${line%%=*}[= ]" "$obj/.config" || echo unset)'" >&2; bad=1; } ;;
+		"# CONFIG_"*" is not set")
+			opt=${line#\# }; opt=${opt%% *}
+			! grep -q "^$opt=" "$obj/.config" || { echo "config: wanted $opt unset" >&2; bad=1; } ;;
+		esac
+	done < "$obj/.luo-fragment"
+	[ $bad -eq 0 ] || die "kernel configuration for LUO=$variant is missing options (see above)"
+	echo "$want_hash" > "$obj/.luo-config-hash"
+fi
+
+log "building $variant kernel (log: $obj/build.log)"
+if ! kmake "$variant" bzImage > "$obj/build.log" 2>&1; then
+	tail -n 40 "$obj/build.log" >&2
+	die "kernel build failed (LUO=$variant), full log: $obj/build.log"
+fi
+if [ ! -f "$obj/usr/include/linux/liveupdate.h" ] || [ "$SRC/include/uapi/linux/liveupdate.h" -nt "$obj/usr/include/linux/liveupdate.h" ]; then
+	kmake "$variant" headers_install INSTALL_HDR_PATH="$obj/usr" >/dev/null
+fi
+grep -iE 'warning:' "$obj/build.log" | grep -v '^make' | head -20 >&2 || true
+log "kernel: $obj/arch/x86/boot/bzImage"

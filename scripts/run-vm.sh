@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Boot one VM under QEMU/TCG and wait for it to power off.
+# Usage: run-vm.sh KERNEL INITRD SERIAL_LOG TIMEOUT_S MEM "EXTRA CMDLINE"
+# Exit status: QEMU's, or 124 on timeout. The verdict is in the serial log.
+. "$(dirname "$0")/lib.sh"
+
+kernel=$1 initrd=$2 serial=$3 tmo=$4 mem=$5 extra=$6
+mkdir -p "$(dirname "$serial")"
+rm -f "$serial"
+timeout --kill-after=5 "$tmo" qemu-system-x86_64 \
+	-accel tcg -cpu max -smp 2 -m "$mem" \
+	-no-reboot -nographic -nodefaults \
+	-serial file:"$serial" \
+	-kernel "$kernel" -initrd "$initrd" \
+	-append "console=ttyS0 panic=-1 oops=panic liveupdate=on $extra" </dev/null

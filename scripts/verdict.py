@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Read a VM's serial log and print one verdict line per test case.
+
+  verdict.py kselftest LOG PREFIX SOURCE.c   cases = TEST/TEST_F names in SOURCE.c
+  verdict.py stages LOG PREFIX CASE STAGES   one case spanning STAGES boots
+
+Prints "ok PREFIX:case" or "not ok PREFIX:case # reason" per case. A kernel
+problem (WARNING, BUG, Oops, panic, lockdep, KASAN/UBSAN, any message of
+level err or worse) fails the case that was running when it was printed,
+or every case when none was.
+"""
+import re
+import sys
+
+PROBLEM = re.compile(
+    r"(WARNING:|BUG:|Oops|Kernel panic|general protection fault|"
+    r"possible circular locking|possible recursive locking|inconsistent lock state|"
+    r"INFO: lockdep|lockdep is turned off|UBSAN:|KASAN:|kernel BUG|"
+    r"rcu: INFO|INFO: task .* blocked|LUO-KMSG-ERR:)"
+)
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def kselftest(log, prefix, source):
+    src = open(source).read()
+    cases = []
+    for m in re.finditer(r"^TEST(?:_F|_F_TIMEOUT|_HARNESS)?\(\s*(\w+)\s*,\s*(\w+)", src, re.M):
+        cases.append(m.group(2))
+    for m in re.finditer(r"^TEST\(\s*(\w+)\s*\)", src, re.M):
+        cases.append(m.group(1))
+    result = {c: None for c in cases}
+    problems = {c: [] for c in cases}
+    global_problems = []
+    current = None
+    for line in read(log):
+        m = re.search(r"#\s+RUN\s+\S+\.(\w+)\s", line + " ")
+        if m and m.group(1) in result:
+            current = m.group(1)
+            continue
+        m = re.match(r"^(not ok|ok) \d+ \S+\.(\w+)(.*)$", line)
+        if m and m.group(2) in result:
+            status, case, rest = m.groups()
+            if status == "ok" and "# SKIP" in rest:
+                result[case] = "skipped" + rest
+            elif status == "ok":
+                result[case] = "ok"
+            else:
+                result[case] = "failed" + rest
+            current = None
+            continue
+        if PROBLEM.search(line):
+            (problems[current] if current else global_problems).append(line.strip())
+    out = []
+    for c in cases:
+        why = None
+        if result[c] is None:
+            why = "no result in the log"
+        elif result[c] != "ok":
+            why = result[c]
+        elif problems[c] or global_problems:
+            why = "kernel: " + (problems[c] or global_problems)[0]
+        out.append((c, why))
+    if not cases:
+        out.append(("(no cases found in %s)" % source, "no cases"))
+    return out
+
+
+def stages(log, case, n):
+    lines = read(log)
+    exits = {}
+    problems = []
+    for line in lines:
+        m = re.match(r"LUO-HARNESS: stage (\d+) exit (\d+)", line)
+        if m:
+            exits[int(m.group(1))] = int(m.group(2))
+        if PROBLEM.search(line):
+            problems.append(line.strip())
+    why = None
+    for s in range(1, n + 1):
+        if s not in exits:
+            why = "stage %d did not finish" % s
+            for line in lines:
+                if line.startswith("LUO-HARNESS:") and "failed" in line:
+                    why += " (" + line + ")"
+            break
+        if exits[s] != 0:
+            why = "stage %d exited %d" % (s, exits[s])
+            break
+    if why is None and "LUO-HARNESS: done" not in lines:
+        why = "no completion line"
+    if why is None and problems:
+        why = "kernel: " + problems[0]
+    return [(case, why)]
+
+
+def main():
+    mode, log, prefix = sys.argv[1:4]
+    if mode == "kselftest":
+        res = kselftest(log, prefix, sys.argv[4])
+    else:
+        res = stages(log, sys.argv[4], int(sys.argv[5]))
+    failed = 0
+    for case, why in res:
+        if why:
+            failed += 1
+            print("not ok %s:%s # %s" % (prefix, case, why))
+        else:
+            print("ok %s:%s" % (prefix, case))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
