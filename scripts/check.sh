@@ -61,6 +61,8 @@ run_variant() {
 	log "running LUO=$v tests under QEMU (logs: $LOGS/$v/)"
 	vm_case "$v" liveupdate liveupdate "$g/single.cpio" 1 300 \
 		"kselftest:$SRC/tools/testing/selftests/liveupdate/liveupdate.c"
+	vm_case "$v" uapi luo_rs_uapi "$g/single.cpio" 1 300 \
+		"kselftest:$SRC/tools/testing/selftests/liveupdate/luo_rs_uapi.c"
 	local t
 	for t in luo_kexec_simple luo_multi_session luo_stress_files luo_stress_sessions; do
 		vm_case "$v" kexec "$t" "$g/kexec.cpio" 2 300 stages
