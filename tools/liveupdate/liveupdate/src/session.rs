@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Session fds.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+
+use crate::error::{Error, Op, Result};
+use crate::name::decode_name;
+use crate::sys;
+
+/// A LUO session: a named set of preserved files, owned through its fd.
+///
+/// A session is either *outgoing* (made by [`Device::create_session`]: you
+/// preserve files into it for the next kernel) or *incoming* (from
+/// [`Device::retrieve_session`]: you retrieve the files the previous kernel
+/// handed over, then [`finish`](Session::finish) it).
+///
+/// The session lives as long as its fd: dropping the last fd of an
+/// outgoing session unpreserves its files; dropping a retrieved one
+/// finishes it. The fd can be handed to other processes (fork, exec,
+/// `SCM_RIGHTS`, systemd's fdstore) through [`AsFd`], [`IntoRawFd`],
+/// [`FromRawFd`](std::os::fd::FromRawFd) and the [`OwnedFd`] conversions.
+///
+/// [`Device::create_session`]: crate::Device::create_session
+/// [`Device::retrieve_session`]: crate::Device::retrieve_session
+#[derive(Debug)]
+pub struct Session {
+    pub(crate) fd: OwnedFd,
+}
+
+impl Session {
+    /// Preserve the file behind `fd` under `token` (any u64, unique in
+    /// this session), for the next kernel. Outgoing sessions only.
+    ///
+    /// LUO keeps its own reference: `fd` may be closed afterwards. Errors:
+    /// [`Error::AlreadyExists`] (token used), [`Error::BadFd`],
+    /// [`Error::NotFound`] (no handler for this kind of file, e.g.
+    /// `/dev/null`), [`Error::Busy`] (the file is already preserved in some
+    /// session), [`Error::InvalidArgument`] (an incoming session),
+    /// [`Error::NoSpace`], [`Error::OutOfMemory`], or the file handler's own
+    /// error (memfd: [`Error::NotSupported`], [`Error::FileTooBig`]).
+    pub fn preserve_fd(&self, fd: impl AsFd, token: u64) -> Result<()> {
+        sys::preserve_fd(self.fd.as_fd(), fd.as_fd(), token)
+            .map_err(|e| Error::from_errno(Op::PreserveFd, e.raw_os_error()))
+    }
+
+    /// Get a new fd (close-on-exec) for the file preserved under `token`
+    /// by the previous kernel. Incoming sessions only.
+    ///
+    /// Retrieving the same token again gives another fd for the same file;
+    /// a failed retrieve fails the same way every time. [`Error::NotFound`]
+    /// if there is no such token (or the session was finished).
+    pub fn retrieve_fd(&self, token: u64) -> Result<OwnedFd> {
+        sys::retrieve_fd(self.fd.as_fd(), token)
+            .map_err(|e| Error::from_errno(Op::RetrieveFd, e.raw_os_error()))
+    }
+
+    /// Tell the kernel the restore is complete: it drops its own references
+    /// to the session's files. Incoming sessions only; calling it again is
+    /// fine. Files that were never retrieved are released, and their
+    /// contents lost. [`Error::Busy`] (nothing done) if a file cannot
+    /// finish yet. Dropping a retrieved session does this implicitly.
+    pub fn finish(&self) -> Result<()> {
+        sys::finish(self.fd.as_fd()).map_err(|e| Error::from_errno(Op::Finish, e.raw_os_error()))
+    }
+
+    /// The session's name, as raw bytes (names may hold any byte but NUL).
+    pub fn name_bytes(&self) -> Result<Vec<u8>> {
+        let reply =
+            sys::get_name(self.fd.as_fd()).map_err(|e| Error::from_errno(Op::GetName, e.raw_os_error()))?;
+        Ok(decode_name(&reply.name).to_vec())
+    }
+
+    /// The session's name (invalid UTF-8 is replaced, see
+    /// [`Session::name_bytes`] for the raw bytes).
+    pub fn name(&self) -> Result<String> {
+        Ok(String::from_utf8_lossy(&self.name_bytes()?).into_owned())
+    }
+
+    /// Another fd for the same session (close-on-exec); the session lives
+    /// until both are closed.
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(Self { fd: self.fd.try_clone()? })
+    }
+}
+
+impl AsFd for Session {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Session {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl IntoRawFd for Session {
+    fn into_raw_fd(self) -> RawFd {
+        self.fd.into_raw_fd()
+    }
+}
+
+impl From<OwnedFd> for Session {
+    /// Wrap a session fd received from elsewhere (fork, `SCM_RIGHTS`,
+    /// fdstore). Nothing is checked here: an fd that is not a session makes
+    /// the operations fail, typically with [`Error::NotLuoFd`].
+    fn from(fd: OwnedFd) -> Self {
+        Self { fd }
+    }
+}
+
+impl From<Session> for OwnedFd {
+    fn from(session: Session) -> Self {
+        session.fd
+    }
+}

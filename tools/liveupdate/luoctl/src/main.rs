@@ -1,0 +1,558 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `luoctl`: operate the Linux Live Update Orchestrator from a shell.
+//!
+//! See `luoctl --help` and tools/liveupdate/README.md.
+#![forbid(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use liveupdate::{kexec, Device, Error, Session};
+use rustix::fs::{memfd_create, MemfdFlags};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "luoctl",
+    version,
+    about = "Preserve files across a kexec with the Live Update Orchestrator (/dev/liveupdate)",
+    long_about = "Preserve files across a kexec with the Live Update Orchestrator.\n\n\
+        A session lives as long as its file descriptor: `create` therefore leaves a \
+        background process holding it (until killed, or until the kexec carries the \
+        session over). After the kexec, `retrieve` gets the files back and `finish` \
+        releases what is left.",
+    after_help = "Example:\n  \
+        luoctl create --session vm1 --memfd 1=/var/lib/vm1/state.bin\n  \
+        luoctl kexec --kernel /boot/vmlinuz-new --initrd /boot/initrd-new --reuse-cmdline\n  \
+        # in the new kernel:\n  \
+        luoctl retrieve --session vm1 --token 1 --out /var/lib/vm1/state.bin"
+)]
+struct Cli {
+    /// The LUO device node.
+    #[arg(long, global = true, value_name = "PATH", default_value = Device::PATH)]
+    device: PathBuf,
+
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Tell whether LUO is usable (device present, free, or busy).
+    Status,
+    /// Create a session, preserve files in it, and keep it open.
+    #[command(visible_alias = "preserve")]
+    Create(CreateArgs),
+    /// Retrieve a session handed over by the previous kernel and copy out
+    /// its files. Closing it at exit finishes it: retrieve every token you
+    /// need in one call.
+    Retrieve(RetrieveArgs),
+    /// Retrieve a handed-over session and finish it, releasing its files.
+    Finish {
+        /// Session name.
+        #[arg(long, short)]
+        session: String,
+    },
+    /// Load a kernel with kexec_file_load and reboot into it; open sessions
+    /// are handed over.
+    Kexec(KexecArgs),
+}
+
+#[derive(Args, Debug)]
+struct CreateArgs {
+    /// Session name (1 to 63 bytes).
+    #[arg(long, short)]
+    session: String,
+
+    /// Open PATH and preserve that file under TOKEN (it must be a kind of
+    /// file LUO can preserve, e.g. a memfd reached via /proc/PID/fd/N).
+    #[arg(long = "fd-file", value_name = "TOKEN=PATH")]
+    fd_files: Vec<TokenPath>,
+
+    /// Create a memfd holding a copy of PATH's contents ("-" for stdin)
+    /// and preserve it under TOKEN.
+    #[arg(long = "memfd", value_name = "TOKEN=PATH")]
+    memfds: Vec<TokenPath>,
+
+    /// Who keeps the session open: a background process (`background`),
+    /// this process until it is killed (`foreground`), or nobody, which
+    /// drops the session at once (`none`, a dry run).
+    #[arg(long, value_enum, default_value_t = HoldMode::Background)]
+    hold: HoldMode,
+
+    /// Write the pid of the holding process to this file.
+    #[arg(long, value_name = "FILE")]
+    pidfile: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum HoldMode {
+    Background,
+    Foreground,
+    None,
+}
+
+#[derive(Args, Debug)]
+struct RetrieveArgs {
+    /// Session name.
+    #[arg(long, short)]
+    session: String,
+
+    /// Token of a file to retrieve (decimal or 0x hex); repeat for more.
+    #[arg(long, short, value_name = "TOKEN", value_parser = parse_token, required = true)]
+    token: Vec<u64>,
+
+    /// Where to copy each retrieved file, in the order of --token ("-" for
+    /// stdout). Without it, only the sizes are printed.
+    #[arg(long, short, value_name = "PATH")]
+    out: Vec<PathBuf>,
+
+    /// Call FINISH explicitly (and report its result) before exiting.
+    /// Without it, the kernel finishes the session when luoctl exits.
+    #[arg(long)]
+    finish: bool,
+}
+
+#[derive(Args, Debug)]
+struct KexecArgs {
+    /// Kernel image (bzImage) to load.
+    #[arg(long, short, value_name = "FILE", required_unless_present_any = ["exec", "unload"])]
+    kernel: Option<PathBuf>,
+
+    /// Initramfs for the new kernel.
+    #[arg(long, short, value_name = "FILE")]
+    initrd: Option<PathBuf>,
+
+    /// Command line of the new kernel.
+    #[arg(long, short, value_name = "STRING", conflicts_with = "reuse_cmdline")]
+    cmdline: Option<String>,
+
+    /// Use this kernel's command line (/proc/cmdline).
+    #[arg(long)]
+    reuse_cmdline: bool,
+
+    /// Append to the command line.
+    #[arg(long, value_name = "STRING")]
+    append: Option<String>,
+
+    /// Only load the kernel; reboot into it later with `luoctl kexec --exec`.
+    #[arg(long, conflicts_with_all = ["exec", "unload"])]
+    load_only: bool,
+
+    /// Reboot into the kernel loaded before, without loading one.
+    #[arg(long, conflicts_with_all = ["kernel", "initrd", "cmdline", "reuse_cmdline", "append", "unload"])]
+    exec: bool,
+
+    /// Unload the loaded kernel.
+    #[arg(long, conflicts_with_all = ["kernel", "initrd", "cmdline", "reuse_cmdline", "append"])]
+    unload: bool,
+}
+
+/// `TOKEN=PATH`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct TokenPath {
+    token: u64,
+    path: PathBuf,
+}
+
+impl std::str::FromStr for TokenPath {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (token, path) = s.split_once('=').ok_or("expected TOKEN=PATH")?;
+        if path.is_empty() {
+            return Err("empty PATH in TOKEN=PATH".into());
+        }
+        Ok(TokenPath { token: parse_token(token)?, path: PathBuf::from(path) })
+    }
+}
+
+/// A u64 token, decimal or 0x-prefixed hex.
+fn parse_token(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("invalid token {s:?}: expected a u64, decimal or 0x hex"))
+}
+
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {} ({n} bytes)", UNITS[unit])
+}
+
+/// An error for the user: what failed, and why.
+struct Failure(String);
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+fn ctx<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> Failure {
+    move |e| Failure(format!("{what}: {e}"))
+}
+
+fn open_device(path: &Path) -> Result<Device, Failure> {
+    Ok(Device::open_path(path)?)
+}
+
+fn status(path: &Path) -> Result<(), Failure> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let on = cmdline.split_whitespace().any(|w| w == "liveupdate=on" || w == "liveupdate=1");
+    match Device::open_path(path) {
+        Ok(_) => println!("{}: available", path.display()),
+        Err(e @ Error::Busy { .. }) => println!("{}: busy ({e})", path.display()),
+        Err(e) => {
+            println!("{}: not usable ({e})", path.display());
+            if !on {
+                println!("note: the kernel command line has no liveupdate=on");
+            }
+            return Err(Failure("LUO is not usable".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Copy `src` into a new memfd named after it.
+fn memfd_from(path: &Path) -> Result<(OwnedFd, u64), Failure> {
+    let name = path.file_name().map_or_else(|| "stdin".into(), |n| n.to_string_lossy().into_owned());
+    let fd = memfd_create(format!("luoctl:{name}"), MemfdFlags::CLOEXEC)
+        .map_err(ctx(format_args!("memfd_create for {}", path.display())))?;
+    let mut mem = File::from(fd);
+    let copied = if path == Path::new("-") {
+        io::copy(&mut io::stdin().lock(), &mut mem)
+    } else {
+        let mut src = File::open(path).map_err(ctx(path.display()))?;
+        io::copy(&mut src, &mut mem)
+    }
+    .map_err(ctx(format_args!("copying {} into a memfd", path.display())))?;
+    Ok((mem.into(), copied))
+}
+
+fn open_for_preserve(path: &Path) -> io::Result<File> {
+    match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => Ok(f),
+        // Read-only is enough to preserve; write access is only tried first.
+        Err(e) if matches!(e.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem) => {
+            File::open(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn create(dev_path: &Path, a: &CreateArgs) -> Result<(), Failure> {
+    let dev = open_device(dev_path)?;
+    let session = dev.create_session(&a.session)?;
+    // Sessions live on without the device; free it for other users now.
+    drop(dev);
+    println!("created session {:?}", a.session);
+    for tp in &a.fd_files {
+        let file = open_for_preserve(&tp.path).map_err(ctx(tp.path.display()))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let what = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        session
+            .preserve_fd(&file, tp.token)
+            .map_err(|e| Failure(format!("token {:#x} ({}): {e}", tp.token, tp.path.display())))?;
+        println!("  token {:#x}: preserved {} ({what}, {})", tp.token, tp.path.display(), human_size(size));
+    }
+    for tp in &a.memfds {
+        let (mem, size) = memfd_from(&tp.path)?;
+        session
+            .preserve_fd(&mem, tp.token)
+            .map_err(|e| Failure(format!("token {:#x} (memfd of {}): {e}", tp.token, tp.path.display())))?;
+        println!(
+            "  token {:#x}: preserved a memfd with a copy of {} ({})",
+            tp.token,
+            tp.path.display(),
+            human_size(size)
+        );
+    }
+    let nfiles = a.fd_files.len() + a.memfds.len();
+    match a.hold {
+        HoldMode::None => {
+            drop(session);
+            println!(
+                "not held (--hold none): session {:?} and its {nfiles} file(s) are released again",
+                a.session
+            );
+        }
+        HoldMode::Background => {
+            let child = liveupdate::holder::spawn(&[session.as_fd()], ["luoctl", "hold", &a.session])
+                .map_err(ctx("starting the holder process"))?;
+            drop(session);
+            let pid = child.id();
+            write_pidfile(a.pidfile.as_deref(), pid)?;
+            println!(
+                "session {:?} ({nfiles} file(s)) is held by background process {pid}: it is handed over \
+                 by the next kexec, or released when that process is killed",
+                a.session
+            );
+        }
+        HoldMode::Foreground => {
+            let pid = std::process::id();
+            write_pidfile(a.pidfile.as_deref(), pid)?;
+            println!(
+                "holding session {:?} ({nfiles} file(s)) in this process ({pid}) until it is killed or the \
+                 system kexecs",
+                a.session
+            );
+            let _ = io::stdout().flush();
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_pidfile(path: Option<&Path>, pid: u32) -> Result<(), Failure> {
+    if let Some(path) = path {
+        std::fs::write(path, format!("{pid}\n")).map_err(ctx(path.display()))?;
+    }
+    Ok(())
+}
+
+fn copy_out(fd: &OwnedFd, out: &Path) -> io::Result<u64> {
+    let mut src = File::from(fd.try_clone()?);
+    src.seek(SeekFrom::Start(0))?;
+    if out == Path::new("-") {
+        let mut stdout = io::stdout().lock();
+        let n = io::copy(&mut src, &mut stdout)?;
+        stdout.flush()?;
+        return Ok(n);
+    }
+    let mut dst = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(out)?;
+    io::copy(&mut src, &mut dst)
+}
+
+fn retrieve(dev_path: &Path, a: &RetrieveArgs) -> Result<(), Failure> {
+    if !a.out.is_empty() && a.out.len() != a.token.len() {
+        return Err(Failure(format!(
+            "{} --out for {} --token: give one --out per --token, or none",
+            a.out.len(),
+            a.token.len()
+        )));
+    }
+    let to_stdout = a.out.iter().any(|p| p == Path::new("-"));
+    // With file data on stdout, the report goes to stderr.
+    let say = |msg: String| {
+        if to_stdout {
+            eprintln!("{msg}");
+        } else {
+            println!("{msg}");
+        }
+    };
+    let dev = open_device(dev_path)?;
+    let session = dev.retrieve_session(&a.session)?;
+    drop(dev);
+    say(format!("retrieved session {:?}", a.session));
+    let mut failures = 0;
+    for (i, &token) in a.token.iter().enumerate() {
+        let fd = match session.retrieve_fd(token) {
+            Ok(fd) => fd,
+            Err(e) => {
+                failures += 1;
+                say(format!("  token {token:#x}: {e}"));
+                continue;
+            }
+        };
+        let size = rustix::fs::fstat(&fd).map(|st| st.st_size as u64).unwrap_or(0);
+        match a.out.get(i) {
+            None => say(format!("  token {token:#x}: {}", human_size(size))),
+            Some(out) => match copy_out(&fd, out) {
+                Ok(n) => say(format!("  token {token:#x}: {} copied to {}", human_size(n), out.display())),
+                Err(e) => {
+                    failures += 1;
+                    say(format!("  token {token:#x}: copying to {}: {e}", out.display()));
+                }
+            },
+        }
+    }
+    finish_or_close(&session, a.finish, &a.session, say)?;
+    if failures > 0 {
+        return Err(Failure(format!("{failures} token(s) failed")));
+    }
+    Ok(())
+}
+
+fn finish_or_close(
+    session: &Session,
+    explicit: bool,
+    name: &str,
+    say: impl Fn(String),
+) -> Result<(), Failure> {
+    if explicit {
+        session.finish()?;
+        say(format!("finished session {name:?}: files that were not retrieved are released"));
+    } else {
+        say(format!(
+            "session {name:?} is finished when luoctl exits: files that were not retrieved are released"
+        ));
+    }
+    Ok(())
+}
+
+fn finish(dev_path: &Path, name: &str) -> Result<(), Failure> {
+    let dev = open_device(dev_path)?;
+    let session = dev.retrieve_session(name)?;
+    drop(dev);
+    finish_or_close(&session, true, name, |m| println!("{m}"))
+}
+
+fn do_kexec(a: &KexecArgs) -> Result<(), Failure> {
+    if a.unload {
+        kexec::unload().map_err(ctx("kexec_file_load(KEXEC_FILE_UNLOAD)"))?;
+        println!("unloaded the kexec kernel");
+        return Ok(());
+    }
+    if !a.exec {
+        let kernel_path = a.kernel.as_deref().ok_or(Failure("--kernel is required".into()))?;
+        let kernel = File::open(kernel_path).map_err(ctx(kernel_path.display()))?;
+        let initrd = match &a.initrd {
+            Some(p) => Some(File::open(p).map_err(ctx(p.display()))?),
+            None => None,
+        };
+        let mut cmdline = match (&a.cmdline, a.reuse_cmdline) {
+            (Some(c), _) => c.clone(),
+            (None, true) => {
+                std::fs::read_to_string("/proc/cmdline").map_err(ctx("/proc/cmdline"))?.trim_end().to_string()
+            }
+            (None, false) => String::new(),
+        };
+        if let Some(extra) = &a.append {
+            if !cmdline.is_empty() {
+                cmdline.push(' ');
+            }
+            cmdline.push_str(extra);
+        }
+        kexec::load(&kernel, initrd.as_ref().map(|f| f.as_fd()), &cmdline).map_err(ctx("kexec_file_load"))?;
+        println!(
+            "loaded {}{} with command line {cmdline:?}",
+            kernel_path.display(),
+            a.initrd.as_ref().map(|p| format!(" and initrd {}", p.display())).unwrap_or_default()
+        );
+        if a.load_only {
+            println!("not rebooting (--load-only): run `luoctl kexec --exec` to boot it");
+            return Ok(());
+        }
+    }
+    println!("rebooting into the loaded kernel: open LUO sessions are handed over");
+    let _ = io::stdout().flush();
+    match kexec::exec() {
+        Ok(never) => match never {},
+        Err(e) => Err(Failure(format!(
+            "reboot(LINUX_REBOOT_CMD_KEXEC): {e} (the kexec did not happen; sessions are still open)"
+        ))),
+    }
+}
+
+fn main() -> ExitCode {
+    liveupdate::holder::serve_if_holder();
+    let cli = Cli::parse();
+    let result = match &cli.cmd {
+        Cmd::Status => status(&cli.device),
+        Cmd::Create(a) => create(&cli.device, a),
+        Cmd::Retrieve(a) => retrieve(&cli.device, a),
+        Cmd::Finish { session } => finish(&cli.device, session),
+        Cmd::Kexec(a) => do_kexec(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("luoctl: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn tokens() {
+        assert_eq!(parse_token("0"), Ok(0));
+        assert_eq!(parse_token("0x1A"), Ok(0x1a));
+        assert_eq!(parse_token("18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(parse_token("0xffffffffffffffff"), Ok(u64::MAX));
+        assert!(parse_token("-1").is_err());
+        assert!(parse_token("0x").is_err());
+        assert!(parse_token("ten").is_err());
+    }
+
+    #[test]
+    fn token_paths() {
+        let tp: TokenPath = "0x10=/tmp/a=b".parse().unwrap();
+        assert_eq!(tp, TokenPath { token: 0x10, path: "/tmp/a=b".into() });
+        assert!("5".parse::<TokenPath>().is_err());
+        assert!("5=".parse::<TokenPath>().is_err());
+    }
+
+    #[test]
+    fn parses_create() {
+        let cli = Cli::try_parse_from([
+            "luoctl",
+            "create",
+            "--session",
+            "vm1",
+            "--fd-file",
+            "1=/proc/1/fd/3",
+            "--memfd",
+            "0x2=img",
+        ])
+        .unwrap();
+        let Cmd::Create(a) = cli.cmd else { panic!() };
+        assert_eq!(a.session, "vm1");
+        assert_eq!(a.fd_files[0].token, 1);
+        assert_eq!(a.memfds[0].token, 2);
+        assert_eq!(a.hold, HoldMode::Background);
+        let cli = Cli::try_parse_from(["luoctl", "preserve", "-s", "x", "--hold", "none"]).unwrap();
+        assert!(matches!(cli.cmd, Cmd::Create(CreateArgs { hold: HoldMode::None, .. })));
+    }
+
+    #[test]
+    fn parses_retrieve_and_kexec() {
+        let cli =
+            Cli::try_parse_from(["luoctl", "retrieve", "-s", "vm1", "-t", "1", "-o", "/tmp/x", "-t", "0x2"])
+                .unwrap();
+        let Cmd::Retrieve(a) = cli.cmd else { panic!() };
+        assert_eq!(a.token, vec![1, 2]);
+        assert!(Cli::try_parse_from(["luoctl", "retrieve", "-s", "vm1"]).is_err());
+        assert!(Cli::try_parse_from(["luoctl", "kexec"]).is_err());
+        assert!(Cli::try_parse_from(["luoctl", "kexec", "--exec"]).is_ok());
+        assert!(Cli::try_parse_from(["luoctl", "kexec", "--exec", "--kernel", "k"]).is_err());
+        assert!(
+            Cli::try_parse_from(["luoctl", "kexec", "-k", "k", "--cmdline", "a", "--reuse-cmdline"]).is_err()
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(5), "5 bytes");
+        assert_eq!(human_size(4096), "4.0 KiB (4096 bytes)");
+    }
+}
