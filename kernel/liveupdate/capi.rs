@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The C API of `include/linux/liveupdate.h`, for handlers and FLBs written in C.
+//!
+//! Every function is checked against its C prototype by `#[export]`.
+
+use crate::{
+    enabled,
+    luo, //
+};
+use kernel::{
+    bindings,
+    liveupdate::CFileHandler,
+    macros::export,
+    prelude::*, //
+};
+
+#[cfg(CONFIG_LIVEUPDATE_TEST)]
+// The handler struct has a flexible-array member in a nested type; only its address is passed.
+#[expect(improper_ctypes)]
+extern "C" {
+    /// The self-test of `lib/tests/liveupdate.c`, told about every new handler.
+    fn liveupdate_test_register(fh: *mut bindings::liveupdate_file_handler);
+}
+
+/// Returns whether live update is enabled on this boot.
+///
+/// # Safety
+///
+/// Always safe to call.
+#[export]
+pub unsafe extern "C" fn liveupdate_enabled() -> bool {
+    enabled()
+}
+
+/// Serializes all sessions before a kexec; called by `kernel_kexec()`.
+///
+/// # Safety
+///
+/// Must be called from the reboot path with `system_transition_mutex` held.
+#[export]
+pub unsafe extern "C" fn liveupdate_reboot() -> c_int {
+    if !enabled() {
+        return 0;
+    }
+    match luo().and_then(|l| l.reboot()) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// Registers a file handler.
+///
+/// # Safety
+///
+/// `fh` must point to a valid handler that stays valid until it is unregistered.
+#[export]
+pub unsafe extern "C" fn liveupdate_register_file_handler(
+    fh: *mut bindings::liveupdate_file_handler,
+) -> c_int {
+    if !enabled() {
+        return EOPNOTSUPP.to_errno();
+    }
+    // SAFETY: Guaranteed by the caller.
+    let res = unsafe { CFileHandler::from_raw(fh) }
+        .and_then(|h| luo().and_then(|l| l.registry.lock().register(h)));
+    if let Err(e) = res {
+        return e.to_errno();
+    }
+    #[cfg(CONFIG_LIVEUPDATE_TEST)]
+    // SAFETY: `fh` is a registered, valid handler.
+    unsafe {
+        liveupdate_test_register(fh)
+    };
+    0
+}
+
+/// Unregisters a file handler and unlinks its FLBs.
+///
+/// # Safety
+///
+/// `fh` must be a valid handler pointer.
+#[export]
+pub unsafe extern "C" fn liveupdate_unregister_file_handler(
+    fh: *mut bindings::liveupdate_file_handler,
+) {
+    if !enabled() {
+        return;
+    }
+    if let Ok(l) = luo() {
+        l.registry.lock().unregister(fh);
+    }
+}
+
+/// Links an FLB to a registered handler.
+///
+/// # Safety
+///
+/// `fh` must be a valid handler; `flb` must be a valid FLB that lives for the rest of the
+/// kernel's life.
+#[export]
+pub unsafe extern "C" fn liveupdate_register_flb(
+    fh: *mut bindings::liveupdate_file_handler,
+    flb: *mut bindings::liveupdate_flb,
+) -> c_int {
+    if !enabled() {
+        return EOPNOTSUPP.to_errno();
+    }
+    let res = luo().and_then(|l| {
+        let mut reg = l.registry.lock();
+        // SAFETY: Guaranteed by the caller.
+        let state = unsafe { reg.flb_state(flb) }?;
+        reg.link_flb(fh, state)
+    });
+    match res {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// Unlinks an FLB from a handler.
+///
+/// # Safety
+///
+/// `fh` and `flb` must be valid pointers; `flb` must live for the rest of the kernel's life.
+#[export]
+pub unsafe extern "C" fn liveupdate_unregister_flb(
+    fh: *mut bindings::liveupdate_file_handler,
+    flb: *mut bindings::liveupdate_flb,
+) {
+    if !enabled() {
+        return;
+    }
+    if let Ok(l) = luo() {
+        let mut reg = l.registry.lock();
+        // SAFETY: Guaranteed by the caller.
+        if let Ok(state) = unsafe { reg.flb_state(flb) } {
+            reg.unlink_flb(fh, &state);
+        }
+    }
+}
+
+/// Looks up the FLB's state, creating it on first use.
+///
+/// # Safety
+///
+/// `flb` must be a valid FLB that lives for the rest of the kernel's life.
+unsafe fn flb_state(
+    flb: *mut bindings::liveupdate_flb,
+) -> Result<kernel::sync::Arc<crate::flb::FlbState>> {
+    let l = luo()?;
+    let mut reg = l.registry.lock();
+    // SAFETY: Guaranteed by the caller.
+    unsafe { reg.flb_state(flb) }
+}
+
+/// Gets (retrieving on first use) the FLB's object from the previous kernel.
+///
+/// # Safety
+///
+/// `flb` must be a valid FLB that lives for the rest of the kernel's life; `objp` must be
+/// valid for writes.
+#[export]
+pub unsafe extern "C" fn liveupdate_flb_get_incoming(
+    flb: *mut bindings::liveupdate_flb,
+    objp: *mut *mut c_void,
+) -> c_int {
+    if !enabled() {
+        return EOPNOTSUPP.to_errno();
+    }
+    // SAFETY: Guaranteed by the caller.
+    match unsafe { flb_state(flb) }.and_then(|s| s.get_incoming()) {
+        Ok(obj) => {
+            // SAFETY: `objp` is valid for writes by the caller's guarantee.
+            unsafe { *objp = obj as *mut c_void };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// Drops a reference taken by `liveupdate_flb_get_incoming`.
+///
+/// # Safety
+///
+/// `flb` must be a valid FLB that lives for the rest of the kernel's life.
+#[export]
+pub unsafe extern "C" fn liveupdate_flb_put_incoming(flb: *mut bindings::liveupdate_flb) {
+    if !enabled() {
+        return;
+    }
+    // SAFETY: Guaranteed by the caller.
+    if let Ok(s) = unsafe { flb_state(flb) } {
+        s.put_incoming();
+    }
+}
+
+/// Gets the live outgoing object of a preserved FLB.
+///
+/// # Safety
+///
+/// `flb` must be a valid FLB that lives for the rest of the kernel's life; `objp` must be
+/// valid for writes.
+#[export]
+pub unsafe extern "C" fn liveupdate_flb_get_outgoing(
+    flb: *mut bindings::liveupdate_flb,
+    objp: *mut *mut c_void,
+) -> c_int {
+    if !enabled() {
+        return EOPNOTSUPP.to_errno();
+    }
+    // SAFETY: Guaranteed by the caller.
+    match unsafe { flb_state(flb) }.and_then(|s| s.get_outgoing()) {
+        Ok(obj) => {
+            // SAFETY: `objp` is valid for writes by the caller's guarantee.
+            unsafe { *objp = obj as *mut c_void };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// Drops a reference taken by `liveupdate_flb_get_outgoing`.
+///
+/// # Safety
+///
+/// `flb` must be a valid FLB that lives for the rest of the kernel's life.
+#[export]
+pub unsafe extern "C" fn liveupdate_flb_put_outgoing(flb: *mut bindings::liveupdate_flb) {
+    if !enabled() {
+        return;
+    }
+    // SAFETY: Guaranteed by the caller.
+    if let Ok(s) = unsafe { flb_state(flb) } {
+        s.put_outgoing();
+    }
+}

@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The files of one session.
+//!
+//! Files are kept in preservation order (the order of the handover), with an index by token
+//! so that PRESERVE_FD's duplicate check and RETRIEVE_FD are O(log n).
+
+use crate::{
+    block::BlockSet,
+    registry::Handler,
+    Luo, //
+};
+use kernel::{
+    fs::{
+        File,
+        LocalFile, //
+    },
+    liveupdate::{
+        CPrivate,
+        FileHandler,
+        RetrieveStatus, //
+    },
+    prelude::*,
+    rbtree::{
+        RBTree,
+        RBTreeNodeReservation, //
+    },
+    sync::{
+        aref::ARef,
+        Arc, //
+    }, //
+};
+
+/// Size of one serialized file entry (`struct luo_file_ser`).
+pub(crate) const FILE_SER_SIZE: usize = 64;
+
+/// One preserved file.
+pub(crate) struct LuoFile {
+    pub(crate) handler: Arc<Handler>,
+    pub(crate) token: u64,
+    /// The handler's 64-bit handle, written into the handover.
+    pub(crate) data: u64,
+    /// The file: always set for outgoing files, set once retrieved for incoming ones.
+    pub(crate) file: Option<ARef<File>>,
+    /// The handler's per-file state (outgoing files only).
+    pub(crate) state: Option<CPrivate>,
+    /// Incoming files: what happened when userspace asked for the file.
+    pub(crate) retrieve: RetrieveStatus,
+}
+
+/// The files of a session. Protected by the session's mutex.
+pub(crate) struct FileSet {
+    /// Files by preservation sequence number, i.e. in preservation order.
+    files: RBTree<u64, LuoFile>,
+    /// Sequence number of the file with each token.
+    tokens: RBTree<u64, u64>,
+    next_seq: u64,
+    count: usize,
+    /// Handover pages reserved for the outgoing entries.
+    pub(crate) blocks: BlockSet,
+}
+
+impl FileSet {
+    pub(crate) fn new() -> Self {
+        Self {
+            files: RBTree::new(),
+            tokens: RBTree::new(),
+            next_seq: 0,
+            count: 0,
+            blocks: BlockSet::new(FILE_SER_SIZE),
+        }
+    }
+
+    /// Number of files.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// The files in preservation order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &LuoFile> {
+        self.files.values()
+    }
+
+    /// The files in preservation order, for the reboot path.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut LuoFile> {
+        self.files.values_mut()
+    }
+
+    fn insert(
+        &mut self,
+        f: LuoFile,
+        r1: RBTreeNodeReservation<u64, LuoFile>,
+        r2: RBTreeNodeReservation<u64, u64>,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.count += 1;
+        self.tokens.insert(r2.into_node(f.token, seq));
+        self.files.insert(r1.into_node(seq, f));
+    }
+
+    /// Adds a file from the previous kernel (not retrieved yet). `EEXIST` on a duplicate
+    /// token.
+    pub(crate) fn add_incoming(&mut self, handler: Arc<Handler>, token: u64, data: u64) -> Result {
+        if self.tokens.get(&token).is_some() {
+            return Err(EEXIST);
+        }
+        let r1 = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let r2 = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        if !handler.ops.try_get_owner() {
+            return Err(ENOENT);
+        }
+        let f = LuoFile {
+            handler,
+            token,
+            data,
+            file: None,
+            state: None,
+            retrieve: RetrieveStatus::NotRetrieved,
+        };
+        self.insert(f, r1, r2);
+        Ok(())
+    }
+
+    /// PRESERVE_FD: preserves the file behind `fd` under `token`.
+    ///
+    /// The checks run in the C LUO's order: duplicate token (`EEXIST`), handover room
+    /// (`ENOMEM`/`ENOSPC`), bad fd (`EBADF`), no handler (`ENOENT`), already preserved
+    /// anywhere (`EBUSY`), FLB and handler errors. On failure nothing changes.
+    pub(crate) fn preserve(&mut self, luo: &Luo, token: u64, fd: i32) -> Result {
+        if self.tokens.get(&token).is_some() {
+            return Err(EEXIST);
+        }
+        let count = self.len();
+        self.blocks.grow(count + 1)?;
+        let res = self.preserve_new(luo, token, fd);
+        if res.is_err() {
+            self.blocks.shrink(count);
+        }
+        res
+    }
+
+    fn preserve_new(&mut self, luo: &Luo, token: u64, fd: i32) -> Result {
+        let fd = u32::try_from(fd).map_err(|_| EBADF)?;
+        let file = LocalFile::fget(fd)?;
+        // SAFETY: PRESERVE_FD never touches the file position, so no `fdget_pos` section is
+        // needed; LUO only passes the file to handlers and keeps a reference.
+        let file = unsafe { LocalFile::assume_no_fdget_pos(file) };
+
+        let reg = luo.registry.lock();
+        let handler = reg.find_for_file(&file).ok_or(ENOENT)?;
+        if !handler.ops.try_get_owner() {
+            return Err(ENOENT);
+        }
+        let id = handler.ops.get_id(&file);
+        if let Err(e) = luo.claim_id(id) {
+            handler.ops.put_owner();
+            return Err(e);
+        }
+        let flbs = reg.flbs_of(&handler);
+        for (i, flb) in flbs.iter().enumerate() {
+            if let Err(e) = flb.file_preserve() {
+                for f in flbs[..i].iter().rev() {
+                    f.put_outgoing();
+                }
+                luo.release_id(id);
+                handler.ops.put_owner();
+                return Err(e);
+            }
+        }
+        drop(reg);
+
+        let undo = |luo: &Luo, handler: &Arc<Handler>| {
+            let reg = luo.registry.lock();
+            for f in reg.flbs_of(handler).iter().rev() {
+                f.put_outgoing();
+            }
+            drop(reg);
+            luo.release_id(id);
+            handler.ops.put_owner();
+        };
+        let (r1, r2) = match (
+            RBTreeNodeReservation::new(GFP_KERNEL),
+            RBTreeNodeReservation::new(GFP_KERNEL),
+        ) {
+            (Ok(r1), Ok(r2)) => (r1, r2),
+            _ => {
+                undo(luo, &handler);
+                return Err(ENOMEM);
+            }
+        };
+        let (data, state) = match handler.ops.preserve(&file) {
+            Ok(v) => v,
+            Err(e) => {
+                undo(luo, &handler);
+                return Err(e);
+            }
+        };
+        let f = LuoFile {
+            handler,
+            token,
+            data,
+            file: Some(file),
+            state: Some(state),
+            retrieve: RetrieveStatus::NotRetrieved,
+        };
+        self.insert(f, r1, r2);
+        Ok(())
+    }
+
+    /// Unpreserves every file, newest first (an outgoing session was closed).
+    pub(crate) fn unpreserve_all(&mut self, luo: &Luo) {
+        while let Some(cursor) = self.files.cursor_back_mut() {
+            let (_, node) = cursor.remove_current();
+            let (_, f) = node.to_key_value();
+            self.tokens.remove(&f.token);
+            self.count -= 1;
+            let handler = f.handler;
+            if let (Some(file), Some(state)) = (f.file, f.state) {
+                handler.ops.unpreserve(&file, f.data, state);
+                let reg = luo.registry.lock();
+                for flb in reg.flbs_of(&handler).iter().rev() {
+                    flb.put_outgoing();
+                }
+                drop(reg);
+                luo.release_id(handler.ops.get_id(&file));
+            }
+            handler.ops.put_owner();
+            self.blocks.shrink(self.len());
+        }
+        self.blocks.shrink(0);
+    }
+
+    /// RETRIEVE_FD: the file with `token` from the previous kernel.
+    ///
+    /// Idempotent: a retrieved file is returned again (a new reference to the same file); a
+    /// failed retrieve returns the same error again without calling the handler.
+    pub(crate) fn retrieve(&mut self, luo: &Luo, token: u64) -> Result<ARef<File>> {
+        let seq = *self.tokens.get(&token).ok_or(ENOENT)?;
+        let f = self.files.get_mut(&seq).ok_or(ENOENT)?;
+        match f.retrieve {
+            RetrieveStatus::Failed(e) => return Err(e),
+            RetrieveStatus::Retrieved => return f.file.clone().ok_or(ENOENT),
+            RetrieveStatus::NotRetrieved => {}
+        }
+        let file = match f.handler.ops.retrieve(f.data) {
+            Ok(file) => file,
+            Err(e) => {
+                f.retrieve = RetrieveStatus::Failed(e);
+                return Err(e);
+            }
+        };
+        if luo.claim_id(f.handler.ops.get_id(&file)).is_err() {
+            pr_warn!("retrieved file for token {:#x} is already preserved\n", token);
+        }
+        f.retrieve = RetrieveStatus::Retrieved;
+        f.file = Some(file.clone());
+        Ok(file)
+    }
+
+    /// FINISH: asks every file whether it can finish (`EBUSY` if one cannot, and nothing
+    /// happens), then finishes all of them, newest first.
+    pub(crate) fn finish(&mut self, luo: &Luo) -> Result {
+        for f in self.files.values() {
+            if !f.handler.ops.can_finish(f.file.as_deref(), f.data, f.retrieve) {
+                return Err(EBUSY);
+            }
+        }
+        while let Some(cursor) = self.files.cursor_back_mut() {
+            let (_, node) = cursor.remove_current();
+            let (_, f) = node.to_key_value();
+            self.tokens.remove(&f.token);
+            self.count -= 1;
+            f.handler.ops.finish(f.file.as_deref(), f.data, f.retrieve);
+            let reg = luo.registry.lock();
+            for flb in reg.flbs_of(&f.handler).iter().rev() {
+                flb.put_incoming();
+            }
+            drop(reg);
+            if let Some(file) = &f.file {
+                luo.release_id(f.handler.ops.get_id(file));
+            }
+            f.handler.ops.put_owner();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! File-Lifecycle-Bound objects (FLBs): state shared by the preserved files of some handlers.
+//!
+//! An FLB is preserved when the first file of any handler it is linked to is preserved, and
+//! unpreserved when the last such file is. In the next kernel it is retrieved on demand and
+//! finished when the last linked file is finished.
+//!
+//! State is kept per `struct liveupdate_flb` (keyed by its address), also before the FLB is
+//! registered: C users may ask for their incoming object first.
+
+use crate::luo;
+use kernel::{
+    liveupdate::{
+        CFlb,
+        Flb, //
+    },
+    new_mutex,
+    prelude::*,
+    sync::{
+        Arc,
+        Mutex, //
+    }, //
+};
+
+/// The most FLBs that can be registered: what fits in the one-page handover table.
+pub(crate) const FLB_MAX: usize = (kernel::page::PAGE_SIZE - 16) / 64;
+
+/// This kernel's side of an FLB.
+#[derive(Default)]
+struct Outgoing {
+    /// Preserved files (and `get_outgoing` users) holding the FLB.
+    count: u64,
+    data: u64,
+    obj: usize,
+}
+
+/// The previous kernel's side of an FLB.
+#[derive(Default)]
+struct Incoming {
+    /// Users still to finish: starts at the previous kernel's count when retrieved.
+    count: u64,
+    data: u64,
+    obj: usize,
+    /// 0: not retrieved yet; 1: retrieved; < 0: the sticky retrieve error.
+    status: i32,
+    finished: bool,
+}
+
+/// One FLB and its state.
+///
+/// Lock order: `out` and `inc` are leaves (taken under the registry lock when files are
+/// preserved, unpreserved or finished, never the other way round).
+#[pin_data]
+pub(crate) struct FlbState {
+    pub(crate) ops: CFlb,
+    #[pin]
+    out: Mutex<Outgoing>,
+    #[pin]
+    inc: Mutex<Incoming>,
+}
+
+impl FlbState {
+    pub(crate) fn new(ops: CFlb) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                ops,
+                out <- new_mutex!(Outgoing::default(), "luo_flb::out"),
+                inc <- new_mutex!(Incoming::default(), "luo_flb::inc"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// A file of a linked handler is being preserved.
+    pub(crate) fn file_preserve(&self) -> Result {
+        let mut out = self.out.lock();
+        if out.count == 0 {
+            if !self.ops.try_get_owner() {
+                return Err(ENODEV);
+            }
+            match self.ops.preserve() {
+                Ok((data, obj)) => {
+                    out.data = data;
+                    out.obj = obj;
+                }
+                Err(e) => {
+                    self.ops.put_owner();
+                    return Err(e);
+                }
+            }
+        }
+        out.count += 1;
+        Ok(())
+    }
+
+    /// Drops one outgoing reference; the last one unpreserves the FLB.
+    pub(crate) fn put_outgoing(&self) {
+        let mut out = self.out.lock();
+        if out.count == 0 {
+            pr_warn!("FLB '{}': unbalanced outgoing put\n", self.ops.compatible());
+            return;
+        }
+        out.count -= 1;
+        if out.count == 0 {
+            self.ops.unpreserve(out.data, out.obj);
+            out.data = 0;
+            out.obj = 0;
+            self.ops.put_owner();
+        }
+    }
+
+    /// `liveupdate_flb_get_outgoing`: a new reference to the live outgoing object.
+    pub(crate) fn get_outgoing(&self) -> Result<usize> {
+        let mut out = self.out.lock();
+        if out.obj == 0 {
+            return Err(ENOENT);
+        }
+        out.count += 1;
+        Ok(out.obj)
+    }
+
+    /// The outgoing entry for the handover: `(data, count)` if the FLB is preserved.
+    pub(crate) fn outgoing_entry(&self) -> Option<(u64, u64)> {
+        let out = self.out.lock();
+        (out.count > 0).then_some((out.data, out.count))
+    }
+
+    fn retrieve_locked(&self, inc: &mut Incoming) -> Result {
+        if inc.finished {
+            return Err(ENODATA);
+        }
+        if inc.status < 0 {
+            return Err(Error::from_errno(inc.status));
+        }
+        if inc.status > 0 {
+            return Ok(());
+        }
+        let (data, count) = luo()?.incoming_flb(self.ops.compatible())?;
+        inc.data = data;
+        inc.count = count;
+        if !self.ops.try_get_owner() {
+            return Err(ENODEV);
+        }
+        match self.ops.retrieve(data) {
+            Ok(obj) => {
+                inc.obj = obj;
+                inc.status = 1;
+                Ok(())
+            }
+            Err(e) => {
+                inc.status = e.to_errno();
+                self.ops.put_owner();
+                Err(e)
+            }
+        }
+    }
+
+    /// `liveupdate_flb_get_incoming`: retrieves the object on first use, takes a reference.
+    pub(crate) fn get_incoming(&self) -> Result<usize> {
+        let mut inc = self.inc.lock();
+        if inc.obj == 0 {
+            self.retrieve_locked(&mut inc)?;
+        }
+        inc.count += 1;
+        Ok(inc.obj)
+    }
+
+    /// Drops one incoming reference; the last one finishes the FLB.
+    ///
+    /// Unlike the C LUO, a put before any get first retrieves the FLB (which sets the count
+    /// the previous kernel recorded) instead of underflowing the count and never finishing.
+    pub(crate) fn put_incoming(&self) {
+        let mut inc = self.inc.lock();
+        if inc.status == 0 && self.retrieve_locked(&mut inc).is_err() {
+            return;
+        }
+        if inc.status < 0 || inc.finished || inc.count == 0 {
+            return;
+        }
+        inc.count -= 1;
+        if inc.count == 0 {
+            self.ops.finish(inc.data, inc.obj);
+            inc.data = 0;
+            inc.obj = 0;
+            inc.finished = true;
+            self.ops.put_owner();
+        }
+    }
+}

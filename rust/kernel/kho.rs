@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Kexec HandOver (KHO): memory that survives a kexec into the next kernel.
+//!
+//! Outgoing: [`PreservedPage`] is a zeroed page that KHO hands over to the next kernel unless it
+//! is dropped first; [`add_subtree`] names a blob so the next kernel can find it.
+//!
+//! Incoming: [`retrieve_subtree`] finds a named blob left by the previous kernel. Physical
+//! addresses read from the previous kernel's data are [`IncomingPhys`]: they cannot be
+//! dereferenced until [`IncomingPage::restore`] has checked that KHO really preserved a page
+//! there, so a corrupt or hostile handover cannot make the kernel touch arbitrary memory.
+//!
+//! C header: [`include/linux/kexec_handover.h`](srctree/include/linux/kexec_handover.h)
+
+use crate::{
+    bindings,
+    error::{
+        from_err_ptr,
+        to_result, //
+    },
+    page::PAGE_SIZE,
+    prelude::*, //
+};
+use core::ptr::NonNull;
+
+/// Returns whether KHO is enabled on this boot (`kho=` and `CONFIG_KEXEC_HANDOVER_ENABLE_DEFAULT`).
+pub fn is_enabled() -> bool {
+    // SAFETY: Reads a flag; callable at any time.
+    unsafe { bindings::kho_is_enabled() }
+}
+
+/// A zeroed, page-sized allocation that KHO preserves for the next kernel.
+///
+/// Dropping it frees the page and removes it from the handover. [`PreservedPage::hand_over`]
+/// leaves it for the next kernel instead.
+///
+/// # Invariants
+///
+/// `ptr` points to a live `PAGE_SIZE` allocation from `kho_alloc_preserve`, owned by `self`.
+pub struct PreservedPage {
+    ptr: NonNull<u8>,
+}
+
+// SAFETY: The page is plain memory owned by `self`; it can be used and freed from any thread.
+unsafe impl Send for PreservedPage {}
+// SAFETY: Shared references only allow reading the address.
+unsafe impl Sync for PreservedPage {}
+
+impl PreservedPage {
+    /// Allocates a zeroed page and marks it preserved.
+    pub fn new() -> Result<Self> {
+        // SAFETY: `kho_alloc_preserve` has no preconditions; it returns an ERR_PTR on failure.
+        let ptr = from_err_ptr(unsafe { bindings::kho_alloc_preserve(PAGE_SIZE) })?;
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(ENOMEM)?;
+        // INVARIANT: `ptr` is a fresh `PAGE_SIZE` allocation from `kho_alloc_preserve`.
+        Ok(Self { ptr })
+    }
+
+    /// The physical address of the page, as the next kernel will see it.
+    pub fn phys(&self) -> u64 {
+        // SAFETY: `ptr` is a valid direct-map address by the type invariants.
+        unsafe { bindings::virt_to_phys(self.ptr.as_ptr().cast()) }
+    }
+
+    /// The contents of the page.
+    pub fn bytes(&self) -> &[u8; PAGE_SIZE] {
+        // SAFETY: The page is valid for `PAGE_SIZE` bytes and owned by `self`.
+        unsafe { &*self.ptr.as_ptr().cast() }
+    }
+
+    /// The contents of the page, for writing.
+    pub fn bytes_mut(&mut self) -> &mut [u8; PAGE_SIZE] {
+        // SAFETY: The page is valid for `PAGE_SIZE` bytes and uniquely borrowed through `self`.
+        unsafe { &mut *self.ptr.as_ptr().cast() }
+    }
+
+    /// Raw pointer to the page, e.g. for [`add_subtree`].
+    fn as_ptr(&self) -> *mut c_void {
+        self.ptr.as_ptr().cast()
+    }
+}
+
+impl Drop for PreservedPage {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants the page came from `kho_alloc_preserve` and is owned
+        // by `self`.
+        unsafe { bindings::kho_unpreserve_free(self.as_ptr()) };
+    }
+}
+
+/// Publishes the first `size` bytes of `page` to the next kernel under `name`.
+///
+/// The page must stay alive (not be dropped) while the subtree is registered; the caller keeps
+/// it for the lifetime of the kernel.
+pub fn add_subtree(name: &'static CStr, page: &'static PreservedPage, size: usize) -> Result {
+    if size > PAGE_SIZE {
+        return Err(EINVAL);
+    }
+    // SAFETY: `name` is a static string; the blob is valid for `size` bytes for the rest of
+    // the kernel's life since `page` is `'static`.
+    to_result(unsafe { bindings::kho_add_subtree(name.as_char_ptr(), page.as_ptr(), size) })
+}
+
+/// A physical address read from the previous kernel's handover data: not trusted.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct IncomingPhys(pub u64);
+
+/// Finds the blob the previous kernel published under `name`.
+///
+/// Returns its physical address and size, or `ENOENT` if there is none (e.g. a cold boot).
+pub fn retrieve_subtree(name: &CStr) -> Result<(IncomingPhys, usize)> {
+    let mut phys: bindings::phys_addr_t = 0;
+    let mut size: usize = 0;
+    // SAFETY: `name` is NUL-terminated; the out-pointers are valid locals.
+    to_result(unsafe { bindings::kho_retrieve_subtree(name.as_char_ptr(), &mut phys, &mut size) })?;
+    Ok((IncomingPhys(phys), size))
+}
+
+/// A page the previous kernel preserved with [`PreservedPage`], restored in this kernel.
+///
+/// Dropping it frees the page.
+///
+/// # Invariants
+///
+/// `folio` is an order-0 folio restored by `kho_restore_folio` and owned by `self` (one
+/// reference); `ptr` is its direct-map address.
+pub struct IncomingPage {
+    folio: NonNull<bindings::folio>,
+    ptr: NonNull<u8>,
+}
+
+// SAFETY: The page is plain memory owned by `self`.
+unsafe impl Send for IncomingPage {}
+// SAFETY: Shared references only allow reading.
+unsafe impl Sync for IncomingPage {}
+
+impl IncomingPage {
+    /// Claims the preserved page at `phys`.
+    ///
+    /// Fails with `EINVAL` if `phys` is not page aligned, is not a KHO-preserved folio, or
+    /// is a preserved folio larger than a page. Each page can be restored once.
+    ///
+    /// KHO itself warns once when `phys` is memory it did not preserve.
+    pub fn restore(phys: IncomingPhys) -> Result<Self> {
+        if phys.0 == 0 || phys.0 % PAGE_SIZE as u64 != 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: `kho_restore_folio` checks that `phys` is an online page carrying KHO's
+        // preservation magic and returns NULL otherwise.
+        let folio = NonNull::new(unsafe { bindings::kho_restore_folio(phys.0) }).ok_or(EINVAL)?;
+        // SAFETY: `folio` is a valid folio we own a reference to.
+        let (order, addr) = unsafe {
+            (
+                bindings::folio_order(folio.as_ptr()),
+                bindings::folio_address(folio.as_ptr()),
+            )
+        };
+        let Some(ptr) = NonNull::new(addr.cast::<u8>()).filter(|_| order == 0) else {
+            // SAFETY: We own the reference taken by `kho_restore_folio`.
+            unsafe { bindings::folio_put(folio.as_ptr()) };
+            return Err(EINVAL);
+        };
+        // INVARIANT: `folio` was just restored as an order-0 folio and `ptr` maps it.
+        Ok(Self { folio, ptr })
+    }
+
+    /// The contents of the page.
+    pub fn bytes(&self) -> &[u8; PAGE_SIZE] {
+        // SAFETY: The page is valid for `PAGE_SIZE` bytes and owned by `self`.
+        unsafe { &*self.ptr.as_ptr().cast() }
+    }
+}
+
+impl Drop for IncomingPage {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants we own one reference to the restored folio.
+        unsafe { bindings::folio_put(self.folio.as_ptr()) };
+    }
+}
