@@ -9,8 +9,16 @@
 //! A [`BlockSet`] reserves the pages while entries are created, so that the reboot path only
 //! writes into memory it already owns and never allocates.
 
+use crate::abi::{
+    get_u64,
+    put_u64, //
+};
 use kernel::{
-    kho::PreservedPage,
+    kho::{
+        IncomingPage,
+        IncomingPhys,
+        PreservedPage, //
+    },
     page::PAGE_SIZE,
     prelude::*, //
 };
@@ -74,5 +82,174 @@ impl BlockSet {
     /// Number of reserved blocks.
     pub(crate) fn len(&self) -> usize {
         self.blocks.len()
+    }
+
+    /// Starts writing `total` entries into the reserved blocks (the reboot path: no
+    /// allocation). Block headers are written here; entries are handed out in order by
+    /// [`BlockWriter::next_entry`].
+    ///
+    /// `ENOSPC` if fewer blocks were reserved than `total` entries need.
+    pub(crate) fn writer(&mut self, total: usize) -> Result<BlockWriter<'_>> {
+        let per = per_block(self.entry_size);
+        let need = blocks_needed(total, self.entry_size);
+        if need > self.blocks.len() {
+            return Err(ENOSPC);
+        }
+        let mut next = 0u64;
+        for b in (0..need).rev() {
+            let phys = self.blocks[b].phys();
+            let n = (total - b * per).min(per);
+            let page = self.blocks[b].bytes_mut();
+            put_u64(page, 0, next);
+            put_u64(page, 8, n as u64);
+            next = phys;
+        }
+        Ok(BlockWriter {
+            head: next,
+            set: self,
+            total,
+            written: 0,
+        })
+    }
+}
+
+/// Writes the entries of a chain, in order. See [`BlockSet::writer`].
+pub(crate) struct BlockWriter<'a> {
+    set: &'a mut BlockSet,
+    head: u64,
+    total: usize,
+    written: usize,
+}
+
+impl BlockWriter<'_> {
+    /// Physical address of the first block, 0 for an empty chain.
+    pub(crate) fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The next entry to fill, zeroed; `None` once `total` entries were handed out.
+    pub(crate) fn next_entry(&mut self) -> Option<&mut [u8]> {
+        if self.written >= self.total {
+            return None;
+        }
+        let es = self.set.entry_size;
+        let per = per_block(es);
+        let (b, j) = (self.written / per, self.written % per);
+        self.written += 1;
+        let off = HEADER_SIZE + j * es;
+        let e = self.set.blocks.get_mut(b)?.bytes_mut().get_mut(off..off + es)?;
+        e.fill(0);
+        Some(e)
+    }
+}
+
+/// Reads a chain of blocks written by the previous kernel, calling `entry` for each entry in
+/// order, and frees its pages. Returns the number of entries.
+///
+/// The chain is hostile data. It is rejected with `EINVAL` if an address is not a page that
+/// KHO preserved (this also catches a cycle: a page can be restored only once), if it has
+/// more than [`MAX_BLOCKS`] blocks, or if a block's count is 0 or more than fits. Entries of
+/// the blocks before the bad one have been passed to `entry` already.
+pub(crate) fn read_chain(
+    head: IncomingPhys,
+    entry_size: usize,
+    mut entry: impl FnMut(&[u8]) -> Result,
+) -> Result<usize> {
+    let per = per_block(entry_size);
+    let mut pages = KVec::new();
+    let mut next = head;
+    let mut total = 0;
+    while next.0 != 0 {
+        if pages.len() >= MAX_BLOCKS {
+            pr_warn!("block chain longer than {} blocks\n", MAX_BLOCKS);
+            return Err(EINVAL);
+        }
+        let page = IncomingPage::restore(next).inspect_err(|_| {
+            pr_warn!("block chain: {:#x} is not a preserved page\n", next.0)
+        })?;
+        let bytes = page.bytes();
+        let count = get_u64(bytes, 8);
+        if count == 0 || count > per as u64 {
+            pr_warn!("block chain: bad entry count {} (1..={})\n", count, per);
+            return Err(EINVAL);
+        }
+        next = IncomingPhys(get_u64(bytes, 0));
+        for j in 0..count as usize {
+            let off = HEADER_SIZE + j * entry_size;
+            entry(bytes.get(off..off + entry_size).ok_or(EINVAL)?)?;
+        }
+        total += count as usize;
+        // Keep the pages until the whole chain is read, so an address seen twice fails to
+        // restore instead of pointing at a page freed meanwhile.
+        pages.push(page, GFP_KERNEL)?;
+    }
+    Ok(total)
+}
+
+#[kunit_tests(luo_rs_block)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_per_block_match_the_c_luo() {
+        // 51 sessions (80 B) and 63 files (64 B) per 4 KiB block, as in the spec.
+        assert_eq!(per_block(80), (PAGE_SIZE - 16) / 80);
+        assert_eq!(per_block(64), (PAGE_SIZE - 16) / 64);
+        if PAGE_SIZE == 4096 {
+            assert_eq!(per_block(80), 51);
+            assert_eq!(per_block(64), 63);
+        }
+    }
+
+    #[test]
+    fn blocks_needed_rounds_up() {
+        let per = per_block(64);
+        assert_eq!(blocks_needed(0, 64), 0);
+        assert_eq!(blocks_needed(1, 64), 1);
+        assert_eq!(blocks_needed(per, 64), 1);
+        assert_eq!(blocks_needed(per + 1, 64), 2);
+        // The C limits: 510,000 sessions and 630,000 files fit in MAX_BLOCKS.
+        if PAGE_SIZE == 4096 {
+            assert_eq!(blocks_needed(510_000, 80), MAX_BLOCKS);
+            assert_eq!(blocks_needed(630_000, 64), MAX_BLOCKS);
+        }
+    }
+
+    #[test]
+    fn writer_chains_blocks_in_order() -> Result {
+        let per = per_block(64);
+        let mut set = BlockSet::new(64);
+        set.grow(per + 2)?;
+        assert_eq!(set.len(), 2);
+        assert!(set.writer(2 * per + 1).is_err());
+        let mut w = set.writer(per + 2)?;
+        let head = w.head();
+        let mut n = 0u64;
+        while let Some(e) = w.next_entry() {
+            put_u64(e, 0, n);
+            n += 1;
+        }
+        assert_eq!(n, per as u64 + 2);
+        assert_eq!(head, set.blocks[0].phys());
+        let b0 = set.blocks[0].bytes();
+        assert_eq!(get_u64(b0, 0), set.blocks[1].phys());
+        assert_eq!(get_u64(b0, 8), per as u64);
+        assert_eq!(get_u64(b0, HEADER_SIZE + 64), 1);
+        let b1 = set.blocks[1].bytes();
+        assert_eq!(get_u64(b1, 0), 0);
+        assert_eq!(get_u64(b1, 8), 2);
+        assert_eq!(get_u64(b1, HEADER_SIZE + 64), per as u64 + 1);
+        set.shrink(per);
+        assert_eq!(set.len(), 1);
+        set.shrink(0);
+        assert_eq!(set.len(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn grow_refuses_beyond_the_limit() {
+        let mut set = BlockSet::new(64);
+        assert_eq!(set.grow(per_block(64) * MAX_BLOCKS + 1).err(), Some(ENOSPC));
+        assert_eq!(set.len(), 0);
     }
 }

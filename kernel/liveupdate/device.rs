@@ -69,7 +69,7 @@ impl MiscDevice for LuoDevice {
         }
         // The sessions of the previous kernel are rebuilt on first open; if that failed the
         // device stays unusable (as with the C LUO), so userspace notices.
-        if luo().and_then(|l| l.incoming_error()).is_err() {
+        if luo().and_then(|l| l.deserialize()).is_err() {
             IN_USE.store(0, Release);
             return Err(EIO);
         }
@@ -100,7 +100,6 @@ impl MiscDevice for LuoDevice {
         let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
         let luo = luo()?;
         let file = if cmd == CREATE {
-            luo.check_not_frozen()?;
             session::create(luo, &a.name)?
         } else {
             session::retrieve(luo, &a.name)?

@@ -6,6 +6,12 @@
 //! so that PRESERVE_FD's duplicate check and RETRIEVE_FD are O(log n).
 
 use crate::{
+    abi::{
+        file_ser,
+        put_str,
+        put_u64,
+        COMPAT_LEN, //
+    },
     block::BlockSet,
     registry::Handler,
     Luo, //
@@ -32,7 +38,7 @@ use kernel::{
 };
 
 /// Size of one serialized file entry (`struct luo_file_ser`).
-pub(crate) const FILE_SER_SIZE: usize = 64;
+pub(crate) const FILE_SER_SIZE: usize = file_ser::SIZE;
 
 /// One preserved file.
 pub(crate) struct LuoFile {
@@ -76,14 +82,64 @@ impl FileSet {
         self.count
     }
 
-    /// The files in preservation order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &LuoFile> {
-        self.files.values()
+    /// Reboot path: freezes every file in preservation order and writes the file entries
+    /// into the reserved blocks. Returns `(first block PA, count)`.
+    ///
+    /// If a freeze fails, the files frozen before it are unfrozen and its error returned.
+    pub(crate) fn freeze(&mut self) -> Result<(u64, u64)> {
+        let mut frozen = 0;
+        let mut res = Ok(());
+        for f in self.files.values_mut() {
+            if let (Some(file), Some(state)) = (&f.file, &mut f.state) {
+                if let Err(e) = f.handler.ops.freeze(file, &mut f.data, state) {
+                    pr_warn!(
+                        "Freeze failed for token[{:#x}] handler[{}] err[{:?}]\n",
+                        f.token,
+                        f.handler.ops.compatible(),
+                        e
+                    );
+                    res = Err(e);
+                    break;
+                }
+            }
+            frozen += 1;
+        }
+        if let Err(e) = res {
+            self.unfreeze_first(frozen);
+            return Err(e);
+        }
+        let count = self.count;
+        let written = (|| {
+            let mut w = self.blocks.writer(count)?;
+            for f in self.files.values() {
+                let e = w.next_entry().ok_or(ENOSPC)?;
+                put_str(&mut e[..COMPAT_LEN], f.handler.ops.compatible().to_bytes());
+                put_u64(e, file_ser::DATA, f.data);
+                put_u64(e, file_ser::TOKEN, f.token);
+            }
+            Ok(w.head())
+        })();
+        match written {
+            Ok(head) => Ok((head, count as u64)),
+            Err(e) => {
+                self.unfreeze_first(count);
+                Err(e)
+            }
+        }
     }
 
-    /// The files in preservation order, for the reboot path.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut LuoFile> {
-        self.files.values_mut()
+    /// Reboot path: undoes [`FileSet::freeze`] after a later failure.
+    pub(crate) fn unfreeze(&mut self) {
+        let n = self.count;
+        self.unfreeze_first(n);
+    }
+
+    fn unfreeze_first(&mut self, n: usize) {
+        for f in self.files.values_mut().take(n) {
+            if let (Some(file), Some(state)) = (&f.file, &mut f.state) {
+                f.handler.ops.unfreeze(file, f.data, state);
+            }
+        }
     }
 
     fn insert(

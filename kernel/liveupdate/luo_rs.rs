@@ -36,11 +36,13 @@ use kernel::{
     ThisModule, //
 };
 
+mod abi;
 mod block;
 pub mod capi;
 mod device;
 mod file_set;
 mod flb;
+mod handover;
 mod name;
 mod registry;
 mod session;
@@ -66,6 +68,18 @@ impl ModuleMetadata for LocalModule {
 
 /// `liveupdate=` on the command line; forced off when KHO is off or setup fails.
 static ENABLED: Atomic<bool> = Atomic::new(false);
+
+/// Set by the reboot path once the sessions are serialized (cleared again if it fails).
+static FROZEN: Atomic<bool> = Atomic::new(false);
+
+/// Whether the sessions are serialized for the kexec.
+pub(crate) fn frozen() -> bool {
+    FROZEN.load(Relaxed)
+}
+
+pub(crate) fn set_frozen(on: bool) {
+    FROZEN.store(on, Relaxed);
+}
 
 /// The global LUO state, set up by the early initcall.
 static LUO: SetOnce<Pin<KBox<Luo>>> = SetOnce::new();
@@ -93,14 +107,43 @@ pub(crate) struct Luo {
     /// preservation per file system-wide.
     #[pin]
     preserved: Mutex<RBTree<usize, ()>>,
+    /// The previous kernel's sessions; turned into incoming sessions on first open.
+    /// Lock order: before `sessions`.
+    #[pin]
+    incoming: Mutex<IncomingState>,
+    /// The previous kernel's FLB table (read-only after boot).
+    incoming_flbs: KVec<handover::InFlb>,
+    /// The previous kernel's live update number; 0 after a cold boot.
+    incoming_num: u64,
+}
+
+/// The previous kernel's sessions, before and after they became incoming sessions.
+struct IncomingState {
+    sessions: KVec<handover::InSession>,
+    /// Sessions were built (on the first open of `/dev/liveupdate`).
+    deserialized: bool,
 }
 
 impl Luo {
-    fn new() -> impl PinInit<Self, Error> {
+    fn new(data: handover::Incoming) -> impl PinInit<Self, Error> {
+        let handover::Incoming {
+            liveupdate_num,
+            sessions: in_sessions,
+            flbs,
+        } = data;
         try_pin_init!(Self {
+            incoming_flbs: flbs,
+            incoming_num: liveupdate_num,
             sessions <- new_mutex!(Sessions::new(), "luo::sessions"),
             registry <- new_mutex!(Registry::new(), "luo::registry"),
             preserved <- new_mutex!(RBTree::new(), "luo::preserved"),
+            incoming <- new_mutex!(
+                IncomingState {
+                    sessions: in_sessions,
+                    deserialized: false
+                },
+                "luo::incoming"
+            ),
         })
     }
 
@@ -122,25 +165,62 @@ impl Luo {
 
     /// `EBUSY` once the reboot path has serialized the sessions.
     pub(crate) fn check_not_frozen(&self) -> Result {
+        if frozen() {
+            return Err(EBUSY);
+        }
         Ok(())
     }
 
-    /// The error that rebuilding the previous kernel's sessions gave, if any.
-    pub(crate) fn incoming_error(&self) -> Result {
+    /// Turns the previous kernel's sessions into incoming sessions (first open of the
+    /// device), now that the file handlers are registered.
+    ///
+    /// A file whose handler is not registered is dropped with a warning; the rest of its
+    /// session is kept. Only an allocation failure makes this (and every later open) fail.
+    pub(crate) fn deserialize(&self) -> Result {
+        let mut inc = self.incoming.lock();
+        if inc.deserialized {
+            return Ok(());
+        }
+        let mut sessions = self.sessions.lock();
+        let in_sessions = core::mem::take(&mut inc.sessions);
+        for ins in in_sessions.into_iter() {
+            let session = session::Session::new(ins.name, 0, true)?;
+            {
+                let mut inner = session.inner.lock();
+                for f in ins.files.into_iter() {
+                    let compat = abi::get_str(&f.compat).unwrap_or(c"");
+                    let handler = self.registry.lock().find_by_compatible(compat);
+                    let Some(handler) = handler else {
+                        pr_warn!(
+                            "session [{}]: dropped token {:#x}: no registered handler for compatible '{}'\n",
+                            kernel::str::BStr::from_bytes(ins.name.as_bytes()),
+                            f.token,
+                            compat
+                        );
+                        continue;
+                    };
+                    inner.files.add_incoming(handler, f.token, f.data)?;
+                }
+            }
+            sessions.add_incoming(session)?;
+        }
+        inc.deserialized = true;
         Ok(())
     }
 
     /// The previous kernel's handover entry of an FLB: `(data, count)`.
-    pub(crate) fn incoming_flb(&self, _compat: &CStr) -> Result<(u64, u64)> {
-        Err(ENODATA)
-    }
-
-    /// Freezes and serializes every outgoing session for the kexec.
-    pub(crate) fn reboot(&self) -> Result {
-        if self.sessions.lock().out_count() == 0 {
-            return Ok(());
+    ///
+    /// `ENODATA` if the previous kernel handed over no FLB table, `ENOENT` if this FLB is not
+    /// in it.
+    pub(crate) fn incoming_flb(&self, compat: &CStr) -> Result<(u64, u64)> {
+        if self.incoming_num == 0 {
+            return Err(ENODATA);
         }
-        Err(EOPNOTSUPP)
+        self.incoming_flbs
+            .iter()
+            .find(|f| abi::get_str(&f.compat) == Some(compat))
+            .map(|f| (f.data, f.count))
+            .ok_or(ENOENT)
     }
 }
 
@@ -160,7 +240,8 @@ pub extern "C" fn luo_rs_early_init() -> c_int {
         ENABLED.store(false, Relaxed);
         return 0;
     }
-    match KBox::pin_init(Luo::new(), GFP_KERNEL) {
+    let incoming = handover::read_incoming();
+    match KBox::pin_init(Luo::new(incoming), GFP_KERNEL) {
         Ok(l) => {
             LUO.populate(l);
             0
@@ -178,6 +259,16 @@ pub extern "C" fn luo_rs_early_init() -> c_int {
 pub extern "C" fn luo_rs_late_init() -> c_int {
     if !enabled() {
         return 0;
+    }
+    let setup = luo().and_then(|l| {
+        let h = handover::Handover::new(l.incoming_num + 1)?;
+        l.sessions.lock().handover = Some(h);
+        Ok(())
+    });
+    if let Err(e) = setup {
+        pr_err!("failed to prepare LUO state: {:?}\n", e);
+        ENABLED.store(false, Relaxed);
+        return e.to_errno();
     }
     if let Err(e) = device::LuoDevice::register() {
         pr_err!("cannot register /dev/liveupdate: {:?}\n", e);

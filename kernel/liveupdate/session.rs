@@ -109,6 +109,8 @@ pub(crate) struct Sessions {
     /// Handover pages reserved for the outgoing session entries.
     pub(crate) blocks: BlockSet,
     incoming: RBTree<Name, Arc<Session>>,
+    /// This kernel's handover root (set up at late boot).
+    pub(crate) handover: Option<crate::handover::Handover>,
 }
 
 impl Sessions {
@@ -120,6 +122,7 @@ impl Sessions {
             out_count: 0,
             blocks: BlockSet::new(SESSION_SER_SIZE),
             incoming: RBTree::new(),
+            handover: None,
         }
     }
 
@@ -143,6 +146,7 @@ impl Sessions {
 pub(crate) fn create(luo: &Luo, name: &[u8; crate::name::NAME_LEN]) -> Result<ARef<File>> {
     let name = Name::new(name)?;
     let mut s = luo.sessions.lock();
+    luo.check_not_frozen()?;
     let count = s.out_count();
     // Room in the handover first (as the C LUO, so ENOSPC wins over EEXIST), but unlike it,
     // give the room back on EEXIST: a trailing empty block would corrupt the handover.
@@ -214,6 +218,9 @@ fn session_file(session: Arc<Session>) -> Result<ARef<File>> {
 fn release(luo: &Luo, session: Arc<Session>, file: &File) {
     if session.incoming {
         let mut s = luo.sessions.lock();
+        if crate::frozen() {
+            return;
+        }
         let mut inner = session.inner.lock();
         if !inner.retrieved || inner.owner != file.as_ptr() as usize {
             // A retrieve that was taken back (see `unretrieve`).
@@ -231,6 +238,11 @@ fn release(luo: &Luo, session: Arc<Session>, file: &File) {
         return;
     }
     let mut s = luo.sessions.lock();
+    if crate::frozen() {
+        // The session is in the handover already: keep everything for the next kernel.
+        core::mem::forget(session);
+        return;
+    }
     s.out_by_name.remove(&session.name);
     if s.out.remove(&session.seq).is_some() {
         s.out_count -= 1;
@@ -297,8 +309,10 @@ fn session_ioctl(session: &Session, cmd: u32, arg: usize) -> Result {
     match nr {
         LIVEUPDATE_CMD_SESSION_PRESERVE_FD => {
             let a: uapi::PreserveFd = ucmd.read()?;
+            let mut inner = session.inner.lock();
             luo.check_not_frozen()?;
-            session.inner.lock().files.preserve(luo, a.token, a.fd)?;
+            inner.files.preserve(luo, a.token, a.fd)?;
+            drop(inner);
             ucmd.respond(&a).inspect_err(|_| {
                 pr_warn!("The file was successfully preserved, but response to user failed\n")
             })

@@ -3,7 +3,7 @@
 //! Kexec HandOver (KHO): memory that survives a kexec into the next kernel.
 //!
 //! Outgoing: [`PreservedPage`] is a zeroed page that KHO hands over to the next kernel unless it
-//! is dropped first; [`add_subtree`] names a blob so the next kernel can find it.
+//! is dropped first; [`Subtree`] names a page so the next kernel can find it.
 //!
 //! Incoming: [`retrieve_subtree`] finds a named blob left by the previous kernel. Physical
 //! addresses read from the previous kernel's data are [`IncomingPhys`]: they cannot be
@@ -74,7 +74,7 @@ impl PreservedPage {
         unsafe { &mut *self.ptr.as_ptr().cast() }
     }
 
-    /// Raw pointer to the page, e.g. for [`add_subtree`].
+    /// Raw pointer to the page, e.g. for [`Subtree::add`].
     fn as_ptr(&self) -> *mut c_void {
         self.ptr.as_ptr().cast()
     }
@@ -88,17 +88,36 @@ impl Drop for PreservedPage {
     }
 }
 
-/// Publishes the first `size` bytes of `page` to the next kernel under `name`.
+/// A page published to the next kernel under a name (a KHO "subtree").
 ///
-/// The page must stay alive (not be dropped) while the subtree is registered; the caller keeps
-/// it for the lifetime of the kernel.
-pub fn add_subtree(name: &'static CStr, page: &'static PreservedPage, size: usize) -> Result {
-    if size > PAGE_SIZE {
-        return Err(EINVAL);
+/// The next kernel finds it with [`retrieve_subtree`]. Dropping it withdraws and frees it.
+pub struct Subtree {
+    page: PreservedPage,
+}
+
+impl Subtree {
+    /// Publishes the first `size` bytes of `page` under `name`.
+    pub fn add(name: &'static CStr, page: PreservedPage, size: usize) -> Result<Self> {
+        if size > PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        // SAFETY: `name` is a static string; the blob stays valid for `size` bytes until
+        // `drop` removes the subtree, since `Self` owns the page.
+        to_result(unsafe { bindings::kho_add_subtree(name.as_char_ptr(), page.as_ptr(), size) })?;
+        Ok(Self { page })
     }
-    // SAFETY: `name` is a static string; the blob is valid for `size` bytes for the rest of
-    // the kernel's life since `page` is `'static`.
-    to_result(unsafe { bindings::kho_add_subtree(name.as_char_ptr(), page.as_ptr(), size) })
+
+    /// The published page, for updating it before the kexec.
+    pub fn page_mut(&mut self) -> &mut PreservedPage {
+        &mut self.page
+    }
+}
+
+impl Drop for Subtree {
+    fn drop(&mut self) {
+        // SAFETY: The blob was added by `add` and is still valid.
+        unsafe { bindings::kho_remove_subtree(self.page.as_ptr()) };
+    }
 }
 
 /// A physical address read from the previous kernel's handover data: not trusted.
@@ -140,9 +159,14 @@ impl IncomingPage {
     /// Fails with `EINVAL` if `phys` is not page aligned, is not a KHO-preserved folio, or
     /// is a preserved folio larger than a page. Each page can be restored once.
     ///
-    /// KHO itself warns once when `phys` is memory it did not preserve.
     pub fn restore(phys: IncomingPhys) -> Result<Self> {
         if phys.0 == 0 || phys.0 % PAGE_SIZE as u64 != 0 {
+            return Err(EINVAL);
+        }
+        // Check quietly first: `kho_restore_folio` warns about memory KHO did not preserve,
+        // and an address from the previous kernel may be anything.
+        // SAFETY: `kho_preserved_order` accepts any address.
+        if unsafe { bindings::kho_preserved_order(phys.0) } != 0 {
             return Err(EINVAL);
         }
         // SAFETY: `kho_restore_folio` checks that `phys` is an online page carrying KHO's
