@@ -4,7 +4,7 @@
 #   make demo                   a live update in QEMU, shown step by step
 #   make kernel LUO=c|rust      just build one kernel variant
 
-LUO ?= c
+LUO ?= c rust
 export BUILD ?= $(CURDIR)/build
 
 .PHONY: check demo deps prepare kernel clean

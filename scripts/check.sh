@@ -53,6 +53,11 @@ run_variant() {
 		return
 	fi
 	g=$BUILD/guest-$v
+	if ! "$REPO/scripts/build-agent.sh" "$g/tests"; then
+		report "not ok $v:build:agent # see the messages above"
+		return
+	fi
+	[ -n "$host_done" ] || host_checks "$v"
 	local k
 	k=$(obj_dir "$v")/arch/x86/boot/bzImage
 	"$REPO/scripts/mkinitramfs.sh" "$g/single.cpio" "$g"
@@ -67,6 +72,58 @@ run_variant() {
 	for t in luo_kexec_simple luo_multi_session luo_stress_files luo_stress_sessions; do
 		vm_case "$v" kexec "$t" "$g/kexec.cpio" 2 300 stages
 	done
+	[ "$v" = rust ] && kunit_case "$v"
+}
+
+# Host checks of the userspace crate (tools/liveupdate), against the uapi
+# header exported by the first kernel built.
+host_done=
+host_checks() {
+	local v=$1 ws=$REPO/tools/liveupdate step name
+	host_done=1
+	mkdir -p "$LOGS/host"
+	for step in "test:cargo test --locked" \
+		"clippy:cargo clippy --locked --all-targets -- -D warnings" \
+		"fmt:cargo fmt --check"; do
+		name=${step%%:*}
+		# shellcheck disable=SC2086
+		if (cd "$ws" && LIVEUPDATE_UAPI_INCLUDE=$(obj_dir "$v")/usr/include \
+			CARGO_TARGET_DIR=$BUILD/agent/target ${step#*:}) > "$LOGS/host/$name.log" 2>&1; then
+			report "ok host:liveupdate-crate:$name"
+		else
+			report "not ok host:liveupdate-crate:$name # see $LOGS/host/$name.log"
+		fi
+	done
+}
+
+# KUnit suites of the Rust LUO (#[kunit_tests] in kernel/liveupdate/*.rs and
+# rust/kernel/*.rs), run at boot in the VM.
+kunit_case() {
+	local v=$1 g=$BUILD/guest-$1 serial=$LOGS/$1/kunit.log out rc=0
+	"$REPO/scripts/run-vm.sh" "$(obj_dir "$v")/arch/x86/boot/bzImage" "$g/single.cpio" "$serial" 300 1G \
+		"kunit.filter_glob=luo_rs* luo.test=none luo.stages=1" || rc=$?
+	out=$("$REPO/scripts/verdict.py" kunit "$serial" "$v:kunit" "$SRC"/kernel/liveupdate/*.rs) || true
+	[ $rc -eq 124 ] && out=$(echo "$out" | sed 's/^ok \(.*\)$/not ok \1 # VM timed out/')
+	mapfile -t lines <<< "$out"
+	report "${lines[@]}"
+	if grep -q '^not ok' <<< "$out"; then echo "#   serial log: $serial"; fi
+}
+
+# Kexec from one variant's kernel into the other's: same handover ABI.
+interop() {
+	local from=$1 to=$2 g=$BUILD/guest-$1 t=luo_multi_session
+	local kf kt serial out rc=0
+	kf=$(obj_dir "$from")/arch/x86/boot/bzImage
+	kt=$(obj_dir "$to")/arch/x86/boot/bzImage
+	[ -f "$kf" ] && [ -f "$kt" ] || return 0
+	"$REPO/scripts/mkinitramfs.sh" "$g/to-$to.cpio" "$g" "$kt"
+	serial=$LOGS/interop-$from-to-$to.log
+	"$REPO/scripts/run-vm.sh" "$kf" "$g/to-$to.cpio" "$serial" 300 1G \
+		"kunit.enable=0 luo.test=$t luo.stages=2" || rc=$?
+	out=$("$REPO/scripts/verdict.py" stages "$serial" "interop:$from-to-$to" "$t" 2) || true
+	[ $rc -eq 124 ] && out="not ok interop:$from-to-$to:$t # VM timed out"
+	report "$out"
+	if grep -q '^not ok' <<< "$out"; then echo "#   serial log: $serial"; fi
 }
 
 start=$(date +%s)
@@ -75,6 +132,11 @@ start=$(date +%s)
 for v in "${variants[@]}"; do
 	run_variant "$v"
 done
+if [[ " ${variants[*]} " == *" c "* && " ${variants[*]} " == *" rust "* ]]; then
+	log "running interop tests (C LUO <-> Rust LUO)"
+	interop c rust
+	interop rust c
+fi
 
 passed=$(grep -c '^ok ' "$results" || true)
 failed=$(grep -c '^not ok ' "$results" || true)

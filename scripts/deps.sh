@@ -8,7 +8,7 @@
 #    is derived from the machine's own Debian apt sources.
 . "$(dirname "$0")/lib.sh"
 
-DEB_PKGS="qemu-system-x86 bc bison flex libelf-dev libssl-dev cpio rsync python3-venv xz-utils gcc make patch"
+DEB_PKGS="qemu-system-x86 bc bison flex libelf-dev libssl-dev cpio rsync python3-venv xz-utils gcc make patch libc6-dev binutils"
 
 install_debian_packages() {
 	local missing=() p

@@ -101,10 +101,64 @@ def stages(log, case, n):
     return [(case, why)]
 
 
+def kunit(log, prefix, sources):
+    """Cases = #[test] functions of the #[kunit_tests(SUITE)] modules in the sources."""
+    cases = []
+    for path in sources:
+        suite = None
+        expect_fn = False
+        for line in open(path):
+            m = re.search(r"#\[kunit_tests\((\w+)\)\]", line)
+            if m:
+                suite = m.group(1)
+            if suite and re.match(r"\s*#\[test\]", line):
+                expect_fn = True
+                continue
+            m = re.match(r"\s*fn (\w+)", line)
+            if expect_fn and m:
+                cases.append((suite, m.group(1)))
+                expect_fn = False
+    result = {c: None for c in cases}
+    problems = []
+    suite = None
+    for line in read(log):
+        body = re.sub(r"^\[\s*[0-9.]+\]\s*", "", line)
+        m = re.match(r"#\s*Subtest:\s*(\w+)", body.strip())
+        if m:
+            suite = m.group(1)
+            continue
+        m = re.match(r"^(not ok|ok) \d+ (\w+)(.*)$", body.strip())
+        if m and (suite, m.group(2)) in result:
+            status, case, rest = m.groups()
+            if status == "ok" and "# SKIP" not in rest:
+                result[(suite, case)] = "ok"
+            else:
+                result[(suite, case)] = ("skipped" if status == "ok" else "failed") + rest
+            continue
+        if PROBLEM.search(line):
+            problems.append(line.strip())
+    out = []
+    for c in cases:
+        name = "%s.%s" % c
+        if result[c] is None:
+            out.append((name, "no result in the log"))
+        elif result[c] != "ok":
+            out.append((name, result[c]))
+        elif problems:
+            out.append((name, "kernel: " + problems[0]))
+        else:
+            out.append((name, None))
+    if not cases:
+        out.append(("(no KUnit cases found)", "no cases"))
+    return out
+
+
 def main():
     mode, log, prefix = sys.argv[1:4]
     if mode == "kselftest":
         res = kselftest(log, prefix, sys.argv[4])
+    elif mode == "kunit":
+        res = kunit(log, prefix, sys.argv[4:])
     else:
         res = stages(log, sys.argv[4], int(sys.argv[5]))
     failed = 0
