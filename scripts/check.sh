@@ -21,7 +21,7 @@ report() { # report LINE...: print and record verdict lines
 }
 
 # vm_case VARIANT SUITE CASE INITRD STAGES TIMEOUT MODE [EXTRA]
-#   MODE is "kselftest:SOURCE" or "stages"
+#   MODE is "kselftest:SOURCE", "ktap:LISTFILE" (case names, one a line) or "stages"
 vm_case() {
 	local v=$1 suite=$2 case=$3 initrd=$4 stages=$5 tmo=$6 mode=$7 extra=${8:-}
 	local kernel serial out rc=0
@@ -31,6 +31,8 @@ vm_case() {
 		"kunit.enable=0 luo.test=$case luo.stages=$stages $extra" || rc=$?
 	if [ "$mode" = stages ]; then
 		out=$("$REPO/scripts/verdict.py" stages "$serial" "$v:$suite" "$case" "$stages") || true
+	elif [[ $mode == ktap:* ]]; then
+		out=$("$REPO/scripts/verdict.py" ktap "$serial" "$v:$suite" "${mode#ktap:}") || true
 	else
 		out=$("$REPO/scripts/verdict.py" kselftest "$serial" "$v:$suite" "${mode#kselftest:}") || true
 	fi
@@ -72,6 +74,11 @@ run_variant() {
 	for t in luo_kexec_simple luo_multi_session luo_stress_files luo_stress_sessions; do
 		vm_case "$v" kexec "$t" "$g/kexec.cpio" 2 300 stages
 	done
+	"$g/tests/luo_rs_kexec" --list > "$g/luo_rs_kexec.list"
+	"$g/tests/luo_rs_chain" --list > "$g/luo_rs_chain.list"
+	"$REPO/scripts/mkinitramfs.sh" "$g/chain.cpio" "$g" "$k" "$k"
+	vm_case "$v" kexec luo_rs_kexec "$g/kexec.cpio" 2 300 "ktap:$g/luo_rs_kexec.list"
+	vm_case "$v" chain luo_rs_chain "$g/chain.cpio" 3 300 "ktap:$g/luo_rs_chain.list"
 	[ "$v" = rust ] && kunit_case "$v"
 }
 

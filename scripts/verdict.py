@@ -4,6 +4,8 @@
 
   verdict.py kselftest LOG PREFIX SOURCE.c   cases = TEST/TEST_F names in SOURCE.c
   verdict.py stages LOG PREFIX CASE STAGES   one case spanning STAGES boots
+  verdict.py ktap LOG PREFIX CASES_FILE      cases = lines of CASES_FILE, each
+                                             reported as "ok N <case>" (KTAP)
 
 Prints "ok PREFIX:case" or "not ok PREFIX:case # reason" per case. A kernel
 problem (WARNING, BUG, Oops, panic, lockdep, KASAN/UBSAN, any message of
@@ -153,12 +155,78 @@ def kunit(log, prefix, sources):
     return out
 
 
+def harness_failures(lines):
+    """Why the boots did not run to the end, from init's and kselftest's lines."""
+    why = []
+    for line in lines:
+        m = re.match(r"LUO-HARNESS: stage (\d+) exit (\d+)", line)
+        if m and m.group(2) != "0":
+            why.append("stage %s exited %s" % m.groups())
+        elif line.startswith("LUO-HARNESS:") and "failed" in line:
+            why.append(line.strip())
+        elif line.startswith("Bail out!"):
+            why.append(line.strip())
+    return why
+
+
+def ktap(log, cases_file):
+    cases = []
+    for line in read(cases_file):
+        if line.strip() and line.strip() not in cases:
+            cases.append(line.strip())
+    lines = read(log)
+    result = {}
+    pending = []  # kernel problems since the previous result line
+    diag = None  # the last "# ..." line since the previous result line
+    for line in lines:
+        m = re.match(r"^(not ok|ok) \d+ (\S+)(.*)$", line)
+        if m and m.group(2) in cases:
+            status, case, rest = m.groups()
+            if status == "ok" and "# SKIP" in rest:
+                why = "skipped" + rest
+            elif status == "ok":
+                why = "kernel: " + pending[0] if pending else None
+            else:
+                if diag and diag.startswith(case + ": "):
+                    diag = diag[len(case) + 2:]
+                why = "failed" + rest + (": " + diag if diag else "")
+            # A case reported more than once keeps its first failure.
+            if result.get(case) is None:
+                result[case] = why
+            pending = []
+            diag = None
+            continue
+        if PROBLEM.search(line):
+            pending.append(line.strip())
+        elif line.startswith("# ") and not line.startswith("# Totals:"):
+            diag = line[2:].strip()
+    out = []
+    harness = harness_failures(lines)
+    for c in cases:
+        if c not in result:
+            why = "no result in the log"
+            if harness:
+                why += " (" + "; ".join(harness) + ")"
+            out.append((c, why))
+        else:
+            out.append((c, result[c]))
+    if pending:
+        out.append(("(after the last case)", "kernel: " + pending[0]))
+    if not cases:
+        out.append(("(no cases in %s)" % cases_file, "no cases"))
+    elif all(why is None for _, why in out) and (harness or "LUO-HARNESS: done" not in lines):
+        out.append(("(harness)", "; ".join(harness) or "no completion line"))
+    return out
+
+
 def main():
     mode, log, prefix = sys.argv[1:4]
     if mode == "kselftest":
         res = kselftest(log, prefix, sys.argv[4])
     elif mode == "kunit":
         res = kunit(log, prefix, sys.argv[4:])
+    elif mode == "ktap":
+        res = ktap(log, sys.argv[4])
     else:
         res = stages(log, sys.argv[4], int(sys.argv[5]))
     failed = 0
