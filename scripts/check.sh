@@ -79,7 +79,7 @@ run_variant() {
 	"$REPO/scripts/mkinitramfs.sh" "$g/chain.cpio" "$g" "$k" "$k"
 	vm_case "$v" kexec luo_rs_kexec "$g/kexec.cpio" 2 300 "ktap:$g/luo_rs_kexec.list"
 	vm_case "$v" chain luo_rs_chain "$g/chain.cpio" 3 300 "ktap:$g/luo_rs_chain.list"
-	[ "$v" = rust ] && kunit_case "$v"
+	if [ "$v" = rust ]; then kunit_case "$v"; fi
 }
 
 # Host checks of the userspace crate (tools/liveupdate), against the uapi

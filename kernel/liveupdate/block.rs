@@ -30,9 +30,13 @@ pub(crate) const HEADER_SIZE: usize = 16;
 /// longest chain accepted from the previous kernel.
 pub(crate) const MAX_BLOCKS: usize = 10000;
 
-/// Number of entries of `entry_size` bytes that fit in one block.
+/// Number of entries of `entry_size` bytes that fit in one block (at least 1, so that it can
+/// always be divided by).
 pub(crate) const fn per_block(entry_size: usize) -> usize {
-    (PAGE_SIZE - HEADER_SIZE) / entry_size
+    match (PAGE_SIZE - HEADER_SIZE).checked_div(entry_size) {
+        Some(n) if n > 0 => n,
+        _ => 1,
+    }
 }
 
 /// Number of blocks needed for `count` entries of `entry_size` bytes.
@@ -96,10 +100,10 @@ impl BlockSet {
             return Err(ENOSPC);
         }
         let mut next = 0u64;
-        for b in (0..need).rev() {
-            let phys = self.blocks[b].phys();
+        for (b, block) in self.blocks.iter_mut().take(need).enumerate().rev() {
+            let phys = block.phys();
             let n = (total - b * per).min(per);
-            let page = self.blocks[b].bytes_mut();
+            let page = block.bytes_mut();
             put_u64(page, 0, next);
             put_u64(page, 8, n as u64);
             next = phys;

@@ -6,7 +6,7 @@
 
 /* Helpers for the Rust Live Update Orchestrator and its abstractions. */
 
-__rust_helper phys_addr_t rust_helper_virt_to_phys(const volatile void *addr)
+__rust_helper phys_addr_t rust_helper_virt_to_phys(void *addr)
 {
 	return virt_to_phys(addr);
 }
