@@ -179,7 +179,7 @@ def ktap(log, cases_file):
     pending = []  # kernel problems since the previous result line
     diag = None  # the last "# ..." line since the previous result line
     for line in lines:
-        m = re.match(r"^(not ok|ok) \d+ (\S+)(.*)$", line)
+        m = re.match(r"^(not ok|ok) \d+ ([A-Za-z0-9_.:-]+)(.*)$", line)
         if m and m.group(2) in cases:
             status, case, rest = m.groups()
             if status == "ok" and "# SKIP" in rest:
