@@ -79,6 +79,12 @@ run_variant() {
 	"$REPO/scripts/mkinitramfs.sh" "$g/chain.cpio" "$g" "$k" "$k"
 	vm_case "$v" kexec luo_rs_kexec "$g/kexec.cpio" 2 300 "ktap:$g/luo_rs_kexec.list"
 	vm_case "$v" chain luo_rs_chain "$g/chain.cpio" 3 300 "ktap:$g/luo_rs_chain.list"
+	# The userspace crate against the real kernel: single boot and across a kexec.
+	"$g/tests/luo-agent-tests" --list > "$g/agent-single.list"
+	{ "$g/tests/luo-agent-tests" -s 1 --list; "$g/tests/luo-agent-tests" -s 2 --list; } |
+		sort -u > "$g/agent-kexec.list"
+	vm_case "$v" agent luo-agent-tests "$g/single.cpio" 1 300 "ktap:$g/agent-single.list"
+	vm_case "$v" agent-kexec luo-agent-tests "$g/kexec.cpio" 2 300 "ktap:$g/agent-kexec.list"
 	if [ "$v" = rust ]; then kunit_case "$v"; fi
 }
 
