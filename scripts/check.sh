@@ -85,7 +85,19 @@ run_variant() {
 		sort -u > "$g/agent-kexec.list"
 	vm_case "$v" agent luo-agent-tests "$g/single.cpio" 1 300 "ktap:$g/agent-single.list"
 	vm_case "$v" agent-kexec luo-agent-tests "$g/kexec.cpio" 2 300 "ktap:$g/agent-kexec.list"
-	if [ "$v" = rust ]; then kunit_case "$v"; fi
+	if [ "$v" = rust ]; then
+		kunit_case "$v"
+		# Failure paths through the Rust test handler (CONFIG_LIVEUPDATE_RUST_TEST).
+		"$g/tests/luo_rs_faults" --list > "$g/luo_rs_faults.list"
+		vm_case "$v" faults luo_rs_faults "$g/kexec.cpio" 2 300 "ktap:$g/luo_rs_faults.list"
+		# Deliberately corrupt handovers: the next kernel boots and keeps what validates.
+		local m
+		for m in 1 2 3 4 5 6; do
+			"$g/tests/luo_rs_corrupt" --list "$m" > "$g/luo_rs_corrupt-$m.list"
+			vm_case "$v" "corrupt$m" luo_rs_corrupt "$g/kexec.cpio" 2 300 \
+				"ktap:$g/luo_rs_corrupt-$m.list" "luo.corrupt=$m"
+		done
+	fi
 }
 
 # Host checks of the userspace crate (tools/liveupdate), against the uapi

@@ -88,6 +88,12 @@ impl BlockSet {
         self.blocks.len()
     }
 
+    /// The first block's bytes (for the test handler's deliberate corruption).
+    #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+    pub(crate) fn first_mut(&mut self) -> Option<&mut [u8]> {
+        self.blocks.first_mut().map(|p| &mut p.bytes_mut()[..])
+    }
+
     /// Starts writing `total` entries into the reserved blocks (the reboot path: no
     /// allocation). Block headers are written here; entries are handed out in order by
     /// [`BlockWriter::next_entry`].

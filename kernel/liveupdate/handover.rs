@@ -134,6 +134,13 @@ impl Luo {
         }
         handover.set_sessions_pa(head);
         self.serialize_flbs(&mut handover.flbs);
+        #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+        crate::test_handler::corrupt(
+            handover.ser.page_mut().bytes_mut(),
+            s.blocks.first_mut(),
+            head,
+            handover.flbs.bytes_mut(),
+        );
         Ok(())
     }
 

@@ -46,6 +46,8 @@ mod handover;
 mod name;
 mod registry;
 mod session;
+#[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+mod test_handler;
 mod ucmd;
 
 use registry::Registry;
@@ -274,6 +276,10 @@ pub extern "C" fn luo_rs_late_init() -> c_int {
         pr_err!("cannot register /dev/liveupdate: {:?}\n", e);
         ENABLED.store(false, Relaxed);
         return e.to_errno();
+    }
+    #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+    if let Err(e) = test_handler::init() {
+        pr_err!("cannot register the test handler: {:?}\n", e);
     }
     0
 }

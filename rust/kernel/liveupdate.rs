@@ -22,7 +22,8 @@ use crate::{
     error::to_result,
     fs::File,
     prelude::*,
-    sync::aref::ARef, //
+    sync::aref::ARef,
+    types::Opaque, //
 };
 use core::ptr::NonNull;
 
@@ -421,6 +422,222 @@ impl Flb for CFlb {
         // SAFETY: Pairs with a successful `try_get_owner`.
         unsafe { bindings::module_put(self.ops().owner) }
     }
+}
+
+/// A file handler written in Rust, registered with LUO for as long as this object lives.
+///
+/// LUO sees it as any other handler (`struct liveupdate_file_handler`); its calls come back
+/// to `T` through the trampolines of [`Registration`], with the per-file state boxed in the
+/// C `private_data`.
+///
+/// # Invariants
+///
+/// Once constructed, `raw` is registered with LUO until drop, with `ops` pointing to
+/// `RegistrationVTable::<T>::OPS` (a failed registration leaves `ops` NULL).
+#[repr(C)]
+#[pin_data(PinnedDrop)]
+pub struct Registration<T: FileHandler + 'static> {
+    #[pin]
+    raw: Opaque<bindings::liveupdate_file_handler>,
+    handler: T,
+}
+
+// SAFETY: LUO may call the handler from any task; `T: Send + Sync`.
+unsafe impl<T: FileHandler + 'static> Send for Registration<T> {}
+// SAFETY: See above.
+unsafe impl<T: FileHandler + 'static> Sync for Registration<T> {}
+
+impl<T: FileHandler + 'static> Registration<T> {
+    /// Registers `handler` under its [`FileHandler::compatible`] string (at most 47 bytes).
+    pub fn register(handler: T) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            handler,
+            raw <- Opaque::try_ffi_init(|slot: *mut bindings::liveupdate_file_handler| {
+                // SAFETY: `slot` is valid for writes; an all-zero handler is a valid
+                // starting point (empty private list heads are set up by LUO).
+                unsafe { slot.write(pin_init::zeroed()) };
+                Ok::<(), Error>(())
+            }),
+        })
+        .pin_chain(|this| {
+            let compat = this.handler.compatible().to_bytes_with_nul();
+            if compat.len() > COMPAT_LEN || compat.len() < 2 {
+                return Err(EINVAL);
+            }
+            let raw = this.raw.get();
+            // SAFETY: `raw` is valid and not yet shared with C; `compatible` is a
+            // `const char[]` in C only to stop handlers from changing it after registration.
+            unsafe {
+                (*raw).ops = &RegistrationVTable::<T>::OPS;
+                let dst = (&raw mut (*raw).compatible).cast::<u8>();
+                core::ptr::copy_nonoverlapping(compat.as_ptr(), dst, compat.len());
+            }
+            // SAFETY: `raw` is a valid, pinned handler that stays alive until `drop`
+            // unregisters it.
+            let res = to_result(unsafe { bindings::liveupdate_register_file_handler(raw) });
+            if res.is_err() {
+                // SAFETY: Not registered, so not shared; a NULL `ops` tells `drop`.
+                unsafe { (*raw).ops = core::ptr::null() };
+            }
+            res
+        })
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &T {
+        &self.handler
+    }
+}
+
+#[pinned_drop]
+impl<T: FileHandler + 'static> PinnedDrop for Registration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        let raw = self.raw.get();
+        // SAFETY: `raw` is valid; `ops` is NULL only if registration failed.
+        if unsafe { (*raw).ops.is_null() } {
+            return;
+        }
+        // SAFETY: The handler was registered by `register`.
+        unsafe { bindings::liveupdate_unregister_file_handler(raw) };
+    }
+}
+
+/// The C ops of a [`Registration<T>`].
+struct RegistrationVTable<T>(core::marker::PhantomData<T>);
+
+impl<T: FileHandler + 'static> RegistrationVTable<T> {
+    /// # Safety
+    ///
+    /// `h` must be the handler of a live `Registration<T>`.
+    unsafe fn handler<'a>(h: *mut bindings::liveupdate_file_handler) -> &'a T {
+        // SAFETY: `Registration<T>` is `repr(C)` with `raw` first, so the handler pointer is
+        // also a pointer to the registration, which is alive while it is registered.
+        unsafe { &(*h.cast::<Registration<T>>()).handler }
+    }
+
+    /// # Safety
+    ///
+    /// `file` must be NULL or a valid file for the duration of the call.
+    unsafe fn file<'a>(file: *mut bindings::file) -> Option<&'a File> {
+        // SAFETY: As above; LUO does not hold an `fdget_pos` region on it.
+        (!file.is_null()).then(|| unsafe { File::from_raw_file(file) })
+    }
+
+    fn status(s: c_int) -> RetrieveStatus {
+        match s {
+            0 => RetrieveStatus::NotRetrieved,
+            s if s > 0 => RetrieveStatus::Retrieved,
+            e => RetrieveStatus::Failed(Error::from_errno(e)),
+        }
+    }
+
+    unsafe extern "C" fn can_preserve(
+        h: *mut bindings::liveupdate_file_handler,
+        file: *mut bindings::file,
+    ) -> bool {
+        // SAFETY: LUO passes its registered handler and a valid file.
+        match unsafe { (Self::handler(h), Self::file(file)) } {
+            (h, Some(f)) => h.can_preserve(f),
+            _ => false,
+        }
+    }
+
+    unsafe extern "C" fn preserve(args: *mut bindings::liveupdate_file_op_args) -> c_int {
+        // SAFETY: LUO passes a valid argument block for its registered handler and a file.
+        let (a, h, f) = unsafe { (&mut *args, Self::handler((*args).handler), Self::file((*args).file)) };
+        let Some(f) = f else {
+            return EINVAL.to_errno();
+        };
+        match h.preserve(f).and_then(|(data, state)| Ok((data, KBox::new(state, GFP_KERNEL)?))) {
+            Ok((data, state)) => {
+                a.serialized_data = data;
+                a.private_data = KBox::into_raw(state).cast();
+                0
+            }
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    unsafe extern "C" fn unpreserve(args: *mut bindings::liveupdate_file_op_args) {
+        // SAFETY: LUO passes the argument block of a file this handler preserved.
+        let (a, h, f) = unsafe { (&mut *args, Self::handler((*args).handler), Self::file((*args).file)) };
+        if a.private_data.is_null() {
+            return;
+        }
+        // SAFETY: `private_data` was set by `preserve` from `KBox::into_raw` and LUO passes
+        // it to `unpreserve` once, as the last call for this file.
+        let state = unsafe { KBox::from_raw(a.private_data.cast::<T::State>()) };
+        a.private_data = core::ptr::null_mut();
+        if let Some(f) = f {
+            h.unpreserve(f, a.serialized_data, KBox::into_inner(state));
+        }
+    }
+
+    unsafe extern "C" fn freeze(args: *mut bindings::liveupdate_file_op_args) -> c_int {
+        // SAFETY: LUO passes the argument block of a file this handler preserved.
+        let (a, h, f) = unsafe { (&mut *args, Self::handler((*args).handler), Self::file((*args).file)) };
+        let (Some(f), false) = (f, a.private_data.is_null()) else {
+            return EINVAL.to_errno();
+        };
+        // SAFETY: `private_data` is the live state box made by `preserve`; LUO serializes
+        // calls for one file.
+        let state = unsafe { &mut *a.private_data.cast::<T::State>() };
+        let mut data = a.serialized_data;
+        match h.freeze(f, &mut data, state) {
+            Ok(()) => {
+                a.serialized_data = data;
+                0
+            }
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    unsafe extern "C" fn unfreeze(args: *mut bindings::liveupdate_file_op_args) {
+        // SAFETY: LUO passes the argument block of a file this handler preserved.
+        let (a, h, f) = unsafe { (&mut *args, Self::handler((*args).handler), Self::file((*args).file)) };
+        if let (Some(f), false) = (f, a.private_data.is_null()) {
+            // SAFETY: As in `freeze`.
+            let state = unsafe { &mut *a.private_data.cast::<T::State>() };
+            h.unfreeze(f, a.serialized_data, state);
+        }
+    }
+
+    unsafe extern "C" fn retrieve(args: *mut bindings::liveupdate_file_op_args) -> c_int {
+        // SAFETY: LUO passes a valid argument block for its registered handler.
+        let (a, h) = unsafe { (&mut *args, Self::handler((*args).handler)) };
+        match h.retrieve(a.serialized_data) {
+            Ok(file) => {
+                a.file = ARef::into_raw(file).as_ptr().cast();
+                0
+            }
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    unsafe extern "C" fn can_finish(args: *mut bindings::liveupdate_file_op_args) -> bool {
+        // SAFETY: LUO passes a valid argument block for its registered handler.
+        let (a, h, f) = unsafe { (&*args, Self::handler((*args).handler), Self::file((*args).file)) };
+        h.can_finish(f, a.serialized_data, Self::status(a.retrieve_status))
+    }
+
+    unsafe extern "C" fn finish(args: *mut bindings::liveupdate_file_op_args) {
+        // SAFETY: LUO passes a valid argument block for its registered handler.
+        let (a, h, f) = unsafe { (&*args, Self::handler((*args).handler), Self::file((*args).file)) };
+        h.finish(f, a.serialized_data, Self::status(a.retrieve_status));
+    }
+
+    const OPS: bindings::liveupdate_file_ops = bindings::liveupdate_file_ops {
+        can_preserve: Some(Self::can_preserve),
+        preserve: Some(Self::preserve),
+        unpreserve: Some(Self::unpreserve),
+        freeze: Some(Self::freeze),
+        unfreeze: Some(Self::unfreeze),
+        retrieve: Some(Self::retrieve),
+        can_finish: Some(Self::can_finish),
+        finish: Some(Self::finish),
+        get_id: None,
+        owner: core::ptr::null_mut(),
+    };
 }
 
 /// The `/dev/liveupdate` uAPI structs, as plain-old-data for user copies.

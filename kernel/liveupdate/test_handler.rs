@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A file handler for testing LUO itself (`CONFIG_LIVEUPDATE_RUST_TEST`).
+//!
+//! It is written in Rust against [`kernel::liveupdate::FileHandler`] and registered through
+//! the C API like any handler. `/dev/luo_rs_test` creates *test objects*: files holding a
+//! number, which the handler carries across a kexec as its 64-bit handle. Its `freeze`,
+//! `retrieve` and `can_finish` can be told to fail, and it counts its calls, so selftests can
+//! check LUO's rollback and sticky-error rules. It can also corrupt the outgoing handover on
+//! purpose (see [`corrupt`]), to test how the next kernel rejects bad data.
+//!
+//! ioctls of `/dev/luo_rs_test` (type `'L'`, argument passed by value):
+//! - 1 `CREATE(value)`: a new test object; returns its fd.
+//! - 2 `FAIL_FREEZE(errno | nth << 16)`: the nth `freeze` call from now fails (0 disarms).
+//! - 3 `FAIL_RETRIEVE(errno)`: every `retrieve` fails with `errno` (0 disarms).
+//! - 4 `CAN_FINISH(bool)`: what `can_finish` answers (initially 1).
+//! - 5 `COUNT(which)`: calls so far of preserve(0), unpreserve(1), freeze(2), unfreeze(3),
+//!   retrieve(4), finish(5).
+//! - 6 `CORRUPT(mode)`: corrupt the handover written at the next reboot.
+//!
+//! ioctl 16 `VALUE` on a test object returns its number.
+
+use kernel::{
+    fs::{
+        anon_inode::{
+            self,
+            AnonInodeOps, //
+        },
+        file::{
+            flags::{
+                O_CLOEXEC,
+                O_RDWR, //
+            },
+            FileDescriptorReservation, //
+        },
+        File, //
+    },
+    ioctl::_IO,
+    liveupdate::{
+        FileHandler,
+        Registration,
+        RetrieveStatus, //
+    },
+    miscdevice::{
+        MiscDevice,
+        MiscDeviceOptions,
+        MiscDeviceRegistration, //
+    },
+    new_mutex,
+    prelude::*,
+    rbtree::RBTree,
+    sync::{
+        aref::ARef,
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Mutex,
+        SetOnce, //
+    }, //
+};
+
+const T: u32 = b'L' as u32;
+const CREATE: u32 = _IO(T, 1);
+const FAIL_FREEZE: u32 = _IO(T, 2);
+const FAIL_RETRIEVE: u32 = _IO(T, 3);
+const CAN_FINISH: u32 = _IO(T, 4);
+const COUNT: u32 = _IO(T, 5);
+const CORRUPT: u32 = _IO(T, 6);
+const VALUE: u32 = _IO(T, 16);
+
+/// Call counters, indexed as in `COUNT`.
+static CALLS: [Atomic<i32>; 6] = [const { Atomic::new(0) }; 6];
+/// Countdown to the failing `freeze` call (0: disarmed) and its errno.
+static FREEZE_FAIL_IN: Atomic<i32> = Atomic::new(0);
+static FREEZE_ERRNO: Atomic<i32> = Atomic::new(0);
+static RETRIEVE_ERRNO: Atomic<i32> = Atomic::new(0);
+static FINISH_OK: Atomic<bool> = Atomic::new(true);
+/// The corruption to apply at the next reboot (see [`corrupt`]).
+pub(crate) static CORRUPT_MODE: Atomic<i32> = Atomic::new(0);
+
+fn count(i: usize) {
+    if let Some(c) = CALLS.get(i) {
+        c.fetch_add(1, Relaxed);
+    }
+}
+
+/// Live test objects: `struct file` address -> number.
+#[pin_data]
+struct Objects {
+    #[pin]
+    map: Mutex<RBTree<usize, u64>>,
+}
+
+static OBJECTS: SetOnce<Pin<KBox<Objects>>> = SetOnce::new();
+static HANDLER: SetOnce<Pin<KBox<Registration<TestHandler>>>> = SetOnce::new();
+
+fn objects() -> Result<&'static Mutex<RBTree<usize, u64>>> {
+    OBJECTS.as_ref().map(|o| &o.as_ref().get_ref().map).ok_or(ENODEV)
+}
+
+/// A test object: a file holding a number.
+struct TestObject;
+
+#[vtable]
+impl AnonInodeOps for TestObject {
+    type Ptr = KBox<u64>;
+
+    fn release(_value: KBox<u64>, file: &File) {
+        if let Ok(o) = objects() {
+            o.lock().remove(&(file.as_ptr() as usize));
+        }
+    }
+
+    fn ioctl(value: &u64, _file: &File, cmd: u32, _arg: usize) -> Result<isize> {
+        match cmd {
+            VALUE => isize::try_from(*value).map_err(|_| EOVERFLOW),
+            _ => Err(ENOTTY),
+        }
+    }
+}
+
+fn new_object(value: u64) -> Result<ARef<File>> {
+    let o = objects()?;
+    let node = kernel::rbtree::RBTreeNodeReservation::new(GFP_KERNEL)?;
+    let file = anon_inode::create_file::<TestObject>(
+        c"[luo_rs_test]",
+        KBox::new(value, GFP_KERNEL)?,
+        O_RDWR,
+    )?;
+    o.lock().insert(node.into_node(file.as_ptr() as usize, value));
+    Ok(file)
+}
+
+/// The test handler.
+struct TestHandler;
+
+impl FileHandler for TestHandler {
+    type State = u64;
+
+    fn compatible(&self) -> &CStr {
+        c"luo-rs-test-v1"
+    }
+
+    fn can_preserve(&self, file: &File) -> bool {
+        objects().is_ok_and(|o| o.lock().get(&(file.as_ptr() as usize)).is_some())
+    }
+
+    fn preserve(&self, file: &File) -> Result<(u64, u64)> {
+        count(0);
+        let v = *objects()?
+            .lock()
+            .get(&(file.as_ptr() as usize))
+            .ok_or(EINVAL)?;
+        Ok((v, v))
+    }
+
+    fn unpreserve(&self, _file: &File, _data: u64, _state: u64) {
+        count(1);
+    }
+
+    fn freeze(&self, _file: &File, data: &mut u64, state: &mut u64) -> Result {
+        count(2);
+        let n = FREEZE_FAIL_IN.load(Relaxed);
+        if n > 0 {
+            FREEZE_FAIL_IN.store(n - 1, Relaxed);
+            if n == 1 {
+                return Err(Error::from_errno(-FREEZE_ERRNO.load(Relaxed)));
+            }
+        }
+        *data = *state;
+        Ok(())
+    }
+
+    fn unfreeze(&self, _file: &File, _data: u64, _state: &mut u64) {
+        count(3);
+    }
+
+    fn retrieve(&self, data: u64) -> Result<ARef<File>> {
+        count(4);
+        let e = RETRIEVE_ERRNO.load(Relaxed);
+        if e > 0 {
+            return Err(Error::from_errno(-e));
+        }
+        new_object(data)
+    }
+
+    fn can_finish(&self, _file: Option<&File>, _data: u64, _status: RetrieveStatus) -> bool {
+        FINISH_OK.load(Relaxed)
+    }
+
+    fn finish(&self, _file: Option<&File>, _data: u64, _status: RetrieveStatus) {
+        count(5);
+    }
+}
+
+/// `/dev/luo_rs_test`.
+struct TestDevice;
+
+#[vtable]
+impl MiscDevice for TestDevice {
+    type Ptr = ();
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
+        Ok(())
+    }
+
+    fn ioctl(_: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        let arg32 = i32::try_from(arg).map_err(|_| EINVAL)?;
+        match cmd {
+            CREATE => {
+                let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
+                let file = new_object(arg as u64)?;
+                let n = fd.reserved_fd();
+                fd.fd_install(file);
+                Ok(n as isize)
+            }
+            FAIL_FREEZE => {
+                FREEZE_ERRNO.store(arg32 & 0xffff, Relaxed);
+                FREEZE_FAIL_IN.store(arg32 >> 16, Relaxed);
+                Ok(0)
+            }
+            FAIL_RETRIEVE => {
+                RETRIEVE_ERRNO.store(arg32, Relaxed);
+                Ok(0)
+            }
+            CAN_FINISH => {
+                FINISH_OK.store(arg != 0, Relaxed);
+                Ok(0)
+            }
+            COUNT => CALLS
+                .get(arg)
+                .map(|c| c.load(Relaxed) as isize)
+                .ok_or(EINVAL),
+            CORRUPT => {
+                CORRUPT_MODE.store(arg32, Relaxed);
+                Ok(0)
+            }
+            _ => Err(ENOTTY),
+        }
+    }
+}
+
+/// Registers the test handler and `/dev/luo_rs_test` (late boot, after LUO itself).
+pub(crate) fn init() -> Result {
+    let objects = KBox::pin_init(
+        pin_init!(Objects {
+            map <- new_mutex!(RBTree::new(), "luo_rs_test::objects"),
+        }),
+        GFP_KERNEL,
+    )?;
+    OBJECTS.populate(objects);
+    let reg = KBox::pin_init(Registration::register(TestHandler), GFP_KERNEL)?;
+    HANDLER.populate(reg);
+    let dev = KBox::pin_init(
+        MiscDeviceRegistration::<TestDevice>::register(MiscDeviceOptions {
+            name: c"luo_rs_test",
+        }),
+        GFP_KERNEL,
+    )?;
+    core::mem::forget(dev);
+    Ok(())
+}
+
+/// Corrupts the handover just written, as asked with `CORRUPT`:
+/// 1: wrong compatible string; 2: the first session's file count off by one; 3: the session
+/// chain loops back to its first block; 4: the first session's files at an address that is
+/// not preserved; 5: the first session's name without its NUL; 6: FLB table count too large.
+pub(crate) fn corrupt(ser: &mut [u8], first_block: Option<&mut [u8]>, first_pa: u64, flbs: &mut [u8]) {
+    use crate::abi::{
+        get_u64,
+        put_u64,
+        session_ser, //
+    };
+    let entry = crate::block::HEADER_SIZE;
+    let mode = CORRUPT_MODE.load(Relaxed);
+    if mode != 0 {
+        pr_warn!("test: corrupting the outgoing handover (mode {})\n", mode);
+    }
+    match (mode, first_block) {
+        (1, _) => ser[..8].copy_from_slice(b"luo-v0\0\0"),
+        (2, Some(b)) => {
+            let c = get_u64(b, entry + session_ser::COUNT);
+            put_u64(b, entry + session_ser::COUNT, c + 1);
+        }
+        (3, Some(b)) => put_u64(b, 0, first_pa),
+        (4, Some(b)) => put_u64(b, entry + session_ser::FILES, 0x1000),
+        (5, Some(b)) => b[entry..entry + crate::name::NAME_LEN].fill(b'X'),
+        (6, _) => put_u64(flbs, 8, 1000),
+        _ => {}
+    }
+}

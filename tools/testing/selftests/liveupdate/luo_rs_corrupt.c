@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Corrupt handover data: the next kernel must boot, log what it rejected and
+ * keep every session that validates. Needs the Rust test handler
+ * (CONFIG_LIVEUPDATE_RUST_TEST), which corrupts the handover written at
+ * reboot as asked. The mode comes from the kernel command line,
+ * luo.corrupt=N (see kernel/liveupdate/test_handler.rs):
+ *
+ *   1 wrong compatible string   -> no session comes back
+ *   2 file count off by one     -> the first session is dropped
+ *   3 session chain loops       -> the loop is detected, all sessions kept
+ *   4 files at a wild address   -> the first session is dropped
+ *   5 name without its NUL      -> the first session is dropped
+ *   6 FLB count too large       -> FLBs dropped, all sessions kept
+ *
+ *   -s 1  sessions corrupt-a, corrupt-b, corrupt-c (in that order), each
+ *         with a memfd; ask for the corruption; hold the fds for the kexec.
+ *   -s 2  check which sessions came back, their data, and the log.
+ *
+ * KTAP per check; "--list N" prints the case names of mode N.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <libliveupdate.h>
+
+#define T_CORRUPT	_IO('L', 6)
+#define NR_SESSIONS	3
+
+static const char * const names[NR_SESSIONS] = { "corrupt-a", "corrupt-b", "corrupt-c" };
+
+static const struct {
+	int first_kept;		/* is corrupt-a expected back? */
+	int others_kept;	/* are corrupt-b and corrupt-c? */
+	const char *log;	/* expected in the kernel log */
+} modes[] = {
+	[1] = { 0, 0, "rejected handover" },
+	[2] = { 0, 1, "dropped session [corrupt-a]" },
+	[3] = { 1, 1, "session list is corrupt" },
+	[4] = { 0, 1, "dropped session [corrupt-a]" },
+	[5] = { 0, 1, "dropped a session" },
+	[6] = { 1, 1, "dropped all FLBs" },
+};
+
+#define NR_MODES ((int)(sizeof(modes) / sizeof(modes[0])))
+
+static int test_nr, failures;
+
+static void result(int mode, const char *name, int ok, const char *why)
+{
+	test_nr++;
+	failures += !ok;
+	if (!ok)
+		printf("# %s\n", why);
+	printf("%sok %d m%d_%s\n", ok ? "" : "not ", test_nr, mode, name);
+	fflush(stdout);
+}
+
+static int cmdline_mode(void)
+{
+	char buf[4096] = "";
+	char *p;
+	int fd = open("/proc/cmdline", O_RDONLY);
+
+	if (fd >= 0) {
+		if (read(fd, buf, sizeof(buf) - 1) < 0)
+			buf[0] = 0;
+		close(fd);
+	}
+	p = strstr(buf, "luo.corrupt=");
+	return p ? atoi(p + strlen("luo.corrupt=")) : 0;
+}
+
+static char data_for(int i, char *buf, size_t len)
+{
+	snprintf(buf, len, "corrupt-test data of %s", names[i]);
+	return 0;
+}
+
+static int log_contains(const char *needle)
+{
+	char rec[2048];
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+	int found = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	while ((n = read(fd, rec, sizeof(rec) - 1)) > 0 || (n < 0 && errno == EPIPE)) {
+		if (n <= 0)
+			continue;
+		rec[n] = 0;
+		if (strstr(rec, needle))
+			found = 1;
+	}
+	close(fd);
+	return found;
+}
+
+static int stage_1(int mode)
+{
+	char data[128];
+	int luo, s, t, i;
+
+	printf("1..2\n");
+	luo = luo_open_device();
+	for (i = 0; i < NR_SESSIONS; i++) {
+		data_for(i, data, sizeof(data));
+		s = luo >= 0 ? luo_create_session(luo, names[i]) : -1;
+		if (s < 0 || create_and_preserve_memfd(s, i + 1, data) < 0)
+			break;
+	}
+	result(mode, "preserve_sessions", i == NR_SESSIONS, "could not set up the sessions");
+	t = open("/dev/luo_rs_test", O_RDWR);
+	result(mode, "ask_corruption", t >= 0 && !ioctl(t, T_CORRUPT, mode),
+	       "cannot reach /dev/luo_rs_test");
+	if (failures)
+		return 1;
+	close(luo);
+	daemonize_and_wait();
+	return 0;
+}
+
+static int stage_2(int mode)
+{
+	char data[128], why[256];
+	int luo, i, ok_sessions = 1, ok_data = 1;
+
+	printf("1..3\n");
+	luo = luo_open_device();
+	for (i = 0; i < NR_SESSIONS; i++) {
+		int want = i ? modes[mode].others_kept : modes[mode].first_kept;
+		int s = luo_retrieve_session(luo, names[i]);
+		int fd;
+
+		if ((s >= 0) != want) {
+			ok_sessions = 0;
+			snprintf(why, sizeof(why), "%s: retrieve gave %d, expected %s", names[i], s,
+				 want ? "the session" : "ENOENT");
+		}
+		if (s < 0)
+			continue;
+		data_for(i, data, sizeof(data));
+		fd = restore_and_verify_memfd(s, i + 1, data);
+		if (fd < 0 || luo_session_finish(s) < 0)
+			ok_data = 0;
+		if (fd >= 0)
+			close(fd);
+		close(s);
+	}
+	result(mode, "expected_sessions_back", ok_sessions, why);
+	result(mode, "kept_sessions_intact", ok_data, "data or FINISH of a kept session failed");
+	snprintf(why, sizeof(why), "no \"%s\" in the kernel log", modes[mode].log);
+	result(mode, "rejection_logged", log_contains(modes[mode].log), why);
+	return failures ? 1 : 0;
+}
+
+int main(int argc, char *argv[])
+{
+	int mode, stage = 1;
+
+	if (argc > 2 && !strcmp(argv[1], "--list")) {
+		mode = atoi(argv[2]);
+		printf("m%d_preserve_sessions\nm%d_ask_corruption\nm%d_expected_sessions_back\n"
+		       "m%d_kept_sessions_intact\nm%d_rejection_logged\n",
+		       mode, mode, mode, mode, mode);
+		return 0;
+	}
+	if (argc > 2 && !strcmp(argv[1], "-s"))
+		stage = atoi(argv[2]);
+	mode = cmdline_mode();
+	if (mode < 1 || mode >= NR_MODES) {
+		printf("Bail out! no valid luo.corrupt= on the command line\n");
+		return 1;
+	}
+	return stage == 1 ? stage_1(mode) : stage_2(mode);
+}
