@@ -147,7 +147,12 @@ impl BlockWriter<'_> {
         let (b, j) = (self.written / per, self.written % per);
         self.written += 1;
         let off = HEADER_SIZE + j * es;
-        let e = self.set.blocks.get_mut(b)?.bytes_mut().get_mut(off..off + es)?;
+        let e = self
+            .set
+            .blocks
+            .get_mut(b)?
+            .bytes_mut()
+            .get_mut(off..off + es)?;
         e.fill(0);
         Some(e)
     }
@@ -174,9 +179,8 @@ pub(crate) fn read_chain(
             pr_warn!("block chain longer than {} blocks\n", MAX_BLOCKS);
             return Err(EINVAL);
         }
-        let page = IncomingPage::restore(next).inspect_err(|_| {
-            pr_warn!("block chain: {:#x} is not a preserved page\n", next.0)
-        })?;
+        let page = IncomingPage::restore(next)
+            .inspect_err(|_| pr_warn!("block chain: {:#x} is not a preserved page\n", next.0))?;
         let bytes = page.bytes();
         let count = get_u64(bytes, 8);
         if count == 0 || count > per as u64 {

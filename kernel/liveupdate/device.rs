@@ -16,8 +16,8 @@ use kernel::{
         File, //
     },
     ioctl::{
-        _IOC_NR,
         _IO, //
+        _IOC_NR,
     },
     liveupdate::uapi,
     miscdevice::{
@@ -76,11 +76,11 @@ impl MiscDevice for LuoDevice {
         Ok(())
     }
 
-    fn release(_: (), _file: &File) {
+    fn release((): (), _file: &File) {
         IN_USE.store(0, Release);
     }
 
-    fn ioctl(_: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl((): (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         const T: u32 = LIVEUPDATE_IOCTL_TYPE;
         const CREATE: u32 = _IO(T, LIVEUPDATE_CMD_CREATE_SESSION);
         const RETRIEVE: u32 = _IO(T, LIVEUPDATE_CMD_RETRIEVE_SESSION);

@@ -307,7 +307,10 @@ impl FileSet {
             }
         };
         if luo.claim_id(f.handler.ops.get_id(&file)).is_err() {
-            pr_warn!("retrieved file for token {:#x} is already preserved\n", token);
+            pr_warn!(
+                "retrieved file for token {:#x} is already preserved\n",
+                token
+            );
         }
         f.retrieve = RetrieveStatus::Retrieved;
         f.file = Some(file.clone());
@@ -318,7 +321,11 @@ impl FileSet {
     /// happens), then finishes all of them, newest first.
     pub(crate) fn finish(&mut self, luo: &Luo) -> Result {
         for f in self.files.values() {
-            if !f.handler.ops.can_finish(f.file.as_deref(), f.data, f.retrieve) {
+            if !f
+                .handler
+                .ops
+                .can_finish(f.file.as_deref(), f.data, f.retrieve)
+            {
                 return Err(EBUSY);
             }
         }

@@ -36,7 +36,6 @@ use crate::{
     Luo, //
 };
 use kernel::{
-    liveupdate::Flb,
     kho::{
         self,
         IncomingPage,
@@ -44,6 +43,7 @@ use kernel::{
         PreservedPage,
         Subtree, //
     },
+    liveupdate::Flb,
     prelude::*,
     rbtree::RBTree, //
 };
@@ -203,7 +203,10 @@ pub(crate) fn read_incoming() -> Incoming {
         Ok(v) => v,
         Err(e) if e == ENOENT => return inc,
         Err(e) => {
-            pr_warn!("rejected handover: cannot retrieve the LUO state: {:?}\n", e);
+            pr_warn!(
+                "rejected handover: cannot retrieve the LUO state: {:?}\n",
+                e
+            );
             return inc;
         }
     };
@@ -218,7 +221,10 @@ pub(crate) fn read_incoming() -> Incoming {
     let page = match IncomingPage::restore(phys) {
         Ok(p) => p,
         Err(_) => {
-            pr_warn!("rejected handover: LUO state at {:#x} is not a preserved page\n", phys.0);
+            pr_warn!(
+                "rejected handover: LUO state at {:#x} is not a preserved page\n",
+                phys.0
+            );
             return inc;
         }
     };
@@ -332,7 +338,11 @@ fn read_flbs(head: IncomingPhys, out: &mut KVec<InFlb>) {
     let b = page.bytes();
     let (pgcnt, count) = (get_u64(b, 0), get_u64(b, 8));
     if pgcnt != 1 || count > FLB_MAX as u64 {
-        pr_warn!("dropped all FLBs: bad table header ({} pages, {} entries)\n", pgcnt, count);
+        pr_warn!(
+            "dropped all FLBs: bad table header ({} pages, {} entries)\n",
+            pgcnt,
+            count
+        );
         return;
     }
     for i in 0..count as usize {

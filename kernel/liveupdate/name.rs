@@ -65,7 +65,10 @@ mod tests {
     #[test]
     fn longest_name_is_accepted() {
         let b = buf(&[b'A'; NAME_LEN - 1]);
-        assert_eq!(Name::new(&b).map(|n| n.as_bytes().len()).ok(), Some(NAME_LEN - 1));
+        assert_eq!(
+            Name::new(&b).map(|n| n.as_bytes().len()).ok(),
+            Some(NAME_LEN - 1)
+        );
     }
 
     #[test]

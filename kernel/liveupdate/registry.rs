@@ -157,7 +157,11 @@ impl Registry {
             return Err(EEXIST);
         }
         self.slots[i].flbs.reserve(1, GFP_KERNEL)?;
-        match self.registered.iter().position(|r| Arc::ptr_eq(&r.flb, &flb)) {
+        match self
+            .registered
+            .iter()
+            .position(|r| Arc::ptr_eq(&r.flb, &flb))
+        {
             Some(r) => self.registered[r].users += 1,
             None => {
                 if self.registered.len() >= FLB_MAX {
@@ -184,7 +188,11 @@ impl Registry {
     }
 
     fn drop_user(&mut self, flb: &Arc<FlbState>) {
-        if let Some(r) = self.registered.iter().position(|r| Arc::ptr_eq(&r.flb, flb)) {
+        if let Some(r) = self
+            .registered
+            .iter()
+            .position(|r| Arc::ptr_eq(&r.flb, flb))
+        {
             self.registered[r].users -= 1;
             if self.registered[r].users == 0 {
                 let _ = self.registered.remove(r);

@@ -30,8 +30,8 @@ use kernel::{
         File, //
     },
     ioctl::{
-        _IOC_NR,
         _IO, //
+        _IOC_NR,
     },
     liveupdate::uapi,
     new_mutex,
@@ -284,10 +284,26 @@ fn session_ioctl(session: &Session, cmd: u32, arg: usize) -> Result {
     const T: u32 = LIVEUPDATE_IOCTL_TYPE;
     // (nr - BASE) indexes this table: (command, struct size, sessions it applies to).
     const OPS: [(u32, usize, Kind); 4] = [
-        (_IO(T, LIVEUPDATE_CMD_SESSION_PRESERVE_FD), size_of::<uapi::PreserveFd>(), Kind::Outgoing),
-        (_IO(T, LIVEUPDATE_CMD_SESSION_RETRIEVE_FD), size_of::<uapi::RetrieveFd>(), Kind::Incoming),
-        (_IO(T, LIVEUPDATE_CMD_SESSION_FINISH), size_of::<uapi::Finish>(), Kind::Incoming),
-        (_IO(T, LIVEUPDATE_CMD_SESSION_GET_NAME), size_of::<uapi::GetName>(), Kind::All),
+        (
+            _IO(T, LIVEUPDATE_CMD_SESSION_PRESERVE_FD),
+            size_of::<uapi::PreserveFd>(),
+            Kind::Outgoing,
+        ),
+        (
+            _IO(T, LIVEUPDATE_CMD_SESSION_RETRIEVE_FD),
+            size_of::<uapi::RetrieveFd>(),
+            Kind::Incoming,
+        ),
+        (
+            _IO(T, LIVEUPDATE_CMD_SESSION_FINISH),
+            size_of::<uapi::Finish>(),
+            Kind::Incoming,
+        ),
+        (
+            _IO(T, LIVEUPDATE_CMD_SESSION_GET_NAME),
+            size_of::<uapi::GetName>(),
+            Kind::All,
+        ),
     ];
     let nr = _IOC_NR(cmd);
     let idx = nr.wrapping_sub(BASE) as usize;

@@ -96,7 +96,10 @@ static OBJECTS: SetOnce<Pin<KBox<Objects>>> = SetOnce::new();
 static HANDLER: SetOnce<Pin<KBox<Registration<TestHandler>>>> = SetOnce::new();
 
 fn objects() -> Result<&'static Mutex<RBTree<usize, u64>>> {
-    OBJECTS.as_ref().map(|o| &o.as_ref().get_ref().map).ok_or(ENODEV)
+    OBJECTS
+        .as_ref()
+        .map(|o| &o.as_ref().get_ref().map)
+        .ok_or(ENODEV)
 }
 
 /// A test object: a file holding a number.
@@ -128,7 +131,8 @@ fn new_object(value: u64) -> Result<ARef<File>> {
         KBox::new(value, GFP_KERNEL)?,
         O_RDWR,
     )?;
-    o.lock().insert(node.into_node(file.as_ptr() as usize, value));
+    o.lock()
+        .insert(node.into_node(file.as_ptr() as usize, value));
     Ok(file)
 }
 
@@ -205,7 +209,7 @@ impl MiscDevice for TestDevice {
         Ok(())
     }
 
-    fn ioctl(_: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl((): (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         let arg32 = i32::try_from(arg).map_err(|_| EINVAL)?;
         match cmd {
             CREATE => {
@@ -266,7 +270,12 @@ pub(crate) fn init() -> Result {
 /// 1: wrong compatible string; 2: the first session's file count off by one; 3: the session
 /// chain loops back to its first block; 4: the first session's files at an address that is
 /// not preserved; 5: the first session's name without its NUL; 6: FLB table count too large.
-pub(crate) fn corrupt(ser: &mut [u8], first_block: Option<&mut [u8]>, first_pa: u64, flbs: &mut [u8]) {
+pub(crate) fn corrupt(
+    ser: &mut [u8],
+    first_block: Option<&mut [u8]>,
+    first_pa: u64,
+    flbs: &mut [u8],
+) {
     use crate::abi::{
         get_u64,
         put_u64,

@@ -188,7 +188,8 @@ impl FileHandler for CFileHandler {
     fn compatible(&self) -> &CStr {
         // SAFETY: The handler is valid; `compatible` is a fixed array that C handlers fill with
         // a NUL-terminated string (a missing NUL is caught by `from_bytes_until_nul`).
-        let bytes = unsafe { &*(&raw const (*self.raw.as_ptr()).compatible).cast::<[u8; COMPAT_LEN]>() };
+        let bytes =
+            unsafe { &*(&raw const (*self.raw.as_ptr()).compatible).cast::<[u8; COMPAT_LEN]>() };
         CStr::from_bytes_until_nul(bytes).unwrap_or(c"")
     }
 
@@ -270,7 +271,7 @@ impl FileHandler for CFileHandler {
     fn get_id(&self, file: &File) -> usize {
         match self.ops().get_id {
             // SAFETY: The file is valid for the duration of the call.
-            Some(f) => unsafe { f(file.as_ptr()) as usize },
+            Some(f) => unsafe { f(file.as_ptr()) },
             None => file.as_ptr() as usize,
         }
     }
@@ -337,7 +338,10 @@ impl CFlb {
         }
         // SAFETY: `ops` is non-null and valid with the FLB.
         let o = unsafe { &*ops };
-        if o.preserve.is_none() || o.unpreserve.is_none() || o.retrieve.is_none() || o.finish.is_none()
+        if o.preserve.is_none()
+            || o.unpreserve.is_none()
+            || o.retrieve.is_none()
+            || o.finish.is_none()
         {
             return Err(EINVAL);
         }
@@ -393,7 +397,8 @@ impl CFlb {
 impl Flb for CFlb {
     fn compatible(&self) -> &CStr {
         // SAFETY: The FLB is valid; `compatible` is a fixed array holding a C string.
-        let bytes = unsafe { &*(&raw const (*self.raw.as_ptr()).compatible).cast::<[u8; COMPAT_LEN]>() };
+        let bytes =
+            unsafe { &*(&raw const (*self.raw.as_ptr()).compatible).cast::<[u8; COMPAT_LEN]>() };
         CStr::from_bytes_until_nul(bytes).unwrap_or(c"")
     }
 
@@ -531,6 +536,9 @@ impl<T: FileHandler + 'static> RegistrationVTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// `h` must be the handler of a live `Registration<T>` and `file` a valid file.
     unsafe extern "C" fn can_preserve(
         h: *mut bindings::liveupdate_file_handler,
         file: *mut bindings::file,
@@ -542,13 +550,26 @@ impl<T: FileHandler + 'static> RegistrationVTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// `args` must be a valid argument block whose `handler` is the handler of a live
+    /// `Registration<T>`, and whose `file` is NULL or valid for the duration of the call.
     unsafe extern "C" fn preserve(args: *mut bindings::liveupdate_file_op_args) -> c_int {
         // SAFETY: LUO passes a valid argument block for its registered handler and a file.
-        let (a, h, f) = unsafe { (&mut *args, Self::handler((*args).handler), Self::file((*args).file)) };
+        let (a, h, f) = unsafe {
+            (
+                &mut *args,
+                Self::handler((*args).handler),
+                Self::file((*args).file),
+            )
+        };
         let Some(f) = f else {
             return EINVAL.to_errno();
         };
-        match h.preserve(f).and_then(|(data, state)| Ok((data, KBox::new(state, GFP_KERNEL)?))) {
+        match h
+            .preserve(f)
+            .and_then(|(data, state)| Ok((data, KBox::new(state, GFP_KERNEL)?)))
+        {
             Ok((data, state)) => {
                 a.serialized_data = data;
                 a.private_data = KBox::into_raw(state).cast();
@@ -558,9 +579,19 @@ impl<T: FileHandler + 'static> RegistrationVTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// `args` must be a valid argument block whose `handler` is the handler of a live
+    /// `Registration<T>`, and whose `file` is NULL or valid for the duration of the call.
     unsafe extern "C" fn unpreserve(args: *mut bindings::liveupdate_file_op_args) {
         // SAFETY: LUO passes the argument block of a file this handler preserved.
-        let (a, h, f) = unsafe { (&mut *args, Self::handler((*args).handler), Self::file((*args).file)) };
+        let (a, h, f) = unsafe {
+            (
+                &mut *args,
+                Self::handler((*args).handler),
+                Self::file((*args).file),
+            )
+        };
         if a.private_data.is_null() {
             return;
         }
@@ -573,9 +604,19 @@ impl<T: FileHandler + 'static> RegistrationVTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// `args` must be a valid argument block whose `handler` is the handler of a live
+    /// `Registration<T>`, and whose `file` is NULL or valid for the duration of the call.
     unsafe extern "C" fn freeze(args: *mut bindings::liveupdate_file_op_args) -> c_int {
         // SAFETY: LUO passes the argument block of a file this handler preserved.
-        let (a, h, f) = unsafe { (&mut *args, Self::handler((*args).handler), Self::file((*args).file)) };
+        let (a, h, f) = unsafe {
+            (
+                &mut *args,
+                Self::handler((*args).handler),
+                Self::file((*args).file),
+            )
+        };
         let (Some(f), false) = (f, a.private_data.is_null()) else {
             return EINVAL.to_errno();
         };
@@ -592,9 +633,19 @@ impl<T: FileHandler + 'static> RegistrationVTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// `args` must be a valid argument block whose `handler` is the handler of a live
+    /// `Registration<T>`, and whose `file` is NULL or valid for the duration of the call.
     unsafe extern "C" fn unfreeze(args: *mut bindings::liveupdate_file_op_args) {
         // SAFETY: LUO passes the argument block of a file this handler preserved.
-        let (a, h, f) = unsafe { (&mut *args, Self::handler((*args).handler), Self::file((*args).file)) };
+        let (a, h, f) = unsafe {
+            (
+                &mut *args,
+                Self::handler((*args).handler),
+                Self::file((*args).file),
+            )
+        };
         if let (Some(f), false) = (f, a.private_data.is_null()) {
             // SAFETY: As in `freeze`.
             let state = unsafe { &mut *a.private_data.cast::<T::State>() };
@@ -602,6 +653,10 @@ impl<T: FileHandler + 'static> RegistrationVTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// `args` must be a valid argument block whose `handler` is the handler of a live
+    /// `Registration<T>`, and whose `file` is NULL or valid for the duration of the call.
     unsafe extern "C" fn retrieve(args: *mut bindings::liveupdate_file_op_args) -> c_int {
         // SAFETY: LUO passes a valid argument block for its registered handler.
         let (a, h) = unsafe { (&mut *args, Self::handler((*args).handler)) };
@@ -614,15 +669,35 @@ impl<T: FileHandler + 'static> RegistrationVTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// `args` must be a valid argument block whose `handler` is the handler of a live
+    /// `Registration<T>`, and whose `file` is NULL or valid for the duration of the call.
     unsafe extern "C" fn can_finish(args: *mut bindings::liveupdate_file_op_args) -> bool {
         // SAFETY: LUO passes a valid argument block for its registered handler.
-        let (a, h, f) = unsafe { (&*args, Self::handler((*args).handler), Self::file((*args).file)) };
+        let (a, h, f) = unsafe {
+            (
+                &*args,
+                Self::handler((*args).handler),
+                Self::file((*args).file),
+            )
+        };
         h.can_finish(f, a.serialized_data, Self::status(a.retrieve_status))
     }
 
+    /// # Safety
+    ///
+    /// `args` must be a valid argument block whose `handler` is the handler of a live
+    /// `Registration<T>`, and whose `file` is NULL or valid for the duration of the call.
     unsafe extern "C" fn finish(args: *mut bindings::liveupdate_file_op_args) {
         // SAFETY: LUO passes a valid argument block for its registered handler.
-        let (a, h, f) = unsafe { (&*args, Self::handler((*args).handler), Self::file((*args).file)) };
+        let (a, h, f) = unsafe {
+            (
+                &*args,
+                Self::handler((*args).handler),
+                Self::file((*args).file),
+            )
+        };
         h.finish(f, a.serialized_data, Self::status(a.retrieve_status));
     }
 
@@ -642,6 +717,10 @@ impl<T: FileHandler + 'static> RegistrationVTable<T> {
 
 /// The `/dev/liveupdate` uAPI structs, as plain-old-data for user copies.
 pub mod uapi {
+    use crate::transmute::{
+        AsBytes,
+        FromBytes, //
+    };
     pub use crate::uapi::{
         liveupdate_ioctl_create_session as CreateSession,
         liveupdate_ioctl_retrieve_session as RetrieveSession,
@@ -649,10 +728,6 @@ pub mod uapi {
         liveupdate_session_get_name as GetName,
         liveupdate_session_preserve_fd as PreserveFd,
         liveupdate_session_retrieve_fd as RetrieveFd, //
-    };
-    use crate::transmute::{
-        AsBytes,
-        FromBytes, //
     };
 
     macro_rules! pod {
@@ -665,7 +740,14 @@ pub mod uapi {
             unsafe impl AsBytes for $t {}
         )*};
     }
-    pod!(CreateSession, RetrieveSession, PreserveFd, RetrieveFd, Finish, GetName);
+    pod!(
+        CreateSession,
+        RetrieveSession,
+        PreserveFd,
+        RetrieveFd,
+        Finish,
+        GetName
+    );
 
     const _: () = {
         assert!(size_of::<CreateSession>() == 72);

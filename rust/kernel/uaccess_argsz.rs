@@ -37,10 +37,7 @@ pub fn read_size(ptr: UserPtr) -> Result<u32> {
 /// Has the semantics of the C `copy_struct_from_user()`: if `user_size` is smaller than `T`,
 /// the missing tail is zero; if it is larger, the extra bytes must all be zero or the call
 /// fails with `E2BIG` (before anything is copied). A fault gives `EFAULT`.
-pub fn copy_struct_from_user<T: FromBytes + AsBytes>(
-    ptr: UserPtr,
-    user_size: usize,
-) -> Result<T> {
+pub fn copy_struct_from_user<T: FromBytes + AsBytes>(ptr: UserPtr, user_size: usize) -> Result<T> {
     let ksize = size_of::<T>();
     if user_size > ksize {
         // SAFETY: `check_zeroed_user` only reads user memory through the uaccess routines,
