@@ -90,6 +90,9 @@ run_variant() {
 		# Failure paths through the Rust test handler (CONFIG_LIVEUPDATE_RUST_TEST).
 		"$g/tests/luo_rs_faults" --list > "$g/luo_rs_faults.list"
 		vm_case "$v" faults luo_rs_faults "$g/kexec.cpio" 2 300 "ktap:$g/luo_rs_faults.list"
+		# Deliberate fixes of upstream bugs (on the C LUO the next kernel panics).
+		"$g/tests/luo_rs_fixes" --list > "$g/luo_rs_fixes.list"
+		vm_case "$v" fixes luo_rs_fixes "$g/kexec.cpio" 2 300 "ktap:$g/luo_rs_fixes.list"
 		# Deliberately corrupt handovers: the next kernel boots and keeps what validates.
 		local m
 		for m in 1 2 3 4 5 6; do

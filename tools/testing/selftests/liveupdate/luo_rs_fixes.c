@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Places where the Rust LUO deliberately behaves differently from the C LUO
+ * (see Documentation/core-api/liveupdate-rust.rst). Only run on LUO=rust:
+ * on the C LUO the first case makes the next kernel panic.
+ *
+ *   -s 1  create sessions until the first handover block is exactly full
+ *         (51 entries of 80 bytes with 4 KiB pages), then fail a duplicate
+ *         CREATE_SESSION (EEXIST). The C LUO leaves an empty block linked
+ *         after the full one, which the next kernel rejects with a panic.
+ *   -s 2  the next kernel booted and every session came back
+ *         (duplicate_create_keeps_handover_valid); a RETRIEVE_SESSION whose
+ *         reply cannot be copied fails with EFAULT but leaves the session
+ *         retrievable, with its data (the C LUO finishes it and its data is
+ *         lost).
+ *
+ * KTAP per check; --list prints the case names.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <libliveupdate.h>
+
+#define STATE_SESSION_NAME	"luo_rs_fixes_state"
+#define STATE_MEMFD_TOKEN	994
+#define PER_BLOCK		((4096 - 16) / 80)	/* sessions per block */
+#define DATA			"kept across a failed retrieve reply"
+
+static int test_nr, failures;
+
+static void result(const char *name, int ok, const char *why)
+{
+	test_nr++;
+	failures += !ok;
+	if (!ok)
+		printf("# %s\n", why);
+	printf("%sok %d %s\n", ok ? "" : "not ", test_nr, name);
+	fflush(stdout);
+}
+
+static void name_of(int i, char *buf, size_t len)
+{
+	snprintf(buf, len, "fixes-%03d", i);
+}
+
+static void stage_1(int luo_fd)
+{
+	char name[64], why[128];
+	int i, s, err = 0;
+
+	printf("1..2\n");
+	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
+	/* The state session is entry 0; fixes-000 holds a memfd for stage 2. */
+	for (i = 0; i < PER_BLOCK - 1 && !err; i++) {
+		name_of(i, name, sizeof(name));
+		s = luo_create_session(luo_fd, name);
+		if (s < 0)
+			err = s;
+		else if (!i && create_and_preserve_memfd(s, 1, DATA) < 0)
+			err = -EIO;
+	}
+	snprintf(why, sizeof(why), "creating sessions failed: %d", err);
+	result("s1_fill_one_block", !err, why);
+	name_of(0, name, sizeof(name));
+	s = luo_create_session(luo_fd, name);
+	snprintf(why, sizeof(why), "duplicate create gave %d", s);
+	result("s1_duplicate_create_eexist", s == -EEXIST, why);
+	close(luo_fd);
+	daemonize_and_wait();
+}
+
+static void stage_2(int luo_fd, int state_fd)
+{
+	struct liveupdate_ioctl_retrieve_session *ro;
+	char name[64], why[128];
+	int i, s, back = 0, r, fd;
+
+	printf("1..3\n");
+	for (i = 1; i < PER_BLOCK - 1; i++) {
+		name_of(i, name, sizeof(name));
+		s = luo_retrieve_session(luo_fd, name);
+		if (s >= 0) {
+			back++;
+			luo_session_finish(s);
+			close(s);
+		}
+	}
+	snprintf(why, sizeof(why), "%d of %d sessions came back", back, PER_BLOCK - 2);
+	result("s2_duplicate_create_keeps_handover_valid", back == PER_BLOCK - 2, why);
+
+	/* The reply of RETRIEVE_SESSION lands in read-only memory: EFAULT. */
+	ro = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ro == MAP_FAILED) {
+		result("s2_retrieve_reply_efault", 0, "mmap failed");
+		result("s2_session_survives_efault", 0, "mmap failed");
+		exit(1);
+	}
+	ro->size = sizeof(*ro);
+	name_of(0, (char *)ro->name, sizeof(ro->name));
+	mprotect(ro, 4096, PROT_READ);
+	r = ioctl(luo_fd, LIVEUPDATE_IOCTL_RETRIEVE_SESSION, ro) ? -errno : 0;
+	snprintf(why, sizeof(why), "retrieve with a read-only reply gave %d", r);
+	result("s2_retrieve_reply_efault", r == -EFAULT, why);
+
+	name_of(0, name, sizeof(name));
+	s = luo_retrieve_session(luo_fd, name);
+	fd = s >= 0 ? restore_and_verify_memfd(s, 1, DATA) : -1;
+	snprintf(why, sizeof(why), "retrieve again gave %d, memfd %d", s, fd);
+	result("s2_session_survives_efault", s >= 0 && fd >= 0, why);
+	if (s >= 0)
+		luo_session_finish(s);
+	luo_session_finish(state_fd);
+	exit(failures ? 1 : 0);
+}
+
+int main(int argc, char *argv[])
+{
+	if (argc > 1 && !strcmp(argv[1], "--list")) {
+		printf("s1_fill_one_block\ns1_duplicate_create_eexist\n"
+		       "s2_duplicate_create_keeps_handover_valid\ns2_retrieve_reply_efault\n"
+		       "s2_session_survives_efault\n");
+		return 0;
+	}
+	return luo_test(argc, argv, STATE_SESSION_NAME, stage_1, stage_2);
+}
