@@ -1,19 +1,24 @@
 # SPDX-License-Identifier: GPL-2.0
 # Rust Live Update Orchestrator: build, test and demo harness.
 #   make check [LUO="c rust"]   every test; ends with "N passed, M failed"
-#   make demo                   a live update in QEMU, shown step by step
+#   make demo [SIZE=256M] [LUO=rust|c]
+#                               a live update in QEMU, shown step by step
 #   make kernel LUO=c|rust      just build one kernel variant
 
 LUO ?= c rust
+# Guest RAM the demo preserves across the kexec (K/M/G suffixes).
+SIZE ?= 256M
 export BUILD ?= $(CURDIR)/build
+export SIZE
 
 .PHONY: check demo deps prepare kernel clean
 
 check:
 	@scripts/check.sh $(LUO)
 
+# The demo runs one variant: rust unless LUO is given (make demo LUO=c).
 demo:
-	@scripts/demo.sh
+	@$(if $(filter file,$(origin LUO)),,LUO='$(LUO)') scripts/demo.sh
 
 deps:
 	@scripts/deps.sh

@@ -1,49 +1,263 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# `make demo`: a live update in QEMU, shown step by step.
-# Until our Rust LUO and VMM agent exist, this runs upstream's
-# luo_kexec_simple on the LUO=${LUO:-c} kernel: a memfd is preserved in a
-# session, the kernel kexecs into itself, and the new kernel gets it back.
-# V=1 prints the whole serial log.
+# `make demo`: a live update in QEMU, shown the way an operator watches one.
+#
+# In the VM, a VM host (tools/liveupdate/luo-vmm-demo) fills SIZE bytes of
+# guest RAM (a memfd) with a reproducible pattern, writes the VM state (vCPU
+# registers, ...) into a second memfd, preserves both in the LUO session
+# "vm-demo" and the kernel kexecs into itself (kexec_file_load + KHO). The
+# new kernel gets both memfds back, every byte is checked, and the session
+# is finished. The blackout is measured here, on the host, from the serial
+# stream: from the guest's `DEMO: reboot` line to its `DEMO: verified` line.
+#
+# Environment:
+#   SIZE=256M          guest RAM to preserve (K/M/G suffixes), passed to
+#                      the guest in bytes as luo.demo_size=
+#   DEMO_LUO / LUO     rust (default) or c
+#   V=1                stream the whole serial log
+#   DEMO_TIMEOUT=S     hard limit for the VM (default: from SIZE)
+#   DEMO_KERNEL=FILE   boot this prebuilt bzImage of the same variant instead
+#                      of fetching and building the kernel (for development;
+#                      the guest programs and the initramfs are still built)
+# Exit status 0 only if the memory came back verified.
 . "$(dirname "$0")/lib.sh"
 
-v=${DEMO_LUO:-c}
-t0=$(date +%s.%N)
-stage() { printf '[%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" "$*"; }
-quiet() { local l=$BUILD/demo-$1.log; shift; "$@" > "$l" 2>&1 || { tail -n 30 "$l"; die "failed, see $l"; }; }
+v=${DEMO_LUO:-${LUO:-rust}}
+case $v in c | rust) ;; *) die "DEMO_LUO/LUO must be c or rust, not '$v'" ;; esac
+size_arg=${SIZE:-256M}
 
-mkdir -p "$BUILD"
-stage "fetch: toolchain and Linux $KVER_SERIES source (log: $BUILD/demo-fetch.log)"
-quiet fetch "$REPO/scripts/deps.sh"
-quiet prepare "$REPO/scripts/prepare-tree.sh"
-stage "build: LUO=$v kernel and guest programs (log: $(obj_dir "$v")/build.log)"
-quiet build "$REPO/scripts/build-kernel.sh" "$v"
-quiet guest "$REPO/scripts/build-guest.sh" "$v"
-k=$(obj_dir "$v")/arch/x86/boot/bzImage
-"$REPO/scripts/mkinitramfs.sh" "$BUILD/guest-$v/kexec.cpio" "$BUILD/guest-$v" "$k"
-
-serial=$LOGS/demo.log
-stage "boot: QEMU (TCG), serial log $serial"
-"$REPO/scripts/run-vm.sh" "$k" "$BUILD/guest-$v/kexec.cpio" "$serial" 300 1G \
-	"kunit.enable=0 luo.test=luo_kexec_simple luo.stages=2" &
-qemu=$!
-while [ ! -f "$serial" ]; do sleep 0.1; done
-if [ "${V:-0}" = 1 ]; then
-	filter='.'
-else
-	filter='Linux version|KHO: found|luo: |LUO-HARNESS|STAGE|PASSED|FAIL'
-fi
-tail -n +1 -f "$serial" --pid=$qemu | grep --line-buffered -E "$filter" | while IFS= read -r line; do
-	case $line in
-	*"Linux version"*) stage "kernel: ${line#*] }" ;;
-	*"stage 1 exit 0"*) stage "kexec: stage 1 done, rebooting into the new kernel" ;;
-	*) printf '           %s\n' "$line" ;;
+# Bytes of a size with an optional K/M/G/T suffix (powers of 1024, like
+# luo-vmm-demo's --size).
+to_bytes() {
+	local n u
+	[[ $1 =~ ^([0-9]+)([KkMmGgTt]?)([iI]?[bB])?$ ]] || return 1
+	n=${BASH_REMATCH[1]} u=${BASH_REMATCH[2],,}
+	case $u in
+	'') echo $((10#$n)) ;; k) echo $((10#$n << 10)) ;; m) echo $((10#$n << 20)) ;;
+	g) echo $((10#$n << 30)) ;; t) echo $((10#$n << 40)) ;;
 	esac
-done
-wait $qemu || true
-if "$REPO/scripts/verdict.py" stages "$serial" "$v:demo" luo_kexec_simple 2; then
-	stage "verified: the memfd came back intact after the kexec"
+}
+size=$(to_bytes "$size_arg") || die "SIZE=$size_arg: expected bytes with an optional K, M or G suffix, e.g. 256M"
+[ "$size" -ge 4096 ] || die "SIZE=$size_arg: at least 4K"
+size_mib=$(((size + (1 << 20) - 1) >> 20))
+mem_mib=$((1024 + 2 * size_mib))
+tmo=${DEMO_TIMEOUT:-$((240 + size_mib / 2))}
+
+# Host monotonic time in centiseconds (/proc/uptime), into $NOW.
+now() {
+	local u
+	read -r u _ < /proc/uptime
+	NOW=$((10#${u/./}))
+}
+secs() { printf '%d.%02d' $(($1 / 100)) $(($1 % 100)); }
+human() {
+	local n=$1 u
+	for u in T:40 G:30 M:20 K:10; do
+		if [ "$n" -ge $((1 << ${u#*:})) ] && [ $((n % (1 << ${u#*:}))) -eq 0 ]; then
+			echo "$((n >> ${u#*:})) ${u%:*}iB"
+			return
+		fi
+	done
+	echo "$n bytes"
+}
+now
+T0=$NOW
+stage() {
+	now
+	printf '[%7ss] %-8s %s\n' "$(secs $((NOW - T0)))" "$1" "$2"
+}
+quiet() {
+	local l=$BUILD/demo-$1.log
+	shift
+	"$@" > "$l" 2>&1 || {
+		tail -n 30 "$l"
+		die "failed, see $l"
+	}
+}
+
+mkdir -p "$BUILD" "$LOGS"
+if [ -n "${DEMO_KERNEL:-}" ]; then
+	[ -f "$DEMO_KERNEL" ] || die "DEMO_KERNEL=$DEMO_KERNEL: no such file"
+	k=$DEMO_KERNEL
+	stage fetch "skipped: prebuilt LUO=$v kernel $k (DEMO_KERNEL)"
+	stage build "guest programs (logs: $BUILD/demo-{guest,agent}.log)"
 else
-	stage "FAILED: see $serial"
-	exit 1
+	stage fetch "toolchain and Linux $KVER_SERIES source (logs: $BUILD/demo-{fetch,prepare}.log)"
+	quiet fetch "$REPO/scripts/deps.sh"
+	quiet prepare "$REPO/scripts/prepare-tree.sh"
+	k=$(obj_dir "$v")/arch/x86/boot/bzImage
+	stage build "LUO=$v kernel and guest programs (logs: $BUILD/demo-{build,guest,agent}.log)"
+	quiet build "$REPO/scripts/build-kernel.sh" "$v"
 fi
+quiet guest "$REPO/scripts/build-guest.sh" "$v"
+quiet agent "$REPO/scripts/build-agent.sh"
+# The demo's own initramfs: our PID 1 and the VM host, nothing else.
+g=$BUILD/demo-$v
+mkdir -p "$g/tests"
+cp "$BUILD/guest-$v/init" "$g/init"
+cp "$BUILD/agent/luo-vmm-demo" "$g/tests/luo-vmm-demo"
+quiet initramfs "$REPO/scripts/mkinitramfs.sh" "$g/kexec.cpio" "$g" "$k"
+stage build "done: $(basename "$k") $(du -k "$k" | cut -f1) KiB, initramfs $(du -k "$g/kexec.cpio" | cut -f1) KiB (with the next kernel)"
+
+serial=$LOGS/demo-$v.log
+qlog=$LOGS/demo-$v.qemu.log
+rm -f "$serial"
+stage boot "QEMU (TCG), $mem_mib MiB, LUO=$v, guest RAM $size_arg, timeout ${tmo}s (serial log: $serial)"
+"$REPO/scripts/run-vm.sh" "$k" "$g/kexec.cpio" "$serial" "$tmo" "${mem_mib}M" \
+	"kunit.enable=0 luo.test=luo-vmm-demo luo.stages=2 luo.demo_size=$size" 2> "$qlog" &
+qemu=$!
+# On any exit, stop the VM if it still runs. run-vm.sh's child is
+# timeout(1), which runs QEMU in a process group of its own: note it once
+# QEMU is up (run-vm.sh itself may die first, e.g. on a SIGTERM to us all).
+vm_pg=''
+stop_vm() {
+	local c
+	for c in $vm_pg $(cat "/proc/$qemu/task/$qemu/children" 2>/dev/null); do
+		if kill -0 -- "-$c" 2>/dev/null; then kill -TERM -- "-$c" 2>/dev/null; fi
+	done
+	if kill -0 "$qemu" 2>/dev/null; then kill -TERM "$qemu" 2>/dev/null; fi
+	return 0
+}
+trap stop_vm EXIT
+while [ ! -f "$serial" ]; do
+	if ! kill -0 "$qemu" 2>/dev/null; then
+		[ -f "$serial" ] && break
+		rc=0
+		wait "$qemu" || rc=$?
+		cat "$qlog" >&2
+		die "QEMU did not start (exit status $rc)"
+	fi
+	sleep 0.1
+done
+vm_pg=$(cat "/proc/$qemu/task/$qemu/children" 2>/dev/null) || vm_pg=''
+
+# Follow the serial log; note the host time of the lines that matter.
+boots=0 t_reboot='' t_kexec='' t_boot2='' t_restored='' t_verified=''
+preserved='' preserve_ms='' restored='' verified='' seed1='' stage2_exit='' kerr=0 panic='' guest_err=''
+show() { printf '           %s\n' "$1"; }
+while IFS= read -r line; do
+	line=${line%$'\r'}
+	[ "${V:-0}" = 1 ] && show "$line"
+	case $line in
+	*"] Linux version "*)
+		boots=$((boots + 1))
+		[ $boots -eq 2 ] && { now; t_boot2=$NOW; }
+		w=${line#*] Linux version }
+		stage "$([ $boots -eq 1 ] && echo boot || echo restore)" "kernel $boots: Linux ${w%% *}"
+		;;
+	"DEMO: stage 1:"*) stage boot "${line#DEMO: }" ;;
+	"DEMO: filled "* | "DEMO: VM state: "*) stage preserve "${line#DEMO: }" ;;
+	"DEMO: preserved "*)
+		[[ $line =~ ^DEMO:\ preserved\ [0-9]+\ fds\ \(([0-9]+)\ bytes\)\ in\ ([0-9]+)\ ms ]] &&
+			preserved=${BASH_REMATCH[1]} preserve_ms=${BASH_REMATCH[2]}
+		stage preserve "${line#DEMO: }"
+		;;
+	"DEMO: holder "*) stage preserve "${line#DEMO: }" ;;
+	"DEMO: reboot")
+		now
+		t_reboot=$NOW
+		stage kexec "the VM host handed over; blackout starts"
+		;;
+	*"kexec_core: Starting new kernel"*)
+		now
+		t_kexec=$NOW
+		stage kexec "${line#*] }"
+		;;
+	*"] KHO: "* | *"] luo: "*) [ "${V:-0}" = 1 ] || show "${line#*] }" ;;
+	"DEMO: stage 2:"*) stage restore "${line#DEMO: }" ;;
+	"DEMO: restored "*)
+		now
+		t_restored=$NOW
+		[[ $line =~ ^DEMO:\ restored\ [0-9]+\ fds\ \(([0-9]+)\ bytes\) ]] && restored=${BASH_REMATCH[1]}
+		stage restore "${line#DEMO: }"
+		;;
+	"DEMO: verified "*)
+		now
+		t_verified=$NOW
+		[[ $line =~ ^DEMO:\ verified\ ([0-9]+)\ bytes\ OK ]] && verified=${BASH_REMATCH[1]}
+		stage verify "${line#DEMO: }"
+		;;
+	"DEMO: VM state OK"* | "DEMO: finished "* | "DEMO: report: "*) stage verify "${line#DEMO: }" ;;
+	"DEMO: error: "* | "DEMO: MISMATCH"*)
+		guest_err=${guest_err:-${line#DEMO: }}
+		stage ERROR "${line#DEMO: }"
+		;;
+	"DEMO: "*) show "$line" ;;
+	"LUO-HARNESS: stage 2 exit "*) stage2_exit=${line##* } ;;
+	"LUO-HARNESS: stage "*" start" | "LUO-HARNESS: stage "*" exit 0" | "LUO-HARNESS: done") ;;
+	"LUO-HARNESS: "*) stage ERROR "${line#LUO-HARNESS: }" ;;
+	"LUO-KMSG-ERR: "*)
+		kerr=$((kerr + 1))
+		[ "${V:-0}" = 1 ] || show "kernel error: ${line#LUO-KMSG-ERR: }"
+		;;
+	*"Kernel panic"* | *"] BUG: "* | *"] WARNING: "* | *"] Oops"*)
+		[[ $line == *"Kernel panic"* ]] && panic=${line#*] }
+		[ "${V:-0}" = 1 ] || show "${line#*] }"
+		;;
+	esac
+done < <(tail -n +1 -s 0.1 -f --pid="$qemu" "$serial")
+rc=0
+wait "$qemu" || rc=$?
+trap - EXIT
+
+# Verdict: the guest verified every byte it had preserved, its stage 2
+# exited 0, and the VM powered off by itself.
+why=''
+if [ $rc -eq 124 ]; then
+	why="the VM did not finish within ${tmo}s (DEMO_TIMEOUT)"
+elif [ $rc -ne 0 ]; then
+	why="QEMU exited with status $rc"
+	[ -s "$qlog" ] && why+=": $(tail -n 3 "$qlog" | tr '\n' ' ')(see $qlog)"
+elif [ -n "$panic" ]; then
+	why="the kernel panicked: $panic"
+elif [ -n "$guest_err" ]; then
+	why="the VM host reported: $guest_err"
+elif [ -z "$t_reboot" ]; then
+	why="the VM host never handed over (no 'DEMO: reboot' line)"
+elif [ $boots -lt 2 ]; then
+	why="the new kernel never booted"
+elif [ -z "$verified" ]; then
+	why="the new kernel never verified the memory"
+elif [ "$verified" != "$preserved" ]; then
+	why="verified $verified bytes, but $preserved were preserved"
+elif [ "$stage2_exit" != 0 ]; then
+	why="the VM host exited with status ${stage2_exit:-?} after verifying"
+fi
+
+echo
+echo "Summary (LUO=$v, SIZE=$size_arg, QEMU/TCG; serial log: $serial)"
+if [ -n "$preserved" ]; then
+	printf '  %-18s%s bytes in 2 memfds: guest RAM %s + VM state %s bytes\n' \
+		preserved "$preserved" "$(human "$size")" "$((preserved - size))"
+	printf '  %-18s%s ms (guest clock: create the session, preserve both memfds)\n' "time to preserve" "$preserve_ms"
+else
+	printf '  %-18snothing\n' preserved
+fi
+span() {
+	if [ -n "$2" ] && [ -n "$3" ]; then printf '    %-24s%6s s\n' "$1" "$(secs $(($3 - $2)))"; fi
+}
+if [ -n "$t_reboot" ] && [ -n "$t_verified" ]; then
+	printf '  %-18s%s s (host clock: from "DEMO: reboot" to "DEMO: verified")\n' blackout \
+		"$(secs $((t_verified - t_reboot)))"
+	span "freeze, kexec" "$t_reboot" "$t_kexec"
+	span "purgatory, kernel start" "$t_kexec" "$t_boot2"
+	span "boot, retrieve" "$t_boot2" "$t_restored"
+	span "verify every byte" "$t_restored" "$t_verified"
+elif [ -n "$t_reboot" ]; then
+	now
+	printf '  %-18snot over: nothing verified %s s after "DEMO: reboot"\n' blackout "$(secs $((NOW - t_reboot)))"
+fi
+[ $kerr -eq 0 ] || printf '  %-18s%d (LUO-KMSG-ERR lines in the serial log)\n' "kernel errors" "$kerr"
+if [ -z "$why" ]; then
+	printf '  %-18syes: every byte came back\n' verified
+	exit 0
+fi
+printf '  %-18sno: %s\n' verified "$why"
+echo
+if [ -s "$serial" ]; then
+	echo "Last lines of the serial log ($serial):"
+	tail -n 25 "$serial" | sed 's/^/  | /'
+else
+	echo "The serial log ($serial) is empty."
+fi
+exit 1
