@@ -4,6 +4,7 @@
 #   make demo [SIZE=256M] [LUO=rust|c]
 #                               a live update in QEMU, shown step by step
 #   make kernel LUO=c|rust      just build one kernel variant
+#   make bench                  time the C and the Rust LUO, print Rust/C ratios
 
 LUO ?= c rust
 # Guest RAM the demo preserves across the kexec (K/M/G suffixes).
@@ -11,7 +12,7 @@ SIZE ?= 256M
 export BUILD ?= $(CURDIR)/build
 export SIZE
 
-.PHONY: check demo deps prepare kernel clean
+.PHONY: check demo bench deps prepare kernel clean
 
 check:
 	@scripts/check.sh $(LUO)
@@ -19,6 +20,9 @@ check:
 # The demo runs one variant: rust unless LUO is given (make demo LUO=c).
 demo:
 	@$(if $(filter file,$(origin LUO)),,LUO='$(LUO)') scripts/demo.sh
+
+bench:
+	@scripts/bench.sh
 
 deps:
 	@scripts/deps.sh
