@@ -29,6 +29,7 @@ use kernel::{
             Atomic,
             Relaxed, //
         },
+        Arc,
         Mutex,
         SetOnce, //
     },
@@ -185,19 +186,30 @@ impl Luo {
         }
         let mut sessions = self.sessions.lock();
         let in_sessions = core::mem::take(&mut inc.sessions);
+        // Files of one handler usually come together: remember the last lookup.
+        let mut last: Option<([u8; abi::COMPAT_LEN], Arc<registry::Handler>)> = None;
         for ins in in_sessions.into_iter() {
             let session = session::Session::new(ins.name, 0, true)?;
             {
                 let mut inner = session.inner.lock();
                 for f in ins.files.into_iter() {
-                    let compat = abi::get_str(&f.compat).unwrap_or(c"");
-                    let handler = self.registry.lock().find_by_compatible(compat);
+                    let handler = match &last {
+                        Some((c, h)) if *c == f.compat => Some(h.clone()),
+                        _ => {
+                            let compat = abi::get_str(&f.compat).unwrap_or(c"");
+                            let h = self.registry.lock().find_by_compatible(compat);
+                            if let Some(h) = &h {
+                                last = Some((f.compat, h.clone()));
+                            }
+                            h
+                        }
+                    };
                     let Some(handler) = handler else {
                         pr_warn!(
                             "session [{}]: dropped token {:#x}: no registered handler for compatible '{}'\n",
                             kernel::str::BStr::from_bytes(ins.name.as_bytes()),
                             f.token,
-                            compat
+                            abi::get_str(&f.compat).unwrap_or(c"")
                         );
                         continue;
                     };
