@@ -99,6 +99,7 @@ impl MiscDevice for LuoDevice {
         let mut a: uapi::CreateSession = ucmd.read()?;
         let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
         let luo = luo()?;
+        luo.check_not_frozen()?;
         let file = if cmd == CREATE {
             session::create(luo, &a.name)?
         } else {

@@ -7,9 +7,7 @@
 #include <linux/init.h>
 #include <linux/kstrtox.h>
 
-void luo_rs_set_enabled(bool on);
-int luo_rs_early_init(void);
-int luo_rs_late_init(void);
+#include "luo_glue.h"
 
 static int __init luo_rs_param(char *buf)
 {

@@ -322,6 +322,7 @@ fn session_ioctl(session: &Session, cmd: u32, arg: usize) -> Result {
     }
     ucmd.check_min(*min)?;
     let luo = luo()?;
+    luo.check_not_frozen()?;
     match nr {
         LIVEUPDATE_CMD_SESSION_PRESERVE_FD => {
             let a: uapi::PreserveFd = ucmd.read()?;

@@ -48,7 +48,7 @@ static const struct {
 	[6] = { 1, 1, "dropped all FLBs" },
 };
 
-#define NR_MODES ((int)(sizeof(modes) / sizeof(modes[0])))
+#define NR_MODES ((int)ARRAY_SIZE(modes))
 
 static int test_nr, failures;
 

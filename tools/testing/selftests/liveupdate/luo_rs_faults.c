@@ -185,7 +185,7 @@ static void stage_2(int luo_fd, int state_fd)
 int main(int argc, char *argv[])
 {
 	if (argc > 1 && !strcmp(argv[1], "--list")) {
-		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
 			printf("%s\n", cases[i]);
 		return 0;
 	}
