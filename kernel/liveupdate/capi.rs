@@ -6,6 +6,7 @@
 
 use crate::{
     enabled,
+    flb::FlbState,
     luo, //
 };
 use kernel::{
@@ -145,13 +146,33 @@ pub unsafe extern "C" fn liveupdate_unregister_flb(
 /// # Safety
 ///
 /// `flb` must be a valid FLB that lives for the rest of the kernel's life.
-unsafe fn flb_state(
-    flb: *mut bindings::liveupdate_flb,
-) -> Result<kernel::sync::Arc<crate::flb::FlbState>> {
+unsafe fn flb_state(flb: *mut bindings::liveupdate_flb) -> Result<kernel::sync::Arc<FlbState>> {
     let l = luo()?;
     let mut reg = l.registry.lock();
     // SAFETY: Guaranteed by the caller.
     unsafe { reg.flb_state(flb) }
+}
+
+/// Takes a reference to an FLB object with `get` and stores the object in `*objp`.
+///
+/// # Safety
+///
+/// `flb` must be a valid FLB that lives for the rest of the kernel's life; `objp` must be
+/// valid for writes.
+unsafe fn flb_get(
+    flb: *mut bindings::liveupdate_flb,
+    objp: *mut *mut c_void,
+    get: fn(&FlbState) -> Result<usize>,
+) -> c_int {
+    // SAFETY: Guaranteed by the caller.
+    match unsafe { flb_state(flb) }.and_then(|s| get(&s)) {
+        Ok(obj) => {
+            // SAFETY: `objp` is valid for writes by the caller's guarantee.
+            unsafe { *objp = obj as *mut c_void };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
 }
 
 /// Gets (retrieving on first use) the FLB's object from the previous kernel.
@@ -169,14 +190,7 @@ pub unsafe extern "C" fn liveupdate_flb_get_incoming(
         return EOPNOTSUPP.to_errno();
     }
     // SAFETY: Guaranteed by the caller.
-    match unsafe { flb_state(flb) }.and_then(|s| s.get_incoming()) {
-        Ok(obj) => {
-            // SAFETY: `objp` is valid for writes by the caller's guarantee.
-            unsafe { *objp = obj as *mut c_void };
-            0
-        }
-        Err(e) => e.to_errno(),
-    }
+    unsafe { flb_get(flb, objp, FlbState::get_incoming) }
 }
 
 /// Drops a reference taken by `liveupdate_flb_get_incoming`.
@@ -210,14 +224,7 @@ pub unsafe extern "C" fn liveupdate_flb_get_outgoing(
         return EOPNOTSUPP.to_errno();
     }
     // SAFETY: Guaranteed by the caller.
-    match unsafe { flb_state(flb) }.and_then(|s| s.get_outgoing()) {
-        Ok(obj) => {
-            // SAFETY: `objp` is valid for writes by the caller's guarantee.
-            unsafe { *objp = obj as *mut c_void };
-            0
-        }
-        Err(e) => e.to_errno(),
-    }
+    unsafe { flb_get(flb, objp, FlbState::get_outgoing) }
 }
 
 /// Drops a reference taken by `liveupdate_flb_get_outgoing`.
