@@ -14,7 +14,7 @@ lu=$st/liveupdate
 mkdir -p "$out/tests"
 [ -f "$obj/usr/include/linux/liveupdate.h" ] || die "no exported headers in $obj/usr: build the kernel first"
 
-CFLAGS="-static -O2 -D_GNU_SOURCE= -Wall -Wno-unused-function -isystem $obj/usr/include -I $lu/lib/include -I $st"
+CFLAGS="-static -s -O2 -D_GNU_SOURCE= -Wall -Wno-unused-function -isystem $obj/usr/include -I $lu/lib/include -I $st"
 
 # cc OUT SRC... : rebuild only when a source or header is newer.
 cc_static() {

@@ -9,6 +9,9 @@
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(c)
 results=$BUILD/results.txt
+# Guest memory: KHO reserves scratch areas of twice the boot-time reservations
+# (kernel, initramfs); with nested initramfs for kexec chains, 1G is too tight.
+VM_MEM=${VM_MEM:-2G}
 mkdir -p "$BUILD"
 : > "$results"
 
@@ -27,7 +30,7 @@ vm_case() {
 	local kernel serial out rc=0
 	kernel=$(obj_dir "$v")/arch/x86/boot/bzImage
 	serial=$LOGS/$v/$suite-$case.log
-	"$REPO/scripts/run-vm.sh" "$kernel" "$initrd" "$serial" "$tmo" 1G \
+	"$REPO/scripts/run-vm.sh" "$kernel" "$initrd" "$serial" "$tmo" "$VM_MEM" \
 		"kunit.enable=0 luo.test=$case luo.stages=$stages $extra" || rc=$?
 	if [ "$mode" = stages ]; then
 		out=$("$REPO/scripts/verdict.py" stages "$serial" "$v:$suite" "$case" "$stages") || true
@@ -128,7 +131,7 @@ host_checks() {
 # rust/kernel/*.rs), run at boot in the VM.
 kunit_case() {
 	local v=$1 g=$BUILD/guest-$1 serial=$LOGS/$1/kunit.log out rc=0
-	"$REPO/scripts/run-vm.sh" "$(obj_dir "$v")/arch/x86/boot/bzImage" "$g/single.cpio" "$serial" 300 1G \
+	"$REPO/scripts/run-vm.sh" "$(obj_dir "$v")/arch/x86/boot/bzImage" "$g/single.cpio" "$serial" 300 "$VM_MEM" \
 		"kunit.filter_glob=luo_rs* luo.test=none luo.stages=1" || rc=$?
 	out=$("$REPO/scripts/verdict.py" kunit "$serial" "$v:kunit" "$SRC"/kernel/liveupdate/*.rs) || true
 	[ $rc -eq 124 ] && out=$(echo "$out" | sed 's/^ok \(.*\)$/not ok \1 # VM timed out/')
@@ -146,7 +149,7 @@ interop() {
 	[ -f "$kf" ] && [ -f "$kt" ] || return 0
 	"$REPO/scripts/mkinitramfs.sh" "$g/to-$to.cpio" "$g" "$kt"
 	serial=$LOGS/interop-$from-to-$to.log
-	"$REPO/scripts/run-vm.sh" "$kf" "$g/to-$to.cpio" "$serial" 300 1G \
+	"$REPO/scripts/run-vm.sh" "$kf" "$g/to-$to.cpio" "$serial" 300 "$VM_MEM" \
 		"kunit.enable=0 luo.test=$t luo.stages=2" || rc=$?
 	out=$("$REPO/scripts/verdict.py" stages "$serial" "interop:$from-to-$to" "$t" 2) || true
 	[ $rc -eq 124 ] && out="not ok interop:$from-to-$to:$t # VM timed out"
