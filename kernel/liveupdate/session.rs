@@ -54,7 +54,7 @@ use kernel::{
 };
 
 /// Size of one serialized session entry (`struct luo_session_ser`).
-pub(crate) const SESSION_SER_SIZE: usize = 80;
+pub(crate) const SESSION_SER_SIZE: usize = crate::abi::session_ser::SIZE;
 
 /// Mutable state of a session.
 pub(crate) struct SessionInner {
@@ -217,10 +217,11 @@ fn session_file(session: Arc<Session>) -> Result<ARef<File>> {
 /// Closing the last reference to a session file.
 fn release(luo: &Luo, session: Arc<Session>, file: &File) {
     if session.incoming {
-        let mut s = luo.sessions.lock();
         if crate::frozen() {
             return;
         }
+        // Finish without holding the global session lock: releasing the preserved memory
+        // may take a while, and other sessions need not wait for it.
         let mut inner = session.inner.lock();
         if !inner.retrieved || inner.owner != file.as_ptr() as usize {
             // A retrieve that was taken back (see `unretrieve`).
@@ -234,7 +235,7 @@ fn release(luo: &Luo, session: Arc<Session>, file: &File) {
             return;
         }
         drop(inner);
-        s.incoming.remove(&session.name);
+        luo.sessions.lock().incoming.remove(&session.name);
         return;
     }
     let mut s = luo.sessions.lock();
