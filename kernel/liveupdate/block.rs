@@ -9,9 +9,15 @@
 //! A [`BlockSet`] reserves the pages while entries are created, so that the reboot path only
 //! writes into memory it already owns and never allocates.
 
-use crate::abi::{
-    get_u64,
-    put_u64, //
+use crate::{
+    abi::{
+        get_u64,
+        put_u64, //
+    },
+    parse::{
+        ParseError,
+        ParseResult, //
+    }, //
 };
 use kernel::{
     kho::{
@@ -161,38 +167,43 @@ impl BlockWriter<'_> {
 /// Reads a chain of blocks written by the previous kernel, calling `entry` for each entry in
 /// order, and frees its pages. Returns the number of entries.
 ///
-/// The chain is hostile data. It is rejected with `EINVAL` if an address is not a page that
-/// KHO preserved (this also catches a cycle: a page can be restored only once), if it has
-/// more than [`MAX_BLOCKS`] blocks, or if a block's count is 0 or more than fits. Entries of
-/// the blocks before the bad one have been passed to `entry` already.
+/// The chain is hostile data. It is rejected if an address is not a page that KHO preserved
+/// (this also catches a cycle: a page can be restored only once), if it has more than
+/// [`MAX_BLOCKS`] blocks, or if a block's count is 0 or more than fits. Entries of the blocks
+/// before the bad one have been passed to `entry` already. An error of `entry` stops the walk.
 pub(crate) fn read_chain(
     head: IncomingPhys,
     entry_size: usize,
-    mut entry: impl FnMut(&[u8]) -> Result,
-) -> Result<usize> {
+    mut entry: impl FnMut(&[u8]) -> ParseResult,
+) -> ParseResult<usize> {
     let per = per_block(entry_size);
-    let mut pages = KVec::new();
+    let mut pages = KVVec::new();
     let mut next = head;
-    let mut total = 0;
+    let mut total = 0usize;
     while next.0 != 0 {
         if pages.len() >= MAX_BLOCKS {
             pr_warn!("block chain longer than {} blocks\n", MAX_BLOCKS);
-            return Err(EINVAL);
+            return Err(ParseError::Corrupt("its block chain is too long"));
         }
-        let page = IncomingPage::restore(next)
-            .inspect_err(|_| pr_warn!("block chain: {:#x} is not a preserved page\n", next.0))?;
+        let Ok(page) = IncomingPage::restore(next) else {
+            pr_warn!("block chain: {:#x} is not a preserved page\n", next.0);
+            return Err(ParseError::Corrupt("its block chain has a bad address"));
+        };
         let bytes = page.bytes();
         let count = get_u64(bytes, 8);
         if count == 0 || count > per as u64 {
             pr_warn!("block chain: bad entry count {} (1..={})\n", count, per);
-            return Err(EINVAL);
+            return Err(ParseError::Corrupt("a block has a bad entry count"));
         }
         next = IncomingPhys(get_u64(bytes, 0));
-        for j in 0..count as usize {
-            let off = HEADER_SIZE + j * entry_size;
-            entry(bytes.get(off..off + entry_size).ok_or(EINVAL)?)?;
+        // `count` is at most `per`, so the entries fit in the page.
+        for e in bytes[HEADER_SIZE..]
+            .chunks_exact(entry_size)
+            .take(count as usize)
+        {
+            entry(e)?;
         }
-        total += count as usize;
+        total = total.saturating_add(count as usize);
         // Keep the pages until the whole chain is read, so an address seen twice fails to
         // restore instead of pointing at a page freed meanwhile.
         pages.push(page, GFP_KERNEL)?;

@@ -11,7 +11,7 @@ use crate::{
 };
 use kernel::{
     bindings,
-    liveupdate::CFileHandler,
+    liveupdate::registered::RegisteredHandler,
     macros::export,
     prelude::*, //
 };
@@ -63,7 +63,7 @@ pub unsafe extern "C" fn liveupdate_register_file_handler(
         return EOPNOTSUPP.to_errno();
     }
     // SAFETY: Guaranteed by the caller.
-    let res = unsafe { CFileHandler::from_raw(fh) }
+    let res = unsafe { RegisteredHandler::from_raw(fh) }
         .and_then(|h| luo().and_then(|l| l.registry.lock().register(h)));
     if let Err(e) = res {
         return e.to_errno();
@@ -135,8 +135,9 @@ pub unsafe extern "C" fn liveupdate_unregister_flb(
     if let Ok(l) = luo() {
         let mut reg = l.registry.lock();
         // SAFETY: Guaranteed by the caller.
-        if let Ok(state) = unsafe { reg.flb_state(flb) } {
-            reg.unlink_flb(fh, &state);
+        let res = unsafe { reg.flb_state(flb) }.and_then(|state| reg.unlink_flb(fh, &state));
+        if let Err(e) = res {
+            pr_err!("cannot unregister an FLB: {:?}\n", e);
         }
     }
 }

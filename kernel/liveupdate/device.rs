@@ -67,11 +67,11 @@ impl MiscDevice for LuoDevice {
         if IN_USE.cmpxchg(0, 1, Full).is_err() {
             return Err(EBUSY);
         }
-        // The sessions of the previous kernel are rebuilt on first open; if that failed the
-        // device stays unusable (as with the C LUO), so userspace notices.
-        if luo().and_then(|l| l.deserialize()).is_err() {
+        // The sessions of the previous kernel are rebuilt on first open; if that fails, this
+        // open and every later one fail with `EIO` (as with the C LUO), so userspace notices.
+        if let Err(e) = luo().and_then(|l| l.deserialize()) {
             IN_USE.store(0, Release);
-            return Err(EIO);
+            return Err(e);
         }
         Ok(())
     }
@@ -99,18 +99,21 @@ impl MiscDevice for LuoDevice {
         let mut a: uapi::CreateSession = ucmd.read()?;
         let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
         let luo = luo()?;
-        luo.check_not_frozen()?;
-        let file = if cmd == CREATE {
-            session::create(luo, &a.name)?
+        let state = luo.enter()?;
+        let (file, retrieved) = if cmd == CREATE {
+            (session::create(luo, &a.name)?, None)
         } else {
-            session::retrieve(luo, &a.name)?
+            let (file, r) = session::retrieve(luo, &a.name)?;
+            (file, Some(r))
         };
+        drop(state);
         a.fd = fd.reserved_fd() as i32;
-        // On EFAULT the file is dropped: an outgoing session is closed again. An incoming one
-        // stays retrievable (unlike the C LUO, which finishes it and loses its data).
         if let Err(e) = ucmd.respond(&a) {
-            if cmd == RETRIEVE {
-                session::unretrieve(luo, file);
+            // A new outgoing session is closed again when `file` is dropped. A retrieve is
+            // taken back, so the session stays retrievable (the C LUO closes the file, which
+            // finishes the session and loses its data).
+            if let Some(r) = retrieved {
+                session::unretrieve(r);
             }
             return Err(e);
         }

@@ -13,7 +13,10 @@ use crate::{
         COMPAT_LEN, //
     },
     block::BlockSet,
-    registry::Handler,
+    registry::{
+        self,
+        Handler, //
+    },
     Luo, //
 };
 use kernel::{
@@ -22,8 +25,7 @@ use kernel::{
         LocalFile, //
     },
     liveupdate::{
-        CPrivate,
-        FileHandler,
+        registered::PrivateData,
         RetrieveStatus, //
     },
     prelude::*,
@@ -49,7 +51,7 @@ pub(crate) struct LuoFile {
     /// The file: always set for outgoing files, set once retrieved for incoming ones.
     pub(crate) file: Option<ARef<File>>,
     /// The handler's per-file state (outgoing files only).
-    pub(crate) state: Option<CPrivate>,
+    pub(crate) state: Option<PrivateData>,
     /// Incoming files: what happened when userspace asked for the file.
     pub(crate) retrieve: RetrieveStatus,
 }
@@ -203,8 +205,9 @@ impl FileSet {
         // needed; LUO only passes the file to handlers and keeps a reference.
         let file = unsafe { LocalFile::assume_no_fdget_pos(file) };
 
-        let reg = luo.registry.lock();
-        let handler = reg.find_for_file(&file).ok_or(ENOENT)?;
+        let handlers = luo.registry.lock().snapshot();
+        let handler = registry::find_for_file(&handlers, &file).ok_or(ENOENT)?;
+        drop(handlers);
         if !handler.ops.try_get_owner() {
             return Err(ENOENT);
         }
@@ -213,10 +216,9 @@ impl FileSet {
             handler.ops.put_owner();
             return Err(e);
         }
-        let flbs = reg.flbs_of(&handler);
-        for (i, flb) in flbs.iter().enumerate() {
+        for (i, flb) in handler.flbs.iter().enumerate() {
             if let Err(e) = flb.file_preserve() {
-                for f in flbs[..i].iter().rev() {
+                for f in handler.flbs[..i].iter().rev() {
                     f.put_outgoing();
                 }
                 luo.release_id(id);
@@ -224,14 +226,11 @@ impl FileSet {
                 return Err(e);
             }
         }
-        drop(reg);
 
         let undo = |luo: &Luo, handler: &Arc<Handler>| {
-            let reg = luo.registry.lock();
-            for f in reg.flbs_of(handler).iter().rev() {
+            for f in handler.flbs.iter().rev() {
                 f.put_outgoing();
             }
-            drop(reg);
             luo.release_id(id);
             handler.ops.put_owner();
         };
@@ -274,11 +273,9 @@ impl FileSet {
             let handler = f.handler;
             if let (Some(file), Some(state)) = (f.file, f.state) {
                 handler.ops.unpreserve(&file, f.data, state);
-                let reg = luo.registry.lock();
-                for flb in reg.flbs_of(&handler).iter().rev() {
+                for flb in handler.flbs.iter().rev() {
                     flb.put_outgoing();
                 }
-                drop(reg);
                 luo.release_id(handler.ops.get_id(&file));
             }
             handler.ops.put_owner();
@@ -335,11 +332,9 @@ impl FileSet {
             self.tokens.remove(&f.token);
             self.count -= 1;
             f.handler.ops.finish(f.file.as_deref(), f.data, f.retrieve);
-            let reg = luo.registry.lock();
-            for flb in reg.flbs_of(&f.handler).iter().rev() {
+            for flb in f.handler.flbs.iter().rev() {
                 flb.put_incoming();
             }
-            drop(reg);
             if let Some(file) = &f.file {
                 luo.release_id(f.handler.ops.get_id(file));
             }

@@ -11,10 +11,8 @@
 
 use crate::luo;
 use kernel::{
-    liveupdate::{
-        CFlb,
-        Flb, //
-    },
+    bindings,
+    liveupdate::registered::RegisteredFlb,
     new_mutex,
     prelude::*,
     sync::{
@@ -23,8 +21,11 @@ use kernel::{
     }, //
 };
 
-/// The most FLBs that can be registered: what fits in the one-page handover table.
-pub(crate) const FLB_MAX: usize = (kernel::page::PAGE_SIZE - 16) / 64;
+/// The most FLBs that can be registered: what fits in the one-page handover table
+/// (`LUO_FLB_MAX`).
+pub(crate) const FLB_MAX: usize = (kernel::page::PAGE_SIZE
+    - size_of::<bindings::luo_flb_header_ser>())
+    / size_of::<bindings::luo_flb_ser>();
 
 /// This kernel's side of an FLB.
 #[derive(Default)]
@@ -53,7 +54,7 @@ struct Incoming {
 /// preserved, unpreserved or finished, never the other way round).
 #[pin_data]
 pub(crate) struct FlbState {
-    pub(crate) ops: CFlb,
+    pub(crate) ops: RegisteredFlb,
     #[pin]
     out: Mutex<Outgoing>,
     #[pin]
@@ -61,7 +62,7 @@ pub(crate) struct FlbState {
 }
 
 impl FlbState {
-    pub(crate) fn new(ops: CFlb) -> Result<Arc<Self>> {
+    pub(crate) fn new(ops: RegisteredFlb) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Self {
                 ops,
@@ -90,7 +91,7 @@ impl FlbState {
                 }
             }
         }
-        out.count += 1;
+        out.count = out.count.checked_add(1).ok_or(EOVERFLOW)?;
         Ok(())
     }
 
@@ -116,7 +117,7 @@ impl FlbState {
         if out.obj == 0 {
             return Err(ENOENT);
         }
-        out.count += 1;
+        out.count = out.count.checked_add(1).ok_or(EOVERFLOW)?;
         Ok(out.obj)
     }
 
@@ -162,7 +163,8 @@ impl FlbState {
         if inc.obj == 0 {
             self.retrieve_locked(&mut inc)?;
         }
-        inc.count += 1;
+        // The count came from the previous kernel: bounded when parsed, checked here anyway.
+        inc.count = inc.count.checked_add(1).ok_or(EOVERFLOW)?;
         Ok(inc.obj)
     }
 
@@ -180,7 +182,8 @@ impl FlbState {
         }
         inc.count -= 1;
         if inc.count == 0 {
-            self.ops.finish(inc.data, inc.obj);
+            // As the C LUO: `finish` gets the object, and 0 for the data.
+            self.ops.finish(0, inc.obj);
             inc.data = 0;
             inc.obj = 0;
             inc.finished = true;

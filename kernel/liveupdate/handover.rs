@@ -28,6 +28,10 @@ use crate::{
     },
     file_set::FILE_SER_SIZE,
     flb::FLB_MAX,
+    parse::{
+        ParseError,
+        ParseResult, //
+    },
     name::{
         Name,
         NAME_LEN, //
@@ -43,7 +47,6 @@ use kernel::{
         PreservedPage,
         Subtree, //
     },
-    liveupdate::Flb,
     prelude::*,
     rbtree::RBTree, //
 };
@@ -80,47 +83,41 @@ impl Luo {
     /// and LUO works as before). On success LUO stays frozen: session ioctls fail with `EBUSY`
     /// and closing a session no longer unpreserves it.
     pub(crate) fn reboot(&self) -> Result {
-        let mut guard = self.sessions.lock();
-        if crate::frozen() {
+        // Waits for every session operation in flight, and holds off new ones until the
+        // handover is written (then they see `frozen` and fail with `EBUSY`).
+        let mut state = self.state.write();
+        if state.frozen {
             return Ok(());
         }
-        crate::set_frozen(true);
+        let mut guard = self.sessions.lock();
         let s = &mut *guard;
         let total = s.out_count();
         let Some(handover) = s.handover.as_mut() else {
-            crate::set_frozen(false);
             return Err(ENODEV);
         };
+        let mut w = s.blocks.writer(total)?;
+        let head = w.head();
         let mut done = 0;
         let mut err = None;
-        let mut head = 0;
-        match s.blocks.writer(total) {
-            Err(e) => err = Some(e),
-            Ok(mut w) => {
-                for session in s.out.values() {
-                    let mut inner = session.inner.lock();
-                    // On failure `freeze` has unfrozen this session's files itself.
-                    let (pa, count) = match inner.files.freeze() {
-                        Ok(v) => v,
-                        Err(e) => {
-                            err = Some(e);
-                            break;
-                        }
-                    };
-                    let Some(e) = w.next_entry() else {
-                        inner.files.unfreeze();
-                        err = Some(ENOSPC);
-                        break;
-                    };
-                    put_str(&mut e[..NAME_LEN], session.name.as_bytes());
-                    put_u64(e, session_ser::FILES, pa);
-                    put_u64(e, session_ser::COUNT, count);
-                    done += 1;
+        for session in s.out.values() {
+            let mut inner = session.inner.lock();
+            // On failure `freeze` has unfrozen this session's files itself.
+            let (pa, count) = match inner.files.freeze() {
+                Ok(v) => v,
+                Err(e) => {
+                    err = Some(e);
+                    break;
                 }
-                if total > 0 {
-                    head = w.head();
-                }
-            }
+            };
+            let Some(e) = w.next_entry() else {
+                inner.files.unfreeze();
+                err = Some(ENOSPC);
+                break;
+            };
+            put_str(&mut e[..NAME_LEN], session.name.as_bytes());
+            put_u64(e, session_ser::FILES, pa);
+            put_u64(e, session_ser::COUNT, count);
+            done += 1;
         }
         if let Some(e) = err {
             // Unlike the C LUO (newest first), sessions are unfrozen oldest first: the tree
@@ -129,7 +126,6 @@ impl Luo {
                 session.inner.lock().files.unfreeze();
             }
             handover.set_sessions_pa(0);
-            crate::set_frozen(false);
             return Err(e);
         }
         handover.set_sessions_pa(head);
@@ -141,6 +137,7 @@ impl Luo {
             head,
             handover.flbs.bytes_mut(),
         );
+        state.frozen = true;
         Ok(())
     }
 
@@ -177,7 +174,7 @@ pub(crate) struct InFile {
 /// A session from the previous kernel, as read from the handover.
 pub(crate) struct InSession {
     pub(crate) name: Name,
-    pub(crate) files: KVec<InFile>,
+    pub(crate) files: KVVec<InFile>,
 }
 
 /// An FLB entry from the previous kernel.
@@ -191,9 +188,14 @@ pub(crate) struct InFlb {
 #[derive(Default)]
 pub(crate) struct Incoming {
     pub(crate) liveupdate_num: u64,
-    pub(crate) sessions: KVec<InSession>,
-    pub(crate) flbs: KVec<InFlb>,
+    pub(crate) sessions: KVVec<InSession>,
+    /// `None` if there was no usable FLB table.
+    pub(crate) flbs: Option<KVVec<InFlb>>,
 }
+
+/// The largest user count an incoming FLB entry may have: the C LUO counts with a
+/// `refcount_t`, which saturates below `INT_MAX`.
+const FLB_COUNT_MAX: u64 = i32::MAX as u64;
 
 /// Early boot: reads the previous kernel's handover. Never fails: whatever does not validate
 /// is dropped with a warning.
@@ -218,18 +220,15 @@ pub(crate) fn read_incoming() -> Incoming {
         );
         return inc;
     }
-    let page = match IncomingPage::restore(phys) {
-        Ok(p) => p,
-        Err(_) => {
-            pr_warn!(
-                "rejected handover: LUO state at {:#x} is not a preserved page\n",
-                phys.0
-            );
-            return inc;
-        }
+    let Ok(page) = IncomingPage::restore(phys) else {
+        pr_warn!(
+            "rejected handover: LUO state at {:#x} is not a preserved page\n",
+            phys.0
+        );
+        return inc;
     };
     let b = page.bytes();
-    if b[..8] != abi::COMPATIBLE {
+    if !abi::compatible_matches(b) {
         pr_warn!("rejected handover: LUO state is incompatible with 'luo-v5'\n");
         return inc;
     }
@@ -242,19 +241,28 @@ pub(crate) fn read_incoming() -> Incoming {
     let flbs_pa = IncomingPhys(get_u64(b, luo_ser::FLBS_PA));
     drop(page);
 
-    read_sessions(sessions_pa, &mut inc.sessions);
-    read_flbs(flbs_pa, &mut inc.flbs);
+    if let Err(e) = read_sessions(sessions_pa, &mut inc.sessions) {
+        pr_warn!(
+            "session list is unusable ({}): kept the {} sessions read before\n",
+            e,
+            inc.sessions.len()
+        );
+    }
+    match read_flbs(flbs_pa) {
+        Ok(flbs) => inc.flbs = flbs,
+        Err(e) => pr_warn!("dropped all FLBs: {}\n", e),
+    }
     inc
 }
 
-fn read_sessions(head: IncomingPhys, out: &mut KVec<InSession>) {
+fn read_sessions(head: IncomingPhys, out: &mut KVVec<InSession>) -> ParseResult {
     if head.0 == 0 {
-        return;
+        return Ok(());
     }
     let mut names: RBTree<Name, ()> = RBTree::new();
-    let res = read_chain(head, SESSION_SER_SIZE, |e| {
+    read_chain(head, SESSION_SER_SIZE, |e| {
         let mut raw = [0u8; NAME_LEN];
-        raw.copy_from_slice(&e[..NAME_LEN]);
+        raw.copy_from_slice(e.get(..NAME_LEN).ok_or(ParseError::Corrupt("short entry"))?);
         let Ok(name) = Name::new(&raw) else {
             pr_warn!("dropped a session: its name is empty or not NUL-terminated\n");
             return Ok(());
@@ -268,6 +276,8 @@ fn read_sessions(head: IncomingPhys, out: &mut KVec<InSession>) {
         let count = get_u64(e, session_ser::COUNT);
         let files = match read_files(files_pa, count) {
             Ok(f) => f,
+            // Out of memory: the rest of the list cannot be kept either.
+            Err(ParseError::NoMemory) => return Err(ParseError::NoMemory),
             Err(why) => {
                 pr_warn!("dropped session [{}]: {}\n", shown, why);
                 return Ok(());
@@ -276,38 +286,34 @@ fn read_sessions(head: IncomingPhys, out: &mut KVec<InSession>) {
         names.try_create_and_insert(name, (), GFP_KERNEL)?;
         out.push(InSession { name, files }, GFP_KERNEL)?;
         Ok(())
-    });
-    if let Err(e) = res {
-        pr_warn!(
-            "session list is corrupt ({:?}): kept the {} sessions read before the corruption\n",
-            e,
-            out.len()
-        );
-    }
+    })?;
+    Ok(())
 }
 
-fn read_files(head: IncomingPhys, count: u64) -> core::result::Result<KVec<InFile>, &'static str> {
-    let mut files = KVec::new();
+fn read_files(head: IncomingPhys, count: u64) -> ParseResult<KVVec<InFile>> {
+    let mut files = KVVec::new();
     if head.0 == 0 {
         return if count == 0 {
             Ok(files)
         } else {
-            Err("file count without files")
+            Err(ParseError::Corrupt("file count without files"))
         };
     }
     let mut tokens: RBTree<u64, ()> = RBTree::new();
-    let mut bad = None;
-    let res = read_chain(head, FILE_SER_SIZE, |e| {
+    let n = read_chain(head, FILE_SER_SIZE, |e| {
         let mut compat = [0u8; abi::COMPAT_LEN];
-        compat.copy_from_slice(&e[..abi::COMPAT_LEN]);
+        compat.copy_from_slice(
+            e.get(..abi::COMPAT_LEN)
+                .ok_or(ParseError::Corrupt("short entry"))?,
+        );
         if get_str(&compat).is_none() {
-            bad = Some("a file's handler name is empty or not NUL-terminated");
-            return Err(EINVAL);
+            return Err(ParseError::Corrupt(
+                "a file's handler name is empty or not NUL-terminated",
+            ));
         }
         let token = get_u64(e, abi::file_ser::TOKEN);
         if tokens.get(&token).is_some() {
-            bad = Some("duplicate file token");
-            return Err(EINVAL);
+            return Err(ParseError::Corrupt("duplicate file token"));
         }
         tokens.try_create_and_insert(token, (), GFP_KERNEL)?;
         files.push(
@@ -319,52 +325,55 @@ fn read_files(head: IncomingPhys, count: u64) -> core::result::Result<KVec<InFil
             GFP_KERNEL,
         )?;
         Ok(())
-    });
-    match res {
-        Err(_) => Err(bad.unwrap_or("its file list is corrupt")),
-        Ok(n) if n as u64 != count => Err("file count does not match its file list"),
-        Ok(_) => Ok(files),
+    })?;
+    if n as u64 != count {
+        return Err(ParseError::Corrupt("file count does not match its file list"));
     }
+    Ok(files)
 }
 
-fn read_flbs(head: IncomingPhys, out: &mut KVec<InFlb>) {
+/// The FLB table: `None` if there is none.
+fn read_flbs(head: IncomingPhys) -> ParseResult<Option<KVVec<InFlb>>> {
     if head.0 == 0 {
-        return;
+        return Ok(None);
     }
-    let Ok(page) = IncomingPage::restore(head) else {
-        pr_warn!("dropped all FLBs: {:#x} is not a preserved page\n", head.0);
-        return;
-    };
+    let page = IncomingPage::restore(head)
+        .map_err(|_| ParseError::Corrupt("its page is not a preserved page"))?;
     let b = page.bytes();
     let (pgcnt, count) = (get_u64(b, 0), get_u64(b, 8));
     if pgcnt != 1 || count > FLB_MAX as u64 {
-        pr_warn!(
-            "dropped all FLBs: bad table header ({} pages, {} entries)\n",
-            pgcnt,
-            count
-        );
-        return;
+        pr_warn!("bad FLB table header: {} pages, {} entries\n", pgcnt, count);
+        return Err(ParseError::Corrupt("bad table header"));
     }
-    for i in 0..count as usize {
-        let off = flb_ser::HEADER + i * flb_ser::SIZE;
-        let Some(e) = b.get(off..off + flb_ser::SIZE) else {
-            break;
-        };
+    let mut out = KVVec::new();
+    for e in b
+        .get(flb_ser::HEADER..)
+        .unwrap_or(&[])
+        .chunks_exact(flb_ser::SIZE)
+        .take(count as usize)
+    {
         let mut compat = [0u8; abi::COMPAT_LEN];
         compat.copy_from_slice(&e[..abi::COMPAT_LEN]);
-        if get_str(&compat).is_none() {
+        let Some(name) = get_str(&compat) else {
             pr_warn!("dropped an FLB: its name is empty or not NUL-terminated\n");
             continue;
-        }
-        let flb = InFlb {
-            compat,
-            data: get_u64(e, flb_ser::DATA),
-            count: get_u64(e, flb_ser::COUNT),
         };
-        if out.push(flb, GFP_KERNEL).is_err() {
-            return;
+        let count = get_u64(e, flb_ser::COUNT);
+        if count == 0 || count > FLB_COUNT_MAX {
+            pr_warn!("dropped FLB '{}': bad user count {}\n", name, count);
+            continue;
         }
+        let data = get_u64(e, flb_ser::DATA);
+        out.push(
+            InFlb {
+                compat,
+                data,
+                count,
+            },
+            GFP_KERNEL,
+        )?;
     }
+    Ok(Some(out))
 }
 
 const _: () = assert!(HEADER_SIZE == flb_ser::HEADER);

@@ -11,13 +11,19 @@
 //!
 //! Locks, outermost first (a lock is never taken while a later one is held):
 //!
-//! 1. [`Luo::sessions`]: the session maps and the session handover reservation.
-//! 2. `Session::inner`: one session's files.
-//! 3. [`Luo::registry`]: handlers and FLBs.
-//! 4. The FLB state locks.
-//! 5. [`Luo::preserved`]: the ids of all preserved files.
+//! 1. [`Luo::state`] (a reader/writer semaphore): held for reading by every session
+//!    operation (create, retrieve, the session ioctls, close) and for writing by the reboot
+//!    path, so that the handover is written while nothing changes.
+//! 2. [`Luo::incoming`]: the previous kernel's sessions until the first open.
+//! 3. [`Luo::sessions`]: the session maps and the session handover reservation.
+//! 4. `Session::inner`: one session's files.
+//! 5. [`Luo::registry`]: handlers and FLBs (never held while calling a handler or an FLB).
+//! 6. The FLB state locks (held while calling that FLB's ops).
+//! 7. [`Luo::preserved`]: the ids of all preserved files.
 //!
-//! No lock is held while copying to or from userspace.
+//! No lock is held while copying to or from userspace. Handlers and FLBs are called with no
+//! LUO-wide lock held, except `freeze`/`unfreeze`, which run under `state` held for writing
+//! (as in the C LUO, the reboot path excludes every other LUO operation).
 
 use kernel::{
     kho,
@@ -29,10 +35,15 @@ use kernel::{
             Atomic,
             Relaxed, //
         },
+        rwsem::{
+            ReadGuard,
+            RwSemaphore, //
+        },
         Arc,
         Mutex,
         SetOnce, //
     },
+    new_rwsem,
     ModuleMetadata,
     ThisModule, //
 };
@@ -45,6 +56,7 @@ mod file_set;
 mod flb;
 mod handover;
 mod name;
+mod parse;
 mod registry;
 mod session;
 #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
@@ -58,31 +70,19 @@ use session::Sessions;
 const __LOG_PREFIX: &[u8] = b"luo\0";
 
 /// LUO is built into the kernel image: there is no module.
-struct LocalModule;
+pub(crate) struct LocalModule;
 
 impl ModuleMetadata for LocalModule {
     const NAME: &'static CStr = c"luo";
     const THIS_MODULE: ThisModule = {
-        // SAFETY: A null module pointer means built-in code; `try_module_get`/`module_put`
-        // accept it.
+        // SAFETY: A NULL module pointer is `THIS_MODULE` of built-in code; `try_module_get`
+        // and `module_put` accept it.
         unsafe { ThisModule::from_ptr(core::ptr::null_mut()) }
     };
 }
 
 /// `liveupdate=` on the command line; forced off when KHO is off or setup fails.
 static ENABLED: Atomic<bool> = Atomic::new(false);
-
-/// Set by the reboot path once the sessions are serialized (cleared again if it fails).
-static FROZEN: Atomic<bool> = Atomic::new(false);
-
-/// Whether the sessions are serialized for the kexec.
-pub(crate) fn frozen() -> bool {
-    FROZEN.load(Relaxed)
-}
-
-pub(crate) fn set_frozen(on: bool) {
-    FROZEN.store(on, Relaxed);
-}
 
 /// The global LUO state, set up by the early initcall.
 static LUO: SetOnce<Pin<KBox<Luo>>> = SetOnce::new();
@@ -97,9 +97,19 @@ pub(crate) fn luo() -> Result<&'static Luo> {
     LUO.as_ref().map(|l| l.as_ref().get_ref()).ok_or(ENODEV)
 }
 
+/// What the reboot path changes, under [`Luo::state`].
+pub(crate) struct State {
+    /// The sessions are serialized for the kexec: LUO refuses every change (`EBUSY`) and
+    /// closing a session keeps it for the next kernel.
+    pub(crate) frozen: bool,
+}
+
 /// The global state of LUO.
 #[pin_data]
 pub(crate) struct Luo {
+    /// Excludes the reboot path (writer) from every session operation (readers).
+    #[pin]
+    pub(crate) state: RwSemaphore<State>,
     /// Sessions of both kernels.
     #[pin]
     pub(crate) sessions: Mutex<Sessions>,
@@ -111,20 +121,20 @@ pub(crate) struct Luo {
     #[pin]
     preserved: Mutex<RBTree<usize, ()>>,
     /// The previous kernel's sessions; turned into incoming sessions on first open.
-    /// Lock order: before `sessions`.
     #[pin]
     incoming: Mutex<IncomingState>,
-    /// The previous kernel's FLB table (read-only after boot).
-    incoming_flbs: KVec<handover::InFlb>,
+    /// The previous kernel's FLB table (read-only after boot); `None` if it handed over none.
+    incoming_flbs: Option<KVVec<handover::InFlb>>,
     /// The previous kernel's live update number; 0 after a cold boot.
     incoming_num: u64,
 }
 
-/// The previous kernel's sessions, before and after they became incoming sessions.
+/// The previous kernel's sessions, before they become incoming sessions.
 struct IncomingState {
-    sessions: KVec<handover::InSession>,
-    /// Sessions were built (on the first open of `/dev/liveupdate`).
-    deserialized: bool,
+    sessions: KVVec<handover::InSession>,
+    /// `None` until the first open of `/dev/liveupdate` builds the sessions, then how that went.
+    /// A failure is sticky, as in the C LUO.
+    deserialized: Option<Result>,
 }
 
 impl Luo {
@@ -137,13 +147,14 @@ impl Luo {
         try_pin_init!(Self {
             incoming_flbs: flbs,
             incoming_num: liveupdate_num,
+            state <- new_rwsem!(State { frozen: false }, "luo::state"),
             sessions <- new_mutex!(Sessions::new(), "luo::sessions"),
-            registry <- new_mutex!(Registry::new(), "luo::registry"),
+            registry <- new_mutex!(Registry::new()?, "luo::registry"),
             preserved <- new_mutex!(RBTree::new(), "luo::preserved"),
             incoming <- new_mutex!(
                 IncomingState {
                     sessions: in_sessions,
-                    deserialized: false
+                    deserialized: None,
                 },
                 "luo::incoming"
             ),
@@ -166,26 +177,47 @@ impl Luo {
         self.preserved.lock().remove(&id);
     }
 
-    /// `EBUSY` once the reboot path has serialized the sessions.
-    pub(crate) fn check_not_frozen(&self) -> Result {
-        if frozen() {
+    /// Starts a session operation: holds off the reboot path until the guard is dropped.
+    /// `EBUSY` once the reboot path has serialized the sessions (the C LUO blocks forever).
+    pub(crate) fn enter(&self) -> Result<ReadGuard<'_, State>> {
+        let state = self.state.read();
+        if state.frozen {
             return Err(EBUSY);
         }
-        Ok(())
+        Ok(state)
     }
 
     /// Turns the previous kernel's sessions into incoming sessions (first open of the
     /// device), now that the file handlers are registered.
     ///
     /// A file whose handler is not registered is dropped with a warning; the rest of its
-    /// session is kept. Only an allocation failure makes this (and every later open) fail.
+    /// session is kept. Only an allocation failure makes this fail; then this open and every
+    /// later one fail with `EIO`.
     pub(crate) fn deserialize(&self) -> Result {
         let mut inc = self.incoming.lock();
-        if inc.deserialized {
-            return Ok(());
-        }
+        let res = match inc.deserialized {
+            Some(res) => res,
+            None => {
+                let sessions = core::mem::take(&mut inc.sessions);
+                let res = self.build_incoming(sessions).map_err(|e| {
+                    pr_warn!(
+                        "cannot build the incoming sessions ({:?}): /dev/liveupdate stays unusable\n",
+                        e
+                    );
+                    EIO
+                });
+                inc.deserialized = Some(res);
+                res
+            }
+        };
+        res
+    }
+
+    fn build_incoming(&self, in_sessions: KVVec<handover::InSession>) -> Result {
+        #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+        test_handler::deserialize_fault()?;
+        let handlers = self.registry.lock().snapshot();
         let mut sessions = self.sessions.lock();
-        let in_sessions = core::mem::take(&mut inc.sessions);
         // Files of one handler usually come together: remember the last lookup.
         let mut last: Option<([u8; abi::COMPAT_LEN], Arc<registry::Handler>)> = None;
         for ins in in_sessions.into_iter() {
@@ -197,7 +229,7 @@ impl Luo {
                         Some((c, h)) if *c == f.compat => Some(h.clone()),
                         _ => {
                             let compat = abi::get_str(&f.compat).unwrap_or(c"");
-                            let h = self.registry.lock().find_by_compatible(compat);
+                            let h = registry::find_by_compatible(&handlers, compat);
                             if let Some(h) = &h {
                                 last = Some((f.compat, h.clone()));
                             }
@@ -218,7 +250,6 @@ impl Luo {
             }
             sessions.add_incoming(session)?;
         }
-        inc.deserialized = true;
         Ok(())
     }
 
@@ -227,10 +258,9 @@ impl Luo {
     /// `ENODATA` if the previous kernel handed over no FLB table, `ENOENT` if this FLB is not
     /// in it.
     pub(crate) fn incoming_flb(&self, compat: &CStr) -> Result<(u64, u64)> {
-        if self.incoming_num == 0 {
-            return Err(ENODATA);
-        }
         self.incoming_flbs
+            .as_ref()
+            .ok_or(ENODATA)?
             .iter()
             .find(|f| abi::get_str(&f.compat) == Some(compat))
             .map(|f| (f.data, f.count))
@@ -275,7 +305,8 @@ pub extern "C" fn luo_rs_late_init() -> c_int {
         return 0;
     }
     let setup = luo().and_then(|l| {
-        let h = handover::Handover::new(l.incoming_num + 1)?;
+        // As the C LUO, the number wraps (it comes from the previous kernel).
+        let h = handover::Handover::new(l.incoming_num.wrapping_add(1))?;
         l.sessions.lock().handover = Some(h);
         Ok(())
     });

@@ -40,10 +40,6 @@ impl Name {
         &self.0[..len]
     }
 
-    /// The NUL-padded buffer, as written to userspace and to the handover.
-    pub(crate) fn as_buf(&self) -> &[u8; NAME_LEN] {
-        &self.0
-    }
 }
 
 #[kunit_tests(luo_rs_name)]

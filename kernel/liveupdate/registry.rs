@@ -4,6 +4,10 @@
 //!
 //! Handlers are kept in registration order, which is also the order in which they are asked
 //! `can_preserve`. Each handler has the list of FLBs linked to it, in link order.
+//!
+//! The list is copy-on-write: registering, unregistering, linking and unlinking build a new
+//! list, and everyone else takes a [`Snapshot`] (one reference count) and calls handlers with
+//! no LUO-wide lock held.
 
 use crate::flb::{
     FlbState,
@@ -11,30 +15,55 @@ use crate::flb::{
 };
 use kernel::{
     bindings,
-    fs::File,
-    liveupdate::{
-        CFileHandler,
-        CFlb,
-        FileHandler,
-        Flb, //
+    liveupdate::registered::{
+        RegisteredFlb,
+        RegisteredHandler, //
     },
     prelude::*,
     rbtree::RBTree,
-    sync::Arc, //
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Arc, //
+    }, //
 };
 
-/// A registered file handler.
+/// A registered handler with the FLBs linked to it at one point in time.
+///
+/// Linking or unlinking an FLB replaces the entry. A file keeps the entry it was preserved
+/// (or received) with, so it drops exactly the FLB references it took.
 pub(crate) struct Handler {
-    pub(crate) ops: CFileHandler,
-}
-
-struct Slot {
-    handler: Arc<Handler>,
+    pub(crate) ops: Arc<RegisteredHandler>,
     /// FLBs linked to the handler, in link order.
-    flbs: KVec<Arc<FlbState>>,
+    pub(crate) flbs: KVec<Arc<FlbState>>,
+    /// Set when the handler was unregistered but the list could not be copied without it (out
+    /// of memory): lookups skip it.
+    gone: Atomic<bool>,
 }
 
-struct RegisteredFlb {
+impl Handler {
+    fn new(ops: Arc<RegisteredHandler>, flbs: KVec<Arc<FlbState>>) -> Result<Arc<Self>> {
+        Ok(Arc::new(
+            Self {
+                ops,
+                flbs,
+                gone: Atomic::new(false),
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    fn live(&self) -> bool {
+        !self.gone.load(Relaxed)
+    }
+}
+
+/// The registered handlers, in registration order, as of some moment.
+pub(crate) type Snapshot = Arc<KVec<Arc<Handler>>>;
+
+struct FlbUse {
     flb: Arc<FlbState>,
     /// Number of handlers the FLB is linked to.
     users: usize,
@@ -42,28 +71,50 @@ struct RegisteredFlb {
 
 /// Handlers and FLBs. Protected by `Luo::registry`.
 pub(crate) struct Registry {
-    slots: KVec<Slot>,
+    handlers: Snapshot,
     /// FLBs linked to at least one handler, in first-registration order.
-    registered: KVec<RegisteredFlb>,
+    registered: KVec<FlbUse>,
     /// State of every FLB LUO has seen, keyed by the address of its `struct liveupdate_flb`.
     known_flbs: RBTree<usize, Arc<FlbState>>,
 }
 
 impl Registry {
-    pub(crate) fn new() -> Self {
-        Self {
-            slots: KVec::new(),
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Self {
+            handlers: Arc::new(KVec::new(), GFP_KERNEL)?,
             registered: KVec::new(),
             known_flbs: RBTree::new(),
+        })
+    }
+
+    /// The handlers as they are now. Calling them needs no lock.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        self.handlers.clone()
+    }
+
+    /// Replaces the list with a copy changed by `f` (nothing changes if `f` fails).
+    fn update(&mut self, f: impl FnOnce(&mut KVec<Arc<Handler>>) -> Result) -> Result {
+        let mut v = KVec::with_capacity(self.handlers.len() + 1, GFP_KERNEL)?;
+        for h in self.handlers.iter() {
+            v.push(h.clone(), GFP_KERNEL)?;
         }
+        f(&mut v)?;
+        self.handlers = Arc::new(v, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    fn index(&self, raw: *mut bindings::liveupdate_file_handler) -> Option<usize> {
+        self.handlers
+            .iter()
+            .position(|h| h.live() && h.ops.as_raw() == raw)
     }
 
     /// Registers a handler (`EEXIST` if its compatible string is taken).
-    pub(crate) fn register(&mut self, ops: CFileHandler) -> Result {
+    pub(crate) fn register(&mut self, ops: RegisteredHandler) -> Result {
         if self
-            .slots
+            .handlers
             .iter()
-            .any(|s| s.handler.ops.compatible() == ops.compatible())
+            .any(|h| h.live() && h.ops.compatible() == ops.compatible())
         {
             pr_err!(
                 "File handler registration failed: Compatible string '{}' already registered.\n",
@@ -71,58 +122,28 @@ impl Registry {
             );
             return Err(EEXIST);
         }
-        let handler = Arc::new(Handler { ops }, GFP_KERNEL)?;
-        self.slots.push(
-            Slot {
-                handler,
-                flbs: KVec::new(),
-            },
-            GFP_KERNEL,
-        )?;
-        Ok(())
+        let h = Handler::new(Arc::new(ops, GFP_KERNEL)?, KVec::new())?;
+        self.update(|v| Ok(v.push(h, GFP_KERNEL)?))
     }
 
-    fn slot_index(&self, raw: *mut bindings::liveupdate_file_handler) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|s| s.handler.ops.as_raw() == raw)
-    }
-
-    /// Unregisters a handler and unlinks its FLBs. Files it preserved keep their reference.
+    /// Unregisters a handler and unlinks its FLBs. Files it preserved keep their entry.
+    ///
+    /// Cannot fail: without memory for a new list, the entry is marked gone instead.
     pub(crate) fn unregister(&mut self, raw: *mut bindings::liveupdate_file_handler) {
-        let Some(i) = self.slot_index(raw) else {
+        let Some(i) = self.index(raw) else {
             return;
         };
-        let slot = self.slots.remove(i);
-        if let Ok(slot) = slot {
-            for flb in slot.flbs.iter() {
-                self.drop_user(flb);
-            }
+        let old = self.handlers[i].clone();
+        let removed = self.update(|v| {
+            v.remove(i)?;
+            Ok(())
+        });
+        if removed.is_err() {
+            old.gone.store(true, Relaxed);
         }
-    }
-
-    /// The handler that takes `file`: the first one whose `can_preserve` says yes.
-    pub(crate) fn find_for_file(&self, file: &File) -> Option<Arc<Handler>> {
-        self.slots
-            .iter()
-            .find(|s| s.handler.ops.can_preserve(file))
-            .map(|s| s.handler.clone())
-    }
-
-    /// The handler with the given compatible string (for files from the previous kernel).
-    pub(crate) fn find_by_compatible(&self, compat: &CStr) -> Option<Arc<Handler>> {
-        self.slots
-            .iter()
-            .find(|s| s.handler.ops.compatible() == compat)
-            .map(|s| s.handler.clone())
-    }
-
-    /// The FLBs linked to `handler`, in link order.
-    pub(crate) fn flbs_of(&self, handler: &Arc<Handler>) -> &[Arc<FlbState>] {
-        self.slots
-            .iter()
-            .find(|s| Arc::ptr_eq(&s.handler, handler))
-            .map_or(&[], |s| &s.flbs[..])
+        for flb in old.flbs.iter() {
+            self.drop_user(flb);
+        }
     }
 
     /// The state of an FLB, created on first use.
@@ -139,11 +160,20 @@ impl Registry {
             return Ok(s.clone());
         }
         // SAFETY: Guaranteed by the caller.
-        let ops = unsafe { CFlb::from_raw(raw) }?;
+        let ops = unsafe { RegisteredFlb::from_raw(raw) }?;
         let state = FlbState::new(ops)?;
         self.known_flbs
             .try_create_and_insert(raw as usize, state.clone(), GFP_KERNEL)?;
         Ok(state)
+    }
+
+    /// Replaces handler `i` by one with the FLB list `flbs`.
+    fn relink(&mut self, i: usize, flbs: KVec<Arc<FlbState>>) -> Result {
+        let h = Handler::new(self.handlers[i].ops.clone(), flbs)?;
+        self.update(|v| {
+            v[i] = h;
+            Ok(())
+        })
     }
 
     /// Links an FLB to a registered handler.
@@ -152,38 +182,41 @@ impl Registry {
         fh: *mut bindings::liveupdate_file_handler,
         flb: Arc<FlbState>,
     ) -> Result {
-        let i = self.slot_index(fh).ok_or(EINVAL)?;
-        if self.slots[i].flbs.iter().any(|f| Arc::ptr_eq(f, &flb)) {
+        let i = self.index(fh).ok_or(EINVAL)?;
+        let cur = &self.handlers[i].flbs;
+        if cur.iter().any(|f| Arc::ptr_eq(f, &flb)) {
             return Err(EEXIST);
         }
-        self.slots[i].flbs.reserve(1, GFP_KERNEL)?;
-        match self
+        let pos = self
             .registered
             .iter()
-            .position(|r| Arc::ptr_eq(&r.flb, &flb))
-        {
-            Some(r) => self.registered[r].users += 1,
-            None => {
-                if self.registered.len() >= FLB_MAX {
-                    return Err(ENOSPC);
-                }
-                if self
-                    .registered
-                    .iter()
-                    .any(|r| r.flb.ops.compatible() == flb.ops.compatible())
-                {
-                    return Err(EEXIST);
-                }
-                self.registered.push(
-                    RegisteredFlb {
-                        flb: flb.clone(),
-                        users: 1,
-                    },
-                    GFP_KERNEL,
-                )?;
+            .position(|r| Arc::ptr_eq(&r.flb, &flb));
+        if pos.is_none() {
+            if self.registered.len() >= FLB_MAX {
+                return Err(ENOSPC);
             }
+            if self
+                .registered
+                .iter()
+                .any(|r| r.flb.ops.compatible() == flb.ops.compatible())
+            {
+                return Err(EEXIST);
+            }
+            self.registered.reserve(1, GFP_KERNEL)?;
         }
-        self.slots[i].flbs.push(flb, GFP_KERNEL)?;
+        let mut flbs = KVec::with_capacity(cur.len() + 1, GFP_KERNEL)?;
+        for f in cur.iter() {
+            flbs.push(f.clone(), GFP_KERNEL)?;
+        }
+        flbs.push(flb.clone(), GFP_KERNEL)?;
+        self.relink(i, flbs)?;
+        match pos {
+            Some(r) => self.registered[r].users += 1,
+            // Cannot fail: reserved above.
+            None => self
+                .registered
+                .push(FlbUse { flb, users: 1 }, GFP_KERNEL)?,
+        }
         Ok(())
     }
 
@@ -193,7 +226,7 @@ impl Registry {
             .iter()
             .position(|r| Arc::ptr_eq(&r.flb, flb))
         {
-            self.registered[r].users -= 1;
+            self.registered[r].users = self.registered[r].users.saturating_sub(1);
             if self.registered[r].users == 0 {
                 let _ = self.registered.remove(r);
             }
@@ -205,27 +238,49 @@ impl Registry {
         &mut self,
         fh: *mut bindings::liveupdate_file_handler,
         flb: &Arc<FlbState>,
-    ) {
-        let pos = self.slot_index(fh).and_then(|i| {
-            self.slots[i]
-                .flbs
-                .iter()
-                .position(|f| Arc::ptr_eq(f, flb))
-                .map(|p| (i, p))
-        });
-        let Some((i, p)) = pos else {
+    ) -> Result {
+        let linked = self
+            .index(fh)
+            .filter(|&i| self.handlers[i].flbs.iter().any(|f| Arc::ptr_eq(f, flb)));
+        let Some(i) = linked else {
             pr_warn!(
                 "Failed to unregister FLB '{}': not found in file handler\n",
                 flb.ops.compatible()
             );
-            return;
+            return Ok(());
         };
-        let _ = self.slots[i].flbs.remove(p);
+        let mut flbs = KVec::with_capacity(self.handlers[i].flbs.len(), GFP_KERNEL)?;
+        for f in self.handlers[i].flbs.iter() {
+            if !Arc::ptr_eq(f, flb) {
+                flbs.push(f.clone(), GFP_KERNEL)?;
+            }
+        }
+        self.relink(i, flbs)?;
         self.drop_user(flb);
+        Ok(())
     }
 
     /// Registered FLBs, for the handover table.
     pub(crate) fn registered_flbs(&self) -> impl Iterator<Item = &Arc<FlbState>> {
         self.registered.iter().map(|r| &r.flb)
     }
+}
+
+/// The handler that takes `file`: the first one whose `can_preserve` says yes.
+pub(crate) fn find_for_file(
+    handlers: &Snapshot,
+    file: &kernel::fs::File,
+) -> Option<Arc<Handler>> {
+    handlers
+        .iter()
+        .find(|h| h.live() && h.ops.can_preserve(file))
+        .cloned()
+}
+
+/// The handler with the given compatible string (for files from the previous kernel).
+pub(crate) fn find_by_compatible(handlers: &Snapshot, compat: &CStr) -> Option<Arc<Handler>> {
+    handlers
+        .iter()
+        .find(|h| h.live() && h.ops.compatible() == compat)
+        .cloned()
 }

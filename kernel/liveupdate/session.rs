@@ -30,21 +30,22 @@ use kernel::{
         File, //
     },
     ioctl::{
-        _IO, //
-        _IOC_NR,
+        _IO,
+        _IOC_NR, //
     },
     liveupdate::uapi,
     new_mutex,
     prelude::*,
-    rbtree::RBTree,
+    rbtree::{
+        RBTree,
+        RBTreeNode, //
+    },
     sync::{
         aref::ARef,
         Arc,
-        ArcBorrow,
         Mutex, //
     },
     uapi::{
-        LIVEUPDATE_CMD_SESSION_BASE,
         LIVEUPDATE_CMD_SESSION_FINISH,
         LIVEUPDATE_CMD_SESSION_GET_NAME,
         LIVEUPDATE_CMD_SESSION_PRESERVE_FD,
@@ -61,8 +62,10 @@ pub(crate) struct SessionInner {
     pub(crate) files: FileSet,
     /// Incoming sessions: a file descriptor was handed out by RETRIEVE_SESSION.
     pub(crate) retrieved: bool,
-    /// Incoming sessions: the `struct file` that holds the retrieved session.
-    owner: usize,
+    /// Incoming sessions: which retrieve made the file that holds the session now. Every
+    /// RETRIEVE_SESSION gets a new number, so a file of an earlier, taken-back retrieve never
+    /// matches (an address could be reused; a number is not).
+    generation: u64,
 }
 
 /// A session.
@@ -89,7 +92,7 @@ impl Session {
                     SessionInner {
                         files: FileSet::new(),
                         retrieved: false,
-                        owner: 0,
+                        generation: 0,
                     },
                     "luo_session::inner"
                 ),
@@ -143,87 +146,117 @@ impl Sessions {
 }
 
 /// CREATE_SESSION: a new outgoing session and the file that holds it.
+///
+/// The caller holds `Luo::state` for reading.
 pub(crate) fn create(luo: &Luo, name: &[u8; crate::name::NAME_LEN]) -> Result<ARef<File>> {
     let name = Name::new(name)?;
     let mut s = luo.sessions.lock();
-    luo.check_not_frozen()?;
     let count = s.out_count();
     // Room in the handover first (as the C LUO, so ENOSPC wins over EEXIST), but unlike it,
     // give the room back on EEXIST: a trailing empty block would corrupt the handover.
     s.blocks.grow(count + 1)?;
-    let res = (|| {
-        if s.out_by_name.get(&name).is_some() {
-            return Err(EEXIST);
-        }
-        let seq = s.next_seq;
-        let session = Session::new(name, seq, false)?;
-        let n1 = kernel::rbtree::RBTreeNode::new(name, session.clone(), GFP_KERNEL)?;
-        let n2 = kernel::rbtree::RBTreeNode::new(seq, session.clone(), GFP_KERNEL)?;
-        let file = session_file(session)?;
-        s.out_by_name.insert(n1);
-        s.out.insert(n2);
-        s.next_seq += 1;
-        s.out_count += 1;
-        Ok(file)
-    })();
+    let res = s.insert_outgoing(name);
     if res.is_err() {
         s.blocks.shrink(count);
     }
     res
 }
 
+impl Sessions {
+    fn insert_outgoing(&mut self, name: Name) -> Result<ARef<File>> {
+        if self.out_by_name.get(&name).is_some() {
+            return Err(EEXIST);
+        }
+        let seq = self.next_seq;
+        let session = Session::new(name, seq, false)?;
+        let n1 = RBTreeNode::new(name, session.clone(), GFP_KERNEL)?;
+        let n2 = RBTreeNode::new(seq, session.clone(), GFP_KERNEL)?;
+        let file = session_file(session, 0)?;
+        self.out_by_name.insert(n1);
+        self.out.insert(n2);
+        self.next_seq += 1;
+        self.out_count += 1;
+        Ok(file)
+    }
+}
+
+/// What [`unretrieve`] needs to take a retrieve back.
+pub(crate) struct Retrieved {
+    session: Arc<Session>,
+    generation: u64,
+}
+
 /// RETRIEVE_SESSION: the file for an incoming session (`ENOENT`, or `EINVAL` if retrieved).
-pub(crate) fn retrieve(luo: &Luo, name: &[u8; crate::name::NAME_LEN]) -> Result<ARef<File>> {
+///
+/// The caller holds `Luo::state` for reading.
+pub(crate) fn retrieve(
+    luo: &Luo,
+    name: &[u8; crate::name::NAME_LEN],
+) -> Result<(ARef<File>, Retrieved)> {
     let key = Name::lookup_key(name);
-    let s = luo.sessions.lock();
-    let session = s.incoming.get(&key).ok_or(ENOENT)?.clone();
+    let session = luo.sessions.lock().incoming.get(&key).ok_or(ENOENT)?.clone();
     let mut inner = session.inner.lock();
     if inner.retrieved {
         return Err(EINVAL);
     }
-    let file = session_file(session.clone())?;
+    let generation = inner.generation.wrapping_add(1);
+    let file = session_file(session.clone(), generation)?;
     inner.retrieved = true;
-    inner.owner = file.as_ptr() as usize;
-    Ok(file)
+    inner.generation = generation;
+    drop(inner);
+    Ok((
+        file,
+        Retrieved {
+            session,
+            generation,
+        },
+    ))
 }
 
 /// Takes back a retrieve whose reply could not be copied to userspace: the session stays
-/// retrievable, and closing `file` does not finish it.
-pub(crate) fn unretrieve(luo: &Luo, file: ARef<File>) {
-    let key = file.as_ptr() as usize;
-    let s = luo.sessions.lock();
-    for session in s.incoming.values() {
-        let mut inner = session.inner.lock();
-        if inner.owner == key {
-            inner.retrieved = false;
-            inner.owner = 0;
-            break;
-        }
+/// retrievable, and closing its file does not finish it.
+pub(crate) fn unretrieve(r: Retrieved) {
+    let mut inner = r.session.inner.lock();
+    if inner.retrieved && inner.generation == r.generation {
+        inner.retrieved = false;
     }
-    drop(s);
-    drop(file);
 }
 
-fn session_file(session: Arc<Session>) -> Result<ARef<File>> {
-    let mut buf = [0u8; 14 + crate::name::NAME_LEN + 1];
-    let prefix = b"[luo_session] ";
-    buf[..prefix.len()].copy_from_slice(prefix);
+fn session_file(session: Arc<Session>, generation: u64) -> Result<ARef<File>> {
+    const PREFIX: &[u8] = b"[luo_session] ";
+    let mut buf = [0u8; PREFIX.len() + crate::name::NAME_LEN];
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
     let n = session.name.as_bytes();
-    buf[prefix.len()..prefix.len() + n.len()].copy_from_slice(n);
+    buf[PREFIX.len()..PREFIX.len() + n.len()].copy_from_slice(n);
     let name = CStr::from_bytes_until_nul(&buf).map_err(|_| EINVAL)?;
-    anon_inode::create_file::<SessionFile>(name, session, O_RDWR)
+    let data = KBox::new(
+        SessionRef {
+            session,
+            generation,
+        },
+        GFP_KERNEL,
+    )?;
+    anon_inode::create_file::<SessionFile>(name, data, O_RDWR)
 }
 
 /// Closing the last reference to a session file.
-fn release(luo: &Luo, session: Arc<Session>, file: &File) {
-    if session.incoming {
-        if crate::frozen() {
-            return;
+fn release(luo: &Luo, r: SessionRef) {
+    // Excludes the reboot path for the whole release, as the C LUO's serialize rwsem does:
+    // the handover never sees a half-closed session.
+    let state = luo.state.read();
+    let session = r.session;
+    if state.frozen {
+        // The session is in the handover already: keep everything for the next kernel.
+        if !session.incoming {
+            core::mem::forget(session);
         }
+        return;
+    }
+    if session.incoming {
         // Finish without holding the global session lock: releasing the preserved memory
         // may take a while, and other sessions need not wait for it.
         let mut inner = session.inner.lock();
-        if !inner.retrieved || inner.owner != file.as_ptr() as usize {
+        if !inner.retrieved || inner.generation != r.generation {
             // A retrieve that was taken back (see `unretrieve`).
             return;
         }
@@ -238,20 +271,21 @@ fn release(luo: &Luo, session: Arc<Session>, file: &File) {
         luo.sessions.lock().incoming.remove(&session.name);
         return;
     }
+    // As the C LUO: the files go first, and the name stays taken until they are gone.
+    session.inner.lock().files.unpreserve_all(luo);
     let mut s = luo.sessions.lock();
-    if crate::frozen() {
-        // The session is in the handover already: keep everything for the next kernel.
-        core::mem::forget(session);
-        return;
-    }
     s.out_by_name.remove(&session.name);
     if s.out.remove(&session.seq).is_some() {
         s.out_count -= 1;
     }
     let count = s.out_count;
     s.blocks.shrink(count);
-    drop(s);
-    session.inner.lock().files.unpreserve_all(luo);
+}
+
+/// What a session file holds: the session, and which retrieve made it (0 for outgoing).
+struct SessionRef {
+    session: Arc<Session>,
+    generation: u64,
 }
 
 /// The file operations of session files.
@@ -259,105 +293,131 @@ struct SessionFile;
 
 #[vtable]
 impl AnonInodeOps for SessionFile {
-    type Ptr = Arc<Session>;
+    type Ptr = KBox<SessionRef>;
 
-    fn release(session: Arc<Session>, file: &File) {
+    fn release(r: KBox<SessionRef>, _file: &File) {
         if let Ok(luo) = luo() {
-            release(luo, session, file);
+            release(luo, KBox::into_inner(r));
         }
     }
 
-    fn ioctl(session: ArcBorrow<'_, Session>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        session_ioctl(&session, cmd, arg).map(|()| 0)
+    fn ioctl(r: &SessionRef, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        session_ioctl(&r.session, cmd, arg).map(|()| 0)
     }
 }
 
-/// Which sessions an ioctl applies to.
-#[derive(PartialEq, Eq)]
-enum Kind {
-    Incoming,
-    Outgoing,
-    All,
+/// The session ioctls.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SessionCmd {
+    PreserveFd,
+    RetrieveFd,
+    Finish,
+    GetName,
 }
 
+impl SessionCmd {
+    /// The command with ioctl number `nr`.
+    fn from_nr(nr: u32) -> Option<Self> {
+        match nr {
+            LIVEUPDATE_CMD_SESSION_PRESERVE_FD => Some(Self::PreserveFd),
+            LIVEUPDATE_CMD_SESSION_RETRIEVE_FD => Some(Self::RetrieveFd),
+            LIVEUPDATE_CMD_SESSION_FINISH => Some(Self::Finish),
+            LIVEUPDATE_CMD_SESSION_GET_NAME => Some(Self::GetName),
+            _ => None,
+        }
+    }
+
+    /// The full ioctl command, with its encoding.
+    fn ioctl(self) -> u32 {
+        let nr = match self {
+            Self::PreserveFd => LIVEUPDATE_CMD_SESSION_PRESERVE_FD,
+            Self::RetrieveFd => LIVEUPDATE_CMD_SESSION_RETRIEVE_FD,
+            Self::Finish => LIVEUPDATE_CMD_SESSION_FINISH,
+            Self::GetName => LIVEUPDATE_CMD_SESSION_GET_NAME,
+        };
+        _IO(LIVEUPDATE_IOCTL_TYPE, nr)
+    }
+
+    /// The smallest struct userspace may pass: the whole struct, as in the C LUO.
+    fn min_size(self) -> usize {
+        match self {
+            Self::PreserveFd => size_of::<uapi::PreserveFd>(),
+            Self::RetrieveFd => size_of::<uapi::RetrieveFd>(),
+            Self::Finish => size_of::<uapi::Finish>(),
+            Self::GetName => size_of::<uapi::GetName>(),
+        }
+    }
+
+    /// Whether the command applies to a session of this kind.
+    fn applies_to(self, incoming: bool) -> bool {
+        match self {
+            Self::PreserveFd => !incoming,
+            Self::RetrieveFd | Self::Finish => incoming,
+            Self::GetName => true,
+        }
+    }
+}
+
+/// A session ioctl, with its checks in the C LUO's order: unknown number (`EINVAL`), unreadable
+/// size (`EFAULT`), wrong encoding (`ENOTTY`), wrong kind of session (`EINVAL`), short struct
+/// (`EINVAL`), non-zero tail (`E2BIG`), then frozen (`EBUSY`) and the command itself.
 fn session_ioctl(session: &Session, cmd: u32, arg: usize) -> Result {
-    const BASE: u32 = LIVEUPDATE_CMD_SESSION_BASE;
-    const T: u32 = LIVEUPDATE_IOCTL_TYPE;
-    // (nr - BASE) indexes this table: (command, struct size, sessions it applies to).
-    const OPS: [(u32, usize, Kind); 4] = [
-        (
-            _IO(T, LIVEUPDATE_CMD_SESSION_PRESERVE_FD),
-            size_of::<uapi::PreserveFd>(),
-            Kind::Outgoing,
-        ),
-        (
-            _IO(T, LIVEUPDATE_CMD_SESSION_RETRIEVE_FD),
-            size_of::<uapi::RetrieveFd>(),
-            Kind::Incoming,
-        ),
-        (
-            _IO(T, LIVEUPDATE_CMD_SESSION_FINISH),
-            size_of::<uapi::Finish>(),
-            Kind::Incoming,
-        ),
-        (
-            _IO(T, LIVEUPDATE_CMD_SESSION_GET_NAME),
-            size_of::<uapi::GetName>(),
-            Kind::All,
-        ),
-    ];
-    let nr = _IOC_NR(cmd);
-    let idx = nr.wrapping_sub(BASE) as usize;
-    let (num, min, kind) = OPS.get(idx).filter(|_| nr >= BASE).ok_or(EINVAL)?;
+    let op = SessionCmd::from_nr(_IOC_NR(cmd)).ok_or(EINVAL)?;
     let ucmd = Ucmd::new(arg)?;
-    if *num != cmd {
+    if op.ioctl() != cmd {
         return Err(ENOIOCTLCMD);
     }
-    let valid = match kind {
-        Kind::Incoming => session.incoming,
-        Kind::Outgoing => !session.incoming,
-        Kind::All => true,
-    };
-    if !valid {
+    if !op.applies_to(session.incoming) {
         return Err(EINVAL);
     }
-    ucmd.check_min(*min)?;
+    ucmd.check_min(op.min_size())?;
     let luo = luo()?;
-    luo.check_not_frozen()?;
-    match nr {
-        LIVEUPDATE_CMD_SESSION_PRESERVE_FD => {
+    match op {
+        SessionCmd::PreserveFd => {
             let a: uapi::PreserveFd = ucmd.read()?;
-            let mut inner = session.inner.lock();
-            luo.check_not_frozen()?;
-            inner.files.preserve(luo, a.token, a.fd)?;
-            drop(inner);
+            {
+                let _state = luo.enter()?;
+                session.inner.lock().files.preserve(luo, a.token, a.fd)?;
+            }
             ucmd.respond(&a).inspect_err(|_| {
                 pr_warn!("The file was successfully preserved, but response to user failed\n")
             })
         }
-        LIVEUPDATE_CMD_SESSION_RETRIEVE_FD => {
+        SessionCmd::RetrieveFd => {
             let mut a: uapi::RetrieveFd = ucmd.read()?;
+            let state = luo.enter()?;
             let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
             let file = session.inner.lock().files.retrieve(luo, a.token)?;
+            drop(state);
             a.fd = fd.reserved_fd() as i32;
             ucmd.respond(&a)?;
             fd.fd_install(file);
             Ok(())
         }
-        LIVEUPDATE_CMD_SESSION_FINISH => {
+        SessionCmd::Finish => {
             let a: uapi::Finish = ucmd.read()?;
             if a.reserved != 0 {
                 return Err(EINVAL);
             }
-            session.inner.lock().files.finish(luo)?;
+            {
+                let _state = luo.enter()?;
+                session.inner.lock().files.finish(luo)?;
+            }
             ucmd.respond(&a)
         }
-        _ => {
+        SessionCmd::GetName => {
             let mut a: uapi::GetName = ucmd.read()?;
             if a.reserved != 0 {
                 return Err(EINVAL);
             }
-            a.name = *session.name.as_buf();
+            drop(luo.enter()?);
+            // As the C LUO's strscpy(): the name and its NUL; the bytes after it are the
+            // caller's own, echoed back.
+            let n = session.name.as_bytes();
+            if let Some(dst) = a.name.get_mut(..=n.len()) {
+                dst[..n.len()].copy_from_slice(n);
+                dst[n.len()] = 0;
+            }
             ucmd.respond(&a)
         }
     }

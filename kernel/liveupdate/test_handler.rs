@@ -17,8 +17,13 @@
 //! - 5 `COUNT(which)`: calls so far of preserve(0), unpreserve(1), freeze(2), unfreeze(3),
 //!   retrieve(4), finish(5).
 //! - 6 `CORRUPT(mode)`: corrupt the handover written at the next reboot.
+//! - 7 `FREEZE_DELAY(ms)`: every `freeze` sleeps that long first (0: no delay), to widen
+//!   the window of races with the reboot path.
+//! - 8 `FAIL_DESERIALIZE(errno)`: building the incoming sessions at the first open of
+//!   `/dev/liveupdate` fails with `errno` (0 disarms).
 //!
-//! ioctl 16 `VALUE` on a test object returns its number.
+//! ioctl 16 `VALUE` on a test object returns its number. The number is also the object's id
+//! ([`FileHandler::get_id`]): two objects with the same number cannot both be preserved.
 
 use kernel::{
     fs::{
@@ -67,6 +72,8 @@ const FAIL_RETRIEVE: u32 = _IO(T, 3);
 const CAN_FINISH: u32 = _IO(T, 4);
 const COUNT: u32 = _IO(T, 5);
 const CORRUPT: u32 = _IO(T, 6);
+const FREEZE_DELAY: u32 = _IO(T, 7);
+const FAIL_DESERIALIZE: u32 = _IO(T, 8);
 const VALUE: u32 = _IO(T, 16);
 
 /// Call counters, indexed as in `COUNT`.
@@ -76,6 +83,8 @@ static FREEZE_FAIL_IN: Atomic<i32> = Atomic::new(0);
 static FREEZE_ERRNO: Atomic<i32> = Atomic::new(0);
 static RETRIEVE_ERRNO: Atomic<i32> = Atomic::new(0);
 static FINISH_OK: Atomic<bool> = Atomic::new(true);
+static FREEZE_DELAY_MS: Atomic<i32> = Atomic::new(0);
+static DESERIALIZE_ERRNO: Atomic<i32> = Atomic::new(0);
 /// The corruption to apply at the next reboot (see [`corrupt`]).
 pub(crate) static CORRUPT_MODE: Atomic<i32> = Atomic::new(0);
 
@@ -93,7 +102,7 @@ struct Objects {
 }
 
 static OBJECTS: SetOnce<Pin<KBox<Objects>>> = SetOnce::new();
-static HANDLER: SetOnce<Pin<KBox<Registration<TestHandler>>>> = SetOnce::new();
+static HANDLER: SetOnce<Registration<TestHandler>> = SetOnce::new();
 
 fn objects() -> Result<&'static Mutex<RBTree<usize, u64>>> {
     OBJECTS
@@ -165,6 +174,10 @@ impl FileHandler for TestHandler {
 
     fn freeze(&self, _file: &File, data: &mut u64, state: &mut u64) -> Result {
         count(2);
+        let ms = FREEZE_DELAY_MS.load(Relaxed);
+        if ms > 0 {
+            kernel::time::delay::fsleep(kernel::time::Delta::from_millis(ms.into()));
+        }
         let n = FREEZE_FAIL_IN.load(Relaxed);
         if n > 0 {
             FREEZE_FAIL_IN.store(n - 1, Relaxed);
@@ -195,6 +208,22 @@ impl FileHandler for TestHandler {
 
     fn finish(&self, _file: Option<&File>, _data: u64, _status: RetrieveStatus) {
         count(5);
+    }
+
+    fn get_id(file: &File) -> usize {
+        // The object's number; a file that is not a live test object keeps its own id.
+        objects()
+            .ok()
+            .and_then(|o| o.lock().get(&(file.as_ptr() as usize)).copied())
+            .map_or(file.as_ptr() as usize, |v| v as usize)
+    }
+}
+
+/// The fault asked for with `FAIL_DESERIALIZE`, if any.
+pub(crate) fn deserialize_fault() -> Result {
+    match DESERIALIZE_ERRNO.load(Relaxed) {
+        0 => Ok(()),
+        e => Err(Error::from_errno(-e)),
     }
 }
 
@@ -240,6 +269,14 @@ impl MiscDevice for TestDevice {
                 CORRUPT_MODE.store(arg32, Relaxed);
                 Ok(0)
             }
+            FREEZE_DELAY => {
+                FREEZE_DELAY_MS.store(arg32, Relaxed);
+                Ok(0)
+            }
+            FAIL_DESERIALIZE => {
+                DESERIALIZE_ERRNO.store(arg32, Relaxed);
+                Ok(0)
+            }
             _ => Err(ENOTTY),
         }
     }
@@ -254,8 +291,10 @@ pub(crate) fn init() -> Result {
         GFP_KERNEL,
     )?;
     OBJECTS.populate(objects);
-    let reg = KBox::pin_init(Registration::register(TestHandler), GFP_KERNEL)?;
-    HANDLER.populate(reg);
+    HANDLER.populate(Registration::new(
+        kernel::module::this_module::<crate::LocalModule>(),
+        TestHandler,
+    )?);
     let dev = KBox::pin_init(
         MiscDeviceRegistration::<TestDevice>::register(MiscDeviceOptions {
             name: c"luo_rs_test",
@@ -269,7 +308,11 @@ pub(crate) fn init() -> Result {
 /// Corrupts the handover just written, as asked with `CORRUPT`:
 /// 1: wrong compatible string; 2: the first session's file count off by one; 3: the session
 /// chain loops back to its first block; 4: the first session's files at an address that is
-/// not preserved; 5: the first session's name without its NUL; 6: FLB table count too large.
+/// not preserved; 5: the first session's name without its NUL; 6: FLB table count too large;
+/// 7: live update number `u64::MAX`; 8: the first FLB's user count `u64::MAX`; 9: the first
+/// session's file count `u64::MAX`; 10: the session list at a page-aligned address far beyond
+/// memory; 11: the first session block's entry count `u64::MAX`; 12: the FLB table at an
+/// unaligned address.
 pub(crate) fn corrupt(
     ser: &mut [u8],
     first_block: Option<&mut [u8]>,
@@ -277,7 +320,9 @@ pub(crate) fn corrupt(
     flbs: &mut [u8],
 ) {
     use crate::abi::{
+        flb_ser,
         get_u64,
+        luo_ser,
         put_u64,
         session_ser, //
     };
@@ -287,15 +332,25 @@ pub(crate) fn corrupt(
         pr_warn!("test: corrupting the outgoing handover (mode {})\n", mode);
     }
     match (mode, first_block) {
-        (1, _) => ser[..8].copy_from_slice(b"luo-v0\0\0"),
+        (1, _) => put_u64(ser, 0, u64::from_ne_bytes(*b"luo-v0\0\0")),
         (2, Some(b)) => {
             let c = get_u64(b, entry + session_ser::COUNT);
-            put_u64(b, entry + session_ser::COUNT, c + 1);
+            put_u64(b, entry + session_ser::COUNT, c.wrapping_add(1));
         }
         (3, Some(b)) => put_u64(b, 0, first_pa),
         (4, Some(b)) => put_u64(b, entry + session_ser::FILES, 0x1000),
-        (5, Some(b)) => b[entry..entry + crate::name::NAME_LEN].fill(b'X'),
+        (5, Some(b)) => {
+            if let Some(name) = b.get_mut(entry..entry + crate::name::NAME_LEN) {
+                name.fill(b'X');
+            }
+        }
         (6, _) => put_u64(flbs, 8, 1000),
+        (7, _) => put_u64(ser, luo_ser::LIVEUPDATE_NUM, u64::MAX),
+        (8, _) => put_u64(flbs, flb_ser::HEADER + flb_ser::COUNT, u64::MAX),
+        (9, Some(b)) => put_u64(b, entry + session_ser::COUNT, u64::MAX),
+        (10, _) => put_u64(ser, luo_ser::SESSIONS_PA, 0x7fff_ffff_f000),
+        (11, Some(b)) => put_u64(b, 8, u64::MAX),
+        (12, _) => put_u64(ser, luo_ser::FLBS_PA, 0x1234),
         _ => {}
     }
 }

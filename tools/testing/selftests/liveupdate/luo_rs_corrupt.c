@@ -12,6 +12,12 @@
  *   4 files at a wild address   -> the first session is dropped
  *   5 name without its NUL      -> the first session is dropped
  *   6 FLB count too large       -> FLBs dropped, all sessions kept
+ *   7 live update number U64_MAX -> all sessions kept (the number wraps)
+ *   8 an FLB's user count U64_MAX -> that FLB dropped, all sessions kept
+ *   9 file count U64_MAX        -> the first session is dropped
+ *  10 session list far beyond memory -> no session comes back
+ *  11 block entry count U64_MAX -> no session comes back (all in block 1)
+ *  12 FLB table unaligned       -> FLBs dropped, all sessions kept
  *
  *   -s 1  sessions corrupt-a, corrupt-b, corrupt-c (in that order), each
  *         with a memfd; ask for the corruption; hold the fds for the kexec.
@@ -42,10 +48,16 @@ static const struct {
 } modes[] = {
 	[1] = { 0, 0, "rejected handover" },
 	[2] = { 0, 1, "dropped session [corrupt-a]" },
-	[3] = { 1, 1, "session list is corrupt" },
+	[3] = { 1, 1, "session list is unusable" },
 	[4] = { 0, 1, "dropped session [corrupt-a]" },
 	[5] = { 0, 1, "dropped a session" },
 	[6] = { 1, 1, "dropped all FLBs" },
+	[7] = { 1, 1, "liveupdate number: 18446744073709551615" },
+	[8] = { 1, 1, "bad user count 18446744073709551615" },
+	[9] = { 0, 1, "dropped session [corrupt-a]: file count does not match" },
+	[10] = { 0, 0, "session list is unusable" },
+	[11] = { 0, 0, "bad entry count 18446744073709551615" },
+	[12] = { 1, 1, "dropped all FLBs: its page is not a preserved page" },
 };
 
 #define NR_MODES ((int)ARRAY_SIZE(modes))

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Capacity across a kexec: what this kernel can write, the next one can read.
+ * The handover can hold 510,000 sessions and 630,000 files per session; here
+ * 100,000 empty sessions plus one session with 100,000 files (test objects of
+ * the Rust test handler, CONFIG_LIVEUPDATE_RUST_TEST) go across and must all
+ * come back.
+ *
+ *   -s 1  create "cap-00000".."cap-99999" and "cap-files" (100,000 objects,
+ *         object i holding VALUE_BASE + i under token i); hold them.
+ *   -s 2  every session comes back under its name, every object under its
+ *         token with its number; then everything is finished.
+ *
+ * KTAP per check; --list prints all case names.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libliveupdate.h>
+
+#define STATE_SESSION_NAME	"luo_rs_capacity_state"
+#define STATE_MEMFD_TOKEN	996
+#define NR_SESSIONS		100000
+#define NR_FILES		100000
+#define VALUE_BASE		0x10000000L
+
+#define T_CREATE		_IO('L', 1)
+#define T_VALUE			_IO('L', 16)
+
+static const char * const cases[] = {
+	"s1_create_sessions",
+	"s1_preserve_files",
+	"s2_sessions_back",
+	"s2_files_back",
+	"s2_finish_all",
+};
+
+static int test_nr, failures;
+
+static void result(const char *name, int ok, const char *why)
+{
+	test_nr++;
+	failures += !ok;
+	if (!ok)
+		printf("# %s: %s\n", name, why);
+	printf("%sok %d %s\n", ok ? "" : "not ", test_nr, name);
+	fflush(stdout);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void session_name(int i, char *buf, size_t len)
+{
+	snprintf(buf, len, "cap-%05d", i);
+}
+
+static void stage_1(int luo_fd)
+{
+	char name[32], why[160];
+	double t0 = now();
+	int t, i, s, o, r = 0;
+
+	printf("1..2\n");
+	t = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
+	if (t < 0 || luo_ensure_nofile_limit(NR_SESSIONS + NR_FILES + 64)) {
+		printf("Bail out! no /dev/luo_rs_test or cannot raise RLIMIT_NOFILE\n");
+		exit(1);
+	}
+	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
+	for (i = 0; i < NR_SESSIONS; i++) {
+		session_name(i, name, sizeof(name));
+		s = luo_create_session(luo_fd, name);
+		if (s < 0)
+			break;
+	}
+	snprintf(why, sizeof(why), "session %d: %s", i, strerror(-s));
+	result("s1_create_sessions", i == NR_SESSIONS, why);
+	printf("# %d sessions in %.1f s\n", i, now() - t0);
+
+	t0 = now();
+	s = luo_create_session(luo_fd, "cap-files");
+	for (i = 0; s >= 0 && i < NR_FILES; i++) {
+		o = ioctl(t, T_CREATE, VALUE_BASE + i);
+		r = o < 0 ? -errno : luo_session_preserve_fd(s, o, i);
+		if (r)
+			break;
+		close(o);
+	}
+	snprintf(why, sizeof(why), "session %d, file %d: %d", s, i, r);
+	result("s1_preserve_files", s >= 0 && i == NR_FILES, why);
+	printf("# %d files in %.1f s\n", i, now() - t0);
+	if (failures)
+		exit(1);
+	close(luo_fd);
+	daemonize_and_wait();
+}
+
+static void stage_2(int luo_fd, int state_fd)
+{
+	char name[32], why[160];
+	double t0 = now();
+	int t, i, s, fd, bad = 0, finished = 1;
+	long v;
+
+	printf("1..3\n");
+	t = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
+	if (t < 0 || luo_ensure_nofile_limit(NR_FILES + 64)) {
+		printf("Bail out! no /dev/luo_rs_test or cannot raise RLIMIT_NOFILE\n");
+		exit(1);
+	}
+	for (i = 0; i < NR_SESSIONS; i++) {
+		session_name(i, name, sizeof(name));
+		s = luo_retrieve_session(luo_fd, name);
+		if (s < 0) {
+			bad++;
+			continue;
+		}
+		if (luo_session_finish(s))
+			finished = 0;
+		close(s);
+	}
+	snprintf(why, sizeof(why), "%d of %d sessions missing", bad, NR_SESSIONS);
+	result("s2_sessions_back", !bad, why);
+	printf("# %d sessions retrieved and finished in %.1f s\n", NR_SESSIONS - bad, now() - t0);
+
+	t0 = now();
+	bad = 0;
+	s = luo_retrieve_session(luo_fd, "cap-files");
+	for (i = 0; s >= 0 && i < NR_FILES; i++) {
+		fd = luo_session_retrieve_fd(s, i);
+		v = fd >= 0 ? ioctl(fd, T_VALUE) : -1;
+		if (v != (long)(VALUE_BASE + i))
+			bad++;
+		if (fd >= 0)
+			close(fd);
+	}
+	snprintf(why, sizeof(why), "session %d: %d of %d files missing or wrong", s, bad, i);
+	result("s2_files_back", s >= 0 && i == NR_FILES && !bad, why);
+	printf("# %d files retrieved in %.1f s\n", i - bad, now() - t0);
+	if (s < 0 || luo_session_finish(s))
+		finished = 0;
+	if (luo_session_finish(state_fd))
+		finished = 0;
+	result("s2_finish_all", finished, "a FINISH failed");
+	printf("# Totals: %d failed\n", failures);
+	exit(failures ? 1 : 0);
+}
+
+int main(int argc, char *argv[])
+{
+	if (argc > 1 && !strcmp(argv[1], "--list")) {
+		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+			printf("%s\n", cases[i]);
+		return 0;
+	}
+	return luo_test(argc, argv, STATE_SESSION_NAME, stage_1, stage_2);
+}

@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Regression tests for the hardening of the Rust LUO, across a kexec, driven
+ * through the Rust test file handler (CONFIG_LIVEUPDATE_RUST_TEST):
+ *
+ *   -s 1  - get_id of a Rust handler is used: two test objects with the same
+ *           number cannot both be preserved (EBUSY), and the id is released
+ *           when the first is unpreserved;
+ *         - a failed reboot does not leave LUO half frozen: a thread calling
+ *           GET_NAME while the reboot runs (its freeze sleeps, then fails)
+ *           never gets EBUSY, and a session closed by another thread during
+ *           it is really closed: its file is unpreserved and its name can be
+ *           used again;
+ *         - sessions "h-x" and "h-y" (a test object each) go to stage 2.
+ *   -s 2  - a RETRIEVE_SESSION whose reply faults is taken back for the right
+ *           session, even when the file of an earlier retrieve (of "h-x",
+ *           still retrieved because its finish failed) was freed just before
+ *           and its memory may be reused: "h-y" can be retrieved again and
+ *           "h-x" cannot.
+ *
+ * KTAP per check; --list prints all case names.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/reboot.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libliveupdate.h>
+
+#define STATE_SESSION_NAME	"luo_rs_hardening_state"
+#define STATE_MEMFD_TOKEN	997
+
+#define T_CREATE		_IO('L', 1)
+#define T_FAIL_FREEZE		_IO('L', 2)
+#define T_CAN_FINISH		_IO('L', 4)
+#define T_COUNT			_IO('L', 5)
+#define T_FREEZE_DELAY		_IO('L', 7)
+#define T_VALUE			_IO('L', 16)
+
+enum { C_PRESERVE, C_UNPRESERVE, C_FREEZE, C_UNFREEZE, C_RETRIEVE, C_FINISH };
+
+#define SHARED_ID	0x5EED0001
+#define VALUE_KEEP	0x4B0001
+#define VALUE_CLOSE	0x4B0002
+#define VALUE_FAIL	0x4B0003
+#define VALUE_X		0x4B0010
+#define VALUE_Y		0x4B0011
+
+static const char * const cases[] = {
+	"s1_get_id_second_preserve_busy",
+	"s1_get_id_released_on_unpreserve",
+	"s1_failed_reboot_fails",
+	"s1_no_ebusy_during_failed_reboot",
+	"s1_close_during_failed_reboot_unpreserves",
+	"s1_name_free_after_close_during_reboot",
+	"s1_sessions_for_stage_2",
+	"s2_efault_retrieve_fails",
+	"s2_efault_retrieve_taken_back",
+	"s2_other_session_untouched",
+};
+
+static int test_nr, failures;
+
+static void result(const char *name, int ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	test_nr++;
+	if (!ok) {
+		failures++;
+		printf("# %s: ", name);
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+		printf("\n");
+	}
+	printf("%sok %d %s\n", ok ? "" : "not ", test_nr, name);
+	fflush(stdout);
+}
+
+static int tdev(void)
+{
+	static int fd = -1;
+
+	if (fd < 0)
+		fd = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
+	return fd;
+}
+
+static long tctl(unsigned long cmd, unsigned long arg)
+{
+	long r = ioctl(tdev(), cmd, arg);
+
+	return r < 0 ? -errno : r;
+}
+
+static void get_id_checks(int luo_fd)
+{
+	int a = tctl(T_CREATE, SHARED_ID), b = tctl(T_CREATE, SHARED_ID);
+	int s1 = luo_create_session(luo_fd, "h-getid-1");
+	int s2 = luo_create_session(luo_fd, "h-getid-2");
+	int r1 = -EINVAL, r2 = -EINVAL, r3 = -EINVAL;
+
+	if (a >= 0 && b >= 0 && s1 >= 0 && s2 >= 0) {
+		r1 = luo_session_preserve_fd(s1, a, 1);
+		r2 = luo_session_preserve_fd(s2, b, 1);
+	}
+	result("s1_get_id_second_preserve_busy", !r1 && r2 == -EBUSY,
+	       "objects %d %d sessions %d %d: preserve gave %d then %d", a, b, s1, s2, r1, r2);
+	/* Closing the first session unpreserves the object and frees its id. */
+	if (s1 >= 0)
+		close(s1);
+	if (s2 >= 0 && b >= 0)
+		r3 = luo_session_preserve_fd(s2, b, 2);
+	result("s1_get_id_released_on_unpreserve", !r3, "preserve after unpreserve: %d", r3);
+	if (s2 >= 0)
+		close(s2);
+	close(a);
+	close(b);
+}
+
+struct race {
+	int keep_fd, close_fd;
+	volatile int stop;
+	long calls, ebusy, other;
+};
+
+static void *name_loop(void *p)
+{
+	struct race *r = p;
+	char name[LIVEUPDATE_SESSION_NAME_LENGTH];
+
+	while (!r->stop) {
+		int e = luo_get_session_name(r->keep_fd, name, sizeof(name));
+
+		r->calls++;
+		if (e == -EBUSY)
+			r->ebusy++;
+		else if (e)
+			r->other++;
+	}
+	return NULL;
+}
+
+static void *close_later(void *p)
+{
+	struct race *r = p;
+	struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+	/* The reboot below is in its (300 ms) freeze by then. */
+	nanosleep(&ts, NULL);
+	close(r->close_fd);
+	return NULL;
+}
+
+static void failed_reboot_checks(int luo_fd)
+{
+	struct race r = { 0 };
+	pthread_t t1, t2;
+	long unpreserved, rb;
+	int keep, fail, c, o_keep, o_close, o_fail, again;
+
+	keep = luo_create_session(luo_fd, "h-keep");
+	r.close_fd = luo_create_session(luo_fd, "h-close");
+	fail = luo_create_session(luo_fd, "h-fail");
+	o_keep = tctl(T_CREATE, VALUE_KEEP);
+	o_close = tctl(T_CREATE, VALUE_CLOSE);
+	o_fail = tctl(T_CREATE, VALUE_FAIL);
+	c = keep >= 0 && r.close_fd >= 0 && fail >= 0 && o_keep >= 0 && o_close >= 0 &&
+	    o_fail >= 0 &&
+	    !luo_session_preserve_fd(keep, o_keep, 1) &&
+	    !luo_session_preserve_fd(r.close_fd, o_close, 1) &&
+	    !luo_session_preserve_fd(fail, o_fail, 1);
+	close(o_keep);
+	close(o_close);
+	close(o_fail);
+	r.keep_fd = keep;
+	unpreserved = tctl(T_COUNT, C_UNPRESERVE);
+
+	/* Every freeze sleeps 300 ms; the third (h-fail's) fails with EIO. */
+	tctl(T_FREEZE_DELAY, 300);
+	tctl(T_FAIL_FREEZE, EIO | (3 << 16));
+	pthread_create(&t1, NULL, name_loop, &r);
+	pthread_create(&t2, NULL, close_later, &r);
+	rb = c ? syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
+			 LINUX_REBOOT_CMD_KEXEC, NULL) : 0;
+	rb = rb ? -errno : 0;
+	pthread_join(t2, NULL);
+	r.stop = 1;
+	pthread_join(t1, NULL);
+	tctl(T_FREEZE_DELAY, 0);
+	tctl(T_FAIL_FREEZE, 0);
+
+	result("s1_failed_reboot_fails", c && rb == -EIO, "setup %d, reboot gave %ld", c, rb);
+	result("s1_no_ebusy_during_failed_reboot", r.calls > 0 && !r.ebusy && !r.other,
+	       "%ld GET_NAME calls: %ld EBUSY, %ld other errors", r.calls, r.ebusy, r.other);
+	result("s1_close_during_failed_reboot_unpreserves",
+	       tctl(T_COUNT, C_UNPRESERVE) - unpreserved == 1,
+	       "%ld unpreserve calls", tctl(T_COUNT, C_UNPRESERVE) - unpreserved);
+	again = luo_create_session(luo_fd, "h-close");
+	result("s1_name_free_after_close_during_reboot", again >= 0,
+	       "create h-close again: %d", again);
+	if (again >= 0)
+		close(again);
+	close(keep);
+	close(fail);
+}
+
+static void stage_1(int luo_fd)
+{
+	int x, y, ox, oy;
+
+	printf("1..7\n");
+	if (tdev() < 0) {
+		printf("Bail out! cannot open /dev/luo_rs_test: %s\n", strerror(errno));
+		exit(1);
+	}
+	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
+	get_id_checks(luo_fd);
+	failed_reboot_checks(luo_fd);
+
+	x = luo_create_session(luo_fd, "h-x");
+	y = luo_create_session(luo_fd, "h-y");
+	ox = tctl(T_CREATE, VALUE_X);
+	oy = tctl(T_CREATE, VALUE_Y);
+	result("s1_sessions_for_stage_2",
+	       x >= 0 && y >= 0 && !luo_session_preserve_fd(x, ox, 1) &&
+	       !luo_session_preserve_fd(y, oy, 1),
+	       "sessions %d %d objects %d %d", x, y, ox, oy);
+	if (failures)
+		exit(1);
+	close(luo_fd);
+	daemonize_and_wait();
+}
+
+static void stage_2(int luo_fd, int state_fd)
+{
+	struct liveupdate_ioctl_retrieve_session *arg;
+	long pg = sysconf(_SC_PAGESIZE);
+	int x, y, r, x_again;
+
+	printf("1..3\n");
+	/* "h-x": retrieved, and its finish fails when its file is closed. */
+	tctl(T_CAN_FINISH, 0);
+	x = luo_retrieve_session(luo_fd, "h-x");
+	if (x >= 0)
+		close(x);
+	tctl(T_CAN_FINISH, 1);
+
+	/* "h-y": the reply cannot be written (read-only page): EFAULT. */
+	arg = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(arg, 0, sizeof(*arg));
+	arg->size = sizeof(*arg);
+	strcpy((char *)arg->name, "h-y");
+	mprotect(arg, pg, PROT_READ);
+	r = ioctl(luo_fd, LIVEUPDATE_IOCTL_RETRIEVE_SESSION, arg) ? -errno : 0;
+	result("s2_efault_retrieve_fails", x >= 0 && r == -EFAULT,
+	       "retrieve h-x %d, faulting retrieve of h-y %d", x, r);
+
+	y = luo_retrieve_session(luo_fd, "h-y");
+	result("s2_efault_retrieve_taken_back", y >= 0, "retrieve h-y again: %d", y);
+	x_again = luo_retrieve_session(luo_fd, "h-x");
+	result("s2_other_session_untouched", x_again == -EINVAL,
+	       "retrieve h-x again: %d (it is retrieved, not taken back)", x_again);
+	if (y >= 0) {
+		luo_session_finish(y);
+		close(y);
+	}
+	if (x_again >= 0)
+		close(x_again);
+	luo_session_finish(state_fd);
+	printf("# Totals: %d failed\n", failures);
+	exit(failures ? 1 : 0);
+}
+
+int main(int argc, char *argv[])
+{
+	if (argc > 1 && !strcmp(argv[1], "--list")) {
+		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+			printf("%s\n", cases[i]);
+		return 0;
+	}
+	return luo_test(argc, argv, STATE_SESSION_NAME, stage_1, stage_2);
+}

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * A failure to build the incoming sessions at the first open of
+ * /dev/liveupdate is sticky, as in the C LUO: that open and every later one
+ * fail with EIO (rather than later opens succeeding with the sessions gone).
+ * Needs the Rust test handler (CONFIG_LIVEUPDATE_RUST_TEST), whose
+ * FAIL_DESERIALIZE ioctl makes the build fail.
+ *
+ *   -s 1  a session "sticky" with a test object; hold it for the kexec.
+ *   -s 2  arm the fault, open (EIO), disarm it, open again (still EIO).
+ *
+ * KTAP per check; --list prints all case names.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <libliveupdate.h>
+
+#define T_CREATE		_IO('L', 1)
+#define T_FAIL_DESERIALIZE	_IO('L', 8)
+
+static const char * const cases[] = {
+	"s1_session_preserved",
+	"s2_first_open_fails_eio",
+	"s2_failure_is_sticky",
+};
+
+static int test_nr, failures;
+
+static void result(const char *name, int ok, const char *why)
+{
+	test_nr++;
+	failures += !ok;
+	if (!ok)
+		printf("# %s: %s\n", name, why);
+	printf("%sok %d %s\n", ok ? "" : "not ", test_nr, name);
+	fflush(stdout);
+}
+
+int main(int argc, char *argv[])
+{
+	char why[128];
+	int t, luo, s, o, r1, r2;
+
+	if (argc > 1 && !strcmp(argv[1], "--list")) {
+		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+			printf("%s\n", cases[i]);
+		return 0;
+	}
+	t = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
+	if (t < 0) {
+		printf("Bail out! cannot open /dev/luo_rs_test: %s\n", strerror(errno));
+		return 1;
+	}
+	if (argc > 2 && !strcmp(argv[1], "-s") && atoi(argv[2]) == 2) {
+		printf("1..2\n");
+		ioctl(t, T_FAIL_DESERIALIZE, ENOMEM);
+		luo = open(LUO_DEVICE, O_RDWR);
+		r1 = luo < 0 ? -errno : 0;
+		ioctl(t, T_FAIL_DESERIALIZE, 0);
+		snprintf(why, sizeof(why), "first open gave %d", r1);
+		result("s2_first_open_fails_eio", r1 == -EIO, why);
+		if (luo >= 0)
+			close(luo);
+		luo = open(LUO_DEVICE, O_RDWR);
+		r2 = luo < 0 ? -errno : 0;
+		snprintf(why, sizeof(why), "second open gave %d", r2);
+		result("s2_failure_is_sticky", r2 == -EIO, why);
+		return failures ? 1 : 0;
+	}
+	printf("1..1\n");
+	luo = luo_open_device();
+	s = luo >= 0 ? luo_create_session(luo, "sticky") : -1;
+	o = ioctl(t, T_CREATE, 0x571C);
+	snprintf(why, sizeof(why), "device %d session %d object %d", luo, s, o);
+	result("s1_session_preserved", s >= 0 && o >= 0 && !luo_session_preserve_fd(s, o, 1),
+	       why);
+	if (failures)
+		return 1;
+	close(luo);
+	daemonize_and_wait();
+	return 0;
+}
