@@ -164,6 +164,19 @@ impl BlockWriter<'_> {
     }
 }
 
+/// Restores a page that LUO's handover points to: a block of a chain, or the FLB table.
+///
+/// `phys` is checked (aligned, preserved, one page), but whose page it is cannot be: the
+/// luo-v5 handover carries no proof that a page was preserved by LUO. LUO trusts that the
+/// addresses in its own handover name its own pages. See "Trust" in
+/// `Documentation/core-api/liveupdate-rust.rst`.
+pub(crate) fn restore_own_page(phys: IncomingPhys) -> Result<IncomingPage> {
+    // SAFETY: `phys` was read from LUO's handover, which the previous kernel's LUO wrote with
+    // the addresses of pages it preserved for LUO (`kho_alloc_preserve`); no other part of
+    // this kernel restores or uses those pages.
+    unsafe { IncomingPage::restore(phys) }
+}
+
 /// Reads a chain of blocks written by the previous kernel, calling `entry` for each entry in
 /// order, and frees its pages. Returns the number of entries.
 ///
@@ -185,7 +198,7 @@ pub(crate) fn read_chain(
             pr_warn!("block chain longer than {} blocks\n", MAX_BLOCKS);
             return Err(ParseError::Corrupt("its block chain is too long"));
         }
-        let Ok(page) = IncomingPage::restore(next) else {
+        let Ok(page) = restore_own_page(next) else {
             pr_warn!("block chain: {:#x} is not a preserved page\n", next.0);
             return Err(ParseError::Corrupt("its block chain has a bad address"));
         };

@@ -56,6 +56,57 @@ pub(crate) struct LuoFile {
     pub(crate) retrieve: RetrieveStatus,
 }
 
+/// What PRESERVE_FD takes before the handler's `preserve`: a reference on the handler's
+/// module, the file's id (system-wide, `EBUSY` if taken) and a reference on each FLB linked to
+/// the handler, in link order. Dropped, it gives back what it took, in reverse order; kept,
+/// it is owned by the preserved file until `unpreserve_all`.
+struct Claim<'a> {
+    luo: &'a Luo,
+    handler: &'a Handler,
+    id: Option<usize>,
+    /// How many of `handler.flbs` were preserved.
+    flbs: usize,
+}
+
+impl<'a> Claim<'a> {
+    fn take(luo: &'a Luo, handler: &'a Handler, file: &File) -> Result<Self> {
+        if !handler.ops.try_get_owner() {
+            return Err(ENOENT);
+        }
+        let mut claim = Self {
+            luo,
+            handler,
+            id: None,
+            flbs: 0,
+        };
+        let id = handler.ops.get_id(file);
+        luo.claim_id(id)?;
+        claim.id = Some(id);
+        for flb in handler.flbs.iter() {
+            flb.file_preserve()?;
+            claim.flbs += 1;
+        }
+        Ok(claim)
+    }
+
+    /// The file is preserved: what was taken now belongs to it.
+    fn keep(self) {
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        for flb in self.handler.flbs.iter().take(self.flbs).rev() {
+            flb.put_outgoing();
+        }
+        if let Some(id) = self.id {
+            self.luo.release_id(id);
+        }
+        self.handler.ops.put_owner();
+    }
+}
+
 /// The files of a session. Protected by the session's mutex.
 pub(crate) struct FileSet {
     /// Files by preservation sequence number, i.e. in preservation order.
@@ -111,23 +162,26 @@ impl FileSet {
             return Err(e);
         }
         let count = self.count;
-        let written = (|| {
-            let mut w = self.blocks.writer(count)?;
-            for f in self.files.values() {
-                let e = w.next_entry().ok_or(ENOSPC)?;
-                put_str(&mut e[..COMPAT_LEN], f.handler.ops.compatible().to_bytes());
-                put_u64(e, file_ser::DATA, f.data);
-                put_u64(e, file_ser::TOKEN, f.token);
-            }
-            Ok(w.head())
-        })();
-        match written {
+        match self.write_entries() {
             Ok(head) => Ok((head, count as u64)),
             Err(e) => {
                 self.unfreeze_first(count);
                 Err(e)
             }
         }
+    }
+
+    /// Reboot path: writes an entry for every file into the reserved blocks, in preservation
+    /// order. Returns the first block's address.
+    fn write_entries(&mut self) -> Result<u64> {
+        let mut w = self.blocks.writer(self.count)?;
+        for f in self.files.values() {
+            let e = w.next_entry().ok_or(ENOSPC)?;
+            put_str(&mut e[..COMPAT_LEN], f.handler.ops.compatible().to_bytes());
+            put_u64(e, file_ser::DATA, f.data);
+            put_u64(e, file_ser::TOKEN, f.token);
+        }
+        Ok(w.head())
     }
 
     /// Reboot path: undoes [`FileSet::freeze`] after a later failure.
@@ -208,49 +262,11 @@ impl FileSet {
         let handlers = luo.registry.lock().snapshot();
         let handler = registry::find_for_file(&handlers, &file).ok_or(ENOENT)?;
         drop(handlers);
-        if !handler.ops.try_get_owner() {
-            return Err(ENOENT);
-        }
-        let id = handler.ops.get_id(&file);
-        if let Err(e) = luo.claim_id(id) {
-            handler.ops.put_owner();
-            return Err(e);
-        }
-        for (i, flb) in handler.flbs.iter().enumerate() {
-            if let Err(e) = flb.file_preserve() {
-                for f in handler.flbs[..i].iter().rev() {
-                    f.put_outgoing();
-                }
-                luo.release_id(id);
-                handler.ops.put_owner();
-                return Err(e);
-            }
-        }
-
-        let undo = |luo: &Luo, handler: &Arc<Handler>| {
-            for f in handler.flbs.iter().rev() {
-                f.put_outgoing();
-            }
-            luo.release_id(id);
-            handler.ops.put_owner();
-        };
-        let (r1, r2) = match (
-            RBTreeNodeReservation::new(GFP_KERNEL),
-            RBTreeNodeReservation::new(GFP_KERNEL),
-        ) {
-            (Ok(r1), Ok(r2)) => (r1, r2),
-            _ => {
-                undo(luo, &handler);
-                return Err(ENOMEM);
-            }
-        };
-        let (data, state) = match handler.ops.preserve(&file) {
-            Ok(v) => v,
-            Err(e) => {
-                undo(luo, &handler);
-                return Err(e);
-            }
-        };
+        let claim = Claim::take(luo, &handler, &file)?;
+        let r1 = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let r2 = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let (data, state) = handler.ops.preserve(&file)?;
+        claim.keep();
         let f = LuoFile {
             handler,
             token,

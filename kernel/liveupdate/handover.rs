@@ -28,20 +28,19 @@ use crate::{
     },
     file_set::FILE_SER_SIZE,
     flb::FLB_MAX,
-    parse::{
-        ParseError,
-        ParseResult, //
-    },
     name::{
         Name,
         NAME_LEN, //
+    },
+    parse::{
+        ParseError,
+        ParseResult, //
     },
     session::SESSION_SER_SIZE,
     Luo, //
 };
 use kernel::{
     kho::{
-        self,
         IncomingPage,
         IncomingPhys,
         PreservedPage,
@@ -201,7 +200,7 @@ const FLB_COUNT_MAX: u64 = i32::MAX as u64;
 /// is dropped with a warning.
 pub(crate) fn read_incoming() -> Incoming {
     let mut inc = Incoming::default();
-    let (phys, len) = match kho::retrieve_subtree(abi::KHO_ENTRY_NAME) {
+    let (page, len) = match IncomingPage::retrieve_subtree(abi::KHO_ENTRY_NAME) {
         Ok(v) => v,
         Err(e) if e == ENOENT => return inc,
         Err(e) => {
@@ -220,13 +219,6 @@ pub(crate) fn read_incoming() -> Incoming {
         );
         return inc;
     }
-    let Ok(page) = IncomingPage::restore(phys) else {
-        pr_warn!(
-            "rejected handover: LUO state at {:#x} is not a preserved page\n",
-            phys.0
-        );
-        return inc;
-    };
     let b = page.bytes();
     if !abi::compatible_matches(b) {
         pr_warn!("rejected handover: LUO state is incompatible with 'luo-v5'\n");
@@ -262,7 +254,10 @@ fn read_sessions(head: IncomingPhys, out: &mut KVVec<InSession>) -> ParseResult 
     let mut names: RBTree<Name, ()> = RBTree::new();
     read_chain(head, SESSION_SER_SIZE, |e| {
         let mut raw = [0u8; NAME_LEN];
-        raw.copy_from_slice(e.get(..NAME_LEN).ok_or(ParseError::Corrupt("short entry"))?);
+        raw.copy_from_slice(
+            e.get(..NAME_LEN)
+                .ok_or(ParseError::Corrupt("short entry"))?,
+        );
         let Ok(name) = Name::new(&raw) else {
             pr_warn!("dropped a session: its name is empty or not NUL-terminated\n");
             return Ok(());
@@ -327,7 +322,9 @@ fn read_files(head: IncomingPhys, count: u64) -> ParseResult<KVVec<InFile>> {
         Ok(())
     })?;
     if n as u64 != count {
-        return Err(ParseError::Corrupt("file count does not match its file list"));
+        return Err(ParseError::Corrupt(
+            "file count does not match its file list",
+        ));
     }
     Ok(files)
 }
@@ -337,7 +334,7 @@ fn read_flbs(head: IncomingPhys) -> ParseResult<Option<KVVec<InFlb>>> {
     if head.0 == 0 {
         return Ok(None);
     }
-    let page = IncomingPage::restore(head)
+    let page = crate::block::restore_own_page(head)
         .map_err(|_| ParseError::Corrupt("its page is not a preserved page"))?;
     let b = page.bytes();
     let (pgcnt, count) = (get_u64(b, 0), get_u64(b, 8));

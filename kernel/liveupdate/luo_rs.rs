@@ -28,6 +28,7 @@
 use kernel::{
     kho,
     new_mutex,
+    new_rwsem,
     prelude::*,
     rbtree::RBTree,
     sync::{
@@ -43,7 +44,6 @@ use kernel::{
         Mutex,
         SetOnce, //
     },
-    new_rwsem,
     ModuleMetadata,
     ThisModule, //
 };

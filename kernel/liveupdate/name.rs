@@ -39,7 +39,6 @@ impl Name {
         let len = self.0.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
         &self.0[..len]
     }
-
 }
 
 #[kunit_tests(luo_rs_name)]

@@ -213,9 +213,7 @@ impl Registry {
         match pos {
             Some(r) => self.registered[r].users += 1,
             // Cannot fail: reserved above.
-            None => self
-                .registered
-                .push(FlbUse { flb, users: 1 }, GFP_KERNEL)?,
+            None => self.registered.push(FlbUse { flb, users: 1 }, GFP_KERNEL)?,
         }
         Ok(())
     }
@@ -267,10 +265,7 @@ impl Registry {
 }
 
 /// The handler that takes `file`: the first one whose `can_preserve` says yes.
-pub(crate) fn find_for_file(
-    handlers: &Snapshot,
-    file: &kernel::fs::File,
-) -> Option<Arc<Handler>> {
+pub(crate) fn find_for_file(handlers: &Snapshot, file: &kernel::fs::File) -> Option<Arc<Handler>> {
     handlers
         .iter()
         .find(|h| h.live() && h.ops.can_preserve(file))

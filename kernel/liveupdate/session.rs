@@ -194,7 +194,13 @@ pub(crate) fn retrieve(
     name: &[u8; crate::name::NAME_LEN],
 ) -> Result<(ARef<File>, Retrieved)> {
     let key = Name::lookup_key(name);
-    let session = luo.sessions.lock().incoming.get(&key).ok_or(ENOENT)?.clone();
+    let session = luo
+        .sessions
+        .lock()
+        .incoming
+        .get(&key)
+        .ok_or(ENOENT)?
+        .clone();
     let mut inner = session.inner.lock();
     if inner.retrieved {
         return Err(EINVAL);

@@ -8,8 +8,10 @@ use kernel::{
         AsBytes,
         FromBytes, //
     },
-    uaccess::UserPtr,
-    uaccess_argsz, //
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    }, //
 };
 
 /// A LUO ioctl argument, with the size userspace gave.
@@ -22,7 +24,7 @@ impl Ucmd {
     /// Reads the size field (`EFAULT` if it cannot be read).
     pub(crate) fn new(arg: usize) -> Result<Self> {
         let ptr = UserPtr::from_addr(arg);
-        let size = uaccess_argsz::read_size(ptr)? as usize;
+        let size = UserSlice::new(ptr, size_of::<u32>()).reader().read::<u32>()? as usize;
         Ok(Self { ptr, size })
     }
 
@@ -36,11 +38,18 @@ impl Ucmd {
 
     /// Copies the struct in (`E2BIG` for a non-zero tail beyond what the kernel knows).
     pub(crate) fn read<T: FromBytes + AsBytes>(&self) -> Result<T> {
-        uaccess_argsz::copy_struct_from_user(self.ptr, self.size)
+        UserSlice::new(self.ptr, self.size)
+            .reader()
+            .read_extensible()
     }
 
-    /// Copies the reply out, at most the size userspace gave.
+    /// Copies the reply out, at most the size userspace gave (the inputs are echoed too):
+    /// userspace that knows a smaller struct gets only the part it knows.
     pub(crate) fn respond<T: AsBytes>(&self, val: &T) -> Result {
-        uaccess_argsz::respond(self.ptr, self.size, val)
+        let bytes = val.as_bytes();
+        let n = self.size.min(bytes.len());
+        UserSlice::new(self.ptr, n)
+            .writer()
+            .write_slice(&bytes[..n])
     }
 }

@@ -5,10 +5,18 @@
 //! Outgoing: [`PreservedPage`] is a zeroed page that KHO hands over to the next kernel unless it
 //! is dropped first; [`Subtree`] names a page so the next kernel can find it.
 //!
-//! Incoming: [`retrieve_subtree`] finds a named blob left by the previous kernel. Physical
-//! addresses read from the previous kernel's data are [`IncomingPhys`]: they cannot be
-//! dereferenced until [`IncomingPage::restore`] has checked that KHO really preserved a page
-//! there, so a corrupt or hostile handover cannot make the kernel touch arbitrary memory.
+//! Incoming: [`retrieve_subtree`] finds a named blob left by the previous kernel, and
+//! [`IncomingPage::retrieve_subtree`] claims it when it is one page. Physical addresses read
+//! from the previous kernel's data are [`IncomingPhys`]: they cannot be dereferenced until
+//! [`IncomingPage::restore`] has checked that KHO really preserved a page there, so a corrupt
+//! handover cannot make the kernel touch memory that is not preserved.
+//!
+//! What KHO cannot check is *whose* page an address names: every user's preserved pages look
+//! alike. Restoring a page frees it to this kernel when the [`IncomingPage`] is dropped, so
+//! restoring another user's page (for example a `reserve_mem` region, which stays in use
+//! without ever being restored) would hand memory in use to the page allocator. That is why
+//! [`IncomingPage::restore`] is `unsafe`: its caller vouches that the address names one of its
+//! own pages.
 //!
 //! C header: [`include/linux/kexec_handover.h`](srctree/include/linux/kexec_handover.h)
 
@@ -154,12 +162,30 @@ unsafe impl Send for IncomingPage {}
 unsafe impl Sync for IncomingPage {}
 
 impl IncomingPage {
+    /// Claims the page the previous kernel published under `name` with [`Subtree::add`].
+    ///
+    /// Returns the page and the size the previous kernel gave; `ENOENT` if there is no such
+    /// subtree (e.g. after a cold boot), `EINVAL` if it is not a whole preserved page.
+    pub fn retrieve_subtree(name: &CStr) -> Result<(Self, usize)> {
+        let (phys, len) = retrieve_subtree(name)?;
+        // SAFETY: The blob of a subtree belongs to the user that named it: KHO itself recorded
+        // its address under `name`, and only that user looks it up.
+        let page = unsafe { Self::restore(phys) }?;
+        Ok((page, len))
+    }
+
     /// Claims the preserved page at `phys`.
     ///
     /// Fails with `EINVAL` if `phys` is not page aligned, is not a KHO-preserved folio, or
     /// is a preserved folio larger than a page. Each page can be restored once.
     ///
-    pub fn restore(phys: IncomingPhys) -> Result<Self> {
+    /// # Safety
+    ///
+    /// The previous kernel preserved the page at `phys` for the caller (with [`PreservedPage`]
+    /// or `kho_alloc_preserve`), and nothing else in this kernel uses or restores that page.
+    /// An address taken from the caller's own handover data meets this as long as that data
+    /// was written by the caller's counterpart in the previous kernel.
+    pub unsafe fn restore(phys: IncomingPhys) -> Result<Self> {
         if phys.0 == 0 || phys.0 % PAGE_SIZE as u64 != 0 {
             return Err(EINVAL);
         }
@@ -170,7 +196,8 @@ impl IncomingPage {
             return Err(EINVAL);
         }
         // SAFETY: `kho_restore_folio` checks that `phys` is an online page carrying KHO's
-        // preservation magic and returns NULL otherwise.
+        // preservation magic and returns NULL otherwise; by the caller's guarantee the page is
+        // the caller's to take.
         let folio = NonNull::new(unsafe { bindings::kho_restore_folio(phys.0) }).ok_or(EINVAL)?;
         // SAFETY: `folio` is a valid folio we own a reference to.
         let (order, addr) = unsafe {
