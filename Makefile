@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0
 # Rust Live Update Orchestrator: build, test and demo harness.
-#   make check [LUO="c rust"]   every test; ends with "N passed, M failed"
+#   make check [LUO="c rust rust-kasan"]
+#                               every test; ends with "N passed, M failed"
 #   make demo [SIZE=256M] [LUO=rust|c]
 #                               a live update in QEMU, shown step by step
-#   make kernel LUO=c|rust      just build one kernel variant
+#   make kernel LUO=c|rust|rust-kasan  just build one kernel variant
 #   make bench                  time the C and the Rust LUO, print Rust/C ratios
 
-LUO ?= c rust
+LUO ?= c rust rust-kasan
 # Guest RAM the demo preserves across the kexec (K/M/G suffixes).
 SIZE ?= 256M
 export BUILD ?= $(CURDIR)/build

@@ -3,10 +3,10 @@
 # Build the static guest programs of one variant: our PID 1 and the
 # liveupdate selftests (upstream's and ours) from the prepared tree, against
 # that variant's exported uapi headers.
-# Usage: build-guest.sh c|rust
+# Usage: build-guest.sh c|rust|rust-kasan
 . "$(dirname "$0")/lib.sh"
 
-variant=${1:?usage: build-guest.sh c|rust}
+variant=${1:?usage: build-guest.sh c|rust|rust-kasan}
 obj=$(obj_dir "$variant")
 out=$BUILD/guest-$variant
 st=$SRC/tools/testing/selftests

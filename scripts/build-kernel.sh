@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Configure (tinyconfig + config/common.config + config/<variant>.config)
-# and build the kernel of one LUO variant in its own build directory.
-# Usage: build-kernel.sh c|rust
+# Configure (tinyconfig + config/common.config + config/<variant>.config;
+# rust-kasan adds config/rust.config before its own and builds with
+# LLVM=-19) and build the kernel of one variant in its own build directory.
+# Usage: build-kernel.sh c|rust|rust-kasan
 . "$(dirname "$0")/lib.sh"
 
-variant=${1:?usage: build-kernel.sh c|rust}
-case $variant in c|rust) ;; *) die "LUO must be c or rust, not '$variant'" ;; esac
+variant=${1:?usage: build-kernel.sh c|rust|rust-kasan}
+case " $VARIANTS " in *" $variant "*) ;; *) die "LUO must be one of $VARIANTS, not '$variant'" ;; esac
 obj=$(obj_dir "$variant")
 mkdir -p "$obj"
 
-if [ "$variant" = rust ] && ! grep -q 'config LIVEUPDATE_RUST' "$SRC/kernel/liveupdate/Kconfig"; then
-	die "LUO=rust: this tree has no CONFIG_LIVEUPDATE_RUST yet (issue 'Rust LUO, part 1')"
+if is_rust_luo "$variant" && ! grep -q 'config LIVEUPDATE_RUST' "$SRC/kernel/liveupdate/Kconfig"; then
+	die "LUO=$variant: this tree has no CONFIG_LIVEUPDATE_RUST yet (issue 'Rust LUO, part 1')"
 fi
 
-frags="$REPO/config/common.config $REPO/config/$variant.config"
-want_hash=$(cat $frags | sha256sum | cut -c1-16)
+if is_llvm "$variant"; then
+	command -v "clang$LLVM_SUFFIX" >/dev/null && command -v "ld.lld$LLVM_SUFFIX" >/dev/null ||
+		die "LUO=$variant needs clang$LLVM_SUFFIX and ld.lld$LLVM_SUFFIX: run scripts/deps.sh"
+fi
+
+frags=$(variant_fragments "$variant")
+# The compiler is part of the configuration (CC_IS_CLANG, CLANG_VERSION, ...).
+want_hash=$({ cat $frags; if is_llvm "$variant"; then echo "LLVM=$LLVM_SUFFIX"; fi; } | sha256sum | cut -c1-16)
 if [ ! -f "$obj/.config" ] || [ "$(cat "$obj/.luo-config-hash" 2>/dev/null)" != "$want_hash" ]; then
 	log "configuring $variant kernel"
 	kmake "$variant" tinyconfig >/dev/null

@@ -3,7 +3,7 @@
 # `make check`: build and run every test, one line per case:
 #   ok <variant>:<suite>:<case>     or     not ok <variant>:<suite>:<case> # why
 # and finally "N passed, M failed". Exit status 1 if anything failed.
-# Usage: check.sh VARIANT...
+# Usage: check.sh VARIANT...   (c, rust, rust-kasan; default c)
 . "$(dirname "$0")/lib.sh"
 
 variants=("$@")
@@ -23,15 +23,25 @@ report() { # report LINE...: print and record verdict lines
 	done
 }
 
+# vm_timeout VARIANT SECONDS: a VM timeout scaled for the variant's kernel
+# (KASAN, UBSAN, lockdep and debugobjects make rust-kasan boots slower).
+vm_timeout() {
+	case $1 in
+	rust-kasan) echo $(( $2 * 3 )) ;;
+	*) echo "$2" ;;
+	esac
+}
+
 # vm_case VARIANT SUITE CASE INITRD STAGES TIMEOUT MODE [EXTRA]
 #   MODE is "kselftest:SOURCE", "ktap:LISTFILE" (case names, one a line) or "stages"
 vm_case() {
 	local v=$1 suite=$2 case=$3 initrd=$4 stages=$5 tmo=$6 mode=$7 extra=${8:-}
 	local kernel serial out rc=0
+	tmo=$(vm_timeout "$v" "$tmo")
 	kernel=$(obj_dir "$v")/arch/x86/boot/bzImage
 	serial=$LOGS/$v/$suite-$case.log
 	"$REPO/scripts/run-vm.sh" "$kernel" "$initrd" "$serial" "$tmo" "$VM_MEM" \
-		"kunit.enable=0 luo.test=$case luo.stages=$stages $extra" || rc=$?
+		"kunit.enable=0 luo.test=$case luo.stages=$stages $extra $(variant_cmdline "$v")" || rc=$?
 	if [ "$mode" = stages ]; then
 		out=$("$REPO/scripts/verdict.py" stages "$serial" "$v:$suite" "$case" "$stages") || true
 	elif [[ $mode == ktap:* ]]; then
@@ -69,6 +79,10 @@ run_variant() {
 	"$REPO/scripts/mkinitramfs.sh" "$g/kexec.cpio" "$g" "$k"
 
 	log "running LUO=$v tests under QEMU (logs: $LOGS/$v/)"
+	if [ "$v" = rust-kasan ]; then
+		sanitizer_suites "$v"
+		return
+	fi
 	vm_case "$v" liveupdate liveupdate "$g/single.cpio" 1 300 \
 		"kselftest:$SRC/tools/testing/selftests/liveupdate/liveupdate.c"
 	vm_case "$v" uapi luo_rs_uapi "$g/single.cpio" 1 300 \
@@ -88,22 +102,61 @@ run_variant() {
 		sort -u > "$g/agent-kexec.list"
 	vm_case "$v" agent luo-agent-tests "$g/single.cpio" 1 300 "ktap:$g/agent-single.list"
 	vm_case "$v" agent-kexec luo-agent-tests "$g/kexec.cpio" 2 300 "ktap:$g/agent-kexec.list"
-	if [ "$v" = rust ]; then
-		kunit_case "$v"
-		# Failure paths through the Rust test handler (CONFIG_LIVEUPDATE_RUST_TEST).
-		"$g/tests/luo_rs_faults" --list > "$g/luo_rs_faults.list"
-		vm_case "$v" faults luo_rs_faults "$g/kexec.cpio" 2 300 "ktap:$g/luo_rs_faults.list"
-		# Deliberate fixes of upstream bugs (on the C LUO the next kernel panics).
-		"$g/tests/luo_rs_fixes" --list > "$g/luo_rs_fixes.list"
-		vm_case "$v" fixes luo_rs_fixes "$g/kexec.cpio" 2 300 "ktap:$g/luo_rs_fixes.list"
-		# Deliberately corrupt handovers: the next kernel boots and keeps what validates.
-		local m
-		for m in 1 2 3 4 5 6; do
-			"$g/tests/luo_rs_corrupt" --list "$m" > "$g/luo_rs_corrupt-$m.list"
-			vm_case "$v" "corrupt$m" luo_rs_corrupt "$g/kexec.cpio" 2 300 \
-				"ktap:$g/luo_rs_corrupt-$m.list" "luo.corrupt=$m"
-		done
+	if is_rust_luo "$v"; then
+		rust_luo_suites "$v"
+		# What this kernel writes, the next one reads: 100,000 sessions and a
+		# 100,000-file session (not on rust-kasan: minutes under KASAN).
+		ktap_case "$v" capacity luo_rs_capacity 600
 	fi
+}
+
+# ktap_case VARIANT SUITE TEST [TIMEOUT [EXTRA]]: a two-stage (kexec) test
+# whose cases are listed by "TEST --list".
+ktap_case() {
+	local v=$1 suite=$2 t=$3 tmo=${4:-300} extra=${5:-} g=$BUILD/guest-$1
+	"$g/tests/$t" --list > "$g/$t.list"
+	vm_case "$v" "$suite" "$t" "$g/kexec.cpio" 2 "$tmo" "ktap:$g/$t.list" "$extra"
+}
+
+# rust_luo_suites VARIANT: the suites only a Rust LUO variant has, after
+# run_variant built its guest: KUnit, and through the Rust test file handler
+# (CONFIG_LIVEUPDATE_RUST_TEST) failure paths, fixes of upstream bugs,
+# corrupt handovers and the hardening regressions.
+rust_luo_suites() {
+	local v=$1 g=$BUILD/guest-$1 m
+	kunit_case "$v"
+	# A failed freeze fails the reboot and rolls back; a failed retrieve is sticky.
+	ktap_case "$v" faults luo_rs_faults
+	# Deliberate fixes of upstream bugs (on the C LUO the next kernel panics).
+	ktap_case "$v" fixes luo_rs_fixes
+	# get_id of a Rust handler, a failed reboot racing ioctls and a close,
+	# retrieve generations.
+	ktap_case "$v" hardening luo_rs_hardening
+	# A failed first open of /dev/liveupdate stays failed.
+	ktap_case "$v" sticky luo_rs_sticky
+	# Deliberately corrupt handovers: the next kernel boots and keeps what validates.
+	for m in $CORRUPT_MODES; do
+		"$g/tests/luo_rs_corrupt" --list "$m" > "$g/luo_rs_corrupt-$m.list"
+		vm_case "$v" "corrupt$m" luo_rs_corrupt "$g/kexec.cpio" 2 300 \
+			"ktap:$g/luo_rs_corrupt-$m.list" "luo.corrupt=$m"
+	done
+}
+
+# The corruption modes of luo_rs_corrupt (kernel/liveupdate/test_handler.rs).
+CORRUPT_MODES="1 2 3 4 5 6 7 8 9 10 11 12"
+
+# sanitizer_suites VARIANT: what runs on rust-kasan (KASAN, UBSAN, lockdep,
+# debugobjects): the Rust LUO's uAPI and kexec semantics, and every suite of
+# rust_luo_suites. Upstream's kselftests, the chain, agent and capacity tests
+# run on rust only: each boot is 2-3 times slower here, and they exercise no
+# Rust LUO path that these do not.
+sanitizer_suites() {
+	local v=$1 g=$BUILD/guest-$1
+	vm_case "$v" uapi luo_rs_uapi "$g/single.cpio" 1 300 \
+		"kselftest:$SRC/tools/testing/selftests/liveupdate/luo_rs_uapi.c"
+	vm_case "$v" kexec luo_kexec_simple "$g/kexec.cpio" 2 300 stages
+	ktap_case "$v" kexec luo_rs_kexec
+	rust_luo_suites "$v"
 }
 
 # Host checks of the userspace crate (tools/liveupdate), against the uapi
@@ -131,8 +184,8 @@ host_checks() {
 # rust/kernel/*.rs), run at boot in the VM.
 kunit_case() {
 	local v=$1 g=$BUILD/guest-$1 serial=$LOGS/$1/kunit.log out rc=0
-	"$REPO/scripts/run-vm.sh" "$(obj_dir "$v")/arch/x86/boot/bzImage" "$g/single.cpio" "$serial" 300 "$VM_MEM" \
-		"kunit.filter_glob=luo_rs* luo.test=none luo.stages=1" || rc=$?
+	"$REPO/scripts/run-vm.sh" "$(obj_dir "$v")/arch/x86/boot/bzImage" "$g/single.cpio" "$serial" "$(vm_timeout "$v" 300)" "$VM_MEM" \
+		"kunit.filter_glob=luo_rs* luo.test=none luo.stages=1 $(variant_cmdline "$v")" || rc=$?
 	out=$("$REPO/scripts/verdict.py" kunit "$serial" "$v:kunit" "$SRC"/kernel/liveupdate/*.rs) || true
 	[ $rc -eq 124 ] && out=$(echo "$out" | sed 's/^ok \(.*\)$/not ok \1 # VM timed out/')
 	mapfile -t lines <<< "$out"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Install everything the harness needs, idempotently:
-#  - Debian packages for building and booting a kernel,
+#  - Debian packages for building and booting a kernel (gcc, and clang/lld/llvm
+#    19 for the rust-kasan variant),
 #  - bindgen-cli (crates.io) and libclang >= 17 (PyPI wheel, in a venv),
 #  - Debian's linux-source-7.3 and the rust-src matching `rustc --version`,
 #    fetched through a private apt state under $BUILD/apt whose sources.list
@@ -9,6 +10,9 @@
 . "$(dirname "$0")/lib.sh"
 
 DEB_PKGS="qemu-system-x86 bc bison flex libelf-dev libssl-dev cpio rsync python3-venv xz-utils gcc make patch libc6-dev binutils"
+# The LLVM=-19 variant (rust-kasan): clang-19, ld.lld-19, llvm-ar-19, ... and
+# libclang-19 for its bindgen.
+DEB_PKGS+=" clang$LLVM_SUFFIX lld$LLVM_SUFFIX llvm$LLVM_SUFFIX libclang1$LLVM_SUFFIX"
 
 install_debian_packages() {
 	local missing=() p

@@ -7,7 +7,7 @@
 #   toolchain/      rust-src extracted, libclang venv
 #   src/pristine/   linux-source-7.3 as Debian ships it (never modified)
 #   src/linux/      pristine + our overlay + patches/*.patch (hardlinked copy)
-#   obj-c/ obj-rust/  kernel build directories, one per LUO variant
+#   obj-c/ obj-rust/ obj-rust-kasan/  kernel build directories, one per variant
 #   guest-<v>/      guest binaries and initramfs per variant
 #   logs/           serial logs of every VM run
 
@@ -26,21 +26,63 @@ KVER_SERIES=7.3
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# Environment the kernel build needs for Rust (set by toolchain_env).
+# Kernel variants: c (the C LUO), rust (our Rust LUO), rust-kasan (the Rust
+# LUO built with LLVM=$LLVM_SUFFIX under KASAN, UBSAN, lockdep, debugobjects).
+VARIANTS="c rust rust-kasan"
+# Debian's clang/lld/llvm used for the LLVM=1 variants (clang-19, ld.lld-19, ...).
+LLVM_SUFFIX=-19
+LLVM_PREFIX=/usr/lib/llvm-${LLVM_SUFFIX#-}
+
+# is_rust_luo VARIANT: does this variant build the Rust LUO?
+is_rust_luo() { case $1 in rust|rust-kasan) return 0 ;; *) return 1 ;; esac; }
+# is_llvm VARIANT: is this variant built with clang (LLVM=...)?
+is_llvm() { [ "$1" = rust-kasan ]; }
+
+# Extra kernel command line of a variant's test VMs (carried across kexec).
+# rust-kasan: KHO sizes its scratch areas as 200% of the memblock kernel
+# reservations, and the per-node area also counts the lowmem and global
+# scratch areas reserved just before it, so about 8x in all. KASAN's shadow
+# (1/8 of RAM) is such a reservation: 8x no longer fits in any RAM size
+# ("KHO: Failed to reserve nid 0 scratch buffer", LUO disabled). 75% leaves
+# room for the next kernel (shadow included) and its kexec segments.
+variant_cmdline() {
+	case $1 in
+	rust-kasan) echo "kho_scratch=75%" ;;
+	esac
+}
+
+# Config fragments of a variant, in merge order.
+variant_fragments() {
+	case $1 in
+	rust-kasan) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/rust-kasan.config" ;;
+	*) echo "$REPO/config/common.config $REPO/config/$1.config" ;;
+	esac
+}
+
+# Environment the kernel build needs for Rust (set by toolchain_env [VARIANT]).
+# A clang-built variant gives bindgen the libclang of that same clang: the
+# kernel passes clang's own C flags to bindgen, which an older libclang may
+# not know.
 toolchain_env() {
 	local rs
 	rs=$(cat "$TOOLCHAIN/rust-lib-src" 2>/dev/null) || die "toolchain not installed: run scripts/deps.sh"
 	export RUST_LIB_SRC=$rs
 	export LIBCLANG_PATH
-	LIBCLANG_PATH=$(cat "$TOOLCHAIN/libclang-path")
+	if is_llvm "${1:-}"; then
+		LIBCLANG_PATH=$LLVM_PREFIX/lib
+	else
+		LIBCLANG_PATH=$(cat "$TOOLCHAIN/libclang-path")
+	fi
 	export PATH="$HOME/.cargo/bin:$PATH"
 }
 
 obj_dir() { echo "$BUILD/obj-$1"; }
 
 kmake() {
-	local variant=$1; shift
-	toolchain_env
+	local variant=$1 extra=()
+	shift
+	toolchain_env "$variant"
+	if is_llvm "$variant"; then extra+=(LLVM="$LLVM_SUFFIX"); fi
 	make -s -C "$SRC" O="$(obj_dir "$variant")" ARCH=x86_64 -j"$JOBS" \
-		RUSTC=rustc BINDGEN=bindgen "$@"
+		RUSTC=rustc BINDGEN=bindgen "${extra[@]}" "$@"
 }

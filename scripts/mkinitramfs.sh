@@ -8,9 +8,11 @@
 . "$(dirname "$0")/lib.sh"
 
 out=${1:?}; guest=${2:?}; shift 2
-gen=$(obj_dir c)/usr/gen_init_cpio
-[ -x "$gen" ] || gen=$(obj_dir rust)/usr/gen_init_cpio
-[ -x "$gen" ] || die "usr/gen_init_cpio not built"
+gen=
+for v in $VARIANTS; do
+	[ -x "$(obj_dir "$v")/usr/gen_init_cpio" ] && { gen=$(obj_dir "$v")/usr/gen_init_cpio; break; }
+done
+[ -n "$gen" ] || die "usr/gen_init_cpio not built"
 
 list=$(mktemp)
 trap 'rm -f "$list" "$out.inner"' EXIT

@@ -8,9 +8,10 @@
                                              reported as "ok N <case>" (KTAP)
 
 Prints "ok PREFIX:case" or "not ok PREFIX:case # reason" per case. A kernel
-problem (WARNING, BUG, Oops, panic, lockdep, KASAN/UBSAN, any message of
-level err or worse) fails the case that was running when it was printed,
-or every case when none was.
+problem (WARNING, BUG, Oops, panic, lockdep, KASAN/UBSAN, debugobjects
+("ODEBUG:" matches "BUG:"), list corruption (DEBUG_LIST), any message of
+level err or worse) fails the case that was running when it was printed, or
+every case when none was.
 """
 import re
 import sys
@@ -19,6 +20,7 @@ PROBLEM = re.compile(
     r"(WARNING:|BUG:|Oops|Kernel panic|general protection fault|"
     r"possible circular locking|possible recursive locking|inconsistent lock state|"
     r"INFO: lockdep|lockdep is turned off|UBSAN:|KASAN:|kernel BUG|"
+    r"list_\w+ corruption|"
     r"rcu: INFO|INFO: task .* blocked|LUO-KMSG-ERR:)"
 )
 

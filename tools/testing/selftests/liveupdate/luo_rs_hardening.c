@@ -131,7 +131,7 @@ static void get_id_checks(int luo_fd)
 
 struct race {
 	int keep_fd, close_fd;
-	volatile int stop;
+	int stop;
 	long calls, ebusy, other;
 };
 
@@ -140,7 +140,7 @@ static void *name_loop(void *p)
 	struct race *r = p;
 	char name[LIVEUPDATE_SESSION_NAME_LENGTH];
 
-	while (!r->stop) {
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
 		int e = luo_get_session_name(r->keep_fd, name, sizeof(name));
 
 		r->calls++;
@@ -196,7 +196,7 @@ static void failed_reboot_checks(int luo_fd)
 			 LINUX_REBOOT_CMD_KEXEC, NULL) : 0;
 	rb = rb ? -errno : 0;
 	pthread_join(t2, NULL);
-	r.stop = 1;
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(t1, NULL);
 	tctl(T_FREEZE_DELAY, 0);
 	tctl(T_FAIL_FREEZE, 0);
@@ -261,7 +261,7 @@ static void stage_2(int luo_fd, int state_fd)
 	arg = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	memset(arg, 0, sizeof(*arg));
 	arg->size = sizeof(*arg);
-	strcpy((char *)arg->name, "h-y");
+	memcpy(arg->name, "h-y", sizeof("h-y"));
 	mprotect(arg, pg, PROT_READ);
 	r = ioctl(luo_fd, LIVEUPDATE_IOCTL_RETRIEVE_SESSION, arg) ? -errno : 0;
 	result("s2_efault_retrieve_fails", x >= 0 && r == -EFAULT,

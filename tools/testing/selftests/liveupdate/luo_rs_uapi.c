@@ -359,6 +359,28 @@ TEST_F(luo_uapi, get_name_size_large)
 	ASSERT_TRUE(all_zero(b + sizeof(*arg), BIG_LEN - sizeof(*arg)));
 }
 
+/*
+ * GET_NAME copies the name and its NUL the way strscpy() does: the caller's
+ * bytes after the NUL come back unchanged (the reply echoes the input).
+ */
+TEST_F(luo_uapi, get_name_echoes_tail)
+{
+	struct liveupdate_session_get_name arg;
+	const char *want = "uapi-getname-tail";
+	size_t n = strlen(want);
+	int sfd, i;
+
+	sfd = create_session(self->dev, want);
+	ASSERT_GE(sfd, 0);
+	memset(&arg, 0, sizeof(arg));
+	arg.size = sizeof(arg);
+	memset(arg.name, 0xAA, sizeof(arg.name));
+	ASSERT_EQ(0, xioctl(sfd, LIVEUPDATE_SESSION_GET_NAME, &arg));
+	ASSERT_STREQ(want, (char *)arg.name);
+	for (i = n + 1; i < NAME_LEN; i++)
+		ASSERT_EQ(0xAA, arg.name[i]) TH_LOG("byte %d", i);
+}
+
 /* PRESERVE_FD with size > 16: non-zero tail -> E2BIG (nothing preserved), zero tail -> 0. */
 TEST_F(luo_uapi, preserve_fd_size_large)
 {
