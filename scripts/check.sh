@@ -134,6 +134,8 @@ rust_luo_suites() {
 	ktap_case "$v" hardening luo_rs_hardening
 	# A failed first open of /dev/liveupdate stays failed.
 	ktap_case "$v" sticky luo_rs_sticky
+	# A session closed while the reboot serializes is not counted in the handover.
+	ktap_case "$v" reboot-race luo_rs_reboot_race
 	# Deliberately corrupt handovers: the next kernel boots and keeps what validates.
 	for m in $CORRUPT_MODES; do
 		"$g/tests/luo_rs_corrupt" --list "$m" > "$g/luo_rs_corrupt-$m.list"

@@ -54,7 +54,8 @@ pub unsafe extern "C" fn liveupdate_reboot() -> c_int {
 ///
 /// # Safety
 ///
-/// `fh` must point to a valid handler that stays valid until it is unregistered.
+/// `fh` must point to a valid handler that stays valid, with its ops unchanged, for as long as
+/// LUO has files preserved or received for it (after it is unregistered too).
 #[export]
 pub unsafe extern "C" fn liveupdate_register_file_handler(
     fh: *mut bindings::liveupdate_file_handler,
@@ -62,7 +63,10 @@ pub unsafe extern "C" fn liveupdate_register_file_handler(
     if !enabled() {
         return EOPNOTSUPP.to_errno();
     }
-    // SAFETY: Guaranteed by the caller.
+    // SAFETY: `fh` points to a valid handler (the caller's guarantee) that stays valid as long
+    // as LUO has files for it: the LUO API is not exported to modules, so C handlers are
+    // objects of built-in code that are never freed, and a Rust `Registration` never frees the
+    // handler it registered.
     let res = unsafe { RegisteredHandler::from_raw(fh) }
         .and_then(|h| luo().and_then(|l| l.registry.lock().register(h)));
     if let Err(e) = res {
@@ -109,7 +113,8 @@ pub unsafe extern "C" fn liveupdate_register_flb(
     }
     let res = luo().and_then(|l| {
         let mut reg = l.registry.lock();
-        // SAFETY: Guaranteed by the caller.
+        // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of
+        // the kernel's life, as `flb_state` requires.
         let state = unsafe { reg.flb_state(flb) }?;
         reg.link_flb(fh, state)
     });
@@ -134,7 +139,8 @@ pub unsafe extern "C" fn liveupdate_unregister_flb(
     }
     if let Ok(l) = luo() {
         let mut reg = l.registry.lock();
-        // SAFETY: Guaranteed by the caller.
+        // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of
+        // the kernel's life, as `flb_state` requires.
         let res = unsafe { reg.flb_state(flb) }.and_then(|state| reg.unlink_flb(fh, &state));
         if let Err(e) = res {
             pr_err!("cannot unregister an FLB: {:?}\n", e);
@@ -150,7 +156,8 @@ pub unsafe extern "C" fn liveupdate_unregister_flb(
 unsafe fn flb_state(flb: *mut bindings::liveupdate_flb) -> Result<kernel::sync::Arc<FlbState>> {
     let l = luo()?;
     let mut reg = l.registry.lock();
-    // SAFETY: Guaranteed by the caller.
+    // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of the
+    // kernel's life, as `Registry::flb_state` requires.
     unsafe { reg.flb_state(flb) }
 }
 
@@ -165,7 +172,8 @@ unsafe fn flb_get(
     objp: *mut *mut c_void,
     get: fn(&FlbState) -> Result<usize>,
 ) -> c_int {
-    // SAFETY: Guaranteed by the caller.
+    // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of the
+    // kernel\'s life (and, for a get, that `objp` is valid for writes).
     match unsafe { flb_state(flb) }.and_then(|s| get(&s)) {
         Ok(obj) => {
             // SAFETY: `objp` is valid for writes by the caller's guarantee.
@@ -190,7 +198,8 @@ pub unsafe extern "C" fn liveupdate_flb_get_incoming(
     if !enabled() {
         return EOPNOTSUPP.to_errno();
     }
-    // SAFETY: Guaranteed by the caller.
+    // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of the
+    // kernel\'s life (and, for a get, that `objp` is valid for writes).
     unsafe { flb_get(flb, objp, FlbState::get_incoming) }
 }
 
@@ -204,7 +213,8 @@ pub unsafe extern "C" fn liveupdate_flb_put_incoming(flb: *mut bindings::liveupd
     if !enabled() {
         return;
     }
-    // SAFETY: Guaranteed by the caller.
+    // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of the
+    // kernel\'s life (and, for a get, that `objp` is valid for writes).
     if let Ok(s) = unsafe { flb_state(flb) } {
         s.put_incoming();
     }
@@ -224,7 +234,8 @@ pub unsafe extern "C" fn liveupdate_flb_get_outgoing(
     if !enabled() {
         return EOPNOTSUPP.to_errno();
     }
-    // SAFETY: Guaranteed by the caller.
+    // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of the
+    // kernel\'s life (and, for a get, that `objp` is valid for writes).
     unsafe { flb_get(flb, objp, FlbState::get_outgoing) }
 }
 
@@ -238,7 +249,8 @@ pub unsafe extern "C" fn liveupdate_flb_put_outgoing(flb: *mut bindings::liveupd
     if !enabled() {
         return;
     }
-    // SAFETY: Guaranteed by the caller.
+    // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of the
+    // kernel\'s life (and, for a get, that `objp` is valid for writes).
     if let Ok(s) = unsafe { flb_state(flb) } {
         s.put_outgoing();
     }

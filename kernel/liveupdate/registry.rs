@@ -159,7 +159,8 @@ impl Registry {
         if let Some(s) = self.known_flbs.get(&(raw as usize)) {
             return Ok(s.clone());
         }
-        // SAFETY: Guaranteed by the caller.
+        // SAFETY: The caller guarantees that `raw` is valid for the rest of the kernel's life,
+        // longer than the `RegisteredFlb` (kept in `known_flbs` and in handler entries).
         let ops = unsafe { RegisteredFlb::from_raw(raw) }?;
         let state = FlbState::new(ops)?;
         self.known_flbs

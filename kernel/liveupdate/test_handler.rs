@@ -21,6 +21,9 @@
 //!   the window of races with the reboot path.
 //! - 8 `FAIL_DESERIALIZE(errno)`: building the incoming sessions at the first open of
 //!   `/dev/liveupdate` fails with `errno` (0 disarms).
+//! - 9 `UNREGISTER`: drops the handler's [`Registration`] (files it preserved stay).
+//! - 10 `REGISTER`: registers the handler again (`EEXIST` if it is registered).
+//! - 11 `UNPRESERVE_DELAY(ms)`: every `unpreserve` sleeps that long first (0: no delay).
 //!
 //! ioctl 16 `VALUE` on a test object returns its number. The number is also the object's id
 //! ([`FileHandler::get_id`]): two objects with the same number cannot both be preserved.
@@ -74,6 +77,9 @@ const COUNT: u32 = _IO(T, 5);
 const CORRUPT: u32 = _IO(T, 6);
 const FREEZE_DELAY: u32 = _IO(T, 7);
 const FAIL_DESERIALIZE: u32 = _IO(T, 8);
+const UNREGISTER: u32 = _IO(T, 9);
+const REGISTER: u32 = _IO(T, 10);
+const UNPRESERVE_DELAY: u32 = _IO(T, 11);
 const VALUE: u32 = _IO(T, 16);
 
 /// Call counters, indexed as in `COUNT`.
@@ -84,9 +90,18 @@ static FREEZE_ERRNO: Atomic<i32> = Atomic::new(0);
 static RETRIEVE_ERRNO: Atomic<i32> = Atomic::new(0);
 static FINISH_OK: Atomic<bool> = Atomic::new(true);
 static FREEZE_DELAY_MS: Atomic<i32> = Atomic::new(0);
+static UNPRESERVE_DELAY_MS: Atomic<i32> = Atomic::new(0);
 static DESERIALIZE_ERRNO: Atomic<i32> = Atomic::new(0);
 /// The corruption to apply at the next reboot (see [`corrupt`]).
 pub(crate) static CORRUPT_MODE: Atomic<i32> = Atomic::new(0);
+
+/// Sleeps for the number of milliseconds in `knob`, if positive.
+fn sleep_ms(knob: &Atomic<i32>) {
+    let ms = knob.load(Relaxed);
+    if ms > 0 {
+        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(ms.into()));
+    }
+}
 
 fn count(i: usize) {
     if let Some(c) = CALLS.get(i) {
@@ -94,21 +109,37 @@ fn count(i: usize) {
     }
 }
 
-/// Live test objects: `struct file` address -> number.
+/// Live test objects: `struct file` address -> number; and the handler's registration.
 #[pin_data]
 struct Objects {
     #[pin]
     map: Mutex<RBTree<usize, u64>>,
+    /// `None` after `UNREGISTER`. Lock order: before LUO's locks (dropping a registration
+    /// takes the registry lock); never taken by the handler's methods.
+    #[pin]
+    registration: Mutex<Option<Registration<TestHandler>>>,
 }
 
 static OBJECTS: SetOnce<Pin<KBox<Objects>>> = SetOnce::new();
-static HANDLER: SetOnce<Registration<TestHandler>> = SetOnce::new();
+fn all() -> Result<&'static Objects> {
+    OBJECTS.as_ref().map(|o| o.as_ref().get_ref()).ok_or(ENODEV)
+}
 
 fn objects() -> Result<&'static Mutex<RBTree<usize, u64>>> {
-    OBJECTS
-        .as_ref()
-        .map(|o| &o.as_ref().get_ref().map)
-        .ok_or(ENODEV)
+    Ok(&all()?.map)
+}
+
+/// Registers the test handler (`EEXIST` if it is).
+fn register() -> Result {
+    let mut reg = all()?.registration.lock();
+    if reg.is_some() {
+        return Err(EEXIST);
+    }
+    *reg = Some(Registration::new(
+        kernel::module::this_module::<crate::LocalModule>(),
+        TestHandler,
+    )?);
+    Ok(())
 }
 
 /// A test object: a file holding a number.
@@ -170,14 +201,12 @@ impl FileHandler for TestHandler {
 
     fn unpreserve(&self, _file: &File, _data: u64, _state: u64) {
         count(1);
+        sleep_ms(&UNPRESERVE_DELAY_MS);
     }
 
     fn freeze(&self, _file: &File, data: &mut u64, state: &mut u64) -> Result {
         count(2);
-        let ms = FREEZE_DELAY_MS.load(Relaxed);
-        if ms > 0 {
-            kernel::time::delay::fsleep(kernel::time::Delta::from_millis(ms.into()));
-        }
+        sleep_ms(&FREEZE_DELAY_MS);
         let n = FREEZE_FAIL_IN.load(Relaxed);
         if n > 0 {
             FREEZE_FAIL_IN.store(n - 1, Relaxed);
@@ -277,6 +306,16 @@ impl MiscDevice for TestDevice {
                 DESERIALIZE_ERRNO.store(arg32, Relaxed);
                 Ok(0)
             }
+            UNPRESERVE_DELAY => {
+                UNPRESERVE_DELAY_MS.store(arg32, Relaxed);
+                Ok(0)
+            }
+            UNREGISTER => {
+                let reg = all()?.registration.lock().take();
+                drop(reg.ok_or(ENOENT)?);
+                Ok(0)
+            }
+            REGISTER => register().map(|()| 0),
             _ => Err(ENOTTY),
         }
     }
@@ -287,14 +326,12 @@ pub(crate) fn init() -> Result {
     let objects = KBox::pin_init(
         pin_init!(Objects {
             map <- new_mutex!(RBTree::new(), "luo_rs_test::objects"),
+            registration <- new_mutex!(None, "luo_rs_test::registration"),
         }),
         GFP_KERNEL,
     )?;
     OBJECTS.populate(objects);
-    HANDLER.populate(Registration::new(
-        kernel::module::this_module::<crate::LocalModule>(),
-        TestHandler,
-    )?);
+    register()?;
     let dev = KBox::pin_init(
         MiscDeviceRegistration::<TestDevice>::register(MiscDeviceOptions {
             name: c"luo_rs_test",

@@ -11,12 +11,20 @@
  *           never gets EBUSY, and a session closed by another thread during
  *           it is really closed: its file is unpreserved and its name can be
  *           used again;
- *         - sessions "h-x" and "h-y" (a test object each) go to stage 2.
+ *         - dropping the handler's Registration while a file it preserved is
+ *           live is safe: new files find no handler (ENOENT), the preserved
+ *           one is still unpreserved by the handler when its session closes,
+ *           and the handler can be registered again;
+ *         - sessions "h-x", "h-y" and "h-z" (a test object each) go to
+ *           stage 2.
  *   -s 2  - a RETRIEVE_SESSION whose reply faults is taken back for the right
  *           session, even when the file of an earlier retrieve (of "h-x",
  *           still retrieved because its finish failed) was freed just before
  *           and its memory may be reused: "h-y" can be retrieved again and
- *           "h-x" cannot.
+ *           "h-x" cannot;
+ *         - a file of the previous kernel whose handler was unregistered
+ *           after the sessions were built ("h-z") cannot be retrieved
+ *           (ENODEV) and is finished without the handler.
  *
  * KTAP per check; --list prints all case names.
  */
@@ -45,6 +53,8 @@
 #define T_CAN_FINISH		_IO('L', 4)
 #define T_COUNT			_IO('L', 5)
 #define T_FREEZE_DELAY		_IO('L', 7)
+#define T_UNREGISTER		_IO('L', 9)
+#define T_REGISTER		_IO('L', 10)
 #define T_VALUE			_IO('L', 16)
 
 enum { C_PRESERVE, C_UNPRESERVE, C_FREEZE, C_UNFREEZE, C_RETRIEVE, C_FINISH };
@@ -55,6 +65,9 @@ enum { C_PRESERVE, C_UNPRESERVE, C_FREEZE, C_UNFREEZE, C_RETRIEVE, C_FINISH };
 #define VALUE_FAIL	0x4B0003
 #define VALUE_X		0x4B0010
 #define VALUE_Y		0x4B0011
+#define VALUE_Z		0x4B0012
+#define VALUE_U		0x4B0020
+#define VALUE_U2	0x4B0021
 
 static const char * const cases[] = {
 	"s1_get_id_second_preserve_busy",
@@ -63,10 +76,15 @@ static const char * const cases[] = {
 	"s1_no_ebusy_during_failed_reboot",
 	"s1_close_during_failed_reboot_unpreserves",
 	"s1_name_free_after_close_during_reboot",
+	"s1_unregistered_handler_takes_no_file",
+	"s1_unpreserve_after_unregister",
+	"s1_register_again",
 	"s1_sessions_for_stage_2",
 	"s2_efault_retrieve_fails",
 	"s2_efault_retrieve_taken_back",
 	"s2_other_session_untouched",
+	"s2_retrieve_after_unregister_enodev",
+	"s2_finish_after_unregister",
 };
 
 static int test_nr, failures;
@@ -216,11 +234,39 @@ static void failed_reboot_checks(int luo_fd)
 	close(fail);
 }
 
+static void unregister_checks(int luo_fd)
+{
+	int s = luo_create_session(luo_fd, "h-unreg");
+	int o = tctl(T_CREATE, VALUE_U), o2 = tctl(T_CREATE, VALUE_U2);
+	long unpreserved, r_unreg, r_new, r_reg, r_after = -EINVAL;
+	int ok = s >= 0 && o >= 0 && o2 >= 0 && !luo_session_preserve_fd(s, o, 1);
+
+	r_unreg = tctl(T_UNREGISTER, 0);
+	r_new = ok ? luo_session_preserve_fd(s, o2, 2) : -EINVAL;
+	result("s1_unregistered_handler_takes_no_file", ok && !r_unreg && r_new == -ENOENT,
+	       "setup %d, unregister %ld, preserve %ld", ok, r_unreg, r_new);
+	unpreserved = tctl(T_COUNT, C_UNPRESERVE);
+	if (s >= 0)
+		close(s);
+	result("s1_unpreserve_after_unregister", tctl(T_COUNT, C_UNPRESERVE) - unpreserved == 1,
+	       "%ld unpreserve calls", tctl(T_COUNT, C_UNPRESERVE) - unpreserved);
+	r_reg = tctl(T_REGISTER, 0);
+	s = luo_create_session(luo_fd, "h-unreg");
+	if (s >= 0)
+		r_after = luo_session_preserve_fd(s, o2, 1);
+	result("s1_register_again", !r_reg && !r_after, "register %ld, preserve %ld", r_reg,
+	       r_after);
+	if (s >= 0)
+		close(s);
+	close(o);
+	close(o2);
+}
+
 static void stage_1(int luo_fd)
 {
-	int x, y, ox, oy;
+	int x, y, z, ox, oy, oz;
 
-	printf("1..7\n");
+	printf("1..10\n");
 	if (tdev() < 0) {
 		printf("Bail out! cannot open /dev/luo_rs_test: %s\n", strerror(errno));
 		exit(1);
@@ -228,15 +274,18 @@ static void stage_1(int luo_fd)
 	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
 	get_id_checks(luo_fd);
 	failed_reboot_checks(luo_fd);
+	unregister_checks(luo_fd);
 
 	x = luo_create_session(luo_fd, "h-x");
 	y = luo_create_session(luo_fd, "h-y");
+	z = luo_create_session(luo_fd, "h-z");
 	ox = tctl(T_CREATE, VALUE_X);
 	oy = tctl(T_CREATE, VALUE_Y);
+	oz = tctl(T_CREATE, VALUE_Z);
 	result("s1_sessions_for_stage_2",
-	       x >= 0 && y >= 0 && !luo_session_preserve_fd(x, ox, 1) &&
-	       !luo_session_preserve_fd(y, oy, 1),
-	       "sessions %d %d objects %d %d", x, y, ox, oy);
+	       x >= 0 && y >= 0 && z >= 0 && !luo_session_preserve_fd(x, ox, 1) &&
+	       !luo_session_preserve_fd(y, oy, 1) && !luo_session_preserve_fd(z, oz, 1),
+	       "sessions %d %d %d objects %d %d %d", x, y, z, ox, oy, oz);
 	if (failures)
 		exit(1);
 	close(luo_fd);
@@ -247,9 +296,10 @@ static void stage_2(int luo_fd, int state_fd)
 {
 	struct liveupdate_ioctl_retrieve_session *arg;
 	long pg = sysconf(_SC_PAGESIZE);
-	int x, y, r, x_again;
+	int x, y, z, r, x_again;
+	long r_unreg, r_fd = -EINVAL, r_fin = -EINVAL, finished;
 
-	printf("1..3\n");
+	printf("1..5\n");
 	/* "h-x": retrieved, and its finish fails when its file is closed. */
 	tctl(T_CAN_FINISH, 0);
 	x = luo_retrieve_session(luo_fd, "h-x");
@@ -278,6 +328,21 @@ static void stage_2(int luo_fd, int state_fd)
 	}
 	if (x_again >= 0)
 		close(x_again);
+
+	/* "h-z" was matched to the handler when the device was opened. */
+	r_unreg = tctl(T_UNREGISTER, 0);
+	finished = tctl(T_COUNT, C_FINISH);
+	z = luo_retrieve_session(luo_fd, "h-z");
+	if (z >= 0) {
+		r_fd = luo_session_retrieve_fd(z, 1);
+		r_fin = luo_session_finish(z);
+		close(z);
+	}
+	result("s2_retrieve_after_unregister_enodev", !r_unreg && z >= 0 && r_fd == -ENODEV,
+	       "unregister %ld, session %d, retrieve_fd %ld", r_unreg, z, r_fd);
+	result("s2_finish_after_unregister", !r_fin && tctl(T_COUNT, C_FINISH) == finished,
+	       "finish %ld, handler finish calls %ld", r_fin, tctl(T_COUNT, C_FINISH) - finished);
+	tctl(T_REGISTER, 0);
 	luo_session_finish(state_fd);
 	printf("# Totals: %d failed\n", failures);
 	exit(failures ? 1 : 0);
