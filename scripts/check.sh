@@ -32,6 +32,15 @@ vm_timeout() {
 	esac
 }
 
+# Kernel messages on the serial console carry their level ("<3>[ 1.2] ..."),
+# so the verdict sees errors and LUO rejections wherever they were printed,
+# the reboot path included.
+KMSG_FMT=console_msg_format=syslog
+
+# timed_out RC: did run-vm.sh's timeout stop the VM (124, or 137 when it had
+# to kill QEMU)?
+timed_out() { [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; }
+
 # vm_case VARIANT SUITE CASE INITRD STAGES TIMEOUT MODE [EXTRA]
 #   MODE is "kselftest:SOURCE", "ktap:LISTFILE" (case names, one a line) or "stages"
 vm_case() {
@@ -41,7 +50,7 @@ vm_case() {
 	kernel=$(obj_dir "$v")/arch/x86/boot/bzImage
 	serial=$LOGS/$v/$suite-$case.log
 	"$REPO/scripts/run-vm.sh" "$kernel" "$initrd" "$serial" "$tmo" "$VM_MEM" \
-		"kunit.enable=0 luo.test=$case luo.stages=$stages $extra $(variant_cmdline "$v")" || rc=$?
+		"kunit.enable=0 luo.test=$case luo.stages=$stages $KMSG_FMT $extra $(variant_cmdline "$v")" || rc=$?
 	if [ "$mode" = stages ]; then
 		out=$("$REPO/scripts/verdict.py" stages "$serial" "$v:$suite" "$case" "$stages") || true
 	elif [[ $mode == ktap:* ]]; then
@@ -49,7 +58,8 @@ vm_case() {
 	else
 		out=$("$REPO/scripts/verdict.py" kselftest "$serial" "$v:$suite" "${mode#kselftest:}") || true
 	fi
-	[ $rc -eq 124 ] && out=$(echo "$out" | sed 's/^ok \(.*\)$/not ok \1 # VM timed out/; s/^\(not ok .*\)$/\1 (VM timed out after '"$tmo"'s)/')
+	timed_out "$rc" && out=$(echo "$out" | sed 's/^ok \(.*\)$/not ok \1 # VM timed out/; s/^\(not ok .*\)$/\1 (VM timed out after '"$tmo"'s)/')
+	[ -n "$out" ] || out="not ok $v:$suite:$case # no verdict (verdict.py printed nothing)"
 	mapfile -t lines <<< "$out"
 	report "${lines[@]}"
 	if grep -q '^not ok' <<< "$out"; then
@@ -187,9 +197,10 @@ host_checks() {
 kunit_case() {
 	local v=$1 g=$BUILD/guest-$1 serial=$LOGS/$1/kunit.log out rc=0
 	"$REPO/scripts/run-vm.sh" "$(obj_dir "$v")/arch/x86/boot/bzImage" "$g/single.cpio" "$serial" "$(vm_timeout "$v" 300)" "$VM_MEM" \
-		"kunit.filter_glob=luo_rs* luo.test=none luo.stages=1 $(variant_cmdline "$v")" || rc=$?
+		"kunit.filter_glob=luo_rs* luo.test=none luo.stages=1 $KMSG_FMT $(variant_cmdline "$v")" || rc=$?
 	out=$("$REPO/scripts/verdict.py" kunit "$serial" "$v:kunit" "$SRC"/kernel/liveupdate/*.rs) || true
-	[ $rc -eq 124 ] && out=$(echo "$out" | sed 's/^ok \(.*\)$/not ok \1 # VM timed out/')
+	timed_out "$rc" && out=$(echo "$out" | sed 's/^ok \(.*\)$/not ok \1 # VM timed out/')
+	[ -n "$out" ] || out="not ok $v:kunit # no verdict (verdict.py printed nothing)"
 	mapfile -t lines <<< "$out"
 	report "${lines[@]}"
 	if grep -q '^not ok' <<< "$out"; then echo "#   serial log: $serial"; fi
@@ -205,9 +216,10 @@ interop() {
 	"$REPO/scripts/mkinitramfs.sh" "$g/to-$to.cpio" "$g" "$kt"
 	serial=$LOGS/interop-$from-to-$to.log
 	"$REPO/scripts/run-vm.sh" "$kf" "$g/to-$to.cpio" "$serial" 300 "$VM_MEM" \
-		"kunit.enable=0 luo.test=$t luo.stages=2" || rc=$?
+		"kunit.enable=0 luo.test=$t luo.stages=2 $KMSG_FMT" || rc=$?
 	out=$("$REPO/scripts/verdict.py" stages "$serial" "interop:$from-to-$to" "$t" 2) || true
-	[ $rc -eq 124 ] && out="not ok interop:$from-to-$to:$t # VM timed out"
+	timed_out "$rc" && out="not ok interop:$from-to-$to:$t # VM timed out"
+	[ -n "$out" ] || out="not ok interop:$from-to-$to:$t # no verdict (verdict.py printed nothing)"
 	report "$out"
 	if grep -q '^not ok' <<< "$out"; then echo "#   serial log: $serial"; fi
 }

@@ -11,7 +11,17 @@ Prints "ok PREFIX:case" or "not ok PREFIX:case # reason" per case. A kernel
 problem (WARNING, BUG, Oops, panic, lockdep, KASAN/UBSAN, debugobjects
 ("ODEBUG:" matches "BUG:"), list corruption (DEBUG_LIST), any message of
 level err or worse) fails the case that was running when it was printed, or
-every case when none was.
+every case when none was. So does a LUO message at warning level that rejects
+or drops part of a handover, unless the run corrupted its handover on purpose
+(luo.corrupt= on its command line).
+
+Kernel messages are read with their level when the VM ran with
+console_msg_format=syslog ("<N>[time] text"), which also covers what the
+kernel printed on the reboot path; "LUO-KMSG-ERR:" lines (init's kmsg monitor)
+are errors too.
+
+Exit status: 0 if every case passed, 1 if one failed, 2 if this script itself
+failed (then it prints a "not ok PREFIX:(verdict)" line).
 """
 import re
 import sys
@@ -25,12 +35,42 @@ PROBLEM = re.compile(
 )
 
 
+# A warning from LUO that it did not take over part of the handover.
+REJECTION = re.compile(
+    r"luo: (rejected handover|dropped |session list is unusable|bad FLB table|"
+    r"block chain|session \[.*\]: dropped)"
+)
+# "<level>[time]": the syslog prefix of a console line (after any terminal noise).
+LEVEL = re.compile(r"<(\d+)>(?=\[\s*\d+\.\d+\])")
+# Messages of high level that every VM prints when it ends.
+BENIGN = re.compile(r"reboot: (Restarting system|Power down|System halted)")
+
+
 def read(path):
+    """The log's lines, with syslog level prefixes turned into markers.
+
+    A kernel message of level err or worse, or a LUO rejection at warning level
+    in a run that did not ask for corruption, gets "LUO-KMSG-ERR: " in front so
+    that PROBLEM matches it; the level prefix is removed from every line.
+    """
     try:
         with open(path, errors="replace") as f:
-            return f.read().splitlines()
+            raw = f.read().splitlines()
     except FileNotFoundError:
         return []
+    corrupting = any("luo.corrupt=" in line for line in raw if "Command line:" in line)
+    lines = []
+    for line in raw:
+        m = LEVEL.search(line)
+        if m:
+            level = int(m.group(1)) & 7
+            line = line[m.end():]
+            if BENIGN.search(line):
+                pass
+            elif level <= 3 or (level == 4 and not corrupting and REJECTION.search(line)):
+                line = "LUO-KMSG-ERR: " + line
+        lines.append(line)
+    return lines
 
 
 def kselftest(log, prefix, source):
@@ -74,6 +114,8 @@ def kselftest(log, prefix, source):
         out.append((c, why))
     if not cases:
         out.append(("(no cases found in %s)" % source, "no cases"))
+    elif "LUO-HARNESS: done" not in read(log):
+        out.append(("(harness)", "no completion line"))
     return out
 
 
@@ -223,6 +265,14 @@ def ktap(log, cases_file):
 
 def main():
     mode, log, prefix = sys.argv[1:4]
+    try:
+        return report(mode, log, prefix)
+    except Exception as e:  # a crash of this script must fail the case, not hide it
+        print("not ok %s:(verdict) # verdict.py failed: %r" % (prefix, e))
+        return 2
+
+
+def report(mode, log, prefix):
     if mode == "kselftest":
         res = kselftest(log, prefix, sys.argv[4])
     elif mode == "kunit":

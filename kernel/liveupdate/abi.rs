@@ -17,8 +17,11 @@ pub(crate) const KHO_ENTRY_NAME: &CStr = c"LUO";
 pub(crate) const COMPATIBLE: [u8; 8] = *b"luo-v5\0\0";
 /// Size of `struct luo_ser`.
 pub(crate) const LUO_SER_SIZE: usize = size_of::<b::luo_ser>();
-/// Length of handler and FLB compatible strings, including the NUL.
+/// Length of a file handler's compatible string, including the NUL
+/// (`LIVEUPDATE_HNDL_COMPAT_LENGTH`).
 pub(crate) const COMPAT_LEN: usize = kernel::liveupdate::COMPAT_LEN;
+/// Length of an FLB's compatible string, including the NUL (`LIVEUPDATE_FLB_COMPAT_LENGTH`).
+pub(crate) const FLB_COMPAT_LEN: usize = b::LIVEUPDATE_FLB_COMPAT_LENGTH as usize;
 
 /// Offsets in `struct luo_ser`: compatible[8], liveupdate_num, sessions_pa, flbs_pa.
 pub(crate) mod luo_ser {
@@ -75,11 +78,10 @@ const _: () = {
     assert!(offset_of!(b::luo_flb_header_ser, pgcnt) == 0);
     assert!(offset_of!(b::luo_flb_header_ser, count) == 8);
     assert!(flb_ser::SIZE == 64 && offset_of!(b::luo_flb_ser, name) == 0);
-    assert!(flb_ser::DATA == COMPAT_LEN && flb_ser::COUNT == COMPAT_LEN + 8);
+    assert!(flb_ser::DATA == FLB_COMPAT_LEN && flb_ser::COUNT == FLB_COMPAT_LEN + 8);
     assert!(size_of::<b::kho_block_header_ser>() == crate::block::HEADER_SIZE);
     assert!(offset_of!(b::kho_block_header_ser, next) == 0);
     assert!(offset_of!(b::kho_block_header_ser, count) == 8);
-    assert!(COMPAT_LEN == b::LIVEUPDATE_FLB_COMPAT_LENGTH as usize);
 };
 
 /// Whether the `compatible` field at the start of `luo_ser` is "luo-v5", compared as the C LUO

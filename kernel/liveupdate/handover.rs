@@ -153,7 +153,10 @@ impl Luo {
             let Some(e) = b.get_mut(off..off + flb_ser::SIZE) else {
                 break;
             };
-            put_str(&mut e[..abi::COMPAT_LEN], flb.ops.compatible().to_bytes());
+            put_str(
+                &mut e[..abi::FLB_COMPAT_LEN],
+                flb.ops.compatible().to_bytes(),
+            );
             put_u64(e, flb_ser::DATA, data);
             put_u64(e, flb_ser::COUNT, count);
             n += 1;
@@ -178,7 +181,7 @@ pub(crate) struct InSession {
 
 /// An FLB entry from the previous kernel.
 pub(crate) struct InFlb {
-    pub(crate) compat: [u8; abi::COMPAT_LEN],
+    pub(crate) compat: [u8; abi::FLB_COMPAT_LEN],
     pub(crate) data: u64,
     pub(crate) count: u64,
 }
@@ -349,8 +352,8 @@ fn read_flbs(head: IncomingPhys) -> ParseResult<Option<KVVec<InFlb>>> {
         .chunks_exact(flb_ser::SIZE)
         .take(count as usize)
     {
-        let mut compat = [0u8; abi::COMPAT_LEN];
-        compat.copy_from_slice(&e[..abi::COMPAT_LEN]);
+        let mut compat = [0u8; abi::FLB_COMPAT_LEN];
+        compat.copy_from_slice(&e[..abi::FLB_COMPAT_LEN]);
         let Some(name) = get_str(&compat) else {
             pr_warn!("dropped an FLB: its name is empty or not NUL-terminated\n");
             continue;

@@ -20,6 +20,9 @@ use crate::{
 };
 use core::ptr::NonNull;
 
+/// Length of an FLB's compatible string, including the NUL.
+const FLB_COMPAT_LEN: usize = bindings::LIVEUPDATE_FLB_COMPAT_LENGTH as usize;
+
 /// The `private_data` a handler attached to a file it preserved, kept by the orchestrator.
 pub struct PrivateData(*mut c_void);
 
@@ -293,7 +296,7 @@ impl RegisteredFlb {
     pub fn compatible(&self) -> &CStr {
         // SAFETY: The FLB is valid; `compatible` is a fixed array holding a C string.
         let bytes =
-            unsafe { &*(&raw const (*self.raw.as_ptr()).compatible).cast::<[u8; COMPAT_LEN]>() };
+            unsafe { &*(&raw const (*self.raw.as_ptr()).compatible).cast::<[u8; FLB_COMPAT_LEN]>() };
         CStr::from_bytes_until_nul(bytes).unwrap_or(c"")
     }
 
