@@ -112,6 +112,8 @@ run_variant() {
 		sort -u > "$g/agent-kexec.list"
 	vm_case "$v" agent luo-agent-tests "$g/single.cpio" 1 300 "ktap:$g/agent-single.list"
 	vm_case "$v" agent-kexec luo-agent-tests "$g/kexec.cpio" 2 300 "ktap:$g/agent-kexec.list"
+	# Threads racing on sessions, the device fd, FLBs and the reboot itself.
+	ktap_case "$v" race luo_rs_race
 	if is_rust_luo "$v"; then
 		rust_luo_suites "$v"
 		# What this kernel writes, the next one reads: 100,000 sessions and a
@@ -158,8 +160,8 @@ rust_luo_suites() {
 CORRUPT_MODES="1 2 3 4 5 6 7 8 9 10 11 12"
 
 # sanitizer_suites VARIANT: what runs on rust-kasan (KASAN, UBSAN, lockdep,
-# debugobjects): the Rust LUO's uAPI and kexec semantics, and every suite of
-# rust_luo_suites. Upstream's kselftests, the chain, agent and capacity tests
+# debugobjects): the Rust LUO's uAPI and kexec semantics, the races, and every
+# suite of rust_luo_suites. Upstream's kselftests, the chain, agent and capacity tests
 # run on rust only: each boot is 2-3 times slower here, and they exercise no
 # Rust LUO path that these do not.
 sanitizer_suites() {
@@ -168,6 +170,7 @@ sanitizer_suites() {
 		"kselftest:$SRC/tools/testing/selftests/liveupdate/luo_rs_uapi.c"
 	vm_case "$v" kexec luo_kexec_simple "$g/kexec.cpio" 2 300 stages
 	ktap_case "$v" kexec luo_rs_kexec
+	ktap_case "$v" race luo_rs_race
 	rust_luo_suites "$v"
 }
 

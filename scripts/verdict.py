@@ -63,6 +63,10 @@ def read(path):
     for line in raw:
         m = LEVEL.search(line)
         if m:
+            # Userspace output may have a kernel message glued to its end: keep both.
+            head = line[:m.start()]
+            if head.strip() and not head.strip().startswith("\x1b"):
+                lines.append(head)
             level = int(m.group(1)) & 7
             line = line[m.end():]
             if BENIGN.search(line):
