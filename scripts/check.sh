@@ -215,7 +215,10 @@ interop() {
 	local kf kt serial out rc=0
 	kf=$(obj_dir "$from")/arch/x86/boot/bzImage
 	kt=$(obj_dir "$to")/arch/x86/boot/bzImage
-	[ -f "$kf" ] && [ -f "$kt" ] || return 0
+	if [ ! -f "$kf" ] || [ ! -f "$kt" ]; then
+		report "not ok interop:$from-to-$to:$t # no kernel ($kf or $kt is missing)"
+		return
+	fi
 	"$REPO/scripts/mkinitramfs.sh" "$g/to-$to.cpio" "$g" "$kt"
 	serial=$LOGS/interop-$from-to-$to.log
 	"$REPO/scripts/run-vm.sh" "$kf" "$g/to-$to.cpio" "$serial" 300 "$VM_MEM" \
@@ -225,6 +228,30 @@ interop() {
 	[ -n "$out" ] || out="not ok interop:$from-to-$to:$t # no verdict (verdict.py printed nothing)"
 	report "$out"
 	if grep -q '^not ok' <<< "$out"; then echo "#   serial log: $serial"; fi
+}
+
+# check_counts: every suite of the variants that ran reported as many cases as
+# scripts/expected-cases lists ("PREFIX COUNT", PREFIX as in "ok PREFIX:case"),
+# so a suite or a case that vanishes is a failure.
+check_counts() {
+	local prefix want got ran=" ${variants[*]} "
+	while read -r prefix want; do
+		case $prefix in
+		''|'#'*) continue ;;
+		host:*) ;;
+		interop:*) [[ $ran == *" c "* && $ran == *" rust "* ]] || continue ;;
+		*) [[ $ran == *" ${prefix%%:*} "* ]] || continue ;;
+		esac
+		got=$(grep -cE "^(not )?ok $prefix:" "$results" || true)
+		if [ "$got" != "$want" ]; then
+			report "not ok check:cases:$prefix # $got cases, expected $want (scripts/expected-cases)"
+		fi
+	done < "$REPO/scripts/expected-cases"
+	# A suite that is not in the list is an error too: the list must name it.
+	for prefix in $(sed -nE 's/^(not )?ok ([^:]+:[^:]+):.*/\2/p' "$results" | grep -v '^check:' | sort -u); do
+		grep -q "^$prefix " "$REPO/scripts/expected-cases" ||
+			report "not ok check:cases:$prefix # not in scripts/expected-cases"
+	done
 }
 
 start=$(date +%s)
@@ -239,6 +266,7 @@ if [[ " ${variants[*]} " == *" c "* && " ${variants[*]} " == *" rust "* ]]; then
 	interop rust c
 fi
 
+check_counts
 passed=$(grep -c '^ok ' "$results" || true)
 failed=$(grep -c '^not ok ' "$results" || true)
 log "check took $(( $(date +%s) - start ))s"

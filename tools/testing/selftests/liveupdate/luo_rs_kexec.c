@@ -577,6 +577,10 @@ static const struct rs_case cases[] = {
 	  setup_one_memfd, check_preserve_retrieved_file_busy },
 	{ "empty_session_roundtrip", "rs-empty",
 	  setup_empty, check_empty_session_roundtrip },
+	/* The longest name (63 bytes and the NUL) survives, with a file. */
+	{ "name_63_bytes_roundtrip",
+	  "rs-63-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxend",
+	  setup_one_memfd, check_empty_session_roundtrip },
 };
 
 static void run_stage_1(int luo_fd)
