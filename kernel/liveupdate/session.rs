@@ -417,12 +417,14 @@ fn session_ioctl(session: &Session, cmd: u32, arg: usize) -> Result {
                 return Err(EINVAL);
             }
             drop(luo.enter()?);
-            // As the C LUO's strscpy(): the name and its NUL; the bytes after it are the
-            // caller's own, echoed back.
+            // Byte for byte what the C LUO's strscpy() gives on 64-bit: the name, then zeroes
+            // to the end of the 8-byte word that holds its NUL (strscpy() copies words);
+            // the caller's bytes after that word are echoed back.
             let n = session.name.as_bytes();
-            if let Some(dst) = a.name.get_mut(..=n.len()) {
+            let end = ((n.len() / 8 + 1) * 8).min(a.name.len());
+            if let Some(dst) = a.name.get_mut(..end) {
+                dst.fill(0);
                 dst[..n.len()].copy_from_slice(n);
-                dst[n.len()] = 0;
             }
             ucmd.respond(&a)
         }

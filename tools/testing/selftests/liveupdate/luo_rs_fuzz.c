@@ -88,6 +88,7 @@
 #define ARENA_PAGES	4
 #define RO_PAGES	2
 #define CLOSED_FD	900	/* never opened: below RLIMIT_NOFILE, above what we use */
+#define FD_PROBE	256	/* fd numbers checked for leaks at the end */
 #define MAX_KEEP	4
 #define MAX_KEEP_FILES	3
 #define NCARRY		40	/* kexec mode: sessions "fz0".."fz39" for stage 2 */
@@ -1196,8 +1197,9 @@ static int check_new_session(struct thr *t, struct res *x, int fd, const unsigne
 	int fl;
 
 	fl = fcntl(fd, F_GETFD);
-	if (fl < 0 || !(fl & FD_CLOEXEC)) {
-		bad(t, "%s: new fd flags %d (%s), want FD_CLOEXEC", x->d, fl, strerror(errno));
+	if (fl < 0 || !(fl & FD_CLOEXEC) || (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDWR) {
+		bad(t, "%s: new fd flags %d (%s), want FD_CLOEXEC and O_RDWR", x->d, fl,
+		    strerror(errno));
 		return -1;
 	}
 	if (ioctl(fd, LIVEUPDATE_SESSION_GET_NAME, &g)) {
@@ -1426,8 +1428,10 @@ static void op_retrieve_fd(struct thr *t, struct op *o, struct res *x)
 		close(fd);
 		goto out;
 	}
-	if (fcntl(fd, F_GET_SEALS) < 0 || !(fcntl(fd, F_GETFD) & FD_CLOEXEC)) {
-		bad(t, "%s: the new fd is not an O_CLOEXEC memfd: %s", x->d, strerror(errno));
+	if (fcntl(fd, F_GET_SEALS) < 0 || !(fcntl(fd, F_GETFD) & FD_CLOEXEC) ||
+	    (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDWR) {
+		bad(t, "%s: the new fd is not an O_RDWR, O_CLOEXEC memfd: %s", x->d,
+		    strerror(errno));
 		close(fd);
 		goto out;
 	}
@@ -1515,12 +1519,17 @@ static void op_close(struct thr *t, struct op *o, struct res *x)
 	unlock_all(&l);
 }
 
-static bool is_devnull(int fd)
+static bool same_file(int fd1, int fd2)
 {
 	struct stat a, b;
 
-	return !fstat(fd, &a) && !fstat(fd_null, &b) && a.st_ino == b.st_ino &&
+	return !fstat(fd1, &a) && !fstat(fd2, &b) && a.st_ino == b.st_ino &&
 	       a.st_dev == b.st_dev;
+}
+
+static bool is_devnull(int fd)
+{
+	return same_file(fd, fd_null);
 }
 
 static void op_dup(struct thr *t, struct op *o, struct res *x)
@@ -1920,7 +1929,7 @@ static int create_session(const unsigned char *name)
 static bool check_released(char *why, size_t len, int keep)
 {
 	unsigned char n[NAME_LEN] = "fz-check";
-	int fds[NNAMES], i, j, sfd, ret;
+	int fds[NNAMES], probe[FD_PROBE], i, j, sfd, ret;
 	bool ok = true;
 	struct dirent *de;
 	DIR *dir;
@@ -1939,6 +1948,12 @@ static bool check_released(char *why, size_t len, int keep)
 	}
 	for (i = 0; i < NMEMS; i++) {
 		if (mems[i].kind == MEM_EMPTY)
+			continue;
+		/* Two RETRIEVE_FDs of one token give the same file: preserve it once. */
+		for (j = 0; j < i; j++)
+			if (mems[j].kind != MEM_EMPTY && same_file(mems[i].fd, mems[j].fd))
+				break;
+		if (j < i)
 			continue;
 		ret = luo_session_preserve_fd(sfd, mems[i].fd, 1000 + i);
 		if (ret && ok) {
@@ -1979,6 +1994,18 @@ static bool check_released(char *why, size_t len, int keep)
 	close_fixed_fds();
 	close(dev_fd);
 	dev_fd = -1;
+
+	/* No fd number was left reserved (a reply fault must give it back). */
+	for (i = 0; i < FD_PROBE; i++) {
+		probe[i] = open("/", O_PATH | O_CLOEXEC);
+		if (probe[i] != 3 + i && ok) {
+			snprintf(why, len, "open gave fd %d, want %d", probe[i], 3 + i);
+			ok = false;
+		}
+	}
+	for (i = 0; i < FD_PROBE; i++)
+		if (probe[i] >= 0)
+			close(probe[i]);
 
 	dir = opendir("/proc/self/fd");
 	if (!dir) {
@@ -2182,6 +2209,15 @@ static void make_carried(int max)
 	}
 }
 
+/* Do the seals forbid a write of one byte at offset 0? */
+static bool write_sealed(const struct shape *s)
+{
+	unsigned int seals = shape_seals(s);
+
+	return (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) ||
+	       (!s->size && (seals & F_SEAL_GROW));
+}
+
 /* Stage 2: retrieve and check every keeper, byte for byte. Returns failures. */
 static int verify_keepers(char *why, size_t len)
 {
@@ -2236,8 +2272,7 @@ static int verify_keepers(char *why, size_t len)
 			if (cfg.mode == MODE_DIFF)
 				diffline("2.keep write %s tok=%#" PRIx64 " -> %s", name, tok,
 					 ret ? strerror(-ret) : "ok");
-			if (ret != ((sh.sealing && (sh.seals & (F_SEAL_WRITE |
-				F_SEAL_FUTURE_WRITE))) ? -EPERM : 0))
+			if (ret != (write_sealed(&sh) ? -EPERM : 0))
 				KFAIL("write to %s %#" PRIx64 ": %s", name, tok, strerror(-ret));
 			close(fd);
 		}
@@ -2408,6 +2443,8 @@ static void read_cmdline(void)
 	if (param("luo.fuzz_diff", &v) && v) {
 		cfg.mode = MODE_DIFF;
 		cfg.threads = 1;
+		/* No time limit: the outcome lines must not depend on the speed. */
+		cfg.seconds = UINT_MAX / 2;
 		if (!ops_given)
 			cfg.ops = DEF_DIFF_OPS;
 	}
@@ -2450,6 +2487,11 @@ static void quiet_console(bool quiet)
 	close(fd);
 }
 
+static void loud_console(void)
+{
+	quiet_console(false);
+}
+
 static void report_failure(void)
 {
 	printf("# FAILED: %s\n", fail_msg);
@@ -2487,14 +2529,18 @@ static bool run_fuzz(void)
 	if (fail_thread >= 0)
 		report_failure();
 	if (!finished) {
+		char name[128];
 		unsigned int i;
 
-		printf("# FAILED: a thread did not finish within %u s\n", cfg.seconds + 60);
+		printf("# replay: luo_rs_fuzz --replay %" PRIu64 " %lu %u\n", cfg.seed, cfg.ops,
+		       cfg.threads);
 		for (i = 0; i < cfg.threads; i++)
 			dump_ring(&thrs[i]);
-		fflush(stdout);
+		case_name(name, sizeof(name), "no_unexpected_errno");
+		printf("# %s: a thread did not finish within %u s\n", name, cfg.seconds + 60);
+		result(false, "%s", name);
 		/* A thread is blocked in the kernel: do not wait for it. */
-		result(false, "%s", "stuck");
+		quiet_console(false);
 		_exit(1);
 	}
 	return fail_thread < 0;
@@ -2528,7 +2574,6 @@ static int run(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &t_start);
 	init_names();
-	quiet_console(true);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ksft_print_header();
 	if (cfg.stage == 2)
@@ -2538,6 +2583,8 @@ static int run(void)
 	dev_fd = open(LUO_DEVICE, O_RDWR | O_CLOEXEC);
 	if (dev_fd < 0)
 		ksft_exit_fail_msg("open %s: %s\n", LUO_DEVICE, strerror(errno));
+	quiet_console(true);
+	atexit(loud_console);
 
 	if (cfg.mode != MODE_RANDOM) {
 		state_sfd = luo_retrieve_session(dev_fd, STATE_NAME);
