@@ -6,6 +6,8 @@
 #                               a live update in QEMU, shown step by step
 #   make kernel LUO=c|rust|rust-kasan  just build one kernel variant
 #   make bench                  time the C and the Rust LUO, print Rust/C ratios
+#   make fuzz [SEED=1] [DURATION=60] [LUO=rust]
+#                               the seeded ioctl fuzzer for longer; replays a seed
 
 LUO ?= c rust rust-kasan
 # Guest RAM the demo preserves across the kexec (K/M/G suffixes).
@@ -13,7 +15,7 @@ SIZE ?= 256M
 export BUILD ?= $(CURDIR)/build
 export SIZE
 
-.PHONY: check demo bench deps prepare kernel clean
+.PHONY: check demo bench fuzz deps prepare kernel clean
 
 check:
 	@scripts/check.sh $(LUO)
@@ -24,6 +26,28 @@ demo:
 
 bench:
 	@scripts/bench.sh
+
+# make fuzz [SEED=1] [DURATION=60] [OPS=100000000] [THREADS=4] [LUO=rust|c|rust-kasan]:
+# luo_rs_fuzz in random mode in one VM, for DURATION seconds or OPS operations;
+# a failure prints "# replay: ..." and the failing thread's last operations.
+# Serial log: build/logs/fuzz-<variant>-<seed>.log
+SEED ?= 1
+DURATION ?= 60
+OPS ?= 100000000
+THREADS ?= 4
+FUZZ_CMDLINE = kunit.enable=0 luo.test=luo_rs_fuzz luo.stages=1 console_msg_format=syslog \
+	luo.fuzz_seed=$(SEED) luo.fuzz_ops=$(OPS) luo.fuzz_threads=$(THREADS) luo.fuzz_time=$(DURATION)
+
+fuzz: prepare
+	@v=$(if $(filter file,$(origin LUO)),rust,$(LUO)); g=$(BUILD)/guest-$$v; \
+	log=$(BUILD)/logs/fuzz-$$v-$(SEED).log; \
+	extra=$$(bash -c '. scripts/lib.sh && variant_cmdline "$$0"' $$v); \
+	scripts/build-kernel.sh $$v && scripts/build-guest.sh $$v && \
+	scripts/mkinitramfs.sh $$g/single.cpio $$g && \
+	$$g/tests/luo_rs_fuzz --list random $(SEED) > $$g/fuzz-$(SEED).list && \
+	{ scripts/run-vm.sh $(BUILD)/obj-$$v/arch/x86/boot/bzImage $$g/single.cpio $$log \
+		$$(( $(DURATION) * 3 + 300 )) 2G "$(FUZZ_CMDLINE) $$extra" || true; } && \
+	echo "serial log: $$log" && scripts/verdict.py ktap $$log $$v:fuzz $$g/fuzz-$(SEED).list
 
 deps:
 	@scripts/deps.sh

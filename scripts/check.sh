@@ -114,6 +114,8 @@ run_variant() {
 	vm_case "$v" agent-kexec luo-agent-tests "$g/kexec.cpio" 2 300 "ktap:$g/agent-kexec.list"
 	# Threads racing on sessions, the device fd, FLBs and the reboot itself.
 	ktap_case "$v" race luo_rs_race
+	# luo_rs_fuzz: random, kexec and (C and Rust) diff mode, one suite per seed.
+	fuzz_cases "$v"
 	if is_rust_luo "$v"; then
 		rust_luo_suites "$v"
 		# What this kernel writes, the next one reads: 100,000 sessions and a
@@ -178,6 +180,7 @@ sanitizer_suites() {
 	vm_case "$v" kexec luo_kexec_simple "$g/kexec.cpio" 2 300 stages
 	ktap_case "$v" kexec luo_rs_kexec
 	ktap_case "$v" race luo_rs_race
+	fuzz_cases "$v"
 	rust_luo_suites "$v"
 }
 
@@ -237,6 +240,65 @@ interop() {
 	if grep -q '^not ok' <<< "$out"; then echo "#   serial log: $serial"; fi
 }
 
+# The seeds of luo_rs_fuzz (tools/testing/selftests/liveupdate/luo_rs_fuzz.c),
+# one suite per seed as for corruptN: random mode (one boot, 4 threads, 20000
+# operations), kexec mode (random in both boots, stage 2 on the incoming
+# sessions) and diff mode (one thread, deterministic; C and Rust must print
+# the same outcome lines, see fuzz_diff_compare). make check runs a few seeds
+# (its time budget); make fuzz SEED= DURATION= runs any seed for longer.
+FUZZ_SEEDS="1 2"
+FUZZ_KASAN_SEEDS="1"
+FUZZ_KEXEC_SEEDS="1"
+FUZZ_DIFF_SEEDS="1 2"
+
+# fuzz_cases VARIANT: luo_rs_fuzz on one variant (after run_variant built its guest).
+fuzz_cases() {
+	local v=$1 g=$BUILD/guest-$1 s seeds=$FUZZ_SEEDS
+	[ "$v" = rust-kasan ] && seeds=$FUZZ_KASAN_SEEDS
+	for s in $seeds; do
+		"$g/tests/luo_rs_fuzz" --list random "$s" > "$g/luo_rs_fuzz-$s.list"
+		vm_case "$v" "fuzz$s" luo_rs_fuzz "$g/single.cpio" 1 300 \
+			"ktap:$g/luo_rs_fuzz-$s.list" "luo.fuzz_seed=$s"
+	done
+	for s in $FUZZ_KEXEC_SEEDS; do
+		"$g/tests/luo_rs_fuzz" --list kexec "$s" > "$g/luo_rs_fuzz-kexec-$s.list"
+		vm_case "$v" "fuzz-kexec$s" luo_rs_fuzz "$g/kexec.cpio" 2 300 \
+			"ktap:$g/luo_rs_fuzz-kexec-$s.list" "luo.fuzz_seed=$s"
+	done
+	[ "$v" != rust-kasan ] || return 0
+	for s in $FUZZ_DIFF_SEEDS; do
+		"$g/tests/luo_rs_fuzz" --list diff "$s" > "$g/luo_rs_fuzz-diff-$s.list"
+		vm_case "$v" "fuzz-diff$s" luo_rs_fuzz "$g/kexec.cpio" 2 300 \
+			"ktap:$g/luo_rs_fuzz-diff-$s.list" "luo.fuzz_seed=$s luo.fuzz_diff=1"
+	done
+}
+
+# fuzz_diff_compare SEED: the C and the Rust LUO printed the same "# diff:"
+# outcome lines in fuzz-diffSEED. The digests (computed in the guests over
+# both stages, immune to kernel messages cutting a console line) decide; the
+# first differing line says where.
+fuzz_diff_compare() {
+	local seed=$1 lc=$LOGS/c/fuzz-diff$1-luo_rs_fuzz.log lr=$LOGS/rust/fuzz-diff$1-luo_rs_fuzz.log
+	local dc dr first miss=
+	dc=$(grep -a -o '# diff-digest: [0-9a-f]*' "$lc" 2>/dev/null | tail -n 1) || true
+	dr=$(grep -a -o '# diff-digest: [0-9a-f]*' "$lr" 2>/dev/null | tail -n 1) || true
+	if [ -n "$dc" ] && [ "$dc" = "$dr" ]; then
+		report "ok fuzz-diff:c-vs-rust:seed$seed"
+		return
+	fi
+	# Outcome lines without a kernel message glued to their end.
+	first=$(awk 'NR == FNR { c[FNR] = $0; n = FNR; next }
+		c[FNR] != $0 { print "c: " c[FNR] " | rust: " $0; bad = 1; exit }
+		END { if (!bad && n != FNR) print "c: " n " lines | rust: " FNR " lines" }' \
+		<(grep -a -o '# diff: .*' "$lc" 2>/dev/null | tr -d '\r' | sed -E 's/(<[0-9]+>)?\[ *[0-9]+\.[0-9]+\].*//') \
+		<(grep -a -o '# diff: .*' "$lr" 2>/dev/null | tr -d '\r' | sed -E 's/(<[0-9]+>)?\[ *[0-9]+\.[0-9]+\].*//')) || true
+	[ -n "$dc" ] || miss=c
+	[ -n "$dr" ] || miss="${miss:+$miss and }rust"
+	[ -z "$miss" ] || first="no digest from $miss (run incomplete)${first:+; $first}"
+	report "not ok fuzz-diff:c-vs-rust:seed$seed # ${first:-digests differ: c ${dc#*: }, rust ${dr#*: }}"
+	echo "#   serial logs: $lc $lr"
+}
+
 # check_counts: every suite of the variants that ran reported as many cases as
 # scripts/expected-cases lists ("PREFIX COUNT", PREFIX as in "ok PREFIX:case"),
 # so a suite or a case that vanishes is a failure.
@@ -246,7 +308,7 @@ check_counts() {
 		case $prefix in
 		''|'#'*) continue ;;
 		host:*) ;;
-		interop:*) [[ $ran == *" c "* && $ran == *" rust "* ]] || continue ;;
+		interop:*|fuzz-diff:*) [[ $ran == *" c "* && $ran == *" rust "* ]] || continue ;;
 		*) [[ $ran == *" ${prefix%%:*} "* ]] || continue ;;
 		esac
 		got=$(grep -cE "^(not )?ok $prefix:" "$results" || true)
@@ -271,6 +333,7 @@ if [[ " ${variants[*]} " == *" c "* && " ${variants[*]} " == *" rust "* ]]; then
 	log "running interop tests (C LUO <-> Rust LUO)"
 	interop c rust
 	interop rust c
+	for s in $FUZZ_DIFF_SEEDS; do fuzz_diff_compare "$s"; done
 fi
 
 check_counts
