@@ -112,11 +112,10 @@ pub unsafe extern "C" fn liveupdate_register_flb(
         return EOPNOTSUPP.to_errno();
     }
     let res = luo().and_then(|l| {
-        let mut reg = l.registry.lock();
         // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of
-        // the kernel's life, as `flb_state` requires.
-        let state = unsafe { reg.flb_state(flb) }?;
-        reg.link_flb(fh, state)
+        // the kernel's life, as `FlbStates::get` requires.
+        let state = unsafe { l.flb_states.lock().get(flb) }?;
+        l.registry.lock().link_flb(fh, state)
     });
     match res {
         Ok(()) => 0,
@@ -138,10 +137,10 @@ pub unsafe extern "C" fn liveupdate_unregister_flb(
         return;
     }
     if let Ok(l) = luo() {
-        let mut reg = l.registry.lock();
         // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of
-        // the kernel's life, as `flb_state` requires.
-        let res = unsafe { reg.flb_state(flb) }.and_then(|state| reg.unlink_flb(fh, &state));
+        // the kernel's life, as `FlbStates::get` requires.
+        let res = unsafe { l.flb_states.lock().get(flb) }
+            .and_then(|state| l.registry.lock().unlink_flb(fh, &state));
         if let Err(e) = res {
             pr_err!("cannot unregister an FLB: {:?}\n", e);
         }
@@ -155,10 +154,9 @@ pub unsafe extern "C" fn liveupdate_unregister_flb(
 /// `flb` must be a valid FLB that lives for the rest of the kernel's life.
 unsafe fn flb_state(flb: *mut bindings::liveupdate_flb) -> Result<kernel::sync::Arc<FlbState>> {
     let l = luo()?;
-    let mut reg = l.registry.lock();
     // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of the
-    // kernel's life, as `Registry::flb_state` requires.
-    unsafe { reg.flb_state(flb) }
+    // kernel's life, as `FlbStates::get` requires.
+    unsafe { l.flb_states.lock().get(flb) }
 }
 
 /// Takes a reference to an FLB object with `get` and stores the object in `*objp`.

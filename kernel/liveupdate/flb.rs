@@ -15,6 +15,7 @@ use kernel::{
     liveupdate::registered::RegisteredFlb,
     new_mutex,
     prelude::*,
+    rbtree::RBTree,
     sync::{
         Arc,
         Mutex, //
@@ -189,5 +190,38 @@ impl FlbState {
             inc.finished = true;
             self.ops.put_owner();
         }
+    }
+}
+
+/// The state of every FLB LUO has seen, keyed by the address of its `struct liveupdate_flb`.
+/// Protected by `Luo::flb_states`, a leaf lock: FLB ops may call the FLB API, which looks
+/// FLBs up here while that FLB's `out` or `inc` lock is held.
+pub(crate) struct FlbStates(RBTree<usize, Arc<FlbState>>);
+
+impl FlbStates {
+    pub(crate) fn new() -> Self {
+        Self(RBTree::new())
+    }
+
+    /// The state of an FLB, created on first use.
+    ///
+    /// # Safety
+    ///
+    /// `raw` must point to a valid `struct liveupdate_flb` that stays valid for the rest of the
+    /// kernel's life (FLBs are static objects of built-in code).
+    pub(crate) unsafe fn get(
+        &mut self,
+        raw: *mut bindings::liveupdate_flb,
+    ) -> Result<Arc<FlbState>> {
+        if let Some(s) = self.0.get(&(raw as usize)) {
+            return Ok(s.clone());
+        }
+        // SAFETY: The caller guarantees that `raw` is valid for the rest of the kernel's life,
+        // longer than the `RegisteredFlb` (kept here and in handler entries).
+        let ops = unsafe { RegisteredFlb::from_raw(raw) }?;
+        let state = FlbState::new(ops)?;
+        self.0
+            .try_create_and_insert(raw as usize, state.clone(), GFP_KERNEL)?;
+        Ok(state)
     }
 }

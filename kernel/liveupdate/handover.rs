@@ -203,7 +203,8 @@ const FLB_COUNT_MAX: u64 = i32::MAX as u64;
 /// is dropped with a warning.
 pub(crate) fn read_incoming() -> Incoming {
     let mut inc = Incoming::default();
-    let (page, len) = match IncomingPage::retrieve_subtree(abi::KHO_ENTRY_NAME) {
+    // The root page stays for the kernel's life: KHO's debugfs shows it.
+    let (b, len) = match IncomingPage::retrieve_subtree(abi::KHO_ENTRY_NAME) {
         Ok(v) => v,
         Err(e) if e == ENOENT => return inc,
         Err(e) => {
@@ -222,7 +223,6 @@ pub(crate) fn read_incoming() -> Incoming {
         );
         return inc;
     }
-    let b = page.bytes();
     if !abi::compatible_matches(b) {
         pr_warn!("rejected handover: LUO state is incompatible with 'luo-v5'\n");
         return inc;
@@ -234,7 +234,6 @@ pub(crate) fn read_incoming() -> Incoming {
     );
     let sessions_pa = IncomingPhys(get_u64(b, luo_ser::SESSIONS_PA));
     let flbs_pa = IncomingPhys(get_u64(b, luo_ser::FLBS_PA));
-    drop(page);
 
     if let Err(e) = read_sessions(sessions_pa, &mut inc.sessions) {
         pr_warn!(

@@ -20,10 +20,13 @@
 //! 5. [`Luo::registry`]: handlers and FLBs (never held while calling a handler or an FLB).
 //! 6. The FLB state locks (held while calling that FLB's ops).
 //! 7. [`Luo::preserved`]: the ids of all preserved files.
+//! 8. [`Luo::flb_states`]: the state of every FLB seen (a leaf: the FLB API takes it, also
+//!    from FLB ops).
 //!
 //! No lock is held while copying to or from userspace. Handlers and FLBs are called with no
-//! LUO-wide lock held, except `freeze`/`unfreeze`, which run under `state` held for writing
-//! (as in the C LUO, the reboot path excludes every other LUO operation).
+//! LUO-wide mutex held: only `state` for reading (for writing in `freeze`/`unfreeze`: as in
+//! the C LUO, the reboot path excludes every other LUO operation), and for FLB ops that FLB's
+//! own lock.
 
 use kernel::{
     kho,
@@ -116,6 +119,9 @@ pub(crate) struct Luo {
     /// File handlers and FLBs.
     #[pin]
     pub(crate) registry: Mutex<Registry>,
+    /// The state of every FLB seen (a leaf lock).
+    #[pin]
+    pub(crate) flb_states: Mutex<flb::FlbStates>,
     /// The id (`get_id`) of every preserved or retrieved-but-unfinished file: one
     /// preservation per file system-wide.
     #[pin]
@@ -150,6 +156,7 @@ impl Luo {
             state <- new_rwsem!(State { frozen: false }, "luo::state"),
             sessions <- new_mutex!(Sessions::new(), "luo::sessions"),
             registry <- new_mutex!(Registry::new()?, "luo::registry"),
+            flb_states <- new_mutex!(flb::FlbStates::new(), "luo::flb_states"),
             preserved <- new_mutex!(RBTree::new(), "luo::preserved"),
             incoming <- new_mutex!(
                 IncomingState {

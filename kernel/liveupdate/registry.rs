@@ -15,12 +15,8 @@ use crate::flb::{
 };
 use kernel::{
     bindings,
-    liveupdate::registered::{
-        RegisteredFlb,
-        RegisteredHandler, //
-    },
+    liveupdate::registered::RegisteredHandler,
     prelude::*,
-    rbtree::RBTree,
     sync::{
         atomic::{
             Atomic,
@@ -38,8 +34,8 @@ pub(crate) struct Handler {
     pub(crate) ops: Arc<RegisteredHandler>,
     /// FLBs linked to the handler, in link order.
     pub(crate) flbs: KVec<Arc<FlbState>>,
-    /// Set when the handler was unregistered but the list could not be copied without it (out
-    /// of memory): lookups skip it.
+    /// Set when the handler is unregistered: lookups skip it, also in older snapshots and
+    /// when the list could not be copied without it (out of memory).
     gone: Atomic<bool>,
 }
 
@@ -74,8 +70,6 @@ pub(crate) struct Registry {
     handlers: Snapshot,
     /// FLBs linked to at least one handler, in first-registration order.
     registered: KVec<FlbUse>,
-    /// State of every FLB LUO has seen, keyed by the address of its `struct liveupdate_flb`.
-    known_flbs: RBTree<usize, Arc<FlbState>>,
 }
 
 impl Registry {
@@ -83,7 +77,6 @@ impl Registry {
         Ok(Self {
             handlers: Arc::new(KVec::new(), GFP_KERNEL)?,
             registered: KVec::new(),
-            known_flbs: RBTree::new(),
         })
     }
 
@@ -134,38 +127,16 @@ impl Registry {
             return;
         };
         let old = self.handlers[i].clone();
-        let removed = self.update(|v| {
+        // A PRESERVE_FD that took its snapshot before this skips the handler from now on.
+        old.gone.store(true, Relaxed);
+        // Without memory for a new list, the entry stays, marked gone.
+        let _ = self.update(|v| {
             v.remove(i)?;
             Ok(())
         });
-        if removed.is_err() {
-            old.gone.store(true, Relaxed);
-        }
         for flb in old.flbs.iter() {
             self.drop_user(flb);
         }
-    }
-
-    /// The state of an FLB, created on first use.
-    ///
-    /// # Safety
-    ///
-    /// `raw` must point to a valid `struct liveupdate_flb` that stays valid for the rest of the
-    /// kernel's life (FLBs are static objects of built-in code).
-    pub(crate) unsafe fn flb_state(
-        &mut self,
-        raw: *mut bindings::liveupdate_flb,
-    ) -> Result<Arc<FlbState>> {
-        if let Some(s) = self.known_flbs.get(&(raw as usize)) {
-            return Ok(s.clone());
-        }
-        // SAFETY: The caller guarantees that `raw` is valid for the rest of the kernel's life,
-        // longer than the `RegisteredFlb` (kept in `known_flbs` and in handler entries).
-        let ops = unsafe { RegisteredFlb::from_raw(raw) }?;
-        let state = FlbState::new(ops)?;
-        self.known_flbs
-            .try_create_and_insert(raw as usize, state.clone(), GFP_KERNEL)?;
-        Ok(state)
     }
 
     /// Replaces handler `i` by one with the FLB list `flbs`.

@@ -24,7 +24,9 @@ impl Ucmd {
     /// Reads the size field (`EFAULT` if it cannot be read).
     pub(crate) fn new(arg: usize) -> Result<Self> {
         let ptr = UserPtr::from_addr(arg);
-        let size = UserSlice::new(ptr, size_of::<u32>()).reader().read::<u32>()? as usize;
+        let size = UserSlice::new(ptr, size_of::<u32>())
+            .reader()
+            .read::<u32>()? as usize;
         Ok(Self { ptr, size })
     }
 

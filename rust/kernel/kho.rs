@@ -162,16 +162,24 @@ unsafe impl Send for IncomingPage {}
 unsafe impl Sync for IncomingPage {}
 
 impl IncomingPage {
-    /// Claims the page the previous kernel published under `name` with [`Subtree::add`].
+    /// Claims the page the previous kernel published under `name` with [`Subtree::add`], for
+    /// the rest of this kernel's life.
     ///
-    /// Returns the page and the size the previous kernel gave; `ENOENT` if there is no such
-    /// subtree (e.g. after a cold boot), `EINVAL` if it is not a whole preserved page.
-    pub fn retrieve_subtree(name: &CStr) -> Result<(Self, usize)> {
+    /// It is never freed: KHO's debugfs (`in/sub_fdts/NAME`) keeps showing it. Returns its
+    /// contents and the size the previous kernel gave; `ENOENT` if there is no such subtree
+    /// (e.g. after a cold boot), `EINVAL` if it is not a whole preserved page.
+    pub fn retrieve_subtree(name: &CStr) -> Result<(&'static [u8; PAGE_SIZE], usize)> {
         let (phys, len) = retrieve_subtree(name)?;
-        // SAFETY: The blob of a subtree belongs to the user that named it: KHO itself recorded
-        // its address under `name`, and only that user looks it up.
+        // SAFETY: The blob of a subtree belongs to the user that named it: KHO recorded its
+        // address under `name`. Besides that user, only KHO's debugfs reads it, which stays
+        // valid because the page is never freed or written here.
         let page = unsafe { Self::restore(phys) }?;
-        Ok((page, len))
+        let ptr = page.ptr;
+        // Keep the folio reference for good (see above).
+        core::mem::forget(page);
+        // SAFETY: The page is valid for `PAGE_SIZE` bytes for the rest of the kernel's life,
+        // and nothing writes to it.
+        Ok((unsafe { &*ptr.as_ptr().cast() }, len))
     }
 
     /// Claims the preserved page at `phys`.

@@ -295,8 +295,9 @@ impl RegisteredFlb {
     /// The FLB's compatible string.
     pub fn compatible(&self) -> &CStr {
         // SAFETY: The FLB is valid; `compatible` is a fixed array holding a C string.
-        let bytes =
-            unsafe { &*(&raw const (*self.raw.as_ptr()).compatible).cast::<[u8; FLB_COMPAT_LEN]>() };
+        let bytes = unsafe {
+            &*(&raw const (*self.raw.as_ptr()).compatible).cast::<[u8; FLB_COMPAT_LEN]>()
+        };
         CStr::from_bytes_until_nul(bytes).unwrap_or(c"")
     }
 

@@ -238,12 +238,14 @@ impl<T: FileHandler> Descriptor<T> {
         let (Some(handler), Some(file)) = (desc.handler(), file) else {
             return ENODEV.to_errno();
         };
-        let res = handler.preserve(file).and_then(|(data, state)| {
-            let p = KBox::new(Preserved { handler, state }, GFP_KERNEL);
-            Ok((data, p?))
-        });
-        match res {
-            Ok((data, p)) => {
+        // Allocated first: once `preserve` succeeds, nothing may fail without `unpreserve`.
+        let slot = match KBox::<Preserved<T>>::new_uninit(GFP_KERNEL) {
+            Ok(slot) => slot,
+            Err(_) => return ENOMEM.to_errno(),
+        };
+        match handler.preserve(file) {
+            Ok((data, state)) => {
+                let p = KBox::write(slot, Preserved { handler, state });
                 a.serialized_data = data;
                 a.private_data = KBox::into_raw(p).cast();
                 0
