@@ -21,7 +21,7 @@ cc_static() {
 	local outf=$1; shift
 	local newest
 	if [ -f "$outf" ]; then
-		newest=$(find "$@" "$lu/lib" "$obj/usr/include/linux/liveupdate.h" -newer "$outf" -print -quit)
+		newest=$(find "$@" "$lu/lib" "$lu"/luo_rs_*.h "$obj/usr/include/linux/liveupdate.h" -newer "$outf" -print -quit)
 		[ -z "$newest" ] && return 0
 	fi
 	# shellcheck disable=SC2086

@@ -114,8 +114,11 @@ run_variant() {
 	vm_case "$v" agent-kexec luo-agent-tests "$g/kexec.cpio" 2 300 "ktap:$g/agent-kexec.list"
 	# Threads racing on sessions, the device fd, FLBs and the reboot itself.
 	ktap_case "$v" race luo_rs_race
+	# FLB data, big memfds with holes and seals, FLB finish after the last file.
+	ktap_case "$v" lifecycle luo_rs_lifecycle
 	# luo_rs_fuzz: random, kexec and (C and Rust) diff mode, one suite per seed.
 	fuzz_cases "$v"
+	[ "$v" != c ] || expected_panic_case
 	if is_rust_luo "$v"; then
 		rust_luo_suites "$v"
 		# What this kernel writes, the next one reads: 100,000 sessions and a
@@ -150,6 +153,8 @@ rust_luo_suites() {
 	ktap_case "$v" sticky luo_rs_sticky
 	# A session closed while the reboot serializes is not counted in the handover.
 	ktap_case "$v" reboot-race luo_rs_reboot_race
+	# A file whose handler is gone in the next kernel is dropped, the rest kept.
+	ktap_case "$v" unknown luo_rs_unknown 300 luo.expect_unknown=luo-rs-test-v1
 	# Deliberately corrupt handovers: the next kernel boots and keeps what validates.
 	local modes=$CORRUPT_MODES
 	[ "$v" = rust-kasan ] && modes=$KASAN_CORRUPT_MODES
@@ -169,16 +174,18 @@ CORRUPT_MODES="1 2 3 4 5 6 7 8 9 10 11 12"
 KASAN_CORRUPT_MODES="1 3 7 8 9 11"
 
 # sanitizer_suites VARIANT: what runs on rust-kasan (KASAN, UBSAN, lockdep,
-# debugobjects): the Rust LUO's uAPI and kexec semantics, the races, and every
-# suite of rust_luo_suites (with the corruption modes of KASAN_CORRUPT_MODES). Upstream's kselftests, the chain, agent and capacity tests
-# run on rust only: each boot is 2-3 times slower here, and they exercise no
-# Rust LUO path that these do not.
+# debugobjects): the Rust LUO's uAPI and kexec semantics, the lifecycle
+# cases, the races, and every suite of rust_luo_suites (with the corruption
+# modes of KASAN_CORRUPT_MODES). Upstream's kselftests, the chain, agent and
+# capacity tests run on rust only: each boot is 2-3 times slower here, and
+# they exercise no Rust LUO path that these do not.
 sanitizer_suites() {
 	local v=$1 g=$BUILD/guest-$1
 	vm_case "$v" uapi luo_rs_uapi "$g/single.cpio" 1 300 \
 		"kselftest:$SRC/tools/testing/selftests/liveupdate/luo_rs_uapi.c"
 	vm_case "$v" kexec luo_kexec_simple "$g/kexec.cpio" 2 300 stages
 	ktap_case "$v" kexec luo_rs_kexec
+	ktap_case "$v" lifecycle luo_rs_lifecycle
 	ktap_case "$v" race luo_rs_race
 	fuzz_cases "$v"
 	rust_luo_suites "$v"
@@ -219,23 +226,73 @@ kunit_case() {
 	if grep -q '^not ok' <<< "$out"; then echo "#   serial log: $serial"; fi
 }
 
-# Kexec from one variant's kernel into the other's: same handover ABI.
+# The interop matrix: kexec from one variant's kernel into the other's (same
+# handover ABI), with the guest programs of the first. Each test's stage 1
+# runs on FROM, its stage 2 on TO: upstream's multi-session and stress tests
+# (multi-block session and file chains), luo_rs_kexec (uAPI semantics across
+# the kexec, a 63-byte name), luo_rs_lifecycle (FLB data, memfds of 256 MiB
+# with holes, seals and position, compared byte for byte) and luo_rs_fixes
+# (the handover after a failed CREATE_SESSION; into the C LUO with
+# luo.fixes_reader=c, where the C kernel is the oracle: it panics on an
+# empty block).
 interop() {
-	local from=$1 to=$2 g=$BUILD/guest-$1 t=luo_multi_session
-	local kf kt serial out rc=0
+	local from=$1 to=$2 g=$BUILD/guest-$1 p=interop:$1-to-$2
+	local kf kt t list extra
 	kf=$(obj_dir "$from")/arch/x86/boot/bzImage
 	kt=$(obj_dir "$to")/arch/x86/boot/bzImage
 	if [ ! -f "$kf" ] || [ ! -f "$kt" ]; then
-		report "not ok interop:$from-to-$to:$t # no kernel ($kf or $kt is missing)"
+		report "not ok $p:kernels # no kernel ($kf or $kt is missing)"
 		return
 	fi
 	"$REPO/scripts/mkinitramfs.sh" "$g/to-$to.cpio" "$g" "$kt"
-	serial=$LOGS/interop-$from-to-$to.log
-	"$REPO/scripts/run-vm.sh" "$kf" "$g/to-$to.cpio" "$serial" 300 "$VM_MEM" \
-		"kunit.enable=0 luo.test=$t luo.stages=2 $KMSG_FMT" || rc=$?
-	out=$("$REPO/scripts/verdict.py" stages "$serial" "interop:$from-to-$to" "$t" 2) || true
-	timed_out "$rc" && out="not ok interop:$from-to-$to:$t # VM timed out"
-	[ -n "$out" ] || out="not ok interop:$from-to-$to:$t # no verdict (verdict.py printed nothing)"
+	for t in luo_multi_session luo_stress_files luo_stress_sessions; do
+		interop_run "$p" "$kf" "$g/to-$to.cpio" "$t" stages
+	done
+	for t in luo_rs_kexec luo_rs_lifecycle luo_rs_fixes; do
+		list=$g/$t.list extra=
+		if [ "$t" = luo_rs_fixes ] && [ "$to" = c ]; then
+			list=$g/$t-c.list extra=luo.fixes_reader=c
+			"$g/tests/$t" --list c > "$list"
+		else
+			"$g/tests/$t" --list > "$list"
+		fi
+		interop_run "$p" "$kf" "$g/to-$to.cpio" "$t" "ktap:$list" "$extra"
+	done
+}
+
+# interop_run PREFIX KERNEL INITRD TEST MODE [EXTRA]: one two-boot run of the
+# interop matrix; MODE is "stages" or "ktap:LISTFILE".
+interop_run() {
+	local p=$1 k=$2 initrd=$3 t=$4 mode=$5 extra=${6:-} serial out rc=0
+	serial=$LOGS/${p#interop:}-$t.log
+	"$REPO/scripts/run-vm.sh" "$k" "$initrd" "$serial" 300 "$VM_MEM" \
+		"kunit.enable=0 luo.test=$t luo.stages=2 $KMSG_FMT $extra" || rc=$?
+	if [ "$mode" = stages ]; then
+		out=$("$REPO/scripts/verdict.py" stages "$serial" "$p" "$t" 2) || true
+	else
+		out=$("$REPO/scripts/verdict.py" ktap "$serial" "$p" "${mode#ktap:}") || true
+	fi
+	timed_out "$rc" && out=$(echo "$out" | sed 's/^ok \(.*\)$/not ok \1 # VM timed out/')
+	[ -n "$out" ] || out="not ok $p:$t # no verdict (verdict.py printed nothing)"
+	mapfile -t lines <<< "$out"
+	report "${lines[@]}"
+	if grep -q '^not ok' <<< "$out"; then echo "#   serial log: $serial"; fi
+}
+
+# expected_panic_case: the C LUO's own bug, measured rather than asserted.
+# luo_rs_fixes' stage 1 on the C LUO (a CREATE_SESSION that fails with EEXIST
+# when the session blocks are full leaves an empty block linked), then a kexec
+# into the same C kernel, which must panic at boot on that block. The case
+# passes only if it does.
+expected_panic_case() {
+	local v=c g=$BUILD/guest-c serial out rc=0
+	serial=$LOGS/c/fixes-panic-luo_rs_fixes.log
+	"$REPO/scripts/run-vm.sh" "$(obj_dir c)/arch/x86/boot/bzImage" "$g/kexec.cpio" "$serial" 120 "$VM_MEM" \
+		"kunit.enable=0 luo.test=luo_rs_fixes luo.stages=2 $KMSG_FMT" || rc=$?
+	out=$("$REPO/scripts/verdict.py" panic "$serial" "$v:fixes-panic" next_kernel_panics \
+		"The incoming tree failed to initialize properly") || true
+	timed_out "$rc" && out="not ok $v:fixes-panic:next_kernel_panics # VM timed out"
+	[ -n "$out" ] || out="not ok $v:fixes-panic:next_kernel_panics # no verdict"
 	report "$out"
 	if grep -q '^not ok' <<< "$out"; then echo "#   serial log: $serial"; fi
 }

@@ -6,6 +6,8 @@
   verdict.py stages LOG PREFIX CASE STAGES   one case spanning STAGES boots
   verdict.py ktap LOG PREFIX CASES_FILE      cases = lines of CASES_FILE, each
                                              reported as "ok N <case>" (KTAP)
+  verdict.py panic LOG PREFIX CASE PATTERN   one case: stage 1 passes, then the
+                                             next kernel panics with PATTERN
 
 Prints "ok PREFIX:case" or "not ok PREFIX:case # reason" per case. A kernel
 problem (WARNING, BUG, Oops, panic, lockdep, KASAN/UBSAN, debugobjects
@@ -13,7 +15,9 @@ problem (WARNING, BUG, Oops, panic, lockdep, KASAN/UBSAN, debugobjects
 level err or worse) fails the case that was running when it was printed, or
 every case when none was. So does a LUO message at warning level that rejects
 or drops part of a handover, unless the run corrupted its handover on purpose
-(luo.corrupt= on its command line).
+(luo.corrupt= on its command line), or it is the drop of a file whose handler
+the run removed on purpose (luo.expect_unknown=COMPATIBLE: only the "dropped
+token" warnings naming that handler).
 
 Kernel messages are read with their level when the VM ran with
 console_msg_format=syslog ("<N>[time] text"), which also covers what the
@@ -58,7 +62,16 @@ def read(path):
             raw = f.read().splitlines()
     except FileNotFoundError:
         return []
-    corrupting = any("luo.corrupt=" in line for line in raw if "Command line:" in line)
+    cmdlines = [line for line in raw if "Command line:" in line]
+    corrupting = any("luo.corrupt=" in line for line in cmdlines)
+    # luo.expect_unknown=COMPAT: the run drops files of handler COMPAT on purpose.
+    unknown = set()
+    for line in cmdlines:
+        unknown.update(re.findall(r"luo\.expect_unknown=(\S+)", line))
+    expected = [
+        re.compile(r"dropped token 0x[0-9a-f]+: no registered handler for compatible '%s'$"
+                   % re.escape(u)) for u in unknown
+    ]
     lines = []
     for line in raw:
         m = LEVEL.search(line)
@@ -70,6 +83,8 @@ def read(path):
             level = int(m.group(1)) & 7
             line = line[m.end():]
             if BENIGN.search(line):
+                pass
+            elif level == 4 and any(e.search(line.rstrip()) for e in expected):
                 pass
             elif level <= 3 or (level == 4 and not corrupting and REJECTION.search(line)):
                 line = "LUO-KMSG-ERR: " + line
@@ -267,6 +282,38 @@ def ktap(log, cases_file):
     return out
 
 
+def expected_panic(log, case, pattern):
+    """A run that passes only if the next kernel panics with PATTERN.
+
+    Stage 1 must exit 0 with no failed KTAP case and no kernel problem, and
+    the kernel it kexecs into must panic ("Kernel panic - not syncing: ...")
+    with a message containing PATTERN before stage 2 starts.
+    """
+    lines = read(log)
+    stage1_done = False
+    for line in lines:
+        if "Kernel panic - not syncing" in line:
+            if not stage1_done:
+                return [(case, "panicked before stage 1 ended: " + line.strip())]
+            if pattern not in line:
+                return [(case, "a different panic: " + line.strip())]
+            if any(x.startswith("LUO-HARNESS: stage 2 start") for x in lines):
+                return [(case, "stage 2 started")]
+            return [(case, None)]
+        if re.match(r"^not ok \d+ ", line):
+            return [(case, "stage 1: " + line.strip())]
+        if PROBLEM.search(line):
+            return [(case, "kernel: " + line.strip())]
+        m = re.match(r"LUO-HARNESS: stage 1 exit (\d+)", line)
+        if m:
+            if m.group(1) != "0":
+                return [(case, "stage 1 exited " + m.group(1))]
+            stage1_done = True
+    if not stage1_done:
+        return [(case, "stage 1 did not finish")]
+    return [(case, "the next kernel did not panic")]
+
+
 def main():
     mode, log, prefix = sys.argv[1:4]
     try:
@@ -283,6 +330,8 @@ def report(mode, log, prefix):
         res = kunit(log, prefix, sys.argv[4:])
     elif mode == "ktap":
         res = ktap(log, sys.argv[4])
+    elif mode == "panic":
+        res = expected_panic(log, sys.argv[4], sys.argv[5])
     else:
         res = stages(log, sys.argv[4], int(sys.argv[5]))
     failed = 0

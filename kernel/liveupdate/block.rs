@@ -182,8 +182,9 @@ pub(crate) fn restore_own_page(phys: IncomingPhys) -> Result<IncomingPage> {
 ///
 /// The chain is hostile data. It is rejected if an address is not a page that KHO preserved
 /// (this also catches a cycle: a page can be restored only once), if it has more than
-/// [`MAX_BLOCKS`] blocks, or if a block's count is 0 or more than fits. Entries of the blocks
-/// before the bad one have been passed to `entry` already. An error of `entry` stops the walk.
+/// [`MAX_BLOCKS`] blocks, or if a block's count is 0 (except in a last block after others,
+/// which the C LUO writes) or more than fits. Entries of the blocks before the bad one have been
+/// passed to `entry` already. An error of `entry` stops the walk.
 pub(crate) fn read_chain(
     head: IncomingPhys,
     entry_size: usize,
@@ -204,11 +205,18 @@ pub(crate) fn read_chain(
         };
         let bytes = page.bytes();
         let count = get_u64(bytes, 8);
+        next = IncomingPhys(get_u64(bytes, 0));
+        if count == 0 && next.0 == 0 && !pages.is_empty() {
+            // An empty last block: the C LUO leaves one linked when a CREATE_SESSION fails
+            // with EEXIST after growing a full block set (its reader then panics). It holds
+            // nothing, so the chain read so far is complete.
+            pages.push(page, GFP_KERNEL)?;
+            break;
+        }
         if count == 0 || count > per as u64 {
             pr_warn!("block chain: bad entry count {} (1..={})\n", count, per);
             return Err(ParseError::Corrupt("a block has a bad entry count"));
         }
-        next = IncomingPhys(get_u64(bytes, 0));
         // `count` is at most `per`, so the entries fit in the page.
         for e in bytes[HEADER_SIZE..]
             .chunks_exact(entry_size)

@@ -4,10 +4,16 @@
  * retrieved in boot B, preserved again from B under the same session name
  * with new contents, and retrieved in boot C.
  *
- *   -s 1  session "chain": a 64 KiB memfd with pattern 1 (token 1).
+ *   -s 1  session "chain": a 64 KiB memfd with pattern 1 (token 1);
+ *         sessions "carry-retrieved" and "carry-never", a memfd each.
  *   -s 2  verify pattern 1, FINISH and close "chain", then create a new
  *         "chain" holding a new 64 KiB memfd with pattern 2 (token 2).
- *   -s 3  verify pattern 2; token 1 must not have come along.
+ *         Also retrieve "carry-retrieved" and its memfd, but finish
+ *         neither, and leave "carry-never" alone.
+ *   -s 3  verify pattern 2; token 1 must not have come along. Neither
+ *         "carry-retrieved" (retrieved, not finished) nor "carry-never"
+ *         (never retrieved) is carried into a third boot: what is not
+ *         finished is dropped at the next live update, as in the C LUO.
  *
  * The stage travels through LUO itself: the session "luo_rs_chain_state"
  * holds a memfd with the number of the next stage, and is created again in
@@ -41,11 +47,16 @@
 #define SEED_A			1
 #define TOKEN_B			2
 #define SEED_B			2
+/* Preserved in boot A, not finished in boot B. */
+#define CARRY_RETRIEVED		"carry-retrieved"
+#define CARRY_NEVER		"carry-never"
+#define TOKEN_CARRY		7
 
-static const char * const stage_cases[NR_STAGES][5] = {
+static const char * const stage_cases[NR_STAGES][7] = {
 	{
 		"s1_stage_detected",
 		"s1_preserve_first_pattern",
+		"s1_preserve_carryover_sessions",
 		"s1_save_state",
 	},
 	{
@@ -53,12 +64,15 @@ static const char * const stage_cases[NR_STAGES][5] = {
 		"s2_verify_first_pattern",
 		"s2_finish_first",
 		"s2_preserve_second_pattern",
+		"s2_retrieve_without_finish",
 		"s2_save_state",
 	},
 	{
 		"s3_stage_detected",
 		"s3_verify_second_pattern",
 		"s3_first_token_gone",
+		"s3_unfinished_session_dropped",
+		"s3_unretrieved_session_dropped",
 		"s3_finish",
 	},
 };
@@ -259,6 +273,48 @@ static int drop_state(int state_fd)
 	return 0;
 }
 
+/* Boot A: two more sessions that boot B will not finish (fds stay open). */
+static int carryover_sessions(int luo_fd)
+{
+	const char *names[] = { CARRY_RETRIEVED, CARRY_NEVER };
+
+	for (int i = 0; i < 2; i++) {
+		int sfd = luo_create_session(luo_fd, names[i]);
+
+		if (sfd < 0)
+			return fail("CREATE_SESSION %s: %s", names[i], res(sfd));
+		if (preserve_pattern(sfd, TOKEN_CARRY, SEED_A))
+			return -1;
+	}
+	return 0;
+}
+
+/* Boot B: retrieve CARRY_RETRIEVED and its memfd; both fds stay open, unfinished. */
+static int retrieve_without_finish(int luo_fd)
+{
+	int sfd = luo_retrieve_session(luo_fd, CARRY_RETRIEVED);
+	int mfd;
+
+	if (sfd < 0)
+		return fail("RETRIEVE_SESSION %s: %s", CARRY_RETRIEVED, res(sfd));
+	mfd = luo_session_retrieve_fd(sfd, TOKEN_CARRY);
+	if (mfd < 0)
+		return fail("RETRIEVE_FD %d of %s: %s", TOKEN_CARRY, CARRY_RETRIEVED, res(mfd));
+	return 0;
+}
+
+/* Boot C: an unfinished session of boot A did not come along. */
+static int expect_gone(int luo_fd, const char *name)
+{
+	int sfd = luo_retrieve_session(luo_fd, name);
+
+	if (sfd == -ENOENT)
+		return 0;
+	if (sfd >= 0)
+		close(sfd);
+	return fail("RETRIEVE_SESSION %s: %s, want ENOENT", name, res(sfd));
+}
+
 static void stage_1(int luo_fd)
 {
 	int sfd;
@@ -267,6 +323,7 @@ static void stage_1(int luo_fd)
 	if (sfd < 0)
 		report_fatal(fail("CREATE_SESSION %s: %s", CHAIN_SESSION_NAME, res(sfd)));
 	report_fatal(preserve_pattern(sfd, TOKEN_A, SEED_A));
+	report_fatal(carryover_sessions(luo_fd));
 	report_fatal(save_state(luo_fd, 2));
 	/* sfd and the state session stay open in the daemonized child. */
 }
@@ -298,6 +355,7 @@ static void stage_2(int luo_fd, int state_fd)
 	if (sfd < 0)
 		report_fatal(fail("CREATE_SESSION %s again: %s", CHAIN_SESSION_NAME, res(sfd)));
 	report_fatal(preserve_pattern(sfd, TOKEN_B, SEED_B));
+	report(retrieve_without_finish(luo_fd));
 
 	ret = drop_state(state_fd);
 	report_fatal(ret ?: save_state(luo_fd, 3));
@@ -318,6 +376,8 @@ static void stage_3(int luo_fd, int state_fd)
 	if (mfd >= 0)
 		close(mfd);
 	report(ret);
+	report(expect_gone(luo_fd, CARRY_RETRIEVED));
+	report(expect_gone(luo_fd, CARRY_NEVER));
 
 	ret = luo_session_finish(sfd);
 	close(sfd);

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Small helpers shared by the luo_rs_* selftests that print their own KTAP
+ * (one "ok N name" line per check, the diagnostic on a "# name: ..." line
+ * before a failure, which scripts/verdict.py attaches to the case).
+ */
+#ifndef LUO_RS_KTAP_H
+#define LUO_RS_KTAP_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static int ktap_nr, ktap_failures;
+
+/* Report one case: @ok, and when it failed, why (printf format). */
+static void __attribute__((format(printf, 3, 4)))
+result(const char *name, int ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	ktap_nr++;
+	if (!ok) {
+		ktap_failures++;
+		printf("# %s: ", name);
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+		printf("\n");
+	}
+	printf("%sok %d %s\n", ok ? "" : "not ", ktap_nr, name);
+	fflush(stdout);
+}
+
+/* How many kernel messages of this boot contain @needle (-1: no /dev/kmsg). */
+static int count_in_log(const char *needle)
+{
+	char rec[2048];
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK), n = 0;
+	ssize_t len;
+
+	if (fd < 0)
+		return -1;
+	while ((len = read(fd, rec, sizeof(rec) - 1)) > 0 || (len < 0 && errno == EPIPE)) {
+		if (len <= 0)
+			continue;
+		rec[len] = 0;
+		if (strstr(rec, needle))
+			n++;
+	}
+	close(fd);
+	return n;
+}
+
+/* Is @word (a whole "key=value" or "key" item) on the kernel command line? */
+static int cmdline_has(const char *word)
+{
+	char buf[4096], *p, *save;
+	int fd = open("/proc/cmdline", O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	for (p = strtok_r(buf, " \n", &save); p; p = strtok_r(NULL, " \n", &save))
+		if (!strcmp(p, word))
+			return 1;
+	return 0;
+}
+
+#endif /* LUO_RS_KTAP_H */
