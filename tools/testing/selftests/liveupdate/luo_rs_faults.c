@@ -25,6 +25,8 @@
 
 #include <libliveupdate.h>
 
+#include "luo_rs_ktap.h"
+
 #define STATE_SESSION_NAME	"luo_rs_faults_state"
 #define STATE_MEMFD_TOKEN	995
 #define SESSION_NAME		"faults"
@@ -53,25 +55,8 @@ static const char * const cases[] = {
 	"s2_finish_all",
 };
 
-static int test_nr;
-static int failures;
-
-static void result(const char *name, int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	test_nr++;
-	if (!ok) {
-		failures++;
-		printf("# %s: ", name);
-		va_start(ap, fmt);
-		vprintf(fmt, ap);
-		va_end(ap);
-		printf("\n");
-	}
-	printf("%sok %d %s\n", ok ? "" : "not ", test_nr, name);
-	fflush(stdout);
-}
+static int ktap_nr;
+static int ktap_failures;
 
 static int tdev(void)
 {
@@ -178,8 +163,8 @@ static void stage_2(int luo_fd, int state_fd)
 	       "finish gave %ld, finish calls %ld, retrieve after %ld", r1,
 	       count(C_FINISH) - fin, r2);
 	luo_session_finish(state_fd);
-	printf("# Totals: %d failed\n", failures);
-	exit(failures ? 1 : 0);
+	printf("# Totals: %d failed\n", ktap_failures);
+	exit(ktap_failures ? 1 : 0);
 }
 
 int main(int argc, char *argv[])

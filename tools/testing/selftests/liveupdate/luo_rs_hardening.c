@@ -45,6 +45,8 @@
 
 #include <libliveupdate.h>
 
+#include "luo_rs_ktap.h"
+
 #define STATE_SESSION_NAME	"luo_rs_hardening_state"
 #define STATE_MEMFD_TOKEN	997
 
@@ -86,25 +88,6 @@ static const char * const cases[] = {
 	"s2_retrieve_after_unregister_enodev",
 	"s2_finish_after_unregister",
 };
-
-static int test_nr, failures;
-
-static void result(const char *name, int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	test_nr++;
-	if (!ok) {
-		failures++;
-		printf("# %s: ", name);
-		va_start(ap, fmt);
-		vprintf(fmt, ap);
-		va_end(ap);
-		printf("\n");
-	}
-	printf("%sok %d %s\n", ok ? "" : "not ", test_nr, name);
-	fflush(stdout);
-}
 
 static int tdev(void)
 {
@@ -286,7 +269,7 @@ static void stage_1(int luo_fd)
 	       x >= 0 && y >= 0 && z >= 0 && !luo_session_preserve_fd(x, ox, 1) &&
 	       !luo_session_preserve_fd(y, oy, 1) && !luo_session_preserve_fd(z, oz, 1),
 	       "sessions %d %d %d objects %d %d %d", x, y, z, ox, oy, oz);
-	if (failures)
+	if (ktap_failures)
 		exit(1);
 	close(luo_fd);
 	daemonize_and_wait();
@@ -344,8 +327,8 @@ static void stage_2(int luo_fd, int state_fd)
 	       "finish %ld, handler finish calls %ld", r_fin, tctl(T_COUNT, C_FINISH) - finished);
 	tctl(T_REGISTER, 0);
 	luo_session_finish(state_fd);
-	printf("# Totals: %d failed\n", failures);
-	exit(failures ? 1 : 0);
+	printf("# Totals: %d failed\n", ktap_failures);
+	exit(ktap_failures ? 1 : 0);
 }
 
 int main(int argc, char *argv[])

@@ -46,6 +46,8 @@
 
 #include <libliveupdate.h>
 
+#include "luo_rs_ktap.h"
+
 #define STATE_SESSION_NAME	"luo_rs_race_state"
 #define STATE_MEMFD_TOKEN	993
 #define NR_THREADS		4
@@ -64,25 +66,7 @@ static const char * const cases[] = {
 	"s2_flb_finish_after_last_file",
 };
 
-static int test_nr, failures;
 static int luo_fd;
-
-static void result(const char *name, int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	test_nr++;
-	if (!ok) {
-		failures++;
-		printf("# %s: ", name);
-		va_start(ap, fmt);
-		vprintf(fmt, ap);
-		va_end(ap);
-		printf("\n");
-	}
-	printf("%sok %d %s\n", ok ? "" : "not ", test_nr, name);
-	fflush(stdout);
-}
 
 /* Bit for an errno in an allowed set (errnos above 63 are never allowed). */
 #define E(e)	(1ULL << (e))
@@ -507,28 +491,9 @@ static void stage_1(int fd)
 	case_same_memfd_two_sessions();
 	case_device_close();
 	case_flb_storm();
-	if (failures)
+	if (ktap_failures)
 		exit(1);
 	case_reboot();
-}
-
-static int count_in_log(const char *needle)
-{
-	char rec[2048];
-	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK), n = 0;
-	ssize_t len;
-
-	if (fd < 0)
-		return -1;
-	while ((len = read(fd, rec, sizeof(rec) - 1)) > 0 || (len < 0 && errno == EPIPE)) {
-		if (len <= 0)
-			continue;
-		rec[len] = 0;
-		if (strstr(rec, needle))
-			n++;
-	}
-	close(fd);
-	return n;
 }
 
 static void stage_2(int fd, int state_fd)
@@ -571,8 +536,8 @@ static void stage_2(int fd, int state_fd)
 	       !fin && count_in_log("finish was triggered") - before == NR_TEST_FLBS,
 	       "finish %d, %d FLB finishes", fin, count_in_log("finish was triggered") - before);
 	printf("# %d sessions and %d files came back\n", sessions, files);
-	printf("# Totals: %d failed\n", failures);
-	exit(failures ? 1 : 0);
+	printf("# Totals: %d failed\n", ktap_failures);
+	exit(ktap_failures ? 1 : 0);
 }
 
 int main(int argc, char *argv[])

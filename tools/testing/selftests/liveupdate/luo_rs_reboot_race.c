@@ -32,6 +32,8 @@
 
 #include <libliveupdate.h>
 
+#include "luo_rs_ktap.h"
+
 #define STATE_SESSION_NAME	"luo_rs_reboot_race_state"
 #define STATE_MEMFD_TOKEN	994
 #define NR_TEST_FLBS		3
@@ -49,25 +51,6 @@ static const char * const cases[] = {
 	"s2_closed_session_gone",
 	"s2_flb_finish_after_last_file",
 };
-
-static int test_nr, failures;
-
-static void result(const char *name, int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	test_nr++;
-	if (!ok) {
-		failures++;
-		printf("# %s: ", name);
-		va_start(ap, fmt);
-		vprintf(fmt, ap);
-		va_end(ap);
-		printf("\n");
-	}
-	printf("%sok %d %s\n", ok ? "" : "not ", test_nr, name);
-	fflush(stdout);
-}
 
 static void *close_it(void *p)
 {
@@ -92,7 +75,7 @@ static void stage_1(int luo_fd)
 		   !luo_session_preserve_fd(cl, ioctl(t, T_CREATE, VALUE_CLOSE), 1);
 	result("s1_setup", ok_keep && ok_close && !ioctl(t, T_UNPRESERVE_DELAY, 500),
 	       "device %d sessions %d %d", t, keep, cl);
-	if (failures)
+	if (ktap_failures)
 		exit(1);
 	pthread_create(&th, NULL, close_it, &cl);
 	nanosleep(&ts, NULL);
@@ -101,25 +84,6 @@ static void stage_1(int luo_fd)
 		NULL);
 	printf("# reboot failed: %s\n", strerror(errno));
 	exit(1);
-}
-
-static int count_in_log(const char *needle)
-{
-	char rec[2048];
-	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK), n = 0;
-	ssize_t len;
-
-	if (fd < 0)
-		return -1;
-	while ((len = read(fd, rec, sizeof(rec) - 1)) > 0 || (len < 0 && errno == EPIPE)) {
-		if (len <= 0)
-			continue;
-		rec[len] = 0;
-		if (strstr(rec, needle))
-			n++;
-	}
-	close(fd);
-	return n;
 }
 
 static void stage_2(int luo_fd, int state_fd)
@@ -140,8 +104,8 @@ static void stage_2(int luo_fd, int state_fd)
 	result("s2_flb_finish_after_last_file",
 	       !fin && count_in_log("finish was triggered") - before == NR_TEST_FLBS,
 	       "finish %d, %d FLB finishes", fin, count_in_log("finish was triggered") - before);
-	printf("# Totals: %d failed\n", failures);
-	exit(failures ? 1 : 0);
+	printf("# Totals: %d failed\n", ktap_failures);
+	exit(ktap_failures ? 1 : 0);
 }
 
 int main(int argc, char *argv[])
