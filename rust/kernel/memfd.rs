@@ -184,10 +184,14 @@ impl MemfdLock<'_> {
                 break;
             }
             let start = idx as usize;
-            // SAFETY: `mapping` is valid.
-            let miss = unsafe {
-                bindings::page_cache_next_miss(mapping, start as c_ulong, npages - start)
-            } as usize;
+            let miss = {
+                let _rcu = crate::sync::rcu::read_lock();
+                // SAFETY: `mapping` is valid; the RCU read lock is held, as required.
+                let m = unsafe {
+                    bindings::page_cache_next_miss(mapping, start as c_ulong, npages - start)
+                };
+                m as usize
+            };
             // A swap entry counts as a miss: pin that one index, which reads it back.
             let end = if miss > start { miss.min(npages) } else { start + 1 };
             let mut pos = start;
