@@ -648,7 +648,7 @@ mod tests {
     fn folio_entry_layout_matches_the_c_bitfield() {
         // pfn:52 in the low bits, flags:12 above, as GCC lays out the C bitfield.
         let e = folio_ser(0x000f_ffff_ffff_ffff, 3, 7);
-        assert_eq!(e[0], 0x300f_ffff_ffff_ffff);
+        assert_eq!(e[0], 0x003f_ffff_ffff_ffff);
         assert_eq!(e[1], 7);
         let d = folio_entry(&e);
         assert_eq!(d.pfn, 0x000f_ffff_ffff_ffff);
