@@ -177,7 +177,10 @@ mod abi {
             if self.seals & !ALL_SEALS != 0 {
                 return Err(EOPNOTSUPP);
             }
-            if self.flags != 0 || self.size > MAX_FILE_SIZE as u64 || self.pos > MAX_FILE_SIZE as u64 {
+            if self.flags != 0
+                || self.size > MAX_FILE_SIZE as u64
+                || self.pos > MAX_FILE_SIZE as u64
+            {
                 return Err(EINVAL);
             }
             // The C writer refuses files above UINT_MAX pages (EFBIG).
@@ -211,7 +214,12 @@ mod abi {
     /// Checks an entry against the order of the folio preserved at its pfn: aligned, and
     /// wholly inside the file and after the previous folio (`next`). Returns the index after
     /// it.
-    pub(crate) fn check_folio_extent(e: &FolioEntry, order: u32, next: u64, size_pages: u64) -> Result<u64> {
+    pub(crate) fn check_folio_extent(
+        e: &FolioEntry,
+        order: u32,
+        next: u64,
+        size_pages: u64,
+    ) -> Result<u64> {
         let nr = 1u64.checked_shl(order).ok_or(EINVAL)?;
         let end = e.index.checked_add(nr).ok_or(EINVAL)?;
         if e.index % nr != 0 || e.index < next || end > size_pages {
@@ -291,7 +299,9 @@ impl MemfdHandler {
     }
 
     /// Restores the header page and the folio array of handle `data`, validated.
-    fn restore_handover(data: u64) -> Result<(IncomingPage, MemfdSer, Option<RestoredArray<FolioSer>>)> {
+    fn restore_handover(
+        data: u64,
+    ) -> Result<(IncomingPage, MemfdSer, Option<RestoredArray<FolioSer>>)> {
         // SAFETY: `data` is the handle this handler's counterpart wrote for this file (LUO
         // hands each handler only the handles of its compatible): the page of its
         // `memfd_luo_ser`, restored once (retrieve and finish never both restore it).
@@ -310,7 +320,12 @@ impl MemfdHandler {
             abi::check_folios(a.as_slice(), ser.size_pages())?;
             // Every folio must be a preserved folio that fits where its entry puts it.
             let mut next = 0;
-            for e in a.as_slice().iter().map(abi::folio_entry).filter(|e| e.pfn != 0) {
+            for e in a
+                .as_slice()
+                .iter()
+                .map(abi::folio_entry)
+                .filter(|e| e.pfn != 0)
+            {
                 let order = kho::preserved_order(IncomingPhys(e.pfn << kernel::page::PAGE_SHIFT))?;
                 next = abi::check_folio_extent(&e, order, next, ser.size_pages())?;
             }
@@ -483,7 +498,12 @@ impl FileHandler for MemfdHandler {
                     )
                 });
                 if let Err(err) = r {
-                    pr_err!("memfd: failed to restore folio {} (index {}): {:?}\n", i, e.index, err);
+                    pr_err!(
+                        "memfd: failed to restore folio {} (index {}): {:?}\n",
+                        i,
+                        e.index,
+                        err
+                    );
                     Self::discard_folios(entries.get(i + 1..).unwrap_or(&[]));
                     return Err(err);
                 }
@@ -699,12 +719,40 @@ mod tests {
             },
         };
         assert_eq!(good.validate(), Ok(()));
-        assert_eq!(MemfdSer { seals: 0x40, ..good }.validate(), Err(EOPNOTSUPP));
+        assert_eq!(
+            MemfdSer {
+                seals: 0x40,
+                ..good
+            }
+            .validate(),
+            Err(EOPNOTSUPP)
+        );
         assert_eq!(MemfdSer { flags: 1, ..good }.validate(), Err(EINVAL));
-        assert_eq!(MemfdSer { pos: u64::MAX, ..good }.validate(), Err(EINVAL));
-        assert_eq!(MemfdSer { size: u64::MAX, ..good }.validate(), Err(EINVAL));
+        assert_eq!(
+            MemfdSer {
+                pos: u64::MAX,
+                ..good
+            }
+            .validate(),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            MemfdSer {
+                size: u64::MAX,
+                ..good
+            }
+            .validate(),
+            Err(EINVAL)
+        );
         // More folios than pages in the file.
-        assert_eq!(MemfdSer { nr_folios: 5, ..good }.validate(), Err(EINVAL));
+        assert_eq!(
+            MemfdSer {
+                nr_folios: 5,
+                ..good
+            }
+            .validate(),
+            Err(EINVAL)
+        );
         // More folios than the array holds (256 entries per page).
         let big = MemfdSer {
             size: 1 << 30,
@@ -712,7 +760,14 @@ mod tests {
             ..good
         };
         assert_eq!(big.validate(), Err(EINVAL));
-        assert_eq!(MemfdSer { nr_folios: 256, ..big }.validate(), Ok(()));
+        assert_eq!(
+            MemfdSer {
+                nr_folios: 256,
+                ..big
+            }
+            .validate(),
+            Ok(())
+        );
         // An empty file needs no array.
         let empty = MemfdSer {
             size: 0,
@@ -732,8 +787,14 @@ mod tests {
         // Unknown flag bits.
         assert_eq!(check_folios(&[folio_ser(10, 4, 0)], 6), Err(EINVAL));
         // Indices must strictly increase (no duplicates, no overlap).
-        assert_eq!(check_folios(&[folio_ser(10, 3, 2), folio_ser(11, 3, 2)], 6), Err(EINVAL));
-        assert_eq!(check_folios(&[folio_ser(10, 3, 3), folio_ser(11, 3, 1)], 6), Err(EINVAL));
+        assert_eq!(
+            check_folios(&[folio_ser(10, 3, 2), folio_ser(11, 3, 2)], 6),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            check_folios(&[folio_ser(10, 3, 3), folio_ser(11, 3, 1)], 6),
+            Err(EINVAL)
+        );
     }
 
     #[test]

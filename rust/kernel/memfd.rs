@@ -193,7 +193,11 @@ impl MemfdLock<'_> {
                 m as usize
             };
             // A swap entry counts as a miss: pin that one index, which reads it back.
-            let end = if miss > start { miss.min(npages) } else { start + 1 };
+            let end = if miss > start {
+                miss.min(npages)
+            } else {
+                start + 1
+            };
             let mut pos = start;
             while pos < end {
                 let mut raw = [core::ptr::null_mut::<bindings::folio>(); PIN_BATCH];
@@ -326,7 +330,9 @@ impl NewMemfd {
     /// Creates an empty memfd that allows sealing.
     pub fn new() -> Result<Self> {
         // SAFETY: The name is a valid NUL-terminated string.
-        let f = from_err_ptr(unsafe { bindings::memfd_alloc_file(c"".as_char_ptr(), MFD_ALLOW_SEALING) })?;
+        let f = from_err_ptr(unsafe {
+            bindings::memfd_alloc_file(c"".as_char_ptr(), MFD_ALLOW_SEALING)
+        })?;
         let f = NonNull::new(f).ok_or(ENOMEM)?;
         // SAFETY: `memfd_alloc_file` returned a new file with one reference, which we own;
         // `File` is a transparent wrapper of `struct file`.
@@ -339,7 +345,9 @@ impl NewMemfd {
     }
 
     fn raw(&self) -> *mut bindings::file {
-        self.file.as_ref().map_or(core::ptr::null_mut(), |f| f.as_ptr())
+        self.file
+            .as_ref()
+            .map_or(core::ptr::null_mut(), |f| f.as_ptr())
     }
 
     fn inode(&self) -> *mut bindings::inode {
