@@ -13,19 +13,19 @@
 //!   every folio entry carries its index, and the C reader handles it.
 //! - Folios are pinned in batches of 64 per `memfd_pin_folios` call, range by populated range,
 //!   so the cost is linear in the number of folios.
-//! - Everything read from the previous kernel is validated before anything is restored: the
+//! - Everything read from the previous kernel is validated: before any folio is restored, the
 //!   page holding `memfd_luo_ser`, its reserved `flags` (must be 0), the seals, size and
 //!   position, `nr_folios` against the size and the folio array, every chunk of the array,
-//!   and every entry (pfn of a preserved folio, index inside the size, aligned to the folio,
-//!   strictly increasing, only the DIRTY and UPTODATE flags). A bad handover is refused with
-//!   an errno, never a panic or a warning.
+//!   and every entry's flags (only DIRTY and UPTODATE) and index (inside the size, strictly
+//!   increasing); then, folio by folio, that the pfn starts a preserved folio and that the
+//!   folio fits (aligned, inside the size, no overlap). A bad handover is refused with an
+//!   errno (what was restored is freed), never a panic or a warning.
 //!
 //! See `Documentation/core-api/liveupdate-rust.rst`.
 
 use kernel::{
     fs::File,
     kho::{
-        self,
         IncomingFolio,
         IncomingPage,
         IncomingPhys,
@@ -318,17 +318,6 @@ impl MemfdHandler {
             // pages it names are checked before they are restored.
             let a = unsafe { RestoredArray::<FolioSer>::restore(ser.folios, len) }?;
             abi::check_folios(a.as_slice(), ser.size_pages())?;
-            // Every folio must be a preserved folio that fits where its entry puts it.
-            let mut next = 0;
-            for e in a
-                .as_slice()
-                .iter()
-                .map(abi::folio_entry)
-                .filter(|e| e.pfn != 0)
-            {
-                let order = kho::preserved_order(IncomingPhys(e.pfn << kernel::page::PAGE_SHIFT))?;
-                next = abi::check_folio_extent(&e, order, next, ser.size_pages())?;
-            }
             Some(a)
         };
         Ok((page, ser, array))
@@ -482,14 +471,20 @@ impl FileHandler for MemfdHandler {
         memfd.set_size(ser.size as i64)?;
         if let Some(array) = array {
             let entries = array.as_slice();
+            let size_pages = ser.size_pages();
+            let mut next = 0;
             for (i, e) in entries.iter().map(abi::folio_entry).enumerate() {
                 if e.pfn == 0 {
                     continue;
                 }
                 let phys = IncomingPhys(e.pfn << kernel::page::PAGE_SHIFT);
-                // SAFETY: Validated above: a preserved folio of this handler's handover, each
-                // pfn named once (indices strictly increase and folios cannot overlap).
+                // SAFETY: An entry of this handler's handover, flags and index validated by
+                // `restore_handover`; the pfn is checked quietly by `restore`, and its extent
+                // below, so no two entries can name the same folio.
                 let r = unsafe { IncomingFolio::restore(phys) }.and_then(|folio| {
+                    // The folio must fit where its entry puts it (aligned, inside the file,
+                    // after the previous one); a misfit is freed with the rest.
+                    next = abi::check_folio_extent(&e, folio.order(), next, size_pages)?;
                     memfd.insert_folio(
                         folio,
                         e.index as usize,

@@ -336,10 +336,15 @@ impl IncomingFolio {
         Ok(Self { folio })
     }
 
+    /// The order of the folio.
+    pub fn order(&self) -> u32 {
+        // SAFETY: The folio is valid.
+        unsafe { bindings::folio_order(self.folio.as_ptr()) }
+    }
+
     /// The number of pages in the folio.
     pub fn nr_pages(&self) -> usize {
-        // SAFETY: The folio is valid.
-        1usize << unsafe { bindings::folio_order(self.folio.as_ptr()) }
+        1usize << self.order()
     }
 
     /// Gives up ownership: the caller now owns the folio's reference.
