@@ -13,6 +13,7 @@
 #include <linux/mm.h>
 #include <linux/pagemap.h>
 #include <linux/shmem_fs.h>
+#include <linux/swap.h>
 
 __rust_helper bool rust_helper_shmem_file(struct file *file)
 {
@@ -44,11 +45,6 @@ __rust_helper void rust_helper_i_size_write(struct inode *inode, loff_t i_size)
 	i_size_write(inode, i_size);
 }
 
-__rust_helper gfp_t rust_helper_mapping_gfp_mask(struct address_space *mapping)
-{
-	return mapping_gfp_mask(mapping);
-}
-
 __rust_helper unsigned long rust_helper_folio_pfn(const struct folio *folio)
 {
 	return folio_pfn(folio);
@@ -69,33 +65,12 @@ __rust_helper bool rust_helper_folio_test_uptodate(const struct folio *folio)
 	return folio_test_uptodate(folio);
 }
 
-__rust_helper void rust_helper_folio_mark_uptodate(struct folio *folio)
-{
-	folio_mark_uptodate(folio);
-}
-
 /* Zeroes the whole (locked) folio and marks it uptodate. */
 __rust_helper void rust_helper_folio_zero_and_mark_uptodate(struct folio *folio)
 {
 	folio_zero_range(folio, 0, folio_size(folio));
 	flush_dcache_folio(folio);
 	folio_mark_uptodate(folio);
-}
-
-__rust_helper void rust_helper___folio_set_locked(struct folio *folio)
-{
-	__folio_set_locked(folio);
-}
-
-__rust_helper void rust_helper___folio_set_swapbacked(struct folio *folio)
-{
-	__folio_set_swapbacked(folio);
-}
-
-__rust_helper int rust_helper_mem_cgroup_charge(struct folio *folio,
-						struct mm_struct *mm, gfp_t gfp)
-{
-	return mem_cgroup_charge(folio, mm, gfp);
 }
 
 __rust_helper void *rust_helper_phys_to_virt(phys_addr_t address)
@@ -112,4 +87,44 @@ __rust_helper bool rust_helper_shmem_file_is_unlinked(struct file *file)
 __rust_helper loff_t rust_helper_folio_pos(const struct folio *folio)
 {
 	return folio_pos(folio);
+}
+
+/*
+ * Inserts a folio restored from KHO (refcount 1, unlocked, in no mapping) into
+ * a shmem mapping at @index, charged and accounted, as mm/memfd_luo.c does.
+ * One call per folio keeps the restore loop as cheap as the C handler's. The
+ * caller checked that @index is aligned to the folio and inside the file. The
+ * folio reference is consumed, on success and on error.
+ */
+__rust_helper int rust_helper_shmem_insert_restored_folio(struct inode *inode,
+							  struct folio *folio,
+							  pgoff_t index,
+							  bool uptodate, bool dirty)
+{
+	struct address_space *mapping = inode->i_mapping;
+	gfp_t gfp = mapping_gfp_mask(mapping);
+	int err;
+
+	__folio_set_locked(folio);
+	__folio_set_swapbacked(folio);
+	err = mem_cgroup_charge(folio, NULL, gfp);
+	if (err)
+		goto out;
+	err = shmem_add_to_page_cache(folio, mapping, index, NULL, gfp);
+	if (err)
+		goto out;
+	if (uptodate)
+		folio_mark_uptodate(folio);
+	if (dirty)
+		folio_mark_dirty(folio);
+	err = shmem_inode_acct_blocks(inode, folio_nr_pages(folio));
+	if (err) {
+		filemap_remove_folio(folio);
+		goto out;
+	}
+	folio_add_lru(folio);
+out:
+	folio_unlock(folio);
+	folio_put(folio);
+	return err;
 }

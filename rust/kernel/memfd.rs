@@ -444,46 +444,23 @@ impl NewMemfd {
             return Err(EINVAL);
         }
         let f = folio.into_raw().as_ptr();
-        // SAFETY: `file` is valid.
-        let mapping = unsafe { (*self.raw()).f_mapping };
         // SAFETY: `f` is a folio we own (one reference) that is in no mapping and that no one
-        // else can see, so its flags can be set non-atomically; `mapping` is the memfd's
-        // shmem mapping, `index` is aligned and within the size (checked above). Every error
-        // path unlocks the folio and drops our reference, which frees it (and its charge).
-        unsafe {
-            let gfp = bindings::mapping_gfp_mask(mapping);
-            bindings::__folio_set_locked(f);
-            bindings::__folio_set_swapbacked(f);
-            let mut err = bindings::mem_cgroup_charge(f, core::ptr::null_mut(), gfp);
-            if err == 0 {
-                err = bindings::shmem_add_to_page_cache(
-                    f,
-                    mapping,
-                    index as c_ulong,
-                    core::ptr::null_mut(),
-                    gfp,
-                );
-                if err == 0 {
-                    if uptodate {
-                        bindings::folio_mark_uptodate(f);
-                    }
-                    if dirty {
-                        bindings::folio_mark_dirty(f);
-                    }
-                    err = bindings::shmem_inode_acct_blocks(self.inode(), nr as c_long);
-                    if err == 0 {
-                        // INVARIANT: `nr` more pages were inserted.
-                        self.added += nr as c_long;
-                        bindings::folio_add_lru(f);
-                    } else {
-                        bindings::filemap_remove_folio(f);
-                    }
-                }
-            }
-            bindings::folio_unlock(f);
-            bindings::folio_put(f);
-            to_result(err)
-        }
+        // else can see; the inode is the memfd's; `index` is aligned and within the size
+        // (checked above). The helper consumes the reference, on error too (the folio and
+        // its charge are then freed).
+        let err = unsafe {
+            bindings::shmem_insert_restored_folio(
+                self.inode(),
+                f,
+                index as c_ulong,
+                uptodate,
+                dirty,
+            )
+        };
+        to_result(err)?;
+        // INVARIANT: `nr` more pages were inserted.
+        self.added += nr as c_long;
+        Ok(())
     }
 
     fn recalc(&mut self) {
