@@ -493,12 +493,16 @@ impl FileHandler for MemfdHandler {
                     )
                 });
                 if let Err(err) = r {
-                    pr_err!(
-                        "memfd: failed to restore folio {} (index {}): {:?}\n",
-                        i,
-                        e.index,
-                        err
-                    );
+                    // A corrupt entry (EINVAL) is refused quietly, like every other check of
+                    // the handover; anything else is this kernel failing to take the folio.
+                    if err != EINVAL {
+                        pr_err!(
+                            "memfd: failed to restore folio {} (index {}): {:?}\n",
+                            i,
+                            e.index,
+                            err
+                        );
+                    }
                     Self::discard_folios(entries.get(i + 1..).unwrap_or(&[]));
                     return Err(err);
                 }
