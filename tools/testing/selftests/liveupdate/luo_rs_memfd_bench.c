@@ -9,7 +9,8 @@
  * (1 MiB every 256 MiB) instead. Output:
  *   BENCH memfd_preserve mib=<N> ns=<nanoseconds>
  *   BENCH memfd_retrieve mib=<N> ns=<nanoseconds>
- * and the MiB/s of each.
+ * and the MiB/s of each, and the pages migrated during PRESERVE_FD
+ * (pgmigrate_success: folios moved out of CMA, i.e. KHO scratch, to be pinned).
  */
 
 #include <errno.h>
@@ -41,6 +42,22 @@ static long cmdline_num(const char *key, long def)
 	return p ? strtol(p + strlen(key), NULL, 0) : def;
 }
 
+/* A counter of /proc/vmstat (-1 if absent). */
+static long long vmstat(const char *key)
+{
+	char line[256], name[128];
+	long long v, r = -1;
+	FILE *f = fopen("/proc/vmstat", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%127s %lld", name, &v) == 2 && !strcmp(name, key))
+			r = v;
+	fclose(f);
+	return r;
+}
+
 static long long now_ns(void)
 {
 	struct timespec ts;
@@ -66,7 +83,7 @@ static void stage1(int luo_fd)
 	unsigned long long size = sparse ? 16ULL << 30 : (unsigned long long)mib << 20;
 	unsigned long long stride = sparse ? 256ULL << 20 : 1ULL << 20, off;
 	static char buf[1 << 20];
-	long long t;
+	long long t, m;
 	int sfd, mfd, ret;
 
 	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
@@ -78,12 +95,16 @@ static void stage1(int luo_fd)
 	for (off = 0; off < size && off / stride < (unsigned long long)mib; off += stride)
 		if (pwrite(mfd, buf, sizeof(buf), off) != sizeof(buf))
 			fail_exit("pwrite");
+	m = vmstat("pgmigrate_success");
 	t = now_ns();
 	ret = luo_session_preserve_fd(sfd, mfd, 1);
 	t = now_ns() - t;
+	m = vmstat("pgmigrate_success") - m;
 	if (ret)
 		fail_exit("PRESERVE_FD: %s", strerror(-ret));
 	report(sparse ? "memfd_preserve_sparse16g" : "memfd_preserve", mib, t);
+	printf("BENCH memfd_preserve_migrated pages=%lld\n", m);
+	fflush(stdout);
 	close(mfd);
 	close(luo_fd);
 	daemonize_and_wait();
