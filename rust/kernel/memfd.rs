@@ -63,9 +63,9 @@ pub const MAX_FILE_SIZE: i64 = i64::MAX;
 ///
 /// A batch bounds the work `memfd_pin_folios` redoes when it has to migrate folios out of
 /// CMA and start over (`-EAGAIN`): it restarts the batch, not the file. It must not be
-/// small: every batch that meets a folio in CMA may drain the LRU caches of all CPUs
-/// (`lru_add_drain_all`); with 64 folios a batch, preserving 1 GiB took 2.3 times as long as
-/// the single call of the C handler.
+/// small: with 64 folios a call, preserving 1 GiB took 2.3 times as long as the C handler's
+/// single call (one measurement under QEMU TCG; in that setup `PRESERVE_FD` migrates no
+/// folio, so the cost is per call, not migration).
 const PIN_BATCH: usize = 16384;
 
 /// An existing memfd: an unlinked shmem file (what `memfd_create(2)` makes; a tmpfs file has a
