@@ -27,7 +27,11 @@ use crate::{
         to_result, //
     },
     page::PAGE_SIZE,
-    prelude::*, //
+    prelude::*,
+    transmute::{
+        AsBytes,
+        FromBytes, //
+    }, //
 };
 use core::ptr::NonNull;
 
@@ -234,5 +238,370 @@ impl Drop for IncomingPage {
     fn drop(&mut self) {
         // SAFETY: By the type invariants we own one reference to the restored folio.
         unsafe { bindings::folio_put(self.folio.as_ptr()) };
+    }
+}
+
+/// Returns the order of the folio KHO preserved at `phys` in the previous kernel, without
+/// restoring it and without warning; `EINVAL` if no preserved range starts there (or it was
+/// already restored).
+pub fn preserved_order(phys: IncomingPhys) -> Result<u32> {
+    if phys.0 == 0 || phys.0 % PAGE_SIZE as u64 != 0 {
+        return Err(EINVAL);
+    }
+    // SAFETY: `kho_preserved_order` accepts any address.
+    let order = unsafe { bindings::kho_preserved_order(phys.0) };
+    u32::try_from(order).map_err(|_| EINVAL)
+}
+
+/// A handle that keeps a folio alive and in place (a pin or a reference), so that KHO can
+/// preserve it.
+///
+/// # Safety
+///
+/// [`HeldFolio::as_folio`] returns the same valid folio for as long as the value lives, and
+/// the folio is not migrated or freed meanwhile.
+pub unsafe trait HeldFolio {
+    /// The folio.
+    fn as_folio(&self) -> *mut bindings::folio;
+}
+
+/// A folio that KHO preserves for the next kernel (`kho_preserve_folio`) while `self` lives.
+///
+/// Dropping it unpreserves the folio, then drops the handle.
+///
+/// # Invariants
+///
+/// The folio of `folio` is preserved by KHO, once, on behalf of `self`.
+pub struct PreservedFolio<F: HeldFolio> {
+    folio: F,
+}
+
+impl<F: HeldFolio> PreservedFolio<F> {
+    /// Preserves the folio held by `folio`.
+    ///
+    /// The folio must not be in KHO scratch memory (pinning with `FOLL_PIN`/`FOLL_LONGTERM`
+    /// migrates it out of CMA, where scratch lives); with `CONFIG_KEXEC_HANDOVER_DEBUG` KHO
+    /// refuses such a folio with `EINVAL`.
+    pub fn new(folio: F) -> Result<Self> {
+        // SAFETY: The folio is valid and stays in place while `folio` lives (`HeldFolio`).
+        to_result(unsafe { bindings::kho_preserve_folio(folio.as_folio()) })?;
+        // INVARIANT: Just preserved.
+        Ok(Self { folio })
+    }
+
+    /// The handle of the preserved folio.
+    pub fn get(&self) -> &F {
+        &self.folio
+    }
+}
+
+impl<F: HeldFolio> Drop for PreservedFolio<F> {
+    fn drop(&mut self) {
+        // SAFETY: The folio is preserved on behalf of `self` (type invariant) and still valid.
+        unsafe { bindings::kho_unpreserve_folio(self.folio.as_folio()) };
+    }
+}
+
+/// A folio the previous kernel preserved, restored in this kernel (`kho_restore_folio`).
+///
+/// Dropping it frees the folio.
+///
+/// # Invariants
+///
+/// `folio` was restored by `kho_restore_folio`; `self` owns its only reference and nothing
+/// else uses it.
+pub struct IncomingFolio {
+    folio: NonNull<bindings::folio>,
+}
+
+// SAFETY: The folio is owned by `self` and can be freed from any thread.
+unsafe impl Send for IncomingFolio {}
+
+impl IncomingFolio {
+    /// Claims the preserved folio at `phys`.
+    ///
+    /// Fails with `EINVAL`, quietly, if no preserved folio starts at `phys` (a corrupt
+    /// address, a tail page, or a folio already restored).
+    ///
+    /// # Safety
+    ///
+    /// As for [`IncomingPage::restore`]: the previous kernel preserved the folio at `phys` for
+    /// the caller, and nothing else in this kernel uses or restores it.
+    pub unsafe fn restore(phys: IncomingPhys) -> Result<Self> {
+        preserved_order(phys)?;
+        // SAFETY: A preserved folio starts at `phys` (checked quietly above, so this does
+        // not warn); by the caller's guarantee it is the caller's to take.
+        let folio = NonNull::new(unsafe { bindings::kho_restore_folio(phys.0) }).ok_or(EINVAL)?;
+        // INVARIANT: Just restored, with one reference.
+        Ok(Self { folio })
+    }
+
+    /// The order of the folio.
+    pub fn order(&self) -> u32 {
+        // SAFETY: The folio is valid.
+        unsafe { bindings::folio_order(self.folio.as_ptr()) }
+    }
+
+    /// The number of pages in the folio.
+    pub fn nr_pages(&self) -> usize {
+        1usize << self.order()
+    }
+
+    /// Gives up ownership: the caller now owns the folio's reference.
+    pub fn into_raw(self) -> NonNull<bindings::folio> {
+        let f = self.folio;
+        core::mem::forget(self);
+        f
+    }
+}
+
+impl Drop for IncomingFolio {
+    fn drop(&mut self) {
+        // SAFETY: `self` owns the only reference (type invariant).
+        unsafe { bindings::folio_put(self.folio.as_ptr()) };
+    }
+}
+
+/// The descriptor of a preserved vmalloc area (`struct kho_vmalloc`), as it is stored in
+/// handover data: 16 bytes, little-endian on the supported architectures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmallocDescriptor {
+    /// Physical address of the first chunk page (0 if none).
+    pub first: u64,
+    /// Number of pages in the area.
+    pub total_pages: u32,
+    /// KHO's vmalloc flags (1: `VM_ALLOC`, 2: `VM_ALLOW_HUGE_VMAP`).
+    pub flags: u16,
+    /// Order of each preserved block of pages.
+    pub order: u16,
+}
+
+/// Size of [`VmallocDescriptor`] in handover data.
+pub const VMALLOC_DESCRIPTOR_SIZE: usize = 16;
+
+const _: () = assert!(size_of::<bindings::kho_vmalloc>() == VMALLOC_DESCRIPTOR_SIZE);
+
+/// Number of page addresses in a chunk of a preserved vmalloc area (`KHO_VMALLOC_SIZE`).
+const VMALLOC_CHUNK_ENTRIES: usize = (PAGE_SIZE - 8) / 8;
+
+impl VmallocDescriptor {
+    /// Encodes the descriptor.
+    pub fn to_bytes(self) -> [u8; VMALLOC_DESCRIPTOR_SIZE] {
+        let mut b = [0u8; VMALLOC_DESCRIPTOR_SIZE];
+        b[0..8].copy_from_slice(&self.first.to_le_bytes());
+        b[8..12].copy_from_slice(&self.total_pages.to_le_bytes());
+        b[12..14].copy_from_slice(&self.flags.to_le_bytes());
+        b[14..16].copy_from_slice(&self.order.to_le_bytes());
+        b
+    }
+
+    /// Decodes a descriptor (no validation).
+    pub fn from_bytes(b: &[u8; VMALLOC_DESCRIPTOR_SIZE]) -> Self {
+        let u64_at = |o: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[o..o + 8]);
+            u64::from_le_bytes(a)
+        };
+        Self {
+            first: u64_at(0),
+            total_pages: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+            flags: u16::from_le_bytes([b[12], b[13]]),
+            order: u16::from_le_bytes([b[14], b[15]]),
+        }
+    }
+
+    fn to_raw(self) -> bindings::kho_vmalloc {
+        let b = self.to_bytes();
+        // SAFETY: `kho_vmalloc` is 16 bytes of integers (checked above), in the layout
+        // `to_bytes` writes; every bit pattern is valid.
+        unsafe { core::ptr::read_unaligned(b.as_ptr().cast()) }
+    }
+
+    fn from_raw(raw: &bindings::kho_vmalloc) -> Self {
+        let mut b = [0u8; VMALLOC_DESCRIPTOR_SIZE];
+        // SAFETY: `raw` is 16 initialized bytes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                core::ptr::from_ref(raw).cast::<u8>(),
+                b.as_mut_ptr(),
+                VMALLOC_DESCRIPTOR_SIZE,
+            )
+        };
+        Self::from_bytes(&b)
+    }
+}
+
+/// A vmalloc array of `T` that KHO preserves for the next kernel (`kho_preserve_vmalloc`).
+///
+/// The next kernel gets it back with [`RestoredArray::restore`] from its
+/// [`PreservedArray::descriptor`]. Dropping it unpreserves and frees it.
+///
+/// # Invariants
+///
+/// `ptr` is a `vzalloc` area of at least `len` elements of `T`, preserved by KHO with
+/// descriptor `desc`, owned by `self`.
+pub struct PreservedArray<T: AsBytes + FromBytes> {
+    ptr: NonNull<T>,
+    len: usize,
+    desc: bindings::kho_vmalloc,
+}
+
+// SAFETY: The array is plain memory owned by `self`.
+unsafe impl<T: AsBytes + FromBytes + Send> Send for PreservedArray<T> {}
+// SAFETY: Shared references only read.
+unsafe impl<T: AsBytes + FromBytes + Sync> Sync for PreservedArray<T> {}
+
+impl<T: AsBytes + FromBytes> PreservedArray<T> {
+    /// Allocates a zeroed array of `len` elements, lets `fill` write it, then preserves it.
+    pub fn new(len: usize, fill: impl FnOnce(&mut [T])) -> Result<Self> {
+        let bytes = len.checked_mul(size_of::<T>()).ok_or(ENOMEM)?.max(1);
+        // SAFETY: `vzalloc_noprof` has no preconditions.
+        let p = NonNull::new(unsafe { bindings::vzalloc_noprof(bytes as c_ulong) })
+            .ok_or(ENOMEM)?
+            .cast::<T>();
+        // SAFETY: The area is page-aligned (so aligned for `T`), zeroed, and `len` elements
+        // long; zeroes are a valid `T` (`FromBytes`); nothing else refers to it.
+        fill(unsafe { core::slice::from_raw_parts_mut(p.as_ptr(), len) });
+        let mut desc = VmallocDescriptor::default().to_raw();
+        // SAFETY: `p` is a vmalloc area; `desc` is a valid descriptor to fill.
+        let r = unsafe { bindings::kho_preserve_vmalloc(p.as_ptr().cast(), &mut desc) };
+        if r != 0 {
+            // SAFETY: `p` came from `vzalloc` and is not preserved (KHO undid it on error).
+            unsafe { bindings::vfree(p.as_ptr().cast()) };
+            return Err(Error::from_errno(r));
+        }
+        // INVARIANT: Allocated, filled and preserved above.
+        Ok(Self { ptr: p, len, desc })
+    }
+
+    /// The descriptor to write into handover data.
+    pub fn descriptor(&self) -> VmallocDescriptor {
+        VmallocDescriptor::from_raw(&self.desc)
+    }
+
+    /// The elements.
+    pub fn as_slice(&self) -> &[T] {
+        // SAFETY: `ptr` is valid for `len` elements (type invariant).
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The elements, for writing. KHO preserves the pages, not a copy: what is written
+    /// before the kexec is what the next kernel reads.
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        // SAFETY: `ptr` is valid for `len` elements (type invariant) and uniquely borrowed.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: AsBytes + FromBytes> Drop for PreservedArray<T> {
+    fn drop(&mut self) {
+        // SAFETY: The area is preserved with `desc` and owned by `self` (type invariant).
+        unsafe {
+            bindings::kho_unpreserve_vmalloc(&mut self.desc);
+            bindings::vfree(self.ptr.as_ptr().cast());
+        }
+    }
+}
+
+/// A preserved vmalloc array of `T` restored in the next kernel (`kho_restore_vmalloc`).
+///
+/// Dropping it frees it.
+///
+/// # Invariants
+///
+/// `ptr` is a vmalloc area restored by `kho_restore_vmalloc`, valid for `len` elements of
+/// `T`, owned by `self`.
+pub struct RestoredArray<T: FromBytes> {
+    ptr: NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: The array is plain memory owned by `self`.
+unsafe impl<T: FromBytes + Send> Send for RestoredArray<T> {}
+
+impl<T: FromBytes> RestoredArray<T> {
+    /// Restores the first `len` elements of the array that `desc` describes.
+    ///
+    /// Every address in the descriptor and its chunk pages is checked, quietly, before KHO
+    /// walks them: each must start a preserved order-0 page, appear once, and the chunks must
+    /// hold exactly `total_pages` pages, enough for `len` elements. Anything else is
+    /// `EINVAL`. Only order-0 areas without huge mappings are accepted (what `vmalloc`,
+    /// `vzalloc` and `vcalloc` make).
+    ///
+    /// # Safety
+    ///
+    /// As for [`IncomingPage::restore`]: the previous kernel preserved these pages for the
+    /// caller, and nothing else in this kernel uses or restores them.
+    pub unsafe fn restore(desc: VmallocDescriptor, len: usize) -> Result<Self> {
+        let total = desc.total_pages as usize;
+        if desc.order != 0 || desc.flags & !1 != 0 || total == 0 {
+            return Err(EINVAL);
+        }
+        let need = len.checked_mul(size_of::<T>()).ok_or(EINVAL)?;
+        if need > total.checked_mul(PAGE_SIZE).ok_or(EINVAL)? {
+            return Err(EINVAL);
+        }
+        let max_chunks = total.div_ceil(VMALLOC_CHUNK_ENTRIES);
+        let mut seen = KVVec::<u64>::with_capacity(total + max_chunks, GFP_KERNEL)?;
+        let mut chunk = desc.first;
+        let mut chunks = 0usize;
+        let mut pages = 0usize;
+        while chunk != 0 {
+            chunks += 1;
+            if chunks > max_chunks || preserved_order(IncomingPhys(chunk))? != 0 {
+                return Err(EINVAL);
+            }
+            seen.push(chunk, GFP_KERNEL)?;
+            // SAFETY: `chunk` starts a preserved page (checked above): memory the previous
+            // kernel handed over, reserved in this one and mapped in the direct map. It is
+            // only read here.
+            let c: &[u64; PAGE_SIZE / 8] =
+                unsafe { &*bindings::phys_to_virt(chunk).cast::<[u64; PAGE_SIZE / 8]>() };
+            let entries = c[1..].iter().take_while(|&&p| p != 0);
+            let mut n = 0usize;
+            for &p in entries {
+                n += 1;
+                pages += 1;
+                if pages > total || preserved_order(IncomingPhys(p))? != 0 {
+                    return Err(EINVAL);
+                }
+                seen.push(p, GFP_KERNEL)?;
+            }
+            let next = c[0];
+            // Every chunk but the last is full.
+            if next != 0 && n != VMALLOC_CHUNK_ENTRIES {
+                return Err(EINVAL);
+            }
+            chunk = next;
+        }
+        if pages != total {
+            return Err(EINVAL);
+        }
+        seen.sort_unstable();
+        if seen.windows(2).any(|w| w[0] == w[1]) {
+            return Err(EINVAL);
+        }
+        drop(seen);
+        let raw = desc.to_raw();
+        // SAFETY: Every page the descriptor names is a distinct preserved order-0 page
+        // (checked above, so KHO's walk neither faults nor warns), the caller's to take.
+        let p = unsafe { bindings::kho_restore_vmalloc(&raw) };
+        let ptr = NonNull::new(p.cast::<T>()).ok_or(EINVAL)?;
+        // INVARIANT: The area is `total` pages, at least `len` elements (checked above).
+        Ok(Self { ptr, len })
+    }
+
+    /// The elements.
+    pub fn as_slice(&self) -> &[T] {
+        // SAFETY: `ptr` is valid for `len` elements (type invariant); every bit pattern is a
+        // valid `T` (`FromBytes`); nothing writes to it.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: FromBytes> Drop for RestoredArray<T> {
+    fn drop(&mut self) {
+        // SAFETY: The area came from `kho_restore_vmalloc` and is owned by `self`.
+        unsafe { bindings::vfree(self.ptr.as_ptr().cast()) };
     }
 }

@@ -1,0 +1,813 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The memfd live update handler, in Rust (`CONFIG_LIVEUPDATE_MEMFD_RUST`).
+//!
+//! It carries a memfd across a kexec in the "memfd-v2" format of upstream's C handler
+//! (`mm/memfd_luo.c`, `include/linux/kho/abi/memfd.h`), byte for byte: a memfd preserved by
+//! either handler is retrieved by the other. It registers through
+//! [`kernel::liveupdate::Registration`], so it works under the C LUO and the Rust LUO.
+//!
+//! Where it deliberately differs from the C handler:
+//! - **Holes stay holes.** Only the folios that exist are pinned and preserved; the C handler
+//!   allocates (and preserves) a zeroed page for every hole. The format allows it, since
+//!   every folio entry carries its index, and the C reader handles it.
+//! - Folios are pinned in batches of 64 per `memfd_pin_folios` call, range by populated range,
+//!   so the cost is linear in the number of folios.
+//! - Everything read from the previous kernel is validated: before any folio is restored, the
+//!   page holding `memfd_luo_ser`, its reserved `flags` (must be 0), the seals, size and
+//!   position, `nr_folios` against the size and the folio array, every chunk of the array,
+//!   and every entry's flags (only DIRTY and UPTODATE) and index (inside the size, strictly
+//!   increasing); then, folio by folio, that the pfn starts a preserved folio and that the
+//!   folio fits (aligned, inside the size, no overlap). A bad handover is refused with an
+//!   errno (what was restored is freed), never a panic or a warning.
+//!
+//! See `Documentation/core-api/liveupdate-rust.rst`.
+
+use kernel::{
+    fs::File,
+    kho::{
+        IncomingFolio,
+        IncomingPage,
+        IncomingPhys,
+        PreservedArray,
+        PreservedFolio,
+        PreservedPage,
+        RestoredArray,
+        VmallocDescriptor, //
+    },
+    liveupdate::{
+        FileHandler,
+        Registration,
+        RetrieveStatus, //
+    },
+    memfd::{
+        seals,
+        Memfd,
+        NewMemfd,
+        PinnedFolio,
+        MAX_FILE_SIZE, //
+    },
+    page::PAGE_SIZE,
+    prelude::*,
+    sync::aref::ARef, //
+};
+
+module! {
+    type: MemfdLuo,
+    name: "memfd_luo_rs",
+    authors: ["The LUO Rust team"],
+    description: "memfd live update handler (memfd-v2), in Rust",
+    license: "GPL",
+}
+
+/// The "memfd-v2" format (`include/linux/kho/abi/memfd.h`), as pure functions.
+mod abi {
+    use super::*;
+
+    /// The handler's compatible string (`MEMFD_LUO_FH_COMPATIBLE`).
+    pub(crate) const COMPATIBLE: &CStr = c"memfd-v2";
+
+    /// `MEMFD_LUO_FOLIO_DIRTY`.
+    pub(crate) const FOLIO_DIRTY: u64 = 1;
+    /// `MEMFD_LUO_FOLIO_UPTODATE`.
+    pub(crate) const FOLIO_UPTODATE: u64 = 2;
+    const FOLIO_FLAGS: u64 = FOLIO_DIRTY | FOLIO_UPTODATE;
+
+    /// `MEMFD_LUO_ALL_SEALS`.
+    pub(crate) const ALL_SEALS: u32 = seals::SEAL
+        | seals::SHRINK
+        | seals::GROW
+        | seals::WRITE
+        | seals::FUTURE_WRITE
+        | seals::EXEC;
+
+    /// Size of `struct memfd_luo_ser`.
+    pub(crate) const SER_SIZE: usize = 48;
+    /// Size of `struct memfd_luo_folio_ser`.
+    pub(crate) const FOLIO_SER_SIZE: usize = 16;
+
+    const PFN_BITS: u32 = 52;
+    const PFN_MASK: u64 = (1 << PFN_BITS) - 1;
+
+    const _: () = {
+        assert!(size_of::<kernel::bindings::memfd_luo_ser>() == SER_SIZE);
+        assert!(size_of::<kernel::bindings::memfd_luo_folio_ser>() == FOLIO_SER_SIZE);
+        assert!(size_of::<FolioSer>() == FOLIO_SER_SIZE);
+    };
+
+    /// A `struct memfd_luo_folio_ser`: `{ u64 pfn:52, flags:12; u64 index }`, as two words.
+    pub(crate) type FolioSer = [u64; 2];
+
+    /// Encodes a folio entry (`pfn` must fit in 52 bits).
+    pub(crate) fn folio_ser(pfn: u64, flags: u64, index: u64) -> FolioSer {
+        [(pfn & PFN_MASK) | (flags << PFN_BITS), index]
+    }
+
+    /// A decoded folio entry.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct FolioEntry {
+        pub(crate) pfn: u64,
+        pub(crate) flags: u64,
+        pub(crate) index: u64,
+    }
+
+    pub(crate) fn folio_entry(e: &FolioSer) -> FolioEntry {
+        FolioEntry {
+            pfn: e[0] & PFN_MASK,
+            flags: e[0] >> PFN_BITS,
+            index: e[1],
+        }
+    }
+
+    /// `struct memfd_luo_ser`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub(crate) struct MemfdSer {
+        pub(crate) pos: u64,
+        pub(crate) size: u64,
+        pub(crate) seals: u32,
+        pub(crate) flags: u32,
+        pub(crate) nr_folios: u64,
+        pub(crate) folios: VmallocDescriptor,
+    }
+
+    fn u64_at(b: &[u8], o: usize) -> u64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[o..o + 8]);
+        u64::from_le_bytes(a)
+    }
+
+    fn u32_at(b: &[u8], o: usize) -> u32 {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&b[o..o + 4]);
+        u32::from_le_bytes(a)
+    }
+
+    impl MemfdSer {
+        pub(crate) fn write(&self, b: &mut [u8; SER_SIZE]) {
+            b[0..8].copy_from_slice(&self.pos.to_le_bytes());
+            b[8..16].copy_from_slice(&self.size.to_le_bytes());
+            b[16..20].copy_from_slice(&self.seals.to_le_bytes());
+            b[20..24].copy_from_slice(&self.flags.to_le_bytes());
+            b[24..32].copy_from_slice(&self.nr_folios.to_le_bytes());
+            b[32..48].copy_from_slice(&self.folios.to_bytes());
+        }
+
+        pub(crate) fn read(b: &[u8; SER_SIZE]) -> Self {
+            let mut d = [0u8; 16];
+            d.copy_from_slice(&b[32..48]);
+            Self {
+                pos: u64_at(b, 0),
+                size: u64_at(b, 8),
+                seals: u32_at(b, 16),
+                flags: u32_at(b, 20),
+                nr_folios: u64_at(b, 24),
+                folios: VmallocDescriptor::from_bytes(&d),
+            }
+        }
+
+        /// The size in pages.
+        pub(crate) fn size_pages(&self) -> u64 {
+            self.size.div_ceil(PAGE_SIZE as u64)
+        }
+
+        /// Checks the header read from the previous kernel.
+        ///
+        /// `EOPNOTSUPP` for unknown seals (as the C handler); `EINVAL` for anything else.
+        pub(crate) fn validate(&self) -> Result {
+            if self.seals & !ALL_SEALS != 0 {
+                return Err(EOPNOTSUPP);
+            }
+            if self.flags != 0
+                || self.size > MAX_FILE_SIZE as u64
+                || self.pos > MAX_FILE_SIZE as u64
+            {
+                return Err(EINVAL);
+            }
+            // The C writer refuses files above UINT_MAX pages (EFBIG).
+            if self.size_pages() > u64::from(u32::MAX) || self.nr_folios > self.size_pages() {
+                return Err(EINVAL);
+            }
+            if self.nr_folios != 0 {
+                let bytes = self.nr_folios * FOLIO_SER_SIZE as u64;
+                if bytes > u64::from(self.folios.total_pages) * PAGE_SIZE as u64 {
+                    return Err(EINVAL);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Checks the folio entries of a file of `size_pages` pages: only known flags, indices
+    /// inside the file and strictly increasing. Entries with pfn 0 are skipped (the C reader
+    /// skips them too).
+    pub(crate) fn check_folios(entries: &[FolioSer], size_pages: u64) -> Result {
+        let mut next = 0u64;
+        for e in entries.iter().map(folio_entry).filter(|e| e.pfn != 0) {
+            if e.flags & !FOLIO_FLAGS != 0 || e.index >= size_pages || e.index < next {
+                return Err(EINVAL);
+            }
+            next = e.index + 1;
+        }
+        Ok(())
+    }
+
+    /// Checks an entry against the order of the folio preserved at its pfn: aligned, and
+    /// wholly inside the file and after the previous folio (`next`). Returns the index after
+    /// it.
+    pub(crate) fn check_folio_extent(
+        e: &FolioEntry,
+        order: u32,
+        next: u64,
+        size_pages: u64,
+    ) -> Result<u64> {
+        let nr = 1u64.checked_shl(order).ok_or(EINVAL)?;
+        let end = e.index.checked_add(nr).ok_or(EINVAL)?;
+        if e.index % nr != 0 || e.index < next || end > size_pages {
+            return Err(EINVAL);
+        }
+        Ok(end)
+    }
+}
+
+use abi::{
+    FolioSer,
+    MemfdSer, //
+};
+
+/// What a preserved memfd holds until it is unpreserved: the header page, the folio array
+/// and the preserved, pinned folios.
+struct State {
+    ser: PreservedPage,
+    array: Option<PreservedArray<FolioSer>>,
+    /// Sorted by index.
+    folios: KVVec<PreservedFolio<PinnedFolio>>,
+    /// Pages in `folios`.
+    pages: usize,
+}
+
+struct MemfdHandler;
+
+impl MemfdHandler {
+    /// Preserves the memfd while its inode lock is held and its mapping frozen.
+    fn preserve_locked(memfd: &Memfd<'_>, lock: &kernel::memfd::MemfdLock<'_>) -> Result<State> {
+        let mut ser = PreservedPage::new()?;
+        let seals = lock.seals()?;
+        if seals & !abi::ALL_SEALS != 0 {
+            return Err(EOPNOTSUPP);
+        }
+        let size = lock.size();
+        let size = u64::try_from(size).map_err(|_| EINVAL)?;
+        if size.div_ceil(PAGE_SIZE as u64) > u64::from(u32::MAX) {
+            return Err(EFBIG);
+        }
+        let mut folios = KVVec::<PreservedFolio<PinnedFolio>>::new();
+        lock.pin_present_folios(|folio| {
+            let folio = PreservedFolio::new(folio)?;
+            folio.get().prepare_for_handover();
+            folios.push(folio, GFP_KERNEL)?;
+            Ok(())
+        })?;
+        let array = new_array(folios.len(), folios.iter())?;
+        let hdr = MemfdSer {
+            pos: memfd.pos() as u64,
+            size,
+            seals,
+            flags: 0,
+            nr_folios: folios.len() as u64,
+            folios: array.as_ref().map(|a| a.descriptor()).unwrap_or_default(),
+        };
+        write_ser(&mut ser, &hdr);
+        Ok(State {
+            ser,
+            array,
+            pages: folios.iter().map(|f| f.get().nr_pages()).sum(),
+            folios,
+        })
+    }
+
+    /// Frees every preserved folio the array names (a file never retrieved, or the rest of
+    /// a failed retrieve from entry `from` on). Entries that do not name a preserved folio
+    /// are skipped.
+    fn discard_folios(entries: &[FolioSer]) {
+        for e in entries.iter().map(abi::folio_entry).filter(|e| e.pfn != 0) {
+            let phys = IncomingPhys(e.pfn << kernel::page::PAGE_SHIFT);
+            // SAFETY: The array is this handler's own handover data, validated (by `retrieve`
+            // or `finish`) before any entry is restored; an entry naming no preserved folio
+            // (or one already restored) is refused quietly.
+            drop(unsafe { IncomingFolio::restore(phys) });
+        }
+    }
+
+    /// Restores the header page and the folio array of handle `data`, validated.
+    fn restore_handover(
+        data: u64,
+    ) -> Result<(IncomingPage, MemfdSer, Option<RestoredArray<FolioSer>>)> {
+        // SAFETY: `data` is the handle this handler's counterpart wrote for this file (LUO
+        // hands each handler only the handles of its compatible): the page of its
+        // `memfd_luo_ser`, restored once (retrieve and finish never both restore it).
+        let page = unsafe { IncomingPage::restore(IncomingPhys(data)) }?;
+        let mut b = [0u8; abi::SER_SIZE];
+        b.copy_from_slice(&page.bytes()[..abi::SER_SIZE]);
+        let ser = MemfdSer::read(&b);
+        ser.validate()?;
+        let array = if ser.nr_folios == 0 {
+            None
+        } else {
+            let len = usize::try_from(ser.nr_folios).map_err(|_| EINVAL)?;
+            // SAFETY: The descriptor is this handler's own handover data (see above); the
+            // pages it names are checked before they are restored.
+            let a = unsafe { RestoredArray::<FolioSer>::restore(ser.folios, len) }?;
+            abi::check_folios(a.as_slice(), ser.size_pages())?;
+            Some(a)
+        };
+        Ok((page, ser, array))
+    }
+}
+
+/// The folio array for `n` folios (`None` if there are none), from `folios` in index order.
+fn new_array<'a>(
+    n: usize,
+    folios: impl Iterator<Item = &'a PreservedFolio<PinnedFolio>>,
+) -> Result<Option<PreservedArray<FolioSer>>> {
+    if n == 0 {
+        return Ok(None);
+    }
+    Ok(Some(PreservedArray::new(n, |a| {
+        for (e, f) in a.iter_mut().zip(folios) {
+            let f = f.get();
+            *e = abi::folio_ser(
+                f.pfn(),
+                abi::FOLIO_DIRTY | abi::FOLIO_UPTODATE,
+                f.index() as u64,
+            );
+        }
+    })?))
+}
+
+/// Merges two lists of folios sorted by index.
+fn merge_by_index<'a>(
+    a: &'a [PreservedFolio<PinnedFolio>],
+    b: &'a [PreservedFolio<PinnedFolio>],
+) -> impl Iterator<Item = &'a PreservedFolio<PinnedFolio>> {
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    core::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y.get().index() < x.get().index() => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
+/// Preserves the folios that appeared since `preserve` (holes written to meanwhile, e.g.
+/// guest memory touched for the first time), so that no write is lost. The C handler has
+/// no holes left after `preserve`, so it never needs this.
+///
+/// Linear in the number of folios; nothing happens when no page was added. On error the
+/// state is unchanged.
+fn preserve_new_folios(memfd: &Memfd<'_>, state: &mut State) -> Result {
+    let lock = memfd.lock();
+    if lock.cached_pages() <= state.pages {
+        return Ok(());
+    }
+    let mut added = KVVec::<PreservedFolio<PinnedFolio>>::new();
+    let old = &state.folios;
+    lock.pin_present_folios(|folio| {
+        if old
+            .binary_search_by_key(&folio.index(), |f| f.get().index())
+            .is_ok()
+        {
+            // Already preserved: dropping this second pin keeps the first.
+            return Ok(());
+        }
+        let folio = PreservedFolio::new(folio)?;
+        folio.get().prepare_for_handover();
+        added.push(folio, GFP_KERNEL)?;
+        Ok(())
+    })?;
+    if added.is_empty() {
+        return Ok(());
+    }
+    let n = old.len() + added.len();
+    let array = new_array(n, merge_by_index(old, &added))?;
+    let mut merged = KVVec::with_capacity(n, GFP_KERNEL)?;
+    let mut a = core::mem::take(&mut state.folios).into_iter().peekable();
+    let mut b = added.into_iter().peekable();
+    loop {
+        let take_b = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => y.get().index() < x.get().index(),
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (None, None) => break,
+        };
+        let next = if take_b { b.next() } else { a.next() };
+        if let Some(f) = next {
+            // Cannot fail: the capacity is reserved.
+            merged.push(f, GFP_KERNEL)?;
+        }
+    }
+    state.pages = merged.iter().map(|f| f.get().nr_pages()).sum();
+    state.folios = merged;
+    let mut b = [0u8; abi::SER_SIZE];
+    b.copy_from_slice(&state.ser.bytes()[..abi::SER_SIZE]);
+    let mut hdr = MemfdSer::read(&b);
+    hdr.nr_folios = n as u64;
+    hdr.folios = array.as_ref().map(|a| a.descriptor()).unwrap_or_default();
+    write_ser(&mut state.ser, &hdr);
+    // The old array is unpreserved and freed here.
+    state.array = array;
+    Ok(())
+}
+
+fn write_ser(page: &mut PreservedPage, hdr: &MemfdSer) {
+    let mut b = [0u8; abi::SER_SIZE];
+    hdr.write(&mut b);
+    page.bytes_mut()[..abi::SER_SIZE].copy_from_slice(&b);
+}
+
+impl FileHandler for MemfdHandler {
+    type State = State;
+
+    fn compatible(&self) -> &CStr {
+        abi::COMPATIBLE
+    }
+
+    fn can_preserve(&self, file: &File) -> bool {
+        Memfd::new(file).is_some()
+    }
+
+    fn preserve(&self, file: &File) -> Result<(u64, State)> {
+        let memfd = Memfd::new(file).ok_or(EINVAL)?;
+        let lock = memfd.lock();
+        lock.set_frozen(true);
+        let state = Self::preserve_locked(&memfd, &lock).inspect_err(|_| lock.set_frozen(false))?;
+        Ok((state.ser.phys(), state))
+    }
+
+    fn unpreserve(&self, file: &File, _data: u64, state: State) {
+        if let Some(memfd) = Memfd::new(file) {
+            let lock = memfd.lock();
+            lock.set_frozen(false);
+            // Unpreserve and unpin under the lock, as the C handler does.
+            drop(state);
+            drop(lock);
+        }
+    }
+
+    fn freeze(&self, file: &File, _data: &mut u64, state: &mut State) -> Result {
+        // The position may have changed since preserve; nothing else can.
+        let memfd = Memfd::new(file).ok_or(EINVAL)?;
+        preserve_new_folios(&memfd, state)?;
+        let pos = memfd.pos() as u64;
+        state.ser.bytes_mut()[0..8].copy_from_slice(&pos.to_le_bytes());
+        #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+        test::corrupt(memfd.inode_id(), state);
+        Ok(())
+    }
+
+    fn retrieve(&self, data: u64) -> Result<ARef<File>> {
+        let (_page, ser, array) = Self::restore_handover(data)?;
+        let mut memfd = NewMemfd::new()?;
+        memfd.add_seals(ser.seals)?;
+        memfd.set_pos(ser.pos as i64)?;
+        memfd.set_size(ser.size as i64)?;
+        if let Some(array) = array {
+            let entries = array.as_slice();
+            let size_pages = ser.size_pages();
+            let mut next = 0;
+            for (i, e) in entries.iter().map(abi::folio_entry).enumerate() {
+                if e.pfn == 0 {
+                    continue;
+                }
+                let phys = IncomingPhys(e.pfn << kernel::page::PAGE_SHIFT);
+                // SAFETY: An entry of this handler's handover, flags and index validated by
+                // `restore_handover`; the pfn is checked quietly by `restore`, and its extent
+                // below, so no two entries can name the same folio.
+                let r = unsafe { IncomingFolio::restore(phys) }.and_then(|folio| {
+                    // The folio must fit where its entry puts it (aligned, inside the file,
+                    // after the previous one); a misfit is freed with the rest.
+                    next = abi::check_folio_extent(&e, folio.order(), next, size_pages)?;
+                    memfd.insert_folio(
+                        folio,
+                        e.index as usize,
+                        e.flags & abi::FOLIO_UPTODATE != 0,
+                        e.flags & abi::FOLIO_DIRTY != 0,
+                    )
+                });
+                if let Err(err) = r {
+                    // A corrupt entry (EINVAL) is refused quietly, like every other check of
+                    // the handover; anything else is this kernel failing to take the folio.
+                    if err != EINVAL {
+                        pr_err!(
+                            "memfd: failed to restore folio {} (index {}): {:?}\n",
+                            i,
+                            e.index,
+                            err
+                        );
+                    }
+                    Self::discard_folios(entries.get(i + 1..).unwrap_or(&[]));
+                    return Err(err);
+                }
+            }
+        }
+        memfd.into_file()
+    }
+
+    fn finish(&self, _file: Option<&File>, data: u64, status: RetrieveStatus) {
+        // A retrieved file owns its folios; a failed retrieve freed what it could.
+        if status != RetrieveStatus::NotRetrieved {
+            return;
+        }
+        match Self::restore_handover(data) {
+            Ok((_page, _ser, Some(array))) => Self::discard_folios(array.as_slice()),
+            Ok(_) => {}
+            Err(e) => pr_warn!("memfd: not freeing a corrupt preserved memfd: {:?}\n", e),
+        }
+    }
+
+    fn get_id(file: &File) -> usize {
+        Memfd::new(file).map_or(file.as_ptr() as usize, |m| m.inode_id())
+    }
+}
+
+struct MemfdLuo {
+    _registration: Option<Registration<MemfdHandler>>,
+}
+
+impl kernel::Module for MemfdLuo {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+        test::init()?;
+        let registration = match Registration::new(module, MemfdHandler) {
+            Ok(r) => Some(r),
+            // LUO is disabled on this boot.
+            Err(e) if e == EOPNOTSUPP => None,
+            Err(e) => {
+                pr_err!("Could not register luo filesystem handler: {:?}\n", e);
+                return Err(e);
+            }
+        };
+        Ok(Self {
+            _registration: registration,
+        })
+    }
+}
+
+/// Corrupting the handover of chosen memfds on purpose (`CONFIG_LIVEUPDATE_RUST_TEST`), to
+/// test how the next kernel's `retrieve` refuses it.
+///
+/// `/dev/memfd_luo_rs_test`, ioctl `_IO('M', 1)` `CORRUPT(fd << 8 | mode)`: when the memfd
+/// `fd` (of the calling process) is frozen at the next reboot, its handover is corrupted:
+/// 1 a pfn of no preserved folio, 2 an index beyond the size, 3 `nr_folios` beyond the array,
+/// 4 unknown folio flags, 5 unknown header flags, 6 unknown seals, 7 the array descriptor
+/// pointing at no preserved page, 8 folio indices out of order. At most 8 memfds.
+#[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+mod test {
+    use super::*;
+    use kernel::{
+        fs::LocalFile,
+        ioctl::_IO,
+        miscdevice::{
+            MiscDevice,
+            MiscDeviceOptions,
+            MiscDeviceRegistration, //
+        },
+        sync::atomic::{
+            Atomic,
+            Relaxed, //
+        },
+    };
+
+    const CORRUPT: u32 = _IO(b'M' as u32, 1);
+    const SLOTS: usize = 8;
+    static IDS: [Atomic<usize>; SLOTS] = [const { Atomic::new(0) }; SLOTS];
+    static MODES: [Atomic<u32>; SLOTS] = [const { Atomic::new(0) }; SLOTS];
+
+    pub(super) fn corrupt(id: usize, state: &mut State) {
+        let Some(slot) = IDS.iter().position(|i| i.load(Relaxed) == id) else {
+            return;
+        };
+        let mode = MODES[slot].load(Relaxed);
+        let mut b = [0u8; abi::SER_SIZE];
+        b.copy_from_slice(&state.ser.bytes()[..abi::SER_SIZE]);
+        let mut hdr = MemfdSer::read(&b);
+        if let Some(array) = state.array.as_mut() {
+            let a = array.as_mut_slice();
+            let n = a.len();
+            match (mode, a.first_mut()) {
+                (1, Some(e)) => e[0] = (e[0] & !((1u64 << 52) - 1)) | ((1u64 << 40) - 1),
+                (4, Some(e)) => e[0] |= 0x100u64 << 52,
+                _ => {}
+            }
+            if mode == 2 {
+                if let Some(e) = a.last_mut() {
+                    e[1] = hdr.size_pages() + 1;
+                }
+            }
+            if mode == 8 && n >= 2 {
+                let i0 = a[0][1];
+                a[0][1] = a[1][1];
+                a[1][1] = i0;
+            }
+        }
+        match mode {
+            3 => hdr.nr_folios = u64::from(hdr.folios.total_pages) * 256 + 1,
+            5 => hdr.flags = 1,
+            6 => hdr.seals |= 0x40,
+            7 => hdr.folios.first = 0x1234_5000,
+            _ => {}
+        }
+        write_ser(&mut state.ser, &hdr);
+        pr_info!("memfd: corrupted the handover of a memfd (mode {})\n", mode);
+    }
+
+    struct TestDevice;
+
+    #[vtable]
+    impl MiscDevice for TestDevice {
+        type Ptr = ();
+
+        fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
+            Ok(())
+        }
+
+        fn ioctl((): (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+            if cmd != CORRUPT {
+                return Err(ENOTTY);
+            }
+            let fd = u32::try_from(arg >> 8).map_err(|_| EINVAL)?;
+            let mode = (arg & 0xff) as u32;
+            let file = LocalFile::fget(fd)?;
+            let id = Memfd::new(&file).ok_or(EINVAL)?.inode_id();
+            let slot = IDS
+                .iter()
+                .position(|i| i.cmpxchg(0, id, Relaxed).is_ok() || i.load(Relaxed) == id)
+                .ok_or(ENOSPC)?;
+            MODES[slot].store(mode, Relaxed);
+            Ok(0)
+        }
+    }
+
+    pub(super) fn init() -> Result {
+        let dev = KBox::pin_init(
+            MiscDeviceRegistration::<TestDevice>::register(MiscDeviceOptions {
+                name: c"memfd_luo_rs_test",
+            }),
+            GFP_KERNEL,
+        )?;
+        core::mem::forget(dev);
+        Ok(())
+    }
+}
+
+#[kunit_tests(luo_rs_memfd)]
+mod tests {
+    use super::abi::*;
+    use super::*;
+
+    #[test]
+    fn folio_entry_layout_matches_the_c_bitfield() {
+        // pfn:52 in the low bits, flags:12 above, as GCC lays out the C bitfield.
+        let e = folio_ser(0x000f_ffff_ffff_ffff, 3, 7);
+        assert_eq!(e[0], 0x003f_ffff_ffff_ffff);
+        assert_eq!(e[1], 7);
+        let d = folio_entry(&e);
+        assert_eq!(d.pfn, 0x000f_ffff_ffff_ffff);
+        assert_eq!(d.flags, 3);
+        assert_eq!(d.index, 7);
+        // A pfn wider than 52 bits cannot spill into the flags.
+        assert_eq!(folio_entry(&folio_ser(1 << 52, 0, 0)).flags, 0);
+    }
+
+    #[test]
+    fn header_round_trips_at_the_c_offsets() {
+        let h = MemfdSer {
+            pos: 1,
+            size: 2,
+            seals: 3,
+            flags: 0,
+            nr_folios: 4,
+            folios: VmallocDescriptor {
+                first: 0x1000,
+                total_pages: 5,
+                flags: 1,
+                order: 0,
+            },
+        };
+        let mut b = [0u8; SER_SIZE];
+        h.write(&mut b);
+        assert_eq!(b[16], 3);
+        assert_eq!(b[24], 4);
+        assert_eq!(&b[32..40], &0x1000u64.to_le_bytes());
+        assert_eq!(b[40], 5);
+        assert_eq!(b[44], 1);
+        assert_eq!(MemfdSer::read(&b), h);
+    }
+
+    #[test]
+    fn header_validation() {
+        let good = MemfdSer {
+            pos: 0,
+            size: 4 * PAGE_SIZE as u64,
+            seals: ALL_SEALS,
+            flags: 0,
+            nr_folios: 2,
+            folios: VmallocDescriptor {
+                first: 0x1000,
+                total_pages: 1,
+                flags: 1,
+                order: 0,
+            },
+        };
+        assert_eq!(good.validate(), Ok(()));
+        assert_eq!(
+            MemfdSer {
+                seals: 0x40,
+                ..good
+            }
+            .validate(),
+            Err(EOPNOTSUPP)
+        );
+        assert_eq!(MemfdSer { flags: 1, ..good }.validate(), Err(EINVAL));
+        assert_eq!(
+            MemfdSer {
+                pos: u64::MAX,
+                ..good
+            }
+            .validate(),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            MemfdSer {
+                size: u64::MAX,
+                ..good
+            }
+            .validate(),
+            Err(EINVAL)
+        );
+        // More folios than pages in the file.
+        assert_eq!(
+            MemfdSer {
+                nr_folios: 5,
+                ..good
+            }
+            .validate(),
+            Err(EINVAL)
+        );
+        // More folios than the array holds (256 entries per page).
+        let big = MemfdSer {
+            size: 1 << 30,
+            nr_folios: 257,
+            ..good
+        };
+        assert_eq!(big.validate(), Err(EINVAL));
+        assert_eq!(
+            MemfdSer {
+                nr_folios: 256,
+                ..big
+            }
+            .validate(),
+            Ok(())
+        );
+        // An empty file needs no array.
+        let empty = MemfdSer {
+            size: 0,
+            nr_folios: 0,
+            folios: VmallocDescriptor::default(),
+            ..good
+        };
+        assert_eq!(empty.validate(), Ok(()));
+    }
+
+    #[test]
+    fn folio_array_validation() {
+        let ok = [folio_ser(10, 3, 0), folio_ser(11, 3, 5), folio_ser(0, 0, 0)];
+        assert_eq!(check_folios(&ok, 6), Ok(()));
+        // An index beyond the size.
+        assert_eq!(check_folios(&ok, 5), Err(EINVAL));
+        // Unknown flag bits.
+        assert_eq!(check_folios(&[folio_ser(10, 4, 0)], 6), Err(EINVAL));
+        // Indices must strictly increase (no duplicates, no overlap).
+        assert_eq!(
+            check_folios(&[folio_ser(10, 3, 2), folio_ser(11, 3, 2)], 6),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            check_folios(&[folio_ser(10, 3, 3), folio_ser(11, 3, 1)], 6),
+            Err(EINVAL)
+        );
+    }
+
+    #[test]
+    fn folio_extent_validation() {
+        let e = |index| FolioEntry {
+            pfn: 1,
+            flags: 3,
+            index,
+        };
+        // An order-2 folio must be 4-aligned, inside the file, after the previous one.
+        assert_eq!(check_folio_extent(&e(4), 2, 0, 8), Ok(8));
+        assert_eq!(check_folio_extent(&e(2), 2, 0, 8), Err(EINVAL));
+        assert_eq!(check_folio_extent(&e(8), 2, 0, 9), Err(EINVAL));
+        assert_eq!(check_folio_extent(&e(4), 2, 5, 16), Err(EINVAL));
+        assert_eq!(check_folio_extent(&e(0), 64, 0, 16), Err(EINVAL));
+    }
+}

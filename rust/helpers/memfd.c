@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: GPL-2.0
+
+/*
+ * Helpers for kernel::memfd and kernel::kho (folios of shmem files, and what
+ * the memfd live update handler needs to preserve and restore them).
+ */
+
+#include <linux/cacheflush.h>
+#include <linux/fs.h>
+#include <linux/highmem.h>
+#include <linux/io.h>
+#include <linux/memcontrol.h>
+#include <linux/mm.h>
+#include <linux/pagemap.h>
+#include <linux/shmem_fs.h>
+#include <linux/swap.h>
+
+__rust_helper bool rust_helper_shmem_file(struct file *file)
+{
+	return shmem_file(file);
+}
+
+__rust_helper void rust_helper_shmem_freeze(struct inode *inode, bool freeze)
+{
+	shmem_freeze(inode, freeze);
+}
+
+__rust_helper void rust_helper_inode_lock(struct inode *inode)
+{
+	inode_lock(inode);
+}
+
+__rust_helper void rust_helper_inode_unlock(struct inode *inode)
+{
+	inode_unlock(inode);
+}
+
+__rust_helper loff_t rust_helper_i_size_read(const struct inode *inode)
+{
+	return i_size_read(inode);
+}
+
+__rust_helper void rust_helper_i_size_write(struct inode *inode, loff_t i_size)
+{
+	i_size_write(inode, i_size);
+}
+
+__rust_helper unsigned long rust_helper_folio_pfn(const struct folio *folio)
+{
+	return folio_pfn(folio);
+}
+
+__rust_helper unsigned long rust_helper_folio_nr_pages(const struct folio *folio)
+{
+	return folio_nr_pages(folio);
+}
+
+__rust_helper void rust_helper_folio_lock(struct folio *folio)
+{
+	folio_lock(folio);
+}
+
+__rust_helper bool rust_helper_folio_test_uptodate(const struct folio *folio)
+{
+	return folio_test_uptodate(folio);
+}
+
+/* Zeroes the whole (locked) folio and marks it uptodate. */
+__rust_helper void rust_helper_folio_zero_and_mark_uptodate(struct folio *folio)
+{
+	folio_zero_range(folio, 0, folio_size(folio));
+	flush_dcache_folio(folio);
+	folio_mark_uptodate(folio);
+}
+
+__rust_helper void *rust_helper_phys_to_virt(phys_addr_t address)
+{
+	return phys_to_virt(address);
+}
+
+/* What the memfd live update handlers accept: an unlinked shmem file. */
+__rust_helper bool rust_helper_shmem_file_is_unlinked(struct file *file)
+{
+	return shmem_file(file) && !file_inode(file)->i_nlink;
+}
+
+__rust_helper loff_t rust_helper_folio_pos(const struct folio *folio)
+{
+	return folio_pos(folio);
+}
+
+/*
+ * Inserts a folio restored from KHO (refcount 1, unlocked, in no mapping) into
+ * a shmem mapping at @index, charged and accounted, as mm/memfd_luo.c does.
+ * One call per folio keeps the restore loop as cheap as the C handler's. The
+ * caller checked that @index is aligned to the folio and inside the file. The
+ * folio reference is consumed, on success and on error.
+ */
+__rust_helper int rust_helper_shmem_insert_restored_folio(struct inode *inode,
+							  struct folio *folio,
+							  pgoff_t index,
+							  bool uptodate, bool dirty)
+{
+	struct address_space *mapping = inode->i_mapping;
+	gfp_t gfp = mapping_gfp_mask(mapping);
+	int err;
+
+	__folio_set_locked(folio);
+	__folio_set_swapbacked(folio);
+	err = mem_cgroup_charge(folio, NULL, gfp);
+	if (err)
+		goto out;
+	err = shmem_add_to_page_cache(folio, mapping, index, NULL, gfp);
+	if (err)
+		goto out;
+	if (uptodate)
+		folio_mark_uptodate(folio);
+	if (dirty)
+		folio_mark_dirty(folio);
+	err = shmem_inode_acct_blocks(inode, folio_nr_pages(folio));
+	if (err) {
+		filemap_remove_folio(folio);
+		goto out;
+	}
+	folio_add_lru(folio);
+out:
+	folio_unlock(folio);
+	folio_put(folio);
+	return err;
+}

@@ -1,0 +1,487 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! memfd files (shmem files created by `memfd_create(2)`), as a live update handler sees them.
+//!
+//! Outgoing: [`Memfd`] borrows an existing memfd. Under its inode lock ([`MemfdLock`]) a handler
+//! reads the size and the seals, freezes the mapping (no truncate, no growth, no hole punching)
+//! and pins the folios that exist ([`MemfdLock::pin_present_folios`]) **without** filling the
+//! holes: a sparse memfd stays sparse. A pinned folio is a [`PinnedFolio`].
+//!
+//! Incoming: [`NewMemfd`] builds a memfd from scratch in the next kernel: seals, position, size,
+//! and folios inserted one by one into its page cache ([`NewMemfd::insert_folio`]).
+//!
+//! C headers: [`include/linux/memfd.h`](srctree/include/linux/memfd.h),
+//! [`include/linux/shmem_fs.h`](srctree/include/linux/shmem_fs.h)
+
+use crate::{
+    bindings,
+    error::{
+        from_err_ptr,
+        to_result, //
+    },
+    fs::{
+        File,
+        LocalFile, //
+    },
+    kho::{
+        HeldFolio,
+        IncomingFolio, //
+    },
+    page::{
+        PAGE_SHIFT,
+        PAGE_SIZE, //
+    },
+    prelude::*,
+    sync::aref::ARef, //
+};
+use core::ptr::NonNull;
+
+/// The seals (`F_SEAL_*`, uAPI values).
+pub mod seals {
+    /// `F_SEAL_SEAL`: no more seals can be added.
+    pub const SEAL: u32 = 0x1;
+    /// `F_SEAL_SHRINK`: the file cannot shrink.
+    pub const SHRINK: u32 = 0x2;
+    /// `F_SEAL_GROW`: the file cannot grow.
+    pub const GROW: u32 = 0x4;
+    /// `F_SEAL_WRITE`: the contents cannot change.
+    pub const WRITE: u32 = 0x8;
+    /// `F_SEAL_FUTURE_WRITE`: no new writable mappings or writes.
+    pub const FUTURE_WRITE: u32 = 0x10;
+    /// `F_SEAL_EXEC`: the exec bits cannot change.
+    pub const EXEC: u32 = 0x20;
+}
+
+/// `MFD_ALLOW_SEALING` (uAPI).
+const MFD_ALLOW_SEALING: u32 = 0x2;
+
+/// The largest file size and position (`MAX_LFS_FILESIZE` on 64-bit).
+pub const MAX_FILE_SIZE: i64 = i64::MAX;
+
+/// How many folios [`MemfdLock::pin_present_folios`] pins per call of `memfd_pin_folios`
+/// (a 128 KiB buffer).
+///
+/// A batch bounds the work `memfd_pin_folios` redoes when it has to migrate folios out of
+/// CMA and start over (`-EAGAIN`): it restarts the batch, not the file. It must not be
+/// small: with 64 folios a call, preserving 1 GiB took 2.3 times as long as the C handler's
+/// single call (one measurement under QEMU TCG; in that setup `PRESERVE_FD` migrates no
+/// folio, so the cost is per call, not migration).
+const PIN_BATCH: usize = 16384;
+
+/// An existing memfd: an unlinked shmem file (what `memfd_create(2)` makes; a tmpfs file has a
+/// name, a hugetlb memfd is not shmem).
+///
+/// # Invariants
+///
+/// `file` is a shmem file whose inode had no links when `self` was made.
+pub struct Memfd<'a> {
+    file: &'a LocalFile,
+}
+
+impl<'a> Memfd<'a> {
+    /// Returns `file` as a memfd, or `None` if it is not one.
+    pub fn new(file: &'a LocalFile) -> Option<Self> {
+        // SAFETY: `file` is a valid file for the duration of the call.
+        if unsafe { bindings::shmem_file_is_unlinked(file.as_ptr()) } {
+            // INVARIANT: Just checked.
+            Some(Self { file })
+        } else {
+            None
+        }
+    }
+
+    fn inode(&self) -> *mut bindings::inode {
+        // SAFETY: `file` is valid; `f_inode` never changes for an open file.
+        unsafe { (*self.file.as_ptr()).f_inode }
+    }
+
+    /// A key for the memfd's backing object (its inode), the same for every file of it.
+    pub fn inode_id(&self) -> usize {
+        self.inode() as usize
+    }
+
+    /// The file position (`f_pos`). It can change at any time; this is a snapshot.
+    pub fn pos(&self) -> i64 {
+        // SAFETY: `file` is valid. The position can be written concurrently (as in C, which
+        // reads it without `f_pos_lock` too); a volatile read of an aligned 64-bit integer
+        // cannot tear on 64-bit.
+        unsafe { core::ptr::read_volatile(&raw const (*self.file.as_ptr()).f_pos) }
+    }
+
+    /// Takes the inode lock (`inode_lock`).
+    pub fn lock(&self) -> MemfdLock<'a> {
+        // SAFETY: The inode is valid while `file` is; it is unlocked by `MemfdLock::drop`.
+        unsafe { bindings::inode_lock(self.inode()) };
+        // INVARIANT: The lock was just taken.
+        MemfdLock {
+            memfd: Memfd { file: self.file },
+        }
+    }
+}
+
+/// A memfd with its inode lock held.
+///
+/// # Invariants
+///
+/// The inode lock of `memfd` is held (exclusive) by `self`.
+pub struct MemfdLock<'a> {
+    memfd: Memfd<'a>,
+}
+
+impl MemfdLock<'_> {
+    /// The file size in bytes (`i_size`).
+    pub fn size(&self) -> i64 {
+        // SAFETY: The inode is valid.
+        unsafe { bindings::i_size_read(self.memfd.inode()) }
+    }
+
+    /// The number of pages in the page cache (`nrpages`; swapped-out pages are not counted).
+    pub fn cached_pages(&self) -> usize {
+        // SAFETY: `file` is valid and its mapping never changes. `nrpages` changes under the
+        // mapping's lock; this is a snapshot (as `READ_ONCE`).
+        unsafe {
+            let mapping = (*self.memfd.file.as_ptr()).f_mapping;
+            core::ptr::read_volatile(&raw const (*mapping).nrpages) as usize
+        }
+    }
+
+    /// The seals (`F_SEAL_*`).
+    pub fn seals(&self) -> Result<u32> {
+        // SAFETY: `file` is valid.
+        let s = unsafe { bindings::memfd_get_seals(self.memfd.file.as_ptr()) };
+        u32::try_from(s).map_err(|_| Error::from_errno(s))
+    }
+
+    /// Freezes the mapping (or thaws it): while frozen, the size cannot change and no hole can
+    /// be punched (`EPERM`); writes and faults inside the size still work.
+    pub fn set_frozen(&self, frozen: bool) {
+        // SAFETY: The inode lock is held (type invariant), as `shmem_freeze` requires, and
+        // `memfd` is a shmem file.
+        unsafe { bindings::shmem_freeze(self.memfd.inode(), frozen) };
+    }
+
+    /// Pins every folio that exists in the file, in index order, and hands each to `f`.
+    ///
+    /// Holes are skipped: no folio is allocated for them (a swapped-out folio is read back).
+    /// Each folio is handed over once, even when it spans several pages. The time taken is
+    /// linear in the number of folios and independent of the size of the holes.
+    pub fn pin_present_folios(&self, mut f: impl FnMut(PinnedFolio) -> Result) -> Result {
+        let size = self.size();
+        if size <= 0 {
+            return Ok(());
+        }
+        let size = size as u64;
+        let npages = usize::try_from(size.div_ceil(PAGE_SIZE as u64)).map_err(|_| EFBIG)?;
+        let file = self.memfd.file.as_ptr();
+        // SAFETY: `file` is valid; `f_mapping` of a shmem file never changes.
+        let mapping = unsafe { (*file).f_mapping };
+        // SAFETY: `mapping` is valid; only the field address is taken.
+        let xa = unsafe { &raw mut (*mapping).i_pages };
+        let mut raw = KVVec::<*mut bindings::folio>::new();
+        raw.resize(PIN_BATCH, core::ptr::null_mut(), GFP_KERNEL)?;
+        // First index not handed over yet.
+        let mut next = 0usize;
+        while next < npages {
+            let mut idx = next as c_ulong;
+            // SAFETY: `xa` is the mapping's valid xarray; `xa_find` takes the RCU read lock
+            // itself. XA_PRESENT (8) matches folios and swap entries.
+            let entry = unsafe { bindings::xa_find(xa, &mut idx, (npages - 1) as c_ulong, 8) };
+            if entry.is_null() {
+                break;
+            }
+            let start = idx as usize;
+            let miss = {
+                let _rcu = crate::sync::rcu::read_lock();
+                // SAFETY: `mapping` is valid; the RCU read lock is held, as required.
+                let m = unsafe {
+                    bindings::page_cache_next_miss(mapping, start as c_ulong, npages - start)
+                };
+                m as usize
+            };
+            // A swap entry counts as a miss: pin that one index, which reads it back.
+            let end = if miss > start {
+                miss.min(npages)
+            } else {
+                start + 1
+            };
+            let mut pos = start;
+            while pos < end {
+                let mut offset: c_ulong = 0;
+                let last = ((end << PAGE_SHIFT) as u64 - 1).min(size - 1);
+                // SAFETY: `file` is a shmem file, `raw` has room for `PIN_BATCH` folios and
+                // `start <= last < size`.
+                let n = unsafe {
+                    bindings::memfd_pin_folios(
+                        file,
+                        (pos << PAGE_SHIFT) as i64,
+                        last as i64,
+                        raw.as_mut_ptr(),
+                        PIN_BATCH as u32,
+                        &mut offset,
+                    )
+                };
+                let n = usize::try_from(n).map_err(|_| Error::from_errno(n as c_int))?;
+                if n == 0 || n > PIN_BATCH {
+                    return Err(EINVAL);
+                }
+                // INVARIANT: `memfd_pin_folios` returned `n` folios, each pinned once; the
+                // batch hands each out or unpins it.
+                let batch = PinnedBatch {
+                    raw: raw.get(..n).ok_or(EINVAL)?,
+                    next: 0,
+                };
+                for folio in batch {
+                    let fend = folio.index() + folio.nr_pages();
+                    if fend <= next {
+                        // Already handed over (a large folio met again): drop unpins it.
+                        continue;
+                    }
+                    next = fend;
+                    pos = pos.max(fend);
+                    f(folio)?;
+                }
+            }
+            next = next.max(end);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MemfdLock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: The inode lock is held by `self` (type invariant).
+        unsafe { bindings::inode_unlock(self.memfd.inode()) };
+    }
+}
+
+/// Folios just pinned by `memfd_pin_folios`, handed out one by one as [`PinnedFolio`]s.
+///
+/// # Invariants
+///
+/// Each of `raw[next..]` is a valid folio pinned once on behalf of `self`.
+struct PinnedBatch<'a> {
+    raw: &'a [*mut bindings::folio],
+    next: usize,
+}
+
+impl Iterator for PinnedBatch<'_> {
+    type Item = PinnedFolio;
+
+    fn next(&mut self) -> Option<PinnedFolio> {
+        let p = *self.raw.get(self.next)?;
+        self.next += 1;
+        // INVARIANT: The pin on `p` moves from the batch to the `PinnedFolio`.
+        NonNull::new(p).map(|folio| PinnedFolio { folio })
+    }
+}
+
+impl Drop for PinnedBatch<'_> {
+    fn drop(&mut self) {
+        for &p in self.raw.get(self.next..).unwrap_or(&[]) {
+            // SAFETY: The batch still owns this pin (type invariant).
+            unsafe { bindings::unpin_folio(p) };
+        }
+    }
+}
+
+/// A folio of a shmem file pinned with `FOLL_PIN` (it cannot be migrated, swapped or freed
+/// while pinned).
+///
+/// # Invariants
+///
+/// `folio` is a valid folio on which `self` owns one `FOLL_PIN` pin.
+pub struct PinnedFolio {
+    folio: NonNull<bindings::folio>,
+}
+
+// SAFETY: A pin can be dropped from any thread.
+unsafe impl Send for PinnedFolio {}
+// SAFETY: Shared references only read the folio's attributes.
+unsafe impl Sync for PinnedFolio {}
+
+impl PinnedFolio {
+    /// The page frame number of the folio's first page.
+    pub fn pfn(&self) -> u64 {
+        // SAFETY: The folio is valid (type invariant).
+        unsafe { bindings::folio_pfn(self.folio.as_ptr()) as u64 }
+    }
+
+    /// The index (in pages) of the folio in its file.
+    pub fn index(&self) -> usize {
+        // SAFETY: The folio is valid; a pinned page-cache folio keeps its index.
+        (unsafe { bindings::folio_pos(self.folio.as_ptr()) } as u64 >> PAGE_SHIFT) as usize
+    }
+
+    /// The number of pages in the folio.
+    pub fn nr_pages(&self) -> usize {
+        // SAFETY: The folio is valid.
+        unsafe { bindings::folio_nr_pages(self.folio.as_ptr()) as usize }
+    }
+
+    /// Makes the folio safe to hand over: marks it dirty (so the next kernel never reclaims
+    /// it as clean) and, if it was never written (fallocated), zeroes it and marks it
+    /// uptodate. This is what upstream's memfd handler does to every folio.
+    pub fn prepare_for_handover(&self) {
+        let f = self.folio.as_ptr();
+        // SAFETY: The folio is valid and pinned; locking it may sleep, which is allowed here
+        // (the callers run in process context). It is unlocked before returning.
+        unsafe {
+            bindings::folio_lock(f);
+            bindings::folio_mark_dirty(f);
+            if !bindings::folio_test_uptodate(f) {
+                bindings::folio_zero_and_mark_uptodate(f);
+            }
+            bindings::folio_unlock(f);
+        }
+    }
+}
+
+// SAFETY: `as_folio` returns the pinned folio, valid and unmovable while `self` lives.
+unsafe impl HeldFolio for PinnedFolio {
+    fn as_folio(&self) -> *mut bindings::folio {
+        self.folio.as_ptr()
+    }
+}
+
+impl Drop for PinnedFolio {
+    fn drop(&mut self) {
+        // SAFETY: `self` owns one pin on the folio (type invariant).
+        unsafe { bindings::unpin_folio(self.folio.as_ptr()) };
+    }
+}
+
+/// A memfd being built in the next kernel (created with `MFD_ALLOW_SEALING`, named
+/// `memfd:`). [`NewMemfd::into_file`] hands it out.
+///
+/// # Invariants
+///
+/// `file` is a memfd created by `memfd_alloc_file`; `added` pages were inserted into its page
+/// cache by [`NewMemfd::insert_folio`] and not yet accounted with `shmem_recalc_inode`.
+pub struct NewMemfd {
+    file: Option<ARef<File>>,
+    added: c_long,
+}
+
+impl NewMemfd {
+    /// Creates an empty memfd that allows sealing.
+    pub fn new() -> Result<Self> {
+        // SAFETY: The name is a valid NUL-terminated string.
+        let f = from_err_ptr(unsafe {
+            bindings::memfd_alloc_file(c"".as_char_ptr(), MFD_ALLOW_SEALING)
+        })?;
+        let f = NonNull::new(f).ok_or(ENOMEM)?;
+        // SAFETY: `memfd_alloc_file` returned a new file with one reference, which we own;
+        // `File` is a transparent wrapper of `struct file`.
+        let file = unsafe { ARef::from_raw(f.cast::<File>()) };
+        // INVARIANT: A fresh memfd with nothing inserted.
+        Ok(Self {
+            file: Some(file),
+            added: 0,
+        })
+    }
+
+    fn raw(&self) -> *mut bindings::file {
+        self.file
+            .as_ref()
+            .map_or(core::ptr::null_mut(), |f| f.as_ptr())
+    }
+
+    fn inode(&self) -> *mut bindings::inode {
+        // SAFETY: `file` is valid until `into_file` or `drop` takes it.
+        unsafe { (*self.raw()).f_inode }
+    }
+
+    /// Adds seals (`F_SEAL_*`), as `fcntl(F_ADD_SEALS)` would.
+    pub fn add_seals(&self, seals: u32) -> Result {
+        // SAFETY: `file` is a valid memfd.
+        to_result(unsafe { bindings::memfd_add_seals(self.raw(), seals) })
+    }
+
+    /// Sets the file position; `EINVAL` if it is negative.
+    pub fn set_pos(&self, pos: i64) -> Result {
+        // SAFETY: `file` is valid and not yet visible to anyone else.
+        let r = unsafe { bindings::vfs_setpos(self.raw(), pos, MAX_FILE_SIZE) };
+        if r < 0 {
+            return Err(Error::from_errno(r as c_int));
+        }
+        Ok(())
+    }
+
+    /// Sets the size; `EINVAL` if it is negative.
+    pub fn set_size(&self, size: i64) -> Result {
+        if size < 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: The inode is valid; nobody else can see the file yet, so no lock is needed
+        // to serialize size updates.
+        unsafe { bindings::i_size_write(self.inode(), size) };
+        Ok(())
+    }
+
+    /// The file size in bytes.
+    pub fn size(&self) -> i64 {
+        // SAFETY: The inode is valid.
+        unsafe { bindings::i_size_read(self.inode()) }
+    }
+
+    /// Inserts `folio` into the page cache at page `index`, charged to the current task's
+    /// memory cgroup and accounted to the file.
+    ///
+    /// `EINVAL` if the folio does not lie within the size or `index` is not aligned to the
+    /// folio's size; `EEXIST` if the range is already populated; `ENOMEM`/`ENOSPC` from
+    /// charging and accounting. On error the folio is freed.
+    pub fn insert_folio(
+        &mut self,
+        folio: IncomingFolio,
+        index: usize,
+        uptodate: bool,
+        dirty: bool,
+    ) -> Result {
+        let nr = folio.nr_pages();
+        let size_pages = (self.size() as u64).div_ceil(PAGE_SIZE as u64);
+        let end = index.checked_add(nr).ok_or(EINVAL)?;
+        if index % nr != 0 || end as u64 > size_pages {
+            return Err(EINVAL);
+        }
+        let f = folio.into_raw().as_ptr();
+        // SAFETY: `f` is a folio we own (one reference) that is in no mapping and that no one
+        // else can see; the inode is the memfd's; `index` is aligned and within the size
+        // (checked above). The helper consumes the reference, on error too (the folio and
+        // its charge are then freed).
+        let err = unsafe {
+            bindings::shmem_insert_restored_folio(
+                self.inode(),
+                f,
+                index as c_ulong,
+                uptodate,
+                dirty,
+            )
+        };
+        to_result(err)?;
+        // INVARIANT: `nr` more pages were inserted.
+        self.added += nr as c_long;
+        Ok(())
+    }
+
+    fn recalc(&mut self) {
+        if self.added != 0 && !self.raw().is_null() {
+            // SAFETY: The inode is valid; `added` pages were inserted and not yet accounted.
+            unsafe { bindings::shmem_recalc_inode(self.inode(), self.added, 0) };
+            // INVARIANT: Accounted now.
+            self.added = 0;
+        }
+    }
+
+    /// Finishes the memfd and returns its file.
+    pub fn into_file(mut self) -> Result<ARef<File>> {
+        self.recalc();
+        self.file.take().ok_or(EINVAL)
+    }
+}
+
+impl Drop for NewMemfd {
+    fn drop(&mut self) {
+        // Account what was inserted before the file (and its folios) go away.
+        self.recalc();
+    }
+}

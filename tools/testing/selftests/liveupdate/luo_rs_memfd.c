@@ -1,0 +1,607 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * memfd across one kexec, whichever handler ("memfd-v2", C or Rust) wrote it
+ * and whichever reads it: contents byte for byte, size, seals, f_pos (also a
+ * position changed after PRESERVE_FD), holes, fallocated pages, writes after
+ * PRESERVE_FD (into data and into holes), a file never retrieved.
+ *
+ * Built as luo_rs_memfd_corrupt (LUO_RS_MEMFD_CORRUPT, see that file), it
+ * instead corrupts handovers on purpose through the Rust handler's test device
+ * (/dev/memfd_luo_rs_test, CONFIG_LIVEUPDATE_RUST_TEST) and checks that the
+ * next kernel refuses each with an errno, sticky, and that FINISH still works.
+ *
+ * Stage 1 (-s 1) creates one session per case plus a state session and leaves
+ * the session fds (and some memfd fds) to a daemonized child so that they are
+ * still open when the kexec serializes them. Stage 2 (-s 2) runs every check
+ * on its own session and prints one KTAP line per case. --list prints the case
+ * names.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libliveupdate.h>
+
+#define STATE_SESSION_NAME	"luo_rs_memfd_state"
+#define STATE_MEMFD_TOKEN	995
+#define MEMFD_TEST_DEV		"/dev/memfd_luo_rs_test"
+#define MEMFD_CORRUPT		_IO('M', 1)
+
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC		0x0020
+#endif
+
+#define ALL_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | \
+		   F_SEAL_FUTURE_WRITE | F_SEAL_EXEC)
+
+struct mcase {
+	const char *name;
+	const char *session;
+	void (*setup)(int luo_fd, const struct mcase *c);
+	int (*check)(int luo_fd, const struct mcase *c);
+	int corrupt;	/* mode for the corruption cases, 0 otherwise */
+	int want;	/* errno RETRIEVE_FD must give, corruption cases */
+};
+
+static const char *cur_case = "";
+
+static __printf(1, 2) int fail(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	ksft_print_msg("%s: %s\n", cur_case, buf);
+	return -1;
+}
+
+static const char *res(long ret)
+{
+	static char buf[4][48];
+	static int i;
+	char *b = buf[i++ % 4];
+
+	if (ret >= 0)
+		snprintf(b, sizeof(buf[0]), "success (%ld)", ret);
+	else
+		snprintf(b, sizeof(buf[0]), "%s", strerrorname_np(-ret) ?: "unknown errno");
+	return b;
+}
+
+static size_t psz(void)
+{
+	return getpagesize();
+}
+
+static unsigned char pattern(unsigned int seed, size_t off)
+{
+	return (off * 31 + (off / psz()) * 7 + seed * 101 + 1) & 0xff;
+}
+
+static void fill(int fd, size_t off, size_t len, unsigned int seed)
+{
+	unsigned char buf[4096];
+	size_t done, i, n;
+
+	for (done = 0; done < len; done += n) {
+		n = len - done < sizeof(buf) ? len - done : sizeof(buf);
+		for (i = 0; i < n; i++)
+			buf[i] = pattern(seed, off + done + i);
+		if (pwrite(fd, buf, n, off + done) != (ssize_t)n)
+			fail_exit("pwrite at %zu", off + done);
+	}
+}
+
+/* Check [off, off+len) of @fd: pattern(@seed), or zeroes if @seed is 0. */
+static int verify(int fd, size_t off, size_t len, unsigned int seed)
+{
+	unsigned char buf[4096];
+	size_t done, i, n;
+
+	for (done = 0; done < len; done += n) {
+		n = len - done < sizeof(buf) ? len - done : sizeof(buf);
+		if (pread(fd, buf, n, off + done) != (ssize_t)n)
+			return fail("pread of %zu bytes at %zu: %s", n, off + done,
+				    strerror(errno));
+		for (i = 0; i < n; i++) {
+			unsigned char want = seed ? pattern(seed, off + done + i) : 0;
+
+			if (buf[i] != want)
+				return fail("byte %zu is %#x, want %#x", off + done + i,
+					    buf[i], want);
+		}
+	}
+	return 0;
+}
+
+static int check_size(int fd, size_t size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return fail("fstat: %s", strerror(errno));
+	if ((size_t)st.st_size != size)
+		return fail("size %lld, want %zu", (long long)st.st_size, size);
+	return 0;
+}
+
+static long blocks_kib(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) ? -1 : (long)(st.st_blocks / 2);
+}
+
+static int new_memfd(size_t size, unsigned int flags)
+{
+	int fd = memfd_create("luo_rs_memfd", flags);
+
+	if (fd < 0)
+		fail_exit("memfd_create");
+	if (ftruncate(fd, size))
+		fail_exit("ftruncate to %zu", size);
+	return fd;
+}
+
+static int setup_session(int luo_fd, const struct mcase *c)
+{
+	int sfd = luo_create_session(luo_fd, c->session);
+
+	if (sfd < 0)
+		fail_exit("%s: create session %s: %s", c->name, c->session, res(sfd));
+	return sfd;	/* kept open by the daemonized child */
+}
+
+static void preserve(int sfd, const struct mcase *c, int mfd, __u64 token)
+{
+	int ret = luo_session_preserve_fd(sfd, mfd, token);
+
+	if (ret)
+		fail_exit("%s: preserve token %llu: %s", c->name, (unsigned long long)token,
+			  res(ret));
+}
+
+static int get_session(int luo_fd, const struct mcase *c)
+{
+	int sfd = luo_retrieve_session(luo_fd, c->session);
+
+	if (sfd < 0)
+		fail("RETRIEVE_SESSION %s: %s", c->session, res(sfd));
+	return sfd;
+}
+
+static int get_fd(int sfd, __u64 token)
+{
+	int fd = luo_session_retrieve_fd(sfd, token);
+
+	if (fd < 0)
+		fail("RETRIEVE_FD %llu: %s", (unsigned long long)token, res(fd));
+	return fd;
+}
+
+/* Retrieve token 1 of the case's session, run @fn on it, FINISH. */
+static int with_memfd(int luo_fd, const struct mcase *c, int (*fn)(int mfd))
+{
+	int sfd, mfd, ret = -1;
+
+	sfd = get_session(luo_fd, c);
+	if (sfd < 0)
+		return -1;
+	mfd = get_fd(sfd, 1);
+	if (mfd >= 0) {
+		ret = fn(mfd);
+		close(mfd);
+		if (!ret && luo_session_finish(sfd))
+			ret = fail("FINISH failed");
+	}
+	close(sfd);
+	return ret;
+}
+
+/* ---- dense: 5 pages and 100 bytes, sealed, positioned ---- */
+#define DENSE_SIZE	(5 * psz() + 100)
+#define DENSE_POS	1234
+#define DENSE_SEALS	(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+
+static void setup_dense(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), mfd = new_memfd(DENSE_SIZE, MFD_ALLOW_SEALING);
+
+	fill(mfd, 0, DENSE_SIZE, 1);
+	if (fcntl(mfd, F_ADD_SEALS, DENSE_SEALS))
+		fail_exit("F_ADD_SEALS");
+	if (lseek(mfd, DENSE_POS, SEEK_SET) != DENSE_POS)
+		fail_exit("lseek");
+	preserve(sfd, c, mfd, 1);
+	close(mfd);
+}
+
+static int dense_ok(int mfd)
+{
+	int seals = fcntl(mfd, F_GET_SEALS);
+	off_t pos = lseek(mfd, 0, SEEK_CUR);
+
+	if (seals != DENSE_SEALS)
+		return fail("seals %#x, want %#x", seals, DENSE_SEALS);
+	if (pos != DENSE_POS)
+		return fail("position %lld, want %d", (long long)pos, DENSE_POS);
+	if (check_size(mfd, DENSE_SIZE) || verify(mfd, 0, DENSE_SIZE, 1))
+		return -1;
+	/* Sealed against writes and growth, as before. */
+	if (pwrite(mfd, "x", 1, 0) != -1 || errno != EPERM)
+		return fail("a write to the F_SEAL_WRITE memfd did not fail with EPERM");
+	if (ftruncate(mfd, 2 * DENSE_SIZE) != -1 || errno != EPERM)
+		return fail("growing the F_SEAL_GROW memfd did not fail with EPERM");
+	return 0;
+}
+
+static int check_dense(int luo_fd, const struct mcase *c)
+{
+	return with_memfd(luo_fd, c, dense_ok);
+}
+
+/* ---- all seals ---- */
+static void setup_all_seals(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), mfd = new_memfd(psz(), MFD_ALLOW_SEALING);
+
+	fill(mfd, 0, psz(), 2);
+	if (fcntl(mfd, F_ADD_SEALS, ALL_SEALS))
+		fail_exit("F_ADD_SEALS all");
+	preserve(sfd, c, mfd, 1);
+	close(mfd);
+}
+
+static int all_seals_ok(int mfd)
+{
+	int seals = fcntl(mfd, F_GET_SEALS);
+
+	if (seals != ALL_SEALS)
+		return fail("seals %#x, want %#x", seals, ALL_SEALS);
+	/* F_SEAL_SEAL: no more seals. */
+	if (fcntl(mfd, F_ADD_SEALS, 0) != -1 && fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK) != -1)
+		return fail("F_ADD_SEALS succeeded on an F_SEAL_SEAL memfd");
+	return verify(mfd, 0, psz(), 2);
+}
+
+static int check_all_seals(int luo_fd, const struct mcase *c)
+{
+	return with_memfd(luo_fd, c, all_seals_ok);
+}
+
+/* ---- empty ---- */
+static void setup_empty(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), mfd = new_memfd(0, 0);
+
+	preserve(sfd, c, mfd, 1);
+	close(mfd);
+}
+
+static int empty_ok(int mfd)
+{
+	char b;
+
+	if (check_size(mfd, 0))
+		return -1;
+	if (read(mfd, &b, 1) != 0)
+		return fail("read of an empty memfd did not return 0");
+	/* Not sealed: it can grow and be written. */
+	if (ftruncate(mfd, psz()) || pwrite(mfd, "y", 1, 0) != 1)
+		return fail("the retrieved empty memfd cannot grow: %s", strerror(errno));
+	return 0;
+}
+
+static int check_empty(int luo_fd, const struct mcase *c)
+{
+	return with_memfd(luo_fd, c, empty_ok);
+}
+
+/* ---- holes: 64 pages, pages 0, 10 and the first half of 63 written ---- */
+#define HOLES_PAGES	64
+
+static void setup_holes(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), mfd = new_memfd(HOLES_PAGES * psz(), 0);
+
+	fill(mfd, 0, psz(), 3);
+	fill(mfd, 10 * psz(), psz(), 3);
+	fill(mfd, 63 * psz(), psz() / 2, 3);
+	ksft_print_msg("%s: %ld KiB allocated before PRESERVE_FD\n", c->name, blocks_kib(mfd));
+	preserve(sfd, c, mfd, 1);
+	ksft_print_msg("%s: %ld KiB allocated after PRESERVE_FD (C handler: every hole filled)\n",
+		       c->name, blocks_kib(mfd));
+	close(mfd);
+}
+
+static int holes_ok(int mfd)
+{
+	size_t p = psz();
+
+	ksft_print_msg("%s: %ld KiB allocated after RETRIEVE_FD\n", cur_case, blocks_kib(mfd));
+	if (check_size(mfd, HOLES_PAGES * p))
+		return -1;
+	if (verify(mfd, 0, p, 3) || verify(mfd, p, 9 * p, 0) || verify(mfd, 10 * p, p, 3) ||
+	    verify(mfd, 11 * p, 52 * p, 0) || verify(mfd, 63 * p, p / 2, 3) ||
+	    verify(mfd, 63 * p + p / 2, p / 2, 0))
+		return -1;
+	return 0;
+}
+
+static int check_holes(int luo_fd, const struct mcase *c)
+{
+	return with_memfd(luo_fd, c, holes_ok);
+}
+
+/* ---- fallocated, never written: reads zero ---- */
+static void setup_fallocated(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), mfd = new_memfd(8 * psz(), 0);
+
+	if (fallocate(mfd, 0, 2 * psz(), 4 * psz()))
+		fail_exit("fallocate");
+	fill(mfd, 7 * psz(), psz(), 4);
+	preserve(sfd, c, mfd, 1);
+	close(mfd);
+}
+
+static int fallocated_ok(int mfd)
+{
+	return check_size(mfd, 8 * psz()) || verify(mfd, 0, 7 * psz(), 0) ||
+	       verify(mfd, 7 * psz(), psz(), 4);
+}
+
+static int check_fallocated(int luo_fd, const struct mcase *c)
+{
+	return with_memfd(luo_fd, c, fallocated_ok);
+}
+
+/*
+ * ---- after PRESERVE_FD: the position moves, data is overwritten and a hole
+ * is written (the fd stays open until the kexec) ----
+ */
+#define LATE_PAGES	16
+#define LATE_POS	777
+
+static void setup_late_writes(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), mfd = new_memfd(LATE_PAGES * psz(), 0);
+	char *m;
+
+	fill(mfd, 0, 2 * psz(), 5);
+	if (lseek(mfd, 100, SEEK_SET) != 100)
+		fail_exit("lseek");
+	preserve(sfd, c, mfd, 1);
+	/* Overwrite page 1, write holes 5 and 12 (one through a mapping). */
+	fill(mfd, psz(), psz(), 6);
+	fill(mfd, 5 * psz(), psz(), 6);
+	m = mmap(NULL, LATE_PAGES * psz(), PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	if (m == MAP_FAILED)
+		fail_exit("mmap");
+	for (size_t i = 0; i < psz(); i++)
+		m[12 * psz() + i] = pattern(6, 12 * psz() + i);
+	munmap(m, LATE_PAGES * psz());
+	if (lseek(mfd, LATE_POS, SEEK_SET) != LATE_POS)
+		fail_exit("lseek");
+	/* Growing is refused while preserved. */
+	if (ftruncate(mfd, 2 * LATE_PAGES * psz()) != -1 || errno != EPERM)
+		fail_exit("%s: growing a preserved memfd did not fail with EPERM", c->name);
+	/* mfd stays open: the child keeps it until the kexec. */
+}
+
+static int late_writes_ok(int mfd)
+{
+	size_t p = psz();
+	off_t pos = lseek(mfd, 0, SEEK_CUR);
+
+	if (pos != LATE_POS)
+		return fail("position %lld, want %d (set after PRESERVE_FD)", (long long)pos,
+			    LATE_POS);
+	if (check_size(mfd, LATE_PAGES * p) || verify(mfd, 0, p, 5) || verify(mfd, p, p, 6) ||
+	    verify(mfd, 2 * p, 3 * p, 0) || verify(mfd, 5 * p, p, 6) ||
+	    verify(mfd, 6 * p, 6 * p, 0) || verify(mfd, 12 * p, p, 6) ||
+	    verify(mfd, 13 * p, 3 * p, 0))
+		return -1;
+	return 0;
+}
+
+static int check_late_writes(int luo_fd, const struct mcase *c)
+{
+	return with_memfd(luo_fd, c, late_writes_ok);
+}
+
+/* ---- a bigger dense memfd: 8 MiB of pattern ---- */
+#define BIG_SIZE	(8 << 20)
+
+static void setup_big(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), mfd = new_memfd(BIG_SIZE, 0);
+
+	fill(mfd, 0, BIG_SIZE, 7);
+	preserve(sfd, c, mfd, 1);
+	close(mfd);
+}
+
+static int big_ok(int mfd)
+{
+	return check_size(mfd, BIG_SIZE) || verify(mfd, 0, BIG_SIZE, 7);
+}
+
+static int check_big(int luo_fd, const struct mcase *c)
+{
+	return with_memfd(luo_fd, c, big_ok);
+}
+
+/* ---- never retrieved: FINISH frees it, the next file of the session is intact ---- */
+static void setup_unretrieved(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), a = new_memfd(4 * psz(), 0), b = new_memfd(psz(), 0);
+
+	fill(a, 0, 4 * psz(), 8);
+	fill(b, 0, psz(), 9);
+	preserve(sfd, c, a, 1);
+	preserve(sfd, c, b, 2);
+	close(a);
+	close(b);
+}
+
+static int check_unretrieved(int luo_fd, const struct mcase *c)
+{
+	int sfd, mfd, ret = -1;
+
+	sfd = get_session(luo_fd, c);
+	if (sfd < 0)
+		return -1;
+	mfd = get_fd(sfd, 2);
+	if (mfd >= 0) {
+		ret = verify(mfd, 0, psz(), 9);
+		if (!ret && luo_session_finish(sfd))
+			ret = fail("FINISH with token 1 never retrieved failed");
+		/* The retrieved one survives FINISH. */
+		if (!ret)
+			ret = verify(mfd, 0, psz(), 9);
+		close(mfd);
+	}
+	close(sfd);
+	return ret;
+}
+
+/* ---- corruption (Rust handler's test device only) ---- */
+#define CORRUPT_PAGES	512
+
+static void setup_corrupt(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), mfd = new_memfd(CORRUPT_PAGES * psz(), 0);
+	int dev, ret = -1;
+
+	fill(mfd, 0, 2 * psz(), 10);
+	fill(mfd, 100 * psz(), psz(), 10);
+	fill(mfd, 300 * psz(), psz(), 10);
+	preserve(sfd, c, mfd, 1);
+	dev = open(MEMFD_TEST_DEV, O_RDWR);
+	if (dev >= 0) {
+		ret = ioctl(dev, MEMFD_CORRUPT, (unsigned long)mfd << 8 | c->corrupt);
+		close(dev);
+	}
+	if (ret)
+		fail_exit("%s: cannot arm the corruption through %s: %s", c->name,
+			  MEMFD_TEST_DEV, strerror(errno));
+	close(mfd);
+}
+
+static int check_corrupt(int luo_fd, const struct mcase *c)
+{
+	int sfd, mfd, ret = -1;
+
+	sfd = get_session(luo_fd, c);
+	if (sfd < 0)
+		return -1;
+	mfd = luo_session_retrieve_fd(sfd, 1);
+	if (mfd >= 0) {
+		close(mfd);
+		fail("RETRIEVE_FD of a corrupt memfd succeeded, want %s", strerrorname_np(c->want));
+	} else if (mfd != -c->want) {
+		fail("RETRIEVE_FD: %s, want %s", res(mfd), strerrorname_np(c->want));
+	} else if (luo_session_retrieve_fd(sfd, 1) != -c->want) {
+		fail("a second RETRIEVE_FD did not give %s again", strerrorname_np(c->want));
+	} else if (luo_session_finish(sfd)) {
+		fail("FINISH after the failed retrieve failed");
+	} else {
+		ret = 0;
+	}
+	close(sfd);
+	return ret;
+}
+
+#define CORRUPT_CASE(n, mode, err) \
+	{ "corrupt_" n, "rs-memfd-corrupt-" n, setup_corrupt, check_corrupt, mode, err }
+
+#ifndef LUO_RS_MEMFD_CORRUPT
+static const struct mcase cases[] = {
+	{ "dense_contents_size_seals_pos", "rs-memfd-dense", setup_dense, check_dense },
+	{ "all_seals", "rs-memfd-all-seals", setup_all_seals, check_all_seals },
+	{ "empty", "rs-memfd-empty", setup_empty, check_empty },
+	{ "holes_read_zero", "rs-memfd-holes", setup_holes, check_holes },
+	{ "fallocated_reads_zero", "rs-memfd-falloc", setup_fallocated, check_fallocated },
+	{ "writes_and_pos_after_preserve", "rs-memfd-late", setup_late_writes, check_late_writes },
+	{ "dense_8mib", "rs-memfd-big", setup_big, check_big },
+	{ "unretrieved_freed_by_finish", "rs-memfd-unretrieved", setup_unretrieved,
+	  check_unretrieved },
+};
+#else
+static const struct mcase cases[] = {
+	/* A sound memfd next to the corrupt ones comes back intact. */
+	{ "sound_memfd_next_to_corrupt_ones", "rs-memfd-dense", setup_dense, check_dense },
+	CORRUPT_CASE("bad_pfn", 1, EINVAL),
+	CORRUPT_CASE("index_beyond_size", 2, EINVAL),
+	CORRUPT_CASE("nr_folios_beyond_array", 3, EINVAL),
+	CORRUPT_CASE("unknown_folio_flags", 4, EINVAL),
+	CORRUPT_CASE("unknown_header_flags", 5, EINVAL),
+	CORRUPT_CASE("unknown_seals", 6, EOPNOTSUPP),
+	CORRUPT_CASE("bad_array_address", 7, EINVAL),
+	CORRUPT_CASE("unsorted_indices", 8, EINVAL),
+};
+#endif
+
+static void run_stage_1(int luo_fd)
+{
+	size_t i;
+
+	ksft_print_msg("[STAGE 1] preparing %zu sessions\n", ARRAY_SIZE(cases));
+	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
+	for (i = 0; i < ARRAY_SIZE(cases); i++)
+		cases[i].setup(luo_fd, &cases[i]);
+	close(luo_fd);
+	daemonize_and_wait();
+}
+
+static void run_stage_2(int luo_fd, int state_session_fd)
+{
+	size_t i;
+	int stage, r;
+
+	ksft_print_header();
+	ksft_set_plan(ARRAY_SIZE(cases));
+	restore_and_read_stage(state_session_fd, STATE_MEMFD_TOKEN, &stage);
+	if (stage != 2)
+		ksft_exit_fail_msg("state session says stage %d, want 2\n", stage);
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		cur_case = cases[i].name;
+		r = cases[i].check(luo_fd, &cases[i]);
+		if (r)
+			ksft_test_result_fail("%s\n", cases[i].name);
+		else
+			ksft_test_result_pass("%s\n", cases[i].name);
+	}
+
+	if (luo_session_finish(state_session_fd))
+		ksft_print_msg("FINISH of the state session failed\n");
+	close(state_session_fd);
+	close(luo_fd);
+	ksft_finished();
+}
+
+int main(int argc, char *argv[])
+{
+	size_t i;
+
+	if (argc == 2 && !strcmp(argv[1], "--list")) {
+		for (i = 0; i < ARRAY_SIZE(cases); i++)
+			printf("%s\n", cases[i].name);
+		return 0;
+	}
+	return luo_test(argc, argv, STATE_SESSION_NAME, run_stage_1, run_stage_2);
+}
