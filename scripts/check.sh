@@ -116,6 +116,7 @@ run_variant() {
 	ktap_case "$v" race luo_rs_race
 	# FLB data, big memfds with holes and seals, FLB finish after the last file.
 	ktap_case "$v" lifecycle luo_rs_lifecycle
+	memfd_suites "$v"
 	# luo_rs_fuzz: random, kexec and (C and Rust) diff mode, one suite per seed.
 	fuzz_cases "$v"
 	[ "$v" != c ] || expected_panic_case
@@ -125,6 +126,19 @@ run_variant() {
 		# 100,000-file session (not on rust-kasan: minutes under KASAN).
 		ktap_case "$v" capacity luo_rs_capacity 600
 	fi
+}
+
+# memfd_suites VARIANT: the memfd handler across a kexec, whichever is built
+# (luo_rs_memfd: contents, size, seals, position, holes, fallocated pages,
+# writes after PRESERVE_FD). With the Rust handler (mm/memfd_luo_rs.rs) also
+# eight corrupt memfd handovers refused with an errno, and on rust a 16 GiB
+# memfd with 64 MiB written, preserved in a 2 GiB VM without filling its holes.
+memfd_suites() {
+	local v=$1
+	ktap_case "$v" memfd luo_rs_memfd
+	has_rust_memfd "$v" || return 0
+	ktap_case "$v" memfd-corrupt luo_rs_memfd_corrupt
+	[ "$v" = rust-kasan ] || ktap_case "$v" memfd-sparse luo_rs_memfd_sparse
 }
 
 # ktap_case VARIANT SUITE TEST [TIMEOUT [EXTRA]]: a two-stage (kexec) test
@@ -187,6 +201,7 @@ sanitizer_suites() {
 	vm_case "$v" kexec luo_kexec_simple "$g/kexec.cpio" 2 300 stages
 	ktap_case "$v" kexec luo_rs_kexec
 	ktap_case "$v" lifecycle luo_rs_lifecycle
+	memfd_suites "$v"
 	ktap_case "$v" race luo_rs_race
 	fuzz_cases "$v"
 	rust_luo_suites "$v"
@@ -219,7 +234,9 @@ kunit_case() {
 	local v=$1 g=$BUILD/guest-$1 serial=$LOGS/$1/kunit.log out rc=0
 	"$REPO/scripts/run-vm.sh" "$(obj_dir "$v")/arch/x86/boot/bzImage" "$g/single.cpio" "$serial" "$(vm_timeout "$v" 300)" "$VM_MEM" \
 		"kunit.filter_glob=luo_rs* luo.test=none luo.stages=1 $KMSG_FMT $(variant_cmdline "$v")" || rc=$?
-	out=$("$REPO/scripts/verdict.py" kunit "$serial" "$v:kunit" "$SRC"/kernel/liveupdate/*.rs) || true
+	local srcs=("$SRC"/kernel/liveupdate/*.rs)
+	if has_rust_memfd "$v"; then srcs+=("$SRC/mm/memfd_luo_rs.rs"); fi
+	out=$("$REPO/scripts/verdict.py" kunit "$serial" "$v:kunit" "${srcs[@]}") || true
 	timed_out "$rc" && out=$(echo "$out" | sed 's/^ok \(.*\)$/not ok \1 # VM timed out/')
 	[ -n "$out" ] || out="not ok $v:kunit # no verdict (verdict.py printed nothing)"
 	mapfile -t lines <<< "$out"
@@ -235,7 +252,8 @@ kunit_case() {
 # with holes, seals and position, compared byte for byte) and luo_rs_fixes
 # (the handover after a failed CREATE_SESSION; into the C LUO with
 # luo.fixes_reader=c, where the C kernel is the oracle: it panics on an
-# empty block).
+# empty block), and the memfd handler's luo_rs_memfd (C memfd into Rust memfd
+# and back: memfd-v2 is the same format) and luo_rs_memfd_sparse.
 interop() {
 	local from=$1 to=$2 g=$BUILD/guest-$1 p=interop:$1-to-$2
 	local kf kt t list extra
@@ -249,7 +267,10 @@ interop() {
 	for t in luo_stress_files luo_stress_sessions; do
 		interop_run "$p" "$kf" "$g/to-$to.cpio" "$t" stages
 	done
-	for t in luo_rs_kexec luo_rs_lifecycle luo_rs_fixes; do
+	local tests="luo_rs_kexec luo_rs_lifecycle luo_rs_fixes luo_rs_memfd"
+	# A sparse memfd from the Rust memfd handler: the C reader gets the holes.
+	if has_rust_memfd "$from"; then tests="$tests luo_rs_memfd_sparse"; fi
+	for t in $tests; do
 		list=$g/$t.list extra=
 		if [ "$t" = luo_rs_fixes ] && [ "$to" = c ]; then
 			list=$g/$t-c.list extra=luo.fixes_reader=c

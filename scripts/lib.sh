@@ -35,6 +35,15 @@ LLVM_PREFIX=/usr/lib/llvm-${LLVM_SUFFIX#-}
 
 # is_rust_luo VARIANT: does this variant build the Rust LUO?
 is_rust_luo() { case $1 in rust|rust-kasan) return 0 ;; *) return 1 ;; esac; }
+# has_rust_memfd VARIANT: does this variant build the Rust memfd handler
+# (mm/memfd_luo_rs.rs, CONFIG_LIVEUPDATE_MEMFD_RUST) instead of the C one?
+has_rust_memfd() {
+	local f
+	for f in $(variant_fragments "$1"); do
+		grep -qx 'CONFIG_LIVEUPDATE_MEMFD_RUST=y' "$f" && return 0
+	done
+	return 1
+}
 # is_llvm VARIANT: is this variant built with clang (LLVM=...)?
 is_llvm() { [ "$1" = rust-kasan ]; }
 
