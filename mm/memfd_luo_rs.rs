@@ -11,15 +11,15 @@
 //! - **Holes stay holes.** Only the folios that exist are pinned and preserved; the C handler
 //!   allocates (and preserves) a zeroed page for every hole. The format allows it, since
 //!   every folio entry carries its index, and the C reader handles it.
-//! - Folios are pinned in batches of 64 per `memfd_pin_folios` call, range by populated range,
-//!   so the cost is linear in the number of folios.
+//! - Folios are pinned in batches of 16384 per `memfd_pin_folios` call, range by populated
+//!   range.
 //! - Everything read from the previous kernel is validated: before any folio is restored, the
 //!   page holding `memfd_luo_ser`, its reserved `flags` (must be 0), the seals, size and
 //!   position, `nr_folios` against the size and the folio array, every chunk of the array,
 //!   and every entry's flags (only DIRTY and UPTODATE) and index (inside the size, strictly
 //!   increasing); then, folio by folio, that the pfn starts a preserved folio and that the
-//!   folio fits (aligned, inside the size, no overlap). A bad handover is refused with an
-//!   errno (what was restored is freed), never a panic or a warning.
+//!   folio fits (aligned, starting inside the size, no overlap). A bad handover is refused
+//!   with an errno, never a panic.
 //!
 //! See `Documentation/core-api/liveupdate-rust.rst`.
 
@@ -211,9 +211,11 @@ mod abi {
         Ok(())
     }
 
-    /// Checks an entry against the order of the folio preserved at its pfn: aligned, and
-    /// wholly inside the file and after the previous folio (`next`). Returns the index after
-    /// it.
+    /// Checks an entry against the order of the folio preserved at its pfn: aligned, starting
+    /// inside the file and after the previous folio (`next`). Returns the index after it.
+    ///
+    /// A large folio may reach past the end of the file: shmem allocates such folios, both
+    /// writers preserve them, and the C reader takes them.
     pub(crate) fn check_folio_extent(
         e: &FolioEntry,
         order: u32,
@@ -222,7 +224,7 @@ mod abi {
     ) -> Result<u64> {
         let nr = 1u64.checked_shl(order).ok_or(EINVAL)?;
         let end = e.index.checked_add(nr).ok_or(EINVAL)?;
-        if e.index % nr != 0 || e.index < next || end > size_pages {
+        if e.index % nr != 0 || e.index < next || e.index >= size_pages {
             return Err(EINVAL);
         }
         Ok(end)
@@ -503,7 +505,12 @@ impl FileHandler for MemfdHandler {
                             err
                         );
                     }
-                    Self::discard_folios(entries.get(i + 1..).unwrap_or(&[]));
+                    // The rest is freed only when the array is sound: a corrupt array
+                    // may name pages that are not this file's, so then they are left
+                    // (leaked), as `finish` leaves those of a corrupt file.
+                    if err != EINVAL {
+                        Self::discard_folios(entries.get(i + 1..).unwrap_or(&[]));
+                    }
                     return Err(err);
                 }
             }
@@ -806,7 +813,9 @@ mod tests {
         // An order-2 folio must be 4-aligned, inside the file, after the previous one.
         assert_eq!(check_folio_extent(&e(4), 2, 0, 8), Ok(8));
         assert_eq!(check_folio_extent(&e(2), 2, 0, 8), Err(EINVAL));
-        assert_eq!(check_folio_extent(&e(8), 2, 0, 9), Err(EINVAL));
+        // A large folio that reaches past the end of the file (shmem makes them).
+        assert_eq!(check_folio_extent(&e(8), 2, 0, 9), Ok(12));
+        assert_eq!(check_folio_extent(&e(8), 2, 0, 8), Err(EINVAL));
         assert_eq!(check_folio_extent(&e(4), 2, 5, 16), Err(EINVAL));
         assert_eq!(check_folio_extent(&e(0), 64, 0, 16), Err(EINVAL));
     }

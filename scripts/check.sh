@@ -67,24 +67,51 @@ vm_case() {
 	fi
 }
 
+# build_variant VARIANT: the kernel, the guest programs and the agent of one
+# variant. Prints "not ok" verdict lines (not recorded) for what failed.
+build_variant() {
+	local v=$1 g=$BUILD/guest-$1
+	if ! "$REPO/scripts/build-kernel.sh" "$v"; then
+		echo "not ok $v:build:kernel # see the messages above"
+	elif ! "$REPO/scripts/build-guest.sh" "$v"; then
+		echo "not ok $v:build:guest # see the messages above"
+	elif ! "$REPO/scripts/build-agent.sh" "$g/tests"; then
+		echo "not ok $v:build:agent # see the messages above"
+	fi
+}
+
+# The variants are pipelined: while one variant's VMs run (mostly one CPU),
+# the next variant's kernel builds in the background. Its messages are
+# printed, and its failures recorded, when the VMs are done.
+bg_pid= bg_log=
+start_build() { # start_build VARIANT: build it in the background
+	bg_log=$LOGS/build-$1.log
+	mkdir -p "$LOGS"
+	build_variant "$1" > "$bg_log" 2>&1 &
+	bg_pid=$!
+}
+finish_build() { # finish_build: wait for the background build; 0 if it built
+	local rc=0 fail
+	wait "$bg_pid" || rc=$?
+	bg_pid=
+	grep -v '^not ok ' "$bg_log" >&2 || true
+	fail=$(grep '^not ok ' "$bg_log" || true)
+	if [ -n "$fail" ]; then
+		mapfile -t lines <<< "$fail"
+		report "${lines[@]}"
+		return 1
+	fi
+	[ "$rc" -eq 0 ] || { report "not ok build:pipeline # build exited $rc (see $bg_log)"; return 1; }
+}
+
 run_variant() {
 	local v=$1 g
-	if ! "$REPO/scripts/build-kernel.sh" "$v"; then
-		report "not ok $v:build:kernel # see the messages above"
-		return
-	fi
-	if ! "$REPO/scripts/build-guest.sh" "$v"; then
-		report "not ok $v:build:guest # see the messages above"
-		return
-	fi
 	g=$BUILD/guest-$v
-	if ! "$REPO/scripts/build-agent.sh" "$g/tests"; then
-		report "not ok $v:build:agent # see the messages above"
-		return
-	fi
 	[ -n "$host_done" ] || host_checks "$v"
 	local k
 	k=$(obj_dir "$v")/arch/x86/boot/bzImage
+	export GEN_INIT_CPIO
+	GEN_INIT_CPIO=$(obj_dir "$v")/usr/gen_init_cpio
 	"$REPO/scripts/mkinitramfs.sh" "$g/single.cpio" "$g"
 	"$REPO/scripts/mkinitramfs.sh" "$g/kexec.cpio" "$g" "$k"
 
@@ -405,10 +432,27 @@ check_counts() {
 start=$(date +%s)
 "$REPO/scripts/deps.sh"
 "$REPO/scripts/prepare-tree.sh"
-for v in "${variants[@]}"; do
-	run_variant "$v"
+for vi in "${!variants[@]}"; do
+	v=${variants[$vi]}
+	vok=1
+	if [ "$vi" -eq 0 ]; then
+		# The first build in the foreground, its messages as they come.
+		vfail=$(build_variant "$v")
+		if [ -n "$vfail" ]; then
+			mapfile -t lines <<< "$vfail"
+			report "${lines[@]}"
+			vok=
+		fi
+	else
+		finish_build || vok=
+	fi
+	vnext=${variants[$((vi + 1))]:-}
+	[ -z "$vnext" ] || start_build "$vnext"
+	[ -z "$vok" ] || run_variant "$v"
 done
 if [[ " ${variants[*]} " == *" c "* && " ${variants[*]} " == *" rust "* ]]; then
+	export GEN_INIT_CPIO
+	GEN_INIT_CPIO=$(obj_dir c)/usr/gen_init_cpio
 	log "running interop tests (C LUO <-> Rust LUO)"
 	interop c rust
 	interop rust c

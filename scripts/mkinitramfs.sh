@@ -8,8 +8,10 @@
 . "$(dirname "$0")/lib.sh"
 
 out=${1:?}; guest=${2:?}; shift 2
-gen=
-for v in $VARIANTS; do
+# GEN_INIT_CPIO: the tool of a finished kernel build (check.sh sets it while
+# another variant may still be building); else the first one found.
+gen=${GEN_INIT_CPIO:-}
+[ -n "$gen" ] || for v in $VARIANTS; do
 	[ -x "$(obj_dir "$v")/usr/gen_init_cpio" ] && { gen=$(obj_dir "$v")/usr/gen_init_cpio; break; }
 done
 [ -n "$gen" ] || die "usr/gen_init_cpio not built"

@@ -541,8 +541,12 @@ impl<T: FromBytes> RestoredArray<T> {
         if need > total.checked_mul(PAGE_SIZE).ok_or(EINVAL)? {
             return Err(EINVAL);
         }
-        let max_chunks = total.div_ceil(VMALLOC_CHUNK_ENTRIES);
-        let mut seen = KVVec::<u64>::with_capacity(total + max_chunks, GFP_KERNEL)?;
+        // `kho_preserve_vmalloc()` starts a new chunk as soon as one is full, so an area of
+        // k * VMALLOC_CHUNK_ENTRIES pages has an empty last chunk: k + 1 chunks.
+        let max_chunks = total / VMALLOC_CHUNK_ENTRIES + 1;
+        // Grown as addresses are found (each a preserved page), never sized from `total`,
+        // which is the previous kernel's word.
+        let mut seen = KVVec::<u64>::new();
         let mut chunk = desc.first;
         let mut chunks = 0usize;
         let mut pages = 0usize;
@@ -568,8 +572,8 @@ impl<T: FromBytes> RestoredArray<T> {
                 seen.push(p, GFP_KERNEL)?;
             }
             let next = c[0];
-            // Every chunk but the last is full.
-            if next != 0 && n != VMALLOC_CHUNK_ENTRIES {
+            // Every chunk but the last is full; the last may be empty only after a full one.
+            if (next != 0 && n != VMALLOC_CHUNK_ENTRIES) || (n == 0 && chunks == 1) {
                 return Err(EINVAL);
             }
             chunk = next;

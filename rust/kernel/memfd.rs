@@ -427,7 +427,7 @@ impl NewMemfd {
     /// Inserts `folio` into the page cache at page `index`, charged to the current task's
     /// memory cgroup and accounted to the file.
     ///
-    /// `EINVAL` if the folio does not lie within the size or `index` is not aligned to the
+    /// `EINVAL` if the folio does not start within the size or `index` is not aligned to the
     /// folio's size; `EEXIST` if the range is already populated; `ENOMEM`/`ENOSPC` from
     /// charging and accounting. On error the folio is freed.
     pub fn insert_folio(
@@ -439,14 +439,16 @@ impl NewMemfd {
     ) -> Result {
         let nr = folio.nr_pages();
         let size_pages = (self.size() as u64).div_ceil(PAGE_SIZE as u64);
-        let end = index.checked_add(nr).ok_or(EINVAL)?;
-        if index % nr != 0 || end as u64 > size_pages {
+        // The folio's last index must not overflow.
+        index.checked_add(nr).ok_or(EINVAL)?;
+        // A large folio may reach past the end of the file (shmem allocates such folios).
+        if index % nr != 0 || index as u64 >= size_pages {
             return Err(EINVAL);
         }
         let f = folio.into_raw().as_ptr();
         // SAFETY: `f` is a folio we own (one reference) that is in no mapping and that no one
-        // else can see; the inode is the memfd's; `index` is aligned and within the size
-        // (checked above). The helper consumes the reference, on error too (the folio and
+        // else can see; the inode is the memfd's; `index` is aligned and starts within the
+        // size (checked above). The helper consumes the reference, on error too (the folio and
         // its charge are then freed).
         let err = unsafe {
             bindings::shmem_insert_restored_folio(

@@ -12,7 +12,10 @@
  *           PRESERVE_FD, file position 12345;
  *         - "lc-sealed": a 4 MiB memfd written with write() and sealed with
  *           F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL;
- *         - "lc-empty": an empty memfd.
+ *         - "lc-empty": an empty memfd;
+ *         - "lc-511": a memfd of 511 * 256 pages, each written, so its
+ *           folio array (16 bytes a folio) fills exactly one KHO vmalloc
+ *           chunk of 511 pages and KHO links an empty chunk after it.
  *   -s 2  - each of lib/tests/liveupdate.c's three test FLBs found the data
  *           the previous kernel wrote, once ("found flb data");
  *         - every byte, the size, the seals and the file position of each
@@ -48,6 +51,8 @@
 #define BIG_SEALS		(F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_FUTURE_WRITE)
 #define SEALED_SIZE		(4UL << 20)
 #define SEALED_SEALS		(F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)
+/* Folios (order 0) whose 16-byte entries fill one full vmalloc chunk of 511 pages. */
+#define PAGES_511		(511UL * 256)
 #define FLB_TOKEN_LO		0ULL
 #define FLB_TOKEN_HI		(~0ULL)
 
@@ -57,12 +62,14 @@ static const char * const cases[] = {
 	"s1_big_memfd_written_after_preserve",
 	"s1_sealed_memfd",
 	"s1_empty_memfd",
+	"s1_memfd_511_page_array",
 	"s2_flb_data_found",
 	"s2_flb_memfds",
 	"s2_big_memfd_every_byte",
 	"s2_big_memfd_size_seals_pos",
 	"s2_sealed_memfd",
 	"s2_empty_memfd",
+	"s2_memfd_511_page_array",
 	"s2_flb_no_finish_while_a_file_is_left",
 	"s2_flb_finish_after_last_file",
 };
@@ -134,7 +141,7 @@ static void stage_1(int luo_fd)
 	unsigned char *buf;
 	uint64_t c;
 
-	printf("1..5\n");
+	printf("1..6\n");
 	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
 
 	s_flb = luo_create_session(luo_fd, "lc-flb");
@@ -212,6 +219,23 @@ static void stage_1(int luo_fd)
 	r = s_empty >= 0 && empty >= 0 ? luo_session_preserve_fd(s_empty, empty, 3) : -EINVAL;
 	result("s1_empty_memfd", !r, "session %d, memfd %d, preserve %d", s_empty, empty, r);
 
+	s_empty = luo_create_session(luo_fd, "lc-511");
+	empty = new_memfd("lc-511", PAGES_511 * 4096);
+	r = -EINVAL;
+	if (s_empty >= 0 && empty >= 0) {
+		unsigned char *m = mmap(NULL, PAGES_511 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
+					empty, 0);
+
+		if (m != MAP_FAILED) {
+			for (unsigned long i = 0; i < PAGES_511; i++)
+				m[i * 4096 + i % 4096] = (i % 251) + 1;
+			munmap(m, PAGES_511 * 4096);
+			r = luo_session_preserve_fd(s_empty, empty, 4);
+		}
+	}
+	result("s1_memfd_511_page_array", !r, "session %d, memfd %d, preserve %d", s_empty, empty,
+	       r);
+
 	if (ktap_failures)
 		exit(1);
 	close(luo_fd);
@@ -255,7 +279,7 @@ static void stage_2(int luo_fd, int state_fd)
 	int seals, n1, n2;
 	off_t pos;
 
-	printf("1..8\n");
+	printf("1..9\n");
 	found = 0;
 	for (int i = 0; i < NR_TEST_FLBS; i++) {
 		snprintf(what, sizeof(what), "liveupdate-test-flb-v%d: found flb data", i);
@@ -332,9 +356,32 @@ static void stage_2(int luo_fd, int state_fd)
 	result("s2_empty_memfd", empty >= 0 && st.st_size == 0, "retrieve %d, size %lld", empty,
 	       (long long)st.st_size);
 
+	{
+		int s511, f511 = retrieve(luo_fd, "lc-511", 4, &s511);
+		unsigned long bad511 = ~0UL;
+		unsigned char *m = MAP_FAILED;
+
+		if (f511 >= 0)
+			m = mmap(NULL, PAGES_511 * 4096, PROT_READ, MAP_SHARED, f511, 0);
+		for (unsigned long i = 0; m != MAP_FAILED && i < PAGES_511; i++) {
+			if (m[i * 4096 + i % 4096] != (i % 251) + 1) {
+				bad511 = i;
+				break;
+			}
+		}
+		result("s2_memfd_511_page_array", f511 >= 0 && m != MAP_FAILED && bad511 == ~0UL,
+		       "retrieve %d (session %d), map %s, first bad page %ld", f511, s511,
+		       m == MAP_FAILED ? "failed" : "ok", (long)bad511);
+		if (m != MAP_FAILED)
+			munmap(m, PAGES_511 * 4096);
+		if (f511 >= 0)
+			close(f511);
+		fin = finish(s511);
+	}
+
 	/* Every file but the state session's memfd is finished now. */
 	n1 = count_in_log("finish was triggered");
-	fin = finish(s_flb) | finish(s_big) | finish(s_sealed) | finish(s_empty);
+	fin |= finish(s_flb) | finish(s_big) | finish(s_sealed) | finish(s_empty);
 	n2 = count_in_log("finish was triggered");
 	result("s2_flb_no_finish_while_a_file_is_left", !fin && n1 == 0 && n2 == 0,
 	       "finish %d, FLB finishes before %d, after %d", fin, n1, n2);
