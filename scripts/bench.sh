@@ -12,6 +12,11 @@
 #             stage-2 open (deserialize), RETRIEVE_SESSION, FINISH, close
 #   files     kexec with 500 memfds in one session: stage-1 PRESERVE_FD,
 #             reboot path, stage-2 open, RETRIEVE_FD, FINISH
+#   memfd     the memfd handler (luo_rs_memfd_bench.c): PRESERVE_FD and
+#             RETRIEVE_FD of one dense memfd of each BENCH_MEMFD_MIB size, the
+#             C handler (on the c kernel) against the Rust one (on the rust
+#             kernel), in MiB/s; and a 16 GiB memfd with 64 MiB written
+#             (sparse) in a 2 GiB VM, where the C handler runs out of memory
 # The reboot path (liveupdate_reboot's freeze + serialization, then device
 # shutdown) is the printk-time delta between the guest's /dev/kmsg marker,
 # written just before it calls reboot(KEXEC), and "kexec_core: Starting new
@@ -19,7 +24,8 @@
 #
 # Environment:
 #   BENCH_RUNS=3         VM runs per mode and variant (the median is shown)
-#   BENCH_MODES="single sessions files"
+#   BENCH_MODES="single sessions files memfd"
+#   BENCH_MEMFD_MIB="256 1024 4096"   memfd sizes (VM memory: 2.5x + 1 GiB)
 #   BENCH_KERNEL_DIR=DIR use DIR/c.bzImage and DIR/rust.bzImage instead of
 #                        building the kernels (development only; the exported
 #                        uapi headers and gen_init_cpio of build/obj-c must
@@ -30,11 +36,12 @@
 . "$(dirname "$0")/lib.sh"
 
 runs=${BENCH_RUNS:-3}
-read -r -a modes <<< "${BENCH_MODES:-single sessions files}"
+read -r -a modes <<< "${BENCH_MODES:-single sessions files memfd}"
+read -r -a memfd_mib <<< "${BENCH_MEMFD_MIB:-256 1024 4096}"
 kdir=${BENCH_KERNEL_DIR:-}
 variants=(c rust)
 for m in "${modes[@]}"; do
-	case $m in single|sessions|files) ;; *) die "BENCH_MODES: unknown mode '$m'" ;; esac
+	case $m in single|sessions|files|memfd) ;; *) die "BENCH_MODES: unknown mode '$m'" ;; esac
 done
 out=$BUILD/bench
 blogs=$LOGS/bench
@@ -55,6 +62,7 @@ if [ -z "$kdir" ]; then
 	"$REPO/scripts/build-guest.sh" c
 	cp "$BUILD/guest-c/init" "$g/init"
 	cp "$BUILD/guest-c/tests/luo_rs_bench" "$g/tests/luo_rs_bench"
+	cp "$BUILD/guest-c/tests/luo_rs_memfd_bench" "$g/tests/luo_rs_memfd_bench"
 else
 	for v in "${variants[@]}"; do
 		[ -f "$(kernel_of "$v")" ] || die "BENCH_KERNEL_DIR: no $(kernel_of "$v")"
@@ -70,6 +78,9 @@ else
 	gcc "${cflags[@]}" -o "$g/tests/luo_rs_bench" \
 		"$REPO/tools/testing/selftests/liveupdate/luo_rs_bench.c" \
 		"$st/liveupdate/lib/lu_utils.c" || die "cannot build luo_rs_bench"
+	gcc "${cflags[@]}" -o "$g/tests/luo_rs_memfd_bench" \
+		"$REPO/tools/testing/selftests/liveupdate/luo_rs_memfd_bench.c" \
+		"$st/liveupdate/lib/lu_utils.c" || die "cannot build luo_rs_memfd_bench"
 fi
 "$REPO/scripts/mkinitramfs.sh" "$out/single.cpio" "$g"
 for v in "${variants[@]}"; do
@@ -174,13 +185,51 @@ EOF
 	fi
 }
 
+# run_memfd VARIANT MIB SPARSE RUN: one luo_rs_memfd_bench VM (a kexec);
+# appends "variant memfd OP MIB ns" lines to $memfd_results. A run that fails
+# is recorded as "variant memfd OP MIB fail", and counted as a failed run
+# unless it is the expected one: the C handler on the sparse memfd (it pins,
+# so allocates, every hole of the 16 GiB file in a 2 GiB VM).
+run_memfd() {
+	local v=$1 mib=$2 sparse=$3 r=$4 serial mem rc=0 extra= op
+	serial=$blogs/$v-memfd-$mib-$sparse-$r.log
+	mem=$(( mib * 5 / 2 + 1024 ))
+	[ "$sparse" = 0 ] || mem=2048
+	[ "$mem" -ge 2048 ] || mem=2048
+	[ -z "$tsc_khz" ] || extra="tsc_early_khz=$tsc_khz"
+	"$REPO/scripts/run-vm.sh" "$(kernel_of "$v")" "$out/kexec-$v.cpio" "$serial" 600 "${mem}M" \
+		"kunit.enable=0 luo.test=luo_rs_memfd_bench luo.stages=2 luo.memfd_mib=$mib luo.memfd_sparse=$sparse $extra" || rc=$?
+	op=memfd
+	[ "$sparse" = 0 ] || op=memfd_sparse16g
+	if [ "$rc" -eq 0 ] && grep -aq 'BENCH done' "$serial"; then
+		sed -nE "s/.*BENCH memfd_(preserve|retrieve)(_sparse16g)? mib=([0-9]+) ns=([0-9]+).*/$v memfd ${op}_\\1 \\3 \\4/p" \
+			"$serial" | tr -d '\r' >> "$memfd_results"
+		return
+	fi
+	echo "$v memfd ${op}_preserve $mib fail" >> "$memfd_results"
+	if [ "$sparse" = 1 ] && [ "$v" = c ]; then
+		log "bench: the C memfd handler fails on the sparse memfd, as expected (serial log: $serial)"
+	else
+		echo "bench: $v memfd $mib MiB (sparse=$sparse) run $r FAILED (serial log: $serial)" >&2
+		failed=$((failed + 1))
+	fi
+}
+
 : > "$results"
+memfd_results=$out/memfd-results.txt
+: > "$memfd_results"
 start=$(date +%s)
 for r in $(seq 1 "$runs"); do
 	for m in "${modes[@]}"; do
 		for v in "${variants[@]}"; do
 			log "bench run $r/$runs: $m on LUO=$v"
-			run_bench "$v" "$m" "$r"
+			if [ "$m" = memfd ]; then
+				for mib in "${memfd_mib[@]}"; do run_memfd "$v" "$mib" 0 "$r"; done
+				# The sparse case once: its outcome does not vary.
+				[ "$r" -gt 1 ] || run_memfd "$v" 64 1 "$r"
+			else
+				run_bench "$v" "$m" "$r"
+			fi
 		done
 	done
 done
@@ -227,4 +276,34 @@ restore_open: the first open of /dev/liveupdate after the kexec. The C LUO parse
   (early_initcall) and only builds the session objects at open.
 boot ts: printk time of that line in the kexec'd kernel (boot noise, not LUO only).""")
 EOF
+if [ -s "$memfd_results" ]; then
+	python3 - "$memfd_results" "$runs" <<'EOF'
+import statistics, sys
+rows, order = {}, []
+for line in open(sys.argv[1]):
+    v, _, op, mib, ns = line.split()
+    key = (op, int(mib))
+    if key not in rows:
+        rows[key] = {"c": [], "rust": []}
+        order.append(key)
+    rows[key][v].append(None if ns == "fail" else int(ns))
+def rate(mib, xs):
+    ok = [x for x in xs if x]
+    if not ok:
+        return None, ("fails" if xs else "-")
+    r = mib * 1e9 / statistics.median(ok)
+    return r, f"{r:.0f}"
+print("\nmemfd handler: the C handler (on the C LUO) and the Rust one (on the Rust LUO),")
+print(f"MiB/s, median of up to {sys.argv[2]} runs; QEMU TCG, so compare ratios. sparse16g: a")
+print("16 GiB memfd with 64 MiB written, in a 2 GiB VM ('fails': the run failed; the C")
+print("handler runs out of memory pinning every hole).\n")
+hdr = f"{'operation':<28} {'MiB':>6} {'C MiB/s':>9} {'Rust MiB/s':>11} {'Rust/C':>7}"
+print(hdr)
+print("-" * len(hdr))
+for op, mib in order:
+    (c, cs), (r, rs) = rate(mib, rows[(op, mib)]["c"]), rate(mib, rows[(op, mib)]["rust"])
+    ratio = f"{r / c:.2f}" if c and r else "-"
+    print(f"{op:<28} {mib:>6} {cs:>9} {rs:>11} {ratio:>7}")
+EOF
+fi
 [ "$failed" -eq 0 ] || { echo "bench: $failed run(s) failed" >&2; exit 1; }
