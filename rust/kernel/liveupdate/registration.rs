@@ -31,17 +31,29 @@ use crate::{
     bindings,
     error::to_result,
     fs::File,
-    new_spinlock,
     prelude::*,
     sync::{
         aref::ARef,
         Arc,
+        LockClassKey,
         SpinLock, //
     },
     types::Opaque,
     ThisModule, //
 };
 use core::ptr::NonNull;
+
+/// The name and lock class of every descriptor's handler lock, for all `T`.
+///
+/// Not generic on purpose: `new_spinlock!` in `Registration::<T>::new` puts its `static` key in a
+/// generic function, where it is one item for every `T`, while the name literal is emitted by
+/// each crate that instantiates the function. With two handler crates (LUO's test handler and
+/// the memfd handler), lockdep then found one key with two names and warned ("found a different
+/// class ... with the same key").
+#[inline(never)]
+fn handler_lock_class() -> (&'static CStr, Pin<&'static LockClassKey>) {
+    (c"luo_rs_handler", crate::static_lock_class!())
+}
 
 /// A file handler written in Rust, registered with LUO for as long as this object lives.
 ///
@@ -113,7 +125,10 @@ impl<T: FileHandler> Registration<T> {
                     slot.write(pin_init::zeroed())
                 }),
                 ops: Descriptor::<T>::ops(module),
-                handler <- new_spinlock!(Some(handler), "luo_rs_handler"),
+                handler <- {
+                    let (name, key) = handler_lock_class();
+                    SpinLock::new(Some(handler), name, key)
+                },
             }),
             GFP_KERNEL,
         )?;
