@@ -58,22 +58,6 @@ static const char * const cases[] = {
 static int ktap_nr;
 static int ktap_failures;
 
-static int tdev(void)
-{
-	static int fd = -1;
-
-	if (fd < 0)
-		fd = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
-	return fd;
-}
-
-static long tctl(unsigned long cmd, unsigned long arg)
-{
-	long r = ioctl(tdev(), cmd, arg);
-
-	return r < 0 ? -errno : r;
-}
-
 static long count(int which)
 {
 	return tctl(T_COUNT, which);

@@ -89,22 +89,6 @@ static const char * const cases[] = {
 	"s2_finish_after_unregister",
 };
 
-static int tdev(void)
-{
-	static int fd = -1;
-
-	if (fd < 0)
-		fd = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
-	return fd;
-}
-
-static long tctl(unsigned long cmd, unsigned long arg)
-{
-	long r = ioctl(tdev(), cmd, arg);
-
-	return r < 0 ? -errno : r;
-}
-
 static void get_id_checks(int luo_fd)
 {
 	int a = tctl(T_CREATE, SHARED_ID), b = tctl(T_CREATE, SHARED_ID);

@@ -2,7 +2,8 @@
 /*
  * Small helpers shared by the luo_rs_* selftests that print their own KTAP
  * (one "ok N name" line per check, the diagnostic on a "# name: ..." line
- * before a failure, which scripts/verdict.py attaches to the case).
+ * before a failure, which scripts/verdict.py attaches to the case), and the
+ * Rust test file handler's device (CONFIG_LIVEUPDATE_RUST_TEST).
  */
 #ifndef LUO_RS_KTAP_H
 #define LUO_RS_KTAP_H
@@ -12,6 +13,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 static int ktap_nr, ktap_failures;
@@ -73,6 +75,24 @@ static int cmdline_has(const char *word)
 		if (!strcmp(p, word))
 			return 1;
 	return 0;
+}
+
+/* /dev/luo_rs_test, the Rust test file handler's device (opened once). */
+static int tdev(void)
+{
+	static int fd = -1;
+
+	if (fd < 0)
+		fd = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
+	return fd;
+}
+
+/* An ioctl on the test device: its result, or -errno. */
+static long tctl(unsigned long cmd, unsigned long arg)
+{
+	long r = ioctl(tdev(), cmd, arg);
+
+	return r < 0 ? -errno : r;
 }
 
 #endif /* LUO_RS_KTAP_H */

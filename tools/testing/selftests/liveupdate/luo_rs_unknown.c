@@ -51,22 +51,6 @@ static const char * const cases[] = {
 	"s2_session_of_dropped_file_finishes",
 };
 
-static int tdev(void)
-{
-	static int fd = -1;
-
-	if (fd < 0)
-		fd = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
-	return fd;
-}
-
-static long tctl(unsigned long cmd, unsigned long arg)
-{
-	long r = ioctl(tdev(), cmd, arg);
-
-	return r < 0 ? -errno : r;
-}
-
 static void stage_1(void)
 {
 	int luo_fd = luo_open_device(), mixed = -1, only = -1, o2, o3, m = -1;
