@@ -1,15 +1,15 @@
 # SPDX-License-Identifier: GPL-2.0
 # Rust Live Update Orchestrator: build, test and demo harness.
-#   make check [LUO="c rust rust-kasan"]
+#   make check [LUO="c rust rust-kasan c-rust-memfd rust-c-memfd"]
 #                               every test; ends with "N passed, M failed"
 #   make demo [SIZE=256M] [LUO=rust|c]
 #                               a live update in QEMU, shown step by step
-#   make kernel LUO=c|rust|rust-kasan  just build one kernel variant
+#   make kernel LUO=VARIANT      just build one kernel variant (scripts/lib.sh VARIANTS)
 #   make bench                  time the C and the Rust LUO, print Rust/C ratios
 #   make fuzz [SEED=1] [DURATION=60] [LUO=rust]
 #                               the seeded ioctl fuzzer for longer; replays a seed
 
-LUO ?= c rust rust-kasan
+LUO ?= c rust rust-kasan c-rust-memfd rust-c-memfd
 # Guest RAM the demo preserves across the kexec (K/M/G suffixes).
 SIZE ?= 256M
 export BUILD ?= $(CURDIR)/build

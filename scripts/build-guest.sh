@@ -3,14 +3,19 @@
 # Build the static guest programs of one variant: our PID 1 and the
 # liveupdate selftests (upstream's and ours) from the prepared tree, against
 # that variant's exported uapi headers.
-# Usage: build-guest.sh c|rust|rust-kasan
+# Usage: build-guest.sh VARIANT
 . "$(dirname "$0")/lib.sh"
 
-variant=${1:?usage: build-guest.sh c|rust|rust-kasan}
+variant=${1:?usage: build-guest.sh VARIANT}
 obj=$(obj_dir "$variant")
 out=$BUILD/guest-$variant
 st=$SRC/tools/testing/selftests
 lu=$st/liveupdate
+base=$(base_variant "$variant")
+# A mixed memfd variant starts from its base variant's programs (the same uapi).
+if [ ! -d "$out/tests" ] && [ -n "$base" ] && [ -d "$BUILD/guest-$base/tests" ]; then
+	cp -a "$BUILD/guest-$base" "$out"
+fi
 mkdir -p "$out/tests"
 [ -f "$obj/usr/include/linux/liveupdate.h" ] || die "no exported headers in $obj/usr: build the kernel first"
 

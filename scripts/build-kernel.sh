@@ -3,12 +3,27 @@
 # Configure (tinyconfig + config/common.config + config/<variant>.config;
 # rust-kasan adds config/rust.config before its own and builds with
 # LLVM=-19) and build the kernel of one variant in its own build directory.
-# Usage: build-kernel.sh c|rust|rust-kasan
+# The mixed memfd variants (c-rust-memfd, rust-c-memfd) start their first
+# build from a copy of their base variant's build directory (base_variant).
+# Usage: build-kernel.sh VARIANT   (one of $VARIANTS in scripts/lib.sh)
 . "$(dirname "$0")/lib.sh"
 
-variant=${1:?usage: build-kernel.sh c|rust|rust-kasan}
+variant=${1:?usage: build-kernel.sh VARIANT}
 case " $VARIANTS " in *" $variant "*) ;; *) die "LUO must be one of $VARIANTS, not '$variant'" ;; esac
 obj=$(obj_dir "$variant")
+base=$(base_variant "$variant")
+if [ ! -f "$obj/.config" ] && [ -n "$base" ] && [ -f "$(obj_dir "$base")/vmlinux" ]; then
+	log "$variant kernel: starting from a copy of the $base build"
+	rm -rf "$obj"
+	cp -a "$(obj_dir "$base")" "$obj.tmp"
+	rm -f "$obj.tmp/.luo-config-hash"
+	# The host tools' (objtool's) saved commands name their output directory
+	# by its absolute path: name the copy's, or they rebuild, and every
+	# object that depends on them with them.
+	grep -rlZF --include='.*.cmd' --include='*.d' "$(obj_dir "$base")/" "$obj.tmp" |
+		xargs -0r sed -i "s#$(obj_dir "$base")/#$obj/#g"
+	mv "$obj.tmp" "$obj"
+fi
 mkdir -p "$obj"
 
 if is_rust_luo "$variant" && ! grep -q 'config LIVEUPDATE_RUST' "$SRC/kernel/liveupdate/Kconfig"; then
@@ -26,7 +41,8 @@ want_hash=$({ cat $frags; if is_llvm "$variant"; then echo "LLVM=$LLVM_SUFFIX"; 
 if [ ! -f "$obj/.config" ] || [ "$(cat "$obj/.luo-config-hash" 2>/dev/null)" != "$want_hash" ]; then
 	log "configuring $variant kernel"
 	kmake "$variant" tinyconfig >/dev/null
-	cat $frags > "$obj/.luo-fragment"
+	# shellcheck disable=SC2086
+	fragment_options $frags > "$obj/.luo-fragment"
 	"$SRC/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "$obj/.luo-fragment" >/dev/null
 	kmake "$variant" olddefconfig >/dev/null
 	# Every option the fragments ask for must really be set.

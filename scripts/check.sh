@@ -3,7 +3,7 @@
 # `make check`: build and run every test, one line per case:
 #   ok <variant>:<suite>:<case>     or     not ok <variant>:<suite>:<case> # why
 # and finally "N passed, M failed". Exit status 1 if anything failed.
-# Usage: check.sh VARIANT...   (c, rust, rust-kasan; default c)
+# Usage: check.sh VARIANT...   (see VARIANTS in scripts/lib.sh; default c)
 . "$(dirname "$0")/lib.sh"
 
 variants=("$@")
@@ -116,10 +116,10 @@ run_variant() {
 	"$REPO/scripts/mkinitramfs.sh" "$g/kexec.cpio" "$g" "$k"
 
 	log "running LUO=$v tests under QEMU (logs: $LOGS/$v/)"
-	if [ "$v" = rust-kasan ]; then
-		sanitizer_suites "$v"
-		return
-	fi
+	case $v in
+	rust-kasan) sanitizer_suites "$v"; return ;;
+	c-rust-memfd|rust-c-memfd) mixed_memfd_suites "$v"; return ;;
+	esac
 	vm_case "$v" liveupdate liveupdate "$g/single.cpio" 1 300 \
 		"kselftest:$SRC/tools/testing/selftests/liveupdate/liveupdate.c"
 	vm_case "$v" uapi luo_rs_uapi "$g/single.cpio" 1 300 \
@@ -166,6 +166,23 @@ memfd_suites() {
 	has_rust_memfd "$v" || return 0
 	ktap_case "$v" memfd-corrupt luo_rs_memfd_corrupt
 	[ "$v" = rust-kasan ] || ktap_case "$v" memfd-sparse luo_rs_memfd_sparse
+}
+
+# mixed_memfd_suites VARIANT: the C LUO with the Rust memfd handler
+# (c-rust-memfd) and the Rust LUO with the C one (rust-c-memfd), so that all
+# four LUO x memfd combinations run the same memfd tests: upstream's
+# (liveupdate.c and the four kexec tests, all preserving memfds), luo_rs_memfd
+# and luo_rs_lifecycle, and with the Rust handler luo_rs_memfd_sparse.
+mixed_memfd_suites() {
+	local v=$1 g=$BUILD/guest-$1 t
+	vm_case "$v" liveupdate liveupdate "$g/single.cpio" 1 300 \
+		"kselftest:$SRC/tools/testing/selftests/liveupdate/liveupdate.c"
+	for t in luo_kexec_simple luo_multi_session luo_stress_files luo_stress_sessions; do
+		vm_case "$v" kexec "$t" "$g/kexec.cpio" 2 300 stages
+	done
+	ktap_case "$v" lifecycle luo_rs_lifecycle
+	ktap_case "$v" memfd luo_rs_memfd
+	if has_rust_memfd "$v"; then ktap_case "$v" memfd-sparse luo_rs_memfd_sparse; fi
 }
 
 # ktap_case VARIANT SUITE TEST [TIMEOUT [EXTRA]]: a two-stage (kexec) test

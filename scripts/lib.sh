@@ -7,7 +7,7 @@
 #   toolchain/      rust-src extracted, libclang venv
 #   src/pristine/   linux-source-7.3 as Debian ships it (never modified)
 #   src/linux/      pristine + our overlay + patches/*.patch (hardlinked copy)
-#   obj-c/ obj-rust/ obj-rust-kasan/  kernel build directories, one per variant
+#   obj-<variant>/  kernel build directories, one per variant
 #   guest-<v>/      guest binaries and initramfs per variant
 #   logs/           serial logs of every VM run
 
@@ -27,22 +27,41 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Kernel variants: c (the C LUO), rust (our Rust LUO), rust-kasan (the Rust
-# LUO built with LLVM=$LLVM_SUFFIX under KASAN, UBSAN, lockdep, debugobjects).
-VARIANTS="c rust rust-kasan"
+# LUO built with LLVM=$LLVM_SUFFIX under KASAN, UBSAN, lockdep, debugobjects),
+# and the two mixed memfd handler combinations: c-rust-memfd (the C LUO with
+# the Rust memfd handler) and rust-c-memfd (the Rust LUO with the C one).
+# c and rust have the C and the Rust memfd handler respectively.
+VARIANTS="c rust rust-kasan c-rust-memfd rust-c-memfd"
 # Debian's clang/lld/llvm used for the LLVM=1 variants (clang-19, ld.lld-19, ...).
 LLVM_SUFFIX=-19
 LLVM_PREFIX=/usr/lib/llvm-${LLVM_SUFFIX#-}
 
 # is_rust_luo VARIANT: does this variant build the Rust LUO?
-is_rust_luo() { case $1 in rust|rust-kasan) return 0 ;; *) return 1 ;; esac; }
+is_rust_luo() { case $1 in rust|rust-kasan|rust-c-memfd) return 0 ;; *) return 1 ;; esac; }
 # has_rust_memfd VARIANT: does this variant build the Rust memfd handler
 # (mm/memfd_luo_rs.rs, CONFIG_LIVEUPDATE_MEMFD_RUST) instead of the C one?
 has_rust_memfd() {
-	local f
-	for f in $(variant_fragments "$1"); do
-		grep -qx 'CONFIG_LIVEUPDATE_MEMFD_RUST=y' "$f" && return 0
-	done
-	return 1
+	# shellcheck disable=SC2046
+	fragment_options $(variant_fragments "$1") | grep -qx 'CONFIG_LIVEUPDATE_MEMFD_RUST=y'
+}
+# fragment_options FRAGMENT...: the options the fragments set, each option's
+# last setting only (a later fragment overrides an earlier one, as in
+# merge_config.sh), in the order of first appearance.
+fragment_options() {
+	cat "$@" | awk '
+		/^CONFIG_[A-Za-z0-9_]+=/ { o = $0; sub(/=.*/, "", o) }
+		/^# CONFIG_[A-Za-z0-9_]+ is not set$/ { o = $2 }
+		o != "" { if (!(o in v)) order[n++] = o; v[o] = $0; o = "" }
+		END { for (i = 0; i < n; i++) print v[order[i]] }'
+}
+# base_variant VARIANT: the variant whose build directory a first build of
+# VARIANT starts from (a copy, rebuilt incrementally: Kbuild recompiles only
+# what the options that differ reach), or nothing.
+base_variant() {
+	case $1 in
+	c-rust-memfd) echo c ;;
+	rust-c-memfd) echo rust ;;
+	esac
 }
 # is_llvm VARIANT: is this variant built with clang (LLVM=...)?
 is_llvm() { [ "$1" = rust-kasan ]; }
@@ -71,6 +90,8 @@ variant_cmdline() {
 variant_fragments() {
 	case $1 in
 	rust-kasan) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/rust-kasan.config" ;;
+	c-rust-memfd) echo "$REPO/config/common.config $REPO/config/c.config $REPO/config/c-rust-memfd.config" ;;
+	rust-c-memfd) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/rust-c-memfd.config" ;;
 	*) echo "$REPO/config/common.config $REPO/config/$1.config" ;;
 	esac
 }
