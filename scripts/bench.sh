@@ -1,44 +1,60 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # `make bench`: time the LUO operations under the upstream C LUO and under
-# our Rust LUO in the same run, and print a table with the Rust/C ratios.
+# our Rust LUO in the same run, on production-like kernels (variants c-bench
+# and rust-bench: config/bench.config over c and rust, so without lockdep,
+# list and KHO debugging, KUnit or test handlers), print per-operation costs
+# with Rust/C ratios, and draw them against n in build/bench/bench.svg.
 # A benchmark, not a test: the exit status is non-zero only if a run failed
 # (a VM that timed out, crashed or did not finish), never because of a time.
 #
-# Guest program: tools/testing/selftests/liveupdate/luo_rs_bench.c. Modes:
-#   single    one boot: PRESERVE_FD, unpreserve (session close),
-#             CREATE_SESSION, session close, N=10000 each
-#   sessions  kexec with 2000 sessions: stage-1 create, reboot path,
-#             stage-2 open (deserialize), RETRIEVE_SESSION, FINISH, close
-#   files     kexec with 500 memfds in one session: stage-1 PRESERVE_FD,
+# Guest program: tools/testing/selftests/liveupdate/luo_rs_bench.c, run at
+# every n of BENCH_N (the scaling curve) in three modes, on empty memfds:
+#   single    one boot: n PRESERVE_FD into one session, closing that session
+#             (unpreserve), n CREATE_SESSION, closing them
+#   sessions  kexec with n sessions: stage-1 create, reboot path, stage-2
+#             open (deserialize), RETRIEVE_SESSION, FINISH, close
+#   files     kexec with n memfds in one session: stage-1 PRESERVE_FD,
 #             reboot path, stage-2 open, RETRIEVE_FD, FINISH
 #   memfd     the memfd handler (luo_rs_memfd_bench.c): PRESERVE_FD and
 #             RETRIEVE_FD of one dense memfd of each BENCH_MEMFD_MIB size, the
 #             C handler (on the c kernel) against the Rust one (on the rust
 #             kernel), in MiB/s; and a 16 GiB memfd with 64 MiB written
 #             (sparse) in a 2 GiB VM, where the C handler runs out of memory
+# Every timed loop stops after BENCH_CAP_S seconds (the C LUO is quadratic in
+# sessions and in files per session): the table then shows "> X", X being
+# the mean cost of the operations done, a lower bound of the cost at n.
 # The reboot path (liveupdate_reboot's freeze + serialization, then device
 # shutdown) is the printk-time delta between the guest's /dev/kmsg marker,
 # written just before it calls reboot(KEXEC), and "kexec_core: Starting new
 # kernel".
 #
 # Environment:
-#   BENCH_RUNS=3         VM runs per mode and variant (the median is shown)
+#   BENCH_RUNS=3         VM runs per mode, n and variant (the median is shown)
+#   BENCH_BIG_RUNS=1     the same for n >= 100000
+#   BENCH_N="100 1000 10000 100000"
+#   BENCH_CAP_S=120      cap of one timed loop, in seconds
 #   BENCH_MODES="single sessions files memfd"
 #   BENCH_MEMFD_MIB="256 1024 4096"   memfd sizes (VM memory: 2.5x + 1 GiB)
 #   BENCH_KERNEL_DIR=DIR use DIR/c.bzImage and DIR/rust.bzImage instead of
 #                        building the kernels (development only; the exported
-#                        uapi headers and gen_init_cpio of build/obj-c must
-#                        exist already)
+#                        uapi headers and gen_init_cpio of build/obj-c-bench
+#                        must exist already)
 #   BENCH_TSC_KHZ=KHZ    the guest's TSC rate, for tsc_early_khz= (default:
 #                        the host's TSC rate, measured; see below)
-# Serial logs: build/logs/bench/<variant>-<mode>-<run>.log.
+# Output: the tables on stdout and in build/bench/report.txt, the chart in
+# build/bench/bench.svg, the medians in build/bench/scale.json. Serial logs:
+# build/logs/bench/<variant>-<mode>-<n>-<run>.log.
 . "$(dirname "$0")/lib.sh"
 
 runs=${BENCH_RUNS:-3}
+big_runs=${BENCH_BIG_RUNS:-1}
+cap_s=${BENCH_CAP_S:-120}
+read -r -a scale_n <<< "${BENCH_N:-100 1000 10000 100000}"
 read -r -a modes <<< "${BENCH_MODES:-single sessions files memfd}"
 read -r -a memfd_mib <<< "${BENCH_MEMFD_MIB:-256 1024 4096}"
 kdir=${BENCH_KERNEL_DIR:-}
+# Labels; the kernels are the LABEL-bench variants.
 variants=(c rust)
 for m in "${modes[@]}"; do
 	case $m in single|sessions|files|memfd) ;; *) die "BENCH_MODES: unknown mode '$m'" ;; esac
@@ -49,39 +65,45 @@ results=$out/results.txt
 failed=0
 
 kernel_of() {
-	if [ -n "$kdir" ]; then echo "$kdir/$1.bzImage"; else echo "$(obj_dir "$1")/arch/x86/boot/bzImage"; fi
+	if [ -n "$kdir" ]; then echo "$kdir/$1.bzImage"; else echo "$(obj_dir "$1-bench")/arch/x86/boot/bzImage"; fi
 }
+runs_of() { if [ "$1" -ge 100000 ]; then echo "$big_runs"; else echo "$runs"; fi; }
 
-# Kernels, headers and the guest programs: init and luo_rs_bench only.
+# The chart's plotting library: matplotlib from PyPI, in a venv of its own.
+venv=$CACHE/venv-bench
+if ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
+	log "installing matplotlib (PyPI) into $venv"
+	python3 -m venv "$venv" || die "cannot create $venv"
+	"$venv/bin/pip" install -q 'matplotlib>=3.6,<4' || die "cannot install matplotlib"
+fi
+
+# Kernels, headers and the guest programs: init, luo_rs_bench and
+# luo_rs_memfd_bench only.
 mkdir -p "$out/guest/tests" "$blogs"
 g=$out/guest
 if [ -z "$kdir" ]; then
 	"$REPO/scripts/deps.sh"
 	"$REPO/scripts/prepare-tree.sh"
-	for v in "${variants[@]}"; do "$REPO/scripts/build-kernel.sh" "$v"; done
-	"$REPO/scripts/build-guest.sh" c
-	cp "$BUILD/guest-c/init" "$g/init"
-	cp "$BUILD/guest-c/tests/luo_rs_bench" "$g/tests/luo_rs_bench"
-	cp "$BUILD/guest-c/tests/luo_rs_memfd_bench" "$g/tests/luo_rs_memfd_bench"
+	for v in "${variants[@]}"; do "$REPO/scripts/build-kernel.sh" "$v-bench"; done
 else
 	for v in "${variants[@]}"; do
 		[ -f "$(kernel_of "$v")" ] || die "BENCH_KERNEL_DIR: no $(kernel_of "$v")"
 	done
-	inc=$(obj_dir c)/usr/include
-	[ -f "$inc/linux/liveupdate.h" ] || die "no exported headers in $(obj_dir c)/usr: run make kernel LUO=c once"
-	# The prepared tree may predate our latest luo_rs_bench.c: compile it
-	# from the repository, with build-guest.sh's flags.
-	st=$SRC/tools/testing/selftests
-	cflags=(-static -O2 -D_GNU_SOURCE= -Wall -Wno-unused-function -isystem "$inc"
-		-I "$st/liveupdate/lib/include" -I "$st")
-	gcc "${cflags[@]}" -o "$g/init" "$REPO/guest/init.c" || die "cannot build init"
-	gcc "${cflags[@]}" -o "$g/tests/luo_rs_bench" \
-		"$REPO/tools/testing/selftests/liveupdate/luo_rs_bench.c" \
-		"$st/liveupdate/lib/lu_utils.c" || die "cannot build luo_rs_bench"
-	gcc "${cflags[@]}" -o "$g/tests/luo_rs_memfd_bench" \
-		"$REPO/tools/testing/selftests/liveupdate/luo_rs_memfd_bench.c" \
-		"$st/liveupdate/lib/lu_utils.c" || die "cannot build luo_rs_memfd_bench"
 fi
+inc=$(obj_dir c-bench)/usr/include
+[ -f "$inc/linux/liveupdate.h" ] || die "no exported headers in $(obj_dir c-bench)/usr: run make kernel LUO=c-bench once"
+export GEN_INIT_CPIO
+GEN_INIT_CPIO=$(obj_dir c-bench)/usr/gen_init_cpio
+# Compiled from the repository (the prepared tree may predate them), with
+# build-guest.sh's flags.
+st=$SRC/tools/testing/selftests
+cflags=(-static -O2 -D_GNU_SOURCE= -Wall -Wno-unused-function -isystem "$inc"
+	-I "$st/liveupdate/lib/include" -I "$st")
+gcc "${cflags[@]}" -o "$g/init" "$REPO/guest/init.c" || die "cannot build init"
+for t in luo_rs_bench luo_rs_memfd_bench; do
+	gcc "${cflags[@]}" -o "$g/tests/$t" "$REPO/tools/testing/selftests/liveupdate/$t.c" \
+		"$st/liveupdate/lib/lu_utils.c" || die "cannot build $t"
+done
 "$REPO/scripts/mkinitramfs.sh" "$out/single.cpio" "$g"
 for v in "${variants[@]}"; do
 	"$REPO/scripts/mkinitramfs.sh" "$out/kexec-$v.cpio" "$g" "$(kernel_of "$v")"
@@ -124,14 +146,16 @@ CEOF
 fi
 [ -n "$tsc_khz" ] || log "no TSC rate for the guest: its times may move in 4 ms steps"
 
-# run_bench VARIANT MODE RUN: one VM; appends "variant mode key value" lines
-# (nanoseconds) to $results, or counts a failure.
+# run_bench VARIANT MODE N RUN: one VM; appends "variant mode key n value"
+# lines to $results (times in ns; "mem_OP n slab used" in bytes; "OP n
+# capped ns done" for a loop stopped by the cap), or counts a failure.
 run_bench() {
-	local v=$1 m=$2 r=$3 serial=$blogs/$1-$2-$3.log initrd stages rc=0 extra=
+	local v=$1 m=$2 n=$3 r=$4 serial=$blogs/$1-$2-$3-$4.log initrd stages rc=0 extra= mem=2G tmo=300
 	if [ "$m" = single ]; then initrd=$out/single.cpio stages=1; else initrd=$out/kexec-$v.cpio stages=2; fi
 	[ -n "$tsc_khz" ] && extra="tsc_early_khz=$tsc_khz"
-	"$REPO/scripts/run-vm.sh" "$(kernel_of "$v")" "$initrd" "$serial" 180 1G \
-		"kunit.enable=0 luo.test=luo_rs_bench luo.stages=$stages luo.bench=$m $extra" || rc=$?
+	if [ "$n" -ge 100000 ]; then mem=4G tmo=$(( cap_s * 6 + 600 )); fi
+	"$REPO/scripts/run-vm.sh" "$(kernel_of "$v")" "$initrd" "$serial" "$tmo" "$mem" \
+		"kunit.enable=0 luo.test=luo_rs_bench luo.stages=$stages luo.bench=$m luo.bench_n=$n luo.bench_cap_s=$cap_s $extra" || rc=$?
 	if ! python3 - "$serial" "$v" "$m" "$stages" "$rc" >> "$results" <<'EOF'
 import re, sys
 serial, v, mode, stages, rc = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
@@ -142,20 +166,20 @@ if rc == 124:
 err = re.search(r"BENCH error [^\n]*", log)
 if err:
     why.append(err.group(0))
-if f"BENCH done mode={mode} stage={stages}" not in log:
+capped = re.search(r"BENCH capped op=(\S+) n=(\d+) done=(\d+) ns=(\d+)", log)
+if not capped and f"BENCH done mode={mode} stage={stages}" not in log:
     why.append(f"no 'BENCH done mode={mode} stage={stages}'")
 out = []
-# BENCH lines, keyed by stage: a stage starts with "BENCH start ... stage=K".
-stage = 1
-for mt in re.finditer(r"BENCH start mode=\S+ stage=(\d)|BENCH ([a-z_]+) n=(\d+) ns=(\d+)", log):
-    if mt.group(1):
-        stage = int(mt.group(1))
-    else:
-        out.append(f"{v} {mode} {mt.group(2)} {mt.group(3)} {mt.group(4)}")
+for mt in re.finditer(r"BENCH ([a-z_]+) n=(\d+) ns=(\d+)", log):
+    out.append(f"{v} {mode} {mt.group(1)} {mt.group(2)} {mt.group(3)}")
+for mt in re.finditer(r"BENCH mem ([a-z_]+) n=(\d+) slab=(-?\d+) used=(-?\d+)", log):
+    out.append(f"{v} {mode} mem_{mt.group(1)} {mt.group(2)} {mt.group(3)} {mt.group(4)}")
+if capped:
+    out.append(f"{v} {mode} {capped.group(1)} {capped.group(2)} capped {capped.group(4)} {capped.group(3)}")
 def ts(pat, start=0):
     mt = re.compile(r"\[\s*(\d+\.\d+)\] " + pat).search(log, start)
     return (float(mt.group(1)), mt.end()) if mt else (None, None)
-if stages == 2:
+if stages == 2 and not capped:
     t0, end = ts(r"luo_rs_bench: reboot_start")
     t1, end2 = ts(r"kexec_core: Starting new kernel", end or 0)
     if t0 is None or t1 is None:
@@ -163,12 +187,6 @@ if stages == 2:
     else:
         n = re.search(rf"BENCH start mode={mode} stage=1 n=(\d+)", log).group(1)
         out.append(f"{v} {mode} reboot_path {n} {round((t1 - t0) * 1e9)}")
-        # Boot timestamps of the kexec'd kernel (informational).
-        for key, pat in (("boot_luo_retrieved", r"luo: Retrieved live update data"),
-                         ("boot_run_init", r"Run /init as init process")):
-            t, _ = ts(pat, end2)
-            if t is not None:
-                out.append(f"{v} {mode} {key} {n} {round(t * 1e9)}")
 for line in out:
     print(line)
 if why:
@@ -176,12 +194,12 @@ if why:
     sys.exit(1)
 EOF
 	then
-		echo "bench: $v $m run $r FAILED (serial log: $serial)" >&2
+		echo "bench: $v $m n=$n run $r FAILED (serial log: $serial)" >&2
 		failed=$((failed + 1))
 		return
 	fi
 	if grep -aq 'LUO-KMSG-ERR' "$serial"; then
-		echo "bench: $v $m run $r: the kernel printed errors (see $serial)" >&2
+		echo "bench: $v $m n=$n run $r: the kernel printed errors (see $serial)" >&2
 	fi
 }
 
@@ -219,63 +237,33 @@ run_memfd() {
 memfd_results=$out/memfd-results.txt
 : > "$memfd_results"
 start=$(date +%s)
-for r in $(seq 1 "$runs"); do
+maxruns=$runs
+[ "$big_runs" -le "$maxruns" ] || maxruns=$big_runs
+for r in $(seq 1 "$maxruns"); do
 	for m in "${modes[@]}"; do
 		for v in "${variants[@]}"; do
-			log "bench run $r/$runs: $m on LUO=$v"
 			if [ "$m" = memfd ]; then
+				[ "$r" -le "$runs" ] || continue
+				log "bench run $r/$runs: memfd on LUO=$v"
 				for mib in "${memfd_mib[@]}"; do run_memfd "$v" "$mib" 0 "$r"; done
 				# The sparse case once: its outcome does not vary.
 				[ "$r" -gt 1 ] || run_memfd "$v" 64 1 "$r"
-			else
-				run_bench "$v" "$m" "$r"
+				continue
 			fi
+			for n in "${scale_n[@]}"; do
+				[ "$r" -le "$(runs_of "$n")" ] || continue
+				log "bench run $r/$(runs_of "$n"): $m n=$n on LUO=$v"
+				run_bench "$v" "$m" "$n" "$r"
+			done
 		done
 	done
 done
 log "bench took $(( $(date +%s) - start ))s (QEMU TCG; ${tsc_khz:+tsc_early_khz=$tsc_khz; }logs: $blogs/)"
 
-python3 - "$results" "$runs" <<'EOF'
-import statistics, sys
-rows = {}
-order = []
-for line in open(sys.argv[1]):
-    v, mode, op, n, ns = line.split()
-    key = (mode, op, int(n))
-    if key not in rows:
-        rows[key] = {"c": [], "rust": []}
-        order.append(key)
-    rows[key][v].append(int(ns) / 1e6)
-info = {"boot_luo_retrieved": "boot ts: luo Retrieved", "boot_run_init": "boot ts: Run /init"}
-def f(x, w, p):
-    return f"{x:>{w}.{p}f}" if x is not None else f"{'-':>{w}}"
-print(f"\nLUO benchmark: median of {sys.argv[2]} VM runs per variant; QEMU TCG, so compare ratios,")
-print("not absolute times. 'best' = Rust/C of the fastest runs; 'spread' = slowest/fastest run.\n")
-hdr = (f"{'mode':<8} {'operation':<24} {'n':>6} {'C ms':>9} {'Rust ms':>9} {'Rust/C':>6} {'best':>5}"
-       f" {'C us/op':>8} {'Rust us/op':>10} {'spread':>6}")
-print(hdr)
-print("-" * len(hdr))
-for key in order:
-    mode, op, n = key
-    c, r = rows[key]["c"], rows[key]["rust"]
-    cm = statistics.median(c) if c else None
-    rm = statistics.median(r) if r else None
-    ratio = rm / cm if cm and rm is not None else None
-    best = min(r) / min(c) if c and r and min(c) else None
-    spread = max([max(x) / min(x) for x in (c, r) if x and min(x)] or [0]) or None
-    per = op not in info
-    print(f"{mode:<8} {info.get(op, op):<24} {n:>6} {f(cm, 9, 1)} {f(rm, 9, 1)} {f(ratio, 6, 2)} {f(best, 5, 2)}"
-          f" {f(cm * 1e3 / n if per and cm is not None else None, 8, 1)}"
-          f" {f(rm * 1e3 / n if per and rm is not None else None, 10, 1)} {f(spread, 6, 1)}")
-print("""
-reboot_path: printk time from the guest's /dev/kmsg marker (written just before it
-  calls reboot(KEXEC)) to "kexec_core: Starting new kernel": LUO freeze and
-  serialization, then device shutdown.
-restore_open: the first open of /dev/liveupdate after the kexec. The C LUO parses
-  the incoming block chains there; the Rust LUO parses them at boot
-  (early_initcall) and only builds the session objects at open.
-boot ts: printk time of that line in the kexec'd kernel (boot noise, not LUO only).""")
-EOF
+report=$out/report.txt
+{
+"$venv/bin/python" "$REPO/scripts/bench-report.py" "$results" "$out/scale.json" "$out/bench.svg" \
+	"$runs" "$big_runs" "$cap_s" "$(date -u +%Y-%m-%d)" || failed=$((failed + 1))
 if [ -s "$memfd_results" ]; then
 	python3 - "$memfd_results" "$runs" <<'EOF'
 import statistics, sys
@@ -294,6 +282,7 @@ def rate(mib, xs):
     r = mib * 1e9 / statistics.median(ok)
     return r, f"{r:.0f}"
 print("\nmemfd handler: the C handler (on the C LUO) and the Rust one (on the Rust LUO),")
+print("production-like kernels (config/bench.config),")
 print(f"MiB/s, median of up to {sys.argv[2]} runs; QEMU TCG, so compare ratios. sparse16g: a")
 print("16 GiB memfd with 64 MiB written, in a 2 GiB VM ('fails': the run failed; the C")
 print("handler runs out of memory pinning every hole).\n")
@@ -306,4 +295,7 @@ for op, mib in order:
     print(f"{op:<28} {mib:>6} {cs:>9} {rs:>11} {ratio:>7}")
 EOF
 fi
+} > "$report"
+cat "$report"
+log "report: $report, chart: $out/bench.svg"
 [ "$failed" -eq 0 ] || { echo "bench: $failed run(s) failed" >&2; exit 1; }

@@ -30,14 +30,16 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # LUO built with LLVM=$LLVM_SUFFIX under KASAN, UBSAN, lockdep, debugobjects),
 # and the two mixed memfd handler combinations: c-rust-memfd (the C LUO with
 # the Rust memfd handler) and rust-c-memfd (the Rust LUO with the C one).
-# c and rust have the C and the Rust memfd handler respectively.
-VARIANTS="c rust rust-kasan c-rust-memfd rust-c-memfd"
+# c and rust have the C and the Rust memfd handler respectively. c-bench and
+# rust-bench are c and rust on a production-like configuration
+# (config/bench.config), for make bench.
+VARIANTS="c rust rust-kasan c-rust-memfd rust-c-memfd c-bench rust-bench"
 # Debian's clang/lld/llvm used for the LLVM=1 variants (clang-19, ld.lld-19, ...).
 LLVM_SUFFIX=-19
 LLVM_PREFIX=/usr/lib/llvm-${LLVM_SUFFIX#-}
 
 # is_rust_luo VARIANT: does this variant build the Rust LUO?
-is_rust_luo() { case $1 in rust|rust-kasan|rust-c-memfd) return 0 ;; *) return 1 ;; esac; }
+is_rust_luo() { case $1 in rust|rust-kasan|rust-c-memfd|rust-bench) return 0 ;; *) return 1 ;; esac; }
 # has_rust_memfd VARIANT: does this variant build the Rust memfd handler
 # (mm/memfd_luo_rs.rs, CONFIG_LIVEUPDATE_MEMFD_RUST) instead of the C one?
 has_rust_memfd() {
@@ -92,6 +94,8 @@ variant_fragments() {
 	rust-kasan) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/rust-kasan.config" ;;
 	c-rust-memfd) echo "$REPO/config/common.config $REPO/config/c.config $REPO/config/c-rust-memfd.config" ;;
 	rust-c-memfd) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/rust-c-memfd.config" ;;
+	c-bench) echo "$REPO/config/common.config $REPO/config/c.config $REPO/config/bench.config" ;;
+	rust-bench) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/bench.config" ;;
 	*) echo "$REPO/config/common.config $REPO/config/$1.config" ;;
 	esac
 }

@@ -89,7 +89,8 @@ impl BlockSet {
         self.blocks.truncate(blocks_needed(count, self.entry_size));
     }
 
-    /// Number of reserved blocks.
+    /// Number of reserved blocks (for the KUnit tests).
+    #[cfg(CONFIG_KUNIT)]
     pub(crate) fn len(&self) -> usize {
         self.blocks.len()
     }

@@ -22,11 +22,22 @@
  *
  * -n N (or luo.bench_n=N) sets N; -p PAGES (or luo.bench_pages=PAGES) gives
  * every memfd that many pages of data (default 0: empty memfds, so that the
- * memfd handler, which is the same C code under both LUOs, costs little).
+ * memfd handler costs little).
+ *
+ * luo.bench_cap_s=T caps every timed loop at T seconds: a loop that has run
+ * longer stops there (checked every 64 operations), prints a "capped" line
+ * and the program exits with status 3, before any kexec. The host then shows
+ * "> T" for that operation instead of a time (the C LUO is quadratic in the
+ * number of sessions and of files per session).
  *
  * Output, one line per measurement, written with a single write(2):
  *   BENCH <op> n=<count> ns=<total nanoseconds, CLOCK_MONOTONIC>
+ *   BENCH mem <op> n=<count> slab=<bytes> used=<bytes>
+ *   BENCH capped op=<op> n=<count> done=<operations done> ns=<elapsed>
  *   BENCH done mode=<mode> stage=<stage>
+ * "mem" lines give the growth of the kernel's slab memory (Slab in
+ * /proc/meminfo) and of all used memory (MemTotal - MemFree) across N
+ * PRESERVE_FD or N CREATE_SESSION, the fds still open.
  * Errors print "BENCH error ..." and exit 1.
  */
 
@@ -63,6 +74,7 @@ static const long mode_default_n[] = {
 };
 
 static char cmdline[4096];
+static uint64_t cap_ns;
 
 static __printf(1, 2) void out(const char *fmt, ...)
 {
@@ -102,6 +114,56 @@ static uint64_t now_ns(void)
 static void report(const char *op, long n, uint64_t ns)
 {
 	out("BENCH %s n=%ld ns=%llu\n", op, n, (unsigned long long)ns);
+}
+
+/*
+ * Called in timed loops after operation @i (0-based) of @n: stop the program
+ * (status 3, no kexec) once the loop started at @t0 has run past the cap.
+ */
+static void check_cap(const char *op, long n, long i, uint64_t t0)
+{
+	uint64_t el;
+
+	if (!cap_ns || (i & 63) != 63 || i + 1 == n)
+		return;
+	el = now_ns() - t0;
+	if (el <= cap_ns)
+		return;
+	out("BENCH capped op=%s n=%ld done=%ld ns=%llu\n", op, n, i + 1,
+	    (unsigned long long)el);
+	exit(3);
+}
+
+/* Slab and used memory (MemTotal - MemFree) in bytes, from /proc/meminfo. */
+static void meminfo(long long *slab, long long *used)
+{
+	long long total = 0, mfree = 0, v;
+	char line[128], key[64];
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		die("open /proc/meminfo: %s", strerror(errno));
+	*slab = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63[^:]: %lld", key, &v) != 2)
+			continue;
+		if (!strcmp(key, "MemTotal"))
+			total = v;
+		else if (!strcmp(key, "MemFree"))
+			mfree = v;
+		else if (!strcmp(key, "Slab"))
+			*slab = v * 1024;
+	}
+	fclose(f);
+	*used = (total - mfree) * 1024;
+}
+
+static void report_mem(const char *op, long n, long long slab0, long long used0)
+{
+	long long slab, used;
+
+	meminfo(&slab, &used);
+	out("BENCH mem %s n=%ld slab=%lld used=%lld\n", op, n, slab - slab0, used - used0);
 }
 
 static void read_cmdline(void)
@@ -200,18 +262,23 @@ static void close_all(int *fds, long n)
 /* PRESERVE_FD of every memfd (tokens 1..n) into @sfd, timed. */
 static void preserve_all(int sfd, int *mfds, long n)
 {
+	long long slab0, used0;
 	uint64_t t0, t1;
 	long i;
 	int ret;
 
+	usleep(500000);
+	meminfo(&slab0, &used0);
 	t0 = now_ns();
 	for (i = 0; i < n; i++) {
 		ret = luo_session_preserve_fd(sfd, mfds[i], i + 1);
 		if (ret)
 			die("PRESERVE_FD #%ld: %s", i, strerror(-ret));
+		check_cap("preserve_fd", n, i, t0);
 	}
 	t1 = now_ns();
 	report("preserve_fd", n, t1 - t0);
+	report_mem("preserve_fd", n, slab0, used0);
 	/* LUO holds its own reference: our fds are no longer needed. */
 	close_all(mfds, n);
 }
@@ -221,18 +288,24 @@ static int *create_sessions(int luo_fd, long n)
 {
 	char name[LIVEUPDATE_SESSION_NAME_LENGTH];
 	int *sfds = alloc_fds(n);
+	long long slab0, used0;
 	uint64_t t0, t1;
 	long i;
 
+	/* Let the frees of an earlier phase (RCU, deferred fput) settle. */
+	usleep(500000);
+	meminfo(&slab0, &used0);
 	t0 = now_ns();
 	for (i = 0; i < n; i++) {
 		session_name(name, i);
 		sfds[i] = luo_create_session(luo_fd, name);
 		if (sfds[i] < 0)
 			die("CREATE_SESSION #%ld: %s", i, strerror(-sfds[i]));
+		check_cap("create_session", n, i, t0);
 	}
 	t1 = now_ns();
 	report("create_session", n, t1 - t0);
+	report_mem("create_session", n, slab0, used0);
 	return sfds;
 }
 
@@ -328,6 +401,7 @@ static void bench_stage2(enum bench_mode mode, long n)
 			fds[i] = luo_retrieve_session(luo_fd, name);
 			if (fds[i] < 0)
 				die("RETRIEVE_SESSION %s: %s", name, strerror(-fds[i]));
+			check_cap("retrieve_session", n, i, t0);
 		}
 		t1 = now_ns();
 		report("retrieve_session", n, t1 - t0);
@@ -337,6 +411,7 @@ static void bench_stage2(enum bench_mode mode, long n)
 			ret = luo_session_finish(fds[i]);
 			if (ret)
 				die("FINISH #%ld: %s", i, strerror(-ret));
+			check_cap("finish_session", n, i, t0);
 		}
 		t1 = now_ns();
 		report("finish_session", n, t1 - t0);
@@ -354,6 +429,7 @@ static void bench_stage2(enum bench_mode mode, long n)
 			fds[i] = luo_session_retrieve_fd(sfd, i + 1);
 			if (fds[i] < 0)
 				die("RETRIEVE_FD token %ld: %s", i + 1, strerror(-fds[i]));
+			check_cap("retrieve_fd", n, i, t0);
 		}
 		t1 = now_ns();
 		report("retrieve_fd", n, t1 - t0);
@@ -416,6 +492,8 @@ int main(int argc, char *argv[])
 	if (pages < 0)
 		pages = param("luo.bench_pages", val, sizeof(val)) ?
 			strtol(val, NULL, 0) : 0;
+	if (param("luo.bench_cap_s", val, sizeof(val)))
+		cap_ns = strtoull(val, NULL, 0) * 1000000000ull;
 	if (n < 1 || pages < 0 || (stage != 1 && stage != 2))
 		die("bad arguments: n=%ld pages=%ld stage=%ld", n, pages, stage);
 

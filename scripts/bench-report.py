@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""make bench's scaling report: per-operation costs of the C and the Rust LUO
+against n, a table with Rust/C ratios, the issue's goals computed from it,
+kernel memory per session and per file, and a log-log chart (one panel per
+operation).
+
+Usage: bench-report.py RESULTS JSON SVG RUNS BIG_RUNS CAP_S DATE
+RESULTS lines (scripts/bench.sh run_bench):
+  VARIANT MODE OP N NS               a timed loop of N operations
+  VARIANT MODE mem_OP N SLAB USED    memory growth across N operations, bytes
+  VARIANT MODE OP N capped NS DONE   a loop stopped by the cap after DONE
+"""
+import json
+import statistics
+import sys
+
+results, json_out, svg_out, runs, big_runs, cap_s, date = sys.argv[1:8]
+
+# (mode, op, label) in table order; per-operation cost = total / n.
+OPS = [
+    ("single", "create_session", "CREATE_SESSION"),
+    ("single", "close_session", "session close"),
+    ("single", "preserve_fd", "PRESERVE_FD (one session)"),
+    ("single", "unpreserve_fd", "unpreserve (session close)"),
+    ("sessions", "reboot_path", "reboot path (n sessions)"),
+    ("sessions", "restore_open", "restore: first open (n sessions)"),
+    ("sessions", "retrieve_session", "RETRIEVE_SESSION"),
+    ("sessions", "finish_session", "FINISH (one session each)"),
+    ("sessions", "close_incoming_session", "close retrieved session"),
+    ("files", "reboot_path", "reboot path (n files)"),
+    ("files", "restore_open", "restore: first open (n files)"),
+    ("files", "retrieve_fd", "RETRIEVE_FD"),
+    ("files", "finish_files", "FINISH (n files, per file)"),
+]
+VARIANTS = ("c", "rust")
+
+times = {}    # (mode, op, n) -> variant -> [ns]
+capped = {}   # (mode, op, n) -> variant -> [(ns, done)]
+mem = {}      # (mode, op, n) -> variant -> [(slab, used)]
+for line in open(results):
+    f = line.split()
+    if len(f) == 7 and f[4] == "capped":
+        v, mode, op, n, _, ns, done = f
+        capped.setdefault((mode, op, int(n)), {}).setdefault(v, []).append((int(ns), int(done)))
+    elif len(f) == 6 and f[2].startswith("mem_"):
+        v, mode, op, n, slab, used = f
+        mem.setdefault((mode, op[4:], int(n)), {}).setdefault(v, []).append((int(slab), int(used)))
+    elif len(f) == 5:
+        v, mode, op, n, ns = f
+        times.setdefault((mode, op, int(n)), {}).setdefault(v, []).append(int(ns))
+
+ns_all = sorted({k[2] for k in times} | {k[2] for k in capped})
+
+
+def per_op(mode, op, n, v):
+    """(microseconds per operation, is_lower_bound, spread) or None."""
+    xs = times.get((mode, op, n), {}).get(v)
+    if xs:
+        spread = max(xs) / min(xs) if min(xs) else None
+        return statistics.median(xs) / n / 1e3, False, spread
+    cs = capped.get((mode, op, n), {}).get(v)
+    if cs:
+        ns, done = min(cs, key=lambda c: c[0] / c[1])
+        return ns / done / 1e3, True, None
+    return None
+
+
+def fmt(x, w):
+    if x is None:
+        return f"{'-':>{w}}"
+    us, low, _ = x
+    s = f"{us:.1f}" if us < 1000 else f"{us:.0f}"
+    return f"{'> ' + s if low else s:>{w}}"
+
+
+print(f"\nLUO scaling benchmark, {date}: production-like kernels (config/bench.config: no")
+print("lockdep, list or KHO debugging, KUnit or test handlers), QEMU TCG (compare ratios,")
+print(f"not absolute times), median of {runs} VM runs ({big_runs} at n >= 100000). Cost per")
+print(f"operation in microseconds (the loop's total / n). '> X': the loop was stopped")
+print(f"after {cap_s} s; X is the mean cost of the operations done (a lower bound).\n")
+hdr = f"{'operation':<34} {'n':>7} {'C us/op':>10} {'Rust us/op':>10} {'Rust/C':>9} {'spread':>6}"
+print(hdr)
+print("-" * len(hdr))
+chart = {}
+for mode, op, label in OPS:
+    printed = False
+    for n in ns_all:
+        c, r = per_op(mode, op, n, "c"), per_op(mode, op, n, "rust")
+        if c is None and r is None:
+            continue
+        printed = True
+        # Against a capped C time, Rust/C is an upper bound.
+        rs = "-"
+        if c and r and not r[1]:
+            rs = f"{'< ' if c[1] else ''}{r[0] / c[0]:.2g}"
+        spread = max([x[2] for x in (c, r) if x and x[2]] or [0])
+        sp = f"{spread:.2f}" if spread else "-"
+        print(f"{label:<34} {n:>7} {fmt(c, 10)} {fmt(r, 10)} {rs:>9} {sp:>6}")
+        for v, x in (("c", c), ("rust", r)):
+            if x:
+                chart.setdefault(f"{mode}/{op}", {"label": label}).setdefault(v, {})[n] = \
+                    {"us_per_op": round(x[0], 3), "lower_bound": x[1]}
+    if printed:
+        print()
+
+# The goals of the performance issue, computed from the table.
+print("Goals (production-like config, this run):")
+
+
+def val(mode, op, n, v):
+    x = per_op(mode, op, n, v)
+    return x if x else None
+
+
+lo = min(ns_all) if ns_all else None
+if lo == 100:
+    worst = []
+    for mode, op, label in OPS:
+        c, r = val(mode, op, 100, "c"), val(mode, op, 100, "rust")
+        if c and r and not c[1] and not r[1]:
+            worst.append((r[0] / c[0], label))
+    worst.sort(reverse=True)
+    over = [f"{label} {x:.2f}" for x, label in worst if x > 1.0]
+    print(f"- n=100, every operation Rust/C <= 1.0: {'met' if not over else 'NOT met: ' + ', '.join(over)}"
+          f" (largest ratio {worst[0][0]:.2f}, {worst[0][1]})" if worst else "- n=100: no data")
+for op, label, goal in (("create_session", "CREATE_SESSION", 20), ("preserve_fd", "PRESERVE_FD", 3)):
+    c, r = val("single", op, 10000, "c"), val("single", op, 10000, "rust")
+    if c and r:
+        sp = c[0] / r[0]
+        print(f"- n=10,000, {label} C/Rust >= {goal}x: {'>= ' if c[1] else ''}{sp:.1f}x "
+              f"({'met' if sp >= goal else 'NOT met'})")
+    else:
+        print(f"- n=10,000, {label}: no data")
+if 100000 in ns_all and lo == 100:
+    grow, missing = [], []
+    for mode, op, label in OPS:
+        a, b = val(mode, op, 100, "rust"), val(mode, op, 100000, "rust")
+        if not b or b[1]:
+            missing.append(label)
+        elif a:
+            grow.append((b[0] / a[0], label))
+    grow.sort(reverse=True)
+    if grow:
+        over = [f"{label} {x:.2f}" for x, label in grow if x > 1.5]
+        print(f"- n=100,000, Rust per-op cost within 1.5x of its n=100 cost: "
+              f"{'met' if not over else 'NOT met: ' + ', '.join(over)} (largest {grow[0][0]:.2f}, {grow[0][1]})")
+    print(f"- n=100,000, the Rust LUO completes every phase: "
+          f"{'yes' if not missing else 'NO: ' + ', '.join(missing)}")
+rp = {n: val("files", "reboot_path", n, "rust") for n in ns_all}
+if rp.get(10000):
+    base = rp.get(100)
+    total_ms = rp[10000][0] * 10000 / 1e3
+    share = (total_ms - base[0] * 100 / 1e3) if base else None
+    print(f"- reboot path with 10,000 files (Rust LUO): {total_ms:.2f} ms from the marker to "
+          f"'Starting new kernel'" + (f"; {share:.2f} ms more than with 100 files (the LUO share "
+                                      f"estimate; goal < 1 ms: {'met' if share < 1 else 'NOT met'})"
+                                      if share is not None else ""))
+    c = val("files", "reboot_path", 10000, "c")
+    if c:
+        print(f"  (C LUO: {c[0] * 10000 / 1e3:.2f} ms)")
+
+print("\nKernel memory per operation at n (bytes; growth of Slab and of MemTotal-MemFree in")
+print("/proc/meminfo across the n operations, fds open; median of runs):\n")
+hdr = f"{'operation':<26} {'n':>7} {'C slab':>8} {'Rust slab':>9} {'C used':>8} {'Rust used':>9}"
+print(hdr)
+print("-" * len(hdr))
+memj = {}
+for op, label in (("create_session", "per session (CREATE)"), ("preserve_fd", "per file (PRESERVE_FD)")):
+    for n in ns_all:
+        row = mem.get(("single", op, n))
+        if not row:
+            continue
+        cells = []
+        for v in VARIANTS:
+            xs = row.get(v)
+            if xs:
+                slab = statistics.median(x[0] for x in xs) / n
+                used = statistics.median(x[1] for x in xs) / n
+                memj.setdefault(op, {}).setdefault(v, {})[n] = {"slab": round(slab), "used": round(used)}
+                cells.append((f"{slab:.0f}", f"{used:.0f}"))
+            else:
+                cells.append(("-", "-"))
+        print(f"{label:<26} {n:>7} {cells[0][0]:>8} {cells[1][0]:>9} {cells[0][1]:>8} {cells[1][1]:>9}")
+
+json.dump({"date": date, "runs": int(runs), "big_runs": int(big_runs), "cap_s": int(cap_s),
+           "per_op_us": chart, "memory_bytes_per_op": memj}, open(json_out, "w"), indent=1)
+
+# The chart: one log-log panel per operation, C and Rust side by side.
+import matplotlib  # noqa: E402
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+keys = [f"{m}/{o}" for m, o, _ in OPS if f"{m}/{o}" in chart]
+cols = 4
+rows = (len(keys) + cols - 1) // cols
+fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+for ax, key in zip(axes.flat, keys):
+    d = chart[key]
+    for v, color in (("c", "tab:blue"), ("rust", "tab:orange")):
+        pts = sorted(d.get(v, {}).items())
+        if not pts:
+            continue
+        xs = [n for n, _ in pts]
+        ys = [p["us_per_op"] for _, p in pts]
+        ax.plot(xs, ys, "-o", color=color, label=f"{'C' if v == 'c' else 'Rust'} LUO", markersize=4)
+        low = [(n, p["us_per_op"]) for n, p in pts if p["lower_bound"]]
+        if low:
+            ax.plot([x for x, _ in low], [y for _, y in low], "^", color=color, markersize=9,
+                    label=f"{'C' if v == 'c' else 'Rust'}: capped (lower bound)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_title(d["label"], fontsize=9)
+    ax.set_xlabel("n", fontsize=8)
+    ax.set_ylabel("us per operation", fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+for ax in list(axes.flat)[len(keys):]:
+    ax.axis("off")
+fig.suptitle(f"LUO per-operation cost vs n, C and Rust ({date}, production-like config, QEMU TCG)",
+             fontsize=11)
+fig.tight_layout()
+fig.savefig(svg_out)
+print(f"\nchart: {svg_out}")
