@@ -101,7 +101,7 @@ impl HolderLink {
             .args(["--holder", "--socket", socket])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()?;
         let mut last = io::Error::other("holder did not start");
         for _ in 0..200 {

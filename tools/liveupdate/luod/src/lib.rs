@@ -7,6 +7,7 @@
 //! file descriptors with `SCM_RIGHTS`. See tools/liveupdate/README.md.
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod client;
 pub mod fdpass;
 pub mod keeper;

@@ -13,7 +13,8 @@ const USAGE: &str = "usage: luod [--socket PATH] [--policy FILE] [--device PATH]
   --socket PATH   listen on PATH (default /run/luod.sock; ignored under socket activation)
   --policy FILE   authorization policy (default /etc/luod/policy.toml if it exists)
   --device PATH   the LUO device (default /dev/liveupdate)
-  --no-holder     outside systemd, do not keep sessions in a holder process";
+  --no-holder     outside systemd, do not keep sessions in a holder process
+  --fake-device   testing luod only: no LUO, sessions are memfds that preserve nothing";
 
 fn main() -> ExitCode {
     // First thing: take the socket-activation fds before anything opens one.
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let mut device = PathBuf::from(liveupdate::Device::PATH);
     let mut holder = true;
     let mut run_holder = false;
+    let mut fake_device = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = |what: &str| {
@@ -34,8 +36,18 @@ fn main() -> ExitCode {
             "--socket" => val("--socket").map(|v| socket = v),
             "--policy" => val("--policy").map(|v| policy_path = Some(v.into())),
             "--device" => val("--device").map(|v| device = v.into()),
-            "--no-holder" => Ok(holder = false),
-            "--holder" => Ok(run_holder = true),
+            "--no-holder" => {
+                holder = false;
+                Ok(())
+            }
+            "--fake-device" => {
+                fake_device = true;
+                Ok(())
+            }
+            "--holder" => {
+                run_holder = true;
+                Ok(())
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -71,7 +83,7 @@ fn main() -> ExitCode {
         },
     };
     raise_nofile();
-    match server::run(Config { socket, device, policy, holder }, activated) {
+    match server::run(Config { socket, device, policy, holder, fake_device }, activated) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log(&format!("cannot start: {e}"));

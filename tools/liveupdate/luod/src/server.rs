@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use liveupdate::{Device, Session};
+use liveupdate::Device;
+
+use crate::backend::{Dev, SessFd};
 use rustix::fs::{memfd_create, MemfdFlags};
 use rustix::net;
 
@@ -39,11 +41,13 @@ pub struct Config {
     pub policy: Policy,
     /// Keep sessions in a holder process when not under systemd.
     pub holder: bool,
+    /// Testing luod without LUO: see [`Dev::Fake`].
+    pub fake_device: bool,
 }
 
 #[derive(Debug)]
 struct Sess {
-    session: Option<Session>,
+    session: Option<SessFd>,
     owner: Option<u32>,
     state: State,
     /// token -> size in bytes at preserve time.
@@ -67,7 +71,7 @@ impl Sess {
         v
     }
 
-    fn from_record(r: &[u8], session: Option<Session>) -> Option<Self> {
+    fn from_record(r: &[u8], session: Option<SessFd>) -> Option<Self> {
         let state = State::from_u8(*r.first()?)?;
         let owner = u32::from_le_bytes(r.get(1..5)?.try_into().ok()?);
         let n = u32::from_le_bytes(r.get(5..9)?.try_into().ok()?) as usize;
@@ -93,11 +97,11 @@ enum Keeper {
 
 struct Daemon {
     cfg: Config,
-    dev: Option<Device>,
+    dev: Option<Dev>,
     dev_error: String,
     outgoing: BTreeMap<Vec<u8>, Sess>,
     incoming: BTreeMap<Vec<u8>, Sess>,
-    manifest: Option<Session>,
+    manifest: Option<SessFd>,
     keeper: Keeper,
     handed_over: Option<bool>,
     lu_number: Option<u64>,
@@ -127,7 +131,7 @@ impl Daemon {
         uid == 0 || owner == Some(uid) || self.cfg.policy.grants(uid, name)
     }
 
-    fn dev(&self) -> Result<&Device, ErrorReply> {
+    fn dev(&self) -> Result<&Dev, ErrorReply> {
         self.dev.as_ref().ok_or_else(|| {
             err(libc::ENODEV, format!("{} is not usable: {}", self.cfg.device.display(), self.dev_error))
         })
@@ -265,8 +269,7 @@ impl Daemon {
                 if self.outgoing.contains_key(&name) {
                     return Err(err(libc::EEXIST, format!("an outgoing session {} exists", show(&name))));
                 }
-                let session =
-                    self.dev()?.create_session(&name).map_err(|e| luo_err(&e, "creating the session"))?;
+                let session = self.dev()?.create(&name).map_err(|e| luo_err(&e, "creating the session"))?;
                 let s = Sess {
                     session: Some(session),
                     owner: Some(uid),
@@ -275,7 +278,6 @@ impl Daemon {
                 };
                 self.keep(b'o', &name, &s);
                 self.outgoing.insert(name.clone(), s);
-                log(&format!("uid {uid} (pid {pid}) created session {}", show(&name)));
                 done
             }
             Request::Preserve { name, token } => {
@@ -292,10 +294,13 @@ impl Daemon {
                         format!("luod tracks at most {MAX_FILES_PER_SESSION} files per session"),
                     ));
                 }
+                if self.cfg.fake_device && s.files.contains_key(&token) {
+                    return Err(err(libc::EEXIST, format!("token {token} is used in {}", show(&name))));
+                }
                 let fd = fds.pop().ok_or_else(|| err(libc::EINVAL, "no fd"))?;
                 let size = rustix::fs::fstat(&fd).map(|st| st.st_size.max(0) as u64).unwrap_or(0);
                 let session = s.session.as_ref().ok_or_else(|| err(libc::EIO, "session fd missing"))?;
-                session.preserve_fd(&fd, token).map_err(|e| luo_err(&e, "preserving the fd"))?;
+                session.preserve_fd(fd.as_fd(), token).map_err(|e| luo_err(&e, "preserving the fd"))?;
                 if let Some(s) = self.outgoing.get_mut(&name) {
                     s.files.insert(token, size);
                 }
@@ -314,7 +319,6 @@ impl Daemon {
                 }
                 self.unkeep(b'o', &name);
                 self.outgoing.remove(&name);
-                log(&format!("uid {uid} (pid {pid}) closed session {}", show(&name)));
                 done
             }
             Request::RetrieveSession { name } => {
@@ -327,7 +331,7 @@ impl Daemon {
                         return done;
                     }
                 }
-                let session = match self.dev()?.retrieve_session(&name) {
+                let session = match self.dev()?.retrieve(&name) {
                     Ok(s) => s,
                     Err(liveupdate::Error::NotFound { .. }) => {
                         self.incoming.remove(&name);
@@ -430,9 +434,9 @@ impl Daemon {
         f.write_all(text.as_bytes()).map_err(io_err)?;
         let session = self
             .dev()?
-            .create_session(MANIFEST_SESSION)
+            .create(MANIFEST_SESSION.as_bytes())
             .map_err(|e| luo_err(&e, "creating the manifest session"))?;
-        session.preserve_fd(&f, 0).map_err(|e| luo_err(&e, "preserving the manifest"))?;
+        session.preserve_fd(f.as_fd(), 0).map_err(|e| luo_err(&e, "preserving the manifest"))?;
         if let Keeper::Holder(h) = &self.keeper {
             let _ = h.put(&key(b'm', MANIFEST_SESSION.as_bytes()), &[], Some(session.as_fd()));
         }
@@ -443,7 +447,7 @@ impl Daemon {
     /// Read the previous luod's manifest, if the previous kernel has one.
     fn read_manifest(&mut self) {
         let Some(dev) = self.dev.as_ref() else { return };
-        let session = match dev.retrieve_session(MANIFEST_SESSION) {
+        let session = match dev.retrieve(MANIFEST_SESSION.as_bytes()) {
             Ok(s) => s,
             Err(liveupdate::Error::NotFound { .. }) => return,
             Err(e) => {
@@ -489,7 +493,7 @@ impl Daemon {
     fn recover(&mut self, held: Vec<crate::keeper::Held>) {
         for h in held {
             let Some((&dir, name)) = h.key.split_first() else { continue };
-            let session = h.fd.map(Session::from);
+            let session = h.fd.map(|fd| SessFd::from_fd(fd, self.cfg.fake_device));
             if dir == b'm' {
                 self.manifest = session;
                 continue;
@@ -509,8 +513,8 @@ impl Daemon {
     /// direction probed, owner unknown (the policy decides).
     fn recover_fdstore(&mut self, fds: Vec<OwnedFd>) {
         for fd in fds {
-            let session = Session::from(fd);
-            let Ok(name) = session.name_bytes() else { continue };
+            let session = SessFd::from_fd(fd, self.cfg.fake_device);
+            let Some(name) = session.name_bytes() else { continue };
             if name == MANIFEST_SESSION.as_bytes() {
                 self.manifest = Some(session);
                 continue;
@@ -603,7 +607,8 @@ pub fn run(cfg: Config, activated: Vec<(OwnedFd, String)>) -> io::Result<()> {
             stored.push(fd);
         }
     }
-    let (dev, dev_error) = match Device::open_path(&cfg.device) {
+    let opened = if cfg.fake_device { Ok(Dev::Fake) } else { Device::open_path(&cfg.device).map(Dev::Real) };
+    let (dev, dev_error) = match opened {
         Ok(d) => (Some(d), String::new()),
         Err(e) => (None, format!("opening {}: {e}", cfg.device.display())),
     };
