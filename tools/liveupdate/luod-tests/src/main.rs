@@ -342,7 +342,37 @@ fn malformed_fuzz(c: &mut Ctx) -> R {
     .collect();
     let spare = memfd(b"spare")?;
     let mut cl = connect()?;
-    let mut sent = 0;
+    // A fixed corpus of bad messages, written out by hand (not judged by
+    // the decoder this program shares with luod).
+    let hdr = |op: u8| vec![b'L', b'U', b'O', b'D', 1, 0, op, 0];
+    let with = |mut h: Vec<u8>, tail: &[u8]| {
+        h.extend_from_slice(tail);
+        h
+    };
+    let corpus: Vec<(&str, Vec<u8>)> = vec![
+        ("status + trailing byte", with(hdr(1), &[0])),
+        ("bad magic", vec![b'X', b'U', b'O', b'D', 1, 0, 1, 0]),
+        ("version 2", vec![b'L', b'U', b'O', b'D', 2, 0, 1, 0]),
+        ("unknown op 0", hdr(0)),
+        ("unknown op 200", hdr(200)),
+        ("short header", vec![b'L', b'U', b'O']),
+        ("create, empty name", with(hdr(3), &[0, 0])),
+        ("create, 64-byte name", with(hdr(3), &[&[64u8, 0][..], &[b'a'; 64][..]].concat())),
+        ("create, NUL in name", with(hdr(3), &[3, 0, b'a', 0, b'b'])),
+        ("create, name length past the end", with(hdr(3), &[9, 0, b'a'])),
+        ("list without offset", hdr(2)),
+        ("retrieve_fd without token", with(hdr(7), &[1, 0, b'a'])),
+        ("kexec, cmdline not UTF-8", with(hdr(9), &[2, 0, 0xff, 0xfe])),
+    ];
+    for (what, msg) in &corpus {
+        match send_raw(cl.socket(), msg, &[]) {
+            Ok(Some(e)) if e.errno != 0 && !e.message.is_empty() => {}
+            Ok(Some(e)) => return Err(format!("{what}: error reply without errno or text: {e:?}")),
+            Ok(None) => return Err(format!("{what}: accepted")),
+            Err(e) => return Err(format!("{what}: no clean reply: {e}")),
+        }
+    }
+    let mut sent = corpus.len();
     for i in 0..1500u32 {
         let kind = next() % 6;
         let mut msg: Vec<u8> = match kind {
