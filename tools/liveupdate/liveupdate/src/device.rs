@@ -9,7 +9,7 @@ use rustix::fs::{Mode, OFlags};
 use crate::error::{Error, Op, Result};
 use crate::name::encode_name;
 use crate::uapi::{self, LIVEUPDATE_SESSION_NAME_LENGTH};
-use crate::{sys, Session};
+use crate::{sys, IncomingSession, OutgoingSession};
 
 /// An open `/dev/liveupdate`.
 ///
@@ -20,6 +20,9 @@ use crate::{sys, Session};
 ///
 /// The first open after a live update restores the sessions handed over by
 /// the previous kernel; if that fails, every open returns [`Error::Io`].
+///
+/// `Send` and `Sync`. On a host with several VMMs, let one broker own it
+/// (luod, in tools/liveupdate/luod) and talk to that instead.
 #[derive(Debug)]
 pub struct Device {
     pub(crate) fd: OwnedFd,
@@ -52,7 +55,7 @@ impl Device {
     /// A name that is already used by an outgoing session gives
     /// [`Error::AlreadyExists`]; a bad name is refused on the client side
     /// with [`Error::InvalidName`].
-    pub fn create_session(&self, name: impl AsRef<[u8]>) -> Result<Session> {
+    pub fn create_session(&self, name: impl AsRef<[u8]>) -> Result<OutgoingSession> {
         let buf = encode_name(name.as_ref())
             .map_err(|reason| Error::InvalidName { op: Op::CreateSession, reason })?;
         self.create_session_raw(&buf)
@@ -61,10 +64,10 @@ impl Device {
     /// Create a session from a raw 64-byte name buffer, without any client
     /// side check: the kernel alone judges it (an all-zero or unterminated
     /// buffer gives [`Error::InvalidArgument`]). Meant for tests.
-    pub fn create_session_raw(&self, name: &[u8; LIVEUPDATE_SESSION_NAME_LENGTH]) -> Result<Session> {
+    pub fn create_session_raw(&self, name: &[u8; LIVEUPDATE_SESSION_NAME_LENGTH]) -> Result<OutgoingSession> {
         let mut req = uapi::CreateSession::new(*name);
         sys::create_session(self.fd.as_fd(), &mut req)
-            .map(|fd| Session { fd })
+            .map(OutgoingSession::from_fd)
             .map_err(|e| Error::from_errno(Op::CreateSession, e.raw_os_error()))
     }
 
@@ -74,7 +77,7 @@ impl Device {
     /// also what a first boot sees), [`Error::InvalidArgument`] if it was
     /// already retrieved. Closing a retrieved session finishes it
     /// implicitly (see [`Session::finish`]).
-    pub fn retrieve_session(&self, name: impl AsRef<[u8]>) -> Result<Session> {
+    pub fn retrieve_session(&self, name: impl AsRef<[u8]>) -> Result<IncomingSession> {
         let buf = encode_name(name.as_ref())
             .map_err(|reason| Error::InvalidName { op: Op::RetrieveSession, reason })?;
         self.retrieve_session_raw(&buf)
@@ -82,7 +85,7 @@ impl Device {
 
     /// Like [`Device::retrieve_session`], but `Ok(None)` when there is no
     /// such incoming session.
-    pub fn try_retrieve_session(&self, name: impl AsRef<[u8]>) -> Result<Option<Session>> {
+    pub fn try_retrieve_session(&self, name: impl AsRef<[u8]>) -> Result<Option<IncomingSession>> {
         match self.retrieve_session(name) {
             Ok(s) => Ok(Some(s)),
             Err(Error::NotFound { .. }) => Ok(None),
@@ -92,10 +95,13 @@ impl Device {
 
     /// Retrieve a session from a raw 64-byte name buffer, without any
     /// client side check. Meant for tests.
-    pub fn retrieve_session_raw(&self, name: &[u8; LIVEUPDATE_SESSION_NAME_LENGTH]) -> Result<Session> {
+    pub fn retrieve_session_raw(
+        &self,
+        name: &[u8; LIVEUPDATE_SESSION_NAME_LENGTH],
+    ) -> Result<IncomingSession> {
         let mut req = uapi::RetrieveSession::new(*name);
         sys::retrieve_session(self.fd.as_fd(), &mut req)
-            .map(|fd| Session { fd })
+            .map(IncomingSession::from_fd)
             .map_err(|e| Error::from_errno(Op::RetrieveSession, e.raw_os_error()))
     }
 }

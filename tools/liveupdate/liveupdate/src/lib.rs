@@ -56,4 +56,4 @@ pub mod uapi;
 pub use device::Device;
 pub use error::{Error, NameError, Op, Result};
 pub use name::{decode_name, encode_name, MAX_NAME_LEN};
-pub use session::Session;
+pub use session::{IncomingSession, OutgoingSession, Session};

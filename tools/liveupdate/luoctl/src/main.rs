@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use liveupdate::{kexec, Device, Error, Session};
+use liveupdate::{kexec, Device, Error, IncomingSession};
 use luod::client::{Client, DEFAULT_SOCKET};
 use luod::proto::{display_name, json_string, Entry, HandOver, StatusInfo};
 use rustix::fs::{memfd_create, MemfdFlags};
@@ -691,7 +691,7 @@ fn retrieve(cli: &Cli, a: &RetrieveArgs) -> Result<(), Failure> {
 }
 
 fn finish_or_close(
-    session: &Session,
+    session: &IncomingSession,
     explicit: bool,
     name: &str,
     say: impl Fn(String),

@@ -34,7 +34,7 @@ impl Dev {
     /// Create an outgoing session.
     pub fn create(&self, name: &[u8]) -> Result<SessFd, Error> {
         match self {
-            Self::Real(d) => d.create_session(name).map(SessFd::Real),
+            Self::Real(d) => d.create_session(name).map(|s| SessFd::Real(s.into_session())),
             Self::Fake => memfd_create("luo_session", MemfdFlags::CLOEXEC)
                 .map(SessFd::Fake)
                 .map_err(|e| errno(Op::CreateSession, e)),
@@ -44,7 +44,7 @@ impl Dev {
     /// Retrieve an incoming session (the fake has none).
     pub fn retrieve(&self, name: &[u8]) -> Result<SessFd, Error> {
         match self {
-            Self::Real(d) => d.retrieve_session(name).map(SessFd::Real),
+            Self::Real(d) => d.retrieve_session(name).map(|s| SessFd::Real(s.into_session())),
             Self::Fake => Err(Error::from_errno(Op::RetrieveSession, libc::ENOENT)),
         }
     }
