@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 //! Keeping session fds open in a background process.
 //!
 //! A session lives as long as its fd, and the sessions that are still open

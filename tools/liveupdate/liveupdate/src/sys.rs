@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 //! The only module with `unsafe` code: it issues the LUO ioctls and the
 //! `kexec_file_load` system call, and turns kernel-returned fd numbers into
 //! [`OwnedFd`]s.
