@@ -16,7 +16,7 @@ use crate::{sys, IncomingSession, OutgoingSession};
 /// The kernel allows one open file description at a time: a second
 /// [`Device::open`] anywhere fails with [`Error::Busy`] until this one is
 /// dropped. Dropping the device does **not** affect the sessions created
-/// or retrieved through it; each [`Session`] lives as long as its own fd.
+/// or retrieved through it; each session lives as long as its own fd.
 ///
 /// The first open after a live update restores the sessions handed over by
 /// the previous kernel; if that fails, every open returns [`Error::Io`].
@@ -51,7 +51,7 @@ impl Device {
     /// Create an outgoing session named `name` (1..=63 bytes, no NUL).
     ///
     /// Files preserved in it are carried over by the next kexec, as long as
-    /// the returned [`Session`] (or a dup of its fd) is still open then.
+    /// the returned [`OutgoingSession`] (or a dup of its fd) is still open then.
     /// A name that is already used by an outgoing session gives
     /// [`Error::AlreadyExists`]; a bad name is refused on the client side
     /// with [`Error::InvalidName`].
@@ -76,7 +76,7 @@ impl Device {
     /// [`Error::NotFound`] if there is no such incoming session (which is
     /// also what a first boot sees), [`Error::InvalidArgument`] if it was
     /// already retrieved. Closing a retrieved session finishes it
-    /// implicitly (see [`Session::finish`]).
+    /// implicitly (see [`IncomingSession::finish`]).
     pub fn retrieve_session(&self, name: impl AsRef<[u8]>) -> Result<IncomingSession> {
         let buf = encode_name(name.as_ref())
             .map_err(|reason| Error::InvalidName { op: Op::RetrieveSession, reason })?;
