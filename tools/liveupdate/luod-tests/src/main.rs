@@ -154,6 +154,14 @@ fn luod_path() -> Result<PathBuf, String> {
 
 fn start_luod(c: &mut Ctx) -> R {
     let p = paths();
+    // Written at every start: /tmp is empty again after a kexec.
+    std::fs::write(
+        &p.policy,
+        format!(
+            "# uid {UID_B} manages the shared- sessions\n[[grant]]\nuid = {UID_B}\nprefix = \"shared-\"\n"
+        ),
+    )
+    .map_err(s)?;
     let mut cmd = Command::new(luod_path()?);
     cmd.args(["--socket", &p.sock, "--policy", &p.policy]);
     if p.host {
@@ -167,6 +175,9 @@ fn start_luod(c: &mut Ctx) -> R {
             if cl.status().is_ok() {
                 return Ok(());
             }
+        }
+        if let Some(st) = c.luod.as_mut().and_then(|l| l.try_wait().ok().flatten()) {
+            return Err(format!("luod exited at start ({st}); see its messages above"));
         }
         if t.elapsed() > Duration::from_secs(20) {
             return Err("luod did not answer within 20 s".into());
@@ -188,13 +199,6 @@ fn names(list: &[proto::Entry]) -> Vec<String> {
 // ---------------------------------------------------------------------------
 
 fn luod_start(c: &mut Ctx) -> R {
-    std::fs::write(
-        &paths().policy,
-        format!(
-            "# uid {UID_B} manages the shared- sessions\n[[grant]]\nuid = {UID_B}\nprefix = \"shared-\"\n"
-        ),
-    )
-    .map_err(s)?;
     start_luod(c)?;
     let st = connect()?.status().map_err(s)?;
     ensure!(st.version == proto::VERSION, "version {}", st.version);

@@ -19,5 +19,7 @@ pub mod server;
 /// Log a line to stderr (the journal under systemd).
 pub fn log(msg: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "luod[{}]: {msg}", std::process::id());
+    // One write per line, so lines do not interleave with other writers.
+    let line = format!("luod[{}]: {msg}\n", std::process::id());
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }

@@ -86,7 +86,13 @@ fn main() -> ExitCode {
     match server::run(Config { socket, device, policy, holder, fake_device }, activated) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log(&format!("cannot start: {e}"));
+            let hint = match e.raw_os_error() {
+                Some(libc::ENOSYS) | Some(libc::EAFNOSUPPORT) => {
+                    " (this kernel has no Unix sockets: luod needs CONFIG_NET and CONFIG_UNIX)"
+                }
+                _ => "",
+            };
+            log(&format!("cannot start: {e}{hint}"));
             ExitCode::FAILURE
         }
     }
