@@ -29,6 +29,8 @@ use luod::client::{send_raw, Client, ClientError};
 use luod::proto::{self, Request, State};
 use rustix::fs::{memfd_create, MemfdFlags};
 
+mod inproc;
+
 type R = Result<(), String>;
 
 /// Where luod listens and its policy file; `--host` makes them unique and
@@ -57,6 +59,8 @@ const B_FILES: &[(u64, usize, u64)] = &[(1, 3000, 11)];
 
 struct Ctx {
     luod: Option<Child>,
+    /// `--inproc`: luod's engine in this process.
+    engine: Option<luod::server::Engine>,
 }
 
 macro_rules! ensure {
@@ -620,18 +624,21 @@ const STAGE2: &[Case] = &[
 ];
 
 fn usage() -> ! {
-    eprintln!("usage: luod-tests [-s 1|2] [--list] [--host]");
+    eprintln!("usage: luod-tests [-s 1|2] [--list] [--host | --inproc]");
     std::process::exit(2);
 }
 
 fn main() {
     let mut stage: Option<u32> = None;
     let mut list = false;
+    let mut in_process = std::fs::read_to_string("/proc/cmdline")
+        .is_ok_and(|c| c.split_ascii_whitespace().any(|w| w == "luod.inproc=1"));
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "-s" => stage = Some(args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage())),
             "--list" => list = true,
+            "--inproc" => in_process = true,
             "--host" => {
                 let pid = std::process::id();
                 let _ = PATHS.set(Paths {
@@ -643,11 +650,14 @@ fn main() {
             _ => usage(),
         }
     }
-    let cases: &[Case] = match stage {
-        None => SINGLE,
-        Some(1) => STAGE1,
-        Some(2) => STAGE2,
-        Some(_) => usage(),
+    let cases: &[Case] = match (stage, in_process) {
+        (None, false) => SINGLE,
+        (Some(1), false) => STAGE1,
+        (Some(2), false) => STAGE2,
+        (None, true) => inproc::SINGLE,
+        (Some(1), true) => inproc::STAGE1,
+        (Some(2), true) => inproc::STAGE2,
+        (Some(_), _) => usage(),
     };
     if list {
         for (name, _) in cases {
@@ -659,7 +669,7 @@ fn main() {
     println!("KTAP version 1");
     println!("# luod-tests: {}", stage.map_or("single boot".to_string(), |n| format!("kexec stage {n}")));
     println!("1..{}", cases.len());
-    let mut ctx = Ctx { luod: None };
+    let mut ctx = Ctx { luod: None, engine: None };
     let mut failed = 0;
     for (i, (name, f)) in cases.iter().enumerate() {
         let r = catch_unwind(AssertUnwindSafe(|| f(&mut ctx)))
@@ -684,6 +694,17 @@ fn main() {
     }
     if paths().host {
         stop_holder();
+    }
+    if in_process && stage == Some(1) && failed == 0 {
+        // The engine's session fds must outlive this process until the
+        // kexec: a forked child keeps copies of them, asleep.
+        let _ = std::io::stdout().flush();
+        // SAFETY: single-threaded; the child only parks.
+        if unsafe { libc::fork() } == 0 {
+            loop {
+                std::thread::park();
+            }
+        }
     }
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

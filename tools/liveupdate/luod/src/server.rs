@@ -127,6 +127,30 @@ fn show(name: &[u8]) -> String {
 }
 
 impl Daemon {
+    fn new(cfg: Config) -> Self {
+        let opened =
+            if cfg.fake_device { Ok(Dev::Fake) } else { Device::open_path(&cfg.device).map(Dev::Real) };
+        let (dev, dev_error) = match opened {
+            Ok(d) => (Some(d), String::new()),
+            Err(e) => (None, format!("opening {}: {e}", cfg.device.display())),
+        };
+        if !dev_error.is_empty() {
+            log(&dev_error);
+        }
+        let scanned = scan_kmsg();
+        Daemon {
+            dev,
+            dev_error,
+            outgoing: BTreeMap::new(),
+            incoming: BTreeMap::new(),
+            manifest: None,
+            keeper: Keeper::Nothing,
+            handed_over: scanned.map(|n| n.is_some()),
+            lu_number: scanned.flatten(),
+            cfg,
+        }
+    }
+
     fn may(&self, uid: u32, name: &[u8], owner: Option<u32>) -> bool {
         uid == 0 || owner == Some(uid) || self.cfg.policy.grants(uid, name)
     }
@@ -607,26 +631,7 @@ pub fn run(cfg: Config, activated: Vec<(OwnedFd, String)>) -> io::Result<()> {
             stored.push(fd);
         }
     }
-    let opened = if cfg.fake_device { Ok(Dev::Fake) } else { Device::open_path(&cfg.device).map(Dev::Real) };
-    let (dev, dev_error) = match opened {
-        Ok(d) => (Some(d), String::new()),
-        Err(e) => (None, format!("opening {}: {e}", cfg.device.display())),
-    };
-    if !dev_error.is_empty() {
-        log(&dev_error);
-    }
-    let scanned = scan_kmsg();
-    let mut d = Daemon {
-        dev,
-        dev_error,
-        outgoing: BTreeMap::new(),
-        incoming: BTreeMap::new(),
-        manifest: None,
-        keeper: Keeper::Nothing,
-        handed_over: scanned.map(|n| n.is_some()),
-        lu_number: scanned.flatten(),
-        cfg,
-    };
+    let mut d = Daemon::new(cfg);
     if notify::under_systemd() {
         d.keeper = Keeper::FdStore;
         d.recover_fdstore(stored);
@@ -685,6 +690,30 @@ pub fn run(cfg: Config, activated: Vec<(OwnedFd, String)>) -> io::Result<()> {
         if let Err(e) = spawned {
             log(&format!("cannot start a client thread: {e}"));
         }
+    }
+}
+
+/// luod's request handling without the socket, for tests on kernels
+/// without Unix sockets: the same code as the daemon minus transport,
+/// `SO_PEERCRED` (the caller names the uid) and restart safety.
+pub struct Engine(Daemon);
+
+impl Engine {
+    /// Open the device, read the kernel log and the previous manifest.
+    pub fn new(cfg: Config) -> Self {
+        let mut d = Daemon::new(cfg);
+        d.read_manifest();
+        Self(d)
+    }
+
+    /// Handle `req` from `uid` with `fds`, as the daemon does.
+    pub fn handle(
+        &mut self,
+        uid: u32,
+        req: Request,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(Reply, Option<OwnedFd>), ErrorReply> {
+        self.0.handle(uid, 0, req, fds)
     }
 }
 
