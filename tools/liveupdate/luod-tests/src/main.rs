@@ -323,6 +323,87 @@ fn restart_kill9(c: &mut Ctx) -> R {
     })
 }
 
+/// A non-root process that took the holder's abstract name first gets no
+/// session fd: luod checks the holder's uid and runs without a holder.
+fn holder_squat_refused(_: &mut Ctx) -> R {
+    let sock = format!("{}-squat", paths().sock);
+    let name = luod::keeper::holder_name(&sock);
+    let (rd, wr) = rustix::pipe::pipe().map_err(s)?;
+    let (rd2, wr2) = rustix::pipe::pipe().map_err(s)?;
+    let _ = std::io::stdout().flush();
+    // SAFETY: single-threaded test program; the child only uses syscalls
+    // and exits with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err("fork failed".into());
+    }
+    if pid == 0 {
+        drop(rd);
+        drop(wr2);
+        // SAFETY: plain system calls.
+        let ok = unsafe { libc::setgid(UID_A) == 0 && libc::setuid(UID_A) == 0 };
+        let verdict = (|| -> Result<String, String> {
+            if !ok {
+                return Err("setuid".into());
+            }
+            let l = luod::fdpass::seqpacket().map_err(s)?;
+            rustix::net::bind(&l, &rustix::net::SocketAddrUnix::new_abstract_name(&name).map_err(s)?)
+                .map_err(s)?;
+            rustix::net::listen(&l, 4).map_err(s)?;
+            File::from(wr.try_clone().map_err(s)?).write_all(b"R").map_err(s)?;
+            let conn = rustix::net::accept(&l).map_err(s)?;
+            // Whatever luod sends until it hangs up (the parent tells us when
+            // it is done by closing its pipe end).
+            let mut got_fds = 0;
+            while let Ok(Some(p)) = luod::fdpass::recv(&conn, 1 << 16) {
+                got_fds += p.fds.len();
+            }
+            let mut b = [0u8; 1];
+            let _ = File::from(rd2).read(&mut b);
+            Ok(format!("fds {got_fds}"))
+        })();
+        let _ = File::from(wr).write_all(verdict.unwrap_or_else(|e| format!("ERR {e}")).as_bytes());
+        // SAFETY: leave the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    drop(wr);
+    drop(rd2);
+    let mut rdf = File::from(rd);
+    let mut ready = [0u8; 1];
+    rdf.read_exact(&mut ready).map_err(|e| format!("squatter did not start: {e}"))?;
+    let p = paths();
+    let mut luod = Command::new(luod_path()?)
+        .args(["--socket", &sock, "--policy", &p.policy])
+        .args(if p.host { &["--fake-device"][..] } else { &[][..] })
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(s)?;
+    let result = (|| -> R {
+        let t = Instant::now();
+        let cl = loop {
+            if let Ok(cl) = Client::connect(&sock) {
+                break cl;
+            }
+            ensure!(t.elapsed() < Duration::from_secs(20), "luod did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        cl.create("squat-test").map_err(s)?;
+        cl.preserve("squat-test", 1, memfd(b"secret")?).map_err(s)?;
+        Ok(())
+    })();
+    let _ = luod.kill();
+    let _ = luod.wait();
+    drop(wr2);
+    let mut out = String::new();
+    let _ = rdf.read_to_string(&mut out);
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    result?;
+    ensure!(out == "fds 0", "the squatting holder got: {out:?}");
+    Ok(())
+}
+
 fn luod_fd_count(c: &mut Ctx) -> Result<usize, String> {
     let pid = c.luod.as_ref().ok_or("luod not started")?.id();
     Ok(std::fs::read_dir(format!("/proc/{pid}/fd")).map_err(s)?.count())
@@ -602,6 +683,7 @@ const SINGLE: &[Case] = &[
     ("malformed_fuzz", malformed_fuzz),
     ("thousand_sessions", thousand_sessions),
     ("kexec_refusals", kexec_refusals),
+    ("holder_squat_refused", holder_squat_refused),
 ];
 
 const STAGE1: &[Case] = &[

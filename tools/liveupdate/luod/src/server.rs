@@ -651,9 +651,13 @@ pub fn run(cfg: Config, activated: Vec<(OwnedFd, String)>) -> io::Result<()> {
         None => {
             let l = fdpass::seqpacket()?;
             let _ = std::fs::remove_file(&d.cfg.socket);
-            net::bind(&l, &net::SocketAddrUnix::new(d.cfg.socket.as_str())?)?;
-            // Access control is luod's job (SO_PEERCRED), not the mode's.
-            rustix::fs::chmod(d.cfg.socket.as_str(), rustix::fs::Mode::from_raw_mode(0o666))?;
+            // Access control is luod's job (SO_PEERCRED), not the mode's:
+            // the socket is created 0666 through the umask (not chmod()ed
+            // by path afterwards, which could follow a planted symlink).
+            let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o111));
+            let bound = net::SocketAddrUnix::new(d.cfg.socket.as_str()).and_then(|a| net::bind(&l, &a));
+            rustix::process::umask(old);
+            bound?;
             net::listen(&l, 64)?;
             l
         }
