@@ -352,6 +352,8 @@ fn holder_squat_refused(_: &mut Ctx) -> R {
             rustix::net::listen(&l, 4).map_err(s)?;
             File::from(wr.try_clone().map_err(s)?).write_all(b"R").map_err(s)?;
             let conn = rustix::net::accept(&l).map_err(s)?;
+            // Play a holder with nothing held: "LUOH", op 3 (end), no key.
+            let _ = luod::fdpass::send(&conn, b"LUOH\x03\x00\x00", &[]);
             // Whatever luod sends until it hangs up (the parent tells us when
             // it is done by closing its pipe end).
             let mut got_fds = 0;

@@ -115,6 +115,15 @@ impl HolderLink {
     }
 
     fn take_over(sock: OwnedFd) -> io::Result<(Self, Vec<Held>)> {
+        // Abstract names have no permissions: anyone could have bound this
+        // one first. Only a holder of our own euid gets the session fds.
+        let peer = net::sockopt::socket_peercred(&sock)?;
+        if peer.uid != rustix::process::geteuid() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("the holder socket belongs to uid {}, not us: refusing it", peer.uid.as_raw()),
+            ));
+        }
         net::sockopt::set_socket_timeout(&sock, net::sockopt::Timeout::Recv, Some(Duration::from_secs(10)))?;
         let mut held = Vec::new();
         loop {
