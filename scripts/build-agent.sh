@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Build the userspace LUO tools of tools/liveupdate (luoctl, luo-agent-tests,
+# Build the userspace LUO tools of tools/liveupdate (luoctl, luod, luod-tests, luo-agent-tests,
 # luo-vmm-demo) as static x86_64 binaries for the guest, into $BUILD/agent/
 # (or OUTDIR).
 # Idempotent: cargo rebuilds only what changed, and the binaries are copied
@@ -11,7 +11,7 @@
 out=${1:-$BUILD/agent}
 ws=$REPO/tools/liveupdate
 target=x86_64-unknown-linux-gnu
-bins=(luoctl luo-agent-tests luo-vmm-demo)
+bins=(luoctl luo-agent-tests luo-vmm-demo luod luod-tests)
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$BUILD/agent/target}
 # Only the --target artifacts get these flags; host build scripts do not.

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 //! Typed errors for LUO operations.
 
 use core::fmt;
@@ -27,7 +27,7 @@ pub enum Op {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Op::OpenDevice => "open /dev/liveupdate",
+            Op::OpenDevice => "open the LUO device",
             Op::CreateSession => "create session",
             Op::RetrieveSession => "retrieve session",
             Op::PreserveFd => "preserve fd",
@@ -370,9 +370,9 @@ impl fmt::Display for MeaningText {
         use Op::*;
         let text = match (self.0, self.1) {
             (OpenDevice, libc::ENOENT) => {
-                "no /dev/liveupdate (kernel without CONFIG_LIVEUPDATE, or not booted with liveupdate=on)"
+                "no such device node (kernel without CONFIG_LIVEUPDATE, or not booted with liveupdate=on)"
             }
-            (OpenDevice, libc::EBUSY) => "/dev/liveupdate is already open (it allows a single opener)",
+            (OpenDevice, libc::EBUSY) => "the LUO device is already open (it allows a single opener)",
             (OpenDevice, libc::EIO) => "the state handed over by the previous kernel could not be restored",
             (OpenDevice, libc::EACCES) => "permission denied (the device node is root-only)",
             (CreateSession, libc::EEXIST) => "a session with this name already exists",
@@ -381,7 +381,10 @@ impl fmt::Display for MeaningText {
             (RetrieveSession, libc::ENOENT) => {
                 "no session with this name was handed over by the previous kernel"
             }
-            (RetrieveSession, libc::EINVAL) => "the session was already retrieved",
+            (RetrieveSession, libc::EINVAL) => {
+                "the session was already retrieved (it is open elsewhere, or could not be finished when it \
+                 was closed), or the name is invalid"
+            }
             (PreserveFd, libc::EEXIST) => "this token is already used in the session",
             (PreserveFd, libc::EBADF) => "the fd is not open (or is an O_PATH fd)",
             (PreserveFd, libc::ENOENT) => "this kind of file cannot be preserved",

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 //! Loading and starting the next kernel (`kexec_file_load(2)` and
 //! `reboot(LINUX_REBOOT_CMD_KEXEC)`).
 //!

@@ -1,9 +1,12 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 //! Safe, typed access to the Linux Live Update Orchestrator (LUO).
 //!
 //! LUO lets a VMM keep resources (today memfds, e.g. guest memory) across a
 //! kexec into a new kernel. Userspace talks to it through `/dev/liveupdate`
-//! ([`Device`]) and per-session fds ([`Session`]):
+//! ([`Device`]) and per-session fds: an [`OutgoingSession`] (created here,
+//! handed to the next kernel) or an [`IncomingSession`] (handed over by the
+//! previous one); [`Session`] is the untyped fd for sessions received from
+//! elsewhere.
 //!
 //! ```no_run
 //! use liveupdate::{Device, Error};
@@ -37,6 +40,12 @@
 //! NUL) before the kernel sees them; [`Device::create_session_raw`]
 //! skips that check.
 //!
+//! Every type is `Send` and `Sync` (they are fds; the kernel serializes
+//! operations on a device or session). [`IncomingSession::finish`] can block
+//! while the kernel releases the files: call it from `spawn_blocking` in
+//! async code. `/dev/liveupdate` allows a single opener: on a host with
+//! many VMMs, let `luod` own it and use its client.
+//!
 //! The raw kernel ABI is in [`uapi`]; its layout is checked against the
 //! kernel header by this crate's tests. All `unsafe` code is in one private
 //! module that issues the ioctls.
@@ -56,4 +65,4 @@ pub mod uapi;
 pub use device::Device;
 pub use error::{Error, NameError, Op, Result};
 pub use name::{decode_name, encode_name, MAX_NAME_LEN};
-pub use session::Session;
+pub use session::{IncomingSession, OutgoingSession, Session};

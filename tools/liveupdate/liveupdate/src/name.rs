@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 //! Session names: 1 to 63 bytes, no NUL, stored NUL-padded in 64 bytes.
 
 use crate::error::NameError;

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 //! Session fds.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
@@ -113,5 +113,178 @@ impl From<OwnedFd> for Session {
 impl From<Session> for OwnedFd {
     fn from(session: Session) -> Self {
         session.fd
+    }
+}
+
+/// An **outgoing** session: created in this kernel with
+/// [`Device::create_session`](crate::Device::create_session); files
+/// preserved in it are handed to the next kernel.
+///
+/// Only the operations valid on an outgoing session exist here (there is
+/// no `retrieve_fd` or `finish`).
+///
+/// # Drop
+///
+/// Dropping it closes its fd. If that was the last fd of the session (no
+/// dup, no other process holding it, e.g. luod or a holder), the kernel
+/// **unpreserves every file** in it and the session is gone: nothing is
+/// handed over. [`unpreserve`](Self::unpreserve) does the same, explicitly.
+/// To keep the session alive beyond this value, hand its fd on with
+/// [`into_raw_fd`](IntoRawFd::into_raw_fd) / [`OwnedFd::from`] (to luod, a
+/// holder, systemd's fd store), or [`std::mem::forget`] it.
+///
+/// # Threads
+///
+/// `Send` and `Sync` (it is an fd): the kernel serializes operations on a
+/// session with a mutex. None of its operations block for long.
+#[must_use = "dropping an outgoing session unpreserves its files"]
+#[derive(Debug)]
+pub struct OutgoingSession(Session);
+
+/// An **incoming** session: handed over by the previous kernel and
+/// retrieved with [`Device::retrieve_session`](crate::Device::retrieve_session).
+///
+/// Only the operations valid on an incoming session exist here (there is
+/// no `preserve_fd`).
+///
+/// # Drop
+///
+/// Dropping the last fd of a retrieved session **finishes it implicitly**:
+/// files that were not retrieved are released and their contents lost. If
+/// a file cannot finish yet, the kernel logs a warning and leaks the
+/// session until the next reboot. Call [`finish`](Self::finish) explicitly
+/// to see that error.
+///
+/// # Threads
+///
+/// `Send` and `Sync`. [`finish`](Self::finish) can block while the kernel
+/// finishes the files (e.g. freeing large memfds): in async code run it
+/// with `spawn_blocking` or on a dedicated thread.
+#[must_use = "dropping an incoming session finishes it, releasing files not retrieved"]
+#[derive(Debug)]
+pub struct IncomingSession(Session);
+
+impl OutgoingSession {
+    /// Preserve the file behind `fd` under `token` (unique in the
+    /// session), for the next kernel. See [`Session::preserve_fd`] for the
+    /// errors.
+    pub fn preserve_fd(&self, fd: impl AsFd, token: u64) -> Result<()> {
+        self.0.preserve_fd(fd, token)
+    }
+
+    /// Close the session: if this was its last fd, every file is
+    /// unpreserved (the same as dropping it, spelled out).
+    pub fn unpreserve(self) {
+        drop(self)
+    }
+
+    /// The session's name, as raw bytes.
+    pub fn name_bytes(&self) -> Result<Vec<u8>> {
+        self.0.name_bytes()
+    }
+
+    /// The session's name (invalid UTF-8 replaced).
+    pub fn name(&self) -> Result<String> {
+        self.0.name()
+    }
+
+    /// Another fd for the same session.
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(Self(self.0.try_clone()?))
+    }
+
+    /// Give up the direction type (e.g. to test the kernel's own checks).
+    pub fn into_session(self) -> Session {
+        self.0
+    }
+}
+
+impl IncomingSession {
+    /// Get a new fd for the file preserved under `token`. See
+    /// [`Session::retrieve_fd`].
+    pub fn retrieve_fd(&self, token: u64) -> Result<OwnedFd> {
+        self.0.retrieve_fd(token)
+    }
+
+    /// Tell the kernel the restore is complete (may be called again).
+    /// **Can block**; see the type's documentation. See [`Session::finish`].
+    pub fn finish(&self) -> Result<()> {
+        self.0.finish()
+    }
+
+    /// The session's name, as raw bytes.
+    pub fn name_bytes(&self) -> Result<Vec<u8>> {
+        self.0.name_bytes()
+    }
+
+    /// The session's name (invalid UTF-8 replaced).
+    pub fn name(&self) -> Result<String> {
+        self.0.name()
+    }
+
+    /// Another fd for the same session.
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(Self(self.0.try_clone()?))
+    }
+
+    /// Give up the direction type (e.g. to test the kernel's own checks).
+    pub fn into_session(self) -> Session {
+        self.0
+    }
+}
+
+macro_rules! fd_traits {
+    ($t:ident) => {
+        impl AsFd for $t {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.0.as_fd()
+            }
+        }
+
+        impl AsRawFd for $t {
+            fn as_raw_fd(&self) -> RawFd {
+                self.0.as_raw_fd()
+            }
+        }
+
+        impl IntoRawFd for $t {
+            /// Hand the session fd over (to luod, a holder, the fd store):
+            /// the session stays alive as long as that fd.
+            fn into_raw_fd(self) -> RawFd {
+                self.0.into_raw_fd()
+            }
+        }
+
+        impl From<$t> for OwnedFd {
+            fn from(s: $t) -> Self {
+                s.0.fd
+            }
+        }
+
+        impl From<$t> for Session {
+            fn from(s: $t) -> Self {
+                s.0
+            }
+        }
+    };
+}
+
+fd_traits!(OutgoingSession);
+fd_traits!(IncomingSession);
+
+impl OutgoingSession {
+    /// Wrap a session fd known to be outgoing (received from luod, a
+    /// holder or the fd store). Nothing is checked: the kernel refuses the
+    /// wrong operations with `EINVAL`.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Self(Session { fd })
+    }
+}
+
+impl IncomingSession {
+    /// Wrap a session fd known to be a retrieved incoming one. Nothing is
+    /// checked: the kernel refuses the wrong operations with `EINVAL`.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Self(Session { fd })
     }
 }

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 //! The only module with `unsafe` code: it issues the LUO ioctls and the
 //! `kexec_file_load` system call, and turns kernel-returned fd numbers into
 //! [`OwnedFd`]s.
@@ -129,6 +129,25 @@ pub(crate) fn kexec_file_load(
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Close every fd of this process above 2 that is not in `keep` (the
+/// holder's start-up; see [`crate::holder`]).
+pub(crate) fn close_fds_except(keep: &[RawFd]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<RawFd> =
+        dir.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect();
+    // The directory's own fd (in the list) is closed by now; closing that
+    // number again fails with EBADF, or closes an inherited fd of the same
+    // number, which is what we want anyway.
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: called once at the start of the holder, before it
+            // creates any fd-owning object: no live OwnedFd/File in this
+            // process refers to these numbers (they were inherited).
+            unsafe { libc::close(fd) };
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 //! Raw definitions from the kernel's `include/uapi/linux/liveupdate.h`.
 //!
 //! These mirror the C header one to one (sizes, field offsets, ioctl

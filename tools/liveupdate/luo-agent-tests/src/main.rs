@@ -292,7 +292,9 @@ fn retrieve_missing_session(c: &mut Ctx) -> R {
 }
 
 fn outgoing_session_ops_einval(c: &mut Ctx) -> R {
-    let session = c.dev()?.create_session("agent-outgoing").map_err(s)?;
+    // The typed API has no retrieve_fd/finish on an outgoing session: go
+    // through the untyped Session to check the kernel's own refusal.
+    let session = c.dev()?.create_session("agent-outgoing").map_err(s)?.into_session();
     expect_err!(session.retrieve_fd(1), Error::InvalidArgument { op: Op::RetrieveFd })?;
     expect_err!(session.finish(), Error::InvalidArgument { op: Op::Finish })?;
     Ok(())
@@ -436,7 +438,7 @@ fn luoctl_create_no_hold(c: &mut Ctx) -> R {
         luoctl_ok(&["create", "--session", "agent-cli", "--memfd", "5=/proc/version", "--hold", "none"])?;
     ensure!(text.contains("token 0x5: preserved"), "unexpected output {text:?}");
     // The session was dropped when luoctl exited: the name is free again.
-    c.dev()?.create_session("agent-cli").map_err(s)?;
+    drop(c.dev()?.create_session("agent-cli").map_err(s)?);
     Ok(())
 }
 
@@ -616,7 +618,8 @@ fn stage2_retrieve_data_session(c: &mut Ctx) -> R {
     let data = dev.retrieve_session(DATA_SESSION).map_err(s)?;
     ensure!(data.name().map_err(s)? == DATA_SESSION, "GET_NAME on an incoming session");
     expect_err!(dev.retrieve_session(DATA_SESSION), Error::InvalidArgument { op: Op::RetrieveSession })?;
-    c.data = Some(data);
+    // Untyped, so stage2_preserve_into_incoming can try the kernel's check.
+    c.data = Some(data.into_session());
     Ok(())
 }
 
@@ -692,7 +695,7 @@ fn stage2_closed_session_is_gone(c: &mut Ctx) -> R {
     let dev = c.dev()?;
     expect_err!(dev.retrieve_session(DATA_SESSION), Error::NotFound { op: Op::RetrieveSession })?;
     // A new outgoing session may take the name of an incoming one.
-    dev.create_session(DATA_SESSION).map_err(s)?;
+    drop(dev.create_session(DATA_SESSION).map_err(s)?);
     Ok(())
 }
 

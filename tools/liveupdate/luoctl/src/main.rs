@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use liveupdate::{kexec, Device, Error, Session};
+use liveupdate::{kexec, Device, Error, IncomingSession};
+use luod::client::{Client, DEFAULT_SOCKET};
+use luod::proto::{display_name, json_string, Entry, HandOver, StatusInfo};
 use rustix::fs::{memfd_create, MemfdFlags};
 
 #[derive(Parser, Debug)]
@@ -21,7 +23,9 @@ use rustix::fs::{memfd_create, MemfdFlags};
     version,
     about = "Preserve files across a kexec with the Live Update Orchestrator (/dev/liveupdate)",
     long_about = "Preserve files across a kexec with the Live Update Orchestrator.\n\n\
-        A session lives as long as its file descriptor: `create` therefore leaves a \
+        When luod runs (its socket exists), luoctl works through it: luod owns \
+        /dev/liveupdate and keeps the sessions. Otherwise luoctl uses the device itself, \
+        and since a session lives as long as its file descriptor, `create` leaves a \
         background process holding it (until killed, or until the kexec carries the \
         session over). After the kexec, `retrieve` gets the files back and `finish` \
         releases what is left.",
@@ -32,18 +36,37 @@ use rustix::fs::{memfd_create, MemfdFlags};
         luoctl retrieve --session vm1 --token 1 --out /var/lib/vm1/state.bin"
 )]
 struct Cli {
-    /// The LUO device node.
-    #[arg(long, global = true, value_name = "PATH", default_value = Device::PATH)]
-    device: PathBuf,
+    /// luod's socket: used when it exists (see --no-luod).
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+
+    /// Use /dev/liveupdate directly even when luod runs.
+    #[arg(long, global = true)]
+    no_luod: bool,
+
+    /// Print the result as JSON on stdout (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
 
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+/// The device node, for the commands that may use it.
+#[derive(Args, Debug, Clone)]
+struct DevArg {
+    /// The LUO device node (when not going through luod).
+    #[arg(long, value_name = "PATH", default_value = Device::PATH)]
+    device: PathBuf,
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Tell whether LUO is usable (device present, free, or busy).
-    Status,
+    /// Tell whether LUO is usable (luod's view, or the device: present and
+    /// really LUO, free, or busy).
+    Status(DevArg),
+    /// List the sessions luod holds that you may see (needs luod).
+    List,
     /// Create a session, preserve files in it, and keep it open.
     #[command(visible_alias = "preserve")]
     Create(CreateArgs),
@@ -56,6 +79,9 @@ enum Cmd {
         /// Session name.
         #[arg(long, short)]
         session: String,
+
+        #[command(flatten)]
+        dev: DevArg,
     },
     /// Load a kernel with kexec_file_load and reboot into it; open sessions
     /// are handed over.
@@ -67,6 +93,9 @@ struct CreateArgs {
     /// Session name (1 to 63 bytes).
     #[arg(long, short)]
     session: String,
+
+    #[command(flatten)]
+    dev: DevArg,
 
     /// Open PATH and preserve that file under TOKEN (it must be a kind of
     /// file LUO can preserve, e.g. a memfd reached via /proc/PID/fd/N).
@@ -101,6 +130,9 @@ struct RetrieveArgs {
     /// Session name.
     #[arg(long, short)]
     session: String,
+
+    #[command(flatten)]
+    dev: DevArg,
 
     /// Token of a file to retrieve (decimal or 0x hex); repeat for more.
     #[arg(long, short, value_name = "TOKEN", value_parser = parse_token, required = true)]
@@ -208,23 +240,212 @@ fn ctx<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> 
     move |e| Failure(format!("{what}: {e}"))
 }
 
-fn open_device(path: &Path) -> Result<Device, Failure> {
-    Ok(Device::open_path(path)?)
+impl From<luod::client::ClientError> for Failure {
+    fn from(e: luod::client::ClientError) -> Self {
+        Failure(e.to_string())
+    }
 }
 
-fn status(path: &Path) -> Result<(), Failure> {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let on = cmdline.split_whitespace().any(|w| w == "liveupdate=on" || w == "liveupdate=1");
-    match Device::open_path(path) {
-        Ok(_) => println!("{}: available", path.display()),
-        Err(e @ Error::Busy { .. }) => println!("{}: busy ({e})", path.display()),
+/// Open the device; errors name the node.
+fn open_device(path: &Path) -> Result<Device, Failure> {
+    Device::open_path(path).map_err(|e| Failure(format!("{}: {e}", path.display())))
+}
+
+/// luod, if its socket exists and it answers (and --no-luod is not given).
+fn luod_client(cli: &Cli) -> Option<Client> {
+    if cli.no_luod || !cli.socket.exists() {
+        return None;
+    }
+    match Client::connect(&cli.socket) {
+        Ok(c) => Some(c),
         Err(e) => {
-            println!("{}: not usable ({e})", path.display());
-            if !on {
-                println!("note: the kernel command line has no liveupdate=on");
-            }
-            return Err(Failure("LUO is not usable".into()));
+            eprintln!(
+                "luoctl: note: {} exists but luod does not answer ({e}): using the device",
+                cli.socket.display()
+            );
+            None
         }
+    }
+}
+
+/// What the device node is.
+#[derive(Debug, PartialEq, Eq)]
+enum DevState {
+    Available,
+    Busy,
+    /// The node exists but is not LUO's (e.g. /dev/null).
+    NotLuo(String),
+    Unusable(String),
+}
+
+/// LUO's misc device numbers, from sysfs.
+fn luo_rdev() -> Option<(u32, u32)> {
+    let t = std::fs::read_to_string("/sys/class/misc/liveupdate/dev").ok()?;
+    let (a, b) = t.trim().split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Probe `path` without side effects: a char device that answers
+/// CREATE_SESSION with an all-zero name by EINVAL is LUO; anything else
+/// (ENOTTY from /dev/null, ...) is not.
+fn probe_device(path: &Path) -> DevState {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return DevState::Unusable(format!("{}: {e}", path.display())),
+    };
+    if !meta.file_type().is_char_device() {
+        return DevState::NotLuo(format!("{} is not a character device", path.display()));
+    }
+    let rdev = (rustix::fs::major(meta.rdev()), rustix::fs::minor(meta.rdev()));
+    match Device::open_path(path) {
+        Ok(dev) => match dev.create_session_raw(&[0; 64]) {
+            Err(Error::InvalidArgument { .. }) => DevState::Available,
+            Ok(_) => DevState::Available,
+            Err(e) => DevState::NotLuo(format!(
+                "{} does not answer LUO's ioctls ({})",
+                path.display(),
+                e.errno_name()
+            )),
+        },
+        Err(Error::Busy { .. }) => match luo_rdev() {
+            Some(r) if r != rdev => DevState::NotLuo(format!(
+                "{} is device {}:{}, LUO is {}:{}",
+                path.display(),
+                rdev.0,
+                rdev.1,
+                r.0,
+                r.1
+            )),
+            _ => DevState::Busy,
+        },
+        Err(e) => DevState::Unusable(format!("{}: {e}", path.display())),
+    }
+}
+
+fn cmdline_has_liveupdate() -> bool {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    luod::server::liveupdate_on(&cmdline)
+}
+
+fn status_json(s: &StatusInfo) -> String {
+    format!(
+        "{{\"via\":\"luod\",\"protocol\":{},\"usable\":{},\"device_error\":{},\"handed_over\":{},\
+         \"live_update_number\":{},\"outgoing\":{},\"incoming\":{},\"retrieved\":{}}}",
+        s.version,
+        s.device_ok,
+        json_string(&s.device_error),
+        s.handed_over.map_or("null".to_string(), |b| b.to_string()),
+        s.live_update_number.map_or("null".to_string(), |n| n.to_string()),
+        handover_json(&s.outgoing),
+        s.incoming,
+        s.retrieved
+    )
+}
+
+fn handover_json(h: &HandOver) -> String {
+    format!(
+        "{{\"sessions\":{},\"files\":{},\"bytes\":{},\"dropped_incoming\":{}}}",
+        h.sessions, h.files, h.bytes, h.dropped
+    )
+}
+
+fn status(cli: &Cli, path: &Path) -> Result<(), Failure> {
+    if let Some(c) = luod_client(cli) {
+        let s = c.status()?;
+        if cli.json {
+            println!("{}", status_json(&s));
+        } else {
+            if s.device_ok {
+                println!("luod ({}): LUO available", cli.socket.display());
+            } else {
+                println!("luod ({}): LUO not usable: {}", cli.socket.display(), s.device_error);
+            }
+            match (s.handed_over, s.live_update_number) {
+                (Some(true), n) => println!(
+                    "the previous kernel handed sessions over{}",
+                    n.map(|n| format!(" (live update number {n})")).unwrap_or_default()
+                ),
+                (Some(false), _) => println!("nothing was handed over by a previous kernel"),
+                (None, _) => println!("whether a previous kernel handed anything over is unknown"),
+            }
+            println!(
+                "outgoing: {} session(s), {} file(s), {}; incoming: {}; retrieved: {}",
+                s.outgoing.sessions,
+                s.outgoing.files,
+                human_size(s.outgoing.bytes),
+                s.incoming,
+                s.retrieved
+            );
+        }
+        return if s.device_ok { Ok(()) } else { Err(Failure("LUO is not usable".into())) };
+    }
+    let state = probe_device(path);
+    let on = cmdline_has_liveupdate();
+    if cli.json {
+        let (st, why) = match &state {
+            DevState::Available => ("available", String::new()),
+            DevState::Busy => ("busy", String::new()),
+            DevState::NotLuo(w) => ("not-luo", w.clone()),
+            DevState::Unusable(w) => ("not-usable", w.clone()),
+        };
+        println!(
+            "{{\"via\":\"device\",\"device\":{},\"state\":\"{st}\",\"reason\":{},\"cmdline_liveupdate_on\":{on}}}",
+            json_string(&path.display().to_string()),
+            json_string(&why)
+        );
+    } else {
+        match &state {
+            DevState::Available => println!("{}: available", path.display()),
+            DevState::Busy => {
+                println!("{}: busy (another process has it open, e.g. luod or a VMM agent)", path.display())
+            }
+            DevState::NotLuo(w) => println!("{}: not LUO ({w})", path.display()),
+            DevState::Unusable(w) => println!("{}: not usable ({w})", path.display()),
+        }
+        if !on {
+            println!("note: the kernel command line has no liveupdate=on");
+        }
+    }
+    match state {
+        DevState::Available | DevState::Busy => Ok(()),
+        _ => Err(Failure("LUO is not usable".into())),
+    }
+}
+
+fn entry_json(e: &Entry) -> String {
+    format!(
+        "{{\"name\":{},\"state\":\"{}\",\"owner\":{},\"files\":{},\"bytes\":{}}}",
+        json_string(&display_name(&e.name)),
+        e.state.as_str(),
+        e.owner.map_or("null".to_string(), |o| o.to_string()),
+        e.files,
+        e.bytes
+    )
+}
+
+fn list(cli: &Cli) -> Result<(), Failure> {
+    let c = luod_client(cli).ok_or_else(|| {
+        Failure(format!(
+            "list needs luod (no answer on {}): the kernel has no way to list sessions",
+            cli.socket.display()
+        ))
+    })?;
+    let l = c.list()?;
+    if cli.json {
+        println!("[{}]", l.iter().map(entry_json).collect::<Vec<_>>().join(","));
+        return Ok(());
+    }
+    println!("{:<40} {:<10} {:>7} {:>6} {:>14}", "SESSION", "STATE", "OWNER", "FILES", "BYTES");
+    for e in &l {
+        println!(
+            "{:<40} {:<10} {:>7} {:>6} {:>14}",
+            display_name(&e.name),
+            e.state.as_str(),
+            e.owner.map_or("?".to_string(), |o| o.to_string()),
+            e.files,
+            e.bytes
+        );
     }
     Ok(())
 }
@@ -256,7 +477,57 @@ fn open_for_preserve(path: &Path) -> io::Result<File> {
     }
 }
 
-fn create(dev_path: &Path, a: &CreateArgs) -> Result<(), Failure> {
+fn create_via_luod(cli: &Cli, c: &Client, a: &CreateArgs) -> Result<(), Failure> {
+    c.create(&a.session)?;
+    let mut files = Vec::new();
+    let result: Result<(), Failure> = (|| {
+        for tp in &a.fd_files {
+            let file = open_for_preserve(&tp.path).map_err(ctx(tp.path.display()))?;
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            c.preserve(&a.session, tp.token, &file)
+                .map_err(|e| Failure(format!("token {:#x} ({}): {e}", tp.token, tp.path.display())))?;
+            files.push((tp.token, size));
+        }
+        for tp in &a.memfds {
+            let (mem, size) = memfd_from(&tp.path)?;
+            c.preserve(&a.session, tp.token, &mem).map_err(|e| {
+                Failure(format!("token {:#x} (memfd of {}): {e}", tp.token, tp.path.display()))
+            })?;
+            files.push((tp.token, size));
+        }
+        Ok(())
+    })();
+    if result.is_err() || a.hold == HoldMode::None {
+        let _ = c.close(&a.session);
+    }
+    result?;
+    if cli.json {
+        let f: Vec<String> = files.iter().map(|(t, b)| format!("{{\"token\":{t},\"bytes\":{b}}}")).collect();
+        println!(
+            "{{\"session\":{},\"via\":\"luod\",\"held\":{},\"files\":[{}]}}",
+            json_string(&a.session),
+            a.hold != HoldMode::None,
+            f.join(",")
+        );
+    } else {
+        println!("created session {:?} in luod", a.session);
+        for (t, b) in &files {
+            println!("  token {t:#x}: preserved ({})", human_size(*b));
+        }
+        if a.hold == HoldMode::None {
+            println!("not held (--hold none): session {:?} is closed again", a.session);
+        } else {
+            println!("session {:?} is held by luod until it is closed or the system kexecs", a.session);
+        }
+    }
+    Ok(())
+}
+
+fn create(cli: &Cli, a: &CreateArgs) -> Result<(), Failure> {
+    if let Some(c) = luod_client(cli) {
+        return create_via_luod(cli, &c, a);
+    }
+    let dev_path = &a.dev.device;
     let dev = open_device(dev_path)?;
     let session = dev.create_session(&a.session)?;
     // Sessions live on without the device; free it for other users now.
@@ -295,11 +566,16 @@ fn create(dev_path: &Path, a: &CreateArgs) -> Result<(), Failure> {
             );
         }
         HoldMode::Background => {
-            let child = liveupdate::holder::spawn(&[session.as_fd()], ["luoctl", "hold", &a.session])
+            let mut child = liveupdate::holder::spawn(&[session.as_fd()], ["luoctl", "hold", &a.session])
                 .map_err(ctx("starting the holder process"))?;
             drop(session);
             let pid = child.id();
-            write_pidfile(a.pidfile.as_deref(), pid)?;
+            if let Err(e) = write_pidfile(a.pidfile.as_deref(), pid) {
+                // Nobody could find the holder to release the session: stop it.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Failure(format!("{} (the holder was stopped, the session released)", e.0)));
+            }
             println!(
                 "session {:?} ({nfiles} file(s)) is held by background process {pid}: it is handed over \
                  by the next kexec, or released when that process is killed",
@@ -343,7 +619,8 @@ fn copy_out(fd: &OwnedFd, out: &Path) -> io::Result<u64> {
     io::copy(&mut src, &mut dst)
 }
 
-fn retrieve(dev_path: &Path, a: &RetrieveArgs) -> Result<(), Failure> {
+fn retrieve(cli: &Cli, a: &RetrieveArgs) -> Result<(), Failure> {
+    let dev_path = &a.dev.device;
     if !a.out.is_empty() && a.out.len() != a.token.len() {
         return Err(Failure(format!(
             "{} --out for {} --token: give one --out per --token, or none",
@@ -360,13 +637,26 @@ fn retrieve(dev_path: &Path, a: &RetrieveArgs) -> Result<(), Failure> {
             println!("{msg}");
         }
     };
-    let dev = open_device(dev_path)?;
-    let session = dev.retrieve_session(&a.session)?;
-    drop(dev);
+    let luod = luod_client(cli);
+    let session = match &luod {
+        Some(c) => {
+            c.retrieve_session(&a.session)?;
+            None
+        }
+        None => {
+            let dev = open_device(dev_path)?;
+            Some(dev.retrieve_session(&a.session)?)
+        }
+    };
     say(format!("retrieved session {:?}", a.session));
     let mut failures = 0;
     for (i, &token) in a.token.iter().enumerate() {
-        let fd = match session.retrieve_fd(token) {
+        let got = match (&session, &luod) {
+            (Some(s), _) => s.retrieve_fd(token).map_err(|e| e.to_string()),
+            (None, Some(c)) => c.retrieve_fd(&a.session, token).map_err(|e| e.to_string()),
+            (None, None) => Err("no session".to_string()),
+        };
+        let fd = match got {
             Ok(fd) => fd,
             Err(e) => {
                 failures += 1;
@@ -386,7 +676,14 @@ fn retrieve(dev_path: &Path, a: &RetrieveArgs) -> Result<(), Failure> {
             },
         }
     }
-    finish_or_close(&session, a.finish, &a.session, say)?;
+    match (&session, &luod) {
+        (Some(s), _) => finish_or_close(s, a.finish, &a.session, say)?,
+        (None, Some(c)) if a.finish => {
+            c.finish(&a.session)?;
+            say(format!("finished session {:?}: files that were not retrieved are released", a.session));
+        }
+        _ => say(format!("session {:?} stays retrieved in luod until `luoctl finish`", a.session)),
+    }
     if failures > 0 {
         return Err(Failure(format!("{failures} token(s) failed")));
     }
@@ -394,7 +691,7 @@ fn retrieve(dev_path: &Path, a: &RetrieveArgs) -> Result<(), Failure> {
 }
 
 fn finish_or_close(
-    session: &Session,
+    session: &IncomingSession,
     explicit: bool,
     name: &str,
     say: impl Fn(String),
@@ -410,14 +707,20 @@ fn finish_or_close(
     Ok(())
 }
 
-fn finish(dev_path: &Path, name: &str) -> Result<(), Failure> {
+fn finish(cli: &Cli, dev_path: &Path, name: &str) -> Result<(), Failure> {
+    if let Some(c) = luod_client(cli) {
+        c.retrieve_session(name)?;
+        c.finish(name)?;
+        println!("finished session {name:?}: files that were not retrieved are released");
+        return Ok(());
+    }
     let dev = open_device(dev_path)?;
     let session = dev.retrieve_session(name)?;
     drop(dev);
     finish_or_close(&session, true, name, |m| println!("{m}"))
 }
 
-fn do_kexec(a: &KexecArgs) -> Result<(), Failure> {
+fn do_kexec(cli: &Cli, a: &KexecArgs) -> Result<(), Failure> {
     if a.unload {
         kexec::unload().map_err(ctx("kexec_file_load(KEXEC_FILE_UNLOAD)"))?;
         println!("unloaded the kexec kernel");
@@ -443,14 +746,66 @@ fn do_kexec(a: &KexecArgs) -> Result<(), Failure> {
             }
             cmdline.push_str(extra);
         }
-        kexec::load(&kernel, initrd.as_ref().map(|f| f.as_fd()), &cmdline).map_err(ctx("kexec_file_load"))?;
-        println!(
-            "loaded {}{} with command line {cmdline:?}",
-            kernel_path.display(),
-            a.initrd.as_ref().map(|p| format!(" and initrd {}", p.display())).unwrap_or_default()
-        );
+        if !luod::server::liveupdate_on(&cmdline) {
+            return Err(Failure(format!(
+                "refusing: the new command line {cmdline:?} lacks liveupdate=on, so the next kernel would \
+                 drop every session"
+            )));
+        }
+        let report = match luod_client(cli) {
+            // luod checks the device, writes its manifest and loads the kernel.
+            Some(c) => Some(c.kexec_load(&kernel, initrd.as_ref().map(|f| f.as_fd()), &cmdline)?),
+            None => {
+                match probe_device(Path::new(Device::PATH)) {
+                    DevState::Available | DevState::Busy => {}
+                    DevState::NotLuo(w) | DevState::Unusable(w) => {
+                        return Err(Failure(format!("refusing: LUO is not usable here: {w}")));
+                    }
+                }
+                kexec::load(&kernel, initrd.as_ref().map(|f| f.as_fd()), &cmdline)
+                    .map_err(ctx("kexec_file_load"))?;
+                None
+            }
+        };
+        if cli.json {
+            println!(
+                "{{\"loaded\":{},\"cmdline\":{},\"handover\":{}}}",
+                json_string(&kernel_path.display().to_string()),
+                json_string(&cmdline),
+                report.as_ref().map_or("null".to_string(), handover_json)
+            );
+        }
+        match &report {
+            Some(h) => eprintln!(
+                "to hand over: {} session(s), {} file(s), {}{}",
+                h.sessions,
+                h.files,
+                human_size(h.bytes),
+                if h.dropped > 0 {
+                    format!("; {} incoming session(s) not finished are dropped", h.dropped)
+                } else {
+                    String::new()
+                }
+            ),
+            None => {
+                eprintln!("to hand over: every session still open (without luod, luoctl cannot count them)")
+            }
+        }
+        if cli.json {
+            if a.load_only {
+                return Ok(());
+            }
+        } else {
+            println!(
+                "loaded {}{} with command line {cmdline:?}",
+                kernel_path.display(),
+                a.initrd.as_ref().map(|p| format!(" and initrd {}", p.display())).unwrap_or_default()
+            );
+        }
         if a.load_only {
-            println!("not rebooting (--load-only): run `luoctl kexec --exec` to boot it");
+            if !cli.json {
+                println!("not rebooting (--load-only): run `luoctl kexec --exec` to boot it");
+            }
             return Ok(());
         }
     }
@@ -468,11 +823,12 @@ fn main() -> ExitCode {
     liveupdate::holder::serve_if_holder();
     let cli = Cli::parse();
     let result = match &cli.cmd {
-        Cmd::Status => status(&cli.device),
-        Cmd::Create(a) => create(&cli.device, a),
-        Cmd::Retrieve(a) => retrieve(&cli.device, a),
-        Cmd::Finish { session } => finish(&cli.device, session),
-        Cmd::Kexec(a) => do_kexec(a),
+        Cmd::Status(d) => status(&cli, &d.device),
+        Cmd::List => list(&cli),
+        Cmd::Create(a) => create(&cli, a),
+        Cmd::Retrieve(a) => retrieve(&cli, a),
+        Cmd::Finish { session, dev } => finish(&cli, &dev.device, session),
+        Cmd::Kexec(a) => do_kexec(&cli, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -548,6 +904,22 @@ mod tests {
         assert!(
             Cli::try_parse_from(["luoctl", "kexec", "-k", "k", "--cmdline", "a", "--reuse-cmdline"]).is_err()
         );
+    }
+
+    #[test]
+    fn kexec_help_has_no_device() {
+        let mut cmd = Cli::command();
+        let help = cmd.find_subcommand_mut("kexec").unwrap().render_long_help().to_string();
+        assert!(!help.contains("--device"), "{help}");
+        let help = cmd.find_subcommand_mut("create").unwrap().render_long_help().to_string();
+        assert!(help.contains("--device"));
+    }
+
+    #[test]
+    fn dev_null_is_not_luo() {
+        assert!(matches!(probe_device(Path::new("/dev/null")), DevState::NotLuo(_)));
+        assert!(matches!(probe_device(Path::new("/nonexistent-luo")), DevState::Unusable(_)));
+        assert!(matches!(probe_device(Path::new("/")), DevState::NotLuo(_)));
     }
 
     #[test]
