@@ -5,6 +5,7 @@
 # and finally "N passed, M failed". Exit status 1 if anything failed.
 # Usage: check.sh VARIANT...   (see VARIANTS in scripts/lib.sh; default c)
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/luod-suites.sh"
 
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(c)
@@ -139,6 +140,8 @@ run_variant() {
 		sort -u > "$g/agent-kexec.list"
 	vm_case "$v" agent luo-agent-tests "$g/single.cpio" 1 300 "ktap:$g/agent-single.list"
 	vm_case "$v" agent-kexec luo-agent-tests "$g/kexec.cpio" 2 300 "ktap:$g/agent-kexec.list"
+	# luod (tools/liveupdate/luod), the broker VMMs talk to, over its socket.
+	luod_suites "$v"
 	# Threads racing on sessions, the device fd, FLBs and the reboot itself.
 	ktap_case "$v" race luo_rs_race
 	# FLB data, big memfds with holes and seals, FLB finish after the last file.
@@ -258,7 +261,12 @@ host_checks() {
 	local v=$1 ws=$REPO/tools/liveupdate step name
 	host_done=1
 	mkdir -p "$LOGS/host"
+	# test-no-kernel: the library crate alone, as a VMM project would build
+	# it, with no kernel build to find (the layout check against the uapi
+	# header notes that it cannot run; "test" runs it).
 	for step in "test:cargo test --locked" \
+		"test-no-kernel:env -u LIVEUPDATE_UAPI_INCLUDE BUILD=/nonexistent cargo test --locked -p liveupdate" \
+		"package:cargo package --locked --allow-dirty -p liveupdate" \
 		"clippy:cargo clippy --locked --all-targets -- -D warnings" \
 		"fmt:cargo fmt --check"; do
 		name=${step%%:*}

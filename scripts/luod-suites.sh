@@ -12,12 +12,11 @@
 #                     checked); in the next kernel a new luod reads its
 #                     manifest, the clients retrieve and verify their memfds
 #                     byte for byte (one after a luod restart), and finish;
-#   luod-inproc       luod's request engine in-process (no socket, the uid
-#   luod-inproc-kexec given explicitly; luod.inproc=1): the same LUO-facing
-#                     paths (sessions, authorization, manifest, retrieval),
-#                     also on kernels without Unix sockets.
-# The socket suites need CONFIG_NET and CONFIG_UNIX in the test kernels
-# (config/common.config).
+# They need CONFIG_NET and CONFIG_UNIX in the test kernels
+# (config/common.config). luod-tests --inproc (luod.inproc=1 on the kernel
+# command line) runs luod's request engine in-process, without the socket,
+# for kernels without Unix sockets; make check does not run it (the socket
+# suites cover the same paths).
 
 # luod_suites VARIANT: run the suites on VARIANT (after run_variant built
 # its guest and its single.cpio and kexec.cpio).
@@ -25,10 +24,6 @@ luod_suites() {
 	local v=$1 g=$BUILD/guest-$1 t=$BUILD/guest-$1/tests/luod-tests
 	"$t" --list > "$g/luod-single.list"
 	{ "$t" -s 1 --list; "$t" -s 2 --list; } | sort -u > "$g/luod-kexec.list"
-	"$t" --inproc --list > "$g/luod-inproc.list"
-	{ "$t" --inproc -s 1 --list; "$t" --inproc -s 2 --list; } | sort -u > "$g/luod-inproc-kexec.list"
 	vm_case "$v" luod luod-tests "$g/single.cpio" 1 300 "ktap:$g/luod-single.list"
 	vm_case "$v" luod-kexec luod-tests "$g/kexec.cpio" 2 300 "ktap:$g/luod-kexec.list"
-	vm_case "$v" luod-inproc luod-tests "$g/single.cpio" 1 300 "ktap:$g/luod-inproc.list" luod.inproc=1
-	vm_case "$v" luod-inproc-kexec luod-tests "$g/kexec.cpio" 2 300 "ktap:$g/luod-inproc-kexec.list" luod.inproc=1
 }
