@@ -374,9 +374,11 @@ fn holder_squat_refused(_: &mut Ctx) -> R {
     let mut ready = [0u8; 1];
     rdf.read_exact(&mut ready).map_err(|e| format!("squatter did not start: {e}"))?;
     let p = paths();
+    // A second luod beside the suite's own, which holds /dev/liveupdate (a
+    // single opener): this one serves fake sessions. What is tested is its
+    // handshake with the holder socket, which is the same either way.
     let mut luod = Command::new(luod_path()?)
-        .args(["--socket", &sock, "--policy", &p.policy])
-        .args(if p.host { &["--fake-device"][..] } else { &[][..] })
+        .args(["--socket", &sock, "--policy", &p.policy, "--fake-device"])
         .stdin(Stdio::null())
         .spawn()
         .map_err(s)?;
