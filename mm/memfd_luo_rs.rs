@@ -26,6 +26,7 @@
 use kernel::{
     fs::File,
     kho::{
+        ArrayBuilder,
         IncomingFolio,
         IncomingPage,
         IncomingPhys,
@@ -262,14 +263,30 @@ impl MemfdHandler {
         if size.div_ceil(PAGE_SIZE as u64) > u64::from(u32::MAX) {
             return Err(EFBIG);
         }
-        let mut folios = KVVec::<PreservedFolio<PinnedFolio>>::new();
-        lock.pin_present_folios(|folio| {
+        // One pass: each folio is pinned, preserved, made ready and written into the folio
+        // array that KHO will preserve, in place. The page count bounds the number of
+        // folios, so the vectors are allocated once.
+        let est = lock.present_pages();
+        let mut folios = KVVec::<PreservedFolio<PinnedFolio>>::with_capacity(est, GFP_KERNEL)?;
+        let mut entries = ArrayBuilder::<FolioSer>::with_capacity(est)?;
+        let mut pages = 0usize;
+        lock.pin_present_folios(|folio, info| {
             let folio = PreservedFolio::new(folio)?;
             folio.get().prepare_for_handover();
+            entries.push(abi::folio_ser(
+                info.pfn,
+                abi::FOLIO_DIRTY | abi::FOLIO_UPTODATE,
+                info.index as u64,
+            ))?;
             folios.push(folio, GFP_KERNEL)?;
+            pages += info.nr_pages;
             Ok(())
         })?;
-        let array = new_array(folios.len(), folios.iter())?;
+        let array = if entries.is_empty() {
+            None
+        } else {
+            Some(entries.preserve()?)
+        };
         let hdr = MemfdSer {
             pos: memfd.pos() as u64,
             size,
@@ -282,7 +299,7 @@ impl MemfdHandler {
         Ok(State {
             ser,
             array,
-            pages: folios.iter().map(|f| f.get().nr_pages()).sum(),
+            pages,
             folios,
         })
     }
@@ -298,6 +315,15 @@ impl MemfdHandler {
             // (or one already restored) is refused quietly.
             drop(unsafe { IncomingFolio::restore(phys) });
         }
+    }
+
+    /// The empty memfd of header `ser` (validated): seals, position and size.
+    fn new_memfd(ser: &MemfdSer) -> Result<NewMemfd> {
+        let mut memfd = NewMemfd::new()?;
+        memfd.add_seals(ser.seals)?;
+        memfd.set_pos(i64::try_from(ser.pos).map_err(|_| EINVAL)?)?;
+        memfd.set_size(i64::try_from(ser.size).map_err(|_| EINVAL)?)?;
+        Ok(memfd)
     }
 
     /// Restores the header page and the folio array of handle `data`, validated.
@@ -367,12 +393,14 @@ fn merge_by_index<'a>(
 /// state is unchanged.
 fn preserve_new_folios(memfd: &Memfd<'_>, state: &mut State) -> Result {
     let lock = memfd.lock();
-    if lock.cached_pages() <= state.pages {
+    // Preserved folios are pinned (never swapped out) and the frozen mapping cannot lose a
+    // page, so the file holds more pages (resident or swapped out) only if some were added.
+    if lock.present_pages() <= state.pages {
         return Ok(());
     }
     let mut added = KVVec::<PreservedFolio<PinnedFolio>>::new();
     let old = &state.folios;
-    lock.pin_present_folios(|folio| {
+    lock.pin_present_folios(|folio, _| {
         if old
             .binary_search_by_key(&folio.index(), |f| f.get().index())
             .is_ok()
@@ -467,10 +495,17 @@ impl FileHandler for MemfdHandler {
 
     fn retrieve(&self, data: u64) -> Result<ARef<File>> {
         let (_page, ser, array) = Self::restore_handover(data)?;
-        let mut memfd = NewMemfd::new()?;
-        memfd.add_seals(ser.seals)?;
-        memfd.set_pos(ser.pos as i64)?;
-        memfd.set_size(ser.size as i64)?;
+        // The handover is sound from here on: if the file cannot be set up, its folios are
+        // freed (the C handler leaks them when adding the seals fails).
+        let mut memfd = match Self::new_memfd(&ser) {
+            Ok(m) => m,
+            Err(e) => {
+                if let Some(array) = &array {
+                    Self::discard_folios(array.as_slice());
+                }
+                return Err(e);
+            }
+        };
         if let Some(array) = array {
             let entries = array.as_slice();
             let size_pages = ser.size_pages();
@@ -505,9 +540,13 @@ impl FileHandler for MemfdHandler {
                             err
                         );
                     }
-                    // The rest is freed only when the array is sound: a corrupt array
-                    // may name pages that are not this file's, so then they are left
-                    // (leaked), as `finish` leaves those of a corrupt file.
+                    // What was restored is released: this entry's folio was put (dropped
+                    // here, or by `insert_folio` on error), and the folios inserted before
+                    // it belong to the file, freed with it when `memfd` is dropped below
+                    // (as C's `fput`). The entries not yet restored are freed only when the
+                    // array is sound: a corrupt array may name pages that are not this
+                    // file's, so then they are left (leaked), as `finish` leaves those of a
+                    // corrupt file. C frees them in both cases.
                     if err != EINVAL {
                         Self::discard_folios(entries.get(i + 1..).unwrap_or(&[]));
                     }

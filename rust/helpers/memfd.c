@@ -15,10 +15,18 @@
 #include <linux/shmem_fs.h>
 #include <linux/swap.h>
 
-__rust_helper bool rust_helper_shmem_file(struct file *file)
+/* kernel::kho (CONFIG_KEXEC_HANDOVER): reading a preserved chunk page. */
+__rust_helper void *rust_helper_phys_to_virt(phys_addr_t address)
 {
-	return shmem_file(file);
+	return phys_to_virt(address);
 }
+
+/*
+ * kernel::memfd, built with CONFIG_LIVEUPDATE_MEMFD (which depends on SHMEM
+ * and MEMFD_CREATE): without it, shmem_add_to_page_cache() and the other
+ * shmem functions below do not exist and the helpers would not link.
+ */
+#ifdef CONFIG_LIVEUPDATE_MEMFD
 
 __rust_helper void rust_helper_shmem_freeze(struct inode *inode, bool freeze)
 {
@@ -73,11 +81,6 @@ __rust_helper void rust_helper_folio_zero_and_mark_uptodate(struct folio *folio)
 	folio_mark_uptodate(folio);
 }
 
-__rust_helper void *rust_helper_phys_to_virt(phys_addr_t address)
-{
-	return phys_to_virt(address);
-}
-
 /* What the memfd live update handlers accept: an unlinked shmem file. */
 __rust_helper bool rust_helper_shmem_file_is_unlinked(struct file *file)
 {
@@ -87,6 +90,23 @@ __rust_helper bool rust_helper_shmem_file_is_unlinked(struct file *file)
 __rust_helper loff_t rust_helper_folio_pos(const struct folio *folio)
 {
 	return folio_pos(folio);
+}
+
+/* A folio's pfn, index and number of pages, in one call (the preserve loop). */
+__rust_helper unsigned long rust_helper_folio_pfn_index_nr(const struct folio *folio,
+							   pgoff_t *index,
+							   unsigned long *nr)
+{
+	*index = folio->index;
+	*nr = folio_nr_pages(folio);
+	return folio_pfn(folio);
+}
+
+/* Pages a shmem file holds: in the page cache, or swapped out. */
+__rust_helper unsigned long rust_helper_shmem_present_pages(struct inode *inode)
+{
+	return READ_ONCE(inode->i_mapping->nrpages) +
+	       READ_ONCE(SHMEM_I(inode)->swapped);
 }
 
 /*
@@ -128,3 +148,5 @@ out:
 	folio_put(folio);
 	return err;
 }
+
+#endif /* CONFIG_LIVEUPDATE_MEMFD */

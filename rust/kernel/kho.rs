@@ -503,6 +503,117 @@ impl<T: AsBytes + FromBytes> Drop for PreservedArray<T> {
     }
 }
 
+/// A zeroed vmalloc array of `T` being filled, not preserved yet; [`ArrayBuilder::preserve`]
+/// makes it a [`PreservedArray`].
+///
+/// It lets a caller write each element once, as it produces it, into the memory that KHO will
+/// preserve, instead of collecting the elements elsewhere and copying them into a
+/// [`PreservedArray`] afterwards. With a good capacity estimate there is one allocation;
+/// otherwise it grows by doubling.
+///
+/// # Invariants
+///
+/// `ptr` is a `vzalloc` area of `cap` (at least 1) elements of `T`, owned by `self`; the first
+/// `len` elements are written and the rest are zero.
+pub struct ArrayBuilder<T: AsBytes + FromBytes> {
+    ptr: NonNull<T>,
+    len: usize,
+    cap: usize,
+}
+
+// SAFETY: The array is plain memory owned by `self`.
+unsafe impl<T: AsBytes + FromBytes + Send> Send for ArrayBuilder<T> {}
+
+/// Allocates a zeroed vmalloc area of `n` (at least 1) elements of `T`.
+fn vzalloc_array<T>(n: usize) -> Result<NonNull<T>> {
+    let bytes = n.max(1).checked_mul(size_of::<T>()).ok_or(ENOMEM)?.max(1);
+    // SAFETY: `vzalloc_noprof` has no preconditions.
+    let p = NonNull::new(unsafe { bindings::vzalloc_noprof(bytes as c_ulong) }).ok_or(ENOMEM)?;
+    Ok(p.cast::<T>())
+}
+
+impl<T: AsBytes + FromBytes> ArrayBuilder<T> {
+    /// An empty array with room for `cap` elements (at least one) before it has to grow.
+    pub fn with_capacity(cap: usize) -> Result<Self> {
+        let cap = cap.max(1);
+        let ptr = vzalloc_array::<T>(cap)?;
+        // INVARIANT: A fresh zeroed area of `cap` elements, none written.
+        Ok(Self { ptr, len: 0, cap })
+    }
+
+    /// The number of elements written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no element was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Moves the `len` written elements into a new zeroed area of `cap` elements.
+    fn realloc(&mut self, cap: usize) -> Result {
+        let cap = cap.max(self.len).max(1);
+        let p = vzalloc_array::<T>(cap)?;
+        // SAFETY: Both areas hold at least `len` elements and do not overlap; the old one is
+        // owned by `self` and freed right after, the new one is fresh.
+        unsafe {
+            core::ptr::copy_nonoverlapping(self.ptr.as_ptr(), p.as_ptr(), self.len);
+            bindings::vfree(self.ptr.as_ptr().cast());
+        }
+        // INVARIANT: The new area holds the `len` written elements, zeroes after them.
+        self.ptr = p;
+        self.cap = cap;
+        Ok(())
+    }
+
+    /// Appends `v`, growing the area (doubling it) when it is full.
+    pub fn push(&mut self, v: T) -> Result {
+        if self.len == self.cap {
+            self.realloc(self.cap.checked_mul(2).ok_or(ENOMEM)?)?;
+        }
+        // SAFETY: `len < cap`, so the slot is inside the area owned by `self`; it is written,
+        // not read.
+        unsafe { self.ptr.as_ptr().add(self.len).write(v) };
+        // INVARIANT: One more element written.
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The elements written so far.
+    pub fn as_slice(&self) -> &[T] {
+        // SAFETY: The first `len` elements are initialized (type invariant).
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Preserves the array (its first [`ArrayBuilder::len`] elements).
+    ///
+    /// KHO preserves whole pages, so an area more than a page larger than its elements need
+    /// (a capacity estimate that was too high) is first moved to one of the right size.
+    pub fn preserve(mut self) -> Result<PreservedArray<T>> {
+        let need = (self.len.max(1) * size_of::<T>()).div_ceil(PAGE_SIZE);
+        let have = (self.cap * size_of::<T>()).div_ceil(PAGE_SIZE);
+        if have > need + 1 {
+            self.realloc(self.len)?;
+        }
+        let mut desc = VmallocDescriptor::default().to_raw();
+        // SAFETY: `ptr` is a vmalloc area owned by `self`; `desc` is a valid descriptor to fill.
+        to_result(unsafe { bindings::kho_preserve_vmalloc(self.ptr.as_ptr().cast(), &mut desc) })?;
+        let (ptr, len) = (self.ptr, self.len);
+        core::mem::forget(self);
+        // INVARIANT: A vzalloc area of at least `len` elements, preserved just now with `desc`;
+        // ownership moved from the builder, which is forgotten.
+        Ok(PreservedArray { ptr, len, desc })
+    }
+}
+
+impl<T: AsBytes + FromBytes> Drop for ArrayBuilder<T> {
+    fn drop(&mut self) {
+        // SAFETY: The area came from `vzalloc` and is owned by `self` (type invariant).
+        unsafe { bindings::vfree(self.ptr.as_ptr().cast()) };
+    }
+}
+
 /// A preserved vmalloc array of `T` restored in the next kernel (`kho_restore_vmalloc`).
 ///
 /// Dropping it frees it.
