@@ -27,13 +27,13 @@ use kernel::{
     fs::File,
     kho::{
         ArrayBuilder,
+        Handover,
+        HandoverArray,
+        HandoverPage,
         IncomingFolio,
-        IncomingPage,
-        IncomingPhys,
         PreservedArray,
         PreservedFolio,
         PreservedPage,
-        RestoredArray,
         VmallocDescriptor, //
     },
     liveupdate::{
@@ -87,7 +87,10 @@ mod abi {
     /// Size of `struct memfd_luo_folio_ser`.
     pub(crate) const FOLIO_SER_SIZE: usize = 16;
 
-    const PFN_BITS: u32 = 52;
+    /// Width of the `pfn` bitfield, in the first word of a folio entry.
+    pub(crate) const PFN_BITS: u32 = 52;
+    /// Offset of the folio array's `struct kho_vmalloc` in `struct memfd_luo_ser`.
+    pub(crate) const SER_FOLIOS_OFFSET: usize = 32;
     const PFN_MASK: u64 = (1 << PFN_BITS) - 1;
 
     const _: () = {
@@ -304,16 +307,15 @@ impl MemfdHandler {
         })
     }
 
-    /// Frees every preserved folio the array names (a file never retrieved, or the rest of
-    /// a failed retrieve from entry `from` on). Entries that do not name a preserved folio
-    /// are skipped.
-    fn discard_folios(entries: &[FolioSer]) {
-        for e in entries.iter().map(abi::folio_entry).filter(|e| e.pfn != 0) {
-            let phys = IncomingPhys(e.pfn << kernel::page::PAGE_SHIFT);
-            // SAFETY: The array is this handler's own handover data, validated (by `retrieve`
-            // or `finish`) before any entry is restored; an entry naming no preserved folio
-            // (or one already restored) is refused quietly.
-            drop(unsafe { IncomingFolio::restore(phys) });
+    /// Frees every preserved folio the array names from entry `from` on (a file never
+    /// retrieved, or the rest of a failed retrieve). The array is this handler's own handover
+    /// data, validated (by `restore_handover`) before any entry is restored; entries that do
+    /// not name a preserved folio (or one already restored) are skipped, quietly.
+    fn discard_folios(array: &HandoverArray<FolioSer>, from: usize) {
+        for i in from..array.as_slice().len() {
+            if let Some(h) = array.pfn_at(i, 0, abi::PFN_BITS) {
+                drop(IncomingFolio::restore_handover(h));
+            }
         }
     }
 
@@ -327,13 +329,13 @@ impl MemfdHandler {
     }
 
     /// Restores the header page and the folio array of handle `data`, validated.
+    ///
+    /// `data` is the handle this handler's counterpart wrote for this file: the page of its
+    /// `memfd_luo_ser`, restored once (retrieve and finish never both restore it).
     fn restore_handover(
-        data: u64,
-    ) -> Result<(IncomingPage, MemfdSer, Option<RestoredArray<FolioSer>>)> {
-        // SAFETY: `data` is the handle this handler's counterpart wrote for this file (LUO
-        // hands each handler only the handles of its compatible): the page of its
-        // `memfd_luo_ser`, restored once (retrieve and finish never both restore it).
-        let page = unsafe { IncomingPage::restore(IncomingPhys(data)) }?;
+        data: Handover,
+    ) -> Result<(HandoverPage, MemfdSer, Option<HandoverArray<FolioSer>>)> {
+        let page = HandoverPage::restore(data)?;
         let mut b = [0u8; abi::SER_SIZE];
         b.copy_from_slice(&page.bytes()[..abi::SER_SIZE]);
         let ser = MemfdSer::read(&b);
@@ -342,9 +344,8 @@ impl MemfdHandler {
             None
         } else {
             let len = usize::try_from(ser.nr_folios).map_err(|_| EINVAL)?;
-            // SAFETY: The descriptor is this handler's own handover data (see above); the
-            // pages it names are checked before they are restored.
-            let a = unsafe { RestoredArray::<FolioSer>::restore(ser.folios, len) }?;
+            // The pages the descriptor names are checked before they are restored.
+            let a = HandoverArray::restore(page.vmalloc_at(abi::SER_FOLIOS_OFFSET)?, len)?;
             abi::check_folios(a.as_slice(), ser.size_pages())?;
             Some(a)
         };
@@ -493,7 +494,7 @@ impl FileHandler for MemfdHandler {
         Ok(())
     }
 
-    fn retrieve(&self, data: u64) -> Result<ARef<File>> {
+    fn retrieve(&self, data: Handover) -> Result<ARef<File>> {
         let (_page, ser, array) = Self::restore_handover(data)?;
         // The handover is sound from here on: if the file cannot be set up, its folios are
         // freed (the C handler leaks them when adding the seals fails).
@@ -501,7 +502,7 @@ impl FileHandler for MemfdHandler {
             Ok(m) => m,
             Err(e) => {
                 if let Some(array) = &array {
-                    Self::discard_folios(array.as_slice());
+                    Self::discard_folios(array, 0);
                 }
                 return Err(e);
             }
@@ -511,14 +512,12 @@ impl FileHandler for MemfdHandler {
             let size_pages = ser.size_pages();
             let mut next = 0;
             for (i, e) in entries.iter().map(abi::folio_entry).enumerate() {
-                if e.pfn == 0 {
+                let Some(h) = array.pfn_at(i, 0, abi::PFN_BITS) else {
                     continue;
-                }
-                let phys = IncomingPhys(e.pfn << kernel::page::PAGE_SHIFT);
-                // SAFETY: An entry of this handler's handover, flags and index validated by
-                // `restore_handover`; the pfn is checked quietly by `restore`, and its extent
+                };
+                // The pfn is checked quietly by `restore_handover`, and the folio's extent
                 // below, so no two entries can name the same folio.
-                let r = unsafe { IncomingFolio::restore(phys) }.and_then(|folio| {
+                let r = IncomingFolio::restore_handover(h).and_then(|folio| {
                     // The folio must fit where its entry puts it (aligned, inside the file,
                     // after the previous one); a misfit is freed with the rest.
                     next = abi::check_folio_extent(&e, folio.order(), next, size_pages)?;
@@ -548,7 +547,7 @@ impl FileHandler for MemfdHandler {
                     // file's, so then they are left (leaked), as `finish` leaves those of a
                     // corrupt file. C frees them in both cases.
                     if err != EINVAL {
-                        Self::discard_folios(entries.get(i + 1..).unwrap_or(&[]));
+                        Self::discard_folios(&array, i + 1);
                     }
                     return Err(err);
                 }
@@ -557,13 +556,13 @@ impl FileHandler for MemfdHandler {
         memfd.into_file()
     }
 
-    fn finish(&self, _file: Option<&File>, data: u64, status: RetrieveStatus) {
+    fn finish(&self, _file: Option<&File>, data: Handover, status: RetrieveStatus) {
         // A retrieved file owns its folios; a failed retrieve freed what it could.
         if status != RetrieveStatus::NotRetrieved {
             return;
         }
         match Self::restore_handover(data) {
-            Ok((_page, _ser, Some(array))) => Self::discard_folios(array.as_slice()),
+            Ok((_page, _ser, Some(array))) => Self::discard_folios(&array, 0),
             Ok(_) => {}
             Err(e) => pr_warn!("memfd: not freeing a corrupt preserved memfd: {:?}\n", e),
         }

@@ -63,22 +63,27 @@ __rust_helper unsigned long rust_helper_folio_nr_pages(const struct folio *folio
 	return folio_nr_pages(folio);
 }
 
-__rust_helper void rust_helper_folio_lock(struct folio *folio)
+/*
+ * Makes a pinned folio of a frozen shmem mapping ready for a live update, as
+ * mm/memfd_luo.c does: dirty, and zeroed and uptodate if it was never written.
+ * A folio already dirty and uptodate (any folio that was written) needs
+ * nothing, so the folio lock is not taken for it: PG_uptodate is never cleared
+ * on a shmem folio, and PG_dirty is not cleared on a pinned one (reclaim skips
+ * pinned folios, and the frozen mapping cannot be truncated). One call per
+ * folio keeps the preserve loop as cheap as the C handler's.
+ */
+__rust_helper void rust_helper_folio_prepare_for_handover(struct folio *folio)
 {
+	if (folio_test_uptodate(folio) && folio_test_dirty(folio))
+		return;
 	folio_lock(folio);
-}
-
-__rust_helper bool rust_helper_folio_test_uptodate(const struct folio *folio)
-{
-	return folio_test_uptodate(folio);
-}
-
-/* Zeroes the whole (locked) folio and marks it uptodate. */
-__rust_helper void rust_helper_folio_zero_and_mark_uptodate(struct folio *folio)
-{
-	folio_zero_range(folio, 0, folio_size(folio));
-	flush_dcache_folio(folio);
-	folio_mark_uptodate(folio);
+	folio_mark_dirty(folio);
+	if (!folio_test_uptodate(folio)) {
+		folio_zero_range(folio, 0, folio_size(folio));
+		flush_dcache_folio(folio);
+		folio_mark_uptodate(folio);
+	}
+	folio_unlock(folio);
 }
 
 /* What the memfd live update handlers accept: an unlinked shmem file. */

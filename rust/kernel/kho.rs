@@ -241,6 +241,112 @@ impl Drop for IncomingPage {
     }
 }
 
+/// A physical address that a KHO user's counterpart in the previous kernel wrote *for this
+/// user*: the handle the user was given (e.g. the one LUO passes to a file handler's
+/// `retrieve` and `finish`), or an address read from memory restored through such a handle
+/// ([`HandoverPage`], [`HandoverArray`]).
+///
+/// Unlike an [`IncomingPhys`], it vouches for ownership: whatever KHO preserved where it points
+/// was preserved for the holder. So the holder may restore (and thereby free) that memory in
+/// safe code ([`HandoverPage::restore`], [`IncomingFolio::restore_handover`],
+/// [`HandoverArray::restore`]). Its value is still untrusted input: it may point at nothing
+/// preserved, which those functions refuse, quietly, with `EINVAL`.
+///
+/// It can only be made with [`Handover::new`], which is `unsafe`, or read from memory restored
+/// through one.
+///
+/// # Invariants
+///
+/// Memory that KHO preserved at `self.0` in the previous kernel was preserved for the holder,
+/// and nothing else in this kernel restores it; the addresses the holder's counterpart stored in
+/// that memory have the same property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handover(u64);
+
+impl Handover {
+    /// Vouches for `phys`.
+    ///
+    /// # Safety
+    ///
+    /// `phys` was written by the caller's counterpart in the previous kernel to name memory it
+    /// preserved for the caller (and every address it stored in that memory names memory
+    /// preserved for the caller too), and nothing else in this kernel restores that memory.
+    pub unsafe fn new(phys: u64) -> Self {
+        // INVARIANT: By the caller's guarantee.
+        Self(phys)
+    }
+
+    /// The raw value (for users that do not restore memory with it, and for messages).
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+}
+
+/// A page restored through a [`Handover`]: the holder's own handover data.
+///
+/// Dropping it frees the page.
+pub struct HandoverPage {
+    page: IncomingPage,
+}
+
+impl HandoverPage {
+    /// Claims the preserved page at `h`.
+    ///
+    /// Fails with `EINVAL` if `h` is not a page that KHO preserved (and that was not restored
+    /// yet), or is a folio larger than a page.
+    pub fn restore(h: Handover) -> Result<Self> {
+        // SAFETY: By the invariants of `Handover`, what KHO preserved at `h` was preserved for
+        // the holder and nothing else restores it; `restore` checks, quietly, that a preserved
+        // page is there.
+        let page = unsafe { IncomingPage::restore(IncomingPhys(h.0)) }?;
+        Ok(Self { page })
+    }
+
+    /// The contents of the page.
+    pub fn bytes(&self) -> &[u8; PAGE_SIZE] {
+        self.page.bytes()
+    }
+
+    /// The little-endian 64-bit address stored at byte `offset`; `EINVAL` if it does not fit.
+    pub fn handover_at(&self, offset: usize) -> Result<Handover> {
+        let b = self.bytes().get(offset..offset + 8).ok_or(EINVAL)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        // INVARIANT: An address the holder's counterpart stored in memory restored through a
+        // `Handover` (the page was restored by `HandoverPage::restore`).
+        Ok(Handover(u64::from_le_bytes(a)))
+    }
+
+    /// The vmalloc descriptor stored at byte `offset`; `EINVAL` if it does not fit.
+    pub fn vmalloc_at(&self, offset: usize) -> Result<HandoverVmalloc> {
+        let b = self
+            .bytes()
+            .get(offset..offset + VMALLOC_DESCRIPTOR_SIZE)
+            .ok_or(EINVAL)?;
+        let mut a = [0u8; VMALLOC_DESCRIPTOR_SIZE];
+        a.copy_from_slice(b);
+        // INVARIANT: As for `handover_at`: the descriptor's addresses were stored by the
+        // holder's counterpart in memory restored through a `Handover`.
+        Ok(HandoverVmalloc(VmallocDescriptor::from_bytes(&a)))
+    }
+}
+
+/// A [`VmallocDescriptor`] read from memory restored through a [`Handover`] (see
+/// [`HandoverPage::vmalloc_at`]): the pages it names are the holder's.
+///
+/// # Invariants
+///
+/// As for [`Handover`], for the addresses of the descriptor and of its chunk pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandoverVmalloc(VmallocDescriptor);
+
+impl HandoverVmalloc {
+    /// The descriptor.
+    pub fn descriptor(&self) -> VmallocDescriptor {
+        self.0
+    }
+}
+
 /// Returns the order of the folio KHO preserved at `phys` in the previous kernel, without
 /// restoring it and without warning; `EINVAL` if no preserved range starts there (or it was
 /// already restored).
@@ -334,6 +440,16 @@ impl IncomingFolio {
         let folio = NonNull::new(unsafe { bindings::kho_restore_folio(phys.0) }).ok_or(EINVAL)?;
         // INVARIANT: Just restored, with one reference.
         Ok(Self { folio })
+    }
+
+    /// Claims the preserved folio at `h`, the holder's own.
+    ///
+    /// Fails with `EINVAL`, quietly, if no preserved folio starts at `h` (a corrupt address, a
+    /// tail page, or a folio already restored).
+    pub fn restore_handover(h: Handover) -> Result<Self> {
+        // SAFETY: By the invariants of `Handover`, what KHO preserved at `h` was preserved for
+        // the holder, and nothing else restores it.
+        unsafe { Self::restore(IncomingPhys(h.0)) }
     }
 
     /// The order of the folio.
@@ -718,5 +834,48 @@ impl<T: FromBytes> Drop for RestoredArray<T> {
     fn drop(&mut self) {
         // SAFETY: The area came from `kho_restore_vmalloc` and is owned by `self`.
         unsafe { bindings::vfree(self.ptr.as_ptr().cast()) };
+    }
+}
+
+/// A preserved vmalloc array restored through a [`HandoverVmalloc`]: the holder's own, so the
+/// page frame numbers stored in it name the holder's memory ([`HandoverArray::pfn_at`]).
+pub struct HandoverArray<T: AsBytes + FromBytes> {
+    array: RestoredArray<T>,
+}
+
+impl<T: AsBytes + FromBytes> HandoverArray<T> {
+    /// Restores the first `len` elements of the array `desc` describes, checked as
+    /// [`RestoredArray::restore`] checks them (`EINVAL` for anything unsound).
+    pub fn restore(desc: HandoverVmalloc, len: usize) -> Result<Self> {
+        // SAFETY: By the invariants of `HandoverVmalloc`, the pages the descriptor names were
+        // preserved for the holder and nothing else restores them.
+        let array = unsafe { RestoredArray::restore(desc.0, len) }?;
+        Ok(Self { array })
+    }
+
+    /// The elements.
+    pub fn as_slice(&self) -> &[T] {
+        self.array.as_slice()
+    }
+
+    /// The page frame number in the low `bits` bits of the `word`-th little-endian 64-bit word
+    /// of element `i`, as the [`Handover`] address of that frame. `None` if the field is 0 (no
+    /// frame) or does not exist (`i`, `word` or `bits` out of range).
+    pub fn pfn_at(&self, i: usize, word: usize, bits: u32) -> Option<Handover> {
+        if bits == 0 || bits > 64 - crate::page::PAGE_SHIFT as u32 {
+            return None;
+        }
+        let e = self.as_slice().get(i)?.as_bytes();
+        let b = e.get(word.checked_mul(8)?..word.checked_mul(8)?.checked_add(8)?)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        let pfn = u64::from_le_bytes(a) & (u64::MAX >> (64 - bits));
+        if pfn == 0 {
+            return None;
+        }
+        // INVARIANT: A frame number stored by the holder's counterpart in memory restored
+        // through a `Handover` (the array was restored by `HandoverArray::restore`); `bits`
+        // leaves room for the shift.
+        Some(Handover(pfn << crate::page::PAGE_SHIFT))
     }
 }

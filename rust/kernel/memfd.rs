@@ -182,8 +182,11 @@ impl MemfdLock<'_> {
         let mapping = unsafe { (*file).f_mapping };
         // SAFETY: `mapping` is valid; only the field address is taken.
         let xa = unsafe { &raw mut (*mapping).i_pages };
+        // A small file needs a small buffer (the allocation is most of the cost of pinning a
+        // one-page memfd).
+        let batch = PIN_BATCH.min(npages);
         let mut raw = KVVec::<*mut bindings::folio>::new();
-        raw.resize(PIN_BATCH, core::ptr::null_mut(), GFP_KERNEL)?;
+        raw.resize(batch, core::ptr::null_mut(), GFP_KERNEL)?;
         // First index not handed over yet.
         let mut next = 0usize;
         while next < npages {
@@ -213,7 +216,7 @@ impl MemfdLock<'_> {
             while pos < end {
                 let mut offset: c_ulong = 0;
                 let last = ((end << PAGE_SHIFT) as u64 - 1).min(size - 1);
-                // SAFETY: `file` is a shmem file, `raw` has room for `PIN_BATCH` folios and
+                // SAFETY: `file` is a shmem file, `raw` has room for `batch` folios and
                 // `start <= last < size`.
                 let n = unsafe {
                     bindings::memfd_pin_folios(
@@ -221,21 +224,21 @@ impl MemfdLock<'_> {
                         (pos << PAGE_SHIFT) as i64,
                         last as i64,
                         raw.as_mut_ptr(),
-                        PIN_BATCH as u32,
+                        batch as u32,
                         &mut offset,
                     )
                 };
                 let n = usize::try_from(n).map_err(|_| Error::from_errno(n as c_int))?;
-                if n == 0 || n > PIN_BATCH {
+                if n == 0 || n > batch {
                     return Err(EINVAL);
                 }
                 // INVARIANT: `memfd_pin_folios` returned `n` folios, each pinned once; the
                 // batch hands each out or unpins it.
-                let batch = PinnedBatch {
+                let pinned = PinnedBatch {
                     raw: raw.get(..n).ok_or(EINVAL)?,
                     next: 0,
                 };
-                for folio in batch {
+                for folio in pinned {
                     let info = folio.info();
                     let fend = info.index + info.nr_pages;
                     if fend <= next {
@@ -351,19 +354,15 @@ impl PinnedFolio {
 
     /// Makes the folio safe to hand over: marks it dirty (so the next kernel never reclaims
     /// it as clean) and, if it was never written (fallocated), zeroes it and marks it
-    /// uptodate. This is what upstream's memfd handler does to every folio.
+    /// uptodate. This is what upstream's memfd handler does to every folio, except that a
+    /// folio already dirty and uptodate is left alone without taking its lock: a pinned folio
+    /// is never written back or reclaimed (which would clean it), and a shmem folio never
+    /// loses `PG_uptodate`.
     pub fn prepare_for_handover(&self) {
-        let f = self.folio.as_ptr();
-        // SAFETY: The folio is valid and pinned; locking it may sleep, which is allowed here
-        // (the callers run in process context). It is unlocked before returning.
-        unsafe {
-            bindings::folio_lock(f);
-            bindings::folio_mark_dirty(f);
-            if !bindings::folio_test_uptodate(f) {
-                bindings::folio_zero_and_mark_uptodate(f);
-            }
-            bindings::folio_unlock(f);
-        }
+        // SAFETY: The folio is valid and pinned, in a shmem mapping (`PinnedFolio`s are only
+        // made by `MemfdLock::pin_present_folios`); the helper may take the folio lock, which
+        // may sleep, which is allowed here (the callers run in process context).
+        unsafe { bindings::folio_prepare_for_handover(self.folio.as_ptr()) };
     }
 }
 

@@ -62,7 +62,7 @@ static long long vmstat(const char *key)
 }
 
 /* A field of /proc/meminfo in KiB (-1 if absent). */
-static long long meminfo(const char *key)
+static long long meminfo_kib(const char *key)
 {
 	char line[256], name[128];
 	long long v, r = -1;
@@ -110,17 +110,17 @@ static void stage1(int luo_fd)
 	mfd = memfd_create("bench", 0);
 	if (sfd < 0 || mfd < 0 || ftruncate(mfd, size))
 		fail_exit("setup");
-	cma0 = meminfo("CmaFree");
+	cma0 = meminfo_kib("CmaFree");
 	memset(buf, 0x5a, sizeof(buf));
 	for (off = 0; off < size && off / stride < (unsigned long long)mib; off += stride)
 		if (pwrite(mfd, buf, sizeof(buf), off) != sizeof(buf))
 			fail_exit("pwrite");
 	m = vmstat("pgmigrate_success");
-	cma1 = meminfo("CmaFree");
+	cma1 = meminfo_kib("CmaFree");
 	t = now_ns();
 	ret = luo_session_preserve_fd(sfd, mfd, 1);
 	t = now_ns() - t;
-	cma2 = meminfo("CmaFree");
+	cma2 = meminfo_kib("CmaFree");
 	m = m < 0 ? -1 : vmstat("pgmigrate_success") - m;
 	if (ret)
 		fail_exit("PRESERVE_FD: %s", strerror(-ret));
