@@ -268,8 +268,11 @@ impl MemfdHandler {
         }
         // One pass: each folio is pinned, preserved, made ready and written into the folio
         // array that KHO will preserve, in place. The page count bounds the number of
-        // folios, so the vectors are allocated once.
-        let est = lock.present_pages();
+        // folios, so up to 4 GiB of order-0 folios the vectors are allocated once; past
+        // that (or if pages are added meanwhile) they grow by doubling. The cap keeps a
+        // file of large folios, which has far fewer folios than pages, from allocating 24
+        // bytes per page up front.
+        let est = lock.present_pages().min(1 << 20);
         let mut folios = KVVec::<PreservedFolio<PinnedFolio>>::with_capacity(est, GFP_KERNEL)?;
         let mut entries = ArrayBuilder::<FolioSer>::with_capacity(est)?;
         let mut pages = 0usize;

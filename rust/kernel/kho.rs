@@ -434,10 +434,15 @@ impl IncomingFolio {
     /// As for [`IncomingPage::restore`]: the previous kernel preserved the folio at `phys` for
     /// the caller, and nothing else in this kernel uses or restores it.
     pub unsafe fn restore(phys: IncomingPhys) -> Result<Self> {
-        preserved_order(phys)?;
-        // SAFETY: A preserved folio starts at `phys` (checked quietly above, so this does
-        // not warn); by the caller's guarantee it is the caller's to take.
-        let folio = NonNull::new(unsafe { bindings::kho_restore_folio(phys.0) }).ok_or(EINVAL)?;
+        if phys.0 == 0 || phys.0 % PAGE_SIZE as u64 != 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: `kho_try_restore_folio` checks, quietly, that a preserved folio starts at
+        // the (page-aligned) `phys` and returns NULL otherwise, in one lookup (checking with
+        // `kho_preserved_order` first, then restoring, doubled the cost of the `pfn_valid`
+        // lookup); by the caller's guarantee the folio is the caller's to take.
+        let folio =
+            NonNull::new(unsafe { bindings::kho_try_restore_folio(phys.0) }).ok_or(EINVAL)?;
         // INVARIANT: Just restored, with one reference.
         Ok(Self { folio })
     }
