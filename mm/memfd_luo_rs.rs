@@ -253,6 +253,9 @@ struct State {
 
 struct MemfdHandler;
 
+/// How many folios `preserve` hands to KHO per call (`kho_preserve_folios`).
+const KHO_BATCH: usize = 1024;
+
 impl MemfdHandler {
     /// Preserves the memfd while its inode lock is held and its mapping frozen.
     fn preserve_locked(memfd: &Memfd<'_>, lock: &kernel::memfd::MemfdLock<'_>) -> Result<State> {
@@ -276,18 +279,24 @@ impl MemfdHandler {
         let mut folios = KVVec::<PreservedFolio<PinnedFolio>>::with_capacity(est, GFP_KERNEL)?;
         let mut entries = ArrayBuilder::<FolioSer>::with_capacity(est)?;
         let mut pages = 0usize;
+        // Folios pinned and not yet preserved: they are preserved `KHO_BATCH` at a time, with
+        // one round trip of KHO's lock each.
+        let mut pending = KVVec::<PinnedFolio>::with_capacity(KHO_BATCH, GFP_KERNEL)?;
         lock.pin_present_folios(|folio, info| {
-            let folio = PreservedFolio::new(folio)?;
-            folio.get().prepare_for_handover();
+            folio.prepare_for_handover();
             entries.push(abi::folio_ser(
                 info.pfn,
                 abi::FOLIO_DIRTY | abi::FOLIO_UPTODATE,
                 info.index as u64,
             ))?;
-            folios.push(folio, GFP_KERNEL)?;
+            pending.push(folio, GFP_KERNEL)?;
             pages += info.nr_pages;
+            if pending.len() == KHO_BATCH {
+                PreservedFolio::preserve_all(&mut pending, &mut folios)?;
+            }
             Ok(())
         })?;
+        PreservedFolio::preserve_all(&mut pending, &mut folios)?;
         let array = if entries.is_empty() {
             None
         } else {

@@ -395,6 +395,39 @@ impl<F: HeldFolio> PreservedFolio<F> {
         Ok(Self { folio })
     }
 
+    /// Preserves every folio of `held` with one call of KHO (`kho_preserve_folios`: one round
+    /// trip of KHO's lock, where [`PreservedFolio::new`] takes one per folio) and appends them
+    /// to `out`, in order; `held` is left empty. On error none of them is preserved, and
+    /// `held` is emptied (the handles are dropped).
+    ///
+    /// The folios must not be in KHO scratch memory, as for [`PreservedFolio::new`].
+    pub fn preserve_all(held: &mut KVVec<F>, out: &mut KVVec<Self>) -> Result {
+        let n = held.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let nr = u32::try_from(n).map_err(|_| EINVAL)?;
+        let mut raw = KVVec::<*mut bindings::folio>::with_capacity(n, GFP_KERNEL)?;
+        for f in held.iter() {
+            raw.push(f.as_folio(), GFP_KERNEL)?;
+        }
+        // Room for all of them, so that none can be left preserved but not owned.
+        out.reserve(n, GFP_KERNEL)?;
+        // SAFETY: `raw` holds `nr` valid folios, each held in place by its handle in `held`
+        // (`HeldFolio`) for as long as it stays preserved: the handles move into `out` below.
+        let r = to_result(unsafe { bindings::kho_preserve_folios(raw.as_mut_ptr(), nr) });
+        if let Err(e) = r {
+            held.clear();
+            return Err(e);
+        }
+        for folio in held.drain_all() {
+            // INVARIANT: Preserved just now, once, by `kho_preserve_folios`. `out` has room
+            // (reserved above); were it to fail, dropping the value would unpreserve it.
+            let _ = out.push_within_capacity(Self { folio });
+        }
+        Ok(())
+    }
+
     /// The handle of the preserved folio.
     pub fn get(&self) -> &F {
         &self.folio
