@@ -12,7 +12,10 @@
 //!   allocates (and preserves) a zeroed page for every hole. The format allows it, since
 //!   every folio entry carries its index, and the C reader handles it.
 //! - Folios are pinned in batches of 16384 per `memfd_pin_folios` call, range by populated
-//!   range.
+//!   range (a file without holes is one range, found without a search), and preserved 1024
+//!   per `kho_preserve_folios` call (one round trip of KHO's lock). A folio already dirty
+//!   and uptodate is not locked (the C handler locks every folio to mark it).
+//! - A retrieve that fails setting up the file (seals, size) frees the folios (C leaks them).
 //! - Everything read from the previous kernel is validated: before any folio is restored, the
 //!   page holding `memfd_luo_ser`, its reserved `flags` (must be 0), the seals, size and
 //!   position, `nr_folios` against the size and the folio array, every chunk of the array,
