@@ -12,7 +12,10 @@
 //!   allocates (and preserves) a zeroed page for every hole. The format allows it, since
 //!   every folio entry carries its index, and the C reader handles it.
 //! - Folios are pinned in batches of 16384 per `memfd_pin_folios` call, range by populated
-//!   range.
+//!   range (a file without holes is one range, found without a search), and preserved 1024
+//!   per `kho_preserve_folios` call (one round trip of KHO's lock). A folio already dirty
+//!   and uptodate is not locked (the C handler locks every folio to mark it).
+//! - A retrieve that fails setting up the file (seals, size) frees the folios (C leaks them).
 //! - Everything read from the previous kernel is validated: before any folio is restored, the
 //!   page holding `memfd_luo_ser`, its reserved `flags` (must be 0), the seals, size and
 //!   position, `nr_folios` against the size and the folio array, every chunk of the array,
@@ -26,13 +29,14 @@
 use kernel::{
     fs::File,
     kho::{
+        ArrayBuilder,
+        Handover,
+        HandoverArray,
+        HandoverPage,
         IncomingFolio,
-        IncomingPage,
-        IncomingPhys,
         PreservedArray,
         PreservedFolio,
         PreservedPage,
-        RestoredArray,
         VmallocDescriptor, //
     },
     liveupdate::{
@@ -86,7 +90,10 @@ mod abi {
     /// Size of `struct memfd_luo_folio_ser`.
     pub(crate) const FOLIO_SER_SIZE: usize = 16;
 
-    const PFN_BITS: u32 = 52;
+    /// Width of the `pfn` bitfield, in the first word of a folio entry.
+    pub(crate) const PFN_BITS: u32 = 52;
+    /// Offset of the folio array's `struct kho_vmalloc` in `struct memfd_luo_ser`.
+    pub(crate) const SER_FOLIOS_OFFSET: usize = 32;
     const PFN_MASK: u64 = (1 << PFN_BITS) - 1;
 
     const _: () = {
@@ -249,6 +256,9 @@ struct State {
 
 struct MemfdHandler;
 
+/// How many folios `preserve` hands to KHO per call (`kho_preserve_folios`).
+const KHO_BATCH: usize = 1024;
+
 impl MemfdHandler {
     /// Preserves the memfd while its inode lock is held and its mapping frozen.
     fn preserve_locked(memfd: &Memfd<'_>, lock: &kernel::memfd::MemfdLock<'_>) -> Result<State> {
@@ -262,14 +272,39 @@ impl MemfdHandler {
         if size.div_ceil(PAGE_SIZE as u64) > u64::from(u32::MAX) {
             return Err(EFBIG);
         }
-        let mut folios = KVVec::<PreservedFolio<PinnedFolio>>::new();
-        lock.pin_present_folios(|folio| {
-            let folio = PreservedFolio::new(folio)?;
-            folio.get().prepare_for_handover();
-            folios.push(folio, GFP_KERNEL)?;
+        // One pass: each folio is pinned, preserved, made ready and written into the folio
+        // array that KHO will preserve, in place. The page count bounds the number of
+        // folios, so up to 4 GiB of order-0 folios the vectors are allocated once; past
+        // that (or if pages are added meanwhile) they grow by doubling. The cap keeps a
+        // file of large folios, which has far fewer folios than pages, from allocating 24
+        // bytes per page up front.
+        let est = lock.present_pages().min(1 << 20);
+        let mut folios = KVVec::<PreservedFolio<PinnedFolio>>::with_capacity(est, GFP_KERNEL)?;
+        let mut entries = ArrayBuilder::<FolioSer>::with_capacity(est)?;
+        let mut pages = 0usize;
+        // Folios pinned and not yet preserved: they are preserved `KHO_BATCH` at a time, with
+        // one round trip of KHO's lock each.
+        let mut pending = KVVec::<PinnedFolio>::with_capacity(KHO_BATCH, GFP_KERNEL)?;
+        lock.pin_present_folios(|folio, info| {
+            folio.prepare_for_handover();
+            entries.push(abi::folio_ser(
+                info.pfn,
+                abi::FOLIO_DIRTY | abi::FOLIO_UPTODATE,
+                info.index as u64,
+            ))?;
+            pending.push(folio, GFP_KERNEL)?;
+            pages += info.nr_pages;
+            if pending.len() == KHO_BATCH {
+                PreservedFolio::preserve_all(&mut pending, &mut folios)?;
+            }
             Ok(())
         })?;
-        let array = new_array(folios.len(), folios.iter())?;
+        PreservedFolio::preserve_all(&mut pending, &mut folios)?;
+        let array = if entries.is_empty() {
+            None
+        } else {
+            Some(entries.preserve()?)
+        };
         let hdr = MemfdSer {
             pos: memfd.pos() as u64,
             size,
@@ -282,32 +317,40 @@ impl MemfdHandler {
         Ok(State {
             ser,
             array,
-            pages: folios.iter().map(|f| f.get().nr_pages()).sum(),
+            pages,
             folios,
         })
     }
 
-    /// Frees every preserved folio the array names (a file never retrieved, or the rest of
-    /// a failed retrieve from entry `from` on). Entries that do not name a preserved folio
-    /// are skipped.
-    fn discard_folios(entries: &[FolioSer]) {
-        for e in entries.iter().map(abi::folio_entry).filter(|e| e.pfn != 0) {
-            let phys = IncomingPhys(e.pfn << kernel::page::PAGE_SHIFT);
-            // SAFETY: The array is this handler's own handover data, validated (by `retrieve`
-            // or `finish`) before any entry is restored; an entry naming no preserved folio
-            // (or one already restored) is refused quietly.
-            drop(unsafe { IncomingFolio::restore(phys) });
+    /// Frees every preserved folio the array names from entry `from` on (a file never
+    /// retrieved, or the rest of a failed retrieve). The array is this handler's own handover
+    /// data, validated (by `restore_handover`) before any entry is restored; entries that do
+    /// not name a preserved folio (or one already restored) are skipped, quietly.
+    fn discard_folios(array: &HandoverArray<FolioSer>, from: usize) {
+        for i in from..array.as_slice().len() {
+            if let Some(h) = array.pfn_at(i, 0, abi::PFN_BITS) {
+                drop(IncomingFolio::restore_handover(h));
+            }
         }
     }
 
+    /// The empty memfd of header `ser` (validated): seals, position and size.
+    fn new_memfd(ser: &MemfdSer) -> Result<NewMemfd> {
+        let mut memfd = NewMemfd::new()?;
+        memfd.add_seals(ser.seals)?;
+        memfd.set_pos(i64::try_from(ser.pos).map_err(|_| EINVAL)?)?;
+        memfd.set_size(i64::try_from(ser.size).map_err(|_| EINVAL)?)?;
+        Ok(memfd)
+    }
+
     /// Restores the header page and the folio array of handle `data`, validated.
+    ///
+    /// `data` is the handle this handler's counterpart wrote for this file: the page of its
+    /// `memfd_luo_ser`, restored once (retrieve and finish never both restore it).
     fn restore_handover(
-        data: u64,
-    ) -> Result<(IncomingPage, MemfdSer, Option<RestoredArray<FolioSer>>)> {
-        // SAFETY: `data` is the handle this handler's counterpart wrote for this file (LUO
-        // hands each handler only the handles of its compatible): the page of its
-        // `memfd_luo_ser`, restored once (retrieve and finish never both restore it).
-        let page = unsafe { IncomingPage::restore(IncomingPhys(data)) }?;
+        data: Handover,
+    ) -> Result<(HandoverPage, MemfdSer, Option<HandoverArray<FolioSer>>)> {
+        let page = HandoverPage::restore(data)?;
         let mut b = [0u8; abi::SER_SIZE];
         b.copy_from_slice(&page.bytes()[..abi::SER_SIZE]);
         let ser = MemfdSer::read(&b);
@@ -316,9 +359,8 @@ impl MemfdHandler {
             None
         } else {
             let len = usize::try_from(ser.nr_folios).map_err(|_| EINVAL)?;
-            // SAFETY: The descriptor is this handler's own handover data (see above); the
-            // pages it names are checked before they are restored.
-            let a = unsafe { RestoredArray::<FolioSer>::restore(ser.folios, len) }?;
+            // The pages the descriptor names are checked before they are restored.
+            let a = HandoverArray::restore(page.vmalloc_at(abi::SER_FOLIOS_OFFSET)?, len)?;
             abi::check_folios(a.as_slice(), ser.size_pages())?;
             Some(a)
         };
@@ -367,12 +409,14 @@ fn merge_by_index<'a>(
 /// state is unchanged.
 fn preserve_new_folios(memfd: &Memfd<'_>, state: &mut State) -> Result {
     let lock = memfd.lock();
-    if lock.cached_pages() <= state.pages {
+    // Preserved folios are pinned (never swapped out) and the frozen mapping cannot lose a
+    // page, so the file holds more pages (resident or swapped out) only if some were added.
+    if lock.present_pages() <= state.pages {
         return Ok(());
     }
     let mut added = KVVec::<PreservedFolio<PinnedFolio>>::new();
     let old = &state.folios;
-    lock.pin_present_folios(|folio| {
+    lock.pin_present_folios(|folio, _| {
         if old
             .binary_search_by_key(&folio.index(), |f| f.get().index())
             .is_ok()
@@ -465,25 +509,30 @@ impl FileHandler for MemfdHandler {
         Ok(())
     }
 
-    fn retrieve(&self, data: u64) -> Result<ARef<File>> {
+    fn retrieve(&self, data: Handover) -> Result<ARef<File>> {
         let (_page, ser, array) = Self::restore_handover(data)?;
-        let mut memfd = NewMemfd::new()?;
-        memfd.add_seals(ser.seals)?;
-        memfd.set_pos(ser.pos as i64)?;
-        memfd.set_size(ser.size as i64)?;
+        // The handover is sound from here on: if the file cannot be set up, its folios are
+        // freed (the C handler leaks them when adding the seals fails).
+        let mut memfd = match Self::new_memfd(&ser) {
+            Ok(m) => m,
+            Err(e) => {
+                if let Some(array) = &array {
+                    Self::discard_folios(array, 0);
+                }
+                return Err(e);
+            }
+        };
         if let Some(array) = array {
             let entries = array.as_slice();
             let size_pages = ser.size_pages();
             let mut next = 0;
             for (i, e) in entries.iter().map(abi::folio_entry).enumerate() {
-                if e.pfn == 0 {
+                let Some(h) = array.pfn_at(i, 0, abi::PFN_BITS) else {
                     continue;
-                }
-                let phys = IncomingPhys(e.pfn << kernel::page::PAGE_SHIFT);
-                // SAFETY: An entry of this handler's handover, flags and index validated by
-                // `restore_handover`; the pfn is checked quietly by `restore`, and its extent
+                };
+                // The pfn is checked quietly by `restore_handover`, and the folio's extent
                 // below, so no two entries can name the same folio.
-                let r = unsafe { IncomingFolio::restore(phys) }.and_then(|folio| {
+                let r = IncomingFolio::restore_handover(h).and_then(|folio| {
                     // The folio must fit where its entry puts it (aligned, inside the file,
                     // after the previous one); a misfit is freed with the rest.
                     next = abi::check_folio_extent(&e, folio.order(), next, size_pages)?;
@@ -505,11 +554,15 @@ impl FileHandler for MemfdHandler {
                             err
                         );
                     }
-                    // The rest is freed only when the array is sound: a corrupt array
-                    // may name pages that are not this file's, so then they are left
-                    // (leaked), as `finish` leaves those of a corrupt file.
+                    // What was restored is released: this entry's folio was put (dropped
+                    // here, or by `insert_folio` on error), and the folios inserted before
+                    // it belong to the file, freed with it when `memfd` is dropped below
+                    // (as C's `fput`). The entries not yet restored are freed only when the
+                    // array is sound: a corrupt array may name pages that are not this
+                    // file's, so then they are left (leaked), as `finish` leaves those of a
+                    // corrupt file. C frees them in both cases.
                     if err != EINVAL {
-                        Self::discard_folios(entries.get(i + 1..).unwrap_or(&[]));
+                        Self::discard_folios(&array, i + 1);
                     }
                     return Err(err);
                 }
@@ -518,13 +571,13 @@ impl FileHandler for MemfdHandler {
         memfd.into_file()
     }
 
-    fn finish(&self, _file: Option<&File>, data: u64, status: RetrieveStatus) {
+    fn finish(&self, _file: Option<&File>, data: Handover, status: RetrieveStatus) {
         // A retrieved file owns its folios; a failed retrieve freed what it could.
         if status != RetrieveStatus::NotRetrieved {
             return;
         }
         match Self::restore_handover(data) {
-            Ok((_page, _ser, Some(array))) => Self::discard_folios(array.as_slice()),
+            Ok((_page, _ser, Some(array))) => Self::discard_folios(&array, 0),
             Ok(_) => {}
             Err(e) => pr_warn!("memfd: not freeing a corrupt preserved memfd: {:?}\n", e),
         }

@@ -42,6 +42,11 @@
 #                        must exist already)
 #   BENCH_TSC_KHZ=KHZ    the guest's TSC rate, for tsc_early_khz= (default:
 #                        the host's TSC rate, measured; see below)
+#   BENCH_ICOUNT=1       run the VMs with QEMU -icount shift=0: the guest clock
+#                        counts guest instructions (1 ns each), so every time
+#                        printed is an instruction count, the same from run to
+#                        run whatever the host's load (single-threaded TCG:
+#                        slower; no tsc_early_khz=)
 # Output: the tables on stdout and in build/bench/report.txt, the chart in
 # build/bench/bench.svg, the medians in build/bench/scale.json. Serial logs:
 # build/logs/bench/<variant>-<mode>-<n>-<run>.log.
@@ -115,6 +120,10 @@ done
 # marks the TSC unstable, and CLOCK_MONOTONIC and printk times fall back to
 # jiffies (4 ms steps). So measure the host's TSC rate once, here.
 tsc_khz=${BENCH_TSC_KHZ:-}
+if [ "${BENCH_ICOUNT:-0}" = 1 ]; then
+	export LUO_VM_ICOUNT=1
+	tsc_khz=none
+fi
 if [ -z "$tsc_khz" ] && [ "$(uname -m)" = x86_64 ] && grep -qw constant_tsc /proc/cpuinfo; then
 	cat > "$out/tsc-khz.c" <<'CEOF'
 #include <stdio.h>
@@ -144,7 +153,8 @@ int main(void)
 CEOF
 	gcc -O2 -o "$out/tsc-khz" "$out/tsc-khz.c" && tsc_khz=$("$out/tsc-khz") || true
 fi
-[ -n "$tsc_khz" ] || log "no TSC rate for the guest: its times may move in 4 ms steps"
+[ "$tsc_khz" != none ] || tsc_khz=
+[ -n "$tsc_khz" ] || [ -n "${LUO_VM_ICOUNT:-}" ] || log "no TSC rate for the guest: its times may move in 4 ms steps"
 
 # run_bench VARIANT MODE N RUN: one VM; appends "variant mode key n value"
 # lines to $results (times in ns; "mem_OP n slab used" in bytes; "OP n
@@ -209,13 +219,15 @@ EOF
 # unless it is the expected one: the C handler on the sparse memfd (it pins,
 # so allocates, every hole of the 16 GiB file in a 2 GiB VM).
 run_memfd() {
-	local v=$1 mib=$2 sparse=$3 r=$4 serial mem rc=0 extra= op
+	local v=$1 mib=$2 sparse=$3 r=$4 serial mem rc=0 extra= op memfd_tmo=600
 	serial=$blogs/$v-memfd-$mib-$sparse-$r.log
 	mem=$(( mib * 5 / 2 + 1024 ))
 	[ "$sparse" = 0 ] || mem=2048
 	[ "$mem" -ge 2048 ] || mem=2048
 	[ -z "$tsc_khz" ] || extra="tsc_early_khz=$tsc_khz"
-	"$REPO/scripts/run-vm.sh" "$(kernel_of "$v")" "$out/kexec-$v.cpio" "$serial" 600 "${mem}M" \
+	# Single-threaded TCG is slower.
+	[ -z "${LUO_VM_ICOUNT:-}" ] || memfd_tmo=1800
+	"$REPO/scripts/run-vm.sh" "$(kernel_of "$v")" "$out/kexec-$v.cpio" "$serial" "$memfd_tmo" "${mem}M" \
 		"kunit.enable=0 luo.test=luo_rs_memfd_bench luo.stages=2 luo.memfd_mib=$mib luo.memfd_sparse=$sparse $extra" || rc=$?
 	op=memfd
 	[ "$sparse" = 0 ] || op=memfd_sparse16g

@@ -8,11 +8,17 @@
 # a known false alarm in VMs.
 . "$(dirname "$0")/lib.sh"
 
+# LUO_VM_ICOUNT=1: QEMU -icount shift=0 (no MTTCG; the guest clock advances
+# 1 ns per guest instruction), so guest-measured times are instruction counts,
+# independent of the host's load (used by `BENCH_ICOUNT=1 make bench`).
+
 kernel=$1 initrd=$2 serial=$3 tmo=$4 mem=$5 extra=$6
+accel=(-accel tcg)
+[ "${LUO_VM_ICOUNT:-0}" = 1 ] && accel+=(-icount shift=0)
 mkdir -p "$(dirname "$serial")"
 rm -f "$serial"
 timeout --kill-after=5 "$tmo" qemu-system-x86_64 \
-	-accel tcg -cpu max -smp 2 -m "$mem" \
+	"${accel[@]}" -cpu max -smp 2 -m "$mem" \
 	-no-reboot -nographic -nodefaults \
 	-serial file:"$serial" \
 	-kernel "$kernel" -initrd "$initrd" \

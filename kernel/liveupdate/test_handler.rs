@@ -46,6 +46,7 @@ use kernel::{
     ioctl::_IO,
     liveupdate::{
         FileHandler,
+        Handover,
         Registration,
         RetrieveStatus, //
     },
@@ -222,20 +223,20 @@ impl FileHandler for TestHandler {
         count(3);
     }
 
-    fn retrieve(&self, data: u64) -> Result<ARef<File>> {
+    fn retrieve(&self, data: Handover) -> Result<ARef<File>> {
         count(4);
         let e = RETRIEVE_ERRNO.load(Relaxed);
         if e > 0 {
             return Err(Error::from_errno(-e));
         }
-        new_object(data)
+        new_object(data.raw())
     }
 
-    fn can_finish(&self, _file: Option<&File>, _data: u64, _status: RetrieveStatus) -> bool {
+    fn can_finish(&self, _file: Option<&File>, _data: Handover, _status: RetrieveStatus) -> bool {
         FINISH_OK.load(Relaxed)
     }
 
-    fn finish(&self, _file: Option<&File>, _data: u64, _status: RetrieveStatus) {
+    fn finish(&self, _file: Option<&File>, _data: Handover, _status: RetrieveStatus) {
         count(5);
     }
 

@@ -15,10 +15,18 @@
 #include <linux/shmem_fs.h>
 #include <linux/swap.h>
 
-__rust_helper bool rust_helper_shmem_file(struct file *file)
+/* kernel::kho (CONFIG_KEXEC_HANDOVER): reading a preserved chunk page. */
+__rust_helper void *rust_helper_phys_to_virt(phys_addr_t address)
 {
-	return shmem_file(file);
+	return phys_to_virt(address);
 }
+
+/*
+ * kernel::memfd, built with CONFIG_LIVEUPDATE_MEMFD (which depends on SHMEM
+ * and MEMFD_CREATE): without it, shmem_add_to_page_cache() and the other
+ * shmem functions below do not exist and the helpers would not link.
+ */
+#ifdef CONFIG_LIVEUPDATE_MEMFD
 
 __rust_helper void rust_helper_shmem_freeze(struct inode *inode, bool freeze)
 {
@@ -55,27 +63,27 @@ __rust_helper unsigned long rust_helper_folio_nr_pages(const struct folio *folio
 	return folio_nr_pages(folio);
 }
 
-__rust_helper void rust_helper_folio_lock(struct folio *folio)
+/*
+ * Makes a pinned folio of a frozen shmem mapping ready for a live update, as
+ * mm/memfd_luo.c does: dirty, and zeroed and uptodate if it was never written.
+ * A folio already dirty and uptodate (any folio that was written) needs
+ * nothing, so the folio lock is not taken for it: PG_uptodate is never cleared
+ * on a shmem folio, and PG_dirty is not cleared on a pinned one (reclaim skips
+ * pinned folios, and the frozen mapping cannot be truncated). One call per
+ * folio keeps the preserve loop as cheap as the C handler's.
+ */
+__rust_helper void rust_helper_folio_prepare_for_handover(struct folio *folio)
 {
+	if (folio_test_uptodate(folio) && folio_test_dirty(folio))
+		return;
 	folio_lock(folio);
-}
-
-__rust_helper bool rust_helper_folio_test_uptodate(const struct folio *folio)
-{
-	return folio_test_uptodate(folio);
-}
-
-/* Zeroes the whole (locked) folio and marks it uptodate. */
-__rust_helper void rust_helper_folio_zero_and_mark_uptodate(struct folio *folio)
-{
-	folio_zero_range(folio, 0, folio_size(folio));
-	flush_dcache_folio(folio);
-	folio_mark_uptodate(folio);
-}
-
-__rust_helper void *rust_helper_phys_to_virt(phys_addr_t address)
-{
-	return phys_to_virt(address);
+	folio_mark_dirty(folio);
+	if (!folio_test_uptodate(folio)) {
+		folio_zero_range(folio, 0, folio_size(folio));
+		flush_dcache_folio(folio);
+		folio_mark_uptodate(folio);
+	}
+	folio_unlock(folio);
 }
 
 /* What the memfd live update handlers accept: an unlinked shmem file. */
@@ -87,6 +95,23 @@ __rust_helper bool rust_helper_shmem_file_is_unlinked(struct file *file)
 __rust_helper loff_t rust_helper_folio_pos(const struct folio *folio)
 {
 	return folio_pos(folio);
+}
+
+/* A folio's pfn, index and number of pages, in one call (the preserve loop). */
+__rust_helper unsigned long rust_helper_folio_pfn_index_nr(const struct folio *folio,
+							   pgoff_t *index,
+							   unsigned long *nr)
+{
+	*index = folio->index;
+	*nr = folio_nr_pages(folio);
+	return folio_pfn(folio);
+}
+
+/* Pages a shmem file holds: in the page cache, or swapped out. */
+__rust_helper unsigned long rust_helper_shmem_present_pages(struct inode *inode)
+{
+	return READ_ONCE(inode->i_mapping->nrpages) +
+	       READ_ONCE(SHMEM_I(inode)->swapped);
 }
 
 /*
@@ -128,3 +153,5 @@ out:
 	folio_put(folio);
 	return err;
 }
+
+#endif /* CONFIG_LIVEUPDATE_MEMFD */

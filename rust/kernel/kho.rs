@@ -241,6 +241,112 @@ impl Drop for IncomingPage {
     }
 }
 
+/// A physical address that a KHO user's counterpart in the previous kernel wrote *for this
+/// user*: the handle the user was given (e.g. the one LUO passes to a file handler's
+/// `retrieve` and `finish`), or an address read from memory restored through such a handle
+/// ([`HandoverPage`], [`HandoverArray`]).
+///
+/// Unlike an [`IncomingPhys`], it vouches for ownership: whatever KHO preserved where it points
+/// was preserved for the holder. So the holder may restore (and thereby free) that memory in
+/// safe code ([`HandoverPage::restore`], [`IncomingFolio::restore_handover`],
+/// [`HandoverArray::restore`]). Its value is still untrusted input: it may point at nothing
+/// preserved, which those functions refuse, quietly, with `EINVAL`.
+///
+/// It can only be made with [`Handover::new`], which is `unsafe`, or read from memory restored
+/// through one.
+///
+/// # Invariants
+///
+/// Memory that KHO preserved at `self.0` in the previous kernel was preserved for the holder,
+/// and nothing else in this kernel restores it; the addresses the holder's counterpart stored in
+/// that memory have the same property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handover(u64);
+
+impl Handover {
+    /// Vouches for `phys`.
+    ///
+    /// # Safety
+    ///
+    /// `phys` was written by the caller's counterpart in the previous kernel to name memory it
+    /// preserved for the caller (and every address it stored in that memory names memory
+    /// preserved for the caller too), and nothing else in this kernel restores that memory.
+    pub unsafe fn new(phys: u64) -> Self {
+        // INVARIANT: By the caller's guarantee.
+        Self(phys)
+    }
+
+    /// The raw value (for users that do not restore memory with it, and for messages).
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+}
+
+/// A page restored through a [`Handover`]: the holder's own handover data.
+///
+/// Dropping it frees the page.
+pub struct HandoverPage {
+    page: IncomingPage,
+}
+
+impl HandoverPage {
+    /// Claims the preserved page at `h`.
+    ///
+    /// Fails with `EINVAL` if `h` is not a page that KHO preserved (and that was not restored
+    /// yet), or is a folio larger than a page.
+    pub fn restore(h: Handover) -> Result<Self> {
+        // SAFETY: By the invariants of `Handover`, what KHO preserved at `h` was preserved for
+        // the holder and nothing else restores it; `restore` checks, quietly, that a preserved
+        // page is there.
+        let page = unsafe { IncomingPage::restore(IncomingPhys(h.0)) }?;
+        Ok(Self { page })
+    }
+
+    /// The contents of the page.
+    pub fn bytes(&self) -> &[u8; PAGE_SIZE] {
+        self.page.bytes()
+    }
+
+    /// The little-endian 64-bit address stored at byte `offset`; `EINVAL` if it does not fit.
+    pub fn handover_at(&self, offset: usize) -> Result<Handover> {
+        let b = self.bytes().get(offset..offset + 8).ok_or(EINVAL)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        // INVARIANT: An address the holder's counterpart stored in memory restored through a
+        // `Handover` (the page was restored by `HandoverPage::restore`).
+        Ok(Handover(u64::from_le_bytes(a)))
+    }
+
+    /// The vmalloc descriptor stored at byte `offset`; `EINVAL` if it does not fit.
+    pub fn vmalloc_at(&self, offset: usize) -> Result<HandoverVmalloc> {
+        let b = self
+            .bytes()
+            .get(offset..offset + VMALLOC_DESCRIPTOR_SIZE)
+            .ok_or(EINVAL)?;
+        let mut a = [0u8; VMALLOC_DESCRIPTOR_SIZE];
+        a.copy_from_slice(b);
+        // INVARIANT: As for `handover_at`: the descriptor's addresses were stored by the
+        // holder's counterpart in memory restored through a `Handover`.
+        Ok(HandoverVmalloc(VmallocDescriptor::from_bytes(&a)))
+    }
+}
+
+/// A [`VmallocDescriptor`] read from memory restored through a [`Handover`] (see
+/// [`HandoverPage::vmalloc_at`]): the pages it names are the holder's.
+///
+/// # Invariants
+///
+/// As for [`Handover`], for the addresses of the descriptor and of its chunk pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandoverVmalloc(VmallocDescriptor);
+
+impl HandoverVmalloc {
+    /// The descriptor.
+    pub fn descriptor(&self) -> VmallocDescriptor {
+        self.0
+    }
+}
+
 /// Returns the order of the folio KHO preserved at `phys` in the previous kernel, without
 /// restoring it and without warning; `EINVAL` if no preserved range starts there (or it was
 /// already restored).
@@ -289,6 +395,39 @@ impl<F: HeldFolio> PreservedFolio<F> {
         Ok(Self { folio })
     }
 
+    /// Preserves every folio of `held` with one call of KHO (`kho_preserve_folios`: one round
+    /// trip of KHO's lock, where [`PreservedFolio::new`] takes one per folio) and appends them
+    /// to `out`, in order; `held` is left empty. On error none of them is preserved, and
+    /// `held` is emptied (the handles are dropped).
+    ///
+    /// The folios must not be in KHO scratch memory, as for [`PreservedFolio::new`].
+    pub fn preserve_all(held: &mut KVVec<F>, out: &mut KVVec<Self>) -> Result {
+        let n = held.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let nr = u32::try_from(n).map_err(|_| EINVAL)?;
+        let mut raw = KVVec::<*mut bindings::folio>::with_capacity(n, GFP_KERNEL)?;
+        for f in held.iter() {
+            raw.push(f.as_folio(), GFP_KERNEL)?;
+        }
+        // Room for all of them, so that none can be left preserved but not owned.
+        out.reserve(n, GFP_KERNEL)?;
+        // SAFETY: `raw` holds `nr` valid folios, each held in place by its handle in `held`
+        // (`HeldFolio`) for as long as it stays preserved: the handles move into `out` below.
+        let r = to_result(unsafe { bindings::kho_preserve_folios(raw.as_mut_ptr(), nr) });
+        if let Err(e) = r {
+            held.clear();
+            return Err(e);
+        }
+        for folio in held.drain_all() {
+            // INVARIANT: Preserved just now, once, by `kho_preserve_folios`. `out` has room
+            // (reserved above); were it to fail, dropping the value would unpreserve it.
+            let _ = out.push_within_capacity(Self { folio });
+        }
+        Ok(())
+    }
+
     /// The handle of the preserved folio.
     pub fn get(&self) -> &F {
         &self.folio
@@ -328,12 +467,27 @@ impl IncomingFolio {
     /// As for [`IncomingPage::restore`]: the previous kernel preserved the folio at `phys` for
     /// the caller, and nothing else in this kernel uses or restores it.
     pub unsafe fn restore(phys: IncomingPhys) -> Result<Self> {
-        preserved_order(phys)?;
-        // SAFETY: A preserved folio starts at `phys` (checked quietly above, so this does
-        // not warn); by the caller's guarantee it is the caller's to take.
-        let folio = NonNull::new(unsafe { bindings::kho_restore_folio(phys.0) }).ok_or(EINVAL)?;
+        if phys.0 == 0 || phys.0 % PAGE_SIZE as u64 != 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: `kho_try_restore_folio` checks, quietly, that a preserved folio starts at
+        // the (page-aligned) `phys` and returns NULL otherwise, in one lookup (checking with
+        // `kho_preserved_order` first, then restoring, doubled the cost of the `pfn_valid`
+        // lookup); by the caller's guarantee the folio is the caller's to take.
+        let folio =
+            NonNull::new(unsafe { bindings::kho_try_restore_folio(phys.0) }).ok_or(EINVAL)?;
         // INVARIANT: Just restored, with one reference.
         Ok(Self { folio })
+    }
+
+    /// Claims the preserved folio at `h`, the holder's own.
+    ///
+    /// Fails with `EINVAL`, quietly, if no preserved folio starts at `h` (a corrupt address, a
+    /// tail page, or a folio already restored).
+    pub fn restore_handover(h: Handover) -> Result<Self> {
+        // SAFETY: By the invariants of `Handover`, what KHO preserved at `h` was preserved for
+        // the holder, and nothing else restores it.
+        unsafe { Self::restore(IncomingPhys(h.0)) }
     }
 
     /// The order of the folio.
@@ -503,6 +657,117 @@ impl<T: AsBytes + FromBytes> Drop for PreservedArray<T> {
     }
 }
 
+/// A zeroed vmalloc array of `T` being filled, not preserved yet; [`ArrayBuilder::preserve`]
+/// makes it a [`PreservedArray`].
+///
+/// It lets a caller write each element once, as it produces it, into the memory that KHO will
+/// preserve, instead of collecting the elements elsewhere and copying them into a
+/// [`PreservedArray`] afterwards. With a good capacity estimate there is one allocation;
+/// otherwise it grows by doubling.
+///
+/// # Invariants
+///
+/// `ptr` is a `vzalloc` area of `cap` (at least 1) elements of `T`, owned by `self`; the first
+/// `len` elements are written and the rest are zero.
+pub struct ArrayBuilder<T: AsBytes + FromBytes> {
+    ptr: NonNull<T>,
+    len: usize,
+    cap: usize,
+}
+
+// SAFETY: The array is plain memory owned by `self`.
+unsafe impl<T: AsBytes + FromBytes + Send> Send for ArrayBuilder<T> {}
+
+/// Allocates a zeroed vmalloc area of `n` (at least 1) elements of `T`.
+fn vzalloc_array<T>(n: usize) -> Result<NonNull<T>> {
+    let bytes = n.max(1).checked_mul(size_of::<T>()).ok_or(ENOMEM)?.max(1);
+    // SAFETY: `vzalloc_noprof` has no preconditions.
+    let p = NonNull::new(unsafe { bindings::vzalloc_noprof(bytes as c_ulong) }).ok_or(ENOMEM)?;
+    Ok(p.cast::<T>())
+}
+
+impl<T: AsBytes + FromBytes> ArrayBuilder<T> {
+    /// An empty array with room for `cap` elements (at least one) before it has to grow.
+    pub fn with_capacity(cap: usize) -> Result<Self> {
+        let cap = cap.max(1);
+        let ptr = vzalloc_array::<T>(cap)?;
+        // INVARIANT: A fresh zeroed area of `cap` elements, none written.
+        Ok(Self { ptr, len: 0, cap })
+    }
+
+    /// The number of elements written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no element was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Moves the `len` written elements into a new zeroed area of `cap` elements.
+    fn realloc(&mut self, cap: usize) -> Result {
+        let cap = cap.max(self.len).max(1);
+        let p = vzalloc_array::<T>(cap)?;
+        // SAFETY: Both areas hold at least `len` elements and do not overlap; the old one is
+        // owned by `self` and freed right after, the new one is fresh.
+        unsafe {
+            core::ptr::copy_nonoverlapping(self.ptr.as_ptr(), p.as_ptr(), self.len);
+            bindings::vfree(self.ptr.as_ptr().cast());
+        }
+        // INVARIANT: The new area holds the `len` written elements, zeroes after them.
+        self.ptr = p;
+        self.cap = cap;
+        Ok(())
+    }
+
+    /// Appends `v`, growing the area (doubling it) when it is full.
+    pub fn push(&mut self, v: T) -> Result {
+        if self.len == self.cap {
+            self.realloc(self.cap.checked_mul(2).ok_or(ENOMEM)?)?;
+        }
+        // SAFETY: `len < cap`, so the slot is inside the area owned by `self`; it is written,
+        // not read.
+        unsafe { self.ptr.as_ptr().add(self.len).write(v) };
+        // INVARIANT: One more element written.
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The elements written so far.
+    pub fn as_slice(&self) -> &[T] {
+        // SAFETY: The first `len` elements are initialized (type invariant).
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Preserves the array (its first [`ArrayBuilder::len`] elements).
+    ///
+    /// KHO preserves whole pages, so an area more than a page larger than its elements need
+    /// (a capacity estimate that was too high) is first moved to one of the right size.
+    pub fn preserve(mut self) -> Result<PreservedArray<T>> {
+        let need = (self.len.max(1) * size_of::<T>()).div_ceil(PAGE_SIZE);
+        let have = (self.cap * size_of::<T>()).div_ceil(PAGE_SIZE);
+        if have > need + 1 {
+            self.realloc(self.len)?;
+        }
+        let mut desc = VmallocDescriptor::default().to_raw();
+        // SAFETY: `ptr` is a vmalloc area owned by `self`; `desc` is a valid descriptor to fill.
+        to_result(unsafe { bindings::kho_preserve_vmalloc(self.ptr.as_ptr().cast(), &mut desc) })?;
+        let (ptr, len) = (self.ptr, self.len);
+        core::mem::forget(self);
+        // INVARIANT: A vzalloc area of at least `len` elements, preserved just now with `desc`;
+        // ownership moved from the builder, which is forgotten.
+        Ok(PreservedArray { ptr, len, desc })
+    }
+}
+
+impl<T: AsBytes + FromBytes> Drop for ArrayBuilder<T> {
+    fn drop(&mut self) {
+        // SAFETY: The area came from `vzalloc` and is owned by `self` (type invariant).
+        unsafe { bindings::vfree(self.ptr.as_ptr().cast()) };
+    }
+}
+
 /// A preserved vmalloc array of `T` restored in the next kernel (`kho_restore_vmalloc`).
 ///
 /// Dropping it frees it.
@@ -607,5 +872,48 @@ impl<T: FromBytes> Drop for RestoredArray<T> {
     fn drop(&mut self) {
         // SAFETY: The area came from `kho_restore_vmalloc` and is owned by `self`.
         unsafe { bindings::vfree(self.ptr.as_ptr().cast()) };
+    }
+}
+
+/// A preserved vmalloc array restored through a [`HandoverVmalloc`]: the holder's own, so the
+/// page frame numbers stored in it name the holder's memory ([`HandoverArray::pfn_at`]).
+pub struct HandoverArray<T: AsBytes + FromBytes> {
+    array: RestoredArray<T>,
+}
+
+impl<T: AsBytes + FromBytes> HandoverArray<T> {
+    /// Restores the first `len` elements of the array `desc` describes, checked as
+    /// [`RestoredArray::restore`] checks them (`EINVAL` for anything unsound).
+    pub fn restore(desc: HandoverVmalloc, len: usize) -> Result<Self> {
+        // SAFETY: By the invariants of `HandoverVmalloc`, the pages the descriptor names were
+        // preserved for the holder and nothing else restores them.
+        let array = unsafe { RestoredArray::restore(desc.0, len) }?;
+        Ok(Self { array })
+    }
+
+    /// The elements.
+    pub fn as_slice(&self) -> &[T] {
+        self.array.as_slice()
+    }
+
+    /// The page frame number in the low `bits` bits of the `word`-th little-endian 64-bit word
+    /// of element `i`, as the [`Handover`] address of that frame. `None` if the field is 0 (no
+    /// frame) or does not exist (`i`, `word` or `bits` out of range).
+    pub fn pfn_at(&self, i: usize, word: usize, bits: u32) -> Option<Handover> {
+        if bits == 0 || bits > 64 - crate::page::PAGE_SHIFT as u32 {
+            return None;
+        }
+        let e = self.as_slice().get(i)?.as_bytes();
+        let b = e.get(word.checked_mul(8)?..word.checked_mul(8)?.checked_add(8)?)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        let pfn = u64::from_le_bytes(a) & (u64::MAX >> (64 - bits));
+        if pfn == 0 {
+            return None;
+        }
+        // INVARIANT: A frame number stored by the holder's counterpart in memory restored
+        // through a `Handover` (the array was restored by `HandoverArray::restore`); `bits`
+        // leaves room for the shift.
+        Some(Handover(pfn << crate::page::PAGE_SHIFT))
     }
 }

@@ -25,6 +25,8 @@ use crate::{
     sync::aref::ARef, //
 };
 
+pub use crate::kho::Handover;
+
 pub mod registered;
 mod registration;
 
@@ -101,15 +103,17 @@ pub trait FileHandler: Send + Sync + 'static {
     /// Rebuilds the file from the handle `data` in the new kernel. Called at most once per file.
     ///
     /// `data` comes from the previous kernel: it must be validated like any untrusted input.
-    fn retrieve(&self, data: u64) -> Result<ARef<File>>;
+    /// It is a [`Handover`]: what KHO preserved where it points (and where the addresses stored
+    /// there point) was preserved for this handler, so the handler may restore it in safe code.
+    fn retrieve(&self, data: Handover) -> Result<ARef<File>>;
 
     /// Whether the file can be finished now (all files of a session are asked first).
-    fn can_finish(&self, _file: Option<&File>, _data: u64, _status: RetrieveStatus) -> bool {
+    fn can_finish(&self, _file: Option<&File>, _data: Handover, _status: RetrieveStatus) -> bool {
         true
     }
 
     /// Releases what is left of the preserved state once userspace is done with the session.
-    fn finish(&self, file: Option<&File>, data: u64, status: RetrieveStatus);
+    fn finish(&self, file: Option<&File>, data: Handover, status: RetrieveStatus);
 
     /// The key that stops the same object from being preserved twice, system-wide: a second
     /// `PRESERVE_FD` of a file with the same id fails with `EBUSY`. The default is the

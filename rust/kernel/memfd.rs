@@ -62,10 +62,10 @@ pub const MAX_FILE_SIZE: i64 = i64::MAX;
 /// (a 128 KiB buffer).
 ///
 /// A batch bounds the work `memfd_pin_folios` redoes when it has to migrate folios out of
-/// CMA and start over (`-EAGAIN`): it restarts the batch, not the file. It must not be
-/// small: with 64 folios a call, preserving 1 GiB took 2.3 times as long as the C handler's
-/// single call (one measurement under QEMU TCG; in that setup `PRESERVE_FD` migrates no
-/// folio, so the cost is per call, not migration).
+/// CMA (KHO's scratch areas are CMA) and start over (`-EAGAIN`): it unpins and re-pins the
+/// batch, not the file. Those migrations are what makes preserving a large memfd superlinear
+/// (the share of a memfd in CMA grows with its size). A batch must not be small: with 64
+/// folios a call, preserving 1 GiB took 2.3 times as long as the C handler's single call.
 const PIN_BATCH: usize = 16384;
 
 /// An existing memfd: an unlinked shmem file (what `memfd_create(2)` makes; a tmpfs file has a
@@ -135,14 +135,15 @@ impl MemfdLock<'_> {
         unsafe { bindings::i_size_read(self.memfd.inode()) }
     }
 
-    /// The number of pages in the page cache (`nrpages`; swapped-out pages are not counted).
-    pub fn cached_pages(&self) -> usize {
-        // SAFETY: `file` is valid and its mapping never changes. `nrpages` changes under the
-        // mapping's lock; this is a snapshot (as `READ_ONCE`).
-        unsafe {
-            let mapping = (*self.memfd.file.as_ptr()).f_mapping;
-            core::ptr::read_volatile(&raw const (*mapping).nrpages) as usize
-        }
+    /// The number of pages the file holds: those in the page cache (`nrpages`) plus those
+    /// swapped out (`shmem_inode_info::swapped`). Holes are not counted.
+    ///
+    /// Both change under their own locks (a fault can add a page inside the size while the
+    /// inode lock is held); this is a snapshot of each.
+    pub fn present_pages(&self) -> usize {
+        // SAFETY: `file` is a valid shmem file (type invariant of `Memfd`), so its inode is a
+        // shmem inode; the helper only reads two counters (`READ_ONCE`).
+        unsafe { bindings::shmem_present_pages(self.memfd.inode()) as usize }
     }
 
     /// The seals (`F_SEAL_*`).
@@ -160,12 +161,16 @@ impl MemfdLock<'_> {
         unsafe { bindings::shmem_freeze(self.memfd.inode(), frozen) };
     }
 
-    /// Pins every folio that exists in the file, in index order, and hands each to `f`.
+    /// Pins every folio that exists in the file, in index order, and hands each to `f` with
+    /// where it is ([`FolioInfo`]).
     ///
     /// Holes are skipped: no folio is allocated for them (a swapped-out folio is read back).
     /// Each folio is handed over once, even when it spans several pages. The time taken is
     /// linear in the number of folios and independent of the size of the holes.
-    pub fn pin_present_folios(&self, mut f: impl FnMut(PinnedFolio) -> Result) -> Result {
+    pub fn pin_present_folios(
+        &self,
+        mut f: impl FnMut(PinnedFolio, FolioInfo) -> Result,
+    ) -> Result {
         let size = self.size();
         if size <= 0 {
             return Ok(());
@@ -177,38 +182,54 @@ impl MemfdLock<'_> {
         let mapping = unsafe { (*file).f_mapping };
         // SAFETY: `mapping` is valid; only the field address is taken.
         let xa = unsafe { &raw mut (*mapping).i_pages };
+        // A small file needs a small buffer (the allocation is most of the cost of pinning a
+        // one-page memfd).
+        let batch = PIN_BATCH.min(npages);
         let mut raw = KVVec::<*mut bindings::folio>::new();
-        raw.resize(PIN_BATCH, core::ptr::null_mut(), GFP_KERNEL)?;
+        raw.resize(batch, core::ptr::null_mut(), GFP_KERNEL)?;
+        // A file without holes needs no search for them. The search steps through every
+        // entry of the page cache (`page_cache_next_miss`), which with lockdep's RCU checks
+        // cost a seventh of preserving a dense 256 MiB memfd. The frozen mapping cannot lose
+        // pages, so a file that holds at least as many pages as its size has no hole, except
+        // in one corner: the pages of a large folio straddling the end of the file count too,
+        // so up to that many pages of holes elsewhere go unnoticed, and `memfd_pin_folios`
+        // allocates them (as the C handler does for every hole).
+        let dense = self.present_pages() >= npages;
         // First index not handed over yet.
         let mut next = 0usize;
         while next < npages {
-            let mut idx = next as c_ulong;
-            // SAFETY: `xa` is the mapping's valid xarray; `xa_find` takes the RCU read lock
-            // itself. XA_PRESENT (8) matches folios and swap entries.
-            let entry = unsafe { bindings::xa_find(xa, &mut idx, (npages - 1) as c_ulong, 8) };
-            if entry.is_null() {
-                break;
-            }
-            let start = idx as usize;
-            let miss = {
-                let _rcu = crate::sync::rcu::read_lock();
-                // SAFETY: `mapping` is valid; the RCU read lock is held, as required.
-                let m = unsafe {
-                    bindings::page_cache_next_miss(mapping, start as c_ulong, npages - start)
-                };
-                m as usize
-            };
-            // A swap entry counts as a miss: pin that one index, which reads it back.
-            let end = if miss > start {
-                miss.min(npages)
+            let (start, end) = if dense {
+                (next, npages)
             } else {
-                start + 1
+                let mut idx = next as c_ulong;
+                // SAFETY: `xa` is the mapping's valid xarray; `xa_find` takes the RCU read
+                // lock itself. XA_PRESENT (8) matches folios and swap entries.
+                let entry = unsafe { bindings::xa_find(xa, &mut idx, (npages - 1) as c_ulong, 8) };
+                if entry.is_null() {
+                    break;
+                }
+                let start = idx as usize;
+                let miss = {
+                    let _rcu = crate::sync::rcu::read_lock();
+                    // SAFETY: `mapping` is valid; the RCU read lock is held, as required.
+                    let m = unsafe {
+                        bindings::page_cache_next_miss(mapping, start as c_ulong, npages - start)
+                    };
+                    m as usize
+                };
+                // A swap entry counts as a miss: pin that one index, which reads it back.
+                let end = if miss > start {
+                    miss.min(npages)
+                } else {
+                    start + 1
+                };
+                (start, end)
             };
             let mut pos = start;
             while pos < end {
                 let mut offset: c_ulong = 0;
                 let last = ((end << PAGE_SHIFT) as u64 - 1).min(size - 1);
-                // SAFETY: `file` is a shmem file, `raw` has room for `PIN_BATCH` folios and
+                // SAFETY: `file` is a shmem file, `raw` has room for `batch` folios and
                 // `start <= last < size`.
                 let n = unsafe {
                     bindings::memfd_pin_folios(
@@ -216,29 +237,30 @@ impl MemfdLock<'_> {
                         (pos << PAGE_SHIFT) as i64,
                         last as i64,
                         raw.as_mut_ptr(),
-                        PIN_BATCH as u32,
+                        batch as u32,
                         &mut offset,
                     )
                 };
                 let n = usize::try_from(n).map_err(|_| Error::from_errno(n as c_int))?;
-                if n == 0 || n > PIN_BATCH {
+                if n == 0 || n > batch {
                     return Err(EINVAL);
                 }
                 // INVARIANT: `memfd_pin_folios` returned `n` folios, each pinned once; the
                 // batch hands each out or unpins it.
-                let batch = PinnedBatch {
+                let pinned = PinnedBatch {
                     raw: raw.get(..n).ok_or(EINVAL)?,
                     next: 0,
                 };
-                for folio in batch {
-                    let fend = folio.index() + folio.nr_pages();
+                for folio in pinned {
+                    let info = folio.info();
+                    let fend = info.index + info.nr_pages;
                     if fend <= next {
                         // Already handed over (a large folio met again): drop unpins it.
                         continue;
                     }
                     next = fend;
                     pos = pos.max(fend);
-                    f(folio)?;
+                    f(folio, info)?;
                 }
             }
             next = next.max(end);
@@ -299,7 +321,32 @@ unsafe impl Send for PinnedFolio {}
 // SAFETY: Shared references only read the folio's attributes.
 unsafe impl Sync for PinnedFolio {}
 
+/// Where a folio is: its first page frame, its index in its file and its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FolioInfo {
+    /// The page frame number of the folio's first page.
+    pub pfn: u64,
+    /// The index (in pages) of the folio in its file.
+    pub index: usize,
+    /// The number of pages in the folio.
+    pub nr_pages: usize,
+}
+
 impl PinnedFolio {
+    /// The folio's page frame number, index and size, read in one call.
+    pub fn info(&self) -> FolioInfo {
+        let mut index: c_ulong = 0;
+        let mut nr: c_ulong = 0;
+        // SAFETY: The folio is valid (type invariant) and, pinned in a page cache, keeps its
+        // index; the out-pointers are valid locals.
+        let pfn = unsafe { bindings::folio_pfn_index_nr(self.folio.as_ptr(), &mut index, &mut nr) };
+        FolioInfo {
+            pfn: pfn as u64,
+            index: index as usize,
+            nr_pages: nr as usize,
+        }
+    }
+
     /// The page frame number of the folio's first page.
     pub fn pfn(&self) -> u64 {
         // SAFETY: The folio is valid (type invariant).
@@ -320,19 +367,15 @@ impl PinnedFolio {
 
     /// Makes the folio safe to hand over: marks it dirty (so the next kernel never reclaims
     /// it as clean) and, if it was never written (fallocated), zeroes it and marks it
-    /// uptodate. This is what upstream's memfd handler does to every folio.
+    /// uptodate. This is what upstream's memfd handler does to every folio, except that a
+    /// folio already dirty and uptodate is left alone without taking its lock: a pinned folio
+    /// is never written back or reclaimed (which would clean it), and a shmem folio never
+    /// loses `PG_uptodate`.
     pub fn prepare_for_handover(&self) {
-        let f = self.folio.as_ptr();
-        // SAFETY: The folio is valid and pinned; locking it may sleep, which is allowed here
-        // (the callers run in process context). It is unlocked before returning.
-        unsafe {
-            bindings::folio_lock(f);
-            bindings::folio_mark_dirty(f);
-            if !bindings::folio_test_uptodate(f) {
-                bindings::folio_zero_and_mark_uptodate(f);
-            }
-            bindings::folio_unlock(f);
-        }
+        // SAFETY: The folio is valid and pinned, in a shmem mapping (`PinnedFolio`s are only
+        // made by `MemfdLock::pin_present_folios`); the helper may take the folio lock, which
+        // may sleep, which is allowed here (the callers run in process context).
+        unsafe { bindings::folio_prepare_for_handover(self.folio.as_ptr()) };
     }
 }
 
@@ -356,10 +399,12 @@ impl Drop for PinnedFolio {
 /// # Invariants
 ///
 /// `file` is a memfd created by `memfd_alloc_file`; `added` pages were inserted into its page
-/// cache by [`NewMemfd::insert_folio`] and not yet accounted with `shmem_recalc_inode`.
+/// cache by [`NewMemfd::insert_folio`] and not yet accounted with `shmem_recalc_inode`; `size`
+/// is its `i_size`.
 pub struct NewMemfd {
     file: Option<ARef<File>>,
     added: c_long,
+    size: i64,
 }
 
 impl NewMemfd {
@@ -377,6 +422,7 @@ impl NewMemfd {
         Ok(Self {
             file: Some(file),
             added: 0,
+            size: 0,
         })
     }
 
@@ -392,13 +438,16 @@ impl NewMemfd {
     }
 
     /// Adds seals (`F_SEAL_*`), as `fcntl(F_ADD_SEALS)` would.
-    pub fn add_seals(&self, seals: u32) -> Result {
+    ///
+    /// Like [`NewMemfd::set_pos`] and [`NewMemfd::set_size`], it takes `&mut self`: it changes
+    /// the file, which only the builder's owner may do before [`NewMemfd::into_file`].
+    pub fn add_seals(&mut self, seals: u32) -> Result {
         // SAFETY: `file` is a valid memfd.
         to_result(unsafe { bindings::memfd_add_seals(self.raw(), seals) })
     }
 
     /// Sets the file position; `EINVAL` if it is negative.
-    pub fn set_pos(&self, pos: i64) -> Result {
+    pub fn set_pos(&mut self, pos: i64) -> Result {
         // SAFETY: `file` is valid and not yet visible to anyone else.
         let r = unsafe { bindings::vfs_setpos(self.raw(), pos, MAX_FILE_SIZE) };
         if r < 0 {
@@ -408,20 +457,21 @@ impl NewMemfd {
     }
 
     /// Sets the size; `EINVAL` if it is negative.
-    pub fn set_size(&self, size: i64) -> Result {
+    pub fn set_size(&mut self, size: i64) -> Result {
         if size < 0 {
             return Err(EINVAL);
         }
         // SAFETY: The inode is valid; nobody else can see the file yet, so no lock is needed
         // to serialize size updates.
         unsafe { bindings::i_size_write(self.inode(), size) };
+        // INVARIANT: The size just written.
+        self.size = size;
         Ok(())
     }
 
     /// The file size in bytes.
     pub fn size(&self) -> i64 {
-        // SAFETY: The inode is valid.
-        unsafe { bindings::i_size_read(self.inode()) }
+        self.size
     }
 
     /// Inserts `folio` into the page cache at page `index`, charged to the current task's

@@ -24,6 +24,7 @@
 
 use super::{
     FileHandler,
+    Handover,
     RetrieveStatus,
     COMPAT_LEN, //
 };
@@ -321,6 +322,16 @@ impl<T: FileHandler> Descriptor<T> {
         }
     }
 
+    /// The handle of an incoming file, vouched for as the handler's own.
+    fn handover(a: &bindings::liveupdate_file_op_args) -> Handover {
+        // SAFETY: In the new kernel, LUO (C or Rust) passes `retrieve`, `can_finish` and
+        // `finish` the `serialized_data` that the previous kernel's handler with the same
+        // compatible string (this handler's counterpart) returned from `preserve` or `freeze`
+        // for this file; LUO itself restores none of the memory it names, and no other handler
+        // is given it.
+        unsafe { Handover::new(a.serialized_data) }
+    }
+
     /// # Safety
     ///
     /// As for [`Self::args`].
@@ -330,7 +341,7 @@ impl<T: FileHandler> Descriptor<T> {
         let Some(h) = desc.handler() else {
             return ENODEV.to_errno();
         };
-        match h.retrieve(a.serialized_data) {
+        match h.retrieve(Self::handover(a)) {
             Ok(file) => {
                 a.file = ARef::into_raw(file).as_ptr().cast();
                 0
@@ -348,7 +359,7 @@ impl<T: FileHandler> Descriptor<T> {
         desc.handler().is_none_or(|h| {
             h.can_finish(
                 file,
-                a.serialized_data,
+                Self::handover(a),
                 RetrieveStatus::from_c(a.retrieve_status),
             )
         })
@@ -363,7 +374,7 @@ impl<T: FileHandler> Descriptor<T> {
         if let Some(h) = desc.handler() {
             h.finish(
                 file,
-                a.serialized_data,
+                Self::handover(a),
                 RetrieveStatus::from_c(a.retrieve_status),
             );
         }

@@ -9,8 +9,11 @@
  * (1 MiB every 256 MiB) instead. Output:
  *   BENCH memfd_preserve mib=<N> ns=<nanoseconds>
  *   BENCH memfd_retrieve mib=<N> ns=<nanoseconds>
- * and the MiB/s of each, and the pages migrated during PRESERVE_FD
- * (pgmigrate_success: folios moved out of CMA, i.e. KHO scratch, to be pinned).
+ * and the MiB/s of each, and what PRESERVE_FD moved out of CMA (KHO's scratch
+ * areas are CMA, and a folio there must be migrated before it can be pinned
+ * and preserved): the change of CmaFree in /proc/meminfo, in KiB, and of
+ * pgmigrate_success in /proc/vmstat (-1: the kernel has no
+ * CONFIG_VM_EVENT_COUNTERS, so /proc/vmstat has no such line).
  */
 
 #include <errno.h>
@@ -58,6 +61,22 @@ static long long vmstat(const char *key)
 	return r;
 }
 
+/* A field of /proc/meminfo in KiB (-1 if absent). */
+static long long meminfo_kib(const char *key)
+{
+	char line[256], name[128];
+	long long v, r = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%127[^:]: %lld", name, &v) == 2 && !strcmp(name, key))
+			r = v;
+	fclose(f);
+	return r;
+}
+
 static long long now_ns(void)
 {
 	struct timespec ts;
@@ -83,7 +102,7 @@ static void stage1(int luo_fd)
 	unsigned long long size = sparse ? 16ULL << 30 : (unsigned long long)mib << 20;
 	unsigned long long stride = sparse ? 256ULL << 20 : 1ULL << 20, off;
 	static char buf[1 << 20];
-	long long t, m;
+	long long t, m, cma0, cma1, cma2;
 	int sfd, mfd, ret;
 
 	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
@@ -91,19 +110,23 @@ static void stage1(int luo_fd)
 	mfd = memfd_create("bench", 0);
 	if (sfd < 0 || mfd < 0 || ftruncate(mfd, size))
 		fail_exit("setup");
+	cma0 = meminfo_kib("CmaFree");
 	memset(buf, 0x5a, sizeof(buf));
 	for (off = 0; off < size && off / stride < (unsigned long long)mib; off += stride)
 		if (pwrite(mfd, buf, sizeof(buf), off) != sizeof(buf))
 			fail_exit("pwrite");
 	m = vmstat("pgmigrate_success");
+	cma1 = meminfo_kib("CmaFree");
 	t = now_ns();
 	ret = luo_session_preserve_fd(sfd, mfd, 1);
 	t = now_ns() - t;
-	m = vmstat("pgmigrate_success") - m;
+	cma2 = meminfo_kib("CmaFree");
+	m = m < 0 ? -1 : vmstat("pgmigrate_success") - m;
 	if (ret)
 		fail_exit("PRESERVE_FD: %s", strerror(-ret));
 	report(sparse ? "memfd_preserve_sparse16g" : "memfd_preserve", mib, t);
-	printf("BENCH memfd_preserve_migrated pages=%lld\n", m);
+	printf("BENCH memfd_preserve_migrated pages=%lld cma_free_kib=%lld,%lld,%lld (before writing, before PRESERVE_FD, after)\n",
+	       m, cma0, cma1, cma2);
 	fflush(stdout);
 	close(mfd);
 	close(luo_fd);
