@@ -461,8 +461,17 @@ impl Daemon {
             .create(MANIFEST_SESSION.as_bytes())
             .map_err(|e| luo_err(&e, "creating the manifest session"))?;
         session.preserve_fd(f.as_fd(), 0).map_err(|e| luo_err(&e, "preserving the manifest"))?;
-        if let Keeper::Holder(h) = &self.keeper {
-            let _ = h.put(&key(b'm', MANIFEST_SESSION.as_bytes()), &[], Some(session.as_fd()));
+        // Kept like the sessions: a luod restarted between the kernel load
+        // and the kexec must not lose it.
+        let kept = match &self.keeper {
+            Keeper::Holder(h) => h.put(&key(b'm', MANIFEST_SESSION.as_bytes()), &[], Some(session.as_fd())),
+            Keeper::FdStore => {
+                notify::notify(&format!("FDSTORE=1\nFDNAME={MANIFEST_SESSION}"), &[session.as_fd()]).map(drop)
+            }
+            Keeper::Nothing => Ok(()),
+        };
+        if let Err(e) = kept {
+            log(&format!("warning: cannot keep the manifest for a restart: {e}"));
         }
         self.manifest = Some(session);
         Ok(())
@@ -533,12 +542,21 @@ impl Daemon {
         }
     }
 
-    /// Sessions from systemd's fd store: name from the kernel (GET_NAME),
-    /// direction probed, owner unknown (the policy decides).
-    fn recover_fdstore(&mut self, fds: Vec<OwnedFd>) {
-        for fd in fds {
+    /// Sessions from systemd's fd store: name from the kernel (GET_NAME;
+    /// the `FDNAME` systemd passed back in `LISTEN_FDNAMES` when the kernel
+    /// gives none, as for `--fake-device`), direction probed, owner and
+    /// files unknown (the policy decides).
+    fn recover_fdstore(&mut self, fds: Vec<(OwnedFd, String)>) {
+        for (fd, fdname) in fds {
             let session = SessFd::from_fd(fd, self.cfg.fake_device);
-            let Some(name) = session.name_bytes() else { continue };
+            let name = session.name_bytes().or_else(|| {
+                let n = fdname.into_bytes();
+                (notify::valid_fdname(&n) && n.len() <= liveupdate::MAX_NAME_LEN).then_some(n)
+            });
+            let Some(name) = name else {
+                log("dropping an fd from the fd store: no session name");
+                continue;
+            };
             if name == MANIFEST_SESSION.as_bytes() {
                 self.manifest = Some(session);
                 continue;
@@ -621,14 +639,14 @@ pub fn run(cfg: Config, activated: Vec<(OwnedFd, String)>) -> io::Result<()> {
     // fds from the fd store.
     let mut listener = None;
     let mut stored = Vec::new();
-    for (fd, _name) in activated {
+    for (fd, name) in activated {
         let is_sock = rustix::fs::fstat(&fd)
             .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket)
             .unwrap_or(false);
         if is_sock && listener.is_none() {
             listener = Some(fd);
         } else {
-            stored.push(fd);
+            stored.push((fd, name));
         }
     }
     let mut d = Daemon::new(cfg);
