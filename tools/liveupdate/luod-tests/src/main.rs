@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 //! In-VM tests of luod: authorization between two uids, a policy grant,
-//! a kill -9 and restart, a malformed-request fuzz, 1,000 sessions, and a
-//! kexec with the data verified byte for byte in the next kernel.
+//! a kill -9 and restart (through the holder, and through systemd's fd
+//! store with the test playing systemd), a malformed-request fuzz, 1,000
+//! sessions, and a kexec with the data verified byte for byte in the next
+//! kernel.
 //!
 //! Usage: `luod-tests [-s STAGE] [--list]`
 //!
@@ -672,6 +674,324 @@ fn stage2_nothing_left(_: &mut Ctx) -> R {
 }
 
 // ---------------------------------------------------------------------------
+// systemd's part of the restart-safety protocol, played by the test.
+
+/// What systemd keeps for a `Type=notify` service with
+/// `FileDescriptorStoreMax=`: the notify socket and the fd store.
+struct Systemd {
+    /// `NOTIFY_SOCKET`: a `SOCK_DGRAM` socket bound to `path`.
+    notify: OwnedFd,
+    path: String,
+    /// The fd store, in the order the fds came: (FDNAME, fd).
+    store: Vec<(String, OwnedFd)>,
+    /// `READY=1` messages seen.
+    ready: u32,
+    /// Every `FDSTOREREMOVE=1` name seen.
+    removed: Vec<String>,
+}
+
+/// Do `a` and `b` refer to the same open file? `kcmp(KCMP_FILE)` as
+/// systemd's `same_fd()`; without kcmp, the same inode under the same name.
+fn same_file(a: &OwnedFd, b: &OwnedFd, same_name: bool) -> bool {
+    use std::os::fd::AsRawFd;
+    let pid = std::process::id() as libc::pid_t;
+    // SAFETY: kcmp only compares two of our fds.
+    let r = unsafe {
+        libc::syscall(libc::SYS_kcmp, pid, pid, 0 /* KCMP_FILE */, a.as_raw_fd(), b.as_raw_fd())
+    };
+    if r >= 0 {
+        return r == 0;
+    }
+    let (Ok(x), Ok(y)) = (rustix::fs::fstat(a), rustix::fs::fstat(b)) else { return false };
+    same_name && x.st_dev == y.st_dev && x.st_ino == y.st_ino
+}
+
+impl Systemd {
+    fn new(path: String) -> Result<Self, String> {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType};
+        let _ = std::fs::remove_file(&path);
+        let notify = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )
+        .map_err(s)?;
+        rustix::net::bind(&notify, &rustix::net::SocketAddrUnix::new(path.as_str()).map_err(s)?)
+            .map_err(|e| format!("binding {path}: {e}"))?;
+        Ok(Self { notify, path, store: Vec::new(), ready: 0, removed: Vec::new() })
+    }
+
+    /// Take every queued notification, as systemd's `service_notify_message()`:
+    /// `FDSTORE=1` keeps the attached fds under `FDNAME` (default "stored";
+    /// an fd already in the store is not added twice), `FDSTOREREMOVE=1`
+    /// closes every stored fd named `FDNAME`, other fds are closed.
+    fn drain(&mut self) -> R {
+        loop {
+            let p = match luod::fdpass::recv(&self.notify, 4096) {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(format!("notify socket: {e}")),
+            };
+            ensure!(!p.truncated && !p.fds_truncated, "truncated notification");
+            let text = String::from_utf8(p.data).map_err(|_| "notification is not UTF-8".to_string())?;
+            let lines: Vec<&str> = text.split('\n').filter(|l| !l.is_empty()).collect();
+            let name = lines.iter().find_map(|l| l.strip_prefix("FDNAME=")).unwrap_or("stored").to_string();
+            if lines.contains(&"READY=1") {
+                self.ready += 1;
+            }
+            if lines.contains(&"FDSTOREREMOVE=1") {
+                self.store.retain(|(n, _)| *n != name);
+                self.removed.push(name.clone());
+            }
+            if lines.contains(&"FDSTORE=1") {
+                ensure!(luod::notify::valid_fdname(name.as_bytes()), "invalid FDNAME {name:?}");
+                for fd in p.fds {
+                    if !self.store.iter().any(|(n, f)| same_file(f, &fd, *n == name)) {
+                        self.store.push((name.clone(), fd));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Wait for the `n`th `READY=1`, collecting everything else on the way.
+    fn wait_ready(&mut self, n: u32, luod: &Proc) -> R {
+        let t = Instant::now();
+        loop {
+            self.drain()?;
+            if self.ready >= n {
+                return Ok(());
+            }
+            ensure!(luod.alive(), "luod exited before READY=1; see its messages above");
+            ensure!(t.elapsed() < Duration::from_secs(20), "no READY=1 from luod within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.store.iter().map(|(n, _)| n.as_str()).collect()
+    }
+}
+
+/// A luod started the way systemd starts a service.
+struct Proc(libc::pid_t);
+
+impl Proc {
+    fn alive(&self) -> bool {
+        let mut st = 0;
+        // SAFETY: polling our own child.
+        unsafe { libc::waitpid(self.0, &mut st, libc::WNOHANG) == 0 }
+    }
+
+    fn kill(self, sig: i32) {
+        let mut st = 0;
+        // SAFETY: signalling and reaping our own child.
+        unsafe {
+            libc::kill(self.0, sig);
+            libc::waitpid(self.0, &mut st, 0);
+        }
+    }
+}
+
+/// Start luod as systemd starts `luod.service` with `luod.socket`: the
+/// listening socket (`FileDescriptorName=luod.sock`) at fd 3, then the fd
+/// store in order, `LISTEN_FDS`, `LISTEN_FDNAMES`, `LISTEN_PID` (the
+/// child's own pid, written after the fork) and `NOTIFY_SOCKET`.
+fn spawn_activated(sock: &str, listener: &OwnedFd, sd: &Systemd) -> Result<Proc, String> {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |b: &[u8]| CString::new(b).map_err(s);
+    let p = paths();
+    let prog = c(luod_path()?.as_os_str().as_bytes())?;
+    let mut args = vec!["luod", "--socket", sock, "--policy", &p.policy];
+    if p.host {
+        args.push("--fake-device");
+    }
+    let argv: Vec<CString> = args.iter().map(|a| c(a.as_bytes())).collect::<Result<_, _>>()?;
+    let mut src: Vec<i32> = vec![listener.as_raw_fd()];
+    let mut names = vec!["luod.sock"];
+    for (n, fd) in &sd.store {
+        src.push(fd.as_raw_fd());
+        names.push(n);
+    }
+    let mut envp: Vec<CString> = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let k = k.as_bytes();
+        if !k.starts_with(b"LISTEN_") && k != b"NOTIFY_SOCKET" {
+            envp.push(c(&[k, b"=", v.as_bytes()].concat())?);
+        }
+    }
+    envp.push(c(format!("NOTIFY_SOCKET={}", sd.path).as_bytes())?);
+    envp.push(c(format!("LISTEN_FDS={}", src.len()).as_bytes())?);
+    envp.push(c(format!("LISTEN_FDNAMES={}", names.join(":")).as_bytes())?);
+    // Filled in by the child (no allocation after fork).
+    let mut pidbuf = *b"LISTEN_PID=\0\0\0\0\0\0\0\0\0\0\0\0";
+    let pid_at: *mut u8 = pidbuf.as_mut_ptr();
+    let mut high = vec![0i32; src.len()];
+    let argv_p: Vec<*const libc::c_char> =
+        argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_p.push(pid_at.cast_const().cast());
+    envp_p.push(std::ptr::null());
+    let _ = std::io::stdout().flush();
+    // SAFETY: single-threaded test program; the child only makes system
+    // calls on memory prepared before the fork, then execs or _exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: as above; the fds are ours, the buffers outlive execve.
+        unsafe {
+            // Out of the way of 3.. first, then into place (dup2 clears
+            // close-on-exec on the new fd, the originals are close-on-exec).
+            for (h, &fd) in high.iter_mut().zip(&src) {
+                *h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100);
+                if *h < 0 {
+                    libc::_exit(126);
+                }
+            }
+            for (i, &h) in high.iter().enumerate() {
+                if libc::dup2(h, 3 + i as i32) < 0 {
+                    libc::_exit(126);
+                }
+            }
+            let mut n = libc::getpid() as u32;
+            let mut digits = [0u8; 10];
+            let mut k = 0;
+            loop {
+                digits[k] = b'0' + (n % 10) as u8;
+                k += 1;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            for i in 0..k {
+                *pid_at.add(11 + i) = digits[k - 1 - i];
+            }
+            *pid_at.add(11 + k) = 0;
+            libc::execve(prog.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    Ok(Proc(pid))
+}
+
+fn connect_to(sock: &str) -> Result<Client, String> {
+    Client::connect(sock).map_err(|e| format!("connecting to {sock}: {e}"))
+}
+
+/// luod under (a stand-in for) systemd: its sessions go to the fd store,
+/// luod is killed with SIGKILL, and a new luod gets them back through
+/// socket activation and finds them alive.
+fn fdstore_restart(c: &mut Ctx) -> R {
+    // The suite's luod owns /dev/liveupdate (one opener at a time): it
+    // steps aside, its holder keeps the suite's sessions meanwhile.
+    let before = connect()?.list().map_err(s)?;
+    kill_luod(c)?;
+    let sock = format!("{}-fdstore", paths().sock);
+    let mut sd = Systemd::new(format!("{}-notify", paths().sock))?;
+    let result = fdstore_restart_steps(&sock, &mut sd);
+    drop(sd.store.drain(..));
+    let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(&sd.path);
+    start_luod(c)?;
+    result?;
+    let after = connect()?.list().map_err(s)?;
+    ensure!(before == after, "the suite's sessions changed: {before:?} -> {after:?}");
+    Ok(())
+}
+
+fn fdstore_restart_steps(sock: &str, sd: &mut Systemd) -> R {
+    // luod.socket: the listening socket, made once and passed to every luod.
+    let _ = std::fs::remove_file(sock);
+    let listener = luod::fdpass::seqpacket().map_err(s)?;
+    rustix::net::bind(&listener, &rustix::net::SocketAddrUnix::new(sock).map_err(s)?).map_err(s)?;
+    rustix::net::listen(&listener, 16).map_err(s)?;
+    std::fs::set_permissions(sock, std::os::unix::fs::PermissionsExt::from_mode(0o666)).map_err(s)?;
+
+    let luod1 = spawn_activated(sock, &listener, sd)?;
+    let r = (|| -> R {
+        sd.wait_ready(1, &luod1)?;
+        ensure!(sd.store.is_empty(), "fd store before any session: {:?}", sd.names());
+        let sock2 = sock.to_string();
+        as_uid(UID_A, move || {
+            let cl = connect_to(&sock2)?;
+            cl.create("fds-vm").map_err(s)?;
+            cl.preserve("fds-vm", 1, memfd(&pattern(4096, 21))?).map_err(s)?;
+            let l = cl.list().map_err(s)?;
+            ensure!(
+                l.len() == 1 && l[0].state == State::Outgoing && l[0].owner == Some(UID_A) && l[0].files == 1,
+                "uid {UID_A} lists {l:?}"
+            );
+            Ok(())
+        })?;
+        let cl = connect_to(sock)?;
+        cl.create("fds-gone").map_err(s)?;
+        cl.close("fds-gone").map_err(s)?;
+        // Not a valid FDNAME: luod cannot store it (and says so).
+        cl.create("fds:colon").map_err(s)?;
+        sd.drain()?;
+        ensure!(sd.names() == ["fds-vm"], "fd store holds {:?}, expected [\"fds-vm\"]", sd.names());
+        ensure!(sd.removed == ["fds-gone"], "FDSTOREREMOVE for {:?}, expected [\"fds-gone\"]", sd.removed);
+        Ok(())
+    })();
+    luod1.kill(libc::SIGKILL);
+    r?;
+
+    let luod2 = spawn_activated(sock, &listener, sd)?;
+    let r = (|| -> R {
+        sd.wait_ready(2, &luod2)?;
+        let cl = connect_to(sock)?;
+        let l = cl.list().map_err(s)?;
+        // The owner and the file count are not in the fd store: unknown.
+        ensure!(
+            l.len() == 1 && l[0].name == b"fds-vm" && l[0].state == State::Outgoing && l[0].owner.is_none(),
+            "after the restart root lists {l:?}, expected fds-vm outgoing with no owner"
+        );
+        let st = cl.status().map_err(s)?;
+        ensure!(st.device_ok && st.outgoing.sessions == 1, "status after the restart: {st:?}");
+        // Owner unknown: the policy decides, and it grants uid A nothing.
+        let sock2 = sock.to_string();
+        as_uid(UID_A, move || {
+            let cl = connect_to(&sock2)?;
+            let l = names(&cl.list().map_err(s)?);
+            ensure!(l.is_empty(), "uid {UID_A} sees {l:?} after the restart");
+            refused(cl.preserve("fds-vm", 2, memfd(b"x")?), libc::EPERM, "uid A into fds-vm")
+        })?;
+        if !paths().host {
+            // The kernel session still holds token 1 from before the restart.
+            match cl.preserve("fds-vm", 1, memfd(b"again")?) {
+                Err(ClientError::Refused(e)) => println!("# fdstore_restart: token 1 again refused: {e}"),
+                Err(e) => return Err(format!("preserve token 1 again: {e}")),
+                Ok(()) => {
+                    return Err("token 1 preserved twice: not the session from before the restart".into())
+                }
+            }
+        }
+        // The session is alive through the new luod.
+        cl.preserve("fds-vm", 2, memfd(&pattern(1000, 22))?).map_err(s)?;
+        let l = cl.list().map_err(s)?;
+        ensure!(l.len() == 1 && l[0].files == 1 && l[0].bytes == 1000, "after a preserve: {l:?}");
+        sd.drain()?;
+        ensure!(sd.names() == ["fds-vm"], "fd store after the preserve: {:?}", sd.names());
+        cl.close("fds-vm").map_err(s)?;
+        ensure!(cl.list().map_err(s)?.is_empty(), "sessions left after the close");
+        sd.drain()?;
+        ensure!(sd.store.is_empty(), "fd store after the close: {:?}", sd.names());
+        ensure!(sd.removed == ["fds-gone", "fds-vm"], "FDSTOREREMOVE for {:?}", sd.removed);
+        Ok(())
+    })();
+    // Stopped as systemd stops a service: SIGTERM.
+    luod2.kill(libc::SIGTERM);
+    r
+}
+
+// ---------------------------------------------------------------------------
 
 type Case = (&'static str, fn(&mut Ctx) -> R);
 
@@ -688,6 +1008,7 @@ const SINGLE: &[Case] = &[
     ("thousand_sessions", thousand_sessions),
     ("kexec_refusals", kexec_refusals),
     ("holder_squat_refused", holder_squat_refused),
+    ("fdstore_restart", fdstore_restart),
 ];
 
 const STAGE1: &[Case] = &[
