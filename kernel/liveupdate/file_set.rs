@@ -10,7 +10,6 @@
 use crate::{
     abi::{
         file_ser,
-        put_str,
         put_u64,
         COMPAT_LEN, //
     },
@@ -181,10 +180,12 @@ impl FileSet {
     fn write_entries(&mut self) -> Result<u64> {
         let mut w = self.blocks.writer(self.files.len())?;
         for f in self.files.iter() {
-            let e = w.next_entry().ok_or(ENOSPC)?;
-            put_str(&mut e[..COMPAT_LEN], f.handler.ops.compatible().to_bytes());
-            put_u64(e, file_ser::DATA, f.data);
-            put_u64(e, file_ser::TOKEN, f.token);
+            // Built whole and copied at once: fixed sizes, so no string or memset work per file.
+            let mut e = [0u8; FILE_SER_SIZE];
+            e[..COMPAT_LEN].copy_from_slice(&f.handler.compat);
+            put_u64(&mut e, file_ser::DATA, f.data);
+            put_u64(&mut e, file_ser::TOKEN, f.token);
+            w.put_entry(&e).ok_or(ENOSPC)?;
         }
         Ok(w.head())
     }
