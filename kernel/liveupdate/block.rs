@@ -322,13 +322,8 @@ mod tests {
         assert_eq!(set.len(), 1);
         set.shrink(0);
         assert_eq!(set.len(), 0);
-        Ok(())
-    }
 
-    #[test]
-    fn put_entry_writes_whole_entries_across_blocks() -> Result {
-        let per = per_block(64);
-        let mut set = BlockSet::new(64);
+        // Whole entries (`put_entry`), across two blocks.
         set.grow(per + 1)?;
         let mut w = set.writer(per + 1)?;
         assert!(w.put_entry(&[1u8; 32]).is_none());
