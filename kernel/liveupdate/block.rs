@@ -126,16 +126,27 @@ impl BlockSet {
             set: self,
             total,
             written: 0,
+            block: 0,
+            slot: 0,
+            per,
         })
     }
 }
 
 /// Writes the entries of a chain, in order. See [`BlockSet::writer`].
+///
+/// # Invariants
+///
+/// The next entry is entry `slot` of block `block`, i.e. `written == block * per + slot`, and
+/// `slot < per` (`per` is `per_block(set.entry_size)`).
 pub(crate) struct BlockWriter<'a> {
     set: &'a mut BlockSet,
     head: u64,
     total: usize,
     written: usize,
+    block: usize,
+    slot: usize,
+    per: usize,
 }
 
 impl BlockWriter<'_> {
@@ -144,24 +155,45 @@ impl BlockWriter<'_> {
         self.head
     }
 
-    /// The next entry to fill, zeroed; `None` once `total` entries were handed out.
-    pub(crate) fn next_entry(&mut self) -> Option<&mut [u8]> {
+    /// The next entry's bytes, as they are; `None` once `total` entries were handed out.
+    fn next_raw(&mut self) -> Option<&mut [u8]> {
         if self.written >= self.total {
             return None;
         }
         let es = self.set.entry_size;
-        let per = per_block(es);
-        let (b, j) = (self.written / per, self.written % per);
+        let (b, j) = (self.block, self.slot);
         self.written += 1;
+        // INVARIANT: Moves to the next entry, the first of the next block after the last.
+        self.slot += 1;
+        if self.slot == self.per {
+            self.slot = 0;
+            self.block += 1;
+        }
         let off = HEADER_SIZE + j * es;
-        let e = self
-            .set
+        self.set
             .blocks
             .get_mut(b)?
             .bytes_mut()
-            .get_mut(off..off + es)?;
+            .get_mut(off..off + es)
+    }
+
+    /// The next entry to fill, zeroed; `None` once `total` entries were handed out.
+    pub(crate) fn next_entry(&mut self) -> Option<&mut [u8]> {
+        let e = self.next_raw()?;
         e.fill(0);
         Some(e)
+    }
+
+    /// Writes `entry` as the next entry; `None` once `total` entries were written, or if `N`
+    /// is not the entry size. A whole entry of a size known at compile time: no memset, and a
+    /// fixed-size copy.
+    pub(crate) fn put_entry<const N: usize>(&mut self, entry: &[u8; N]) -> Option<()> {
+        if N != self.set.entry_size {
+            return None;
+        }
+        let e: &mut [u8; N] = self.next_raw()?.try_into().ok()?;
+        *e = *entry;
+        Some(())
     }
 }
 
@@ -290,6 +322,21 @@ mod tests {
         assert_eq!(set.len(), 1);
         set.shrink(0);
         assert_eq!(set.len(), 0);
+
+        // Whole entries (`put_entry`), across two blocks.
+        set.grow(per + 1)?;
+        let mut w = set.writer(per + 1)?;
+        assert!(w.put_entry(&[1u8; 32]).is_none());
+        for i in 0..=per {
+            assert!(w.put_entry(&[i as u8; 64]).is_some());
+        }
+        assert!(w.put_entry(&[0u8; 64]).is_none());
+        let b0 = set.blocks[0].bytes();
+        assert_eq!(b0[HEADER_SIZE], 0);
+        assert_eq!(b0[HEADER_SIZE + 64 * (per - 1) + 63], (per - 1) as u8);
+        let b1 = set.blocks[1].bytes();
+        assert_eq!(get_u64(b1, 8), 1);
+        assert_eq!(b1[HEADER_SIZE..HEADER_SIZE + 64], [per as u8; 64]);
         Ok(())
     }
 

@@ -2,13 +2,14 @@
 
 //! The files of one session.
 //!
-//! Files are kept in preservation order (the order of the handover), with an index by token
-//! so that PRESERVE_FD's duplicate check and RETRIEVE_FD are O(log n).
+//! Files are kept in preservation order (the order of the handover) in a vector, with an index
+//! by token so that PRESERVE_FD's duplicate check and RETRIEVE_FD are O(log n). Files leave a
+//! set only all together (closing an outgoing session, finishing an incoming one), so the
+//! vector never has holes.
 
 use crate::{
     abi::{
         file_ser,
-        put_str,
         put_u64,
         COMPAT_LEN, //
     },
@@ -108,31 +109,34 @@ impl Drop for Claim<'_> {
 }
 
 /// The files of a session. Protected by the session's mutex.
+///
+/// # Invariants
+///
+/// `tokens` maps the token of every file of `files` to its index in `files`, and has no other
+/// entry.
 pub(crate) struct FileSet {
-    /// Files by preservation sequence number, i.e. in preservation order.
-    files: RBTree<u64, LuoFile>,
-    /// Sequence number of the file with each token.
-    tokens: RBTree<u64, u64>,
-    next_seq: u64,
-    count: usize,
+    /// Files in preservation order. Grown by doubling, so a PRESERVE_FD allocates for it only
+    /// now and then.
+    files: KVVec<LuoFile>,
+    /// Index in `files` of the file with each token.
+    tokens: RBTree<u64, usize>,
     /// Handover pages reserved for the outgoing entries.
     pub(crate) blocks: BlockSet,
 }
 
 impl FileSet {
     pub(crate) fn new() -> Self {
+        // INVARIANT: Both are empty.
         Self {
-            files: RBTree::new(),
+            files: KVVec::new(),
             tokens: RBTree::new(),
-            next_seq: 0,
-            count: 0,
             blocks: BlockSet::new(FILE_SER_SIZE),
         }
     }
 
     /// Number of files.
     pub(crate) fn len(&self) -> usize {
-        self.count
+        self.files.len()
     }
 
     /// Reboot path: freezes every file in preservation order and writes the file entries
@@ -142,7 +146,7 @@ impl FileSet {
     pub(crate) fn freeze(&mut self) -> Result<(u64, u64)> {
         let mut frozen = 0;
         let mut res = Ok(());
-        for f in self.files.values_mut() {
+        for f in self.files.iter_mut() {
             if let (Some(file), Some(state)) = (&f.file, &mut f.state) {
                 if let Err(e) = f.handler.ops.freeze(file, &mut f.data, state) {
                     pr_warn!(
@@ -161,7 +165,7 @@ impl FileSet {
             self.unfreeze_first(frozen);
             return Err(e);
         }
-        let count = self.count;
+        let count = self.len();
         match self.write_entries() {
             Ok(head) => Ok((head, count as u64)),
             Err(e) => {
@@ -174,41 +178,51 @@ impl FileSet {
     /// Reboot path: writes an entry for every file into the reserved blocks, in preservation
     /// order. Returns the first block's address.
     fn write_entries(&mut self) -> Result<u64> {
-        let mut w = self.blocks.writer(self.count)?;
-        for f in self.files.values() {
-            let e = w.next_entry().ok_or(ENOSPC)?;
-            put_str(&mut e[..COMPAT_LEN], f.handler.ops.compatible().to_bytes());
-            put_u64(e, file_ser::DATA, f.data);
-            put_u64(e, file_ser::TOKEN, f.token);
+        let mut w = self.blocks.writer(self.files.len())?;
+        for f in self.files.iter() {
+            // Built whole and copied at once: fixed sizes, so no string or memset work per file.
+            let mut e = [0u8; FILE_SER_SIZE];
+            e[..COMPAT_LEN].copy_from_slice(&f.handler.compat);
+            put_u64(&mut e, file_ser::DATA, f.data);
+            put_u64(&mut e, file_ser::TOKEN, f.token);
+            w.put_entry(&e).ok_or(ENOSPC)?;
         }
         Ok(w.head())
     }
 
     /// Reboot path: undoes [`FileSet::freeze`] after a later failure.
     pub(crate) fn unfreeze(&mut self) {
-        let n = self.count;
+        let n = self.len();
         self.unfreeze_first(n);
     }
 
     fn unfreeze_first(&mut self, n: usize) {
-        for f in self.files.values_mut().take(n) {
+        for f in self.files.iter_mut().take(n) {
             if let (Some(file), Some(state)) = (&f.file, &mut f.state) {
                 f.handler.ops.unfreeze(file, f.data, state);
             }
         }
     }
 
+    /// Makes room for one more file: afterwards [`FileSet::insert`] cannot fail.
+    fn reserve(&mut self) -> Result<RBTreeNodeReservation<u64, usize>> {
+        self.files.reserve(1, GFP_KERNEL)?;
+        RBTreeNodeReservation::new(GFP_KERNEL)
+    }
+
+    /// Adds `f`, whose token is not in the set. After a [`FileSet::reserve`] with no change to
+    /// the set since, there is room; otherwise `f` is given back.
     fn insert(
         &mut self,
         f: LuoFile,
-        r1: RBTreeNodeReservation<u64, LuoFile>,
-        r2: RBTreeNodeReservation<u64, u64>,
-    ) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.count += 1;
-        self.tokens.insert(r2.into_node(f.token, seq));
-        self.files.insert(r1.into_node(seq, f));
+        node: RBTreeNodeReservation<u64, usize>,
+    ) -> Result<(), LuoFile> {
+        let index = self.files.len();
+        let token = f.token;
+        self.files.push_within_capacity(f).map_err(|e| e.0)?;
+        // INVARIANT: `token` was not in the set, and the file is at `index`.
+        self.tokens.insert(node.into_node(token, index));
+        Ok(())
     }
 
     /// Adds a file from the previous kernel (not retrieved yet). `EEXIST` on a duplicate
@@ -217,8 +231,7 @@ impl FileSet {
         if self.tokens.get(&token).is_some() {
             return Err(EEXIST);
         }
-        let r1 = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let r2 = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let node = self.reserve()?;
         if !handler.ops.try_get_owner() {
             return Err(ENOENT);
         }
@@ -230,8 +243,11 @@ impl FileSet {
             state: None,
             retrieve: RetrieveStatus::NotRetrieved,
         };
-        self.insert(f, r1, r2);
-        Ok(())
+        // Cannot fail: `reserve` made room.
+        self.insert(f, node).map_err(|f| {
+            f.handler.ops.put_owner();
+            ENOMEM
+        })
     }
 
     /// PRESERVE_FD: preserves the file behind `fd` under `token`.
@@ -263,29 +279,33 @@ impl FileSet {
         let handler = registry::find_for_file(&handlers, &file).ok_or(ENOENT)?;
         drop(handlers);
         let claim = Claim::take(luo, &handler, &file)?;
-        let r1 = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let r2 = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let node = self.reserve()?;
         let (data, state) = handler.ops.preserve(&file)?;
-        claim.keep();
         let f = LuoFile {
-            handler,
+            handler: handler.clone(),
             token,
             data,
             file: Some(file),
             state: Some(state),
             retrieve: RetrieveStatus::NotRetrieved,
         };
-        self.insert(f, r1, r2);
+        // Cannot fail: `reserve` made room. If it did, undo the preserve and give back what
+        // the claim took.
+        if let Err(f) = self.insert(f, node) {
+            if let (Some(file), Some(state)) = (f.file, f.state) {
+                handler.ops.unpreserve(&file, f.data, state);
+            }
+            return Err(ENOMEM);
+        }
+        claim.keep();
         Ok(())
     }
 
     /// Unpreserves every file, newest first (an outgoing session was closed).
     pub(crate) fn unpreserve_all(&mut self, luo: &Luo) {
-        while let Some(cursor) = self.files.cursor_back_mut() {
-            let (_, node) = cursor.remove_current();
-            let (_, f) = node.to_key_value();
+        while let Some(f) = self.files.pop() {
+            // INVARIANT: The file at the index being removed leaves `tokens` too.
             self.tokens.remove(&f.token);
-            self.count -= 1;
             let handler = f.handler;
             if let (Some(file), Some(state)) = (f.file, f.state) {
                 handler.ops.unpreserve(&file, f.data, state);
@@ -297,6 +317,7 @@ impl FileSet {
             handler.ops.put_owner();
             self.blocks.shrink(self.len());
         }
+        self.files = KVVec::new();
         self.blocks.shrink(0);
     }
 
@@ -305,8 +326,8 @@ impl FileSet {
     /// Idempotent: a retrieved file is returned again (a new reference to the same file); a
     /// failed retrieve returns the same error again without calling the handler.
     pub(crate) fn retrieve(&mut self, luo: &Luo, token: u64) -> Result<ARef<File>> {
-        let seq = *self.tokens.get(&token).ok_or(ENOENT)?;
-        let f = self.files.get_mut(&seq).ok_or(ENOENT)?;
+        let index = *self.tokens.get(&token).ok_or(ENOENT)?;
+        let f = self.files.get_mut(index).ok_or(ENOENT)?;
         match f.retrieve {
             RetrieveStatus::Failed(e) => return Err(e),
             RetrieveStatus::Retrieved => return f.file.clone().ok_or(ENOENT),
@@ -333,7 +354,7 @@ impl FileSet {
     /// FINISH: asks every file whether it can finish (`EBUSY` if one cannot, and nothing
     /// happens), then finishes all of them, newest first.
     pub(crate) fn finish(&mut self, luo: &Luo) -> Result {
-        for f in self.files.values() {
+        for f in self.files.iter() {
             if !f
                 .handler
                 .ops
@@ -342,11 +363,9 @@ impl FileSet {
                 return Err(EBUSY);
             }
         }
-        while let Some(cursor) = self.files.cursor_back_mut() {
-            let (_, node) = cursor.remove_current();
-            let (_, f) = node.to_key_value();
+        while let Some(f) = self.files.pop() {
+            // INVARIANT: The file at the index being removed leaves `tokens` too.
             self.tokens.remove(&f.token);
-            self.count -= 1;
             f.handler.ops.finish(f.file.as_deref(), f.data, f.retrieve);
             for flb in f.handler.flbs.iter().rev() {
                 flb.put_incoming();
@@ -356,6 +375,7 @@ impl FileSet {
             }
             f.handler.ops.put_owner();
         }
+        self.files = KVVec::new();
         Ok(())
     }
 }

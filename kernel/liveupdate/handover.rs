@@ -98,7 +98,7 @@ impl Luo {
         let head = w.head();
         let mut done = 0;
         let mut err = None;
-        for session in s.out.values() {
+        for session in s.out.iter() {
             let mut inner = session.inner.lock();
             // On failure `freeze` has unfrozen this session's files itself.
             let (pa, count) = match inner.files.freeze() {
@@ -119,9 +119,9 @@ impl Luo {
             done += 1;
         }
         if let Some(e) = err {
-            // Unlike the C LUO (newest first), sessions are unfrozen oldest first: the tree
-            // of sessions cannot be walked backwards without allocating.
-            for session in s.out.values().take(done) {
+            // Unlike the C LUO (newest first), sessions are unfrozen oldest first (see
+            // "Differences" in Documentation/core-api/liveupdate-rust.rst).
+            for session in s.out.iter().take(done) {
                 session.inner.lock().files.unfreeze();
             }
             handover.set_sessions_pa(0);

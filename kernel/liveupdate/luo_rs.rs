@@ -228,7 +228,7 @@ impl Luo {
         // Files of one handler usually come together: remember the last lookup.
         let mut last: Option<([u8; abi::COMPAT_LEN], Arc<registry::Handler>)> = None;
         for ins in in_sessions.into_iter() {
-            let session = session::Session::new(ins.name, 0, true)?;
+            let session = session::Session::new(ins.name, true)?.into_arc();
             {
                 let mut inner = session.inner.lock();
                 for f in ins.files.into_iter() {

@@ -9,9 +9,15 @@
 //! list, and everyone else takes a [`Snapshot`] (one reference count) and calls handlers with
 //! no LUO-wide lock held.
 
-use crate::flb::{
-    FlbState,
-    FLB_MAX, //
+use crate::{
+    abi::{
+        put_str,
+        COMPAT_LEN, //
+    },
+    flb::{
+        FlbState,
+        FLB_MAX, //
+    }, //
 };
 use kernel::{
     bindings,
@@ -32,6 +38,9 @@ use kernel::{
 /// (or received) with, so it drops exactly the FLB references it took.
 pub(crate) struct Handler {
     pub(crate) ops: Arc<RegisteredHandler>,
+    /// The compatible string as the handover stores it (NUL padded), computed once so that
+    /// the reboot path only copies it.
+    pub(crate) compat: [u8; COMPAT_LEN],
     /// FLBs linked to the handler, in link order.
     pub(crate) flbs: KVec<Arc<FlbState>>,
     /// Set when the handler is unregistered: lookups skip it, also in older snapshots and
@@ -41,9 +50,12 @@ pub(crate) struct Handler {
 
 impl Handler {
     fn new(ops: Arc<RegisteredHandler>, flbs: KVec<Arc<FlbState>>) -> Result<Arc<Self>> {
+        let mut compat = [0u8; COMPAT_LEN];
+        put_str(&mut compat, ops.compatible().to_bytes());
         Ok(Arc::new(
             Self {
                 ops,
+                compat,
                 flbs,
                 gone: Atomic::new(false),
             },

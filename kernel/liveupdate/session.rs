@@ -4,7 +4,8 @@
 //!
 //! Outgoing sessions are created in this kernel and serialized at reboot; incoming sessions
 //! come from the previous kernel and are retrieved by name. Both kinds are kept by name
-//! (O(log n) lookup) and outgoing ones also in creation order, which is the handover order.
+//! (O(log n) lookup) and outgoing ones also in creation order, which is the handover order, on
+//! an intrusive list (no allocation, O(1) removal).
 
 use crate::{
     block::BlockSet,
@@ -33,6 +34,13 @@ use kernel::{
         _IO,
         _IOC_NR, //
     },
+    list::{
+        impl_list_arc_safe,
+        impl_list_item,
+        List,
+        ListArc,
+        ListLinks, //
+    },
     liveupdate::uapi,
     new_mutex,
     prelude::*,
@@ -43,6 +51,7 @@ use kernel::{
     sync::{
         aref::ARef,
         Arc,
+        ArcBorrow,
         Mutex, //
     },
     uapi::{
@@ -72,22 +81,33 @@ pub(crate) struct SessionInner {
 #[pin_data]
 pub(crate) struct Session {
     pub(crate) name: Name,
-    /// Creation order (outgoing sessions).
-    pub(crate) seq: u64,
     /// The session came from the previous kernel.
     pub(crate) incoming: bool,
+    /// Outgoing sessions: the links of `Sessions::out` (creation order). Protected by
+    /// `Luo::sessions`.
+    #[pin]
+    links: ListLinks,
     /// Lock order: after `Luo::sessions`, before `Luo::registry`.
     #[pin]
     pub(crate) inner: Mutex<SessionInner>,
 }
 
+impl_list_arc_safe! {
+    impl ListArcSafe<0> for Session { untracked; }
+}
+impl_list_item! {
+    impl ListItem<0> for Session { using ListLinks { self.links }; }
+}
+
 impl Session {
-    pub(crate) fn new(name: Name, seq: u64, incoming: bool) -> Result<Arc<Self>> {
-        Arc::pin_init(
-            pin_init!(Self {
+    /// A new session; the [`ListArc`] lets an outgoing session go on `Sessions::out`
+    /// (incoming ones turn it into an [`Arc`]).
+    pub(crate) fn new(name: Name, incoming: bool) -> Result<ListArc<Self>> {
+        ListArc::pin_init(
+            try_pin_init!(Self {
                 name,
-                seq,
                 incoming,
+                links <- ListLinks::new(),
                 inner <- new_mutex!(
                     SessionInner {
                         files: FileSet::new(),
@@ -105,9 +125,8 @@ impl Session {
 /// All sessions. Protected by `Luo::sessions`.
 pub(crate) struct Sessions {
     out_by_name: RBTree<Name, Arc<Session>>,
-    /// Outgoing sessions in creation order.
-    pub(crate) out: RBTree<u64, Arc<Session>>,
-    next_seq: u64,
+    /// Outgoing sessions in creation order: every session of `out_by_name`, and no other.
+    pub(crate) out: List<Session>,
     out_count: usize,
     /// Handover pages reserved for the outgoing session entries.
     pub(crate) blocks: BlockSet,
@@ -120,8 +139,7 @@ impl Sessions {
     pub(crate) fn new() -> Self {
         Self {
             out_by_name: RBTree::new(),
-            out: RBTree::new(),
-            next_seq: 0,
+            out: List::new(),
             out_count: 0,
             blocks: BlockSet::new(SESSION_SER_SIZE),
             incoming: RBTree::new(),
@@ -167,14 +185,11 @@ impl Sessions {
         if self.out_by_name.get(&name).is_some() {
             return Err(EEXIST);
         }
-        let seq = self.next_seq;
-        let session = Session::new(name, seq, false)?;
-        let n1 = RBTreeNode::new(name, session.clone(), GFP_KERNEL)?;
-        let n2 = RBTreeNode::new(seq, session.clone(), GFP_KERNEL)?;
-        let file = session_file(session, 0)?;
-        self.out_by_name.insert(n1);
-        self.out.insert(n2);
-        self.next_seq += 1;
+        let session = Session::new(name, false)?;
+        let node = RBTreeNode::new(name, session.clone_arc(), GFP_KERNEL)?;
+        let file = session_file::<OutgoingFile>(&name, session.clone_arc())?;
+        self.out_by_name.insert(node);
+        self.out.push_back(session);
         self.out_count += 1;
         Ok(file)
     }
@@ -206,7 +221,14 @@ pub(crate) fn retrieve(
         return Err(EINVAL);
     }
     let generation = inner.generation.wrapping_add(1);
-    let file = session_file(session.clone(), generation)?;
+    let data = KBox::new(
+        SessionRef {
+            session: session.clone(),
+            generation,
+        },
+        GFP_KERNEL,
+    )?;
+    let file = session_file::<IncomingFile>(&session.name, data)?;
     inner.retrieved = true;
     inner.generation = generation;
     drop(inner);
@@ -228,29 +250,23 @@ pub(crate) fn unretrieve(r: Retrieved) {
     }
 }
 
-fn session_file(session: Arc<Session>, generation: u64) -> Result<ARef<File>> {
+/// A new session file of type `T` owning `data`, named `[luo_session] NAME`.
+fn session_file<T: AnonInodeOps>(name: &Name, data: T::Ptr) -> Result<ARef<File>> {
     const PREFIX: &[u8] = b"[luo_session] ";
     let mut buf = [0u8; PREFIX.len() + crate::name::NAME_LEN];
     buf[..PREFIX.len()].copy_from_slice(PREFIX);
-    let n = session.name.as_bytes();
+    let n = name.as_bytes();
     buf[PREFIX.len()..PREFIX.len() + n.len()].copy_from_slice(n);
     let name = CStr::from_bytes_until_nul(&buf).map_err(|_| EINVAL)?;
-    let data = KBox::new(
-        SessionRef {
-            session,
-            generation,
-        },
-        GFP_KERNEL,
-    )?;
-    anon_inode::create_file::<SessionFile>(name, data, O_RDWR)
+    anon_inode::create_file::<T>(name, data, O_RDWR)
 }
 
-/// Closing the last reference to a session file.
-fn release(luo: &Luo, r: SessionRef) {
+/// Closing the last reference to a session file; `generation` is that of the file (0 for
+/// outgoing sessions).
+fn release(luo: &Luo, session: Arc<Session>, generation: u64) {
     // Excludes the reboot path for the whole release, as the C LUO's serialize rwsem does:
     // the handover never sees a half-closed session.
     let state = luo.state.read();
-    let session = r.session;
     if state.frozen {
         // The session is in the handover already: keep everything for the next kernel.
         if !session.incoming {
@@ -262,7 +278,7 @@ fn release(luo: &Luo, r: SessionRef) {
         // Finish without holding the global session lock: releasing the preserved memory
         // may take a while, and other sessions need not wait for it.
         let mut inner = session.inner.lock();
-        if !inner.retrieved || inner.generation != r.generation {
+        if !inner.retrieved || inner.generation != generation {
             // A retrieve that was taken back (see `unretrieve`).
             return;
         }
@@ -281,29 +297,52 @@ fn release(luo: &Luo, r: SessionRef) {
     session.inner.lock().files.unpreserve_all(luo);
     let mut s = luo.sessions.lock();
     s.out_by_name.remove(&session.name);
-    if s.out.remove(&session.seq).is_some() {
+    // SAFETY: Sessions are only ever put on `Sessions::out`, the one list with ID 0.
+    if unsafe { s.out.remove(&session) }.is_some() {
         s.out_count -= 1;
     }
     let count = s.out_count;
     s.blocks.shrink(count);
 }
 
-/// What a session file holds: the session, and which retrieve made it (0 for outgoing).
+/// What the file of an incoming session holds: the session, and which retrieve made it.
 struct SessionRef {
     session: Arc<Session>,
     generation: u64,
 }
 
-/// The file operations of session files.
-struct SessionFile;
+/// The file operations of outgoing session files: the file holds a reference on the session.
+struct OutgoingFile;
 
 #[vtable]
-impl AnonInodeOps for SessionFile {
+impl AnonInodeOps for OutgoingFile {
+    type Ptr = Arc<Session>;
+
+    fn release(session: Arc<Session>, _file: &File) {
+        if let Ok(luo) = luo() {
+            release(luo, session, 0);
+        }
+    }
+
+    fn ioctl(session: ArcBorrow<'_, Session>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        session_ioctl(&session, cmd, arg).map(|()| 0)
+    }
+}
+
+/// The file operations of incoming session files.
+struct IncomingFile;
+
+#[vtable]
+impl AnonInodeOps for IncomingFile {
     type Ptr = KBox<SessionRef>;
 
     fn release(r: KBox<SessionRef>, _file: &File) {
         if let Ok(luo) = luo() {
-            release(luo, KBox::into_inner(r));
+            let SessionRef {
+                session,
+                generation,
+            } = KBox::into_inner(r);
+            release(luo, session, generation);
         }
     }
 
