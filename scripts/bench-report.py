@@ -23,11 +23,13 @@ OPS = [
     ("single", "close_session", "session close"),
     ("single", "preserve_fd", "PRESERVE_FD (one session)"),
     ("single", "unpreserve_fd", "unpreserve (session close)"),
+    ("sessions", "create_session", "CREATE_SESSION (kexec run)"),
     ("sessions", "reboot_path", "reboot path (n sessions)"),
     ("sessions", "restore_open", "restore: first open (n sessions)"),
     ("sessions", "retrieve_session", "RETRIEVE_SESSION"),
     ("sessions", "finish_session", "FINISH (one session each)"),
     ("sessions", "close_incoming_session", "close retrieved session"),
+    ("files", "preserve_fd", "PRESERVE_FD (kexec run)"),
     ("files", "reboot_path", "reboot path (n files)"),
     ("files", "restore_open", "restore: first open (n files)"),
     ("files", "retrieve_fd", "RETRIEVE_FD"),
@@ -66,9 +68,14 @@ def per_op(mode, op, n, v):
     return None
 
 
-def fmt(x, w):
+def not_reached(mode, n, v):
+    """Did an earlier loop of that run (same mode, n and variant) hit the cap?"""
+    return any(k[0] == mode and k[2] == n and v in d for k, d in capped.items())
+
+
+def fmt(x, w, mode=None, n=None, v=None):
     if x is None:
-        return f"{'-':>{w}}"
+        return f"{'(capped)' if mode and not_reached(mode, n, v) else '-':>{w}}"
     us, low, _ = x
     s = f"{us:.1f}" if us < 1000 else f"{us:.0f}"
     return f"{'> ' + s if low else s:>{w}}"
@@ -78,7 +85,8 @@ print(f"\nLUO scaling benchmark, {date}: production-like kernels (config/bench.c
 print("lockdep, list or KHO debugging, KUnit or test handlers), QEMU TCG (compare ratios,")
 print(f"not absolute times), median of {runs} VM runs ({big_runs} at n >= 100000). Cost per")
 print(f"operation in microseconds (the loop's total / n). '> X': the loop was stopped")
-print(f"after {cap_s} s; X is the mean cost of the operations done (a lower bound).\n")
+print(f"after {cap_s} s; X is the mean cost of the operations done (a lower bound).")
+print("'(capped)': not measured, because an earlier loop of the same run hit the cap.\n")
 hdr = f"{'operation':<34} {'n':>7} {'C us/op':>10} {'Rust us/op':>10} {'Rust/C':>9} {'spread':>6}"
 print(hdr)
 print("-" * len(hdr))
@@ -96,7 +104,7 @@ for mode, op, label in OPS:
             rs = f"{'< ' if c[1] else ''}{r[0] / c[0]:.2g}"
         spread = max([x[2] for x in (c, r) if x and x[2]] or [0])
         sp = f"{spread:.2f}" if spread else "-"
-        print(f"{label:<34} {n:>7} {fmt(c, 10)} {fmt(r, 10)} {rs:>9} {sp:>6}")
+        print(f"{label:<34} {n:>7} {fmt(c, 10, mode, n, 'c')} {fmt(r, 10, mode, n, 'rust')} {rs:>9} {sp:>6}")
         for v, x in (("c", c), ("rust", r)):
             if x:
                 chart.setdefault(f"{mode}/{op}", {"label": label}).setdefault(v, {})[n] = \
