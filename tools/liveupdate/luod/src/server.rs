@@ -305,13 +305,7 @@ impl Daemon {
                 done
             }
             Request::Preserve { name, token } => {
-                let s = self
-                    .outgoing
-                    .get(&name)
-                    .ok_or_else(|| err(libc::ENOENT, format!("no outgoing session {}", show(&name))))?;
-                if !self.may(uid, &name, s.owner) {
-                    return Err(err(libc::EPERM, format!("session {} is not yours", show(&name))));
-                }
+                let s = self.outgoing_of(uid, &name)?;
                 if s.files.len() >= MAX_FILES_PER_SESSION {
                     return Err(err(
                         libc::ENOSPC,
@@ -334,13 +328,7 @@ impl Daemon {
                 done
             }
             Request::Close { name } => {
-                let s = self
-                    .outgoing
-                    .get(&name)
-                    .ok_or_else(|| err(libc::ENOENT, format!("no outgoing session {}", show(&name))))?;
-                if !self.may(uid, &name, s.owner) {
-                    return Err(err(libc::EPERM, format!("session {} is not yours", show(&name))));
-                }
+                self.outgoing_of(uid, &name)?;
                 self.unkeep(b'o', &name);
                 self.outgoing.remove(&name);
                 done
@@ -423,6 +411,18 @@ impl Daemon {
                 Ok((Reply::Kexec(h), None))
             }
         }
+    }
+
+    /// The outgoing session `name`, if `uid` may touch it.
+    fn outgoing_of(&self, uid: u32, name: &[u8]) -> Result<&Sess, ErrorReply> {
+        let s = self
+            .outgoing
+            .get(name)
+            .ok_or_else(|| err(libc::ENOENT, format!("no outgoing session {}", show(name))))?;
+        if !self.may(uid, name, s.owner) {
+            return Err(err(libc::EPERM, format!("session {} is not yours", show(name))));
+        }
+        Ok(s)
     }
 
     fn retrieved(&self, uid: u32, name: &[u8]) -> Result<&Sess, ErrorReply> {
