@@ -46,6 +46,12 @@ has_rust_memfd() {
 	# shellcheck disable=SC2046
 	fragment_options $(variant_fragments "$1") | grep -qx 'CONFIG_LIVEUPDATE_MEMFD_RUST=y'
 }
+# has_vfio_rust VARIANT: does this variant build the Rust vfio-pci handler
+# (drivers/vfio/pci/vfio_pci_luo_rs.rs, CONFIG_VFIO_PCI_LIVEUPDATE_RUST)?
+has_vfio_rust() {
+	# shellcheck disable=SC2086
+	fragment_options $(variant_fragments "$1") | grep -qx 'CONFIG_VFIO_PCI_LIVEUPDATE_RUST=y'
+}
 # fragment_options FRAGMENT...: the options the fragments set, each option's
 # last setting only (a later fragment overrides an earlier one, as in
 # merge_config.sh), in the order of first appearance.
@@ -91,9 +97,11 @@ variant_cmdline() {
 # Config fragments of a variant, in merge order.
 variant_fragments() {
 	case $1 in
+	c) echo "$REPO/config/common.config $REPO/config/c.config $REPO/config/vfio.config" ;;
+	rust) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/vfio.config $REPO/config/vfio-rust.config" ;;
 	rust-kasan) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/rust-kasan.config" ;;
-	c-rust-memfd) echo "$REPO/config/common.config $REPO/config/c.config $REPO/config/c-rust-memfd.config" ;;
-	rust-c-memfd) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/rust-c-memfd.config" ;;
+	c-rust-memfd) echo "$REPO/config/common.config $REPO/config/c.config $REPO/config/vfio.config $REPO/config/c-rust-memfd.config $REPO/config/vfio-rust.config" ;;
+	rust-c-memfd) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/vfio.config $REPO/config/vfio-rust.config $REPO/config/rust-c-memfd.config" ;;
 	c-bench) echo "$REPO/config/common.config $REPO/config/c.config $REPO/config/bench.config" ;;
 	rust-bench) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/bench.config" ;;
 	*) echo "$REPO/config/common.config $REPO/config/$1.config" ;;

@@ -9,7 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 
 # Top-level directories of the repo that hold files at their kernel paths.
-OVERLAY_DIRS="Documentation include kernel lib mm rust tools"
+OVERLAY_DIRS="Documentation drivers include kernel lib mm rust tools"
 
 [ -f "$SRC_PRISTINE/.extracted" ] || die "no kernel source: run scripts/deps.sh"
 

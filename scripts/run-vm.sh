@@ -12,9 +12,17 @@
 # 1 ns per guest instruction), so guest-measured times are instruction counts,
 # independent of the host's load (used by `BENCH_ICOUNT=1 make bench`).
 
+# LUO_VM_VFIO=1: the vfio suite's machine, a q35 with QEMU's emulated Intel
+# IOMMU and four edu test devices (1234:11e8, at 00:02.0 to 00:05.0), booted
+# with intel_iommu=on. Without it, QEMU's default i440fx machine with no
+# devices (-nodefaults).
 kernel=$1 initrd=$2 serial=$3 tmo=$4 mem=$5 extra=$6
 accel=(-accel tcg)
 [ "${LUO_VM_ICOUNT:-0}" = 1 ] && accel+=(-icount shift=0)
+if [ "${LUO_VM_VFIO:-0}" = 1 ]; then
+	accel+=(-M q35 -device intel-iommu -device edu,addr=02.0 -device edu,addr=03.0 -device edu,addr=04.0 -device edu,addr=05.0)
+	extra="intel_iommu=on $extra"
+fi
 mkdir -p "$(dirname "$serial")"
 rm -f "$serial"
 timeout --kill-after=5 "$tmo" qemu-system-x86_64 \

@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! VFIO devices, for the live update file handlers that preserve them.
+//!
+//! What a handler needs from vfio core and vfio-pci: the device behind a device file, whether
+//! it may be preserved, holding it so that nobody else opens it, quiescing it at the reboot, and
+//! in the next kernel finding it again and opening a new cdev file for userspace.
+//!
+//! C headers: [`include/linux/vfio.h`](srctree/include/linux/vfio.h),
+//! [`include/linux/vfio_pci_core.h`](srctree/include/linux/vfio_pci_core.h)
+
+use crate::{
+    bindings,
+    device,
+    error::{
+        from_err_ptr,
+        to_result, //
+    },
+    fs::File,
+    pci,
+    prelude::*,
+    sync::aref::ARef,
+    types::Opaque, //
+};
+use core::{
+    ffi::c_void,
+    ptr::NonNull, //
+};
+
+/// A registered vfio device (`struct vfio_device`).
+///
+/// Only references exist; they are borrowed from something that keeps the device registered:
+/// a vfio device file open on it ([`Device::from_file`]) or a [`Registered`] reference.
+///
+/// # Invariants
+///
+/// `self.0` is a `struct vfio_device` that stays registered for the lifetime of every
+/// reference to `Device`.
+#[repr(transparent)]
+pub struct Device(Opaque<bindings::vfio_device>);
+
+// SAFETY: The vfio core synchronizes every operation this type exposes (`dev_set->lock`, the
+// registration reference count), so a `Device` can be used from any thread.
+unsafe impl Send for Device {}
+// SAFETY: See above: all methods take `&self` and are safe to call concurrently.
+unsafe impl Sync for Device {}
+
+impl Device {
+    /// The device a vfio device file was opened on, or `None` if `file` is not one (a group
+    /// file, any other file).
+    pub fn from_file(file: &File) -> Option<&Device> {
+        // SAFETY: `file` is a valid file; `vfio_device_from_file` reads its `f_op` and, for a
+        // vfio device file, its private data.
+        let raw = NonNull::new(unsafe { bindings::vfio_device_from_file(file.as_ptr()) })?;
+        // SAFETY: A vfio device file holds a registration reference on its device until it is
+        // released, and `file` is borrowed for the returned lifetime; `Device` is a transparent
+        // wrapper of `struct vfio_device`.
+        Some(unsafe { &*raw.as_ptr().cast::<Device>() })
+    }
+
+    fn as_raw(&self) -> *mut bindings::vfio_device {
+        self.0.get()
+    }
+
+    /// The device that the vfio device drives (for vfio-pci, the PCI function).
+    pub fn parent(&self) -> &device::Device {
+        // SAFETY: `dev` is set before the device is registered and never changes; the driver
+        // that registered the vfio device stays bound to `dev`, which is therefore alive, for as
+        // long as the vfio device is registered (the type invariant).
+        unsafe { device::Device::from_raw((*self.as_raw()).dev) }
+    }
+
+    /// The PCI function of a vfio-pci device, or `None` for a device of another bus.
+    pub fn pci(&self) -> Option<&pci::Device> {
+        <&pci::Device>::try_from(self.parent()).ok()
+    }
+
+    /// Whether a live update may preserve the device: it is driven by vfio-pci itself (not a
+    /// variant driver, whose device state would be lost), and is not an Intel display device.
+    pub fn is_liveupdate_capable(&self) -> bool {
+        // SAFETY: The device is registered (type invariant); the function reads its ops.
+        unsafe { bindings::vfio_pci_liveupdate_capable(self.as_raw()) }
+    }
+
+    /// Whether a cdev file of the device is bound to an iommufd (`VFIO_DEVICE_BIND_IOMMUFD`).
+    pub fn cdev_bound(&self) -> bool {
+        // SAFETY: The device is registered (type invariant); the function takes
+        // `dev_set->lock`.
+        unsafe { bindings::vfio_device_cdev_bound(self.as_raw()) }
+    }
+
+    /// Holds (`true`) or releases the device for a live update: while held, opening it through
+    /// its cdev or its group fails with `EBUSY`; files already open are not affected.
+    pub fn set_liveupdate_busy(&self, busy: bool) {
+        // SAFETY: The device is registered (type invariant); the function takes
+        // `dev_set->lock`.
+        unsafe { bindings::vfio_device_set_liveupdate_busy(self.as_raw(), busy) }
+    }
+
+    /// Quiesces the device for the reboot into the next kernel (see
+    /// `vfio_pci_core_liveupdate_freeze`): `EINVAL` if it has an interrupt enabled or is not in
+    /// D0, else it is reset and every access through its open files fails with `EIO` until it
+    /// is closed. Only for devices that are [capable](Device::is_liveupdate_capable).
+    pub fn liveupdate_freeze(&self) -> Result {
+        if !self.is_liveupdate_capable() {
+            return Err(EINVAL);
+        }
+        // SAFETY: A capable device is a vfio-pci device, embedded in a
+        // `struct vfio_pci_core_device` as its `vdev` member; it is registered (type invariant).
+        let vdev = unsafe {
+            crate::container_of!(self.as_raw(), bindings::vfio_pci_core_device, vdev)
+        };
+        // SAFETY: `vdev` is a registered vfio-pci device; the function takes its locks.
+        to_result(unsafe { bindings::vfio_pci_core_liveupdate_freeze(vdev) })
+    }
+
+    /// Finds the registered vfio device of the PCI function `bdf` (as [`pci::Device::dev_id`]
+    /// gives it) in PCI domain `domain`, if a vfio driver drives it.
+    pub fn find_pci(domain: u32, bdf: u16) -> Option<Registered> {
+        let key = PciKey { domain, bdf };
+        // SAFETY: `match_pci` only reads `key` through the pointer, during the call.
+        let raw = unsafe {
+            bindings::vfio_find_device(
+                core::ptr::from_ref(&key).cast::<c_void>(),
+                Some(match_pci),
+            )
+        };
+        // INVARIANT: `vfio_find_device` returned the device with a registration reference,
+        // which the `Registered` now owns.
+        NonNull::new(raw).map(Registered)
+    }
+}
+
+/// What [`Device::find_pci`] looks for.
+struct PciKey {
+    domain: u32,
+    bdf: u16,
+}
+
+/// `device_match_t` of [`Device::find_pci`].
+///
+/// # Safety
+///
+/// `dev` is a valid device and `data` points to a [`PciKey`].
+unsafe extern "C" fn match_pci(dev: *mut bindings::device, data: *const c_void) -> c_int {
+    // SAFETY: By the function's safety requirements.
+    let (dev, key) = unsafe { (device::Device::from_raw(dev), &*data.cast::<PciKey>()) };
+    match <&pci::Device>::try_from(dev) {
+        Ok(p) => c_int::from(p.domain_nr() == key.domain && p.dev_id() == key.bdf),
+        Err(_) => 0,
+    }
+}
+
+/// A registration reference on a vfio device: the device stays registered (its driver bound)
+/// until it is dropped.
+///
+/// # Invariants
+///
+/// `self.0` is a registered `struct vfio_device` on which `self` owns a registration reference.
+pub struct Registered(NonNull<bindings::vfio_device>);
+
+// SAFETY: A registration reference may be dropped from any thread.
+unsafe impl Send for Registered {}
+// SAFETY: Shared references only give a `&Device`, which is `Sync`.
+unsafe impl Sync for Registered {}
+
+impl core::ops::Deref for Registered {
+    type Target = Device;
+
+    fn deref(&self) -> &Device {
+        // SAFETY: The device is registered while `self` exists (type invariant); `Device` is a
+        // transparent wrapper of `struct vfio_device`.
+        unsafe { &*self.0.as_ptr().cast::<Device>() }
+    }
+}
+
+impl Registered {
+    /// Opens a new cdev file for the device, as opening `/dev/vfio/devices/vfioN` would (not
+    /// bound to an iommufd yet), even while the device is held for a live update.
+    pub fn open_cdev(&self) -> Result<ARef<File>> {
+        // SAFETY: `self` holds a registration reference on the device (type invariant).
+        let f = from_err_ptr(unsafe { bindings::vfio_device_liveupdate_cdev_open(self.0.as_ptr()) })?;
+        let f = NonNull::new(f).ok_or(ENOMEM)?;
+        // SAFETY: The function returned a new file with one reference, which we own; `File` is
+        // a transparent wrapper of `struct file`.
+        Ok(unsafe { ARef::from_raw(f.cast::<File>()) })
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        // SAFETY: `self` owns a registration reference on the device (type invariant).
+        unsafe { bindings::vfio_device_put_registration(self.0.as_ptr()) };
+    }
+}

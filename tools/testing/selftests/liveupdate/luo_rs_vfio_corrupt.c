@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Hostile vfio-pci handovers: the "vfio-pci-v1" handler of the next kernel
+ * must refuse a corrupt one with an errno, keep refusing it (sticky), and
+ * let FINISH of its session succeed, without an oops. Needs
+ * CONFIG_LIVEUPDATE_RUST_TEST in the first kernel: ioctl(VFIO_LUO_CORRUPT,
+ * MODE) on /dev/vfio_luo_rs_test corrupts the handover of the next vfio
+ * file the handler preserves:
+ *
+ *   1 PCI domain 0x7fff (no such domain)        -> RETRIEVE_FD ENODEV
+ *   2 bdf 0xffff (no such device)               -> RETRIEVE_FD ENODEV
+ *   3 handle: an address KHO did not preserve   -> RETRIEVE_FD EINVAL
+ *   4 handle 0                                  -> RETRIEVE_FD EINVAL
+ *
+ *   -s 1  edu devices A, B, C, D (see luo_rs_vfio.h) bound to vfio-pci and an
+ *         iommufd; mode M corrupts the device that goes alone into session
+ *         "vfio-corrupt-M" (A for 1, B for 2, C for 3, D for 4); a child
+ *         holds the fds across the kexec.
+ *   -s 2  all four bound to vfio-pci; per mode: RETRIEVE_FD fails with the
+ *         mode's errno, again with the same errno, and FINISH succeeds.
+ *         Whether each device's cdev opens afterwards is only reported (a
+ *         "#" line): from a corrupt handover the handler may not know which
+ *         device it named.
+ *
+ * KTAP per check; --list prints every case name.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "luo_rs_vfio.h"
+
+#define STATE_SESSION_NAME	"luo_rs_vfio_corrupt_state"
+#define STATE_MEMFD_TOKEN	995
+#define TEST_DEV		"/dev/vfio_luo_rs_test"
+#define VFIO_LUO_CORRUPT	_IO('V', 1)
+#define NR_MODES		4
+#define TOKEN			1
+
+static const int want_errno[NR_MODES + 1] = { 0, ENODEV, ENODEV, EINVAL, EINVAL };
+
+static int luo_fd = -1, iommufd = -1, test_fd = -1;
+static __u32 ioas;
+static struct edu dev[NR_EDU] = { EDU_INIT(0), EDU_INIT(1), EDU_INIT(2), EDU_INIT(3) };
+static int sess[NR_MODES + 1] = { -EBADF, -EBADF, -EBADF, -EBADF, -EBADF };
+static int first[NR_MODES + 1];		/* stage 2: the first RETRIEVE_FD's result */
+
+static const char *session_name(int mode)
+{
+	static char name[32];
+
+	snprintf(name, sizeof(name), "vfio-corrupt-%d", mode);
+	return name;
+}
+
+/* ---- stage 1 ---- */
+
+static int s1_corrupt_rig(int arg)
+{
+	int i;
+
+	for (i = 0; i < NR_EDU; i++)
+		if (!edu_present(edu_bdf[i]) || !bind_vfio_pci(edu_bdf[i]))
+			return 0;
+	iommufd = iommufd_open();
+	if (iommufd < 0 || !ioas_alloc(iommufd, &ioas))
+		return 0;
+	test_fd = open(TEST_DEV, O_RDWR | O_CLOEXEC);
+	if (test_fd < 0)
+		return fail("open %s: %s (CONFIG_LIVEUPDATE_RUST_TEST?)", TEST_DEV, en(errno));
+	return 1;
+}
+
+static int s1_corrupt_preserve(int mode)
+{
+	struct edu *e = &dev[mode - 1];
+
+	if (iommufd < 0 || !ioas)
+		return fail("no iommufd and IOAS (s1_corrupt_rig failed)");
+	if (!edu_open_bind(e, iommufd, ioas))
+		return 0;
+	sess[mode] = luo_create_session(luo_fd, session_name(mode));
+	if (sess[mode] < 0)
+		return fail("CREATE_SESSION %s: %s", session_name(mode), en(sess[mode]));
+	/* Never preserve a device uncorrupted: stage 2 would count on the errno. */
+	if (test_fd < 0)
+		return fail("no %s to arm the corruption with", TEST_DEV);
+	if (ioctl(test_fd, VFIO_LUO_CORRUPT, mode))
+		return fail("VFIO_LUO_CORRUPT %d: %s", mode, en(errno));
+	return preserve(sess[mode], e->fd, TOKEN, e->bdf);
+}
+
+static const struct vcase s1_cases[] = {
+	{ "s1_corrupt_rig", s1_corrupt_rig },
+	{ "s1_corrupt_preserve_1", s1_corrupt_preserve, 1 },
+	{ "s1_corrupt_preserve_2", s1_corrupt_preserve, 2 },
+	{ "s1_corrupt_preserve_3", s1_corrupt_preserve, 3 },
+	{ "s1_corrupt_preserve_4", s1_corrupt_preserve, 4 },
+};
+
+static void stage_1(int fd)
+{
+	luo_fd = fd;
+	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
+	run_cases(s1_cases, ARRAY_SIZE(s1_cases));
+	close(luo_fd);
+	daemonize_and_wait();
+}
+
+/* ---- stage 2 ---- */
+
+static int s2_corrupt_bind_all(int arg)
+{
+	int i, ok = 1;
+
+	for (i = 0; i < NR_EDU; i++)
+		ok = bind_vfio_pci(edu_bdf[i]) && ok;
+	return ok;
+}
+
+static int s2_corrupt_retrieve_errno(int mode)
+{
+	int fd;
+
+	sess[mode] = luo_retrieve_session(luo_fd, session_name(mode));
+	if (sess[mode] < 0)
+		return fail("RETRIEVE_SESSION %s: %s", session_name(mode), en(sess[mode]));
+	fd = luo_session_retrieve_fd(sess[mode], TOKEN);
+	first[mode] = fd < 0 ? fd : 0;
+	if (fd >= 0) {
+		close(fd);
+		return fail("RETRIEVE_FD of a corrupt handover succeeded, want %s",
+			    en(want_errno[mode]));
+	}
+	if (fd != -want_errno[mode])
+		return fail("RETRIEVE_FD: %s, want %s", en(fd), en(want_errno[mode]));
+	return 1;
+}
+
+static int s2_corrupt_sticky(int mode)
+{
+	int fd;
+
+	if (sess[mode] < 0)
+		return fail("%s was not retrieved", session_name(mode));
+	fd = luo_session_retrieve_fd(sess[mode], TOKEN);
+	if (fd >= 0) {
+		close(fd);
+		return fail("a second RETRIEVE_FD succeeded (the first: %s), want %s",
+			    en(first[mode]), en(want_errno[mode]));
+	}
+	if (fd != -want_errno[mode] || fd != first[mode])
+		return fail("a second RETRIEVE_FD: %s (the first: %s), want %s", en(fd),
+			    en(first[mode]), en(want_errno[mode]));
+	return 1;
+}
+
+static int s2_corrupt_finish(int mode)
+{
+	int r;
+
+	if (sess[mode] < 0)
+		return fail("%s was not retrieved", session_name(mode));
+	r = luo_session_finish(sess[mode]);
+	if (r)
+		return fail("FINISH of %s after the failed RETRIEVE_FD: %s", session_name(mode),
+			    en(r));
+	return 1;
+}
+
+static const struct vcase s2_cases[] = {
+	{ "s2_corrupt_bind_all", s2_corrupt_bind_all },
+	{ "s2_corrupt_retrieve_errno_1", s2_corrupt_retrieve_errno, 1 },
+	{ "s2_corrupt_sticky_1", s2_corrupt_sticky, 1 },
+	{ "s2_corrupt_finish_1", s2_corrupt_finish, 1 },
+	{ "s2_corrupt_retrieve_errno_2", s2_corrupt_retrieve_errno, 2 },
+	{ "s2_corrupt_sticky_2", s2_corrupt_sticky, 2 },
+	{ "s2_corrupt_finish_2", s2_corrupt_finish, 2 },
+	{ "s2_corrupt_retrieve_errno_3", s2_corrupt_retrieve_errno, 3 },
+	{ "s2_corrupt_sticky_3", s2_corrupt_sticky, 3 },
+	{ "s2_corrupt_finish_3", s2_corrupt_finish, 3 },
+	{ "s2_corrupt_retrieve_errno_4", s2_corrupt_retrieve_errno, 4 },
+	{ "s2_corrupt_sticky_4", s2_corrupt_sticky, 4 },
+	{ "s2_corrupt_finish_4", s2_corrupt_finish, 4 },
+};
+
+/* Not a case: whether the devices named by corrupt handovers were left busy. */
+static void report_devices(void)
+{
+	int i, fd;
+
+	for (i = 0; i < NR_EDU; i++) {
+		why[0] = 0;
+		fd = cdev_open(edu_bdf[i]);
+		printf("# %s (mode %d): cdev open after FINISH: %s%s%s\n", edu_bdf[i], i + 1,
+		       en(fd < 0 ? fd : 0), why[0] ? ", " : "", why);
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
+static void stage_2(int fd, int state_fd)
+{
+	luo_fd = fd;
+	run_cases(s2_cases, ARRAY_SIZE(s2_cases));
+	report_devices();
+	luo_session_finish(state_fd);
+	printf("# Totals: %d failed\n", ktap_failures);
+	exit(ktap_failures ? 1 : 0);
+}
+
+int main(int argc, char *argv[])
+{
+	if (argc > 1 && !strcmp(argv[1], "--list")) {
+		list_cases(s1_cases, ARRAY_SIZE(s1_cases));
+		list_cases(s2_cases, ARRAY_SIZE(s2_cases));
+		return 0;
+	}
+	return luo_test(argc, argv, STATE_SESSION_NAME, stage_1, stage_2);
+}
