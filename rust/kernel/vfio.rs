@@ -193,3 +193,19 @@ impl Drop for Registered {
         unsafe { bindings::vfio_device_put_registration(self.0.as_ptr()) };
     }
 }
+
+/// Holds the PCI function `bdf` in domain `domain` for the previous kernel's live update
+/// sessions: until [`release_incoming_pci`], its vfio device cannot be opened through its cdev
+/// or group (`EBUSY`), whether or not a vfio driver is bound to it yet. [`Registered::open_cdev`]
+/// still opens it, for the process that retrieves it.
+pub fn hold_incoming_pci(domain: u32, bdf: u16) -> Result {
+    // SAFETY: The function has no preconditions.
+    to_result(unsafe { bindings::vfio_liveupdate_hold_incoming_pci(domain, bdf) })
+}
+
+/// Releases a function held by [`hold_incoming_pci`]; releasing one that is not held does
+/// nothing.
+pub fn release_incoming_pci(domain: u32, bdf: u16) {
+    // SAFETY: The function has no preconditions.
+    unsafe { bindings::vfio_liveupdate_release_incoming_pci(domain, bdf) }
+}

@@ -12,10 +12,13 @@
 //! reboot: DMA in flight, interrupts and the IOMMU state are not preserved.
 //!
 //! It registers through [`kernel::liveupdate::Registration`], so it works under the C LUO and
-//! the Rust LUO. Where it differs from the posted C handler:
-//! - The device is held (`EBUSY` on opening it through its cdev or group) from `preserve` to
-//!   `unpreserve` in the outgoing kernel. In the next kernel it is not held before it is
-//!   retrieved: Linux 7.3 has no PCI live update core to know the incoming devices early.
+//! the Rust LUO. A preserved device is held: opening it through its cdev or group fails with
+//! `EBUSY`, from `preserve` (or `unpreserve`) in the outgoing kernel, and in the next kernel
+//! from boot until its file is finished. Where it differs from the posted C handler:
+//! - The next kernel learns which devices to hold from a list the handler publishes as a KHO
+//!   subtree of its own ([`HELD_SUBTREE`]): Linux 7.3 has no PCI live update core ("pci-v1"),
+//!   which the posted handler relies on for that. A kernel without the list (e.g. one with
+//!   the posted handler) retrieves the devices all the same, but does not hold them.
 //! - `can_finish` refuses only a retrieved file that userspace still holds without having
 //!   bound it to an iommufd. A device that userspace never retrieved (LUO retrieves it to
 //!   finish it) or whose retrieve failed does not keep its session from finishing; the posted
@@ -28,17 +31,25 @@
 use kernel::{
     fs::File,
     kho::{
+        self,
         Handover,
         HandoverPage,
-        PreservedPage, //
+        IncomingPage,
+        PreservedPage,
+        Subtree, //
     },
     liveupdate::{
         FileHandler,
         Registration,
         RetrieveStatus, //
     },
+    new_mutex,
+    page::PAGE_SIZE,
     prelude::*,
-    sync::aref::ARef,
+    sync::{
+        aref::ARef,
+        Mutex, //
+    },
     vfio, //
 };
 
@@ -92,12 +103,152 @@ mod abi {
 
 use abi::DeviceSer;
 
-/// The handler; it has no state of its own.
-struct VfioPciHandler;
+/// The KHO subtree listing the devices preserved for the next kernel, so that it holds them
+/// from boot (our own format, not upstream's): a page with a little-endian `u32` count, four
+/// reserved bytes, then `count` entries of `{u32 domain; u16 bdf; u16 reserved}`.
+const HELD_SUBTREE: &CStr = c"vfio-pci-luo-rs-held";
+/// Bytes of the list's header and of each entry.
+const HELD_HDR: usize = 8;
+const HELD_ENTRY: usize = 8;
+/// How many devices the list holds: at most this many can be preserved at once.
+const HELD_MAX: usize = (PAGE_SIZE - HELD_HDR) / HELD_ENTRY;
 
-/// An outgoing device's state: the preserved page holding its [`DeviceSer`].
+/// The devices preserved for the next kernel, as published in [`HELD_SUBTREE`].
+///
+/// # Invariants
+///
+/// The subtree's page holds `devs.len()` (at most [`HELD_MAX`]) and the entries of `devs`, in
+/// order, in the format of [`HELD_SUBTREE`].
+struct Outgoing {
+    /// `None` if the subtree could not be published (the next kernel then holds nothing).
+    subtree: Option<Subtree>,
+    devs: KVec<DeviceSer>,
+}
+
+impl Outgoing {
+    fn add(&mut self, dev: DeviceSer) -> Result {
+        if self.devs.len() >= HELD_MAX {
+            return Err(ENOSPC);
+        }
+        self.devs.push(dev, GFP_KERNEL)?;
+        self.publish();
+        Ok(())
+    }
+
+    fn remove(&mut self, dev: DeviceSer) {
+        self.devs.retain(|d| *d != dev);
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        let Some(subtree) = self.subtree.as_mut() else {
+            return;
+        };
+        let page = subtree.page_mut().bytes_mut();
+        // INVARIANT: The count and every entry are rewritten from `devs` (at most `HELD_MAX`).
+        let n = self.devs.len().min(HELD_MAX);
+        page[0..4].copy_from_slice(&(n as u32).to_le_bytes());
+        for (d, e) in self.devs.iter().zip(page[HELD_HDR..].chunks_exact_mut(HELD_ENTRY)) {
+            e[..abi::SER_SIZE].copy_from_slice(&d.to_bytes());
+        }
+    }
+}
+
+/// The devices the previous kernel preserved, held until their files are finished.
+struct Incoming {
+    /// The devices still held.
+    held: KVec<DeviceSer>,
+    /// Files of the list not finished yet: once none is left, every device still held (one
+    /// whose handover was corrupt, say) is released too.
+    left: usize,
+}
+
+impl Incoming {
+    /// Reads the previous kernel's list, if any, and holds its devices.
+    fn hold_listed() -> Self {
+        let mut inc = Incoming {
+            held: KVec::new(),
+            left: 0,
+        };
+        let page = match IncomingPage::retrieve_subtree(HELD_SUBTREE) {
+            Ok((page, _)) => page,
+            Err(e) => {
+                if e != ENOENT {
+                    pr_warn!("vfio-pci: no list of preserved devices: {:?}\n", e);
+                }
+                return inc;
+            }
+        };
+        let n = u32::from_le_bytes([page[0], page[1], page[2], page[3]]) as usize;
+        if n > HELD_MAX {
+            pr_warn!("vfio-pci: ignoring a list of {} preserved devices\n", n);
+            return inc;
+        }
+        for e in page[HELD_HDR..].chunks_exact(HELD_ENTRY).take(n) {
+            let Ok(d) = DeviceSer::read(e) else { continue };
+            if vfio::hold_incoming_pci(d.domain, d.bdf).is_ok() && inc.held.push(d, GFP_KERNEL).is_err() {
+                vfio::release_incoming_pci(d.domain, d.bdf);
+            }
+        }
+        inc.left = n;
+        inc
+    }
+
+    /// A file of the previous kernel's was finished; `dev` is its device if known.
+    fn finished(&mut self, dev: Option<DeviceSer>) {
+        if let Some(d) = dev {
+            self.held.retain(|h| *h != d);
+            vfio::release_incoming_pci(d.domain, d.bdf);
+        }
+        self.left = self.left.saturating_sub(1);
+        if self.left == 0 {
+            for d in self.held.drain_all() {
+                vfio::release_incoming_pci(d.domain, d.bdf);
+            }
+        }
+    }
+}
+
+/// The handler.
+///
+/// Locks: `outgoing` and `incoming` are leaves (only the vfio core's xarray is touched under
+/// `incoming`), taken inside LUO's callbacks, never both at once.
+struct VfioPciHandler {
+    /// The devices preserved for the next kernel.
+    outgoing: Pin<KBox<Mutex<Outgoing>>>,
+    /// The devices the previous kernel preserved, still held.
+    incoming: Pin<KBox<Mutex<Incoming>>>,
+}
+
+impl VfioPciHandler {
+    fn new() -> Result<Self> {
+        // The previous kernel's list first: ours replaces it under the same name.
+        let incoming = Incoming::hold_listed();
+        let subtree = if kho::is_enabled() {
+            PreservedPage::new()
+                .and_then(|p| Subtree::add(HELD_SUBTREE, p, PAGE_SIZE))
+                .inspect_err(|e| pr_warn!("vfio-pci: cannot publish the preserved devices: {:?}\n", e))
+                .ok()
+        } else {
+            None
+        };
+        Ok(Self {
+            outgoing: KBox::pin_init(
+                new_mutex!(Outgoing {
+                    subtree,
+                    devs: KVec::new(),
+                }),
+                GFP_KERNEL,
+            )?,
+            incoming: KBox::pin_init(new_mutex!(incoming), GFP_KERNEL)?,
+        })
+    }
+}
+
+/// An outgoing device's state: the preserved page holding its [`DeviceSer`], and the device.
 struct State {
     ser: PreservedPage,
+    dev: DeviceSer,
 }
 
 impl FileHandler for VfioPciHandler {
@@ -130,14 +281,16 @@ impl FileHandler for VfioPciHandler {
         page.bytes_mut()[..abi::SER_SIZE].copy_from_slice(&ser.to_bytes());
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
         test::corrupt_ser(&mut page);
+        self.outgoing.lock().add(ser)?;
         dev.set_liveupdate_busy(true);
-        Ok((page.phys(), State { ser: page }))
+        Ok((page.phys(), State { ser: page, dev: ser }))
     }
 
     fn unpreserve(&self, file: &File, _data: u64, state: State) {
         if let Some(dev) = vfio::Device::from_file(file) {
             dev.set_liveupdate_busy(false);
         }
+        self.outgoing.lock().remove(state.dev);
         drop(state.ser);
     }
 
@@ -181,13 +334,27 @@ impl FileHandler for VfioPciHandler {
         }
     }
 
-    fn finish(&self, _file: Option<&File>, data: Handover, status: RetrieveStatus) {
-        // A retrieve, failed or not, freed the page already.
-        if status == RetrieveStatus::NotRetrieved {
-            if let Err(e) = HandoverPage::restore(data) {
-                pr_warn!("vfio-pci: not freeing a corrupt preserved device: {:?}\n", e);
+    fn finish(&self, file: Option<&File>, data: Handover, status: RetrieveStatus) {
+        let dev = match (status, file) {
+            (RetrieveStatus::Retrieved, Some(f)) => {
+                vfio::Device::from_file(f)
+                    .and_then(|d| d.pci())
+                    .map(|p| DeviceSer {
+                        domain: p.domain_nr(),
+                        bdf: p.dev_id(),
+                    })
             }
-        }
+            // A retrieve, failed or not, freed the page already.
+            (RetrieveStatus::NotRetrieved, _) => match HandoverPage::restore(data) {
+                Ok(page) => DeviceSer::read(page.bytes()).ok(),
+                Err(e) => {
+                    pr_warn!("vfio-pci: not freeing a corrupt preserved device: {:?}\n", e);
+                    None
+                }
+            },
+            _ => None,
+        };
+        self.incoming.lock().finished(dev);
     }
 
     fn get_id(file: &File) -> usize {
@@ -207,7 +374,7 @@ impl kernel::Module for VfioPciLuo {
     fn init(module: &'static ThisModule) -> Result<Self> {
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
         test::init()?;
-        let registration = match Registration::new(module, VfioPciHandler) {
+        let registration = match Registration::new(module, VfioPciHandler::new()?) {
             Ok(r) => Some(r),
             // LUO is disabled on this boot.
             Err(e) if e == EOPNOTSUPP => None,

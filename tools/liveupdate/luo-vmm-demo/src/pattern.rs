@@ -85,9 +85,60 @@ impl Mismatch {
 /// Check every byte of `buf` against the pattern of `seed`.
 pub fn verify(buf: &[u8], seed: u64) -> Result<(), Mismatch> {
     let mut m = Mismatch::default();
-    for (page, bytes) in buf.chunks(PAGE_BYTES).enumerate() {
+    verify_pages(buf, 0, seed, &mut m);
+    if m.words == 0 {
+        Ok(())
+    } else {
+        Err(m)
+    }
+}
+
+/// The byte at byte offset `offset`.
+pub fn byte(offset: u64, seed: u64) -> u8 {
+    word(offset / 8, seed).to_le_bytes()[(offset % 8) as usize]
+}
+
+/// Check every byte of `buf` (the memory at offset 0) after a copy of `len`
+/// bytes from offset `from` to offset `to` (a DMA): bytes `to..to + len`
+/// hold the pattern of bytes `from..from + len`, every other byte the
+/// pattern of `seed`. Words are reported as [`verify`] does.
+pub fn verify_copy(buf: &[u8], seed: u64, from: usize, to: usize, len: usize) -> Result<(), Mismatch> {
+    let end = to.saturating_add(len).min(buf.len());
+    let to = to.min(end);
+    // The pages the copy touched are checked a word at a time, the others
+    // as verify does.
+    let lo = to / PAGE_BYTES * PAGE_BYTES;
+    let hi = end.div_ceil(PAGE_BYTES).saturating_mul(PAGE_BYTES).min(buf.len());
+    let mut m = Mismatch::default();
+    verify_pages(&buf[..lo], 0, seed, &mut m);
+    for (j, b) in buf[lo..hi].chunks(8).enumerate() {
+        let at = lo + 8 * j;
+        let mut e = [0u8; 8];
+        let mut f = [0u8; 8];
+        for (k, x) in b.iter().enumerate() {
+            let o = at + k;
+            let src = if (to..end).contains(&o) { from + (o - to) } else { o };
+            e[k] = byte(src as u64, seed);
+            f[k] = *x;
+        }
+        if e != f {
+            m.add(Bad { offset: at as u64, expected: u64::from_le_bytes(e), found: u64::from_le_bytes(f) });
+        }
+    }
+    verify_pages(&buf[hi..], (hi / PAGE_BYTES) as u64, seed, &mut m);
+    if m.words == 0 {
+        Ok(())
+    } else {
+        Err(m)
+    }
+}
+
+/// Check `buf`, the memory from page `first_page` on (its start), into `m`.
+fn verify_pages(buf: &[u8], first_page: u64, seed: u64, m: &mut Mismatch) {
+    for (i, bytes) in buf.chunks(PAGE_BYTES).enumerate() {
+        let page = first_page + i as u64;
         // Fast path: OR of all differences, a page at a time.
-        let key = page_key(page as u64, seed);
+        let key = page_key(page, seed);
         let mut words = bytes.chunks_exact(8);
         let (mut w, mut diff) = (key, 0u64);
         for b in &mut words {
@@ -99,7 +150,7 @@ pub fn verify(buf: &[u8], seed: u64) -> Result<(), Mismatch> {
             continue;
         }
         // Slow path: find the differing words of this page.
-        let first = page as u64 * PAGE_WORDS;
+        let first = page * PAGE_WORDS;
         for (j, b) in bytes.chunks(8).enumerate() {
             let mut e = word(first + j as u64, seed).to_le_bytes();
             e[b.len()..].fill(0);
@@ -113,11 +164,6 @@ pub fn verify(buf: &[u8], seed: u64) -> Result<(), Mismatch> {
                 });
             }
         }
-    }
-    if m.words == 0 {
-        Ok(())
-    } else {
-        Err(m)
     }
 }
 
@@ -179,6 +225,48 @@ mod tests {
         assert_eq!(m.first[0].expected ^ m.first[0].found, 0x10 << 8);
         assert_eq!(m.first[1].offset, 800);
         assert_eq!(m.first[1].expected ^ m.first[1].found, 1 << 16);
+    }
+
+    #[test]
+    fn byte_matches_fill() {
+        let mut buf = vec![0u8; 2 * 4096 + 5];
+        fill(&mut buf, 5);
+        for (o, b) in buf.iter().enumerate() {
+            assert_eq!(*b, byte(o as u64, 5), "byte {o}");
+        }
+    }
+
+    #[test]
+    fn verify_copy_checks_the_copy_and_the_rest() {
+        let len = 16 * 4096 + 100;
+        let mut buf = vec![0u8; len];
+        fill(&mut buf, 9);
+        // No copy (or a copy onto itself): as verify.
+        assert_eq!(verify_copy(&buf, 9, 0, 0, 0), Ok(()));
+        assert_eq!(verify_copy(&buf, 9, 77, 77, 4095), Ok(()));
+        let (from, to, n) = (0x1123, 0xe045, 4095);
+        let copy = buf[from..from + n].to_vec();
+        // Before the copy, its target does not hold the source's bytes.
+        assert!(verify_copy(&buf, 9, from, to, n).is_err());
+        buf[to..to + n].copy_from_slice(&copy);
+        assert_eq!(verify_copy(&buf, 9, from, to, n), Ok(()));
+        // ... but the plain pattern check fails on it.
+        assert!(verify(&buf, 9).is_err());
+        // A wrong byte next to the target, inside it, and far from it.
+        for at in [to - 1, to + n, to + 17, 3, len - 1, 0x5000] {
+            let mut bad = buf.clone();
+            bad[at] ^= 0x40;
+            let m = verify_copy(&bad, 9, from, to, n).unwrap_err();
+            assert_eq!(m.words, 1, "byte {at:#x}");
+            assert_eq!(m.first[0].offset, at as u64 & !7, "byte {at:#x}");
+        }
+        // A copy that ends at the end of the memory, one that spans it.
+        let t = len - n;
+        let mut end = vec![0u8; len];
+        fill(&mut end, 9);
+        end.copy_within(from..from + n, t);
+        assert_eq!(verify_copy(&end, 9, from, t, n), Ok(()));
+        assert_eq!(verify_copy(&end, 9, from, t, n + 500), Ok(()));
     }
 
     #[test]
