@@ -2,8 +2,9 @@
 # Rust Live Update Orchestrator: build, test and demo harness.
 #   make check [LUO="c rust rust-kasan c-rust-memfd rust-c-memfd"]
 #                               every test; ends with "N passed, M failed"
-#   make demo [SIZE=256M] [LUO=rust|c]
+#   make demo [SIZE=256M] [LUO=rust|c] [VFIO=1]
 #                               a live update in QEMU, shown step by step
+#                               (VFIO=1: with a passthrough PCI device; LUO=rust)
 #   make kernel LUO=VARIANT      just build one kernel variant (scripts/lib.sh VARIANTS)
 #   make bench                  time the C and the Rust LUO, print Rust/C ratios
 #   make fuzz [SEED=1] [DURATION=60] [LUO=rust]
@@ -21,8 +22,9 @@ check:
 	@scripts/check.sh $(LUO)
 
 # The demo runs one variant: rust unless LUO is given (make demo LUO=c).
+# VFIO=1 adds a passthrough edu PCI device, preserved next to guest RAM.
 demo:
-	@$(if $(filter file,$(origin LUO)),,LUO='$(LUO)') scripts/demo.sh
+	@$(if $(filter file,$(origin LUO)),,LUO='$(LUO)') VFIO='$(VFIO)' scripts/demo.sh
 
 bench:
 	@scripts/bench.sh

@@ -204,10 +204,17 @@ mixed_memfd_suites() {
 # 64 MiB guest-RAM memfd mapped into a new IOAS for an edu DMA after the
 # kexec) and, with the Rust test handlers (CONFIG_LIVEUPDATE_RUST_TEST),
 # luo_rs_vfio_corrupt (hostile vfio-pci-v1 handovers refused with an errno).
+# On rust also demo-vfio: make demo VFIO=1's VMM (luo-vmm-demo, 16 MiB of
+# guest RAM and edu 0000:00:02.0): its stage 2 exits 0 only if every byte and
+# the device's DMA through the retrieved guest RAM check out.
 vfio_suites() {
-	local v=$1
+	local v=$1 g=$BUILD/guest-$1
 	LUO_VM_VFIO=1 ktap_case "$v" vfio luo_rs_vfio
 	if is_rust_luo "$v"; then LUO_VM_VFIO=1 ktap_case "$v" vfio-corrupt luo_rs_vfio_corrupt; fi
+	if [ "$v" = rust ]; then
+		LUO_VM_VFIO=1 vm_case "$v" demo-vfio luo-vmm-demo "$g/kexec.cpio" 2 300 stages \
+			"luo.demo_vfio=1 luo.demo_size=16M"
+	fi
 }
 
 # ktap_case VARIANT SUITE TEST [TIMEOUT [EXTRA]]: a two-stage (kexec) test

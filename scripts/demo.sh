@@ -10,20 +10,38 @@
 # is finished. The blackout is measured here, on the host, from the serial
 # stream: from the guest's `DEMO: reboot` line to its `DEMO: verified` line.
 #
+# With VFIO=1 the VM is run-vm.sh's q35 with an emulated Intel IOMMU and four
+# QEMU edu PCI devices (LUO_VM_VFIO=1), and the VM host also passes one
+# through (luo.demo_vfio=1: edu 0000:00:02.0): stage 1 binds it to vfio-pci
+# and an iommufd, maps guest RAM into its IOAS, checks a DMA round trip and
+# preserves the device fd in the same session; the new kernel binds the
+# device to vfio-pci, retrieves it, binds it to a new iommufd and maps the
+# retrieved guest RAM (inside the blackout: a VMM must before its VM runs),
+# and after the memory is verified the device DMAs from guest RAM to itself
+# and back to elsewhere in guest RAM, which is checked byte for byte.
+#
 # Environment:
 #   SIZE=256M          guest RAM to preserve (K/M/G suffixes), passed to
 #                      the guest in bytes as luo.demo_size=
 #   DEMO_LUO / LUO     rust (default) or c
+#   VFIO=1             add the passthrough device (needs LUO=rust: the C
+#                      variant has no vfio-pci live update handler)
 #   V=1                stream the whole serial log
 #   DEMO_TIMEOUT=S     hard limit for the VM (default: from SIZE)
 #   DEMO_KERNEL=FILE   boot this prebuilt bzImage of the same variant instead
 #                      of fetching and building the kernel (for development;
 #                      the guest programs and the initramfs are still built)
-# Exit status 0 only if the memory came back verified.
+# Exit status 0 only if the memory (and with VFIO=1 the device) came back
+# verified.
 . "$(dirname "$0")/lib.sh"
 
 v=${DEMO_LUO:-${LUO:-rust}}
 case $v in c | rust) ;; *) die "DEMO_LUO/LUO must be c or rust, not '$v'" ;; esac
+vfio=${VFIO:-0}
+case $vfio in 0 | '') vfio=0 ;; 1) ;; *) die "VFIO must be 0 or 1, not '$vfio'" ;; esac
+if [ "$vfio" = 1 ] && ! has_vfio_rust "$v"; then
+	die "VFIO=1: LUO=$v has no vfio-pci live update handler (the only one, in Rust, is built in LUO=rust); run make demo VFIO=1 [LUO=rust]"
+fi
 size_arg=${SIZE:-256M}
 
 # Bytes of a size with an optional K/M/G/T suffix (powers of 1024, like
@@ -39,9 +57,10 @@ to_bytes() {
 }
 size=$(to_bytes "$size_arg") || die "SIZE=$size_arg: expected bytes with an optional K, M or G suffix, e.g. 256M"
 [ "$size" -ge 4096 ] || die "SIZE=$size_arg: at least 4K"
+[ "$vfio" = 0 ] || [ "$size" -ge $((64 << 10)) ] || die "SIZE=$size_arg: at least 64K with VFIO=1 (room for the device's DMA)"
 size_mib=$(((size + (1 << 20) - 1) >> 20))
 mem_mib=$((1024 + 2 * size_mib))
-tmo=${DEMO_TIMEOUT:-$((240 + size_mib / 2))}
+tmo=${DEMO_TIMEOUT:-$((240 + size_mib / 2 + 120 * vfio))}
 
 # Host monotonic time in centiseconds (/proc/uptime), into $NOW.
 now() {
@@ -101,10 +120,18 @@ stage build "done: $(basename "$k") $(du -k "$k" | cut -f1) KiB, initramfs $(du 
 
 serial=$LOGS/demo-$v.log
 qlog=$LOGS/demo-$v.qemu.log
+cmdline="kunit.enable=0 luo.test=luo-vmm-demo luo.stages=2 luo.demo_size=$size"
+machine=''
+if [ "$vfio" = 1 ]; then
+	serial=$LOGS/demo-$v-vfio.log
+	qlog=$LOGS/demo-$v-vfio.qemu.log
+	cmdline+=" luo.demo_vfio=1"
+	machine=', q35 + Intel IOMMU + 4 edu devices'
+	export LUO_VM_VFIO=1
+fi
 rm -f "$serial"
-stage boot "QEMU (TCG), $mem_mib MiB, LUO=$v, guest RAM $size_arg, timeout ${tmo}s (serial log: $serial)"
-"$REPO/scripts/run-vm.sh" "$k" "$g/kexec.cpio" "$serial" "$tmo" "${mem_mib}M" \
-	"kunit.enable=0 luo.test=luo-vmm-demo luo.stages=2 luo.demo_size=$size" 2> "$qlog" &
+stage boot "QEMU (TCG$machine), $mem_mib MiB, LUO=$v, guest RAM $size_arg, timeout ${tmo}s (serial log: $serial)"
+"$REPO/scripts/run-vm.sh" "$k" "$g/kexec.cpio" "$serial" "$tmo" "${mem_mib}M" "$cmdline" 2> "$qlog" &
 qemu=$!
 # On any exit, stop the VM if it still runs. run-vm.sh's child is
 # timeout(1), which runs QEMU in a process group of its own: note it once
@@ -134,6 +161,7 @@ vm_pg=$(cat "/proc/$qemu/task/$qemu/children" 2>/dev/null) || vm_pg=''
 # Follow the serial log; note the host time of the lines that matter.
 boots=0 t_reboot='' t_kexec='' t_boot2='' t_restored='' t_verified=''
 preserved='' preserve_ms='' restored='' verified='' seed1='' stage2_exit='' kerr=0 panic='' guest_err=''
+dev_bdf='' dev_preserved='' dev_restored='' dev_restore_ms='' dev_ok=''
 show() { printf '           %s\n' "$1"; }
 while IFS= read -r line; do
 	line=${line%$'\r'}
@@ -150,9 +178,18 @@ while IFS= read -r line; do
 	"DEMO: preserved "*)
 		[[ $line =~ ^DEMO:\ preserved\ [0-9]+\ fds\ \(([0-9]+)\ bytes\)\ in\ ([0-9]+)\ ms ]] &&
 			preserved=${BASH_REMATCH[1]} preserve_ms=${BASH_REMATCH[2]}
+		[[ $line == *", token "*" device "* ]] && dev_preserved=1
 		stage preserve "${line#DEMO: }"
 		;;
 	"DEMO: holder "*) stage preserve "${line#DEMO: }" ;;
+	"DEMO: device OK: "*)
+		dev_ok=1
+		stage verify "${line#DEMO: }"
+		;;
+	"DEMO: device "*)
+		[[ $line =~ ^DEMO:\ device\ ([0-9a-f:.]+)\  ]] && dev_bdf=${BASH_REMATCH[1]}
+		stage "$([ -z "$t_reboot" ] && echo preserve || echo restore)" "${line#DEMO: }"
+		;;
 	"DEMO: reboot")
 		now
 		t_reboot=$NOW
@@ -169,6 +206,8 @@ while IFS= read -r line; do
 		now
 		t_restored=$NOW
 		[[ $line =~ ^DEMO:\ restored\ [0-9]+\ fds\ \(([0-9]+)\ bytes\) ]] && restored=${BASH_REMATCH[1]}
+		[[ $line =~ ,\ device\ .*\ bound\ and\ mapped\ in\ ([0-9]+)\ ms ]] &&
+			dev_restored=1 dev_restore_ms=${BASH_REMATCH[1]}
 		stage restore "${line#DEMO: }"
 		;;
 	"DEMO: verified "*)
@@ -220,16 +259,20 @@ elif [ -z "$verified" ]; then
 	why="the new kernel never verified the memory"
 elif [ "$verified" != "$preserved" ]; then
 	why="verified $verified bytes, but $preserved were preserved"
+elif [ "$vfio" = 1 ] && [ -z "$dev_ok" ]; then
+	why="the device's DMA through guest RAM was never verified"
 elif [ "$stage2_exit" != 0 ]; then
 	why="the VM host exited with status ${stage2_exit:-?} after verifying"
 fi
 
 echo
-echo "Summary (LUO=$v, SIZE=$size_arg, QEMU/TCG; serial log: $serial)"
+echo "Summary (LUO=$v, SIZE=$size_arg$([ "$vfio" = 1 ] && echo ", VFIO=1"), QEMU/TCG; serial log: $serial)"
 if [ -n "$preserved" ]; then
-	printf '  %-18s%s bytes in 2 memfds: guest RAM %s + VM state %s bytes\n' \
-		preserved "$preserved" "$(human "$size")" "$((preserved - size))"
-	printf '  %-18s%s ms (guest clock: create the session, preserve both memfds)\n' "time to preserve" "$preserve_ms"
+	printf '  %-18s%s bytes in 2 memfds: guest RAM %s + VM state %s bytes%s\n' \
+		preserved "$preserved" "$(human "$size")" "$((preserved - size))" \
+		"$([ -n "$dev_preserved" ] && echo ", and the device ${dev_bdf:-?} (edu)")"
+	printf '  %-18s%s ms (guest clock: create the session, preserve both memfds%s)\n' "time to preserve" "$preserve_ms" \
+		"$([ -n "$dev_preserved" ] && echo " and the device")"
 else
 	printf '  %-18snothing\n' preserved
 fi
@@ -242,12 +285,20 @@ if [ -n "$t_reboot" ] && [ -n "$t_verified" ]; then
 	span "freeze, kexec" "$t_reboot" "$t_kexec"
 	span "purgatory, kernel start" "$t_kexec" "$t_boot2"
 	span "boot, retrieve" "$t_boot2" "$t_restored"
+	if [ -n "$dev_restore_ms" ]; then
+		printf '    %-24s%6s s (guest clock: bind to vfio-pci, retrieve, new iommufd, map guest RAM)\n' \
+			"  of which the device" "$(secs $((dev_restore_ms / 10)))"
+	fi
 	span "verify every byte" "$t_restored" "$t_verified"
 elif [ -n "$t_reboot" ]; then
 	now
 	printf '  %-18snot over: nothing verified %s s after "DEMO: reboot"\n' blackout "$(secs $((NOW - t_reboot)))"
 fi
 [ $kerr -eq 0 ] || printf '  %-18s%d (LUO-KMSG-ERR lines in the serial log)\n' "kernel errors" "$kerr"
+if [ "$vfio" = 1 ]; then
+	printf '  %-18s%s (edu) %s, DMA through guest RAM verified: %s\n' device "${dev_bdf:-0000:00:02.0}" \
+		"$([ -n "$dev_restored" ] && echo retrieved || echo "not retrieved")" "$([ -n "$dev_ok" ] && echo yes || echo no)"
+fi
 if [ -z "$why" ]; then
 	printf '  %-18syes: every byte came back\n' verified
 	exit 0

@@ -107,9 +107,8 @@ impl Device {
         }
         // SAFETY: A capable device is a vfio-pci device, embedded in a
         // `struct vfio_pci_core_device` as its `vdev` member; it is registered (type invariant).
-        let vdev = unsafe {
-            crate::container_of!(self.as_raw(), bindings::vfio_pci_core_device, vdev)
-        };
+        let vdev =
+            unsafe { crate::container_of!(self.as_raw(), bindings::vfio_pci_core_device, vdev) };
         // SAFETY: `vdev` is a registered vfio-pci device; the function takes its locks.
         to_result(unsafe { bindings::vfio_pci_core_liveupdate_freeze(vdev) })
     }
@@ -120,10 +119,7 @@ impl Device {
         let key = PciKey { domain, bdf };
         // SAFETY: `match_pci` only reads `key` through the pointer, during the call.
         let raw = unsafe {
-            bindings::vfio_find_device(
-                core::ptr::from_ref(&key).cast::<c_void>(),
-                Some(match_pci),
-            )
+            bindings::vfio_find_device(core::ptr::from_ref(&key).cast::<c_void>(), Some(match_pci))
         };
         // INVARIANT: `vfio_find_device` returned the device with a registration reference,
         // which the `Registered` now owns.
@@ -179,7 +175,8 @@ impl Registered {
     /// bound to an iommufd yet), even while the device is held for a live update.
     pub fn open_cdev(&self) -> Result<ARef<File>> {
         // SAFETY: `self` holds a registration reference on the device (type invariant).
-        let f = from_err_ptr(unsafe { bindings::vfio_device_liveupdate_cdev_open(self.0.as_ptr()) })?;
+        let f =
+            from_err_ptr(unsafe { bindings::vfio_device_liveupdate_cdev_open(self.0.as_ptr()) })?;
         let f = NonNull::new(f).ok_or(ENOMEM)?;
         // SAFETY: The function returned a new file with one reference, which we own; `File` is
         // a transparent wrapper of `struct file`.

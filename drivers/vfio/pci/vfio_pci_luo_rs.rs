@@ -98,7 +98,8 @@ mod abi {
         }
     }
 
-    const _: () = assert!(SER_SIZE == core::mem::size_of::<kernel::bindings::vfio_pci_core_device_ser>());
+    const _: () =
+        assert!(SER_SIZE == core::mem::size_of::<kernel::bindings::vfio_pci_core_device_ser>());
 }
 
 use abi::DeviceSer;
@@ -148,8 +149,11 @@ impl Outgoing {
         // INVARIANT: The count and every entry are rewritten from `devs` (at most `HELD_MAX`).
         let n = self.devs.len().min(HELD_MAX);
         page[0..4].copy_from_slice(&(n as u32).to_le_bytes());
-        for (d, e) in self.devs.iter().zip(page[HELD_HDR..].chunks_exact_mut(HELD_ENTRY)) {
-            e[..abi::SER_SIZE].copy_from_slice(&d.to_bytes());
+        for (i, d) in self.devs.iter().take(n).enumerate() {
+            let off = HELD_HDR + i * HELD_ENTRY;
+            if let Some(e) = page.get_mut(off..off + abi::SER_SIZE) {
+                e.copy_from_slice(&d.to_bytes());
+            }
         }
     }
 }
@@ -184,9 +188,14 @@ impl Incoming {
             pr_warn!("vfio-pci: ignoring a list of {} preserved devices\n", n);
             return inc;
         }
-        for e in page[HELD_HDR..].chunks_exact(HELD_ENTRY).take(n) {
-            let Ok(d) = DeviceSer::read(e) else { continue };
-            if vfio::hold_incoming_pci(d.domain, d.bdf).is_ok() && inc.held.push(d, GFP_KERNEL).is_err() {
+        for i in 0..n {
+            let off = HELD_HDR + i * HELD_ENTRY;
+            let Some(Ok(d)) = page.get(off..off + HELD_ENTRY).map(DeviceSer::read) else {
+                continue;
+            };
+            if vfio::hold_incoming_pci(d.domain, d.bdf).is_ok()
+                && inc.held.push(d, GFP_KERNEL).is_err()
+            {
                 vfio::release_incoming_pci(d.domain, d.bdf);
             }
         }
@@ -227,7 +236,9 @@ impl VfioPciHandler {
         let subtree = if kho::is_enabled() {
             PreservedPage::new()
                 .and_then(|p| Subtree::add(HELD_SUBTREE, p, PAGE_SIZE))
-                .inspect_err(|e| pr_warn!("vfio-pci: cannot publish the preserved devices: {:?}\n", e))
+                .inspect_err(|e| {
+                    pr_warn!("vfio-pci: cannot publish the preserved devices: {:?}\n", e)
+                })
                 .ok()
         } else {
             None
@@ -283,7 +294,13 @@ impl FileHandler for VfioPciHandler {
         test::corrupt_ser(&mut page);
         self.outgoing.lock().add(ser)?;
         dev.set_liveupdate_busy(true);
-        Ok((page.phys(), State { ser: page, dev: ser }))
+        Ok((
+            page.phys(),
+            State {
+                ser: page,
+                dev: ser,
+            },
+        ))
     }
 
     fn unpreserve(&self, file: &File, _data: u64, state: State) {
@@ -336,19 +353,20 @@ impl FileHandler for VfioPciHandler {
 
     fn finish(&self, file: Option<&File>, data: Handover, status: RetrieveStatus) {
         let dev = match (status, file) {
-            (RetrieveStatus::Retrieved, Some(f)) => {
-                vfio::Device::from_file(f)
-                    .and_then(|d| d.pci())
-                    .map(|p| DeviceSer {
-                        domain: p.domain_nr(),
-                        bdf: p.dev_id(),
-                    })
-            }
+            (RetrieveStatus::Retrieved, Some(f)) => vfio::Device::from_file(f)
+                .and_then(|d| d.pci())
+                .map(|p| DeviceSer {
+                    domain: p.domain_nr(),
+                    bdf: p.dev_id(),
+                }),
             // A retrieve, failed or not, freed the page already.
             (RetrieveStatus::NotRetrieved, _) => match HandoverPage::restore(data) {
                 Ok(page) => DeviceSer::read(page.bytes()).ok(),
                 Err(e) => {
-                    pr_warn!("vfio-pci: not freeing a corrupt preserved device: {:?}\n", e);
+                    pr_warn!(
+                        "vfio-pci: not freeing a corrupt preserved device: {:?}\n",
+                        e
+                    );
                     None
                 }
             },
@@ -379,7 +397,10 @@ impl kernel::Module for VfioPciLuo {
             // LUO is disabled on this boot.
             Err(e) if e == EOPNOTSUPP => None,
             Err(e) => {
-                pr_err!("vfio-pci: could not register the live update handler: {:?}\n", e);
+                pr_err!(
+                    "vfio-pci: could not register the live update handler: {:?}\n",
+                    e
+                );
                 return Err(e);
             }
         };
@@ -426,7 +447,10 @@ mod test {
             3 | 4 => b[HANDLE_MARK] = mode as u8,
             _ => return,
         }
-        pr_info!("vfio-pci: corrupting the handover of a device (mode {})\n", mode);
+        pr_info!(
+            "vfio-pci: corrupting the handover of a device (mode {})\n",
+            mode
+        );
     }
 
     pub(super) fn corrupt_handle(data: &mut u64, page: &PreservedPage) {

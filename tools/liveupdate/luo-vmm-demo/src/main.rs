@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `luo-vmm-demo`: a VM host across a live update, for `make demo`.
 //!
-//! Usage: `luo-vmm-demo -s 1|2 [--size SIZE] [--seed N]`
+//! Usage: `luo-vmm-demo -s 1|2 [--size SIZE] [--seed N] [--vfio BDF]`
 //!
 //! - `-s 1` (the old kernel): creates the VM's guest RAM, a memfd of SIZE
 //!   bytes (`--size`, else `luo.demo_size=` on the kernel command line,
@@ -14,7 +14,26 @@
 //!   the VM state and every byte of guest RAM, finishes the session and
 //!   prints a report.
 //!
-//! Session `vm-demo`, tokens: `0x1` guest RAM, `0x2` VM state.
+//! With a passthrough device (`--vfio BDF`, else `luo.demo_vfio=1` or
+//! `luo.demo_vfio=BDF` on the kernel command line; BDF 0000:00:02.0 for
+//! `1`), a QEMU edu device (`scripts/run-vm.sh` with `LUO_VM_VFIO=1`):
+//! - stage 1 binds it to vfio-pci, opens its vfio cdev, binds it to an
+//!   iommufd, maps guest RAM into the IOAS (IOMMU_IOAS_MAP_FILE of the
+//!   memfd, IOVA = offset in guest RAM, as a VMM maps guest-physical
+//!   addresses; only the first 256 MiB, all the edu's 28-bit DMA mask
+//!   reaches), does a DMA round trip guest RAM -> device -> guest RAM as a
+//!   pre-check (and puts the pattern back), and preserves the device fd in
+//!   the session next to guest RAM;
+//! - stage 2 binds the device to vfio-pci again (the new kernel has no
+//!   driver for it), retrieves a fresh device fd, binds it to a new iommufd
+//!   and maps the retrieved guest RAM (all before `DEMO: restored`, so inside
+//!   the blackout, as a VMM must before its VM runs), then, after every byte
+//!   is verified, DMAs 4095 bytes from guest RAM to the device and back to
+//!   another place in guest RAM, and checks that copy and every other byte
+//!   again (`DEMO: device OK: ...`).
+//!
+//! Session `vm-demo`, tokens: `0x1` guest RAM, `0x2` VM state, `0x3` the
+//! device.
 //!
 //! Every line starts with `DEMO: `; the host harness (`scripts/demo.sh`)
 //! reads `DEMO: preserved N bytes ... in T ms`, `DEMO: reboot`,
@@ -28,6 +47,8 @@ mod mapping;
 mod pattern;
 mod state;
 mod units;
+#[allow(unsafe_code)]
+mod vfio;
 
 use std::fs::File;
 use std::io::Write;
@@ -41,6 +62,7 @@ use rustix::fs::{fstat, ftruncate, memfd_create, MemfdFlags};
 use mapping::Mapping;
 use state::Vm;
 use units::{human, mib_per_s, ms, parse_size};
+use vfio::{Edu, Iommufd, EDU_DMA_MAX, EDU_IOVA_LIMIT};
 
 /// The LUO session that carries the VM.
 const SESSION: &str = "vm-demo";
@@ -54,6 +76,16 @@ const DEFAULT_SIZE: u64 = 256 << 20;
 const CMDLINE_SIZE: &str = "luo.demo_size";
 /// Smallest guest RAM accepted.
 const MIN_SIZE: u64 = 4096;
+/// Token of the passthrough device's vfio cdev fd.
+const TOKEN_DEVICE: u64 = 0x3;
+/// Kernel command line parameter that adds the passthrough device.
+const CMDLINE_VFIO: &str = "luo.demo_vfio";
+/// The device with `luo.demo_vfio=1`: the first edu of `LUO_VM_VFIO=1`.
+const DEFAULT_BDF: &str = "0000:00:02.0";
+/// Smallest guest RAM with the device (room for two DMAs apart).
+const DEVICE_MIN_SIZE: u64 = 64 << 10;
+/// IOVA of guest RAM offset 0: IOVA = guest-physical address.
+const RAM_IOVA: u64 = 0;
 
 type R<T = ()> = Result<T, String>;
 
@@ -67,20 +99,25 @@ struct Args {
     stage: u32,
     size: Option<u64>,
     seed: Option<u64>,
+    vfio: Option<String>,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: luo-vmm-demo -s 1|2 [--size SIZE] [--seed N]");
+    eprintln!("usage: luo-vmm-demo -s 1|2 [--size SIZE] [--seed N] [--vfio BDF]");
     eprintln!("  -s 1: create, fill and preserve guest RAM and VM state in LUO session \"{SESSION}\"");
     eprintln!("  -s 2: after the kexec, retrieve and verify them, then finish the session");
     eprintln!(
         "  SIZE: bytes with optional K/M/G/T suffix (default: {CMDLINE_SIZE}= on /proc/cmdline, else 256M)"
     );
+    eprintln!(
+        "  BDF: a QEMU edu device to pass through and preserve too (default: {CMDLINE_VFIO}=1 on \
+         /proc/cmdline for {DEFAULT_BDF}, or {CMDLINE_VFIO}=BDF)"
+    );
     std::process::exit(2);
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { stage: 0, size: None, seed: None };
+    let mut a = Args { stage: 0, size: None, seed: None, vfio: None };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| usage());
@@ -100,6 +137,7 @@ fn parse_args() -> Args {
                 };
                 a.seed = Some(n.unwrap_or_else(|| usage()));
             }
+            "--vfio" => a.vfio = Some(value()),
             _ => usage(),
         }
     }
@@ -133,6 +171,47 @@ fn cmdline_size() -> R<Option<u64>> {
     }
 }
 
+/// The passthrough device: `--vfio BDF`, else `luo.demo_vfio=` (`1`: the
+/// default BDF; `0` or absent: none).
+fn device_bdf(args: &Args) -> R<Option<String>> {
+    if let Some(b) = &args.vfio {
+        return Ok(Some(b.clone()));
+    }
+    let cmdline =
+        std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("cannot read /proc/cmdline: {e}"))?;
+    let key = format!("{CMDLINE_VFIO}=");
+    Ok(match cmdline.split_whitespace().find_map(|w| w.strip_prefix(&key)) {
+        None | Some("0") | Some("") => None,
+        Some("1") => Some(DEFAULT_BDF.to_string()),
+        Some(b) => Some(b.to_string()),
+    })
+}
+
+/// The bytes of guest RAM the device can reach, mapped at [`RAM_IOVA`]:
+/// all of it up to the edu's 28-bit DMA mask, in whole pages.
+fn dma_window(ram_size: u64) -> u64 {
+    (ram_size & !0xfff).min(EDU_IOVA_LIMIT - RAM_IOVA)
+}
+
+/// A nonce for the edu liveness register.
+fn nonce(seed: u64) -> u32 {
+    (pattern::word(0x11fe, seed) >> 16) as u32
+}
+
+/// Print a guest RAM mismatch report (`what`: which check).
+fn report_mismatch(m: &pattern::Mismatch, ram_size: u64, what: &str) {
+    say!("MISMATCH: {} of {} words of guest RAM differ{what}; the first:", m.words, ram_size.div_ceil(8));
+    for b in &m.first {
+        say!(
+            "MISMATCH:   offset {:#012x} (page {}): expected {:#018x}, found {:#018x}",
+            b.offset,
+            b.offset / 4096,
+            b.expected,
+            b.found
+        );
+    }
+}
+
 fn memfd(name: &str) -> R<OwnedFd> {
     memfd_create(name, MemfdFlags::CLOEXEC).map_err(|e| format!("memfd_create({name}): {e}"))
 }
@@ -148,6 +227,13 @@ fn stage1(args: &Args) -> R {
     };
     if size < MIN_SIZE {
         return Err(format!("guest RAM of {size} bytes is too small (at least {MIN_SIZE})"));
+    }
+    let bdf = device_bdf(args)?;
+    if bdf.is_some() && size < DEVICE_MIN_SIZE {
+        return Err(format!(
+            "guest RAM of {size} bytes is too small for the device's DMA (at least {})",
+            human(DEVICE_MIN_SIZE)
+        ));
     }
     let seed = args.seed.unwrap_or_else(|| {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
@@ -189,28 +275,109 @@ fn stage1(args: &Args) -> R {
         .map_err(|e| format!("cannot write the VM state: {e}"))?;
     say!("VM state: {} bytes ({} vCPUs, registers, seed, RAM size)", text.len(), state::VCPUS);
 
-    // Preserve both in one session.
+    // The passthrough device: set up, DMA-checked, kept for the session.
+    let device = match &bdf {
+        Some(b) => Some(device_stage1(b, &ram, size, seed)?),
+        None => None,
+    };
+
+    // Preserve them all in one session.
     let t = Instant::now();
     let dev = Device::open().map_err(|e| e.to_string())?;
     let session = dev.create_session(SESSION).map_err(|e| e.to_string())?;
     session.preserve_fd(&ram, TOKEN_RAM).map_err(|e| format!("guest RAM: {e}"))?;
     session.preserve_fd(&st, TOKEN_STATE).map_err(|e| format!("VM state: {e}"))?;
+    if let Some((edu, _)) = &device {
+        session.preserve_fd(edu, TOKEN_DEVICE).map_err(|e| format!("device {}: {e}", edu.bdf()))?;
+    }
     let preserve = t.elapsed();
     let total = size + text.len() as u64;
-    say!(
-        "preserved 2 fds ({total} bytes) in {} ms: session \"{SESSION}\", token {TOKEN_RAM:#x} guest RAM, \
-         token {TOKEN_STATE:#x} VM state",
-        ms(preserve)
-    );
+    match &device {
+        None => say!(
+            "preserved 2 fds ({total} bytes) in {} ms: session \"{SESSION}\", token {TOKEN_RAM:#x} guest RAM, \
+             token {TOKEN_STATE:#x} VM state",
+            ms(preserve)
+        ),
+        Some((edu, _)) => say!(
+            "preserved 3 fds ({total} bytes) in {} ms: session \"{SESSION}\", token {TOKEN_RAM:#x} guest RAM, \
+             token {TOKEN_STATE:#x} VM state, token {TOKEN_DEVICE:#x} device {} (edu)",
+            ms(preserve),
+            edu.bdf()
+        ),
+    }
 
-    // The session lives as long as its fd: a holder keeps it to the kexec.
-    let holder = liveupdate::holder::spawn(&[session.as_fd()], [SESSION])
+    // The session lives as long as its fd: a holder keeps it to the kexec
+    // (and the device and its iommufd, as the VMM would keep them open).
+    let mut keep = vec![session.as_fd()];
+    if let Some((edu, iommu)) = &device {
+        keep.push(edu.as_fd());
+        keep.push(iommu.as_fd());
+    }
+    let holder = liveupdate::holder::spawn(&keep, [SESSION])
         .map_err(|e| format!("cannot start the session holder: {e}"))?;
     say!("holder pid {} keeps session \"{SESSION}\" open across the kexec", holder.id());
+    drop(keep);
+    drop(device);
     drop(session);
     drop(dev);
     say!("reboot");
     Ok(())
+}
+
+/// Stage 1's device: bind `bdf` to vfio-pci, open its cdev, bind it to an
+/// iommufd, map guest RAM (`ram`, `size` bytes of the pattern of `seed`)
+/// into the IOAS, and check a DMA round trip through guest RAM (whose
+/// pattern is put back afterwards).
+fn device_stage1(bdf: &str, ram: &OwnedFd, size: u64, seed: u64) -> R<(Edu, Iommufd)> {
+    let t = Instant::now();
+    vfio::check_edu(bdf)?;
+    let before = vfio::bind_vfio_pci(bdf)?;
+    let (file, path) = vfio::open_cdev(bdf)?;
+    let iommu = Iommufd::open()?;
+    let edu = Edu::bind(bdf, file, &iommu)?;
+    edu.check_alive(nonce(seed))?;
+    let window = dma_window(size);
+    iommu.map_file(ram, window, RAM_IOVA)?;
+    say!(
+        "device {bdf} (edu): bound to vfio-pci (driver before: {}), {} bound to an iommufd (IOAS {}), \
+         guest RAM mapped for DMA at IOVA {RAM_IOVA:#x}-{:#x} ({}) in {} ms",
+        before.as_deref().unwrap_or("none"),
+        path.display(),
+        iommu.ioas(),
+        RAM_IOVA + window - 1,
+        human(window),
+        ms(t.elapsed())
+    );
+
+    // The pre-check: near the start of the window to near its end.
+    let (from, to, n) = (0x1123, window - 0x2000 + 0x45, EDU_DMA_MAX);
+    let t = Instant::now();
+    edu.dma_round_trip(RAM_IOVA + from, RAM_IOVA + to, n)?;
+    let dma = t.elapsed();
+    let file = File::from(ram.try_clone().map_err(|e| e.to_string())?);
+    let mut got = vec![0u8; n as usize];
+    file.read_exact_at(&mut got, to).map_err(|e| format!("cannot read guest RAM: {e}"))?;
+    let want: Vec<u8> = (from..from + n).map(|o| pattern::byte(o, seed)).collect();
+    if got != want {
+        let at = got.iter().zip(&want).take_while(|(a, b)| a == b).count() as u64;
+        say!(
+            "MISMATCH: device DMA pre-check: guest RAM {:#x} holds {:#04x}, want {:#04x} (byte {at} of the \
+             {n} copied from {from:#x})",
+            to + at,
+            got[at as usize],
+            want[at as usize]
+        );
+        return Err(format!("device {bdf}: the DMA pre-check copied wrong bytes"));
+    }
+    // Put the pattern back where the DMA wrote.
+    let back: Vec<u8> = (to..to + n).map(|o| pattern::byte(o, seed)).collect();
+    file.write_all_at(&back, to).map_err(|e| format!("cannot write guest RAM: {e}"))?;
+    say!(
+        "device {bdf} (edu): DMA pre-check OK: {n} bytes guest RAM {from:#x} -> device -> guest RAM {to:#x} \
+         in {} ms (the pattern put back there)",
+        ms(dma)
+    );
+    Ok((edu, iommu))
 }
 
 fn stage2(args: &Args) -> R {
@@ -234,21 +401,37 @@ fn stage2(args: &Args) -> R {
     let ram = session.retrieve_fd(TOKEN_RAM).map_err(|e| format!("guest RAM (token {TOKEN_RAM:#x}): {e}"))?;
     let st =
         session.retrieve_fd(TOKEN_STATE).map_err(|e| format!("VM state (token {TOKEN_STATE:#x}): {e}"))?;
-    let restore = t.elapsed();
     let ram_size = fstat(&ram).map_err(|e| format!("fstat(guest RAM): {e}"))?.st_size as u64;
+    // The device, before the VM could run: bound, retrieved, its DMA mapped.
+    let device = match device_bdf(args)? {
+        Some(b) => Some(device_stage2(&b, &session, &ram, ram_size)?),
+        None => None,
+    };
+    let restore = t.elapsed();
     // Read from offset 0: a memfd comes back with its file position (here
     // at the end, where stage 1's write left it).
     let st_size = fstat(&st).map_err(|e| format!("fstat(VM state): {e}"))?.st_size as u64;
     let mut text = vec![0u8; to_usize(st_size)?];
     File::from(st).read_exact_at(&mut text, 0).map_err(|e| format!("cannot read the VM state: {e}"))?;
     let total = ram_size + text.len() as u64;
-    say!(
-        "restored 2 fds ({total} bytes) in {} ms: session \"{SESSION}\", guest RAM {} ({ram_size} bytes), \
-         VM state {} bytes",
-        ms(restore),
-        human(ram_size),
-        text.len()
-    );
+    match &device {
+        None => say!(
+            "restored 2 fds ({total} bytes) in {} ms: session \"{SESSION}\", guest RAM {} ({ram_size} bytes), \
+             VM state {} bytes",
+            ms(restore),
+            human(ram_size),
+            text.len()
+        ),
+        Some(d) => say!(
+            "restored 3 fds ({total} bytes) in {} ms: session \"{SESSION}\", guest RAM {} ({ram_size} bytes), \
+             VM state {} bytes, device {} (edu) bound and mapped in {} ms",
+            ms(restore),
+            human(ram_size),
+            text.len(),
+            d.edu.bdf(),
+            ms(d.restore)
+        ),
+    }
 
     // The VM state: parse it, then rebuild it and compare every byte.
     let t = Instant::now();
@@ -286,16 +469,7 @@ fn stage2(args: &Args) -> R {
         let map = Mapping::new(&ram, to_usize(ram_size)?, false)
             .map_err(|e| format!("cannot map {} of guest RAM: {e}", human(ram_size)))?;
         if let Err(m) = pattern::verify(map.bytes(), vm.seed) {
-            say!("MISMATCH: {} of {} words of guest RAM differ; the first:", m.words, ram_size.div_ceil(8));
-            for b in &m.first {
-                say!(
-                    "MISMATCH:   offset {:#012x} (page {}): expected {:#018x}, found {:#018x}",
-                    b.offset,
-                    b.offset / 4096,
-                    b.expected,
-                    b.found
-                );
-            }
+            report_mismatch(&m, ram_size, "");
             return Err("guest RAM corrupted".into());
         }
     }
@@ -306,20 +480,121 @@ fn stage2(args: &Args) -> R {
         mib_per_s(total, verify)
     );
 
+    if let Some(d) = &device {
+        device_dma_check(d, &ram, ram_size, vm.seed)?;
+    }
+
     let t = Instant::now();
     session.finish().map_err(|e| e.to_string())?;
     let finish = t.elapsed();
+    if device.is_some() {
+        // FINISH makes the kernel log (the test FLBs of the demo kernel),
+        // and its console thread prints those lines later, to the same
+        // UART as our stdout: on the VFIO machine they reliably landed in
+        // the middle of the next line. Let it catch up first.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     say!("finished session \"{SESSION}\" in {} ms: the VM now runs on the restored memory", ms(finish));
     drop(session);
     drop(dev);
+    let dev_note = match &device {
+        Some(d) => format!(
+            "; device {} (edu) retrieved, bound and mapped in {} ms, its DMA through guest RAM verified",
+            d.edu.bdf(),
+            ms(d.restore)
+        ),
+        None => String::new(),
+    };
     say!(
         "report: {total} bytes ({} guest RAM + {} bytes VM state) came through the kexec; \
-         retrieve {} ms, verify {} ms, finish {} ms",
+         retrieve {} ms, verify {} ms, finish {} ms{dev_note}",
         human(ram_size),
         text.len(),
         ms(restore),
         ms(verify),
         ms(finish)
+    );
+    Ok(())
+}
+
+/// Stage 2's device, bound to a new iommufd with guest RAM mapped.
+struct Restored {
+    edu: Edu,
+    /// Kept open: the IOAS that maps guest RAM for the device.
+    _iommu: Iommufd,
+    /// Time to bind, retrieve, bind and map it.
+    restore: std::time::Duration,
+}
+
+/// Stage 2's device: bind `bdf` to vfio-pci (the new kernel has no driver
+/// for it), retrieve its fresh, unbound cdev file from `session`, bind it
+/// to a new iommufd and map the retrieved guest RAM as stage 1 did.
+fn device_stage2(
+    bdf: &str,
+    session: &liveupdate::IncomingSession,
+    ram: &OwnedFd,
+    ram_size: u64,
+) -> R<Restored> {
+    if ram_size < DEVICE_MIN_SIZE {
+        return Err(format!(
+            "guest RAM of {ram_size} bytes is too small for the device's DMA (at least {})",
+            human(DEVICE_MIN_SIZE)
+        ));
+    }
+    let t = Instant::now();
+    vfio::check_edu(bdf)?;
+    let before = vfio::bind_vfio_pci(bdf)?;
+    let bind = t.elapsed();
+    let file = session
+        .retrieve_fd(TOKEN_DEVICE)
+        .map_err(|e| format!("device {bdf} (token {TOKEN_DEVICE:#x}): {e}"))?;
+    let retrieve = t.elapsed() - bind;
+    let iommu = Iommufd::open()?;
+    let edu = Edu::bind(bdf, File::from(file), &iommu)?;
+    let attach = t.elapsed() - bind - retrieve;
+    let window = dma_window(ram_size);
+    iommu.map_file(ram, window, RAM_IOVA)?;
+    let map = t.elapsed() - bind - retrieve - attach;
+    let restore = t.elapsed();
+    say!(
+        "device {bdf} (edu): bound to vfio-pci in {} ms (driver before: {}), retrieved in {} ms, bound to a \
+         new iommufd (IOAS {}) in {} ms, guest RAM mapped for DMA at IOVA {RAM_IOVA:#x}-{:#x} ({}) in {} ms",
+        ms(bind),
+        before.as_deref().unwrap_or("none"),
+        ms(retrieve),
+        iommu.ioas(),
+        ms(attach),
+        RAM_IOVA + window - 1,
+        human(window),
+        ms(map)
+    );
+    Ok(Restored { edu, _iommu: iommu, restore })
+}
+
+/// After guest RAM is verified: the device answers, DMAs from guest RAM to
+/// itself and back to another place in guest RAM, and guest RAM holds that
+/// copy and the pattern everywhere else.
+fn device_dma_check(d: &Restored, ram: &OwnedFd, ram_size: u64, seed: u64) -> R {
+    let bdf = d.edu.bdf();
+    let window = dma_window(ram_size);
+    // Near the end of the window to near its start (stage 1 went the other way).
+    let (from, to, n) = (window - 0x4000 + 0x321, 0x3009, EDU_DMA_MAX);
+    let t = Instant::now();
+    d.edu.check_alive(nonce(seed) ^ 0x2)?;
+    d.edu.dma_round_trip(RAM_IOVA + from, RAM_IOVA + to, n)?;
+    let dma = t.elapsed();
+    let t = Instant::now();
+    let map = Mapping::new(ram, to_usize(ram_size)?, false)
+        .map_err(|e| format!("cannot map {} of guest RAM: {e}", human(ram_size)))?;
+    if let Err(m) = pattern::verify_copy(map.bytes(), seed, from as usize, to as usize, n as usize) {
+        report_mismatch(&m, ram_size, &format!(" after the device's DMA of {n} bytes {from:#x} -> {to:#x}"));
+        return Err(format!("device {bdf}: guest RAM is wrong after its DMA"));
+    }
+    say!(
+        "device OK: {bdf} (edu) answers, DMA of {n} bytes guest RAM {from:#x} -> device -> guest RAM {to:#x} \
+         in {} ms; the copy and every other byte of guest RAM checked in {} ms",
+        ms(dma),
+        ms(t.elapsed())
     );
     Ok(())
 }

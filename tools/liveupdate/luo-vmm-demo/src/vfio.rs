@@ -124,7 +124,11 @@ struct IommuIoasMapFile {
     iova: u64,
 }
 
-// The sizes of the uapi structs (x86_64), as the kernel checks them.
+// The numbers and sizes as <linux/vfio.h> and <linux/iommufd.h> give them
+// (x86_64; the kernel checks the sizes).
+const _: () = assert!(VFIO_DEVICE_GET_REGION_INFO == 0x3b6c && VFIO_DEVICE_BIND_IOMMUFD == 0x3b76);
+const _: () = assert!(VFIO_DEVICE_ATTACH_IOMMUFD_PT == 0x3b77);
+const _: () = assert!(IOMMU_IOAS_ALLOC == 0x3b81 && IOMMU_IOAS_MAP_FILE == 0x3b8f);
 const _: () = assert!(size_of::<VfioDeviceBindIommufd>() == 24);
 const _: () = assert!(size_of::<VfioDeviceAttachIommufdPt>() == 16);
 const _: () = assert!(size_of::<VfioRegionInfo>() == 32);
@@ -183,7 +187,9 @@ pub fn check_edu(bdf: &str) -> R {
     };
     let (v, d) = (id("vendor")?, id("device")?);
     if (v, d) != (EDU_VENDOR, EDU_DEVICE) {
-        return Err(format!("{bdf} is {v:04x}:{d:04x}, not an edu device ({EDU_VENDOR:04x}:{EDU_DEVICE:04x})"));
+        return Err(format!(
+            "{bdf} is {v:04x}:{d:04x}, not an edu device ({EDU_VENDOR:04x}:{EDU_DEVICE:04x})"
+        ));
     }
     Ok(())
 }
@@ -399,6 +405,11 @@ impl Edu {
         .map_err(|e| format!("{bdf}: mmap of BAR0: {e}"))?;
         let ptr = NonNull::new(ptr).ok_or_else(|| format!("{bdf}: mmap of BAR0 returned NULL"))?;
         Ok(Self { bdf: bdf.to_string(), file, cfg_off: cfg.offset, bar: Bar { ptr, len } })
+    }
+
+    /// The device's PCI address.
+    pub fn bdf(&self) -> &str {
+        &self.bdf
     }
 
     /// Set `bits` in PCI_COMMAND through the config region.
