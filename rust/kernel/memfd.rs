@@ -108,6 +108,15 @@ impl<'a> Memfd<'a> {
         unsafe { core::ptr::read_volatile(&raw const (*self.file.as_ptr()).f_pos) }
     }
 
+    /// The number of pages the file holds, read without the inode lock: see
+    /// [`MemfdLock::present_pages`], which the inode lock does not make exact either (a fault
+    /// adds a page without it).
+    pub fn present_pages(&self) -> usize {
+        // SAFETY: `file` is a valid shmem file (type invariant), so its inode is a shmem inode;
+        // the helper only reads two counters (`READ_ONCE`).
+        unsafe { bindings::shmem_present_pages(self.inode()) as usize }
+    }
+
     /// Takes the inode lock (`inode_lock`).
     pub fn lock(&self) -> MemfdLock<'a> {
         // SAFETY: The inode is valid while `file` is; it is unlocked by `MemfdLock::drop`.
@@ -141,9 +150,7 @@ impl MemfdLock<'_> {
     /// Both change under their own locks (a fault can add a page inside the size while the
     /// inode lock is held); this is a snapshot of each.
     pub fn present_pages(&self) -> usize {
-        // SAFETY: `file` is a valid shmem file (type invariant of `Memfd`), so its inode is a
-        // shmem inode; the helper only reads two counters (`READ_ONCE`).
-        unsafe { bindings::shmem_present_pages(self.memfd.inode()) as usize }
+        self.memfd.present_pages()
     }
 
     /// The seals (`F_SEAL_*`).
