@@ -410,9 +410,10 @@ fn merge_by_index<'a>(
 fn preserve_new_folios(memfd: &Memfd<'_>, state: &mut State) -> Result {
     // Preserved folios are pinned (never swapped out) and the frozen mapping cannot lose a
     // page, so the file holds more pages (resident or swapped out) only if some were added.
-    // The common case, nothing added, is decided without the inode lock: at the reboot every
-    // memfd comes here, and the lock cost more than the rest of `freeze` (it would not make the
-    // count exact anyway, since a fault adds a page without it).
+    // The common case, nothing added, is decided without the inode lock (which would not make
+    // the count exact anyway, since a fault adds a page without it): at the reboot every memfd
+    // comes here, and the lock round trip was a tenth of the reboot path at 10,000 files
+    // (`BENCH_ICOUNT=1 BENCH_MODES=files make bench`: 4.44 to 4.06 million guest instructions).
     if memfd.present_pages() <= state.pages {
         return Ok(());
     }
