@@ -73,22 +73,32 @@ def read(path):
                    % re.escape(u)) for u in unknown
     ]
     lines = []
+    # Userspace output cut by kernel messages: the console can print a kernel message in
+    # the middle of a userspace write ("ok 15 double_pres<6>[ 4.8] ...", the rest of the
+    # line after the message). The text before a message is kept here and joined with the
+    # next userspace text: a userspace line always ends with its own newline, so text glued
+    # to a kernel message is never a whole line.
+    partial = ""
     for line in raw:
         m = LEVEL.search(line)
-        if m:
-            # Userspace output may have a kernel message glued to its end: keep both.
-            head = line[:m.start()]
-            if head.strip() and not head.strip().startswith("\x1b"):
-                lines.append(head)
-            level = int(m.group(1)) & 7
-            line = line[m.end():]
-            if BENIGN.search(line):
-                pass
-            elif level == 4 and any(e.search(line.rstrip()) for e in expected):
-                pass
-            elif level <= 3 or (level == 4 and not corrupting and REJECTION.search(line)):
-                line = "LUO-KMSG-ERR: " + line
+        if not m:
+            lines.append(partial + line)
+            partial = ""
+            continue
+        head = line[:m.start()]
+        if head.strip() and not head.strip().startswith("\x1b"):
+            partial += head
+        level = int(m.group(1)) & 7
+        line = line[m.end():]
+        if BENIGN.search(line):
+            pass
+        elif level == 4 and any(e.search(line.rstrip()) for e in expected):
+            pass
+        elif level <= 3 or (level == 4 and not corrupting and REJECTION.search(line)):
+            line = "LUO-KMSG-ERR: " + line
         lines.append(line)
+    if partial:
+        lines.append(partial)
     return lines
 
 
