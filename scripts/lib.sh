@@ -67,8 +67,8 @@ fragment_options() {
 # what the options that differ reach), or nothing.
 base_variant() {
 	case $1 in
-	c-rust-memfd) echo c ;;
-	rust-c-memfd) echo rust ;;
+	c-rust-memfd) echo rust ;;
+	rust-c-memfd) echo c-rust-memfd ;;
 	esac
 }
 # is_llvm VARIANT: is this variant built with clang (LLVM=...)?
@@ -97,8 +97,6 @@ variant_cmdline() {
 # Config fragments of a variant, in merge order.
 variant_fragments() {
 	case $1 in
-	c) echo "$REPO/config/common.config $REPO/config/c.config $REPO/config/vfio.config" ;;
-	rust) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/vfio.config $REPO/config/vfio-rust.config" ;;
 	rust-kasan) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/rust-kasan.config" ;;
 	c-rust-memfd) echo "$REPO/config/common.config $REPO/config/c.config $REPO/config/vfio.config $REPO/config/c-rust-memfd.config $REPO/config/vfio-rust.config" ;;
 	rust-c-memfd) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/vfio.config $REPO/config/vfio-rust.config $REPO/config/rust-c-memfd.config" ;;
