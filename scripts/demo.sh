@@ -39,13 +39,10 @@ v=${DEMO_LUO:-${LUO:-rust}}
 case $v in c | rust) ;; *) die "DEMO_LUO/LUO must be c or rust, not '$v'" ;; esac
 vfio=${VFIO:-0}
 case $vfio in 0 | '') vfio=0 ;; 1) ;; *) die "VFIO must be 0 or 1, not '$vfio'" ;; esac
-# The vfio-pci handler (Rust) is built in the variants with PCI and vfio
-# (config/vfio.config): for the Rust LUO that is rust-c-memfd, whose guest
-# RAM goes through upstream's C memfd handler.
+# The vfio-pci handler (Rust, config/vfio-rust.config) is built in the
+# variants with Rust; c has none.
 if [ "$vfio" = 1 ]; then
-	[ "$v" = rust ] || die "VFIO=1: LUO=$v has no vfio-pci live update handler (the Rust LUO's variant with one is rust-c-memfd); run make demo VFIO=1 [LUO=rust]"
-	v=rust-c-memfd
-	has_vfio_rust "$v" || die "VFIO=1: LUO=$v has no vfio-pci live update handler"
+	has_vfio_rust "$v" || die "VFIO=1: LUO=$v has no vfio-pci live update handler; run make demo VFIO=1 [LUO=rust]"
 fi
 size_arg=${SIZE:-256M}
 

@@ -67,6 +67,7 @@ fragment_options() {
 # what the options that differ reach), or nothing.
 base_variant() {
 	case $1 in
+	rust) echo c ;;
 	c-rust-memfd) echo rust ;;
 	rust-c-memfd) echo c-rust-memfd ;;
 	esac
@@ -98,8 +99,10 @@ variant_cmdline() {
 variant_fragments() {
 	case $1 in
 	rust-kasan) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/rust-kasan.config" ;;
-	c-rust-memfd) echo "$REPO/config/common.config $REPO/config/c.config $REPO/config/vfio.config $REPO/config/c-rust-memfd.config $REPO/config/vfio-rust.config" ;;
-	rust-c-memfd) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/vfio.config $REPO/config/vfio-rust.config $REPO/config/rust-c-memfd.config" ;;
+	c) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/c.config" ;;
+	rust) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/rust.config $REPO/config/vfio-rust.config" ;;
+	c-rust-memfd) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/c.config $REPO/config/c-rust-memfd.config $REPO/config/vfio-rust.config" ;;
+	rust-c-memfd) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/rust.config $REPO/config/vfio-rust.config $REPO/config/rust-c-memfd.config" ;;
 	c-bench) echo "$REPO/config/common.config $REPO/config/c.config $REPO/config/bench.config" ;;
 	rust-bench) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/bench.config" ;;
 	*) echo "$REPO/config/common.config $REPO/config/$1.config" ;;
