@@ -284,7 +284,9 @@ impl MemfdHandler {
         let mut pages = 0usize;
         // Folios pinned and not yet preserved: they are preserved `KHO_BATCH` at a time, with
         // one round trip of KHO's lock each.
-        let mut pending = KVVec::<PinnedFolio>::with_capacity(KHO_BATCH, GFP_KERNEL)?;
+        // (None allocated for a file without pages: a PRESERVE_FD of an empty memfd is a
+        // hot path for VMMs that preserve many small files.)
+        let mut pending = KVVec::<PinnedFolio>::with_capacity(KHO_BATCH.min(est), GFP_KERNEL)?;
         lock.pin_present_folios(|folio, info| {
             folio.prepare_for_handover();
             entries.push(abi::folio_ser(
@@ -767,6 +769,24 @@ mod tests {
         assert_eq!(b[40], 5);
         assert_eq!(b[44], 1);
         assert_eq!(MemfdSer::read(&b), h);
+    }
+
+    /// The folio array of a file whose page count was 0 when preserve sized it: no area until
+    /// the first entry, then one that grows; an empty builder preserves a one-entry area.
+    #[test]
+    fn folio_array_from_a_zero_estimate() -> Result {
+        drop(ArrayBuilder::<FolioSer>::with_capacity(0)?);
+        let mut b = ArrayBuilder::<FolioSer>::with_capacity(0)?;
+        assert!(b.is_empty());
+        for i in 0..600u64 {
+            b.push(folio_ser(i + 1, FOLIO_DIRTY, i))?;
+        }
+        assert_eq!(b.len(), 600);
+        let a = b.preserve()?;
+        assert_eq!(a.as_slice().len(), 600);
+        assert_eq!(folio_entry(&a.as_slice()[599]).index, 599);
+        assert_eq!(ArrayBuilder::<FolioSer>::with_capacity(0)?.preserve()?.as_slice().len(), 0);
+        Ok(())
     }
 
     #[test]

@@ -12,9 +12,13 @@ out=$BUILD/guest-$variant
 st=$SRC/tools/testing/selftests
 lu=$st/liveupdate
 base=$(base_variant "$variant")
-# A mixed memfd variant starts from its base variant's programs (the same uapi).
+# A variant with a base variant (see base_variant) starts from its programs
+# (the same uapi): init and tests/ only, which the base's test job (possibly
+# running now, see check.sh) never writes; its initramfs files come and go.
 if [ ! -d "$out/tests" ] && [ -n "$base" ] && [ -d "$BUILD/guest-$base/tests" ]; then
-	cp -a "$BUILD/guest-$base" "$out"
+	mkdir -p "$out"
+	cp -a "$BUILD/guest-$base/tests" "$out/tests"
+	[ ! -f "$BUILD/guest-$base/init" ] || cp -a "$BUILD/guest-$base/init" "$out/init"
 fi
 mkdir -p "$out/tests"
 [ -f "$obj/usr/include/linux/liveupdate.h" ] || die "no exported headers in $obj/usr: build the kernel first"

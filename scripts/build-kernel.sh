@@ -3,8 +3,9 @@
 # Configure (tinyconfig + config/common.config + config/<variant>.config;
 # rust-kasan adds config/rust.config before its own and builds with
 # LLVM=-19) and build the kernel of one variant in its own build directory.
-# The mixed memfd variants (c-rust-memfd, rust-c-memfd) start their first
-# build from a copy of their base variant's build directory (base_variant).
+# A variant with a base variant (rust, c-rust-memfd, rust-c-memfd; see
+# base_variant) starts its first build from a copy of the base's build
+# directory.
 # Usage: build-kernel.sh VARIANT   (one of $VARIANTS in scripts/lib.sh)
 . "$(dirname "$0")/lib.sh"
 

@@ -93,24 +93,33 @@ build_variant() {
 
 # build_queue VARIANT...: build each, in order; $LOGS/build-V.rc says how it
 # ended (0: built), $LOGS/build-queue.done that the queue is finished.
+# (Run in a background subshell: the trap marks the queue finished however
+# it ends, so that nothing waits for it forever.)
 build_queue() {
 	local v rc
+	trap 'touch "$LOGS/build-queue.done"' EXIT
 	for v in "$@"; do
 		rc=0
 		build_variant "$v" > "$LOGS/build-$v.log" 2>&1 || rc=$?
-		grep -q '^not ok ' "$LOGS/build-$v.log" && rc=1
-		echo "$rc" > "$LOGS/build-$v.rc"
+		if grep -q '^not ok ' "$LOGS/build-$v.log"; then rc=1; fi
+		set_rc "$LOGS/build-$v.rc" "$rc"
 	done
-	touch "$LOGS/build-queue.done"
 }
+
+# set_rc FILE RC: write a status file whole (readers poll for it).
+set_rc() { echo "$2" > "$1.tmp" && mv "$1.tmp" "$1"; }
 
 # wait_build VARIANT: wait for its build; 0 if it built.
 wait_build() {
-	while [ ! -f "$LOGS/build-$1.rc" ]; do
-		[ ! -f "$LOGS/build-queue.done" ] || return 1
+	local f=$LOGS/build-$1.rc
+	while [ ! -f "$f" ]; do
+		if [ -f "$LOGS/build-queue.done" ]; then
+			[ -f "$f" ] || return 1
+			break
+		fi
 		sleep 2
 	done
-	[ "$(cat "$LOGS/build-$1.rc")" = 0 ]
+	[ "$(cat "$f")" = 0 ]
 }
 
 # variant_job VARIANT: the build's messages and failures, then its tests.
@@ -128,8 +137,8 @@ variant_job() {
 	run_variant "$v"
 }
 
-# interop_job: the interop matrix and the C-vs-Rust fuzz-diff comparison
-# (which reads the c and rust jobs' logs: it runs last, see below).
+# interop_job: the interop matrix (the C-vs-Rust fuzz-diff comparison reads
+# the c and rust jobs' logs: it runs after every job, at the end).
 interop_job() {
 	if ! wait_build c || ! wait_build rust; then
 		report "not ok interop:build # the c or the rust kernel did not build"
@@ -143,7 +152,10 @@ interop_job() {
 }
 
 # start_job NAME: run a job in the background (NAME is a variant or
-# "interop"); $LOGS/job-NAME.rc says it ended.
+# "interop"); $LOGS/job-NAME.rc says it ended. The job itself runs under
+# set -e as the whole script used to (started with "&" and waited for, not
+# as "( ... ) || rc=$?", which would turn set -e off inside it): a command
+# that fails stops the job, recorded as "not ok NAME:harness".
 start_job() {
 	local name=$1 out=$LOGS/job-$1.out
 	rm -f "$LOGS/job-$name.rc"
@@ -153,12 +165,13 @@ start_job() {
 			results=$BUILD/results-$name.txt
 			: > "$results"
 			if [ "$name" = interop ]; then interop_job; else variant_job "$name"; fi
-		) || rc=$?
+		) &
+		wait $! || rc=$?
 		if [ "$rc" -ne 0 ]; then
 			echo "not ok $name:harness # the job exited $rc (see $out)" |
 				tee -a "$BUILD/results-$name.txt"
 		fi
-		echo "$rc" > "$LOGS/job-$name.rc"
+		set_rc "$LOGS/job-$name.rc" "$rc"
 	} > "$out" 2>&1 &
 }
 
@@ -610,6 +623,9 @@ else
 	echo 0 > "$LOGS/build-${variants[0]}.rc"
 	host_checks "${variants[0]}"
 fi
+# Background builds and VMs ignore SIGINT (no job control): on an interrupt
+# or TERM, stop everything in the process group.
+trap 'trap - INT TERM; kill -TERM 0 2>/dev/null; exit 130' INT TERM
 build_queue "${variants[@]:1}" &
 job_names=("${variants[@]}")
 both=

@@ -663,12 +663,14 @@ impl<T: AsBytes + FromBytes> Drop for PreservedArray<T> {
 /// It lets a caller write each element once, as it produces it, into the memory that KHO will
 /// preserve, instead of collecting the elements elsewhere and copying them into a
 /// [`PreservedArray`] afterwards. With a good capacity estimate there is one allocation;
-/// otherwise it grows by doubling.
+/// otherwise it grows by doubling. A capacity of zero allocates nothing until the first push
+/// (a vmalloc area costs thousands of instructions to map and unmap).
 ///
 /// # Invariants
 ///
-/// `ptr` is a `vzalloc` area of `cap` (at least 1) elements of `T`, owned by `self`; the first
-/// `len` elements are written and the rest are zero.
+/// If `cap` is zero, `ptr` is dangling, `len` is zero and `self` owns no memory. Otherwise
+/// `ptr` is a `vzalloc` area of `cap` elements of `T`, owned by `self`; the first `len`
+/// elements are written and the rest are zero.
 pub struct ArrayBuilder<T: AsBytes + FromBytes> {
     ptr: NonNull<T>,
     len: usize,
@@ -687,9 +689,17 @@ fn vzalloc_array<T>(n: usize) -> Result<NonNull<T>> {
 }
 
 impl<T: AsBytes + FromBytes> ArrayBuilder<T> {
-    /// An empty array with room for `cap` elements (at least one) before it has to grow.
+    /// An empty array with room for `cap` elements before it has to grow (no allocation if
+    /// `cap` is zero).
     pub fn with_capacity(cap: usize) -> Result<Self> {
-        let cap = cap.max(1);
+        if cap == 0 {
+            // INVARIANT: No area, nothing written.
+            return Ok(Self {
+                ptr: NonNull::dangling(),
+                len: 0,
+                cap: 0,
+            });
+        }
         let ptr = vzalloc_array::<T>(cap)?;
         // INVARIANT: A fresh zeroed area of `cap` elements, none written.
         Ok(Self { ptr, len: 0, cap })
@@ -709,11 +719,13 @@ impl<T: AsBytes + FromBytes> ArrayBuilder<T> {
     fn realloc(&mut self, cap: usize) -> Result {
         let cap = cap.max(self.len).max(1);
         let p = vzalloc_array::<T>(cap)?;
-        // SAFETY: Both areas hold at least `len` elements and do not overlap; the old one is
-        // owned by `self` and freed right after, the new one is fresh.
-        unsafe {
-            core::ptr::copy_nonoverlapping(self.ptr.as_ptr(), p.as_ptr(), self.len);
-            bindings::vfree(self.ptr.as_ptr().cast());
+        // SAFETY: Both areas hold at least `len` elements (none if `self.cap` is zero: then
+        // `len` is zero and the dangling `ptr` is aligned) and do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(self.ptr.as_ptr(), p.as_ptr(), self.len) };
+        if self.cap > 0 {
+            // SAFETY: The old area came from `vzalloc` and is owned by `self` (type
+            // invariant); it is replaced right after.
+            unsafe { bindings::vfree(self.ptr.as_ptr().cast()) };
         }
         // INVARIANT: The new area holds the `len` written elements, zeroes after them.
         self.ptr = p;
@@ -747,11 +759,12 @@ impl<T: AsBytes + FromBytes> ArrayBuilder<T> {
     pub fn preserve(mut self) -> Result<PreservedArray<T>> {
         let need = (self.len.max(1) * size_of::<T>()).div_ceil(PAGE_SIZE);
         let have = (self.cap * size_of::<T>()).div_ceil(PAGE_SIZE);
-        if have > need + 1 {
+        if self.cap == 0 || have > need + 1 {
             self.realloc(self.len)?;
         }
         let mut desc = VmallocDescriptor::default().to_raw();
-        // SAFETY: `ptr` is a vmalloc area owned by `self`; `desc` is a valid descriptor to fill.
+        // SAFETY: `cap` is not zero now, so `ptr` is a vmalloc area owned by `self`; `desc` is
+        // a valid descriptor to fill.
         to_result(unsafe { bindings::kho_preserve_vmalloc(self.ptr.as_ptr().cast(), &mut desc) })?;
         let (ptr, len) = (self.ptr, self.len);
         core::mem::forget(self);
@@ -763,8 +776,11 @@ impl<T: AsBytes + FromBytes> ArrayBuilder<T> {
 
 impl<T: AsBytes + FromBytes> Drop for ArrayBuilder<T> {
     fn drop(&mut self) {
-        // SAFETY: The area came from `vzalloc` and is owned by `self` (type invariant).
-        unsafe { bindings::vfree(self.ptr.as_ptr().cast()) };
+        if self.cap > 0 {
+            // SAFETY: With a nonzero `cap` the area came from `vzalloc` and is owned by `self`
+            // (type invariant).
+            unsafe { bindings::vfree(self.ptr.as_ptr().cast()) };
+        }
     }
 }
 
