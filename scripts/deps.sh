@@ -9,7 +9,8 @@
 #    is derived from the machine's own Debian apt sources.
 . "$(dirname "$0")/lib.sh"
 
-DEB_PKGS="qemu-system-x86 bc bison flex libelf-dev libssl-dev cpio rsync python3-venv xz-utils gcc make patch libc6-dev binutils"
+# lz4: the kernels are LZ4-compressed (config/common.config).
+DEB_PKGS="qemu-system-x86 bc bison flex libelf-dev libssl-dev cpio rsync python3-venv xz-utils lz4 gcc make patch libc6-dev binutils"
 # The LLVM=-19 variant (rust-kasan): clang-19, ld.lld-19, llvm-ar-19, ... and
 # libclang-19 for its bindgen.
 DEB_PKGS+=" clang$LLVM_SUFFIX lld$LLVM_SUFFIX llvm$LLVM_SUFFIX libclang1$LLVM_SUFFIX"
