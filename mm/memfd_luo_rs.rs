@@ -785,7 +785,8 @@ mod tests {
         let a = b.preserve()?;
         assert_eq!(a.as_slice().len(), 600);
         assert_eq!(folio_entry(&a.as_slice()[599]).index, 599);
-        assert_eq!(ArrayBuilder::<FolioSer>::with_capacity(0)?.preserve()?.as_slice().len(), 0);
+        let empty = ArrayBuilder::<FolioSer>::with_capacity(0)?.preserve()?;
+        assert_eq!(empty.as_slice().len(), 0);
         Ok(())
     }
 
