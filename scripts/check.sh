@@ -634,12 +634,22 @@ fi
 # or TERM, stop everything in the process group.
 trap 'trap - INT TERM; kill -TERM 0 2>/dev/null; exit 130' INT TERM
 build_queue "${variants[@]:1}" &
-job_names=("${variants[@]}")
+# The interop matrix needs only the c and rust kernels: it comes right after
+# the later of their jobs, so that it runs beside rust-kasan's long job
+# rather than alone at the end.
+job_names=()
 both=
+seen=
 if [[ " ${variants[*]} " == *" c "* && " ${variants[*]} " == *" rust "* ]]; then
 	both=1
-	job_names+=(interop)
 fi
+for v in "${variants[@]}"; do
+	job_names+=("$v")
+	case $v in c|rust) seen="$seen $v" ;; esac
+	if [ -n "$both" ] && [[ $seen == *c* && $seen == *rust* ]] && [[ " ${job_names[*]} " != *" interop "* ]]; then
+		job_names+=(interop)
+	fi
+done
 run_jobs "${job_names[@]}"
 wait
 if [ -n "$both" ]; then
