@@ -13,6 +13,12 @@ results=$BUILD/results.txt
 # Guest memory: KHO reserves scratch areas of twice the boot-time reservations
 # (kernel, initramfs); with nested initramfs for kexec chains, 1G is too tight.
 VM_MEM=${VM_MEM:-2G}
+# A VM that times out runs once more (scripts/run-vm.sh); noted() reports it.
+export LUO_VM_RETRY=1
+# noted SERIAL: a "# retried" line if run-vm.sh had to run that VM twice.
+noted() {
+	[ ! -f "$1.timeout" ] || report "# retried after a VM timeout: $1 (first log: $1.timeout)"
+}
 mkdir -p "$BUILD"
 : > "$results"
 
@@ -52,6 +58,7 @@ vm_case() {
 	serial=$LOGS/$v/$suite-$case.log
 	"$REPO/scripts/run-vm.sh" "$kernel" "$initrd" "$serial" "$tmo" "$VM_MEM" \
 		"kunit.enable=0 luo.test=$case luo.stages=$stages $KMSG_FMT $extra $(variant_cmdline "$v")" || rc=$?
+	noted "$serial"
 	if [ "$mode" = stages ]; then
 		out=$("$REPO/scripts/verdict.py" stages "$serial" "$v:$suite" "$case" "$stages") || true
 	elif [[ $mode == ktap:* ]]; then
@@ -441,6 +448,7 @@ kunit_case() {
 	local v=$1 g=$BUILD/guest-$1 serial=$LOGS/$1/kunit.log out rc=0
 	"$REPO/scripts/run-vm.sh" "$(obj_dir "$v")/arch/x86/boot/bzImage" "$g/single.cpio" "$serial" "$(vm_timeout "$v" 300)" "$VM_MEM" \
 		"kunit.filter_glob=luo_rs* luo.test=none luo.stages=1 $KMSG_FMT $(variant_cmdline "$v")" || rc=$?
+	noted "$serial"
 	local srcs=("$SRC"/kernel/liveupdate/*.rs)
 	if has_rust_memfd "$v"; then srcs+=("$SRC/mm/memfd_luo_rs.rs"); fi
 	if has_vfio_rust "$v"; then srcs+=("$SRC/drivers/vfio/pci/vfio_pci_luo_rs.rs"); fi
@@ -498,6 +506,7 @@ interop_run() {
 	serial=$LOGS/${p#interop:}-$t.log
 	"$REPO/scripts/run-vm.sh" "$k" "$initrd" "$serial" 300 "$VM_MEM" \
 		"kunit.enable=0 luo.test=$t luo.stages=2 $KMSG_FMT $extra" || rc=$?
+	noted "$serial"
 	if [ "$mode" = stages ]; then
 		out=$("$REPO/scripts/verdict.py" stages "$serial" "$p" "$t" 2) || true
 	else
@@ -520,6 +529,7 @@ expected_panic_case() {
 	serial=$LOGS/c/fixes-panic-luo_rs_fixes.log
 	"$REPO/scripts/run-vm.sh" "$(obj_dir c)/arch/x86/boot/bzImage" "$g/kexec.cpio" "$serial" 120 "$VM_MEM" \
 		"kunit.enable=0 luo.test=luo_rs_fixes luo.stages=2 $KMSG_FMT" || rc=$?
+	noted "$serial"
 	out=$("$REPO/scripts/verdict.py" panic "$serial" "$v:fixes-panic" next_kernel_panics \
 		"The incoming tree failed to initialize properly") || true
 	timed_out "$rc" && out="not ok $v:fixes-panic:next_kernel_panics # VM timed out"

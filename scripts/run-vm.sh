@@ -24,10 +24,28 @@ if [ "${LUO_VM_VFIO:-0}" = 1 ]; then
 	extra="intel_iommu=on $extra"
 fi
 mkdir -p "$(dirname "$serial")"
-rm -f "$serial"
-timeout --kill-after=5 "$tmo" qemu-system-x86_64 \
-	"${accel[@]}" -cpu max -smp 2 -m "$mem" \
-	-no-reboot -nographic -nodefaults \
-	-serial file:"$serial" \
-	-kernel "$kernel" -initrd "$initrd" \
-	-append "console=ttyS0 panic=-1 oops=panic no_timer_check liveupdate=on $extra" </dev/null
+rm -f "$serial" "$serial.timeout"
+run() {
+	timeout --kill-after=5 "$tmo" qemu-system-x86_64 \
+		"${accel[@]}" -cpu max -smp 2 -m "$mem" \
+		-no-reboot -nographic -nodefaults \
+		-serial file:"$serial" \
+		-kernel "$kernel" -initrd "$initrd" \
+		-append "console=ttyS0 panic=-1 oops=panic no_timer_check liveupdate=on $extra" </dev/null
+}
+# LUO_VM_RETRY=1 (make check): a VM that times out runs once more, and the
+# retry decides. Under TCG on a loaded 2-core host a guest has been seen
+# (once in some 2,000 make check VMs, 2026-11-29) to stop printing in early
+# boot after a kexec, before any LUO code ran, and time out. The retry is
+# never silent: it is said on stderr, the first serial log is kept as
+# $serial.timeout, and check.sh reports a "# retried" line for it. A test
+# that hangs every time still times out.
+rc=0
+run || rc=$?
+if { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && [ "${LUO_VM_RETRY:-0}" = 1 ]; then
+	mv "$serial" "$serial.timeout"
+	echo "run-vm: $serial: the VM timed out after ${tmo}s; running it once more (first log: $serial.timeout)" >&2
+	rc=0
+	run || rc=$?
+fi
+exit "$rc"
