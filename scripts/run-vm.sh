@@ -34,9 +34,11 @@ run() {
 		-append "console=ttyS0 panic=-1 oops=panic no_timer_check liveupdate=on $extra" </dev/null
 }
 # LUO_VM_RETRY=1 (make check): a VM that times out runs once more, and the
-# retry decides. Under TCG on a loaded 2-core host a guest has been seen
-# (once in some 2,000 make check VMs, 2026-11-29) to stop printing in early
-# boot after a kexec, before any LUO code ran, and time out. The retry is
+# retry decides. Under TCG on a loaded 2-core host, kernels with ACPI have
+# been seen (twice in one make check run, 2026-11-29) to stop printing at
+# the same point of early boot (right after "vgaarb: loaded", before any LUO
+# code runs; once after a kexec, once on a first boot) and time out. Not
+# diagnosed. The retry is
 # never silent: it is said on stderr, the first serial log is kept as
 # $serial.timeout, and check.sh reports a "# retried" line for it. A test
 # that hangs every time still times out.
