@@ -45,6 +45,7 @@ run() {
 rc=0
 run || rc=$?
 if { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && [ "${LUO_VM_RETRY:-0}" = 1 ]; then
+	touch "$serial"
 	mv "$serial" "$serial.timeout"
 	echo "run-vm: $serial: the VM timed out after ${tmo}s; running it once more (first log: $serial.timeout)" >&2
 	rc=0
