@@ -647,17 +647,17 @@ build_queue "${variants[@]:1}" &
 # The interop matrix needs only the c and rust kernels: it comes right after
 # the later of their jobs, so that it runs beside rust-kasan's long job
 # rather than alone at the end.
-job_names=()
 both=
-seen=
 if [[ " ${variants[*]} " == *" c "* && " ${variants[*]} " == *" rust "* ]]; then
 	both=1
 fi
+job_names=()
+interop_left=$both
 for v in "${variants[@]}"; do
 	job_names+=("$v")
-	case $v in c|rust) seen="$seen $v" ;; esac
-	if [ -n "$both" ] && [[ $seen == *c* && $seen == *rust* ]] && [[ " ${job_names[*]} " != *" interop "* ]]; then
+	if [ -n "$interop_left" ] && [[ " ${job_names[*]} " == *" c "* && " ${job_names[*]} " == *" rust "* ]]; then
 		job_names+=(interop)
+		interop_left=
 	fi
 done
 run_jobs "${job_names[@]}"
