@@ -35,9 +35,9 @@ run() {
 }
 # LUO_VM_RETRY=1 (make check): a VM that times out runs once more, and the
 # retry decides. Under TCG on a loaded 2-core host, kernels with ACPI have
-# been seen (twice in one make check run, 2026-11-29) to stop printing at
+# been seen (four times in two make check runs, 2026-11-29) to stop printing at
 # the same point of early boot (right after "vgaarb: loaded", before any LUO
-# code runs; once after a kexec, once on a first boot) and time out. Not
+# code runs; once after a kexec, three times on a first boot) and time out. Not
 # diagnosed. The retry is
 # never silent: it is said on stderr, the first serial log is kept as
 # $serial.timeout, and check.sh reports a "# retried" line for it. A test
