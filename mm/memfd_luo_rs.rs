@@ -29,6 +29,7 @@
 use kernel::{
     fs::File,
     kho::{
+        field,
         ArrayBuilder,
         Handover,
         HandoverArray,
@@ -137,38 +138,31 @@ mod abi {
         pub(crate) folios: VmallocDescriptor,
     }
 
-    fn u64_at(b: &[u8], o: usize) -> u64 {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[o..o + 8]);
-        u64::from_le_bytes(a)
-    }
-
-    fn u32_at(b: &[u8], o: usize) -> u32 {
-        let mut a = [0u8; 4];
-        a.copy_from_slice(&b[o..o + 4]);
-        u32::from_le_bytes(a)
-    }
-
     impl MemfdSer {
-        pub(crate) fn write(&self, b: &mut [u8; SER_SIZE]) {
-            b[0..8].copy_from_slice(&self.pos.to_le_bytes());
-            b[8..16].copy_from_slice(&self.size.to_le_bytes());
-            b[16..20].copy_from_slice(&self.seals.to_le_bytes());
-            b[20..24].copy_from_slice(&self.flags.to_le_bytes());
-            b[24..32].copy_from_slice(&self.nr_folios.to_le_bytes());
-            b[32..48].copy_from_slice(&self.folios.to_bytes());
+        /// Encodes the header at the start of `b` (`SER_SIZE` bytes; nothing is written to a
+        /// shorter buffer).
+        pub(crate) fn write(&self, b: &mut [u8]) {
+            let Some(b) = b.first_chunk_mut::<SER_SIZE>() else {
+                return;
+            };
+            // In range: `b` is `SER_SIZE` bytes.
+            let _ = field::put_le_u64(b, 0, self.pos);
+            let _ = field::put_le_u64(b, 8, self.size);
+            let _ = field::put_le_u32(b, 16, self.seals);
+            let _ = field::put_le_u32(b, 20, self.flags);
+            let _ = field::put_le_u64(b, 24, self.nr_folios);
+            let _ = field::put(b, 32, self.folios.to_bytes());
         }
 
-        pub(crate) fn read(b: &[u8; SER_SIZE]) -> Self {
-            let mut d = [0u8; 16];
-            d.copy_from_slice(&b[32..48]);
+        /// Decodes the header at the start of `b` (missing bytes read as zeroes).
+        pub(crate) fn read(b: &[u8]) -> Self {
             Self {
-                pos: u64_at(b, 0),
-                size: u64_at(b, 8),
-                seals: u32_at(b, 16),
-                flags: u32_at(b, 20),
-                nr_folios: u64_at(b, 24),
-                folios: VmallocDescriptor::from_bytes(&d),
+                pos: field::le_u64(b, 0).unwrap_or(0),
+                size: field::le_u64(b, 8).unwrap_or(0),
+                seals: field::le_u32(b, 16).unwrap_or(0),
+                flags: field::le_u32(b, 20).unwrap_or(0),
+                nr_folios: field::le_u64(b, 24).unwrap_or(0),
+                folios: VmallocDescriptor::from_bytes(&field::get(b, 32).unwrap_or_default()),
             }
         }
 
@@ -353,9 +347,7 @@ impl MemfdHandler {
         data: Handover,
     ) -> Result<(HandoverPage, MemfdSer, Option<HandoverArray<FolioSer>>)> {
         let page = HandoverPage::restore(data)?;
-        let mut b = [0u8; abi::SER_SIZE];
-        b.copy_from_slice(&page.bytes()[..abi::SER_SIZE]);
-        let ser = MemfdSer::read(&b);
+        let ser = MemfdSer::read(page.bytes());
         ser.validate()?;
         let array = if ser.nr_folios == 0 {
             None
@@ -461,9 +453,7 @@ fn preserve_new_folios(memfd: &Memfd<'_>, state: &mut State) -> Result {
     }
     state.pages = merged.iter().map(|f| f.get().nr_pages()).sum();
     state.folios = merged;
-    let mut b = [0u8; abi::SER_SIZE];
-    b.copy_from_slice(&state.ser.bytes()[..abi::SER_SIZE]);
-    let mut hdr = MemfdSer::read(&b);
+    let mut hdr = MemfdSer::read(state.ser.bytes());
     hdr.nr_folios = n as u64;
     hdr.folios = array.as_ref().map(|a| a.descriptor()).unwrap_or_default();
     write_ser(&mut state.ser, &hdr);
@@ -473,9 +463,7 @@ fn preserve_new_folios(memfd: &Memfd<'_>, state: &mut State) -> Result {
 }
 
 fn write_ser(page: &mut PreservedPage, hdr: &MemfdSer) {
-    let mut b = [0u8; abi::SER_SIZE];
-    hdr.write(&mut b);
-    page.bytes_mut()[..abi::SER_SIZE].copy_from_slice(&b);
+    hdr.write(page.bytes_mut());
 }
 
 impl FileHandler for MemfdHandler {
@@ -512,7 +500,8 @@ impl FileHandler for MemfdHandler {
         let memfd = Memfd::new(file).ok_or(EINVAL)?;
         preserve_new_folios(&memfd, state)?;
         let pos = memfd.pos() as u64;
-        state.ser.bytes_mut()[0..8].copy_from_slice(&pos.to_le_bytes());
+        // In range: the page holds the whole header.
+        let _ = field::put_le_u64(state.ser.bytes_mut(), 0, pos);
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
         test::corrupt(memfd.inode_id(), state);
         Ok(())
@@ -655,9 +644,7 @@ mod test {
             return;
         };
         let mode = MODES[slot].load(Relaxed);
-        let mut b = [0u8; abi::SER_SIZE];
-        b.copy_from_slice(&state.ser.bytes()[..abi::SER_SIZE]);
-        let mut hdr = MemfdSer::read(&b);
+        let mut hdr = MemfdSer::read(state.ser.bytes());
         if let Some(array) = state.array.as_mut() {
             let a = array.as_mut_slice();
             let n = a.len();

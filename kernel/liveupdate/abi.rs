@@ -8,6 +8,7 @@
 use crate::name::NAME_LEN;
 use kernel::{
     bindings as b,
+    kho::field,
     prelude::*, //
 };
 
@@ -103,18 +104,12 @@ pub(crate) fn compatible_matches(ser: &[u8]) -> bool {
 
 /// Writes `v` at `off` (host endian). Out-of-range offsets are ignored.
 pub(crate) fn put_u64(buf: &mut [u8], off: usize, v: u64) {
-    if let Some(d) = buf.get_mut(off..off + 8) {
-        d.copy_from_slice(&v.to_ne_bytes());
-    }
+    let _ = field::put_ne_u64(buf, off, v);
 }
 
 /// Reads the `u64` at `off` (host endian); 0 if out of range.
 pub(crate) fn get_u64(buf: &[u8], off: usize) -> u64 {
-    let mut b = [0u8; 8];
-    if let Some(s) = buf.get(off..off + 8) {
-        b.copy_from_slice(s);
-    }
-    u64::from_ne_bytes(b)
+    field::ne_u64(buf, off).unwrap_or(0)
 }
 
 /// Copies `s` into `buf` as a NUL-padded string (truncated to leave room for the NUL).

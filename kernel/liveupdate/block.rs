@@ -45,31 +45,39 @@ pub(crate) const fn per_block(entry_size: usize) -> usize {
     }
 }
 
-/// Number of blocks needed for `count` entries of `entry_size` bytes.
-pub(crate) const fn blocks_needed(count: usize, entry_size: usize) -> usize {
-    count.div_ceil(per_block(entry_size))
-}
-
 /// Preserved pages reserved for the entries of one chain.
+///
+/// # Invariants
+///
+/// `per == per_block(entry_size)` (computed once: every create, close and preserve sizes the
+/// set, and the division showed in their profiles).
 pub(crate) struct BlockSet {
     blocks: KVec<PreservedPage>,
     entry_size: usize,
+    per: usize,
 }
 
 impl BlockSet {
     /// An empty set for entries of `entry_size` bytes.
     pub(crate) const fn new(entry_size: usize) -> Self {
+        // INVARIANT: `per` is computed from `entry_size` here, and neither changes.
         Self {
             blocks: KVec::new(),
             entry_size,
+            per: per_block(entry_size),
         }
+    }
+
+    /// Number of blocks needed for `count` entries.
+    fn needed(&self, count: usize) -> usize {
+        count.div_ceil(self.per)
     }
 
     /// Makes room for `count` entries.
     ///
     /// Fails with `ENOSPC` beyond [`MAX_BLOCKS`] blocks or `ENOMEM`, leaving the set as it was.
     pub(crate) fn grow(&mut self, count: usize) -> Result {
-        let need = blocks_needed(count, self.entry_size);
+        let need = self.needed(count);
         if need > MAX_BLOCKS {
             return Err(ENOSPC);
         }
@@ -86,7 +94,7 @@ impl BlockSet {
 
     /// Frees the blocks not needed for `count` entries.
     pub(crate) fn shrink(&mut self, count: usize) {
-        self.blocks.truncate(blocks_needed(count, self.entry_size));
+        self.blocks.truncate(self.needed(count));
     }
 
     /// Number of reserved blocks (for the KUnit tests).
@@ -103,12 +111,12 @@ impl BlockSet {
 
     /// Starts writing `total` entries into the reserved blocks (the reboot path: no
     /// allocation). Block headers are written here; entries are handed out in order by
-    /// [`BlockWriter::next_entry`].
+    /// [`BlockWriter::next_slot`].
     ///
     /// `ENOSPC` if fewer blocks were reserved than `total` entries need.
     pub(crate) fn writer(&mut self, total: usize) -> Result<BlockWriter<'_>> {
-        let per = per_block(self.entry_size);
-        let need = blocks_needed(total, self.entry_size);
+        let per = self.per;
+        let need = self.needed(total);
         if need > self.blocks.len() {
             return Err(ENOSPC);
         }
@@ -177,23 +185,14 @@ impl BlockWriter<'_> {
             .get_mut(off..off + es)
     }
 
-    /// The next entry to fill, zeroed; `None` once `total` entries were handed out.
-    pub(crate) fn next_entry(&mut self) -> Option<&mut [u8]> {
-        let e = self.next_raw()?;
-        e.fill(0);
-        Some(e)
-    }
-
-    /// Writes `entry` as the next entry; `None` once `total` entries were written, or if `N`
-    /// is not the entry size. A whole entry of a size known at compile time: no memset, and a
-    /// fixed-size copy.
-    pub(crate) fn put_entry<const N: usize>(&mut self, entry: &[u8; N]) -> Option<()> {
+    /// The next entry, for the caller to write whole: nothing zeroes it first, so every byte
+    /// must be written. `None` once `total` entries were handed out, or if `N` is not the
+    /// entry size. Writing in place spares a copy of each entry on the reboot path.
+    pub(crate) fn next_slot<const N: usize>(&mut self) -> Option<&mut [u8; N]> {
         if N != self.set.entry_size {
             return None;
         }
-        let e: &mut [u8; N] = self.next_raw()?.try_into().ok()?;
-        *e = *entry;
-        Some(())
+        self.next_raw()?.try_into().ok()
     }
 }
 
@@ -283,14 +282,15 @@ mod tests {
     #[test]
     fn blocks_needed_rounds_up() {
         let per = per_block(64);
-        assert_eq!(blocks_needed(0, 64), 0);
-        assert_eq!(blocks_needed(1, 64), 1);
-        assert_eq!(blocks_needed(per, 64), 1);
-        assert_eq!(blocks_needed(per + 1, 64), 2);
+        let files = BlockSet::new(64);
+        assert_eq!(files.needed(0), 0);
+        assert_eq!(files.needed(1), 1);
+        assert_eq!(files.needed(per), 1);
+        assert_eq!(files.needed(per + 1), 2);
         // The C limits: 510,000 sessions and 630,000 files fit in MAX_BLOCKS.
         if PAGE_SIZE == 4096 {
-            assert_eq!(blocks_needed(510_000, 80), MAX_BLOCKS);
-            assert_eq!(blocks_needed(630_000, 64), MAX_BLOCKS);
+            assert_eq!(BlockSet::new(80).needed(510_000), MAX_BLOCKS);
+            assert_eq!(files.needed(630_000), MAX_BLOCKS);
         }
     }
 
@@ -304,7 +304,9 @@ mod tests {
         let mut w = set.writer(per + 2)?;
         let head = w.head();
         let mut n = 0u64;
-        while let Some(e) = w.next_entry() {
+        assert!(w.next_slot::<80>().is_none());
+        while let Some(e) = w.next_slot::<64>() {
+            e.fill(0);
             put_u64(e, 0, n);
             n += 1;
         }
@@ -323,14 +325,18 @@ mod tests {
         set.shrink(0);
         assert_eq!(set.len(), 0);
 
-        // Whole entries (`put_entry`), across two blocks.
+        // Whole entries written in place (`next_slot`), across two blocks.
         set.grow(per + 1)?;
         let mut w = set.writer(per + 1)?;
-        assert!(w.put_entry(&[1u8; 32]).is_none());
+        assert!(w.next_slot::<32>().is_none());
         for i in 0..=per {
-            assert!(w.put_entry(&[i as u8; 64]).is_some());
+            let e = w.next_slot::<64>();
+            assert!(e.is_some());
+            if let Some(e) = e {
+                *e = [i as u8; 64];
+            }
         }
-        assert!(w.put_entry(&[0u8; 64]).is_none());
+        assert!(w.next_slot::<64>().is_none());
         let b0 = set.blocks[0].bytes();
         assert_eq!(b0[HEADER_SIZE], 0);
         assert_eq!(b0[HEADER_SIZE + 64 * (per - 1) + 63], (per - 1) as u8);

@@ -10,14 +10,14 @@
 use crate::{
     abi::{
         file_ser,
-        put_u64,
-        COMPAT_LEN, //
+        put_u64, //
     },
     block::BlockSet,
     registry::{
         self,
         Handler, //
     },
+    token_index::TokenIndex,
     Luo, //
 };
 use kernel::{
@@ -25,15 +25,13 @@ use kernel::{
         File,
         LocalFile, //
     },
+    kho::field,
     liveupdate::{
         registered::PrivateData,
         RetrieveStatus, //
     },
     prelude::*,
-    rbtree::{
-        RBTree,
-        RBTreeNodeReservation, //
-    },
+    rbtree::RBTreeNodeReservation,
     sync::{
         aref::ARef,
         Arc, //
@@ -55,6 +53,25 @@ pub(crate) struct LuoFile {
     pub(crate) state: Option<PrivateData>,
     /// Incoming files: what happened when userspace asked for the file.
     pub(crate) retrieve: RetrieveStatus,
+}
+
+impl LuoFile {
+    /// A file from the previous kernel, not retrieved yet; it holds a reference on its
+    /// handler's module (`ENOENT` if the module is going away), which
+    /// [`FileSet::finish`] gives back.
+    pub(crate) fn incoming(handler: Arc<Handler>, token: u64, data: u64) -> Result<Self> {
+        if !handler.ops.try_get_owner() {
+            return Err(ENOENT);
+        }
+        Ok(Self {
+            handler,
+            token,
+            data,
+            file: None,
+            state: None,
+            retrieve: RetrieveStatus::NotRetrieved,
+        })
+    }
 }
 
 /// What PRESERVE_FD takes before the handler's `preserve`: a reference on the handler's
@@ -119,7 +136,7 @@ pub(crate) struct FileSet {
     /// now and then.
     files: KVVec<LuoFile>,
     /// Index in `files` of the file with each token.
-    tokens: RBTree<u64, usize>,
+    tokens: TokenIndex,
     /// Handover pages reserved for the outgoing entries.
     pub(crate) blocks: BlockSet,
 }
@@ -129,8 +146,27 @@ impl FileSet {
         // INVARIANT: Both are empty.
         Self {
             files: KVVec::new(),
-            tokens: RBTree::new(),
+            tokens: TokenIndex::new(),
             blocks: BlockSet::new(FILE_SER_SIZE),
+        }
+    }
+
+    /// The files of an incoming session, all at once, in the previous kernel's order. `EEXIST`
+    /// if two have the same token; the files are then given back to their handlers' modules.
+    pub(crate) fn incoming(files: KVVec<LuoFile>) -> Result<Self> {
+        match TokenIndex::sorted(files.iter().map(|f| f.token)) {
+            // INVARIANT: The index was built from `files`, position by position.
+            Ok(tokens) => Ok(Self {
+                files,
+                tokens,
+                blocks: BlockSet::new(FILE_SER_SIZE),
+            }),
+            Err(e) => {
+                for f in files.iter() {
+                    f.handler.ops.put_owner();
+                }
+                Err(e)
+            }
         }
     }
 
@@ -180,12 +216,12 @@ impl FileSet {
     fn write_entries(&mut self) -> Result<u64> {
         let mut w = self.blocks.writer(self.files.len())?;
         for f in self.files.iter() {
-            // Built whole and copied at once: fixed sizes, so no string or memset work per file.
-            let mut e = [0u8; FILE_SER_SIZE];
-            e[..COMPAT_LEN].copy_from_slice(&f.handler.compat);
-            put_u64(&mut e, file_ser::DATA, f.data);
-            put_u64(&mut e, file_ser::TOKEN, f.token);
-            w.put_entry(&e).ok_or(ENOSPC)?;
+            // Written in place, every byte (the fields tile the entry: see `abi`), so no
+            // string, memset or second copy per file.
+            let e = w.next_slot::<FILE_SER_SIZE>().ok_or(ENOSPC)?;
+            let _ = field::put(e, 0, f.handler.compat);
+            put_u64(e, file_ser::DATA, f.data);
+            put_u64(e, file_ser::TOKEN, f.token);
         }
         Ok(w.head())
     }
@@ -221,33 +257,11 @@ impl FileSet {
         let token = f.token;
         self.files.push_within_capacity(f).map_err(|e| e.0)?;
         // INVARIANT: `token` was not in the set, and the file is at `index`.
-        self.tokens.insert(node.into_node(token, index));
+        if self.tokens.insert(token, index, node).is_err() {
+            // Not an outgoing set: take the file back out.
+            return self.files.pop().map_or(Ok(()), Err);
+        }
         Ok(())
-    }
-
-    /// Adds a file from the previous kernel (not retrieved yet). `EEXIST` on a duplicate
-    /// token.
-    pub(crate) fn add_incoming(&mut self, handler: Arc<Handler>, token: u64, data: u64) -> Result {
-        if self.tokens.get(&token).is_some() {
-            return Err(EEXIST);
-        }
-        let node = self.reserve()?;
-        if !handler.ops.try_get_owner() {
-            return Err(ENOENT);
-        }
-        let f = LuoFile {
-            handler,
-            token,
-            data,
-            file: None,
-            state: None,
-            retrieve: RetrieveStatus::NotRetrieved,
-        };
-        // Cannot fail: `reserve` made room.
-        self.insert(f, node).map_err(|f| {
-            f.handler.ops.put_owner();
-            ENOMEM
-        })
     }
 
     /// PRESERVE_FD: preserves the file behind `fd` under `token`.
@@ -256,7 +270,7 @@ impl FileSet {
     /// (`ENOMEM`/`ENOSPC`), bad fd (`EBADF`), no handler (`ENOENT`), already preserved
     /// anywhere (`EBUSY`), FLB and handler errors. On failure nothing changes.
     pub(crate) fn preserve(&mut self, luo: &Luo, token: u64, fd: i32) -> Result {
-        if self.tokens.get(&token).is_some() {
+        if self.tokens.get(token).is_some() {
             return Err(EEXIST);
         }
         let count = self.len();
@@ -303,9 +317,13 @@ impl FileSet {
 
     /// Unpreserves every file, newest first (an outgoing session was closed).
     pub(crate) fn unpreserve_all(&mut self, luo: &Luo) {
+        if self.files.is_empty() {
+            return;
+        }
+        // INVARIANT: The index goes first, in one go (no lookup or rebalancing per file), and
+        // every file below, all under this one `&mut self`.
+        self.tokens = TokenIndex::new();
         while let Some(f) = self.files.pop() {
-            // INVARIANT: The file at the index being removed leaves `tokens` too.
-            self.tokens.remove(&f.token);
             let handler = f.handler;
             if let (Some(file), Some(state)) = (f.file, f.state) {
                 handler.ops.unpreserve(&file, f.data, state);
@@ -315,7 +333,6 @@ impl FileSet {
                 luo.release_id(handler.ops.get_id(&file));
             }
             handler.ops.put_owner();
-            self.blocks.shrink(self.len());
         }
         self.files = KVVec::new();
         self.blocks.shrink(0);
@@ -326,7 +343,7 @@ impl FileSet {
     /// Idempotent: a retrieved file is returned again (a new reference to the same file); a
     /// failed retrieve returns the same error again without calling the handler.
     pub(crate) fn retrieve(&mut self, luo: &Luo, token: u64) -> Result<ARef<File>> {
-        let index = *self.tokens.get(&token).ok_or(ENOENT)?;
+        let index = self.tokens.get(token).ok_or(ENOENT)?;
         let f = self.files.get_mut(index).ok_or(ENOENT)?;
         match f.retrieve {
             RetrieveStatus::Failed(e) => return Err(e),
@@ -363,9 +380,9 @@ impl FileSet {
                 return Err(EBUSY);
             }
         }
+        // INVARIANT: As in `unpreserve_all`: the index in one go, then every file.
+        self.tokens = TokenIndex::new();
         while let Some(f) = self.files.pop() {
-            // INVARIANT: The file at the index being removed leaves `tokens` too.
-            self.tokens.remove(&f.token);
             f.handler.ops.finish(f.file.as_deref(), f.data, f.retrieve);
             for flb in f.handler.flbs.iter().rev() {
                 flb.put_incoming();

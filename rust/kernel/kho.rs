@@ -35,6 +35,8 @@ use crate::{
 };
 use core::ptr::NonNull;
 
+pub mod field;
+
 /// Returns whether KHO is enabled on this boot (`kho=` and `CONFIG_KEXEC_HANDOVER_ENABLE_DEFAULT`).
 pub fn is_enabled() -> bool {
     // SAFETY: Reads a flag; callable at any time.
@@ -309,22 +311,15 @@ impl HandoverPage {
 
     /// The little-endian 64-bit address stored at byte `offset`; `EINVAL` if it does not fit.
     pub fn handover_at(&self, offset: usize) -> Result<Handover> {
-        let b = self.bytes().get(offset..offset + 8).ok_or(EINVAL)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
+        let a = field::le_u64(self.bytes(), offset).ok_or(EINVAL)?;
         // INVARIANT: An address the holder's counterpart stored in memory restored through a
         // `Handover` (the page was restored by `HandoverPage::restore`).
-        Ok(Handover(u64::from_le_bytes(a)))
+        Ok(Handover(a))
     }
 
     /// The vmalloc descriptor stored at byte `offset`; `EINVAL` if it does not fit.
     pub fn vmalloc_at(&self, offset: usize) -> Result<HandoverVmalloc> {
-        let b = self
-            .bytes()
-            .get(offset..offset + VMALLOC_DESCRIPTOR_SIZE)
-            .ok_or(EINVAL)?;
-        let mut a = [0u8; VMALLOC_DESCRIPTOR_SIZE];
-        a.copy_from_slice(b);
+        let a = field::get(self.bytes(), offset).ok_or(EINVAL)?;
         // INVARIANT: As for `handover_at`: the descriptor's addresses were stored by the
         // holder's counterpart in memory restored through a `Handover`.
         Ok(HandoverVmalloc(VmallocDescriptor::from_bytes(&a)))
@@ -542,25 +537,22 @@ impl VmallocDescriptor {
     /// Encodes the descriptor.
     pub fn to_bytes(self) -> [u8; VMALLOC_DESCRIPTOR_SIZE] {
         let mut b = [0u8; VMALLOC_DESCRIPTOR_SIZE];
-        b[0..8].copy_from_slice(&self.first.to_le_bytes());
-        b[8..12].copy_from_slice(&self.total_pages.to_le_bytes());
-        b[12..14].copy_from_slice(&self.flags.to_le_bytes());
-        b[14..16].copy_from_slice(&self.order.to_le_bytes());
+        // The offsets are in range: `b` has the descriptor's size.
+        let _ = field::put_le_u64(&mut b, 0, self.first);
+        let _ = field::put_le_u32(&mut b, 8, self.total_pages);
+        let _ = field::put_le_u16(&mut b, 12, self.flags);
+        let _ = field::put_le_u16(&mut b, 14, self.order);
         b
     }
 
     /// Decodes a descriptor (no validation).
     pub fn from_bytes(b: &[u8; VMALLOC_DESCRIPTOR_SIZE]) -> Self {
-        let u64_at = |o: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b[o..o + 8]);
-            u64::from_le_bytes(a)
-        };
+        // The offsets are in range: `b` has the descriptor's size.
         Self {
-            first: u64_at(0),
-            total_pages: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
-            flags: u16::from_le_bytes([b[12], b[13]]),
-            order: u16::from_le_bytes([b[14], b[15]]),
+            first: field::le_u64(b, 0).unwrap_or(0),
+            total_pages: field::le_u32(b, 8).unwrap_or(0),
+            flags: field::le_u16(b, 12).unwrap_or(0),
+            order: field::le_u16(b, 14).unwrap_or(0),
         }
     }
 
@@ -920,10 +912,7 @@ impl<T: AsBytes + FromBytes> HandoverArray<T> {
             return None;
         }
         let e = self.as_slice().get(i)?.as_bytes();
-        let b = e.get(word.checked_mul(8)?..word.checked_mul(8)?.checked_add(8)?)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        let pfn = u64::from_le_bytes(a) & (u64::MAX >> (64 - bits));
+        let pfn = field::le_u64(e, word.checked_mul(8)?)? & (u64::MAX >> (64 - bits));
         if pfn == 0 {
             return None;
         }
