@@ -32,7 +32,7 @@ read -r -a modes <<< "${*:-single sessions files}"
 n=${BENCH_N:-100}
 out=$BUILD/bench/prof
 g=$out/guest
-mkdir -p "$g/tests"
+mkdir -p "$out"
 for v in c rust; do
 	[ -f "$(obj_dir "$v-bench")/vmlinux" ] ||
 		die "no $(obj_dir "$v-bench")/vmlinux: run make bench or make kernel LUO=$v-bench first"
@@ -40,15 +40,7 @@ done
 
 gcc -O2 -Wall -shared -fPIC -o "$out/tbprof.so" "$REPO/scripts/bench-prof/tbprof.c" ||
 	die "cannot build the QEMU plugin"
-inc=$(obj_dir c-bench)/usr/include
-st=$SRC/tools/testing/selftests
-cflags=(-static -O2 -D_GNU_SOURCE= -Wall -Wno-unused-function -isystem "$inc"
-	-I "$st/liveupdate/lib/include" -I "$st")
-gcc "${cflags[@]}" -o "$g/init" "$REPO/guest/init.c" || die "cannot build init"
-gcc "${cflags[@]}" -o "$g/tests/luo_rs_bench" "$REPO/tools/testing/selftests/liveupdate/luo_rs_bench.c" \
-	"$st/liveupdate/lib/lu_utils.c" || die "cannot build luo_rs_bench"
-export GEN_INIT_CPIO
-GEN_INIT_CPIO=$(obj_dir c-bench)/usr/gen_init_cpio
+bench_guest "$g" luo_rs_bench
 "$REPO/scripts/mkinitramfs.sh" "$out/single.cpio" "$g" > /dev/null
 for v in c rust; do
 	"$REPO/scripts/mkinitramfs.sh" "$out/kexec-$v.cpio" "$g" \

@@ -95,20 +95,7 @@ else
 		[ -f "$(kernel_of "$v")" ] || die "BENCH_KERNEL_DIR: no $(kernel_of "$v")"
 	done
 fi
-inc=$(obj_dir c-bench)/usr/include
-[ -f "$inc/linux/liveupdate.h" ] || die "no exported headers in $(obj_dir c-bench)/usr: run make kernel LUO=c-bench once"
-export GEN_INIT_CPIO
-GEN_INIT_CPIO=$(obj_dir c-bench)/usr/gen_init_cpio
-# Compiled from the repository (the prepared tree may predate them), with
-# build-guest.sh's flags.
-st=$SRC/tools/testing/selftests
-cflags=(-static -O2 -D_GNU_SOURCE= -Wall -Wno-unused-function -isystem "$inc"
-	-I "$st/liveupdate/lib/include" -I "$st")
-gcc "${cflags[@]}" -o "$g/init" "$REPO/guest/init.c" || die "cannot build init"
-for t in luo_rs_bench luo_rs_memfd_bench; do
-	gcc "${cflags[@]}" -o "$g/tests/$t" "$REPO/tools/testing/selftests/liveupdate/$t.c" \
-		"$st/liveupdate/lib/lu_utils.c" || die "cannot build $t"
-done
+bench_guest "$g" luo_rs_bench luo_rs_memfd_bench
 "$REPO/scripts/mkinitramfs.sh" "$out/single.cpio" "$g"
 for v in "${variants[@]}"; do
 	"$REPO/scripts/mkinitramfs.sh" "$out/kexec-$v.cpio" "$g" "$(kernel_of "$v")"

@@ -127,6 +127,25 @@ toolchain_env() {
 }
 
 obj_dir() { echo "$BUILD/obj-$1"; }
+# bench_guest DIR PROGRAM...: DIR/init and DIR/tests/PROGRAM (from
+# tools/testing/selftests/liveupdate/PROGRAM.c) for the bench VMs, compiled
+# from the repository (the prepared tree may predate them) with
+# build-guest.sh's flags against the headers of build/obj-c-bench; exports
+# GEN_INIT_CPIO for mkinitramfs.sh.
+bench_guest() {
+	local g=$1 t inc=$BUILD/obj-c-bench/usr/include st=$SRC/tools/testing/selftests
+	shift
+	[ -f "$inc/linux/liveupdate.h" ] || die "no exported headers in $BUILD/obj-c-bench/usr: run make kernel LUO=c-bench once"
+	local cflags=(-static -O2 -D_GNU_SOURCE= -Wall -Wno-unused-function -isystem "$inc"
+		-I "$st/liveupdate/lib/include" -I "$st")
+	mkdir -p "$g/tests"
+	gcc "${cflags[@]}" -o "$g/init" "$REPO/guest/init.c" || die "cannot build init"
+	for t in "$@"; do
+		gcc "${cflags[@]}" -o "$g/tests/$t" "$REPO/tools/testing/selftests/liveupdate/$t.c" \
+			"$st/liveupdate/lib/lu_utils.c" || die "cannot build $t"
+	done
+	export GEN_INIT_CPIO=$BUILD/obj-c-bench/usr/gen_init_cpio
+}
 
 kmake() {
 	local variant=$1 extra=()
