@@ -449,7 +449,7 @@ kunit_case() {
 	"$REPO/scripts/run-vm.sh" "$(obj_dir "$v")/arch/x86/boot/bzImage" "$g/single.cpio" "$serial" "$(vm_timeout "$v" 300)" "$VM_MEM" \
 		"kunit.filter_glob=luo_rs* luo.test=none luo.stages=1 $KMSG_FMT $(variant_cmdline "$v")" || rc=$?
 	noted "$serial"
-	local srcs=("$SRC"/kernel/liveupdate/*.rs "$SRC/rust/kernel/kho/field.rs")
+	local srcs=("$SRC"/kernel/liveupdate/*.rs "$SRC/rust/kernel/kho/field.rs" "$SRC/rust/kernel/rbtree/intrusive.rs")
 	if has_rust_memfd "$v"; then srcs+=("$SRC/mm/memfd_luo_rs.rs"); fi
 	if has_vfio_rust "$v"; then srcs+=("$SRC/drivers/vfio/pci/vfio_pci_luo_rs.rs"); fi
 	out=$("$REPO/scripts/verdict.py" kunit "$serial" "$v:kunit" "${srcs[@]}") || true

@@ -129,13 +129,13 @@ impl BlockSet {
             put_u64(page, 8, n as u64);
             next = phys;
         }
+        // INVARIANT: No entry of the `need` blocks was handed out; `blocks` has them all.
         Ok(BlockWriter {
             head: next,
-            set: self,
-            total,
-            written: 0,
-            block: 0,
-            slot: 0,
+            blocks: self.blocks.iter_mut(),
+            cur: &mut [],
+            left: total,
+            entry_size: self.entry_size,
             per,
         })
     }
@@ -145,54 +145,45 @@ impl BlockSet {
 ///
 /// # Invariants
 ///
-/// The next entry is entry `slot` of block `block`, i.e. `written == block * per + slot`, and
-/// `slot < per` (`per` is `per_block(set.entry_size)`).
+/// `cur` holds the entries of the current block not handed out yet, `blocks` the blocks after
+/// it, and `left` counts the entries still to hand out (in `cur` first, then at most `per` in
+/// each later block), with `per == per_block(entry_size)`.
 pub(crate) struct BlockWriter<'a> {
-    set: &'a mut BlockSet,
     head: u64,
-    total: usize,
-    written: usize,
-    block: usize,
-    slot: usize,
+    blocks: core::slice::IterMut<'a, PreservedPage>,
+    cur: &'a mut [u8],
+    left: usize,
+    entry_size: usize,
     per: usize,
 }
 
-impl BlockWriter<'_> {
+impl<'a> BlockWriter<'a> {
     /// Physical address of the first block, 0 for an empty chain.
     pub(crate) fn head(&self) -> u64 {
         self.head
     }
 
-    /// The next entry's bytes, as they are; `None` once `total` entries were handed out.
-    fn next_raw(&mut self) -> Option<&mut [u8]> {
-        if self.written >= self.total {
-            return None;
-        }
-        let es = self.set.entry_size;
-        let (b, j) = (self.block, self.slot);
-        self.written += 1;
-        // INVARIANT: Moves to the next entry, the first of the next block after the last.
-        self.slot += 1;
-        if self.slot == self.per {
-            self.slot = 0;
-            self.block += 1;
-        }
-        let off = HEADER_SIZE + j * es;
-        self.set
-            .blocks
-            .get_mut(b)?
-            .bytes_mut()
-            .get_mut(off..off + es)
-    }
-
     /// The next entry, for the caller to write whole: nothing zeroes it first, so every byte
     /// must be written. `None` once `total` entries were handed out, or if `N` is not the
-    /// entry size. Writing in place spares a copy of each entry on the reboot path.
-    pub(crate) fn next_slot<const N: usize>(&mut self) -> Option<&mut [u8; N]> {
-        if N != self.set.entry_size {
+    /// entry size. Writing in place spares a copy of each entry on the reboot path, and
+    /// handing out entries from the current block spares a lookup of the block for each.
+    pub(crate) fn next_slot<const N: usize>(&mut self) -> Option<&'a mut [u8; N]> {
+        if N != self.entry_size || self.left == 0 {
             return None;
         }
-        self.next_raw()?.try_into().ok()
+        if self.cur.len() < N {
+            // The current block is done: the next one holds the next `per` entries, or what
+            // is left.
+            let n = self.left.min(self.per);
+            let page = self.blocks.next()?.bytes_mut();
+            // INVARIANT: The next block's entries; none of them was handed out.
+            self.cur = page.get_mut(HEADER_SIZE..HEADER_SIZE + n * N)?;
+        }
+        let (e, rest) = core::mem::take(&mut self.cur).split_first_chunk_mut::<N>()?;
+        // INVARIANT: `e` is handed out and leaves `cur`.
+        self.cur = rest;
+        self.left -= 1;
+        Some(e)
     }
 }
 

@@ -25,7 +25,6 @@ use kernel::{
         File,
         LocalFile, //
     },
-    kho::field,
     liveupdate::{
         registered::PrivateData,
         RetrieveStatus, //
@@ -180,6 +179,11 @@ impl FileSet {
     ///
     /// If a freeze fails, the files frozen before it are unfrozen and its error returned.
     pub(crate) fn freeze(&mut self) -> Result<(u64, u64)> {
+        if self.files.is_empty() {
+            // What an empty chain's writer gives, without setting one up for each empty
+            // session on the reboot path.
+            return Ok((0, 0));
+        }
         let mut frozen = 0;
         let mut res = Ok(());
         for f in self.files.iter_mut() {
@@ -219,7 +223,7 @@ impl FileSet {
             // Written in place, every byte (the fields tile the entry: see `abi`), so no
             // string, memset or second copy per file.
             let e = w.next_slot::<FILE_SER_SIZE>().ok_or(ENOSPC)?;
-            let _ = field::put(e, 0, f.handler.compat);
+            f.handler.write_compat(e);
             put_u64(e, file_ser::DATA, f.data);
             put_u64(e, file_ser::TOKEN, f.token);
         }
@@ -371,6 +375,10 @@ impl FileSet {
     /// FINISH: asks every file whether it can finish (`EBUSY` if one cannot, and nothing
     /// happens), then finishes all of them, newest first.
     pub(crate) fn finish(&mut self, luo: &Luo) -> Result {
+        if self.files.is_empty() {
+            // Nothing to finish, and the index is empty too (built from `files`).
+            return Ok(());
+        }
         for f in self.files.iter() {
             if !f
                 .handler

@@ -235,7 +235,8 @@ impl Luo {
         // Files of one handler usually come together: remember the last lookup.
         let mut last: Option<([u8; abi::COMPAT_LEN], Arc<registry::Handler>)> = None;
         for ins in in_sessions.into_iter() {
-            let session = session::Session::new(ins.name, true)?.into_arc();
+            // An incoming session is never on `Sessions::out`: only the tree token is kept.
+            let session = session::NewSession::new(ins.name, true)?.tree;
             {
                 let mut files = KVVec::with_capacity(ins.files.len(), GFP_KERNEL)?;
                 for f in ins.files.into_iter() {

@@ -3,9 +3,10 @@
 //! Sessions: named sets of preserved files, each handed to userspace as a file descriptor.
 //!
 //! Outgoing sessions are created in this kernel and serialized at reboot; incoming sessions
-//! come from the previous kernel and are retrieved by name. Both kinds are kept by name
-//! (O(log n) lookup) and outgoing ones also in creation order, which is the handover order, on
-//! an intrusive list (no allocation, O(1) removal).
+//! come from the previous kernel and are retrieved by name. Both kinds are kept by name in an
+//! intrusive tree (O(log n) lookup; no allocation, and no lookup to remove), and outgoing ones
+//! also in creation order, which is the handover order, on an intrusive list (no allocation,
+//! O(1) removal).
 
 use crate::{
     block::BlockSet,
@@ -44,16 +45,18 @@ use kernel::{
     liveupdate::uapi,
     new_mutex,
     prelude::*,
-    rbtree::{
-        Entry,
-        RBTree,
-        RBTreeNodeReservation, //
+    rbtree::intrusive::{
+        impl_has_tree_links,
+        Links,
+        Tree,
+        TreeItem, //
     },
     sync::{
         aref::ARef,
         Arc,
         ArcBorrow,
-        Mutex, //
+        Mutex,
+        UniqueArc, //
     },
     uapi::{
         LIVEUPDATE_CMD_SESSION_FINISH,
@@ -72,10 +75,12 @@ pub(crate) struct SessionInner {
     pub(crate) files: FileSet,
     /// Incoming sessions: a file descriptor was handed out by RETRIEVE_SESSION.
     pub(crate) retrieved: bool,
-    /// Incoming sessions: which retrieve made the file that holds the session now. Every
-    /// RETRIEVE_SESSION gets a new number, so a file of an earlier, taken-back retrieve never
-    /// matches (an address could be reused; a number is not).
-    generation: u64,
+    /// Incoming sessions: the address of the file of the last RETRIEVE_SESSION, so that the
+    /// release of a file of an earlier, taken-back retrieve (see [`unretrieve`]) does not finish
+    /// the session. It is only compared with the address of a file being released, which is
+    /// live; the file it names is live too while `retrieved` is set (its release clears it), so
+    /// two files compared are either the same or both live at different addresses.
+    retrieved_file: usize,
 }
 
 /// A session.
@@ -88,6 +93,10 @@ pub(crate) struct Session {
     /// `Luo::sessions`.
     #[pin]
     links: ListLinks,
+    /// The node of `Sessions::out_by_name` (outgoing sessions) or `Sessions::incoming`.
+    /// Protected by `Luo::sessions`.
+    #[pin]
+    by_name: Links<1>,
     /// Lock order: after `Luo::sessions`, before `Luo::registry`.
     #[pin]
     pub(crate) inner: Mutex<SessionInner>,
@@ -95,43 +104,64 @@ pub(crate) struct Session {
 
 impl_list_arc_safe! {
     impl ListArcSafe<0> for Session { untracked; }
+    impl ListArcSafe<1> for Session { untracked; }
 }
 impl_list_item! {
     impl ListItem<0> for Session { using ListLinks { self.links }; }
 }
+impl_has_tree_links! {
+    impl HasTreeLinks<1> for Session { self.by_name }
+}
+impl TreeItem<1> for Session {
+    type Key = Name;
 
-impl Session {
-    /// A new session; the [`ListArc`] lets an outgoing session go on `Sessions::out`
-    /// (incoming ones turn it into an [`Arc`]).
-    pub(crate) fn new(name: Name, incoming: bool) -> Result<ListArc<Self>> {
-        ListArc::pin_init(
-            try_pin_init!(Self {
+    fn key(&self) -> &Name {
+        &self.name
+    }
+}
+
+/// A new session's two tokens: for `Sessions::out` (ID 0) and for a by-name tree (ID 1).
+pub(crate) struct NewSession {
+    pub(crate) list: ListArc<Session, 0>,
+    pub(crate) tree: ListArc<Session, 1>,
+}
+
+impl NewSession {
+    /// A new session, with its tokens for the list and the tree.
+    pub(crate) fn new(name: Name, incoming: bool) -> Result<Self> {
+        let unique = UniqueArc::pin_init(
+            try_pin_init!(Session {
                 name,
                 incoming,
                 links <- ListLinks::new(),
+                by_name <- Links::new(),
                 inner <- new_mutex!(
                     SessionInner {
                         files: FileSet::new(),
                         retrieved: false,
-                        generation: 0,
+                        retrieved_file: 0,
                     },
                     "luo_session::inner"
                 ),
             }),
             GFP_KERNEL,
-        )
+        )?;
+        let (list, tree) = ListArc::pair_from_pin_unique::<1>(unique);
+        Ok(Self { list, tree })
     }
 }
 
 /// All sessions. Protected by `Luo::sessions`.
 pub(crate) struct Sessions {
-    out_by_name: RBTree<Name, Arc<Session>>,
+    /// Outgoing sessions by name.
+    out_by_name: Tree<Session, 1>,
     /// Outgoing sessions in creation order: every session of `out_by_name`, and no other.
     pub(crate) out: List<Session>,
     out_count: usize,
     /// Handover pages reserved for the outgoing session entries.
     pub(crate) blocks: BlockSet,
-    incoming: RBTree<Name, Arc<Session>>,
+    /// Incoming sessions by name, until they are finished.
+    incoming: Tree<Session, 1>,
     /// This kernel's handover root (set up at late boot).
     pub(crate) handover: Option<crate::handover::Handover>,
 }
@@ -139,11 +169,11 @@ pub(crate) struct Sessions {
 impl Sessions {
     pub(crate) fn new() -> Self {
         Self {
-            out_by_name: RBTree::new(),
+            out_by_name: Tree::new(),
             out: List::new(),
             out_count: 0,
             blocks: BlockSet::new(SESSION_SER_SIZE),
-            incoming: RBTree::new(),
+            incoming: Tree::new(),
             handover: None,
         }
     }
@@ -154,13 +184,8 @@ impl Sessions {
     }
 
     /// Adds a session from the previous kernel (`EEXIST` on a duplicate name).
-    pub(crate) fn add_incoming(&mut self, session: Arc<Session>) -> Result {
-        if self.incoming.get(&session.name).is_some() {
-            return Err(EEXIST);
-        }
-        self.incoming
-            .try_create_and_insert(session.name, session, GFP_KERNEL)?;
-        Ok(())
+    pub(crate) fn add_incoming(&mut self, session: ListArc<Session, 1>) -> Result {
+        self.incoming.insert(session).map_err(|_| EEXIST)
     }
 }
 
@@ -183,15 +208,15 @@ pub(crate) fn create(luo: &Luo, name: &[u8; crate::name::NAME_LEN]) -> Result<AR
 
 impl Sessions {
     fn insert_outgoing(&mut self, name: Name) -> Result<ARef<File>> {
-        // One walk down the tree for the check and the insert.
-        let Entry::Vacant(slot) = self.out_by_name.entry(name) else {
+        // The name first, so that EEXIST allocates nothing.
+        if self.out_by_name.get(&name).is_some() {
             return Err(EEXIST);
-        };
-        let session = Session::new(name, false)?;
-        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let file = session_file::<OutgoingFile>(&name, session.clone_arc())?;
-        slot.insert(session.clone_arc(), node);
-        self.out.push_back(session);
+        }
+        let NewSession { list, tree } = NewSession::new(name, false)?;
+        let file = session_file::<OutgoingFile>(&name, list.clone_arc())?;
+        // The name is still free: `self` was not unlocked since the check.
+        self.out_by_name.insert(tree).map_err(|_| EEXIST)?;
+        self.out.push_back(list);
         self.out_count += 1;
         Ok(file)
     }
@@ -200,7 +225,8 @@ impl Sessions {
 /// What [`unretrieve`] needs to take a retrieve back.
 pub(crate) struct Retrieved {
     session: Arc<Session>,
-    generation: u64,
+    /// The address of the retrieve's file (see `SessionInner::retrieved_file`).
+    file: usize,
 }
 
 /// RETRIEVE_SESSION: the file for an incoming session (`ENOENT`, or `EINVAL` if retrieved).
@@ -216,40 +242,40 @@ pub(crate) fn retrieve(
         .lock()
         .incoming
         .get(&key)
-        .ok_or(ENOENT)?
-        .clone();
+        .map(Arc::from)
+        .ok_or(ENOENT)?;
     let mut inner = session.inner.lock();
     if inner.retrieved {
         return Err(EINVAL);
     }
-    let generation = inner.generation.wrapping_add(1);
-    let data = KBox::new(
-        SessionRef {
-            session: session.clone(),
-            generation,
-        },
-        GFP_KERNEL,
-    )?;
-    let file = session_file::<IncomingFile>(&session.name, data)?;
+    let file = session_file::<IncomingFile>(&session.name, session.clone())?;
+    let addr = file_addr(&file);
     inner.retrieved = true;
-    inner.generation = generation;
+    inner.retrieved_file = addr;
     drop(inner);
     Ok((
         file,
         Retrieved {
             session,
-            generation,
+            file: addr,
         },
     ))
 }
 
 /// Takes back a retrieve whose reply could not be copied to userspace: the session stays
 /// retrievable, and closing its file does not finish it.
+///
+/// The caller still holds the retrieve's file (so its address names no other file).
 pub(crate) fn unretrieve(r: Retrieved) {
     let mut inner = r.session.inner.lock();
-    if inner.retrieved && inner.generation == r.generation {
+    if inner.retrieved && inner.retrieved_file == r.file {
         inner.retrieved = false;
     }
+}
+
+/// The address of `file`, to tell files apart (never turned back into a pointer).
+fn file_addr(file: &File) -> usize {
+    core::ptr::from_ref(file) as usize
 }
 
 /// A new session file of type `T` owning `data`, named `[luo_session] NAME`.
@@ -263,9 +289,8 @@ fn session_file<T: AnonInodeOps>(name: &Name, data: T::Ptr) -> Result<ARef<File>
     anon_inode::create_file::<T>(name, data, O_RDWR)
 }
 
-/// Closing the last reference to a session file; `generation` is that of the file (0 for
-/// outgoing sessions).
-fn release(luo: &Luo, session: Arc<Session>, generation: u64) {
+/// Closing the last reference to a session file, `file`.
+fn release(luo: &Luo, session: Arc<Session>, file: &File) {
     // Excludes the reboot path for the whole release, as the C LUO's serialize rwsem does:
     // the handover never sees a half-closed session.
     let state = luo.state.read();
@@ -280,10 +305,11 @@ fn release(luo: &Luo, session: Arc<Session>, generation: u64) {
         // Finish without holding the global session lock: releasing the preserved memory
         // may take a while, and other sessions need not wait for it.
         let mut inner = session.inner.lock();
-        if !inner.retrieved || inner.generation != generation {
+        if !inner.retrieved || inner.retrieved_file != file_addr(file) {
             // A retrieve that was taken back (see `unretrieve`).
             return;
         }
+        inner.retrieved_file = 0;
         if inner.files.finish(luo).is_err() {
             pr_warn!(
                 "Unable to finish session [{}] on release\n",
@@ -292,25 +318,21 @@ fn release(luo: &Luo, session: Arc<Session>, generation: u64) {
             return;
         }
         drop(inner);
-        luo.sessions.lock().incoming.remove(&session.name);
+        // SAFETY: Incoming sessions are only ever put on `Sessions::incoming` (ID 1).
+        drop(unsafe { luo.sessions.lock().incoming.remove(&session) });
         return;
     }
     // As the C LUO: the files go first, and the name stays taken until they are gone.
     session.inner.lock().files.unpreserve_all(luo);
     let mut s = luo.sessions.lock();
-    s.out_by_name.remove(&session.name);
+    // SAFETY: Outgoing sessions are only ever put on `Sessions::out_by_name` (ID 1).
+    drop(unsafe { s.out_by_name.remove(&session) });
     // SAFETY: Sessions are only ever put on `Sessions::out`, the one list with ID 0.
     if unsafe { s.out.remove(&session) }.is_some() {
         s.out_count -= 1;
     }
     let count = s.out_count;
     s.blocks.shrink(count);
-}
-
-/// What the file of an incoming session holds: the session, and which retrieve made it.
-struct SessionRef {
-    session: Arc<Session>,
-    generation: u64,
 }
 
 /// The file operations of outgoing session files: the file holds a reference on the session.
@@ -320,9 +342,9 @@ struct OutgoingFile;
 impl AnonInodeOps for OutgoingFile {
     type Ptr = Arc<Session>;
 
-    fn release(session: Arc<Session>, _file: &File) {
+    fn release(session: Arc<Session>, file: &File) {
         if let Ok(luo) = luo() {
-            release(luo, session, 0);
+            release(luo, session, file);
         }
     }
 
@@ -331,25 +353,21 @@ impl AnonInodeOps for OutgoingFile {
     }
 }
 
-/// The file operations of incoming session files.
+/// The file operations of incoming session files: the file holds a reference on the session.
 struct IncomingFile;
 
 #[vtable]
 impl AnonInodeOps for IncomingFile {
-    type Ptr = KBox<SessionRef>;
+    type Ptr = Arc<Session>;
 
-    fn release(r: KBox<SessionRef>, _file: &File) {
+    fn release(session: Arc<Session>, file: &File) {
         if let Ok(luo) = luo() {
-            let SessionRef {
-                session,
-                generation,
-            } = KBox::into_inner(r);
-            release(luo, session, generation);
+            release(luo, session, file);
         }
     }
 
-    fn ioctl(r: &SessionRef, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        session_ioctl(&r.session, cmd, arg).map(|()| 0)
+    fn ioctl(session: ArcBorrow<'_, Session>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        session_ioctl(&session, cmd, arg).map(|()| 0)
     }
 }
 

@@ -24,9 +24,8 @@ impl Ucmd {
     /// Reads the size field (`EFAULT` if it cannot be read).
     pub(crate) fn new(arg: usize) -> Result<Self> {
         let ptr = UserPtr::from_addr(arg);
-        let size = UserSlice::new(ptr, size_of::<u32>())
-            .reader()
-            .read::<u32>()? as usize;
+        // One `get_user()`, as the C LUO.
+        let size = UserSlice::new(ptr, size_of::<u32>()).reader().read_u32()? as usize;
         Ok(Self { ptr, size })
     }
 
@@ -40,14 +39,22 @@ impl Ucmd {
 
     /// Copies the struct in (`E2BIG` for a non-zero tail beyond what the kernel knows).
     pub(crate) fn read<T: FromBytes + AsBytes>(&self) -> Result<T> {
-        UserSlice::new(self.ptr, self.size)
-            .reader()
-            .read_extensible()
+        let mut reader = UserSlice::new(self.ptr, self.size).reader();
+        if self.size == size_of::<T>() {
+            // The common case, the struct this kernel knows: one fixed-size copy, as the C
+            // LUO's `copy_struct_from_user()` makes.
+            return reader.read();
+        }
+        reader.read_extensible()
     }
 
     /// Copies the reply out, at most the size userspace gave (the inputs are echoed too):
     /// userspace that knows a smaller struct gets only the part it knows.
     pub(crate) fn respond<T: AsBytes>(&self, val: &T) -> Result {
+        if self.size >= size_of::<T>() {
+            // The whole struct: one fixed-size copy.
+            return UserSlice::new(self.ptr, size_of::<T>()).writer().write(val);
+        }
         let bytes = val.as_bytes();
         let n = self.size.min(bytes.len());
         UserSlice::new(self.ptr, n)
