@@ -77,9 +77,9 @@ pub(crate) struct SessionInner {
     pub(crate) retrieved: bool,
     /// Incoming sessions: the address of the file of the last RETRIEVE_SESSION, so that the
     /// release of a file of an earlier, taken-back retrieve (see [`unretrieve`]) does not finish
-    /// the session. It is only compared with the address of a file being released, which is
-    /// live; the file it names is live too while `retrieved` is set (its release clears it), so
-    /// two files compared are either the same or both live at different addresses.
+    /// the session. Only retrieves make files of an incoming session, and a file is released
+    /// before it is freed: if the file being released is not the last retrieve's, both were
+    /// live when the later one was made, so their addresses differ. Never used as a pointer.
     retrieved_file: usize,
 }
 

@@ -42,8 +42,10 @@ use macros::kunit_tests;
 ///
 /// # Invariants
 ///
-/// While the item is in no tree, the node is empty: its parent pointer points at itself
-/// (`RB_CLEAR_NODE()` in C).
+/// While the item is in no tree, the node is empty: all zeroes. A node in a tree is never all
+/// zeroes: the root is black (parent NULL, color 1), and every other node has a parent. (C's
+/// `RB_CLEAR_NODE()` marks an empty node with a pointer to itself instead, which a moved node
+/// would no longer match.)
 #[pin_data]
 #[repr(transparent)]
 pub struct Links<const ID: u64 = 0> {
@@ -61,17 +63,13 @@ impl<const ID: u64> Links<ID> {
     /// An empty node: the item is in no tree.
     pub fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            // INVARIANT: The node is empty.
-            node <- Opaque::ffi_init(|node: *mut bindings::rb_node| {
-                // SAFETY: `node` points at the memory of a new `rb_node`, which `ffi_init` lets
-                // us initialize in place.
-                unsafe { clear(node) }
-            }),
+            // INVARIANT: The node is empty: all zeroes.
+            node: Opaque::zeroed(),
         })
     }
 }
 
-/// Marks `node` as in no tree (`RB_CLEAR_NODE()`), with null children.
+/// Marks `node` as in no tree: all zeroes (see [`Links`]).
 ///
 /// # Safety
 ///
@@ -82,7 +80,7 @@ unsafe fn clear(node: *mut bindings::rb_node) {
         ptr::write(
             node,
             bindings::rb_node {
-                __rb_parent_color: node as usize,
+                __rb_parent_color: 0,
                 rb_right: ptr::null_mut(),
                 rb_left: ptr::null_mut(),
             },
@@ -105,13 +103,17 @@ pub unsafe trait HasTreeLinks<const ID: u64 = 0> {
 
 /// Implements [`HasTreeLinks`] for a type with a [`Links`] field.
 #[macro_export]
+#[doc(hidden)]
 macro_rules! impl_has_tree_links {
     ($(impl HasTreeLinks<$id:tt> for $self:ty { self.$field:ident })*) => {$(
         const _: () = {
-            // The field has the right type: this only compiles if it does.
+            // The field has exactly the type `Links<$id>`: this only compiles if it does. A raw
+            // place, unlike a reference, is not dereferenced into a field's target, so a
+            // `KBox<Links>` or `&Links` field does not pass.
             #[allow(dead_code)]
-            fn check(item: &$self) -> &$crate::rbtree::intrusive::Links<$id> {
-                &item.$field
+            fn check(item: *const $self) -> *const $crate::rbtree::intrusive::Links<$id> {
+                // SAFETY: Never called; taking a field's address reads nothing.
+                unsafe { ::core::ptr::addr_of!((*item).$field) }
             }
         };
         // SAFETY: `OFFSET` is the offset of `$field`, which has type `Links<$id>` (checked
@@ -185,25 +187,22 @@ impl<T: TreeItem<ID>, const ID: u64> Tree<T, ID> {
             .cast_mut()
     }
 
-    /// The item whose node is `node`.
-    ///
-    /// # Safety
-    ///
-    /// `node` is a node of this tree.
-    unsafe fn item<'a>(node: *mut bindings::rb_node) -> &'a T {
-        // SAFETY: By the type invariants, `node` is the `Links<ID>` of a `T` at `T::OFFSET`, and
-        // the tree owns a reference to it, so it is live while the tree holds it (the caller
-        // does not keep the reference longer than it may borrow the tree).
-        unsafe { &*node.cast::<u8>().wrapping_sub(T::OFFSET).cast::<T>() }
+    /// The item whose node is `node`. If `node` is a node of this tree, the item is live while
+    /// the tree holds it, and the pointer has the provenance of the tree's reference (nodes
+    /// are linked with pointers made by [`ListArc::into_raw`]).
+    fn item(node: *mut bindings::rb_node) -> *const T {
+        // By the type invariants, `node` is the `Links<ID>` of a `T` at `T::OFFSET`.
+        node.cast::<u8>().wrapping_sub(T::OFFSET).cast::<T>()
     }
 
     /// The item with this key, if any.
     pub fn get(&self, key: &T::Key) -> Option<ArcBorrow<'_, T>> {
         let mut node = self.root.rb_node;
         while !node.is_null() {
-            // SAFETY: `node` is a node of this tree (the root, or a child of one of its nodes).
-            let item = unsafe { Self::item(node) };
-            node = match key.cmp(item.key()) {
+            let item = Self::item(node);
+            // SAFETY: `node` is a node of this tree (the root, or a child of one of its nodes),
+            // so `item` is live while `self` is borrowed.
+            node = match key.cmp(unsafe { &*item }.key()) {
                 // SAFETY: `node` is a valid node, so its child pointers can be read; the tree
                 // is not modified while `self` is borrowed.
                 Ordering::Less => unsafe { (*node).rb_left },
@@ -211,7 +210,8 @@ impl<T: TreeItem<ID>, const ID: u64> Tree<T, ID> {
                 Ordering::Greater => unsafe { (*node).rb_right },
                 Ordering::Equal => {
                     // SAFETY: The tree made the pointer with `ListArc::into_raw`, which is
-                    // `Arc::into_raw`, and keeps that reference while `self` is borrowed.
+                    // `Arc::into_raw`, and keeps that reference while `self` is borrowed: the
+                    // count stays above zero, and no `UniqueArc` of the item can exist.
                     return Some(unsafe { ArcBorrow::from_raw(item) });
                 }
             };
@@ -227,8 +227,8 @@ impl<T: TreeItem<ID>, const ID: u64> Tree<T, ID> {
         while !unsafe { *link }.is_null() {
             // SAFETY: As above, then at a child pointer of a node of this tree.
             parent = unsafe { *link };
-            // SAFETY: `parent` is a node of this tree.
-            let other = unsafe { Self::item(parent) };
+            // SAFETY: `parent` is a node of this tree, so its item is live.
+            let other = unsafe { &*Self::item(parent) };
             link = match item.key().cmp(other.key()) {
                 // SAFETY: `parent` is a valid node, and `&mut self` excludes other access.
                 Ordering::Less => unsafe { &raw mut (*parent).rb_left },
@@ -263,7 +263,7 @@ impl<T: TreeItem<ID>, const ID: u64> Tree<T, ID> {
         // SAFETY: The item is in this tree, which `&mut self` excludes others from, or in no
         // tree, where no one writes its node (the caller's precondition): the read is not a
         // data race.
-        if unsafe { (*node).__rb_parent_color } == node as usize {
+        if unsafe { (*node).__rb_parent_color } == 0 {
             // By the invariant of `Links`, an empty node: in no tree.
             return None;
         }
@@ -286,8 +286,7 @@ impl<T: TreeItem<ID>, const ID: u64> Drop for Tree<T, ID> {
             // SAFETY: `node` is a node of this tree; in post-order, its children were visited
             // (and cleared) already, and the next node is found before this one is cleared.
             let next = unsafe { bindings::rb_next_postorder(node) };
-            // SAFETY: As above.
-            let item: *const T = unsafe { Self::item(node) };
+            let item = Self::item(node);
             // SAFETY: The tree is going away and no one else accesses the node.
             unsafe { clear(node) };
             // INVARIANT: The item is in no tree now; the tree gives up its `ListArc`.
