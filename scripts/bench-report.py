@@ -9,6 +9,7 @@ Usage: bench-report.py RESULTS JSON SVG RUNS BIG_RUNS CAP_S DATE
 RESULTS lines (scripts/bench.sh run_bench):
   VARIANT MODE OP N NS               a timed loop of N operations
   VARIANT MODE mem_OP N SLAB USED    memory growth across N operations, bytes
+  VARIANT MODE slab_OP N CACHE BYTES growth of one slab cache across them
   VARIANT MODE OP N capped NS DONE   a loop stopped by the cap after DONE
 """
 import json
@@ -40,11 +41,15 @@ VARIANTS = ("c", "rust")
 times = {}    # (mode, op, n) -> variant -> [ns]
 capped = {}   # (mode, op, n) -> variant -> [(ns, done)]
 mem = {}      # (mode, op, n) -> variant -> [(slab, used)]
+slabs = {}    # (mode, op, n) -> variant -> cache -> [bytes]
 for line in open(results):
     f = line.split()
     if len(f) == 7 and f[4] == "capped":
         v, mode, op, n, _, ns, done = f
         capped.setdefault((mode, op, int(n)), {}).setdefault(v, []).append((int(ns), int(done)))
+    elif len(f) == 6 and f[2].startswith("slab_"):
+        v, mode, op, n, cache, b = f
+        slabs.setdefault((mode, op[5:], int(n)), {}).setdefault(v, {}).setdefault(cache, []).append(int(b))
     elif len(f) == 6 and f[2].startswith("mem_"):
         v, mode, op, n, slab, used = f
         mem.setdefault((mode, op[4:], int(n)), {}).setdefault(v, []).append((int(slab), int(used)))
@@ -191,8 +196,31 @@ for op, label in (("create_session", "per session (CREATE)"), ("preserve_fd", "p
                 cells.append(("-", "-"))
         print(f"{label:<26} {n:>7} {cells[0][0]:>8} {cells[1][0]:>9} {cells[0][1]:>8} {cells[1][1]:>9}")
 
+# Where that memory goes: the slab caches that grew, at the largest n that has
+# both sides (/proc/slabinfo needs CONFIG_SLUB_DEBUG, which config/bench.config
+# sets). A cache missing on one side grew by less than 4 bytes per operation.
+slabj = {}
+for op, label in (("create_session", "per session (CREATE)"), ("preserve_fd", "per file (PRESERVE_FD)")):
+    both = [n for n in ns_all if all(v in slabs.get(("single", op, n), {}) for v in VARIANTS)]
+    if not both:
+        continue
+    n = max(both)
+    row = slabs[("single", op, n)]
+    if label.startswith("per session"):
+        print(f"\nSlab caches that grew, bytes per operation at n={n} (/proc/slabinfo; median of runs):\n")
+        hdr2 = f"{'operation':<26} {'cache':<24} {'C':>8} {'Rust':>8}"
+        print(hdr2)
+        print("-" * len(hdr2))
+    per = {v: {c: statistics.median(xs) / n for c, xs in row[v].items()} for v in VARIANTS}
+    names = sorted(set(per["c"]) | set(per["rust"]),
+                   key=lambda c: -max(abs(per["c"].get(c, 0)), abs(per["rust"].get(c, 0))))
+    for c in names:
+        cells = [f"{per[v][c]:.0f}" if c in per[v] else "-" for v in VARIANTS]
+        print(f"{label:<26} {c:<24} {cells[0]:>8} {cells[1]:>8}")
+        slabj.setdefault(op, {"n": n})[c] = {v: round(per[v][c]) for v in VARIANTS if c in per[v]}
+
 json.dump({"date": date, "runs": int(runs), "big_runs": int(big_runs), "cap_s": int(cap_s),
-           "per_op_us": chart, "memory_bytes_per_op": memj}, open(json_out, "w"), indent=1)
+           "per_op_us": chart, "memory_bytes_per_op": memj, "slab_caches_per_op": slabj}, open(json_out, "w"), indent=1)
 
 # The chart: one log-log panel per operation, C and Rust side by side.
 import matplotlib  # noqa: E402

@@ -171,6 +171,8 @@ for mt in re.finditer(r"BENCH ([a-z_]+) n=(\d+) ns=(\d+)", log):
     out.append(f"{v} {mode} {mt.group(1)} {mt.group(2)} {mt.group(3)}")
 for mt in re.finditer(r"BENCH mem ([a-z_]+) n=(\d+) slab=(-?\d+) used=(-?\d+)", log):
     out.append(f"{v} {mode} mem_{mt.group(1)} {mt.group(2)} {mt.group(3)} {mt.group(4)}")
+for mt in re.finditer(r"BENCH slab ([a-z_]+) n=(\d+) cache=(\S+) bytes=(-?\d+)", log):
+    out.append(f"{v} {mode} slab_{mt.group(1)} {mt.group(2)} {mt.group(3)} {mt.group(4)}")
 if capped:
     out.append(f"{v} {mode} {capped.group(1)} {capped.group(2)} capped {capped.group(4)} {capped.group(3)}")
 def ts(pat, start=0):

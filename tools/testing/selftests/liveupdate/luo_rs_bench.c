@@ -37,7 +37,9 @@
  *   BENCH done mode=<mode> stage=<stage>
  * "mem" lines give the growth of the kernel's slab memory (Slab in
  * /proc/meminfo) and of all used memory (MemTotal - MemFree) across N
- * PRESERVE_FD or N CREATE_SESSION, the fds still open.
+ * PRESERVE_FD or N CREATE_SESSION, the fds still open; "slab" lines
+ *   BENCH slab <op> n=<count> cache=<name> bytes=<growth>
+ * break the growth down by slab cache (when /proc/slabinfo exists).
  * Errors print "BENCH error ..." and exit 1.
  */
 
@@ -180,12 +182,73 @@ static void meminfo(long long *slab, long long *used)
 	*used = (total - mfree) * 1024;
 }
 
+/* One slab cache of /proc/slabinfo: bytes in active objects. */
+struct slab_cache {
+	char name[40];
+	long long bytes;
+};
+
+#define MAX_CACHES 512
+static struct slab_cache caches0[MAX_CACHES];
+static int ncaches0;
+
+/*
+ * Reads /proc/slabinfo (CONFIG_SLUB_DEBUG) into @c; returns the number of
+ * caches, 0 if the file is missing (the breakdown is then left out).
+ */
+static int slabinfo(struct slab_cache *c)
+{
+	long long active, total, size;
+	char line[512];
+	int n = 0;
+	FILE *f = fopen("/proc/slabinfo", "r");
+
+	if (!f)
+		return 0;
+	while (n < MAX_CACHES && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%39s %lld %lld %lld", c[n].name, &active, &total,
+			   &size) != 4)
+			continue;	/* the two header lines */
+		c[n++].bytes = active * size;
+	}
+	fclose(f);
+	return n;
+}
+
+/* The memory counters before a measured loop. */
+static void mem_start(long long *slab0, long long *used0)
+{
+	meminfo(slab0, used0);
+	ncaches0 = slabinfo(caches0);
+}
+
+/*
+ * "BENCH mem": growth of Slab and used memory since mem_start(); then one
+ * "BENCH slab" line per slab cache that grew or shrank by 4 bytes per
+ * operation or more: where the memory of an operation goes.
+ */
 static void report_mem(const char *op, long n, long long slab0, long long used0)
 {
+	static struct slab_cache now[MAX_CACHES];
 	long long slab, used;
+	int i, j, m;
 
 	meminfo(&slab, &used);
 	out("BENCH mem %s n=%ld slab=%lld used=%lld\n", op, n, slab - slab0, used - used0);
+	m = slabinfo(now);
+	for (i = 0; i < m; i++) {
+		long long before = 0, d;
+
+		for (j = 0; j < ncaches0; j++) {
+			if (!strcmp(caches0[j].name, now[i].name)) {
+				before = caches0[j].bytes;
+				break;
+			}
+		}
+		d = now[i].bytes - before;
+		if (d >= 4 * n || d <= -4 * n)
+			out("BENCH slab %s n=%ld cache=%s bytes=%lld\n", op, n, now[i].name, d);
+	}
 }
 
 static void read_cmdline(void)
@@ -290,7 +353,7 @@ static void preserve_all(int sfd, int *mfds, long n)
 	int ret;
 
 	usleep(500000);
-	meminfo(&slab0, &used0);
+	mem_start(&slab0, &used0);
 	t0 = now_ns();
 	prof_on();
 	for (i = 0; i < n; i++) {
@@ -318,7 +381,7 @@ static int *create_sessions(int luo_fd, long n)
 
 	/* Let the frees of an earlier phase (RCU, deferred fput) settle. */
 	usleep(500000);
-	meminfo(&slab0, &used0);
+	mem_start(&slab0, &used0);
 	t0 = now_ns();
 	prof_on();
 	for (i = 0; i < n; i++) {
