@@ -86,9 +86,9 @@ def fmt(x, w, mode=None, n=None, v=None):
     return f"{'> ' + s if low else s:>{w}}"
 
 
-print(f"\nLUO scaling benchmark, {date}: production-like kernels (config/bench.config: no")
-print("lockdep, list or KHO debugging, KUnit or test handlers), QEMU TCG (compare ratios,")
-print(f"not absolute times), median of {runs} VM runs ({big_runs} at n >= 100000). Cost per")
+print(f"\nLUO scaling benchmark, {date}: production-like kernels (config/bench.config: -O2,")
+print("full SLUB; no lockdep, list or KHO debugging, KUnit or test handlers), QEMU TCG")
+print(f"(compare ratios, not absolute times), median of {runs} VM runs ({big_runs} at n >= 100000). Cost per")
 print(f"operation in microseconds (the loop's total / n). '> X': the loop was stopped")
 print(f"after {cap_s} s; X is the mean cost of the operations done (a lower bound).")
 print("'(capped)': not measured, because an earlier loop of the same run hit the cap.\n")

@@ -54,6 +54,7 @@
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -462,6 +463,15 @@ static void bench_stage1(enum bench_mode mode, long n, long pages)
 	if (kmsg < 0)
 		die("open /dev/kmsg: %s", strerror(errno));
 	sync();
+	/*
+	 * The reboot path is timed from the marker's printk time, and the
+	 * console prints asynchronously: let what was written before it (our
+	 * BENCH lines, kernel messages) reach the serial port first, so that
+	 * the window holds the same console work on both kernels, not more on
+	 * the one whose report was longer.
+	 */
+	tcdrain(STDOUT_FILENO);
+	usleep(200000);
 	/* KERN_NOTICE, like "Starting new kernel", so the console shows it. */
 	if (write(kmsg, "<5>" BENCH_REBOOT_MARKER "\n",
 		  sizeof("<5>" BENCH_REBOOT_MARKER "\n") - 1) < 0)
