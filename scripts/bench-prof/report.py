@@ -13,9 +13,12 @@ import sys
 
 # Functions whose count depends on when the console's printer kthread, the
 # scheduler or the timers run, not on the LUO (the reboot path's LUO share).
+# "update_" only at the start of a word: the scheduler's update_curr() and
+# __update_load_avg_se(), not liveupdate_reboot(); "serial8250", not
+# luo_session_serialize().
 NOISE = re.compile(
-    r"nbcon|serial|uart|console|printk|prb_|desc_|format_decode|^number$|"
-    r"vsnprintf|string|msg_|sched|update_|vruntime|enqueue|dequeue|switch|"
+    r"nbcon|serial8250|uart|console|printk|prb_|desc_|format_decode|^number$|"
+    r"vsnprintf|string|msg_|sched|(^|_)update_|vruntime|enqueue|dequeue|switch|"
     r"timekeep|clock|tick|hrtimer|rcu|irq|apic|wake|entity|cfs|load_avg|"
     r"decay|pick_next|task|idle|^native_|^asm_|timer|softirq|ktime|^cpu_|"
     r"spin|fair|rq_|eevdf")
