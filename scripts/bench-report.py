@@ -200,23 +200,24 @@ for op, label in (("create_session", "per session (CREATE)"), ("preserve_fd", "p
 # both sides (/proc/slabinfo needs CONFIG_SLUB_DEBUG, which config/bench.config
 # sets). A cache missing on one side grew by less than 4 bytes per operation.
 slabj = {}
+if any(all(v in d for v in VARIANTS) for k, d in slabs.items() if k[0] == "single"):
+    print("\nSlab caches that grew, bytes per operation at the largest n that both sides have")
+    print("(/proc/slabinfo; median of runs):\n")
+    hdr2 = f"{'operation':<26} {'n':>7} {'cache':<24} {'C':>8} {'Rust':>8}"
+    print(hdr2)
+    print("-" * len(hdr2))
 for op, label in (("create_session", "per session (CREATE)"), ("preserve_fd", "per file (PRESERVE_FD)")):
     both = [n for n in ns_all if all(v in slabs.get(("single", op, n), {}) for v in VARIANTS)]
     if not both:
         continue
     n = max(both)
     row = slabs[("single", op, n)]
-    if label.startswith("per session"):
-        print(f"\nSlab caches that grew, bytes per operation at n={n} (/proc/slabinfo; median of runs):\n")
-        hdr2 = f"{'operation':<26} {'cache':<24} {'C':>8} {'Rust':>8}"
-        print(hdr2)
-        print("-" * len(hdr2))
     per = {v: {c: statistics.median(xs) / n for c, xs in row[v].items()} for v in VARIANTS}
     names = sorted(set(per["c"]) | set(per["rust"]),
                    key=lambda c: -max(abs(per["c"].get(c, 0)), abs(per["rust"].get(c, 0))))
     for c in names:
         cells = [f"{per[v][c]:.0f}" if c in per[v] else "-" for v in VARIANTS]
-        print(f"{label:<26} {c:<24} {cells[0]:>8} {cells[1]:>8}")
+        print(f"{label:<26} {n:>7} {c:<24} {cells[0]:>8} {cells[1]:>8}")
         slabj.setdefault(op, {"n": n})[c] = {v: round(per[v][c]) for v in VARIANTS if c in per[v]}
 
 json.dump({"date": date, "runs": int(runs), "big_runs": int(big_runs), "cap_s": int(cap_s),

@@ -60,12 +60,8 @@ impl Handler {
     }
 
     fn new(ops: Arc<RegisteredHandler>, flbs: KVec<Arc<FlbState>>) -> Result<Arc<Self>> {
-        let mut bytes = [0u8; COMPAT_LEN];
-        put_str(&mut bytes, ops.compatible().to_bytes());
         let mut compat = [0u64; COMPAT_LEN / 8];
-        for (i, w) in compat.iter_mut().enumerate() {
-            *w = field::ne_u64(&bytes, i * 8).unwrap_or(0);
-        }
+        put_str(compat.as_mut_bytes(), ops.compatible().to_bytes());
         Ok(Arc::new(
             Self {
                 ops,

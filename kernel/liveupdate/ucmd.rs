@@ -39,13 +39,9 @@ impl Ucmd {
 
     /// Copies the struct in (`E2BIG` for a non-zero tail beyond what the kernel knows).
     pub(crate) fn read<T: FromBytes + AsBytes>(&self) -> Result<T> {
-        let mut reader = UserSlice::new(self.ptr, self.size).reader();
-        if self.size == size_of::<T>() {
-            // The common case, the struct this kernel knows: one fixed-size copy, as the C
-            // LUO's `copy_struct_from_user()` makes.
-            return reader.read();
-        }
-        reader.read_extensible()
+        UserSlice::new(self.ptr, self.size)
+            .reader()
+            .read_extensible()
     }
 
     /// Copies the reply out, at most the size userspace gave (the inputs are echoed too):
