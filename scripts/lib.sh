@@ -98,7 +98,7 @@ variant_cmdline() {
 # Config fragments of a variant, in merge order.
 variant_fragments() {
 	case $1 in
-	rust-kasan) echo "$REPO/config/common.config $REPO/config/rust.config $REPO/config/rust-kasan.config" ;;
+	rust-kasan) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/rust.config $REPO/config/vfio-rust.config $REPO/config/rust-kasan.config" ;;
 	c) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/c.config" ;;
 	rust) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/rust.config $REPO/config/vfio-rust.config" ;;
 	c-rust-memfd) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/c.config $REPO/config/c-rust-memfd.config $REPO/config/vfio-rust.config" ;;

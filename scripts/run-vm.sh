@@ -51,7 +51,7 @@ run() {
 		-no-reboot -nographic -nodefaults \
 		-serial file:"$serial" \
 		-kernel "$kernel" -initrd "$initrd" \
-		-append "console=ttyS0 panic=-1 oops=panic no_timer_check tsc=nowatchdog liveupdate=on $extra" </dev/null
+		-append "console=ttyS0 panic=-1 oops=panic hung_task_panic=1 softlockup_panic=1 no_timer_check tsc=nowatchdog liveupdate=on $extra" </dev/null
 }
 # LUO_VM_RETRY=1 (make check): a VM that times out runs once more, and the
 # retry decides. Added for the early-boot deadlock above before it was
