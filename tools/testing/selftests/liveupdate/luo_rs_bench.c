@@ -2,7 +2,8 @@
 /*
  * LUO micro-benchmark (not a test): times the LUO ioctls so that two LUO
  * implementations (the C one and the Rust one) can be compared on the same
- * machine. scripts/bench.sh runs it under QEMU and prints the ratios.
+ * machine: run it on a C LUO kernel and on a Rust LUO kernel, and compare
+ * the "BENCH" lines it prints.
  *
  * Modes (-m MODE, else luo.bench=MODE on the kernel command line):
  *
@@ -122,7 +123,8 @@ static void report(const char *op, long n, uint64_t ns)
 }
 
 /*
- * luo.bench_prof=1 (scripts/bench-prof.sh): every timed region is bracketed
+ * luo.bench_prof=1 (for a profiler that counts the guest's instructions per
+ * kernel function, such as a QEMU TCG plugin): every timed region is bracketed
  * by getppid() and getpgrp(), whose kernel entry points a profiler watching
  * the guest uses as start and stop markers, and "BENCH prof op=<op>" names
  * the regions in order. The reboot path ends in the kernel (machine_kexec).

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Places where the Rust LUO deliberately behaves differently from the C LUO
- * (see Documentation/core-api/liveupdate-rust.rst). Only run on LUO=rust:
- * on the C LUO the first case makes the next kernel panic.
+ * (see Documentation/core-api/liveupdate-rust.rst). For the Rust LUO
+ * (CONFIG_LIVEUPDATE_RUST): on the C LUO the first case makes the next
+ * kernel panic.
  *
  *   -s 1  create sessions until the first handover block is exactly full
  *         (51 entries of 80 bytes with 4 KiB pages), then fail a duplicate
@@ -15,12 +16,13 @@
  *         lost).
  *
  * With luo.fixes_reader=c on the command line, stage 2 runs on the C LUO
- * (make check's interop run from the Rust LUO into the C one): the C kernel
- * is the oracle for the handover the Rust LUO wrote after the failed create
- * (it panics on an empty block), and the last case measures the C LUO's own
- * behaviour instead (s2_c_loses_session_on_efault: the session is gone).
- * make check also runs stage 1 on the C LUO into a C kernel, and passes that
- * run only if the next kernel panics.
+ * (stage 1 on a Rust LUO kernel, then a kexec into a C LUO kernel): the C
+ * kernel is the oracle for the handover the Rust LUO wrote after the failed
+ * create (it panics on an empty block), and the last case measures the C
+ * LUO's own behaviour instead (s2_c_loses_session_on_efault: the session is
+ * gone). Stage 1 run on the C LUO, then a kexec into a C LUO kernel, shows
+ * the upstream bug: that kernel panics at boot ("The incoming tree failed to
+ * initialize properly"), and a run that checks the bug expects the panic.
  *
  * KTAP per check; --list [c] prints the case names (c: for a C reader).
  */

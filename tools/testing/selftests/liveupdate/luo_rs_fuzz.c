@@ -28,8 +28,8 @@
  * boundary breaks the C LUO's handover). While it fuzzes, the test lowers the
  * console log level to 5 so that info messages do not cut its lines.
  *
- * Modes, chosen by the kernel command line (guest/init.c runs the test with
- * "-s K" when luo.stages > 1):
+ * Modes, chosen by the kernel command line (the test VM's init runs the test
+ * with "-s K", K the boot's stage, when luo.stages > 1):
  *
  *   random  luo.stages=1: luo.fuzz_threads threads share the device fd, a
  *           pool of session fds and a pool of memfds; luo.fuzz_ops operations

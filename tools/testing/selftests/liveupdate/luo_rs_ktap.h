@@ -2,7 +2,7 @@
 /*
  * Small helpers shared by the luo_rs_* selftests that print their own KTAP
  * (one "ok N name" line per check, the diagnostic on a "# name: ..." line
- * before a failure, which scripts/verdict.py attaches to the case), and the
+ * before a failure, which a KTAP parser attaches to the case), and the
  * Rust test file handler's device (CONFIG_LIVEUPDATE_RUST_TEST).
  */
 #ifndef LUO_RS_KTAP_H

@@ -24,10 +24,10 @@
  *           is finished: not after the lc-* sessions, once per FLB after the
  *           state session's memfd.
  *
- * With luo.lifecycle=small on the command line (the KASAN and the mixed
- * memfd variants, for make check's time budget; "--list small" lists its
- * cases) lc-big is 16 MiB and lc-511 is left out: writing and checking the
- * 767 MiB of the two is most of this test's time under TCG.
+ * With luo.lifecycle=small on the command line (for runs with less time,
+ * such as on KASAN kernels; "--list small" lists its cases) lc-big is
+ * 16 MiB and lc-511 is left out: writing and checking the 767 MiB of the
+ * two is most of this test's time under QEMU TCG.
  *
  * KTAP per check; --list prints the case names.
  */

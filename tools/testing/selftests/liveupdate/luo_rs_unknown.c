@@ -16,8 +16,9 @@
  *           dropped token, and finishes;
  *         - "u-only" is there with no file, and finishes.
  *
- * The run needs luo.expect_unknown=luo-rs-test-v1 on the command line: the
- * verdict then accepts these warnings, and only these.
+ * These warnings, one per dropped file of handler luo-rs-test-v1, are the
+ * expected outcome: a run that fails a test on kernel warnings must allow
+ * them, and only them.
  *
  * KTAP per check; --list prints the case names.
  */

@@ -4,11 +4,12 @@
  * luo_rs_vfio_corrupt.c): QEMU "edu" test devices (1234:11e8) bound to
  * vfio-pci and driven through their vfio cdev and an iommufd.
  *
- * The VM (LUO_VM_VFIO=1 scripts/run-vm.sh) has four edu devices, at
- * 0000:00:02.0 to 0000:00:05.0, behind QEMU's emulated Intel IOMMU. An edu
- * device has a 1 MiB BAR0: an ID register, a liveness register that returns
- * the complement of what was written, and a DMA engine that copies between
- * bus addresses (IOVAs here, 28-bit DMA mask) and a 4 KiB buffer of its own.
+ * The tests expect a QEMU q35 VM with four edu devices (-device edu), at
+ * 0000:00:02.0 to 0000:00:05.0, behind QEMU's emulated Intel IOMMU
+ * (-device intel-iommu, booted with intel_iommu=on). An edu device has a
+ * 1 MiB BAR0: an ID register, a liveness register that returns the
+ * complement of what was written, and a DMA engine that copies between bus
+ * addresses (IOVAs here, 28-bit DMA mask) and a 4 KiB buffer of its own.
  *
  * Every helper that can fail returns 0 and records why with fail() (a case's
  * reasons accumulate, innermost first); on success it returns 1 or a file
