@@ -3,20 +3,89 @@
 """make bench's scaling report: per-operation costs of the C and the Rust LUO
 against n, a table with Rust/C ratios, the issue's goals computed from it,
 kernel memory per session and per file, and a log-log chart (one panel per
-operation).
+operation). Also writes the report into bench/results.md.
 
-Usage: bench-report.py RESULTS JSON SVG RUNS BIG_RUNS CAP_S DATE
+Usage: bench-report.py RESULTS JSON SVG RUNS BIG_RUNS CAP_S DATE [CLOCK]
 RESULTS lines (scripts/bench.sh run_bench):
   VARIANT MODE OP N NS               a timed loop of N operations
   VARIANT MODE mem_OP N SLAB USED    memory growth across N operations, bytes
   VARIANT MODE slab_OP N CACHE BYTES growth of one slab cache across them
   VARIANT MODE OP N capped NS DONE   a loop stopped by the cap after DONE
+CLOCK: "time" (default), or "icount" for VMs run with QEMU -icount shift=0
+(BENCH_ICOUNT=1), where every guest time is an instruction count.
+
+       bench-report.py --results-md MD CLOCK REPORT DATE COMMAND COMMIT TOOK MACHINE [FAILED]
+writes the report that scripts/bench.sh printed (the file REPORT) into the
+markdown file MD (bench/results.md) as the block of its CLOCK, between
+"<!-- bench-report:CLOCK:begin -->" and "<!-- bench-report:CLOCK:end -->",
+under a header with the date, the command line, the commit, the time the
+run took, the machine and the number of failed runs (if any). An earlier
+block of that CLOCK is replaced; the rest of MD (the other CLOCK's block,
+notes) is kept. A new block goes before the "<!-- bench-report:notes -->"
+line, or at the end; a missing MD is created with RESULTS_MD_INTRO.
 """
 import json
+import os
+import re
 import statistics
 import sys
 
+RESULTS_MD_INTRO = """# make bench: the latest figures
+
+`make bench` (scripts/bench.sh, through scripts/bench-report.py) writes its
+report here: a timed run replaces the "time" block, a run with
+`BENCH_ICOUNT=1` (guest instruction counts) the "icount" block, each with its
+date and command line. Everything outside those blocks is kept from run to
+run. How the figures are measured and what the columns mean:
+[README.md](README.md).
+"""
+BLOCK_TITLE = {
+    "time": "Timed run (QEMU TCG)",
+    "icount": "Instruction counts (QEMU -icount shift=0)",
+}
+
+
+def results_md(md, clock, report, date, command, commit, took, machine, failed="0"):
+    """Put REPORT into MD as the block of CLOCK; see the usage above."""
+    if clock not in BLOCK_TITLE:
+        sys.exit(f"bench-report.py: unknown clock '{clock}'")
+    text = open(report).read()
+    # The report without its surrounding blank lines and the chart's path (a
+    # file under build/, not kept with the figures).
+    lines = [line for line in text.splitlines() if not line.startswith("chart: ")]
+    body = "\n".join(lines).strip("\n")
+    head = [f"## {BLOCK_TITLE[clock]}: {date}", "",
+            f"- command: `{command}`",
+            f"- commit: {commit}",
+            f"- took: {took}",
+            f"- machine: {machine}"]
+    if failed != "0":
+        head.append(f"- failed runs: {failed} (their figures are missing; see the serial logs)")
+    begin, end = f"<!-- bench-report:{clock}:begin -->", f"<!-- bench-report:{clock}:end -->"
+    block = "\n".join([begin] + head + ["", "```", body, "```", end]) + "\n"
+    old = open(md).read() if os.path.exists(md) else RESULTS_MD_INTRO
+    m = re.search(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", old, re.S)
+    if m:
+        new = old[:m.start()] + block + old[m.end():]
+    elif "<!-- bench-report:notes -->" in old:
+        i = old.index("<!-- bench-report:notes -->")
+        new = old[:i] + block + "\n" + old[i:]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
+    os.makedirs(os.path.dirname(os.path.abspath(md)), exist_ok=True)
+    with open(md + ".tmp", "w") as f:
+        f.write(new)
+    os.replace(md + ".tmp", md)
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "--results-md":
+    if len(sys.argv) not in (10, 11):
+        sys.exit("usage: bench-report.py --results-md MD CLOCK REPORT DATE COMMAND COMMIT TOOK MACHINE [FAILED]")
+    results_md(*sys.argv[2:])
+    sys.exit(0)
+
 results, json_out, svg_out, runs, big_runs, cap_s, date = sys.argv[1:8]
+clock = sys.argv[8] if len(sys.argv) > 8 else "time"
 
 # (mode, op, label) in table order; per-operation cost = total / n.
 OPS = [
@@ -88,9 +157,16 @@ def fmt(x, w, mode=None, n=None, v=None):
 
 print(f"\nLUO scaling benchmark, {date}: production-like kernels (config/bench.config: -O2,")
 print("full SLUB; no lockdep, list or KHO debugging, KUnit or test handlers), QEMU TCG")
-print(f"(compare ratios, not absolute times), median of {runs} VM runs ({big_runs} at n >= 100000). Cost per")
-print(f"operation in microseconds (the loop's total / n). '> X': the loop was stopped")
-print(f"after {cap_s} s; X is the mean cost of the operations done (a lower bound).")
+if clock == "icount":
+    print("with -icount shift=0: every guest time is a count of guest instructions (1 ns")
+    print("each), the same from run to run, so 'us/op' is thousands of instructions per")
+    print(f"operation (the loop's total / n); median of {runs} VM runs ({big_runs} at n >= 100000).")
+    print(f"'> X': the loop was stopped after {cap_s} s of guest time; X is the mean cost of")
+    print("the operations done (a lower bound).")
+else:
+    print(f"(compare ratios, not absolute times), median of {runs} VM runs ({big_runs} at n >= 100000). Cost per")
+    print("operation in microseconds (the loop's total / n). '> X': the loop was stopped")
+    print(f"after {cap_s} s; X is the mean cost of the operations done (a lower bound).")
 print("'(capped)': not measured, because an earlier loop of the same run hit the cap.\n")
 hdr = f"{'operation':<34} {'n':>7} {'C us/op':>10} {'Rust us/op':>10} {'Rust/C':>9} {'spread':>6}"
 print(hdr)
@@ -220,7 +296,7 @@ for op, label in (("create_session", "per session (CREATE)"), ("preserve_fd", "p
         print(f"{label:<26} {n:>7} {c:<24} {cells[0]:>8} {cells[1]:>8}")
         slabj.setdefault(op, {"n": n})[c] = {v: round(per[v][c]) for v in VARIANTS if c in per[v]}
 
-json.dump({"date": date, "runs": int(runs), "big_runs": int(big_runs), "cap_s": int(cap_s),
+json.dump({"date": date, "clock": clock, "runs": int(runs), "big_runs": int(big_runs), "cap_s": int(cap_s),
            "per_op_us": chart, "memory_bytes_per_op": memj, "slab_caches_per_op": slabj}, open(json_out, "w"), indent=1)
 
 # The chart: one log-log panel per operation, C and Rust side by side.
@@ -254,7 +330,8 @@ for ax, key in zip(axes.flat, keys):
     ax.legend(fontsize=7)
 for ax in list(axes.flat)[len(keys):]:
     ax.axis("off")
-fig.suptitle(f"LUO per-operation cost vs n, C and Rust ({date}, production-like config, QEMU TCG)",
+fig.suptitle(f"LUO per-operation cost vs n, C and Rust ({date}, production-like config, QEMU TCG"
+             f"{', -icount: us = thousands of instructions' if clock == 'icount' else ''})",
              fontsize=11)
 fig.tight_layout()
 fig.savefig(svg_out)

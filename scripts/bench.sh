@@ -47,10 +47,33 @@
 #                        printed is an instruction count, the same from run to
 #                        run whatever the host's load (single-threaded TCG:
 #                        slower; no tsc_early_khz=)
+#   BENCH_RESULTS_MD=FILE where the report is kept with its date and command
+#                        line (default bench/results.md; empty: nowhere)
 # Output: the tables on stdout and in build/bench/report.txt, the chart in
 # build/bench/bench.svg, the medians in build/bench/scale.json. Serial logs:
-# build/logs/bench/<variant>-<mode>-<n>-<run>.log.
+# build/logs/bench/<variant>-<mode>-<n>-<run>.log. The report also replaces
+# the block of its kind (timed, or BENCH_ICOUNT=1) in bench/results.md, under
+# a header with the date, the command line, the commit, the time taken and
+# the machine (scripts/bench-report.py --results-md); the rest of that file
+# is kept.
 . "$(dirname "$0")/lib.sh"
+bench_start=$SECONDS
+# The command line, for bench/results.md: the BENCH_* settings given, then
+# "make bench" (make sets MAKELEVEL in its recipes' environment) or this
+# script. Taken now, before this script sets any of them.
+bench_command() {
+	local var val cmd=
+	for var in BENCH_RUNS BENCH_BIG_RUNS BENCH_N BENCH_CAP_S BENCH_MODES BENCH_MEMFD_MIB \
+		BENCH_KERNEL_DIR BENCH_TSC_KHZ BENCH_ICOUNT; do
+		[ -n "${!var+set}" ] || continue
+		val=${!var}
+		case $val in *[[:space:]]*|'') val="\"$val\"" ;; esac
+		cmd+="$var=$val "
+	done
+	if [ -n "${MAKELEVEL:-}" ]; then cmd+="make bench"; else cmd+="scripts/bench.sh"; fi
+	echo "$cmd"
+}
+command_line=$(bench_command)
 
 runs=${BENCH_RUNS:-3}
 big_runs=${BENCH_BIG_RUNS:-1}
@@ -262,9 +285,12 @@ done
 log "bench took $(( $(date +%s) - start ))s (QEMU TCG; ${tsc_khz:+tsc_early_khz=$tsc_khz; }logs: $blogs/)"
 
 report=$out/report.txt
+day=$(date -u +%Y-%m-%d)
+clock=time
+[ "${LUO_VM_ICOUNT:-0}" != 1 ] || clock=icount
 {
 "$venv/bin/python" "$REPO/scripts/bench-report.py" "$results" "$out/scale.json" "$out/bench.svg" \
-	"$runs" "$big_runs" "$cap_s" "$(date -u +%Y-%m-%d)" || failed=$((failed + 1))
+	"$runs" "$big_runs" "$cap_s" "$day" "$clock" || failed=$((failed + 1))
 if [ -s "$memfd_results" ]; then
 	python3 - "$memfd_results" "$runs" <<'EOF'
 import statistics, sys
@@ -299,4 +325,24 @@ fi
 } > "$report"
 cat "$report"
 log "report: $report, chart: $out/bench.svg"
+
+# Keep the report with its date and command line (bench/results.md).
+results_md=${BENCH_RESULTS_MD-$REPO/bench/results.md}
+if [ -n "$results_md" ]; then
+	took=$(( SECONDS - bench_start ))
+	commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+	# Uncommitted changes outside bench/ (an earlier run's results.md is not one).
+	if [ "$commit" != unknown ] && ! git -C "$REPO" diff --quiet HEAD -- . ':(exclude)bench' 2>/dev/null; then
+		commit="$commit (with uncommitted changes)"
+	fi
+	cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1) || cpu=
+	qemu=$(qemu-system-x86_64 --version 2>/dev/null | sed -n '1s/^QEMU emulator version /QEMU /p') || qemu=
+	machine="$(nproc) CPUs${cpu:+, $cpu}${qemu:+; $qemu}"
+	if "$venv/bin/python" "$REPO/scripts/bench-report.py" --results-md "$results_md" "$clock" "$report" \
+		"$day" "$command_line" "$commit" "$((took / 60))m$(printf %02d $((took % 60)))s" "$machine" "$failed"; then
+		log "results: $results_md"
+	else
+		echo "bench: cannot write $results_md" >&2
+	fi
+fi
 [ "$failed" -eq 0 ] || { echo "bench: $failed run(s) failed" >&2; exit 1; }
