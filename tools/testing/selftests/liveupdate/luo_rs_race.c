@@ -21,9 +21,14 @@
  *         - flb_storm: threads preserve memfds (whose handler carries the
  *           test FLBs) into their own sessions and close them, at once;
  *         - reboot: threads create sessions with two memfds of known
- *           contents each, while this process calls reboot(KEXEC).
- *   -s 2  - every session that came back is consistent: each of its files
- *           is either absent or has its exact contents;
+ *           contents each, while this process calls reboot(KEXEC). Just
+ *           before the reboot() call it records, in a memfd preserved in its
+ *           own session (luo_rs_race_snap), how far each thread had got.
+ *   -s 2  - the sessions that came back are exactly what the reboot must
+ *           have kept: every session whose ioctls had all returned before
+ *           reboot() was called (the record) is back, whole and exact, or
+ *           gone if it had been closed; beyond that, each thread's sessions
+ *           are a prefix of its work (see check_thread());
  *         - after all files are finished, the test FLBs' finish ran (the
  *           FLB counts survived the storms and the race with the reboot).
  *
@@ -50,6 +55,8 @@
 
 #define STATE_SESSION_NAME	"luo_rs_race_state"
 #define STATE_MEMFD_TOKEN	993
+#define SNAP_SESSION_NAME	"luo_rs_race_snap"
+#define SNAP_MAGIC		"luo_rs_race v1"
 #define NR_THREADS		4
 #define ITERS			200
 #define NR_REBOOT_SESSIONS	48
@@ -432,9 +439,43 @@ static void case_flb_storm(void)
 
 /* --- reboot --------------------------------------------------------------- */
 
+/*
+ * Each reboot thread works through NR_REBOOT_SESSIONS iterations in order:
+ * create session rb-TID-I, preserve memfds at tokens 0 and 1 (each closed
+ * once preserved: LUO holds its own reference), and for every fourth session
+ * close the session fd again (which unpreserves the whole session).
+ *
+ * rb_done[tid] counts the leading iterations of thread tid whose LUO calls all
+ * returned success; it only ever grows, one iteration at a time, and is
+ * published with release semantics once the iteration's last call returned.
+ * A failed call (before the reboot none may fail) is counted in rb_errors and
+ * stops rb_done of that thread from growing.
+ */
+static int rb_done[NR_THREADS];
+static int rb_errors, rb_last_err;
+
+/* What stage 1 knew for certain when it called reboot(), for stage 2. */
+struct rb_snap {
+	char magic[16];
+	int done[NR_THREADS];
+	int errors, last_err;
+};
+
 static unsigned int rb_seed(int tid, int i, int token)
 {
 	return (tid * NR_REBOOT_SESSIONS + i) * 2 + token;
+}
+
+/* Does iteration @i end with the session closed (unpreserved) again? */
+static int rb_closed(int i)
+{
+	return i % 4 == 3;
+}
+
+static void rb_fail(long r)
+{
+	__atomic_add_fetch(&rb_errors, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&rb_last_err, (int)r, __ATOMIC_RELAXED);
 }
 
 static void *rb_creator(void *p)
@@ -443,28 +484,89 @@ static void *rb_creator(void *p)
 	char name[32];
 
 	for (i = 0; i < NR_REBOOT_SESSIONS; i++) {
-		int s;
+		int s, ok = 1;
 
 		snprintf(name, sizeof(name), "rb-%d-%d", tid, i);
 		s = luo_create_session(luo_fd, name);
-		if (s < 0)
+		if (s < 0) {
+			rb_fail(s);
 			continue;
+		}
 		for (t = 0; t < 2; t++) {
-			int m = new_memfd(rb_seed(tid, i, t));
+			int m = new_memfd(rb_seed(tid, i, t)), r;
 
+			r = m < 0 ? m : luo_session_preserve_fd(s, m, t);
+			if (r) {
+				rb_fail(r);
+				ok = 0;
+			}
 			if (m >= 0)
-				luo_session_preserve_fd(s, m, t);
+				close(m);
 		}
 		/* Every fourth session is closed again; the rest are kept. */
-		if (i % 4 == 3)
-			close(s);
+		if (rb_closed(i) && close(s)) {
+			rb_fail(-errno);
+			ok = 0;
+		}
+		/* Only the thread itself writes its count. */
+		if (ok && __atomic_load_n(&rb_done[tid], __ATOMIC_RELAXED) == i)
+			__atomic_store_n(&rb_done[tid], i + 1, __ATOMIC_RELEASE);
 	}
 	return NULL;
 }
 
+static int rb_done_total(void)
+{
+	int t, n = 0;
+
+	for (t = 0; t < NR_THREADS; t++)
+		n += __atomic_load_n(&rb_done[t], __ATOMIC_ACQUIRE);
+	return n;
+}
+
+/*
+ * Record what is certain before calling reboot(): the rb_done counts and the
+ * errors so far, read now. Everything they count returned to userspace before
+ * reboot() was even called, so it happened before the kexec serialized the
+ * sessions. The record goes into a memfd in its own session, preserved from
+ * this (single) thread before reboot(), so it is certain to come back too.
+ * The threads go on racing the reboot meanwhile: whatever they do from here on
+ * is uncertain and only checked for consistency in stage 2.
+ */
+static void rb_record(void)
+{
+	struct rb_snap snap = { .magic = SNAP_MAGIC };
+	int t, s, m, r;
+
+	for (t = 0; t < NR_THREADS; t++)
+		snap.done[t] = __atomic_load_n(&rb_done[t], __ATOMIC_ACQUIRE);
+	/* Every error counted by now happened before reboot() was called. */
+	snap.errors = __atomic_load_n(&rb_errors, __ATOMIC_ACQUIRE);
+	snap.last_err = __atomic_load_n(&rb_last_err, __ATOMIC_RELAXED);
+	s = luo_create_session(luo_fd, SNAP_SESSION_NAME);
+	m = memfd_create("race-snap", 0);
+	r = s < 0 ? s : m < 0 ? -errno : 0;
+	if (!r && pwrite(m, &snap, sizeof(snap), 0) != sizeof(snap))
+		r = -EIO;
+	if (!r)
+		r = luo_session_preserve_fd(s, m, 0);
+	if (r) {
+		printf("# cannot record stage 1's state for stage 2: %s\n", strerror(-r));
+		exit(1);
+	}
+	close(m);
+	/* The session fd stays open: its session goes across the kexec. */
+	printf("# reboot: certain are the first");
+	for (t = 0; t < NR_THREADS; t++)
+		printf(" %d", snap.done[t]);
+	printf(" of %d iterations of each thread; %d errors\n", NR_REBOOT_SESSIONS,
+	       snap.errors);
+	fflush(stdout);
+}
+
 static void case_reboot(void)
 {
-	struct timespec ts = { 0, 30 * 1000 * 1000 };
+	struct timespec ts = { 0, 30 * 1000 * 1000 }, ms = { 0, 1000 * 1000 };
 	pthread_t th[NR_THREADS];
 	int tid[NR_THREADS], i;
 
@@ -473,6 +575,13 @@ static void case_reboot(void)
 		pthread_create(&th[i], NULL, rb_creator, &tid[i]);
 	}
 	nanosleep(&ts, NULL);
+	/*
+	 * So that stage 2 has something certain to check: wait (at most 5 s)
+	 * until a few iterations are complete. The threads keep running.
+	 */
+	for (i = 0; i < 5000 && rb_done_total() < NR_THREADS; i++)
+		nanosleep(&ms, NULL);
+	rb_record();
 	/* Init loaded the next kernel; this does not return if the kexec happens. */
 	syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_KEXEC,
 		NULL);
@@ -496,46 +605,168 @@ static void stage_1(int fd)
 	case_reboot();
 }
 
+/* Stage 1's record (rb_record()), from its session; 0 or -errno. */
+static int read_snap(int fd, struct rb_snap *snap)
+{
+	int s = luo_retrieve_session(fd, SNAP_SESSION_NAME), m, r = 0;
+
+	if (s < 0)
+		return s;
+	m = luo_session_retrieve_fd(s, 0);
+	if (m < 0)
+		r = m;
+	else if (pread(m, snap, sizeof(*snap), 0) != sizeof(*snap) ||
+		 memcmp(snap->magic, SNAP_MAGIC, sizeof(SNAP_MAGIC)))
+		r = -EBADMSG;
+	if (m >= 0)
+		close(m);
+	/* Finished now: the FLB check below needs the state session to be the last. */
+	if (luo_session_finish(s) && !r)
+		r = -EBUSY;
+	close(s);
+	return r;
+}
+
+#define RB_ABSENT	(-1)
+
+/*
+ * What came back of thread @t's sessions: mask[i] is RB_ABSENT (ENOENT) or
+ * the set of tokens present (bit 0: token 0, bit 1: token 1). Retrieves every
+ * session and file, checks the data, FINISHes the sessions. Returns the number
+ * of unexpected errnos and bad contents; counts sessions and files.
+ */
+static int collect_thread(int fd, int t, int *mask, int *sessions, int *files, char *why,
+			  size_t wlen)
+{
+	int i, tok, bad = 0;
+	char name[32];
+
+	for (i = 0; i < NR_REBOOT_SESSIONS; i++) {
+		int s;
+
+		snprintf(name, sizeof(name), "rb-%d-%d", t, i);
+		s = luo_retrieve_session(fd, name);
+		mask[i] = RB_ABSENT;
+		if (s < 0) {
+			if (s != -ENOENT && !bad++)
+				snprintf(why, wlen, "retrieve %s: %s", name, strerror(-s));
+			continue;
+		}
+		(*sessions)++;
+		mask[i] = 0;
+		for (tok = 0; tok < 2; tok++) {
+			int m = luo_session_retrieve_fd(s, tok);
+
+			if (m == -ENOENT)
+				continue;
+			(*files)++;
+			if (m < 0 || !memfd_ok(m, rb_seed(t, i, tok))) {
+				if (!bad++)
+					snprintf(why, wlen, "%s token %d: %s", name, tok,
+						 m < 0 ? strerror(-m) : "wrong contents");
+			} else {
+				mask[i] |= 1 << tok;
+			}
+			if (m >= 0)
+				close(m);
+		}
+		if (luo_session_finish(s) && !bad++)
+			snprintf(why, wlen, "FINISH of %s failed", name);
+		close(s);
+	}
+	return bad;
+}
+
+/*
+ * Is what came back of thread @t (mask[], see collect_thread()) what the
+ * reboot must have kept, given that its first @done iterations had completed
+ * before reboot() was called? Returns 1 if so; otherwise says why.
+ *
+ * Certain (stage 1's record): iteration i < done completed before the kexec
+ * serialized anything, so session rb-t-i is back with both files (or gone if
+ * it was closed, rb_closed(i)).
+ *
+ * Prefix (derived): both LUOs serialize all sessions at one instant T, holding
+ * off every session operation meanwhile (the C LUO's serialize rwsem, the
+ * Rust LUO's state rwsem; after T the calls block or fail with EBUSY). A
+ * thread's calls are sequential, so at T a thread has completed a prefix of
+ * its calls: if rb-t-L is back (L the last one back), every iteration before
+ * L had completed at T and must have its final state (kept whole, or closed
+ * and gone), and rb-t-L itself holds a prefix of its tokens ({}, {0} or
+ * {0, 1}; token 1 without token 0 cannot happen). Nothing after L is back, by
+ * definition of L. What can legitimately go either way is only the one
+ * iteration each thread had in flight at T, from done on.
+ */
+static int check_thread(int t, const int *mask, int done, char *why, size_t wlen)
+{
+	int i, last = -1;
+
+	for (i = 0; i < NR_REBOOT_SESSIONS; i++)
+		if (mask[i] != RB_ABSENT)
+			last = i;
+	for (i = 0; i < NR_REBOOT_SESSIONS && (i < done || i < last); i++) {
+		int want = rb_closed(i) ? RB_ABSENT : 3;
+
+		if (mask[i] != want) {
+			snprintf(why, wlen, "rb-%d-%d: %s (mask %d), want %s; %s", t, i,
+				 mask[i] == RB_ABSENT ? "not back" : "back", mask[i],
+				 want == RB_ABSENT ? "gone (closed before the reboot)" :
+						     "back with tokens 0 and 1",
+				 i < done ? "it completed before reboot() was called" :
+					    "a later session of this thread is back");
+			return 0;
+		}
+	}
+	if (last >= 0 && mask[last] == 2) {
+		snprintf(why, wlen, "rb-%d-%d: token 1 back without token 0", t, last);
+		return 0;
+	}
+	return 1;
+}
+
 static void stage_2(int fd, int state_fd)
 {
-	int t, i, tok, sessions = 0, files = 0, bad = 0, fin = 0, before;
-	char name[32];
+	int t, sessions = 0, files = 0, bad = 0, fin = 0, before, certain = 0, r;
+	int mask[NR_REBOOT_SESSIONS];
+	struct rb_snap snap;
+	char why[160] = "";
 
 	printf("1..2\n");
 	before = count_in_log("finish was triggered");
-	for (t = 0; t < NR_THREADS; t++) {
-		for (i = 0; i < NR_REBOOT_SESSIONS; i++) {
-			int s;
-
-			snprintf(name, sizeof(name), "rb-%d-%d", t, i);
-			s = luo_retrieve_session(fd, name);
-			if (s < 0) {
-				bad += s != -ENOENT;
-				continue;
-			}
-			sessions++;
-			for (tok = 0; tok < 2; tok++) {
-				int m = luo_session_retrieve_fd(s, tok);
-
-				if (m == -ENOENT)
-					continue;
-				files++;
-				if (m < 0 || !memfd_ok(m, rb_seed(t, i, tok)))
-					bad++;
-				if (m >= 0)
-					close(m);
-			}
-			fin |= luo_session_finish(s);
-			close(s);
-		}
+	r = read_snap(fd, &snap);
+	if (r) {
+		bad++;
+		snprintf(why, sizeof(why), "stage 1's record (session %s): %s", SNAP_SESSION_NAME,
+			 strerror(-r));
+	} else if (snap.errors) {
+		/* Calls that failed before reboot() was called: none may. */
+		bad++;
+		snprintf(why, sizeof(why), "%d calls failed in stage 1 before the reboot (last: %s)",
+			 snap.errors, strerror(-snap.last_err));
 	}
-	result("s2_sessions_consistent", !bad && sessions > 0,
-	       "%d sessions, %d files back, %d bad", sessions, files, bad);
+	for (t = 0; t < NR_THREADS; t++) {
+		int done = r ? 0 : snap.done[t];
+
+		certain += done;
+		/* Retrieve and finish everything anyway, for the FLB check. */
+		if (collect_thread(fd, t, mask, &sessions, &files, bad ? NULL : why,
+				   bad ? 0 : sizeof(why)))
+			bad++;
+		else if (!bad && !check_thread(t, mask, done, why, sizeof(why)))
+			bad++;
+	}
+	if (!bad && !certain) {
+		bad++;
+		snprintf(why, sizeof(why), "no session had completed before the reboot");
+	}
+	result("s2_sessions_consistent", !bad,
+	       "%d sessions (%d certain), %d files back: %s", sessions, certain, files, why);
 	fin |= luo_session_finish(state_fd);
 	result("s2_flb_finish_after_last_file",
 	       !fin && count_in_log("finish was triggered") - before == NR_TEST_FLBS,
 	       "finish %d, %d FLB finishes", fin, count_in_log("finish was triggered") - before);
-	printf("# %d sessions and %d files came back\n", sessions, files);
+	printf("# %d sessions and %d files came back; %d iterations certain\n", sessions, files,
+	       certain);
 	printf("# Totals: %d failed\n", ktap_failures);
 	exit(ktap_failures ? 1 : 0);
 }
