@@ -21,7 +21,9 @@
  *
  *   -s 1  sessions corrupt-a, corrupt-b, corrupt-c (in that order), each
  *         with a memfd; ask for the corruption; hold the fds for the kexec.
- *   -s 2  check which sessions came back, their data, and the log.
+ *   -s 2  check which sessions came back (a dropped one must give exactly
+ *         ENOENT), their data, the log, and that LUO still works for new
+ *         sessions afterwards (luo_usable_after).
  *
  * KTAP per check; "--list N" prints the case names of mode N.
  */
@@ -32,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <libliveupdate.h>
@@ -139,22 +142,103 @@ static int stage_1(int mode)
 	return 0;
 }
 
+/*
+ * After a corrupt handover, LUO must still work for this boot's own sessions:
+ * the rejected or dropped data must not have left the device unusable (EIO
+ * for good), the name or file tables inconsistent, or the sessions list
+ * broken. An outgoing session cannot be retrieved in the boot that made it,
+ * so "works" is checked through what one boot can see: create a session,
+ * preserve a memfd into it (0); preserving that memfd into a second session
+ * gives EBUSY (it is tracked as preserved); a session may take the name of a
+ * session the handover carried (outgoing and incoming names are separate);
+ * RETRIEVE_SESSION of that name still gives ENOENT (a dropped session stays
+ * dropped; a kept one is gone once finished and closed; a new outgoing one is
+ * not incoming); closing the first session lets go of the memfd, which the
+ * second session then takes (0).
+ */
+static int luo_usable(int luo, char *why, size_t len)
+{
+	int a = -1, b = -1, c = -1, m = -1, r, ok = 0;
+
+	a = luo_create_session(luo, "corrupt-after-1");
+	b = luo_create_session(luo, "corrupt-after-2");
+	c = luo_create_session(luo, names[0]);
+	m = memfd_create("corrupt-after", 0);
+	if (a < 0 || b < 0 || c < 0 || m < 0) {
+		snprintf(why, len, "create sessions %d %d %d (%s), memfd %d", a, b, c, names[0], m);
+		goto out;
+	}
+	if (write(m, "after", 5) != 5) {
+		snprintf(why, len, "memfd write failed");
+		goto out;
+	}
+	r = luo_session_preserve_fd(a, m, 1);
+	if (r) {
+		snprintf(why, len, "PRESERVE_FD into a new session: %s", strerror(-r));
+		goto out;
+	}
+	r = luo_session_preserve_fd(b, m, 1);
+	if (r != -EBUSY) {
+		snprintf(why, len, "PRESERVE_FD of a preserved memfd elsewhere: %d, want -EBUSY",
+			 r);
+		goto out;
+	}
+	r = luo_retrieve_session(luo, names[0]);
+	if (r != -ENOENT) {
+		snprintf(why, len, "RETRIEVE_SESSION %s at the end: %d, want -ENOENT", names[0],
+			 r);
+		if (r >= 0)
+			close(r);
+		goto out;
+	}
+	close(a);
+	a = -1;
+	r = luo_session_preserve_fd(b, m, 1);
+	if (r) {
+		snprintf(why, len, "PRESERVE_FD after the first session was closed: %s",
+			 strerror(-r));
+		goto out;
+	}
+	ok = 1;
+out:
+	if (m >= 0)
+		close(m);
+	if (a >= 0)
+		close(a);
+	if (b >= 0)
+		close(b);
+	if (c >= 0)
+		close(c);
+	return ok;
+}
+
 static int stage_2(int mode)
 {
-	char data[128], why[256];
+	char data[128], why[256] = "";
 	int luo, i, ok_sessions = 1, ok_data = 1;
 
-	printf("1..3\n");
+	printf("1..4\n");
 	luo = luo_open_device();
-	for (i = 0; i < NR_SESSIONS; i++) {
+	if (luo < 0) {
+		ok_sessions = 0;
+		snprintf(why, sizeof(why), "open %s: %s", LUO_DEVICE, strerror(errno));
+	}
+	for (i = 0; luo >= 0 && i < NR_SESSIONS; i++) {
 		int want = i ? modes[mode].others_kept : modes[mode].first_kept;
 		int s = luo_retrieve_session(luo, names[i]);
 		int fd;
 
-		if ((s >= 0) != want) {
+		/*
+		 * A kept session must come back; a dropped one must be gone, i.e.
+		 * RETRIEVE_SESSION gives exactly ENOENT, as for a name that was
+		 * never handed over. Any other errno (EIO: the device or the
+		 * session list broke; EINVAL: a half-built session left behind
+		 * as already retrieved; ...) is a failure, not a drop.
+		 */
+		if (want ? s < 0 : s != -ENOENT) {
 			ok_sessions = 0;
 			snprintf(why, sizeof(why), "%s: retrieve gave %d, expected %s", names[i], s,
-				 want ? "the session" : "ENOENT");
+				 want ? "the session" : "-ENOENT (dropped)");
 		}
 		if (s < 0)
 			continue;
@@ -167,9 +251,12 @@ static int stage_2(int mode)
 		close(s);
 	}
 	result(mode, "expected_sessions_back", ok_sessions, why);
-	result(mode, "kept_sessions_intact", ok_data, "data or FINISH of a kept session failed");
+	result(mode, "kept_sessions_intact", luo >= 0 && ok_data,
+	       "data or FINISH of a kept session failed");
 	snprintf(why, sizeof(why), "no \"%s\" in the kernel log", modes[mode].log);
 	result(mode, "rejection_logged", log_contains(modes[mode].log), why);
+	snprintf(why, sizeof(why), "no /dev/liveupdate");
+	result(mode, "luo_usable_after", luo >= 0 && luo_usable(luo, why, sizeof(why)), why);
 	return failures ? 1 : 0;
 }
 
@@ -180,8 +267,8 @@ int main(int argc, char *argv[])
 	if (argc > 2 && !strcmp(argv[1], "--list")) {
 		mode = atoi(argv[2]);
 		printf("m%d_preserve_sessions\nm%d_ask_corruption\nm%d_expected_sessions_back\n"
-		       "m%d_kept_sessions_intact\nm%d_rejection_logged\n",
-		       mode, mode, mode, mode, mode);
+		       "m%d_kept_sessions_intact\nm%d_rejection_logged\nm%d_luo_usable_after\n",
+		       mode, mode, mode, mode, mode, mode);
 		return 0;
 	}
 	if (argc > 2 && !strcmp(argv[1], "-s"))
