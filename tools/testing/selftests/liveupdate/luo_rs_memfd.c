@@ -3,7 +3,8 @@
  * memfd across one kexec, whichever handler ("memfd-v2", C or Rust) wrote it
  * and whichever reads it: contents byte for byte, size, seals, f_pos (also a
  * position changed after PRESERVE_FD), holes, fallocated pages, writes after
- * PRESERVE_FD (into data and into holes), a file never retrieved.
+ * PRESERVE_FD (into data and into holes), a file never retrieved (FINISH must
+ * give its memory back).
  *
  * Built as luo_rs_memfd_corrupt (LUO_RS_MEMFD_CORRUPT, see that file), it
  * instead corrupts handovers on purpose through the Rust handler's test device
@@ -270,9 +271,16 @@ static int all_seals_ok(int mfd)
 
 	if (seals != ALL_SEALS)
 		return fail("seals %#x, want %#x", seals, ALL_SEALS);
-	/* F_SEAL_SEAL: no more seals. */
-	if (fcntl(mfd, F_ADD_SEALS, 0) != -1 && fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK) != -1)
-		return fail("F_ADD_SEALS succeeded on an F_SEAL_SEAL memfd");
+	/*
+	 * F_SEAL_SEAL: no more seals. Both attempts must fail with EPERM, each on
+	 * its own: adding no seal (memfd_add_seals() checks F_SEAL_SEAL before
+	 * looking at what is added) and adding one that is already set. Either
+	 * one succeeding means F_SEAL_SEAL is not in force on the new file.
+	 */
+	if (fcntl(mfd, F_ADD_SEALS, 0) != -1 || errno != EPERM)
+		return fail("F_ADD_SEALS(0) on an F_SEAL_SEAL memfd did not fail with EPERM");
+	if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK) != -1 || errno != EPERM)
+		return fail("F_ADD_SEALS(F_SEAL_SHRINK) on an F_SEAL_SEAL memfd: not EPERM");
 	return verify(mfd, 0, psz(), 2);
 }
 
@@ -444,12 +452,36 @@ static int check_big(int luo_fd, const struct mcase *c)
 	return with_memfd(luo_fd, c, big_ok);
 }
 
-/* ---- never retrieved: FINISH frees it, the next file of the session is intact ---- */
+/*
+ * ---- never retrieved: FINISH frees it, the next file of the session is intact ----
+ *
+ * Token 1 is a big memfd, every page written, that stage 2 never retrieves;
+ * token 2 a small one it does. A never-retrieved file is the handler's to free
+ * at FINISH (finish() with no retrieve: memfd_luo_discard_folios() in C,
+ * discard_folios() in Rust). Until then its folios are reserved memory, not
+ * free (KHO keeps them out of the allocator). So FINISH must raise MemFree by
+ * about UNRETRIEVED_SIZE: the assertion asks for at least 3/4 of it. The slack
+ * covers pages that the free path leaves on the per-CPU lists (not counted in
+ * MemFree; a few MiB at most with 2 CPUs) and unrelated allocations meanwhile
+ * (nothing else runs); a leak of the folios (never restored, or restored and
+ * not put) frees ~0 and cannot reach it. 128 MiB is unmistakable in a 2 GiB
+ * guest and still leaves room for the kexec there, with KASAN too.
+ */
+#define UNRETRIEVED_SIZE	(128UL << 20)
+#define UNRETRIEVED_MIN_FREED	(UNRETRIEVED_SIZE / 4 * 3)
+
 static void setup_unretrieved(int luo_fd, const struct mcase *c)
 {
-	int sfd = setup_session(luo_fd, c), a = new_memfd(4 * psz(), 0), b = new_memfd(psz(), 0);
+	int sfd = setup_session(luo_fd, c), a = new_memfd(UNRETRIEVED_SIZE, 0);
+	int b = new_memfd(psz(), 0);
+	unsigned char *m;
 
-	fill(a, 0, 4 * psz(), 8);
+	/* Every page allocated and dirty (a hole would not be preserved memory). */
+	m = mmap(NULL, UNRETRIEVED_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, a, 0);
+	if (m == MAP_FAILED)
+		fail_exit("mmap of %lu bytes", UNRETRIEVED_SIZE);
+	memset(m, 0x5a, UNRETRIEVED_SIZE);
+	munmap(m, UNRETRIEVED_SIZE);
 	fill(b, 0, psz(), 9);
 	preserve(sfd, c, a, 1);
 	preserve(sfd, c, b, 2);
@@ -457,8 +489,28 @@ static void setup_unretrieved(int luo_fd, const struct mcase *c)
 	close(b);
 }
 
+/* A /proc/meminfo field in KiB, -1 if missing. */
+static long meminfo_kib(const char *key)
+{
+	char line[256];
+	size_t klen = strlen(key);
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, klen) && line[klen] == ':') {
+			v = strtol(line + klen + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
 static int check_unretrieved(int luo_fd, const struct mcase *c)
 {
+	long free0, free1, total0, total1;
 	int sfd, mfd, ret = -1;
 
 	sfd = get_session(luo_fd, c);
@@ -467,8 +519,23 @@ static int check_unretrieved(int luo_fd, const struct mcase *c)
 	mfd = get_fd(sfd, 2);
 	if (mfd >= 0) {
 		ret = verify(mfd, 0, psz(), 9);
+		free0 = meminfo_kib("MemFree");
+		total0 = meminfo_kib("MemTotal");
 		if (!ret && luo_session_finish(sfd))
 			ret = fail("FINISH with token 1 never retrieved failed");
+		free1 = meminfo_kib("MemFree");
+		total1 = meminfo_kib("MemTotal");
+		if (!ret && (free0 < 0 || free1 < 0))
+			ret = fail("no MemFree in /proc/meminfo");
+		if (!ret) {
+			/* MemTotal too grows if the handler restored the folios (KHO). */
+			ksft_print_msg("%s: FINISH freed %ld KiB (MemTotal %+ld KiB), want >= %lu\n",
+				       cur_case, free1 - free0, total1 - total0,
+				       UNRETRIEVED_MIN_FREED >> 10);
+			if (free1 - free0 < (long)(UNRETRIEVED_MIN_FREED >> 10))
+				ret = fail("FINISH freed %ld KiB of the %lu KiB never retrieved",
+					   free1 - free0, UNRETRIEVED_SIZE >> 10);
+		}
 		/* The retrieved one survives FINISH. */
 		if (!ret)
 			ret = verify(mfd, 0, psz(), 9);
