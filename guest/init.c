@@ -7,6 +7,8 @@
  *   luo.stages=N      number of boots (1: single boot; 2+: kexec chain)
  *   luo_stage=K       which boot this is (1 when absent)
  *   luo.test=none     run nothing (KUnit runs at boot, before init)
+ *   luo.test=canary   print a WARN on purpose (LKDTM's WARNING test), the
+ *                     harness's canary: the verdict must fail this run
  *
  * Tests get "-s K" when luo.stages > 1.
  *
@@ -164,6 +166,32 @@ static int load_next_kernel(int next_stage)
 	return ret ? -errno : 0;
 }
 
+/*
+ * The canary: make the kernel print a WARN through LKDTM and report one KTAP
+ * case that passes as far as userspace can tell. The host's verdict must fail
+ * it on the kernel's report, or the verdict is blind.
+ */
+static int canary(void)
+{
+	static const char cmd[] = "WARNING\n";
+	int fd = open("/sys/kernel/debug/provoke-crash/DIRECT", O_WRONLY);
+	ssize_t n;
+
+	say("TAP version 13\n1..1\n");
+	if (fd < 0) {
+		say("not ok 1 warn_triggered # no LKDTM (errno %d)\n", errno);
+		return 1;
+	}
+	n = write(fd, cmd, sizeof(cmd) - 1);
+	close(fd);
+	if (n != (ssize_t)sizeof(cmd) - 1) {
+		say("not ok 1 warn_triggered # write: errno %d\n", errno);
+		return 1;
+	}
+	say("ok 1 warn_triggered\n");
+	return 0;
+}
+
 static int run_test(const char *name, int stage, int stages)
 {
 	char path[256], sarg[16];
@@ -173,6 +201,8 @@ static int run_test(const char *name, int stage, int stages)
 	/* luo.test=none: nothing to run (e.g. KUnit ran at boot). */
 	if (!strcmp(name, "none"))
 		return 0;
+	if (!strcmp(name, "canary"))
+		return canary();
 	snprintf(path, sizeof(path), "/tests/%s", name);
 	snprintf(sarg, sizeof(sarg), "%d", stage);
 	pid = fork();

@@ -1,0 +1,633 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""The runner of `make check`, driven by the manifest scripts/suites.toml.
+
+  harness.py gen-make [--variants V...] [--suites S...] [--quick] -o FILE
+        the make schedule of the selected runs (see make_schedule())
+  harness.py run ID        one run: boot its VM(s) (or run its host command),
+                           judge the log, write build/results/ID.txt, print it
+  harness.py stamp VARIANT record what the variant's kernel and guest programs
+                           are now (rewritten only when they changed)
+  harness.py summary       the selected runs' results in manifest order, the
+                           case counts, and "N passed, M failed"
+  harness.py doc [--check] the table of suites in scripts/README.md
+  harness.py list          the selected runs, one ID a line
+
+Every run is one boot chain (or host command) and reports one line per case:
+"ok PREFIX:case" or "not ok PREFIX:case # why", PREFIX being VARIANT:SUITE
+(interop runs: interop:SUITE; host runs: host:SUITE). A run must report
+exactly the number of cases the manifest gives it.
+"""
+import argparse
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+import tomllib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import verdict  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("BUILD") or os.path.join(REPO, "build")
+MANIFEST = os.path.join(REPO, "scripts", "suites.toml")
+LOGS = os.path.join(BUILD, "logs")
+RESULTS = os.path.join(BUILD, "results")
+SPECS = os.path.join(BUILD, "specs")
+STAMPS = os.path.join(BUILD, "stamp")
+SELECTION = os.path.join(BUILD, "check-runs.json")
+SRC = os.path.join(BUILD, "src", "linux")
+ALL_VARIANTS = ["c", "rust", "rust-kasan", "c-rust-memfd", "rust-c-memfd"]
+# Kernels build one at a time, in this order: each of rust, c-rust-memfd and
+# rust-c-memfd starts from a copy of an earlier build (base_variant in
+# scripts/lib.sh); rust-kasan (clang, every object differs) builds from
+# scratch early, so that its long suites overlap the later builds.
+BUILD_ORDER = ["c", "rust", "rust-kasan", "c-rust-memfd", "rust-c-memfd"]
+# A case of the run itself rather than of the program ("(harness)", ...).
+PSEUDO = re.compile(r"^\(|^flaky-timeout$")
+
+
+def die(msg):
+    print("harness.py: " + msg, file=sys.stderr)
+    sys.exit(2)
+
+
+def obj(v):
+    return os.path.join(BUILD, "obj-" + v)
+
+
+def kernel(v):
+    return os.path.join(obj(v), "arch", "x86", "boot", "bzImage")
+
+
+def guest(v):
+    return os.path.join(BUILD, "guest-" + v)
+
+
+def variant_cmdline(v):
+    """Kernel parameters every VM of the variant needs (see scripts/lib.sh)."""
+    out = subprocess.run(["bash", "-c", '. "$0/scripts/lib.sh"; variant_cmdline "$1"', REPO, v],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def has_config(v, opt):
+    try:
+        with open(os.path.join(obj(v), ".config")) as f:
+            return any(line.strip() == opt + "=y" for line in f)
+    except FileNotFoundError:
+        return False
+
+
+# --- the manifest ----------------------------------------------------------
+
+def subst(value, n):
+    if n is None:
+        return value
+    if isinstance(value, str):
+        return value.replace("{n}", str(n))
+    if isinstance(value, list):
+        return [subst(x, n) for x in value]
+    return value
+
+
+def load_runs():
+    """Every concrete run of the manifest, in manifest order."""
+    with open(MANIFEST, "rb") as f:
+        m = tomllib.load(f)
+    defaults = m.get("defaults", {})
+    scale = m.get("timeout_scale", {})
+    runs = []
+    seen = set()
+    for i, entry in enumerate(m.get("run", [])):
+        e = dict(defaults)
+        e.update(entry)
+        for key in ("suite", "program", "count"):
+            if key not in e:
+                die("run %d of the manifest has no %s" % (i + 1, key))
+        for n in e.get("each", [None]):
+            r = {k: subst(v, n) for k, v in e.items() if k != "each"}
+            if "interop" in r:
+                frm, to = r["interop"]
+                pairs = [(None, frm, to)]
+            else:
+                pairs = [(v, v, None) for v in r.get("variants", [])]
+            for v, frm, to in pairs:
+                c = dict(r)
+                c["variant"] = v
+                c["from"] = frm
+                c["to"] = to
+                c["kernels"] = [frm] + ([to] if to else [])
+                if isinstance(r["count"], dict):
+                    if v not in r["count"]:
+                        die("run %s: no count for %s" % (r["suite"], v))
+                    c["count"] = r["count"][v]
+                if r["mode"] == "host":
+                    c["prefix"] = "host:" + r["suite"]
+                    c["id"] = "host/" + r["suite"]
+                elif to:
+                    c["prefix"] = "interop:" + r["suite"]
+                    c["id"] = "interop/%s-%s" % (r["suite"], r["program"])
+                elif r["mode"] == "compare":
+                    c["prefix"] = r["suite"] + ":c-vs-rust"
+                    c["id"] = "compare/" + r["suite"]
+                else:
+                    c["prefix"] = "%s:%s" % (v, r["suite"])
+                    c["id"] = "%s/%s-%s" % (v, r["suite"], r["program"])
+                c["timeout"] = int(r["timeout"] * max(scale.get(k, 1) for k in c["kernels"]))
+                if c["id"] in seen:
+                    die("two runs are named %s" % c["id"])
+                seen.add(c["id"])
+                runs.append(c)
+    return runs
+
+
+def select(runs, variants, suites, quick=False):
+    """The runs of the given variants and suites (globs); quick: single boots."""
+    out = []
+    for r in runs:
+        if any(k not in variants for k in r["kernels"]):
+            continue
+        if suites and not any(fnmatch.fnmatchcase(r["suite"], s) for s in suites):
+            continue
+        if quick and not (r["mode"] in ("kunit", "canary", "host") or r["stages"] == 1):
+            continue
+        if r["mode"] == "compare" and any(x.split("/")[0] not in variants for x in r["compare"]):
+            continue
+        out.append(r)
+    return out
+
+
+def by_id(run_id):
+    for r in load_runs():
+        if r["id"] == run_id:
+            return r
+    die("no run %s in %s" % (run_id, MANIFEST))
+
+
+# --- the make schedule -----------------------------------------------------
+
+def write_if_changed(path, text):
+    """Write PATH only if its content differs (so make sees no change)."""
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def initrd(r):
+    """The initramfs a run boots: built by the make schedule."""
+    kind = r["initrd"]
+    if kind == "to":
+        return os.path.join(guest(r["from"]), "to-%s.cpio" % r["to"])
+    return os.path.join(guest(r["kernels"][0]), kind + ".cpio")
+
+
+def make_schedule(sel, variants):
+    """A makefile: per-variant build stamps, initramfs files, one target per run.
+
+    A run's result file depends on its kernels' stamps, its initramfs and its
+    spec (its manifest entry), so make reruns only what changed. Kernel builds
+    run one at a time (order-only prerequisites in BUILD_ORDER); each takes
+    both CPUs, so with -j2 one VM runs beside a build, two VMs after.
+    """
+    py = shlex.quote(os.path.abspath(__file__))
+    q = shlex.quote
+    out = ["# Generated by scripts/harness.py gen-make: do not edit.",
+           ".SUFFIXES:", ".PHONY: all FORCE", "FORCE:", ""]
+    needed = sorted({k for r in sel for k in r["kernels"] if r["mode"] not in ("compare",)} |
+                    ({"c"} if any(r["mode"] == "host" for r in sel) else set()),
+                    key=BUILD_ORDER.index)
+    results = []
+    cpios = {}
+    # Runs first in the order the slots should take them: the longest ones
+    # of each kernel early (make starts ready prerequisites in order).
+    for r in sel:
+        res = os.path.join(RESULTS, r["id"] + ".txt")
+        spec = os.path.join(SPECS, r["id"] + ".json")
+        write_if_changed(spec, json.dumps(r, sort_keys=True, indent=1) + "\n")
+        deps = [spec]
+        if r["mode"] == "host":
+            if r["suite"] == "verdict":
+                deps += [os.path.join(REPO, "scripts", "verdict.py")]
+                tdir = os.path.join(REPO, "scripts", "tests")
+                for root, _, files in os.walk(tdir):
+                    deps += [os.path.join(root, f) for f in files if "__pycache__" not in root]
+            else:
+                deps += [os.path.join(STAMPS, "c")]
+        elif r["mode"] == "compare":
+            deps += [os.path.join(RESULTS, x + ".txt") for x in r["compare"]]
+        else:
+            deps += [os.path.join(STAMPS, k) for k in r["kernels"]]
+            cp = initrd(r)
+            deps.append(cp)
+            cpios[cp] = r
+        results.append(res)
+        out.append("%s: %s" % (res, " ".join(deps)))
+        out.append("\t@%s run %s" % (py, q(r["id"])))
+    out.append("")
+    for cp, r in cpios.items():
+        g = guest(r["kernels"][0])
+        gen = os.path.join(obj(r["kernels"][0]), "usr", "gen_init_cpio")
+        kind = r["initrd"]
+        nexts = {"single": [], "kexec": [kernel(r["kernels"][0])],
+                 "chain": [kernel(r["kernels"][0])] * 2, "to": [kernel(r["to"])] if r["to"] else []}[kind]
+        out.append("%s: %s" % (cp, " ".join(os.path.join(STAMPS, k) for k in r["kernels"])))
+        out.append("\t@GEN_INIT_CPIO=%s %s/scripts/mkinitramfs.sh %s %s %s" %
+                   (q(gen), q(REPO), q(cp), q(g), " ".join(q(n) for n in nexts)))
+    out.append("")
+    prev = None
+    for v in needed:
+        st = os.path.join(STAMPS, v)
+        log = os.path.join(LOGS, "build-%s.log" % v)
+        order = (" | " + os.path.join(STAMPS, prev)) if prev else ""
+        out.append("%s: FORCE%s" % (st, order))
+        # The kernel's own make must not see this make's flags (-O, -k, ...).
+        out.append("\t@mkdir -p %s && echo '==> building %s (log: %s)' && "
+                   "if env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS sh -c '%s/scripts/build-kernel.sh %s && "
+                   "%s/scripts/build-guest.sh %s && %s/scripts/build-agent.sh %s/tests' > %s 2>&1; "
+                   "then %s stamp %s; else tail -n 30 %s; echo 'not ok %s:build # see %s'; exit 1; fi"
+                   % (q(LOGS), v, q(log), REPO, v, REPO, v, REPO, guest(v), q(log),
+                      py, v, q(log), v, q(log)))
+        prev = v
+    out.append("")
+    out.insert(5, "all: " + " ".join(results))
+    return "\n".join(out) + "\n"
+
+
+def cmd_gen_make(args):
+    runs = load_runs()
+    variants = args.variants.split() if args.variants else list(ALL_VARIANTS)
+    if args.quick:
+        variants = ["rust"]
+    for v in variants:
+        if v not in ALL_VARIANTS:
+            die("no variant %s (one of %s)" % (v, " ".join(ALL_VARIANTS)))
+    suites = args.suites.split() if args.suites else []
+    sel = select(runs, variants, suites, args.quick)
+    if not sel:
+        die("no run matches LUO='%s' SUITES='%s'" % (" ".join(variants), " ".join(suites)))
+    write_if_changed(args.output, make_schedule(sel, variants))
+    os.makedirs(BUILD, exist_ok=True)
+    with open(SELECTION, "w") as f:
+        json.dump({"ids": [r["id"] for r in sel], "start": time.time()}, f)
+
+
+def cmd_stamp(args):
+    """What the variant's kernel and guest programs are: sizes and mtimes."""
+    v = args.variant
+    files = [kernel(v)]
+    for root, _, names in os.walk(guest(v)):
+        files += [os.path.join(root, n) for n in names if not n.endswith((".cpio", ".list", ".tmp", ".inner"))]
+    h = hashlib.sha256()
+    for p in sorted(files):
+        st = os.stat(p)
+        h.update(("%s %d %d\n" % (os.path.relpath(p, BUILD), st.st_size, st.st_mtime_ns)).encode())
+    write_if_changed(os.path.join(STAMPS, v), h.hexdigest() + "\n")
+
+
+# --- one run ---------------------------------------------------------------
+
+def case_list(r, path):
+    """Write the cases of a ktap run (PROGRAM --list ARGS) to PATH."""
+    prog = os.path.join(guest(r["kernels"][0]), "tests", r["program"])
+    args = r.get("list_args", [])
+    if args == ["@stages"]:
+        names = []
+        for s in range(1, r["stages"] + 1):
+            names += subprocess.run([prog, "-s", str(s), "--list"], capture_output=True,
+                                    text=True, check=True).stdout.split()
+        text = "\n".join(sorted(set(names))) + "\n"
+    else:
+        text = subprocess.run([prog, "--list"] + args, capture_output=True, text=True,
+                              check=True).stdout
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def kunit_sources(v):
+    srcs = sorted(os.path.join(SRC, "kernel", "liveupdate", f)
+                  for f in os.listdir(os.path.join(SRC, "kernel", "liveupdate")) if f.endswith(".rs"))
+    srcs += [os.path.join(SRC, "rust", "kernel", "kho", "field.rs"),
+             os.path.join(SRC, "rust", "kernel", "rbtree", "intrusive.rs")]
+    if has_config(v, "CONFIG_LIVEUPDATE_MEMFD_RUST"):
+        srcs.append(os.path.join(SRC, "mm", "memfd_luo_rs.rs"))
+    if has_config(v, "CONFIG_VFIO_PCI_LIVEUPDATE_RUST"):
+        srcs.append(os.path.join(SRC, "drivers", "vfio", "pci", "vfio_pci_luo_rs.rs"))
+    return srcs
+
+
+def boot(r, serial):
+    """Run the run's VM chain; returns run-vm.sh's exit status."""
+    v = r["kernels"][0]
+    cmd = ["kunit.enable=0", "luo.test=" + r["program"]]
+    if r["mode"] == "kunit":
+        cmd = ["kunit.filter_glob=luo_rs*", "luo.test=none"]
+    cmd += ["luo.stages=%d" % r["stages"], "console_msg_format=syslog"]
+    cmd += r.get("cmdline", "").split()
+    for k in r["kernels"]:
+        cmd += [p for p in variant_cmdline(k) if p not in cmd]
+    env = dict(os.environ, LUO_VM_RETRY="1", LUO_VM_VFIO="1" if r["machine"] == "vfio" else "0")
+    p = subprocess.run([os.path.join(REPO, "scripts", "run-vm.sh"), kernel(v), initrd(r), serial,
+                        str(r["timeout"]), r["memory"], " ".join(cmd)], env=env)
+    return p.returncode
+
+
+def judge_vm(r):
+    """Boot and judge one run: list of (case, why)."""
+    serial = os.path.join(LOGS, r["id"] + ".log")
+    lists = os.path.join(BUILD, "lists")
+    os.makedirs(os.path.join(lists, os.path.dirname(r["id"])), exist_ok=True)
+    mode = r["mode"]
+    listfile = os.path.join(lists, r["id"] + ".list")
+    if mode == "ktap":
+        case_list(r, listfile)
+        args = [listfile]
+    elif mode == "canary":
+        with open(listfile, "w") as f:
+            f.write("warn_triggered\n")
+        args = [listfile]
+    elif mode == "kselftest":
+        args = [os.path.join(SRC, "tools", "testing", "selftests", "liveupdate", r["program"] + ".c")]
+    elif mode == "stages":
+        args = [r["program"], r["stages"]]
+    elif mode == "kunit":
+        args = kunit_sources(r["variant"])
+    elif mode == "panic":
+        case_list(dict(r, list_args=[], stages=1), listfile)
+        args = ["next_kernel_panics", r.get("panic", []), listfile]
+    else:
+        die("unknown mode %s" % mode)
+    rc = boot(r, serial)
+    first = serial + ".timeout"
+    first = first if os.path.exists(first) else None
+    vmode = "ktap" if mode == "canary" else mode
+    res = verdict.judge(vmode, serial, args, allow=[tuple(a) for a in r.get("allow", [])],
+                        first_log=first)
+    notes = []
+    if first:
+        sig = verdict.hang_signature(first)
+        notes.append("# retried after a VM timeout%s: %s (first log: %s)" %
+                     (" (known hang: %s)" % sig if sig else "", serial, first))
+    if rc in (124, 137):
+        res = [(c, (why + " " if why else "") + "(VM timed out after %ds)" % r["timeout"])
+               for c, why in res]
+    if mode == "canary":
+        res = canary_verdict(res)
+    return res, notes, serial
+
+
+def canary_verdict(res):
+    """The canary run printed a WARN on purpose: the verdict must have failed it."""
+    whys = [why or "" for _, why in res]
+    if any("WARNING:" in w for w in whys):
+        return [("warn_detected", None)]
+    return [("warn_detected", "the verdict did not fail a run that printed a WARN: %s" %
+             ("; ".join(w for w in whys if w) or "every case passed"))]
+
+
+HOST_STEPS = [
+    ("test", "cargo test --locked", {}),
+    ("test-no-kernel", "cargo test --locked -p liveupdate",
+     {"LIVEUPDATE_UAPI_INCLUDE": None, "BUILD": "/nonexistent"}),
+    ("package", "cargo package --locked --allow-dirty -p liveupdate", {}),
+    ("clippy", "cargo clippy --locked --all-targets -- -D warnings", {}),
+    ("fmt", "cargo fmt --check", {}),
+]
+
+
+def judge_host(r):
+    """Host commands: the userspace crate's checks, or the verdict's unit tests."""
+    os.makedirs(os.path.join(LOGS, "host"), exist_ok=True)
+    if r["suite"] == "verdict":
+        log = os.path.join(LOGS, "host", "verdict.log")
+        with open(log, "w") as f:
+            p = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tests", "run.py")],
+                               stdout=subprocess.PIPE, stderr=f, text=True)
+        res = []
+        for line in p.stdout.splitlines():
+            m = re.match(r"^(not ok|ok) host:verdict:(\S+)(?: # (.*))?$", line)
+            if m:
+                res.append((m.group(2), None if m.group(1) == "ok" else (m.group(3) or "failed")))
+        if p.returncode != 0 and all(why is None for _, why in res):
+            res.append(("(runner)", "scripts/tests/run.py exited %d (see %s)" % (p.returncode, log)))
+        return res, [], log
+    ws = os.path.join(REPO, "tools", "liveupdate")
+    res = []
+    for name, cmd, extra in HOST_STEPS:
+        env = dict(os.environ, LIVEUPDATE_UAPI_INCLUDE=os.path.join(obj("c"), "usr", "include"),
+                   CARGO_TARGET_DIR=os.path.join(BUILD, "agent", "target"))
+        env["PATH"] = os.path.expanduser("~/.cargo/bin") + ":" + env.get("PATH", "")
+        for k, val in extra.items():
+            if val is None:
+                env.pop(k, None)
+            else:
+                env[k] = val
+        log = os.path.join(LOGS, "host", name + ".log")
+        with open(log, "w") as f:
+            p = subprocess.run(cmd.split(), cwd=ws, env=env, stdout=f, stderr=subprocess.STDOUT)
+        res.append((name, None if p.returncode == 0 else "see " + log))
+    return res, [], os.path.join(LOGS, "host")
+
+
+def judge_compare(r):
+    """fuzz-diff: the C and the Rust LUO printed the same outcome digest."""
+    logs = [os.path.join(LOGS, x + ".log") for x in r["compare"]]
+    digests = []
+    for path in logs:
+        try:
+            with open(path, errors="replace") as f:
+                found = re.findall(r"# diff-digest: ([0-9a-f]+)", f.read())
+        except FileNotFoundError:
+            found = []
+        digests.append(found[-1] if found else None)
+    case = "seed1"
+    if digests[0] and digests[0] == digests[1]:
+        return [(case, None)], [], logs[0]
+    if None in digests:
+        why = "no digest from %s (run incomplete)" % " and ".join(
+            x.split("/")[0] for x, d in zip(r["compare"], digests) if d is None)
+    else:
+        why = "digests differ: %s %s, %s %s" % (r["compare"][0].split("/")[0], digests[0],
+                                                r["compare"][1].split("/")[0], digests[1])
+        why += first_difference(logs)
+    return [(case, why)], [], " ".join(logs)
+
+
+def first_difference(logs):
+    """The first differing "# diff:" outcome line of two logs, if any."""
+    outs = []
+    for path in logs:
+        with open(path, errors="replace") as f:
+            outs.append([re.sub(r"(<[0-9]+>)?\[ *[0-9]+\.[0-9]+\].*", "", m).rstrip("\r")
+                         for m in re.findall(r"# diff: .*", f.read())])
+    for a, b in zip(*outs):
+        if a != b:
+            return "; first difference: c: %s | rust: %s" % (a, b)
+    return "; c: %d lines | rust: %d lines" % (len(outs[0]), len(outs[1]))
+
+
+def cmd_run(args):
+    r = by_id(args.id)
+    res_path = os.path.join(RESULTS, r["id"] + ".txt")
+    os.makedirs(os.path.dirname(res_path), exist_ok=True)
+    try:
+        if r["mode"] == "host":
+            res, notes, log = judge_host(r)
+        elif r["mode"] == "compare":
+            res, notes, log = judge_compare(r)
+        else:
+            res, notes, log = judge_vm(r)
+    except Exception as e:  # a harness failure fails the run, it never hides it
+        res, notes, log = [("(harness)", "harness.py failed: %r" % e)], [], "-"
+    real = [c for c, _ in res if not PSEUDO.search(c)]
+    if len(real) != r["count"]:
+        res.append(("(count)", "%d cases, the manifest expects %d (scripts/suites.toml)"
+                    % (len(real), r["count"])))
+    lines = []
+    for c, why in res:
+        if why:
+            lines.append("not ok %s:%s # %s" % (r["prefix"], c, why))
+        else:
+            lines.append("ok %s:%s" % (r["prefix"], c))
+    if any(x.startswith("not ok") for x in lines):
+        notes.append("#   log: %s" % log)
+    with open(res_path + ".tmp", "w") as f:
+        f.write("\n".join(lines + notes) + "\n")
+    os.replace(res_path + ".tmp", res_path)
+    print("\n".join(lines + notes), flush=True)
+
+
+# --- the summary -------------------------------------------------------------
+
+def cmd_summary(args):
+    try:
+        with open(SELECTION) as f:
+            selection = json.load(f)
+    except FileNotFoundError:
+        die("no selection: run gen-make first")
+    runs = {r["id"]: r for r in load_runs()}
+    lines = []
+    for rid in selection["ids"]:
+        r = runs.get(rid)
+        path = os.path.join(RESULTS, rid + ".txt")
+        try:
+            with open(path) as f:
+                got = [x for x in f.read().splitlines() if x.startswith(("ok ", "not ok "))]
+        except FileNotFoundError:
+            blame = " ".join("build-%s.log" % k for k in (r["kernels"] if r else []))
+            got = ["not ok %s:(run) # no result: the run did not happen (see %s in %s)"
+                   % (r["prefix"] if r else rid, blame or "the output above", LOGS)]
+        lines += got
+        if any(x.startswith("not ok") for x in got) and os.path.exists(path):
+            # Failed runs run again next time, whatever changed or not.
+            os.replace(path, path + ".failed")
+    with open(os.path.join(BUILD, "results.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    if args.make_status and not any(x.startswith("not ok") for x in lines):
+        lines.append("not ok check:schedule # make exited %d with every run reported: see above"
+                     % args.make_status)
+    failed = [x for x in lines if x.startswith("not ok")]
+    passed = [x for x in lines if x.startswith("ok ")]
+    if failed:
+        print("# failed:")
+        print("\n".join(failed))
+    print("==> check took %ds" % (time.time() - selection.get("start", time.time())), file=sys.stderr)
+    print("%d passed, %d failed" % (len(passed), len(failed)))
+    return 1 if failed or not passed else 0
+
+
+def cmd_list(args):
+    for r in load_runs():
+        print(r["id"], r["count"])
+
+
+def doc_table():
+    """Markdown table of the suites: one row per suite and its variants."""
+    rows = {}
+    order = []
+    for r in load_runs():
+        key = r["prefix"].split(":", 1)[1] if r["variant"] else r["prefix"]
+        key = re.sub(r"^corrupt\d+$", "corruptN", key)
+        if key not in rows:
+            rows[key] = {"variants": [], "programs": [], "count": {}, "doc": r["doc"]}
+            order.append(key)
+        row = rows[key]
+        where = r["variant"] or "%s → %s" % (r["from"], r["to"])
+        if where not in row["variants"]:
+            row["variants"].append(where)
+        if r["program"] not in row["programs"]:
+            row["programs"].append(r["program"])
+        row["count"][where] = row["count"].get(where, 0) + r["count"]
+    out = ["| suite | program | variants (cases) | what it tests |", "|---|---|---|---|"]
+    for key in order:
+        row = rows[key]
+        doc = row["doc"].replace("corrupt handover mode {n}", "corrupt handover modes")
+        if key == "corruptN":
+            doc = "deliberately corrupted handovers (luo.corrupt=N): the next kernel boots and keeps what validates"
+        out.append("| `%s` | %s | %s | %s |" % (
+            key, ", ".join("`%s`" % p for p in row["programs"]),
+            ", ".join("%s (%d)" % (w, row["count"][w]) for w in row["variants"]), doc))
+    return "\n".join(out)
+
+
+def cmd_doc(args):
+    path = os.path.join(REPO, "scripts", "README.md")
+    with open(path) as f:
+        text = f.read()
+    begin, end = "<!-- suites:begin -->", "<!-- suites:end -->"
+    if begin not in text or end not in text:
+        die("%s has no %s ... %s markers" % (path, begin, end))
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    total = sum(r["count"] for r in load_runs())
+    table = ("\n<!-- generated by scripts/harness.py doc from scripts/suites.toml -->\n"
+             "%s\n\n%d cases in all on the five variants.\n" % (doc_table(), total))
+    new = head + begin + table + end + tail
+    if args.check:
+        if new != text:
+            print("not ok lint:suites-doc # scripts/README.md is not what scripts/harness.py doc writes")
+            return 1
+        print("ok lint:suites-doc")
+        return 0
+    if new != text:
+        with open(path, "w") as f:
+            f.write(new)
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("gen-make")
+    g.add_argument("--variants", default="")
+    g.add_argument("--suites", default="")
+    g.add_argument("--quick", action="store_true")
+    g.add_argument("-o", "--output", required=True)
+    s = sub.add_parser("run")
+    s.add_argument("id")
+    s = sub.add_parser("stamp")
+    s.add_argument("variant")
+    s = sub.add_parser("summary")
+    s.add_argument("--make-status", type=int, default=0)
+    sub.add_parser("list")
+    d = sub.add_parser("doc")
+    d.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    return {"gen-make": cmd_gen_make, "run": cmd_run, "stamp": cmd_stamp, "summary": cmd_summary,
+            "list": cmd_list, "doc": cmd_doc}[args.cmd](args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
