@@ -26,6 +26,8 @@
 
 #include <libliveupdate.h>
 
+#include "luo_rs_ktap.h"
+
 #define STATE_SESSION_NAME	"luo_rs_capacity_state"
 #define STATE_MEMFD_TOKEN	996
 #define NR_SESSIONS		100000
@@ -43,18 +45,6 @@ static const char * const cases[] = {
 	"s2_finish_all",
 };
 
-static int test_nr, failures;
-
-static void result(const char *name, int ok, const char *why)
-{
-	test_nr++;
-	failures += !ok;
-	if (!ok)
-		printf("# %s: %s\n", name, why);
-	printf("%sok %d %s\n", ok ? "" : "not ", test_nr, name);
-	fflush(stdout);
-}
-
 static double now(void)
 {
 	struct timespec ts;
@@ -70,7 +60,7 @@ static void session_name(int i, char *buf, size_t len)
 
 static void stage_1(int luo_fd)
 {
-	char name[32], why[160];
+	char name[32];
 	double t0 = now();
 	int t, i, s, o, r = 0;
 
@@ -87,8 +77,7 @@ static void stage_1(int luo_fd)
 		if (s < 0)
 			break;
 	}
-	snprintf(why, sizeof(why), "session %d: %s", i, strerror(-s));
-	result("s1_create_sessions", i == NR_SESSIONS, why);
+	result("s1_create_sessions", i == NR_SESSIONS, "session %d: %s", i, strerror(-s));
 	printf("# %d sessions in %.1f s\n", i, now() - t0);
 
 	t0 = now();
@@ -100,10 +89,9 @@ static void stage_1(int luo_fd)
 			break;
 		close(o);
 	}
-	snprintf(why, sizeof(why), "session %d, file %d: %d", s, i, r);
-	result("s1_preserve_files", s >= 0 && i == NR_FILES, why);
+	result("s1_preserve_files", s >= 0 && i == NR_FILES, "session %d, file %d: %d", s, i, r);
 	printf("# %d files in %.1f s\n", i, now() - t0);
-	if (failures)
+	if (ktap_failures)
 		exit(1);
 	close(luo_fd);
 	daemonize_and_wait();
@@ -111,7 +99,7 @@ static void stage_1(int luo_fd)
 
 static void stage_2(int luo_fd, int state_fd)
 {
-	char name[32], why[160];
+	char name[32];
 	double t0 = now();
 	int t, i, s, fd, bad = 0, finished = 1;
 	long v;
@@ -133,8 +121,7 @@ static void stage_2(int luo_fd, int state_fd)
 			finished = 0;
 		close(s);
 	}
-	snprintf(why, sizeof(why), "%d of %d sessions missing", bad, NR_SESSIONS);
-	result("s2_sessions_back", !bad, why);
+	result("s2_sessions_back", !bad, "%d of %d sessions missing", bad, NR_SESSIONS);
 	printf("# %d sessions retrieved and finished in %.1f s\n", NR_SESSIONS - bad, now() - t0);
 
 	t0 = now();
@@ -148,24 +135,19 @@ static void stage_2(int luo_fd, int state_fd)
 		if (fd >= 0)
 			close(fd);
 	}
-	snprintf(why, sizeof(why), "session %d: %d of %d files missing or wrong", s, bad, i);
-	result("s2_files_back", s >= 0 && i == NR_FILES && !bad, why);
+	result("s2_files_back", s >= 0 && i == NR_FILES && !bad,
+	       "session %d: %d of %d files missing or wrong", s, bad, i);
 	printf("# %d files retrieved in %.1f s\n", i - bad, now() - t0);
 	if (s < 0 || luo_session_finish(s))
 		finished = 0;
 	if (luo_session_finish(state_fd))
 		finished = 0;
 	result("s2_finish_all", finished, "a FINISH failed");
-	printf("# Totals: %d failed\n", failures);
-	exit(failures ? 1 : 0);
+	ktap_exit();
 }
 
 int main(int argc, char *argv[])
 {
-	if (argc > 1 && !strcmp(argv[1], "--list")) {
-		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
-			printf("%s\n", cases[i]);
-		return 0;
-	}
-	return luo_test(argc, argv, STATE_SESSION_NAME, stage_1, stage_2);
+	return ktap_main(argc, argv, cases, ARRAY_SIZE(cases), STATE_SESSION_NAME, stage_1,
+			 stage_2);
 }

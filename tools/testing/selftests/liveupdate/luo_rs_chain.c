@@ -36,6 +36,8 @@
 
 #include <libliveupdate.h>
 
+#include "luo_rs_ktap.h"
+
 #define STATE_SESSION_NAME	"luo_rs_chain_state"
 #define STATE_MEMFD_TOKEN	996
 #define CHAIN_SESSION_NAME	"chain"
@@ -124,19 +126,6 @@ static void report_fatal(int ret)
 	if (ret)
 		ksft_exit_fail_msg("stage %d cannot go on after %s\n", cur_stage,
 				   stage_cases[cur_stage - 1][case_idx - 1]);
-}
-
-static const char *res(long ret)
-{
-	static char buf[4][48];
-	static int i;
-	char *b = buf[i++ % 4];
-
-	if (ret >= 0)
-		snprintf(b, sizeof(buf[0]), "success (%ld)", ret);
-	else
-		snprintf(b, sizeof(buf[0]), "%s", strerrorname_np(-ret) ?: "unknown errno");
-	return b;
 }
 
 static unsigned char pattern(unsigned int seed, size_t off)
@@ -276,7 +265,7 @@ static int drop_state(int state_fd)
 /* Boot A: two more sessions that boot B will not finish (fds stay open). */
 static int carryover_sessions(int luo_fd)
 {
-	const char *names[] = { CARRY_RETRIEVED, CARRY_NEVER };
+	static const char * const names[] = { CARRY_RETRIEVED, CARRY_NEVER };
 
 	for (int i = 0; i < 2; i++) {
 		int sfd = luo_create_session(luo_fd, names[i]);

@@ -311,16 +311,11 @@ static void stage_2(int luo_fd, int state_fd)
 	       "finish %ld, handler finish calls %ld", r_fin, tctl(T_COUNT, C_FINISH) - finished);
 	tctl(T_REGISTER, 0);
 	luo_session_finish(state_fd);
-	printf("# Totals: %d failed\n", ktap_failures);
-	exit(ktap_failures ? 1 : 0);
+	ktap_exit();
 }
 
 int main(int argc, char *argv[])
 {
-	if (argc > 1 && !strcmp(argv[1], "--list")) {
-		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
-			printf("%s\n", cases[i]);
-		return 0;
-	}
-	return luo_test(argc, argv, STATE_SESSION_NAME, stage_1, stage_2);
+	return ktap_main(argc, argv, cases, ARRAY_SIZE(cases), STATE_SESSION_NAME, stage_1,
+			 stage_2);
 }

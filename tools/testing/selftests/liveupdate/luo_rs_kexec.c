@@ -32,6 +32,8 @@
 #include <libliveupdate.h>
 #include <linux/kcmp.h>
 
+#include "luo_rs_ktap.h"
+
 #define STATE_SESSION_NAME	"luo_rs_kexec_state"
 #define STATE_MEMFD_TOKEN	997
 
@@ -60,20 +62,6 @@ static __printf(1, 2) int fail(const char *fmt, ...)
 	va_end(ap);
 	ksft_print_msg("%s: %s\n", cur_case, buf);
 	return -1;
-}
-
-/* "success (N)" or the errno name of a -errno result. */
-static const char *res(long ret)
-{
-	static char buf[4][48];
-	static int i;
-	char *b = buf[i++ % 4];
-
-	if (ret >= 0)
-		snprintf(b, sizeof(buf[0]), "success (%ld)", ret);
-	else
-		snprintf(b, sizeof(buf[0]), "%s", strerrorname_np(-ret) ?: "unknown errno");
-	return b;
 }
 
 static void close_fd(int fd)

@@ -2,8 +2,9 @@
 /*
  * Small helpers shared by the luo_rs_* selftests that print their own KTAP
  * (one "ok N name" line per check, the diagnostic on a "# name: ..." line
- * before a failure, which a KTAP parser attaches to the case), and the
- * Rust test file handler's device (CONFIG_LIVEUPDATE_RUST_TEST).
+ * before a failure, which a KTAP parser attaches to the case), main() of
+ * those built on luo_test() (lib/lu_utils.c), and the Rust test file
+ * handler's device (CONFIG_LIVEUPDATE_RUST_TEST).
  */
 #ifndef LUO_RS_KTAP_H
 #define LUO_RS_KTAP_H
@@ -12,14 +13,17 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <libliveupdate.h>
+
 static int ktap_nr, ktap_failures;
 
 /* Report one case: @ok, and when it failed, why (printf format). */
-static void __attribute__((format(printf, 3, 4)))
+static void __printf(3, 4)
 result(const char *name, int ok, const char *fmt, ...)
 {
 	va_list ap;
@@ -35,6 +39,44 @@ result(const char *name, int ok, const char *fmt, ...)
 	}
 	printf("%sok %d %s\n", ok ? "" : "not ", ktap_nr, name);
 	fflush(stdout);
+}
+
+/* The end of a test's last stage: the failure count, and the exit status. */
+static __noreturn void ktap_exit(void)
+{
+	printf("# Totals: %d failed\n", ktap_failures);
+	exit(ktap_failures ? 1 : 0);
+}
+
+/*
+ * main() of a two-stage luo_test() test whose case list does not depend on
+ * its arguments: "--list" prints @cases, one a line; otherwise the stage of
+ * this boot runs (@stage_2 in the boot after the kexec).
+ */
+static int ktap_main(int argc, char *argv[], const char *const cases[], size_t nr_cases,
+		     const char *state_session, luo_test_stage1_fn stage_1,
+		     luo_test_stage2_fn stage_2)
+{
+	if (argc > 1 && !strcmp(argv[1], "--list")) {
+		for (size_t i = 0; i < nr_cases; i++)
+			printf("%s\n", cases[i]);
+		return 0;
+	}
+	return luo_test(argc, argv, state_session, stage_1, stage_2);
+}
+
+/* "success (N)" or the errno name of a -errno result, for diagnostics. */
+static const char *res(long ret)
+{
+	static char buf[4][48];
+	static int i;
+	char *b = buf[i++ % 4];
+
+	if (ret >= 0)
+		snprintf(b, sizeof(buf[0]), "success (%ld)", ret);
+	else
+		snprintf(b, sizeof(buf[0]), "%s", strerrorname_np(-ret) ?: "unknown errno");
+	return b;
 }
 
 /* How many kernel messages of this boot contain @needle (-1: no /dev/kmsg). */

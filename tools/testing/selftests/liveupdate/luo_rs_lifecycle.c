@@ -404,15 +404,14 @@ static void stage_2(int luo_fd, int state_fd)
 	result("s2_flb_finish_after_last_file", !fin && n2 == NR_TEST_FLBS,
 	       "finish of the state session %d, %d FLB finishes (want %d)", fin, n2,
 	       NR_TEST_FLBS);
-	printf("# Totals: %d failed\n", ktap_failures);
-	exit(ktap_failures ? 1 : 0);
+	ktap_exit();
 }
 
 int main(int argc, char *argv[])
 {
 	if (argc > 1 && !strcmp(argv[1], "--list")) {
 		small = argc > 2 && !strcmp(argv[2], "small");
-		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
 			if (!small || !strstr(cases[i], "_511_"))
 				printf("%s\n", cases[i]);
 		return 0;

@@ -104,16 +104,11 @@ static void stage_2(int luo_fd, int state_fd)
 	result("s2_flb_finish_after_last_file",
 	       !fin && count_in_log("finish was triggered") - before == NR_TEST_FLBS,
 	       "finish %d, %d FLB finishes", fin, count_in_log("finish was triggered") - before);
-	printf("# Totals: %d failed\n", ktap_failures);
-	exit(ktap_failures ? 1 : 0);
+	ktap_exit();
 }
 
 int main(int argc, char *argv[])
 {
-	if (argc > 1 && !strcmp(argv[1], "--list")) {
-		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
-			printf("%s\n", cases[i]);
-		return 0;
-	}
-	return luo_test(argc, argv, STATE_SESSION_NAME, stage_1, stage_2);
+	return ktap_main(argc, argv, cases, ARRAY_SIZE(cases), STATE_SESSION_NAME, stage_1,
+			 stage_2);
 }

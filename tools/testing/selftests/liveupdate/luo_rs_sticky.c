@@ -22,6 +22,8 @@
 
 #include <libliveupdate.h>
 
+#include "luo_rs_ktap.h"
+
 #define T_CREATE		_IO('L', 1)
 #define T_FAIL_DESERIALIZE	_IO('L', 8)
 
@@ -31,21 +33,8 @@ static const char * const cases[] = {
 	"s2_failure_is_sticky",
 };
 
-static int test_nr, failures;
-
-static void result(const char *name, int ok, const char *why)
-{
-	test_nr++;
-	failures += !ok;
-	if (!ok)
-		printf("# %s: %s\n", name, why);
-	printf("%sok %d %s\n", ok ? "" : "not ", test_nr, name);
-	fflush(stdout);
-}
-
 int main(int argc, char *argv[])
 {
-	char why[128];
 	int t, luo, s, o, r1, r2;
 
 	if (argc > 1 && !strcmp(argv[1], "--list")) {
@@ -64,24 +53,21 @@ int main(int argc, char *argv[])
 		luo = open(LUO_DEVICE, O_RDWR);
 		r1 = luo < 0 ? -errno : 0;
 		ioctl(t, T_FAIL_DESERIALIZE, 0);
-		snprintf(why, sizeof(why), "first open gave %d", r1);
-		result("s2_first_open_fails_eio", r1 == -EIO, why);
+		result("s2_first_open_fails_eio", r1 == -EIO, "first open gave %d", r1);
 		if (luo >= 0)
 			close(luo);
 		luo = open(LUO_DEVICE, O_RDWR);
 		r2 = luo < 0 ? -errno : 0;
-		snprintf(why, sizeof(why), "second open gave %d", r2);
-		result("s2_failure_is_sticky", r2 == -EIO, why);
-		return failures ? 1 : 0;
+		result("s2_failure_is_sticky", r2 == -EIO, "second open gave %d", r2);
+		return ktap_failures ? 1 : 0;
 	}
 	printf("1..1\n");
 	luo = luo_open_device();
 	s = luo >= 0 ? luo_create_session(luo, "sticky") : -1;
 	o = ioctl(t, T_CREATE, 0x571C);
-	snprintf(why, sizeof(why), "device %d session %d object %d", luo, s, o);
 	result("s1_session_preserved", s >= 0 && o >= 0 && !luo_session_preserve_fd(s, o, 1),
-	       why);
-	if (failures)
+	       "device %d session %d object %d", luo, s, o);
+	if (ktap_failures)
 		return 1;
 	close(luo);
 	daemonize_and_wait();

@@ -105,14 +105,13 @@ static void stage_2(void)
 	result("s2_session_of_dropped_file_finishes", !fm && !fo, "finish u-mixed %d, u-only %d",
 	       fm, fo);
 	tctl(T_REGISTER, 0);
-	printf("# Totals: %d failed\n", ktap_failures);
-	exit(ktap_failures ? 1 : 0);
+	ktap_exit();
 }
 
 int main(int argc, char *argv[])
 {
 	if (argc > 1 && !strcmp(argv[1], "--list")) {
-		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
 			printf("%s\n", cases[i]);
 		return 0;
 	}
