@@ -1,49 +1,64 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Build the static guest programs of one variant: our PID 1 and the
-# liveupdate selftests (upstream's and ours) from the prepared tree, against
-# that variant's exported uapi headers.
+# liveupdate selftests (upstream's and ours, luo_rs_*.c) from the prepared
+# tree, against that variant's exported uapi headers.
+#
+# The selftests build through kselftest (tools/testing/selftests/liveupdate/
+# Makefile, patches/0009 adds our programs): objects, dependency files and
+# programs go to $BUILD/guest-VARIANT/obj, and make rebuilds only what a
+# changed source or header reaches. The programs are then copied to tests/
+# (everything there goes into the initramfs), each only when it differs.
 # Usage: build-guest.sh VARIANT
 . "$(dirname "$0")/lib.sh"
 
 variant=${1:?usage: build-guest.sh VARIANT}
 obj=$(obj_dir "$variant")
 out=$BUILD/guest-$variant
-st=$SRC/tools/testing/selftests
-lu=$st/liveupdate
+lu=$SRC/tools/testing/selftests/liveupdate
 base=$(base_variant "$variant")
-# A variant with a base variant (see base_variant) starts from its programs
-# (the same uapi): init and tests/ only, which the base's test job (possibly
-# running now, see check.sh) never writes; its initramfs files come and go.
-if [ ! -d "$out/tests" ] && [ -n "$base" ] && [ -d "$BUILD/guest-$base/tests" ]; then
-	mkdir -p "$out"
-	cp -a "$BUILD/guest-$base/tests" "$out/tests"
-	[ ! -f "$BUILD/guest-$base/init" ] || cp -a "$BUILD/guest-$base/init" "$out/init"
-fi
-mkdir -p "$out/tests"
 [ -f "$obj/usr/include/linux/liveupdate.h" ] || die "no exported headers in $obj/usr: build the kernel first"
 
-CFLAGS="-static -s -O2 -D_GNU_SOURCE= -Wall -Wno-unused-function -isystem $obj/usr/include -I $lu/lib/include -I $st"
+# A variant with a base variant (see base_variant) starts from its programs
+# (the same uapi): init, tests/ and the selftests' obj/, which the base's
+# test job (possibly running now, see check.sh) never writes; its initramfs
+# files come and go. The dependency files name the base's directories by
+# their absolute paths: name the copy's (its kernel build directory, and so
+# its exported headers, is a copy of the base's too, mtimes kept), or
+# everything rebuilds.
+bout=$BUILD/guest-$base
+if [ -n "$base" ] && [ ! -d "$out/obj" ] && [ -d "$bout/obj" ]; then
+	mkdir -p "$out"
+	rm -rf "$out/obj.tmp"
+	cp -a "$bout/obj" "$out/obj.tmp"
+	grep -rlZF --include='*.d' -e "$bout/" -e "$(obj_dir "$base")/" "$out/obj.tmp" |
+		xargs -0r sed -i "s#$bout/#$out/#g; s#$(obj_dir "$base")/#$obj/#g"
+	mv "$out/obj.tmp" "$out/obj"
+	[ -d "$out/tests" ] || cp -a "$bout/tests" "$out/tests"
+	[ -f "$out/init" ] || [ ! -f "$bout/init" ] || cp -a "$bout/init" "$out/init"
+fi
+mkdir -p "$out/tests" "$out/obj"
 
-# cc OUT SRC... : rebuild only when a source or header is newer.
-cc_static() {
-	local outf=$1; shift
-	local newest
-	if [ -f "$outf" ]; then
-		newest=$(find "$@" "$lu/lib" "$lu"/luo_rs_*.h "$obj/usr/include/linux/liveupdate.h" -newer "$outf" -print -quit)
-		[ -z "$newest" ] && return 0
+# init: not a selftest; rebuilt when guest/init.c or the uapi header is newer.
+if [ ! -f "$out/init" ] ||
+	[ -n "$(find "$REPO/guest/init.c" "$obj/usr/include/linux/liveupdate.h" -newer "$out/init" -print -quit)" ]; then
+	gcc -static -s -O2 -D_GNU_SOURCE= -Wall -Wno-unused-function -isystem "$obj/usr/include" \
+		-o "$out/init" "$REPO/guest/init.c" || die "cannot build init"
+fi
+
+# The selftests, static (USERLDFLAGS: kselftest's lib.mk adds it to LDFLAGS).
+make -s -C "$lu" -j"$JOBS" OUTPUT="$out/obj" \
+	KHDR_INCLUDES="-isystem $obj/usr/include" USERLDFLAGS="-static -s" ||
+	die "cannot build the liveupdate selftests (tools/testing/selftests/liveupdate)"
+
+# The programs are the executable files of obj/ (objects, dependency files
+# and libliveupdate/ are not).
+n=0
+while read -r f; do
+	t=$out/tests/$(basename "$f")
+	if ! cmp -s "$f" "$t"; then
+		cp -p "$f" "$t.tmp" && mv -f "$t.tmp" "$t"
 	fi
-	# shellcheck disable=SC2086
-	gcc $CFLAGS -o "$outf" "$@" || die "cannot build $(basename "$outf")"
-}
-
-cc_static "$out/init" "$REPO/guest/init.c"
-cc_static "$out/tests/liveupdate" "$lu/liveupdate.c" "$lu/lib/lu_utils.c"
-for t in luo_kexec_simple luo_multi_session luo_stress_files luo_stress_sessions; do
-	cc_static "$out/tests/$t" "$lu/$t.c" "$lu/lib/lu_utils.c"
-done
-# Our own selftests: tools/testing/selftests/liveupdate/luo_rs_*.c
-for f in "$lu"/luo_rs_*.c; do
-	[ -e "$f" ] || continue
-	cc_static "$out/tests/$(basename "$f" .c)" "$f" "$lu/lib/lu_utils.c"
-done
+	n=$((n + 1))
+done < <(find "$out/obj" -maxdepth 1 -type f -perm -u+x)
+[ "$n" -gt 0 ] || die "no selftest programs in $out/obj"
