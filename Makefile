@@ -1,7 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0
 # Rust Live Update Orchestrator: build, test and demo harness.
-#   make check [LUO="c rust rust-kasan c-rust-memfd rust-c-memfd"]
-#                               every test; ends with "N passed, M failed"
+#   make check [LUO="c rust rust-kasan c-rust-memfd rust-c-memfd"] [SUITES="uapi kexec"]
+#                               every test (or the suites named, globs allowed);
+#                               ends with "N passed, M failed"
+#   make quick                  lint, KUnit and the single-boot suites on rust
+#   make lint                   rustfmt, clippy, checkpatch, shellcheck, cargo
 #   make demo [SIZE=256M] [LUO=rust|c] [VFIO=1]
 #                               a live update in QEMU, shown step by step
 #                               (VFIO=1: with a passthrough PCI device; LUO=rust)
@@ -16,10 +19,31 @@ SIZE ?= 256M
 export BUILD ?= $(CURDIR)/build
 export SIZE
 
-.PHONY: check demo bench fuzz deps prepare kernel clean
+# Suites to run (names or globs of scripts/suites.toml); empty: all.
+SUITES ?=
+# Parallel jobs of the check schedule: a kernel build takes both CPUs and a
+# TCG VM about one, so two jobs: one VM beside a build, two VMs after.
+CHECK_JOBS ?= 2
+export SUITES
 
-check:
-	@scripts/check.sh $(LUO)
+.PHONY: check quick lint demo bench fuzz deps prepare kernel clean
+
+# The schedule is generated from scripts/suites.toml (scripts/harness.py):
+# one make target per run, depending on its kernel, initramfs and manifest
+# entry, so a second make check reruns only what changed (and what failed).
+check: prepare
+	@scripts/harness.py gen-make --variants "$(LUO)" --suites "$(SUITES)" -o $(BUILD)/check.mk
+	@$(MAKE) --no-print-directory -k -j$(CHECK_JOBS) -O -f $(BUILD)/check.mk all; \
+		scripts/harness.py summary --make-status $$?
+
+# make quick: lint, then KUnit and every single-boot suite on the rust variant.
+quick: prepare lint
+	@scripts/harness.py gen-make --quick --suites "$(SUITES)" -o $(BUILD)/check.mk
+	@$(MAKE) --no-print-directory -k -j$(CHECK_JOBS) -O -f $(BUILD)/check.mk all; \
+		scripts/harness.py summary --make-status $$?
+
+lint: prepare
+	@scripts/lint.sh
 
 # The demo runs one variant: rust unless LUO is given (make demo LUO=c).
 # VFIO=1 adds a passthrough edu PCI device, preserved next to guest RAM.

@@ -7,8 +7,12 @@
  *   luo.stages=N      number of boots (1: single boot; 2+: kexec chain)
  *   luo_stage=K       which boot this is (1 when absent)
  *   luo.test=none     run nothing (KUnit runs at boot, before init)
- *   luo.test=canary   print a WARN on purpose (LKDTM's WARNING test), the
- *                     harness's canary: the verdict must fail this run
+ *   luo.test=canary   the harness's canary: make the kernel report a problem
+ *                     on purpose (LKDTM), which the verdict must fail;
+ *                     luo.canary=warn (a WARN, the default), hung (a task
+ *                     blocked in D state: the hung-task detector) or lockup
+ *                     (a CPU spinning with preemption off: the soft-lockup
+ *                     detector)
  *
  * Tests get "-s K" when luo.stages > 1.
  *
@@ -166,29 +170,73 @@ static int load_next_kernel(int next_stage)
 	return ret ? -errno : 0;
 }
 
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, text, strlen(text));
+	n = n == (ssize_t)strlen(text) ? 0 : -errno;
+	close(fd);
+	return n;
+}
+
 /*
- * The canary: make the kernel print a WARN through LKDTM and report one KTAP
- * case that passes as far as userspace can tell. The host's verdict must fail
- * it on the kernel's report, or the verdict is blind.
+ * The canary: make the kernel report a problem through LKDTM and report one
+ * KTAP case that passes as far as userspace can tell. The host's verdict
+ * must fail it on the kernel's report, or the verdict is blind.
+ *
+ * warn: LKDTM's WARNING prints a WARN and returns.
+ * hung: with a hung-task timeout of 1 s, a child blocks in D state in
+ * LKDTM's HUNG_TASK; the detector reports it and panics (hung_task_panic=1
+ * on the VMs' command line) within a few seconds.
+ * lockup: with watchdog_thresh=1 (a soft lockup after 2 s), a child spins
+ * with preemption off in LKDTM's SOFTLOCKUP; the detector reports it and
+ * panics (softlockup_panic=1).
+ * For the last two the VM ends in the panic: the case has no result line,
+ * and the report fails the run either way.
  */
 static int canary(void)
 {
-	static const char cmd[] = "WARNING\n";
-	int fd = open("/sys/kernel/debug/provoke-crash/DIRECT", O_WRONLY);
-	ssize_t n;
+	const char *direct = "/sys/kernel/debug/provoke-crash/DIRECT";
+	char kind[16];
+	int err;
+	pid_t pid;
 
+	if (!param("luo.canary", kind, sizeof(kind)))
+		strcpy(kind, "warn");
 	say("TAP version 13\n1..1\n");
-	if (fd < 0) {
-		say("not ok 1 warn_triggered # no LKDTM (errno %d)\n", errno);
+	if (!strcmp(kind, "warn")) {
+		err = write_file(direct, "WARNING\n");
+		if (err) {
+			say("not ok 1 warn_triggered # LKDTM WARNING: errno %d\n", -err);
+			return 1;
+		}
+		say("ok 1 warn_triggered\n");
+		return 0;
+	}
+	if (!strcmp(kind, "hung"))
+		err = write_file("/proc/sys/kernel/hung_task_timeout_secs", "1\n");
+	else if (!strcmp(kind, "lockup"))
+		err = write_file("/proc/sys/kernel/watchdog_thresh", "1\n");
+	else
+		err = -EINVAL;
+	if (err) {
+		say("not ok 1 %s_triggered # setting the detector up: errno %d\n", kind, -err);
 		return 1;
 	}
-	n = write(fd, cmd, sizeof(cmd) - 1);
-	close(fd);
-	if (n != (ssize_t)sizeof(cmd) - 1) {
-		say("not ok 1 warn_triggered # write: errno %d\n", errno);
+	pid = fork();
+	if (pid < 0)
 		return 1;
+	if (!pid) {
+		err = write_file(direct, strcmp(kind, "hung") ? "SOFTLOCKUP\n" : "HUNG_TASK\n");
+		_exit(err ? 1 : 0);
 	}
-	say("ok 1 warn_triggered\n");
+	/* The panic ends the VM long before this sleep does. */
+	sleep(60);
+	say("ok 1 %s_triggered\n", kind);
 	return 0;
 }
 

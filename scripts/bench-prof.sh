@@ -69,5 +69,5 @@ for m in "${modes[@]}"; do
 		grep -q "BENCH done mode=$m stage=$stages" "$out/$m-$v.log" ||
 			die "luo_rs_bench did not finish on $v (serial log: $out/$m-$v.log)"
 	done
-	python3 "$REPO/scripts/bench-prof/report.py" "$out" "$BUILD" "$m" "$n" "${PROF_TOP:-25}" ${PROF_OPS:-}
+	python3 "$REPO/scripts/bench-prof/report.py" "$out" "$BUILD" "$m" "$n" "${PROF_TOP:-25}" ${PROF_OPS:+"$PROF_OPS"}
 done

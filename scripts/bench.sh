@@ -161,7 +161,7 @@ int main(void)
 	return 0;
 }
 CEOF
-	gcc -O2 -o "$out/tsc-khz" "$out/tsc-khz.c" && tsc_khz=$("$out/tsc-khz") || true
+	if gcc -O2 -o "$out/tsc-khz" "$out/tsc-khz.c"; then tsc_khz=$("$out/tsc-khz"); fi
 fi
 [ "$tsc_khz" != none ] || tsc_khz=
 [ -n "$tsc_khz" ] || [ -n "${LUO_VM_ICOUNT:-}" ] || log "no TSC rate for the guest: its times may move in 4 ms steps"
@@ -170,7 +170,7 @@ fi
 # lines to $results (times in ns; "mem_OP n slab used" in bytes; "OP n
 # capped ns done" for a loop stopped by the cap), or counts a failure.
 run_bench() {
-	local v=$1 m=$2 n=$3 r=$4 serial=$blogs/$1-$2-$3-$4.log initrd stages rc=0 extra= mem=2G tmo=300
+	local v=$1 m=$2 n=$3 r=$4 serial=$blogs/$1-$2-$3-$4.log initrd stages rc=0 extra='' mem=2G tmo=300
 	if [ "$m" = single ]; then initrd=$out/single.cpio stages=1; else initrd=$out/kexec-$v.cpio stages=2; fi
 	[ -n "$tsc_khz" ] && extra="tsc_early_khz=$tsc_khz"
 	if [ "$n" -ge 100000 ]; then mem=4G tmo=$(( cap_s * 6 + 600 )); fi
@@ -231,7 +231,7 @@ EOF
 # unless it is the expected one: the C handler on the sparse memfd (it pins,
 # so allocates, every hole of the 16 GiB file in a 2 GiB VM).
 run_memfd() {
-	local v=$1 mib=$2 sparse=$3 r=$4 serial mem rc=0 extra= op memfd_tmo=600
+	local v=$1 mib=$2 sparse=$3 r=$4 serial mem rc=0 extra='' op memfd_tmo=600
 	serial=$blogs/$v-memfd-$mib-$sparse-$r.log
 	mem=$(( mib * 5 / 2 + 1024 ))
 	[ "$sparse" = 0 ] || mem=2048
@@ -286,7 +286,7 @@ log "bench took $(( $(date +%s) - start ))s (QEMU TCG; ${tsc_khz:+tsc_early_khz=
 
 report=$out/report.txt
 day=$(date -u +%Y-%m-%d)
-clock=time
+clock="time"
 [ "${LUO_VM_ICOUNT:-0}" != 1 ] || clock=icount
 {
 "$venv/bin/python" "$REPO/scripts/bench-report.py" "$results" "$out/scale.json" "$out/bench.svg" \

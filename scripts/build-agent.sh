@@ -19,8 +19,10 @@ export RUSTFLAGS="-C target-feature=+crt-static"
 
 command -v cargo >/dev/null || die "cargo not found"
 mkdir -p "$out"
+bin_args=()
+for b in "${bins[@]}"; do bin_args+=(--bin "$b"); done
 cargo build --quiet --locked --release --target "$target" -j "${CARGO_BUILD_JOBS:-$JOBS}" \
-	--manifest-path "$ws/Cargo.toml" $(printf -- '--bin %s ' "${bins[@]}") ||
+	--manifest-path "$ws/Cargo.toml" "${bin_args[@]}" ||
 	die "cargo build of tools/liveupdate failed"
 
 for b in "${bins[@]}"; do

@@ -21,7 +21,7 @@ base=$(base_variant "$variant")
 
 # A variant with a base variant (see base_variant) starts from its programs
 # (the same uapi): init, tests/ and the selftests' obj/, which the base's
-# test job (possibly running now, see check.sh) never writes; its initramfs
+# runs (possibly running now) never write; its initramfs
 # files come and go. The dependency files name the base's directories by
 # their absolute paths: name the copy's (its kernel build directory, and so
 # its exported headers, is a copy of the base's too, mtimes kept), or

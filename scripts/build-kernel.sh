@@ -32,12 +32,13 @@ if is_rust_luo "$variant" && ! grep -q 'config LIVEUPDATE_RUST' "$SRC/kernel/liv
 fi
 
 if is_llvm "$variant"; then
-	command -v "clang$LLVM_SUFFIX" >/dev/null && command -v "ld.lld$LLVM_SUFFIX" >/dev/null ||
+	{ command -v "clang$LLVM_SUFFIX" >/dev/null && command -v "ld.lld$LLVM_SUFFIX" >/dev/null; } ||
 		die "LUO=$variant needs clang$LLVM_SUFFIX and ld.lld$LLVM_SUFFIX: run scripts/deps.sh"
 fi
 
 frags=$(variant_fragments "$variant")
 # The compiler is part of the configuration (CC_IS_CLANG, CLANG_VERSION, ...).
+# shellcheck disable=SC2086 # one word per fragment path
 want_hash=$({ cat $frags; if is_llvm "$variant"; then echo "LLVM=$LLVM_SUFFIX"; fi; } | sha256sum | cut -c1-16)
 if [ ! -f "$obj/.config" ] || [ "$(cat "$obj/.luo-config-hash" 2>/dev/null)" != "$want_hash" ]; then
 	log "configuring $variant kernel"

@@ -162,7 +162,7 @@ vm_pg=$(cat "/proc/$qemu/task/$qemu/children" 2>/dev/null) || vm_pg=''
 
 # Follow the serial log; note the host time of the lines that matter.
 boots=0 t_reboot='' t_kexec='' t_boot2='' t_restored='' t_verified=''
-preserved='' preserve_ms='' restored='' verified='' seed1='' stage2_exit='' kerr=0 panic='' guest_err=''
+preserved='' preserve_ms='' verified='' stage2_exit='' kerr=0 panic='' guest_err=''
 dev_bdf='' dev_preserved='' dev_restored='' dev_restore_ms='' dev_ok=''
 show() { printf '           %s\n' "$1"; }
 while IFS= read -r line; do
@@ -207,7 +207,6 @@ while IFS= read -r line; do
 	"DEMO: restored "*)
 		now
 		t_restored=$NOW
-		[[ $line =~ ^DEMO:\ restored\ [0-9]+\ fds\ \(([0-9]+)\ bytes\) ]] && restored=${BASH_REMATCH[1]}
 		[[ $line =~ ,\ device\ .*\ bound\ and\ mapped\ in\ ([0-9]+)\ ms ]] &&
 			dev_restored=1 dev_restore_ms=${BASH_REMATCH[1]}
 		stage restore "${line#DEMO: }"

@@ -10,7 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 
 # lz4: the kernels are LZ4-compressed (config/common.config).
-DEB_PKGS="qemu-system-x86 bc bison flex libelf-dev libssl-dev cpio rsync python3-venv xz-utils lz4 gcc make patch libc6-dev binutils"
+DEB_PKGS="qemu-system-x86 bc bison flex libelf-dev libssl-dev cpio rsync python3-venv xz-utils lz4 gcc make patch libc6-dev binutils shellcheck"
 # The LLVM=-19 variant (rust-kasan): clang-19, ld.lld-19, llvm-ar-19, ... and
 # libclang-19 for its bindgen.
 DEB_PKGS+=" clang$LLVM_SUFFIX lld$LLVM_SUFFIX llvm$LLVM_SUFFIX libclang1$LLVM_SUFFIX"
@@ -92,7 +92,7 @@ apt_private_update() {
 fetch_deb() {
 	local pkg=$1 re=$2 cached ver
 	mkdir -p "$CACHE/debs"
-	cached=$(ls "$CACHE/debs/${pkg}_"*.deb 2>/dev/null | while read -r f; do
+	cached=$(find "$CACHE/debs" -maxdepth 1 -name "${pkg}_*.deb" | while read -r f; do
 		v=$(dpkg-deb -f "$f" Version); [[ $v =~ $re ]] && echo "$f"; done | sort -V | tail -n1)
 	if [ -n "$cached" ]; then echo "$cached"; return 0; fi
 	apt_private_update
@@ -101,7 +101,7 @@ fetch_deb() {
 	[ -n "$ver" ] || return 1
 	log "downloading $pkg=$ver"
 	(cd "$CACHE/debs" && apt_private apt-get download -qq "$pkg=$ver" 2>/dev/null)
-	ls "$CACHE/debs/${pkg}_"*.deb | while read -r f; do
+	find "$CACHE/debs" -maxdepth 1 -name "${pkg}_*.deb" | while read -r f; do
 		[ "$(dpkg-deb -f "$f" Version)" = "$ver" ] && echo "$f"; done | tail -n1
 }
 

@@ -102,6 +102,7 @@ def load_runs():
         m = tomllib.load(f)
     defaults = m.get("defaults", {})
     scale = m.get("timeout_scale", {})
+    allow = m.get("allow", {})
     runs = []
     seen = set()
     for i, entry in enumerate(m.get("run", [])):
@@ -112,6 +113,8 @@ def load_runs():
                 die("run %d of the manifest has no %s" % (i + 1, key))
         for n in e.get("each", [None]):
             r = {k: subst(v, n) for k, v in e.items() if k != "each"}
+            r["allow"] = [list(a) for a in allow.get(r["suite"], {}).get("entries", [])] + \
+                [list(a) for a in r.get("allow", [])]
             if "interop" in r:
                 frm, to = r["interop"]
                 pairs = [(None, frm, to)]
@@ -332,12 +335,16 @@ def boot(r, serial):
     """Run the run's VM chain; returns run-vm.sh's exit status."""
     v = r["kernels"][0]
     cmd = ["kunit.enable=0", "luo.test=" + r["program"]]
+    if r["mode"] == "canary":
+        cmd.append("luo.canary=" + r["canary"])
     if r["mode"] == "kunit":
         cmd = ["kunit.filter_glob=luo_rs*", "luo.test=none"]
     cmd += ["luo.stages=%d" % r["stages"], "console_msg_format=syslog"]
     cmd += r.get("cmdline", "").split()
+    # The variants' own parameters, unless the run sets the same one.
+    keys = {p.split("=", 1)[0] for p in cmd}
     for k in r["kernels"]:
-        cmd += [p for p in variant_cmdline(k) if p not in cmd]
+        cmd += [p for p in variant_cmdline(k) if p.split("=", 1)[0] not in keys and p not in cmd]
     env = dict(os.environ, LUO_VM_RETRY="1", LUO_VM_VFIO="1" if r["machine"] == "vfio" else "0")
     p = subprocess.run([os.path.join(REPO, "scripts", "run-vm.sh"), kernel(v), initrd(r), serial,
                         str(r["timeout"]), r["memory"], " ".join(cmd)], env=env)
@@ -356,7 +363,7 @@ def judge_vm(r):
         args = [listfile]
     elif mode == "canary":
         with open(listfile, "w") as f:
-            f.write("warn_triggered\n")
+            f.write("%s_triggered\n" % r["canary"])
         args = [listfile]
     elif mode == "kselftest":
         args = [os.path.join(SRC, "tools", "testing", "selftests", "liveupdate", r["program"] + ".c")]
@@ -365,8 +372,13 @@ def judge_vm(r):
     elif mode == "kunit":
         args = kunit_sources(r["variant"])
     elif mode == "panic":
-        case_list(dict(r, list_args=[], stages=1), listfile)
-        args = ["next_kernel_panics", r.get("panic", []), listfile]
+        # Stage 1's cases must pass before the next kernel panics.
+        case_list(r, listfile)
+        with open(listfile) as f:
+            s1 = [c for c in f.read().split() if c.startswith("s1_")]
+        with open(listfile, "w") as f:
+            f.write("\n".join(s1) + "\n")
+        args = ["next_kernel_panics", r["panic"], listfile]
     else:
         die("unknown mode %s" % mode)
     rc = boot(r, serial)
@@ -384,17 +396,26 @@ def judge_vm(r):
         res = [(c, (why + " " if why else "") + "(VM timed out after %ds)" % r["timeout"])
                for c, why in res]
     if mode == "canary":
-        res = canary_verdict(res)
+        res = canary_verdict(r["canary"], res)
     return res, notes, serial
 
 
-def canary_verdict(res):
-    """The canary run printed a WARN on purpose: the verdict must have failed it."""
+# What the verdict must say of each canary's run (guest/init.c canary()).
+CANARY = {
+    "warn": "WARNING:",
+    "hung": "blocked for more than",
+    "lockup": "BUG: soft lockup",
+}
+
+
+def canary_verdict(kind, res):
+    """The canary made the kernel report a problem: the verdict must fail the run on it."""
     whys = [why or "" for _, why in res]
-    if any("WARNING:" in w for w in whys):
-        return [("warn_detected", None)]
-    return [("warn_detected", "the verdict did not fail a run that printed a WARN: %s" %
-             ("; ".join(w for w in whys if w) or "every case passed"))]
+    case = kind + "_detected"
+    if any(CANARY[kind] in w for w in whys):
+        return [(case, None)]
+    return [(case, "the verdict did not fail the run on '%s': %s" %
+             (CANARY[kind], "; ".join(w for w in whys if w) or "every case passed"))]
 
 
 HOST_STEPS = [
@@ -553,6 +574,15 @@ def cmd_list(args):
         print(r["id"], r["count"])
 
 
+def program_label(p):
+    return {"none": "(KUnit, at boot)", "host": "(on the host)"}.get(p, "`%s`" % p)
+
+
+def entry_doc(r):
+    """The doc of a run as the manifest writes it (corruptN: one per mode)."""
+    return "{n}" if r["suite"].startswith("corrupt") else r["doc"]
+
+
 def doc_table():
     """Markdown table of the suites: one row per suite and its variants."""
     rows = {}
@@ -561,7 +591,7 @@ def doc_table():
         key = r["prefix"].split(":", 1)[1] if r["variant"] else r["prefix"]
         key = re.sub(r"^corrupt\d+$", "corruptN", key)
         if key not in rows:
-            rows[key] = {"variants": [], "programs": [], "count": {}, "doc": r["doc"]}
+            rows[key] = {"variants": [], "programs": [], "count": {}, "docs": []}
             order.append(key)
         row = rows[key]
         where = r["variant"] or "%s → %s" % (r["from"], r["to"])
@@ -569,15 +599,17 @@ def doc_table():
             row["variants"].append(where)
         if r["program"] not in row["programs"]:
             row["programs"].append(r["program"])
+        if r["doc"] not in row["docs"] and "{n}" not in entry_doc(r):
+            row["docs"].append(r["doc"])
         row["count"][where] = row["count"].get(where, 0) + r["count"]
     out = ["| suite | program | variants (cases) | what it tests |", "|---|---|---|---|"]
     for key in order:
         row = rows[key]
-        doc = row["doc"].replace("corrupt handover mode {n}", "corrupt handover modes")
+        doc = "; ".join(row["docs"])
         if key == "corruptN":
             doc = "deliberately corrupted handovers (luo.corrupt=N): the next kernel boots and keeps what validates"
         out.append("| `%s` | %s | %s | %s |" % (
-            key, ", ".join("`%s`" % p for p in row["programs"]),
+            key, ", ".join(program_label(p) for p in row["programs"]),
             ", ".join("%s (%d)" % (w, row["count"][w]) for w in row["variants"]), doc))
     return "\n".join(out)
 

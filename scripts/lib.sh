@@ -50,6 +50,7 @@ has_rust_memfd() {
 # (drivers/vfio/pci/vfio_pci_luo_rs.rs, CONFIG_VFIO_PCI_LIVEUPDATE_RUST)?
 has_vfio_rust() {
 	# shellcheck disable=SC2086
+	# shellcheck disable=SC2046 # one word per fragment path
 	fragment_options $(variant_fragments "$1") | grep -qx 'CONFIG_VFIO_PCI_LIVEUPDATE_RUST=y'
 }
 # fragment_options FRAGMENT...: the options the fragments set, each option's
@@ -148,10 +149,10 @@ bench_guest() {
 }
 
 kmake() {
-	local variant=$1 extra=()
+	local variant=$1 llvm_args=()
 	shift
 	toolchain_env "$variant"
-	if is_llvm "$variant"; then extra+=(LLVM="$LLVM_SUFFIX"); fi
+	if is_llvm "$variant"; then llvm_args+=(LLVM="$LLVM_SUFFIX"); fi
 	make -s -C "$SRC" O="$(obj_dir "$variant")" ARCH=x86_64 -j"$JOBS" \
-		RUSTC=rustc BINDGEN=bindgen "${extra[@]}" "$@"
+		RUSTC=rustc BINDGEN=bindgen "${llvm_args[@]}" "$@"
 }

@@ -18,6 +18,8 @@
 #   lint:cargo-fmt     cargo fmt --check in tools/liveupdate
 #   lint:cargo-clippy  cargo clippy --all-targets -- -D warnings in
 #                      tools/liveupdate
+#   lint:suites-doc    the table of suites in scripts/README.md is the one
+#                      scripts/harness.py doc generates from scripts/suites.toml
 # Each prints "ok lint:NAME" or "not ok lint:NAME # reason" followed by its
 # first findings as "#   " lines; the last line is "N passed, M failed".
 # Exit status 1 if any check failed. Full output: $LOGS/lint/NAME.log.
@@ -25,7 +27,7 @@
 # Usage: lint.sh [CHECK...]   (default: all of them, in the order above)
 . "$(dirname "$0")/lib.sh"
 
-CHECKS="rustfmtcheck clippy checkpatch shellcheck cargo-fmt cargo-clippy"
+CHECKS="rustfmtcheck clippy checkpatch shellcheck cargo-fmt cargo-clippy suites-doc"
 LINT_OBJ=$(obj_dir lint)
 LINT_BASE=rust
 WS=$REPO/tools/liveupdate
@@ -177,7 +179,7 @@ lint_checkpatch() {
 }
 
 # lint:shellcheck runs at the default severity (style). The scripts are
-# bash (lib.sh and luod-suites.sh are sourced, so they have no #! line:
+# bash (lib.sh is sourced, so they have no #! line:
 # -s bash), and follow lib.sh (-x, found next to them). Not reported:
 #  - SC2317 (command unreachable): shellcheck 0.9 says it of every function
 #    that only a trap or a variable calls;
@@ -223,7 +225,7 @@ lint_cargo-fmt() {
 lint_cargo-clippy() {
 	local log=$1 found
 	command -v cargo > /dev/null || { echo "cargo not found"; return 1; }
-	# The target directory of check.sh's host checks and build-agent.sh.
+	# The target directory of make check's host checks and build-agent.sh.
 	(cd "$WS" && CARGO_TARGET_DIR=$BUILD/agent/target \
 		cargo clippy --locked --all-targets -- -D warnings) > "$log" 2>&1 && return 0
 	found=$(SRC=$WS rust_findings "$log" | sed 's#^#tools/liveupdate/#')
@@ -234,6 +236,13 @@ lint_cargo-clippy() {
 		echo "$(wc -l <<< "$found") clippy or rustc warnings"
 		echo "$found"
 	fi
+	return 1
+}
+
+lint_suites-doc() {
+	local log=$1
+	"$REPO/scripts/harness.py" doc --check > "$log" 2>&1 && return 0
+	echo "scripts/README.md's table of suites is stale: run scripts/harness.py doc"
 	return 1
 }
 

@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 
 out=${1:?}; guest=${2:?}; shift 2
-# GEN_INIT_CPIO: the tool of a finished kernel build (check.sh sets it while
+# GEN_INIT_CPIO: the tool of a finished kernel build (make check sets it while
 # another variant may still be building); else the first one found.
 gen=${GEN_INIT_CPIO:-}
 [ -n "$gen" ] || for v in $VARIANTS; do

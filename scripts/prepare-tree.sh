@@ -77,4 +77,4 @@ while read -r f; do
 	fi
 done < <(sort -u "$stage/.wanted" "$SRC/.managed")
 cp "$stage/.wanted" "$SRC/.managed"
-log "tree ready: $(wc -l < "$stage/.overlay") overlay files, $(ls "$REPO"/patches/*.patch 2>/dev/null | wc -l) patches, $changed updated"
+log "tree ready: $(wc -l < "$stage/.overlay") overlay files, $(find "$REPO/patches" -maxdepth 1 -name '*.patch' | wc -l) patches, $changed updated"

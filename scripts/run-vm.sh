@@ -40,6 +40,7 @@ if [ -n "${LUO_VM_PLUGIN:-}" ]; then
 	smp=1
 fi
 if [ "${LUO_VM_VFIO:-0}" = 1 ]; then
+	# shellcheck disable=SC2054 # the commas are QEMU's option syntax
 	accel+=(-M q35 -device intel-iommu -device edu,addr=02.0 -device edu,addr=03.0 -device edu,addr=04.0 -device edu,addr=05.0)
 	extra="intel_iommu=on $extra"
 fi
@@ -54,11 +55,13 @@ run() {
 		-append "console=ttyS0 panic=-1 oops=panic hung_task_panic=1 softlockup_panic=1 no_timer_check tsc=nowatchdog liveupdate=on $extra" </dev/null
 }
 # LUO_VM_RETRY=1 (make check): a VM that times out runs once more, and the
-# retry decides. Added for the early-boot deadlock above before it was
-# understood; kept as a safety net for any other hang of the emulator. The
-# retry is never silent: it is said on stderr, the first serial log is kept as
-# $serial.timeout, and check.sh reports a "# retried" line for it. A test
-# that hangs every time still times out.
+# retry's log is judged. Added for the early-boot deadlock above before it
+# was understood. The retry is never silent: it is said on stderr and the
+# first serial log is kept as $serial.timeout, which scripts/verdict.py
+# judges too: a kernel report in it fails the case, and a timeout that does
+# not match the early-boot clocksource stall above is a failing
+# "flaky-timeout" case (scripts/harness.py). A test that hangs every time
+# still times out.
 rc=0
 run || rc=$?
 if { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && [ "${LUO_VM_RETRY:-0}" = 1 ]; then
