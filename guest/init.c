@@ -10,9 +10,10 @@
  *   luo.test=canary   the harness's canary: make the kernel report a problem
  *                     on purpose (LKDTM), which the verdict must fail;
  *                     luo.canary=warn (a WARN, the default), hung (a task
- *                     blocked in D state: the hung-task detector) or lockup
+ *                     blocked in D state: the hung-task detector), lockup
  *                     (a CPU spinning with preemption off: the soft-lockup
- *                     detector)
+ *                     detector), err (a kernel message of level err) or
+ *                     luo-warn (a warning-level message with LUO's prefix)
  *
  * Tests get "-s K" when luo.stages > 1.
  *
@@ -195,8 +196,11 @@ static int write_file(const char *path, const char *text)
  * lockup: with watchdog_thresh=1 (a soft lockup after 2 s), a child spins
  * with preemption off in LKDTM's SOFTLOCKUP; the detector reports it and
  * panics (softlockup_panic=1).
- * For the last two the VM ends in the panic: the case has no result line,
+ * For these two the VM ends in the panic: the case has no result line,
  * and the report fails the run either way.
+ * err, luo-warn: a message of level err ("<3>"), or of level warning with
+ * LUO's prefix ("<4>luo: "), written to /dev/kmsg: the verdict reads the
+ * console's level prefixes (console_msg_format=syslog).
  */
 static int canary(void)
 {
@@ -208,13 +212,18 @@ static int canary(void)
 	if (!param("luo.canary", kind, sizeof(kind)))
 		strcpy(kind, "warn");
 	say("TAP version 13\n1..1\n");
-	if (!strcmp(kind, "warn")) {
-		err = write_file(direct, "WARNING\n");
+	if (!strcmp(kind, "warn") || !strcmp(kind, "err") || !strcmp(kind, "luo-warn")) {
+		if (!strcmp(kind, "warn"))
+			err = write_file(direct, "WARNING\n");
+		else if (!strcmp(kind, "err"))
+			err = write_file("/dev/kmsg", "<3>canary: a message of level err\n");
+		else
+			err = write_file("/dev/kmsg", "<4>luo: canary: a warning of LUO\n");
 		if (err) {
-			say("not ok 1 warn_triggered # LKDTM WARNING: errno %d\n", -err);
+			say("not ok 1 %s_triggered # write failed: errno %d\n", kind, -err);
 			return 1;
 		}
-		say("ok 1 warn_triggered\n");
+		say("ok 1 %s_triggered\n", kind);
 		return 0;
 	}
 	if (!strcmp(kind, "hung"))

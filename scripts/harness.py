@@ -11,7 +11,7 @@
   harness.py summary       the selected runs' results in manifest order, the
                            case counts, and "N passed, M failed"
   harness.py doc [--check] the table of suites in scripts/README.md
-  harness.py list          the selected runs, one ID a line
+  harness.py list          every run of the manifest: its ID and case count
 
 Every run is one boot chain (or host command) and reports one line per case:
 "ok PREFIX:case" or "not ok PREFIX:case # why", PREFIX being VARIANT:SUITE
@@ -199,6 +199,43 @@ def initrd(r):
     return os.path.join(guest(r["kernels"][0]), kind + ".cpio")
 
 
+def crate_files():
+    """The files of tools/liveupdate that git knows: the host checks' inputs."""
+    out = subprocess.run(["git", "-C", REPO, "ls-files", "tools/liveupdate"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    return [os.path.join(REPO, f) for f in out if os.path.exists(os.path.join(REPO, f))]
+
+
+def harness_hash():
+    """The harness files a run's verdict depends on: a change reruns every run."""
+    h = hashlib.sha256()
+    for f in ("scripts/harness.py", "scripts/verdict.py", "scripts/run-vm.sh", "scripts/lib.sh",
+              "scripts/mkinitramfs.sh", "guest/init.c"):
+        with open(os.path.join(REPO, f), "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()
+
+
+def run_deps(r):
+    """The files a run's result depends on (its make prerequisites)."""
+    deps = [os.path.join(SPECS, r["id"] + ".json")]
+    if r["mode"] == "host":
+        if r["suite"] == "verdict":
+            deps.append(os.path.join(REPO, "scripts", "verdict.py"))
+            tdir = os.path.join(REPO, "scripts", "tests")
+            for root, _, files in os.walk(tdir):
+                deps += [os.path.join(root, f) for f in files if "__pycache__" not in root]
+        else:
+            deps += [os.path.join(STAMPS, k) for k in r["kernels"]]
+            deps += crate_files()
+    elif r["mode"] == "compare":
+        deps += [os.path.join(RESULTS, x + ".txt") for x in r["compare"]]
+    else:
+        deps += [os.path.join(STAMPS, k) for k in r["kernels"]]
+        deps.append(initrd(r))
+    return deps
+
+
 def make_schedule(sel, variants):
     """A makefile: per-variant build stamps, initramfs files, one target per run.
 
@@ -215,28 +252,17 @@ def make_schedule(sel, variants):
                     key=BUILD_ORDER.index)
     results = []
     cpios = {}
-    # Runs first in the order the slots should take them: the longest ones
-    # of each kernel early (make starts ready prerequisites in order).
+    hh = harness_hash()
+    # make starts ready prerequisites of "all" in this order (the manifest's).
     for r in sel:
         res = os.path.join(RESULTS, r["id"] + ".txt")
         spec = os.path.join(SPECS, r["id"] + ".json")
-        write_if_changed(spec, json.dumps(r, sort_keys=True, indent=1) + "\n")
-        deps = [spec]
-        if r["mode"] == "host":
-            if r["suite"] == "verdict":
-                deps += [os.path.join(REPO, "scripts", "verdict.py")]
-                tdir = os.path.join(REPO, "scripts", "tests")
-                for root, _, files in os.walk(tdir):
-                    deps += [os.path.join(root, f) for f in files if "__pycache__" not in root]
-            else:
-                deps += [os.path.join(STAMPS, k) for k in r["kernels"]]
-        elif r["mode"] == "compare":
-            deps += [os.path.join(RESULTS, x + ".txt") for x in r["compare"]]
-        else:
-            deps += [os.path.join(STAMPS, k) for k in r["kernels"]]
-            cp = initrd(r)
-            deps.append(cp)
-            cpios[cp] = r
+        body = {k: v for k, v in r.items() if k != "doc"}
+        body["harness"] = hh
+        write_if_changed(spec, json.dumps(body, sort_keys=True, indent=1) + "\n")
+        deps = run_deps(r)
+        if r["mode"] not in ("host", "compare"):
+            cpios[initrd(r)] = r
         results.append(res)
         out.append("%s: %s" % (res, " ".join(deps)))
         out.append("\t@%s run %s" % (py, q(r["id"])))
@@ -248,8 +274,9 @@ def make_schedule(sel, variants):
         nexts = {"single": [], "kexec": [kernel(r["kernels"][0])],
                  "chain": [kernel(r["kernels"][0])] * 2, "to": [kernel(r["to"])] if r["to"] else []}[kind]
         out.append("%s: %s" % (cp, " ".join(os.path.join(STAMPS, k) for k in r["kernels"])))
-        out.append("\t@GEN_INIT_CPIO=%s %s/scripts/mkinitramfs.sh %s %s %s" %
-                   (q(gen), q(REPO), q(cp), q(g), " ".join(q(n) for n in nexts)))
+        have = " && ".join("[ -f %s ]" % q(os.path.join(STAMPS, k)) for k in r["kernels"])
+        out.append("\t@rm -f %s; if %s; then GEN_INIT_CPIO=%s %s/scripts/mkinitramfs.sh %s %s %s; fi" %
+                   (q(cp), have, q(gen), q(REPO), q(cp), q(g), " ".join(q(n) for n in nexts)))
     out.append("")
     prev = None
     for v in needed:
@@ -258,12 +285,15 @@ def make_schedule(sel, variants):
         order = (" | " + os.path.join(STAMPS, prev)) if prev else ""
         out.append("%s: FORCE%s" % (st, order))
         # The kernel's own make must not see this make's flags (-O, -k, ...).
-        out.append("\t@mkdir -p %s && echo '==> building %s (log: %s)' && "
-                   "if env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS sh -c '%s/scripts/build-kernel.sh %s && "
-                   "%s/scripts/build-guest.sh %s && %s/scripts/build-agent.sh %s/tests' > %s 2>&1; "
-                   "then %s stamp %s; else tail -n 30 %s; echo 'not ok %s:build # see %s'; exit 1; fi"
-                   % (q(LOGS), v, q(log), REPO, v, REPO, v, REPO, guest(v), q(log),
-                      py, v, q(log), v, q(log)))
+        # A failed build removes the stamp and ends well, so that the next
+        # variant still builds; its runs then report the failure (cmd_run).
+        steps = " && ".join(shlex.join([os.path.join(REPO, "scripts", s), a]) for s, a in
+                            (("build-kernel.sh", v), ("build-guest.sh", v),
+                             ("build-agent.sh", os.path.join(guest(v), "tests"))))
+        out.append("\t@mkdir -p %s %s && echo '==> building %s (log: %s)' && "
+                   "if env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS sh -c %s > %s 2>&1; "
+                   "then %s stamp %s; else rm -f %s; tail -n 30 %s; fi"
+                   % (q(LOGS), q(STAMPS), v, q(log), q(steps), q(log), py, v, q(st), q(log)))
         prev = v
     out.append("")
     out.insert(5, "all: " + " ".join(results))
@@ -291,9 +321,10 @@ def cmd_gen_make(args):
 def cmd_stamp(args):
     """What the variant's kernel and guest programs are: sizes and mtimes."""
     v = args.variant
-    files = [kernel(v)]
-    for root, _, names in os.walk(guest(v)):
-        files += [os.path.join(root, n) for n in names if not n.endswith((".cpio", ".list", ".tmp", ".inner"))]
+    # What goes into the initramfs: init and tests/ (not the objects in obj/).
+    files = [kernel(v), os.path.join(guest(v), "init")]
+    tests = os.path.join(guest(v), "tests")
+    files += [os.path.join(tests, n) for n in os.listdir(tests) if not n.endswith(".tmp")]
     h = hashlib.sha256()
     for p in sorted(files):
         st = os.stat(p)
@@ -401,11 +432,14 @@ def judge_vm(r):
     return res, notes, serial
 
 
-# What the verdict must say of each canary's run (guest/init.c canary()).
+# What the verdict must say of each canary's run (guest/init.c canary()):
+# a kernel problem ("kernel: ..." in a case's reason) with this text.
 CANARY = {
     "warn": "WARNING:",
     "hung": "blocked for more than",
     "lockup": "BUG: soft lockup",
+    "err": "LUO-KMSG-ERR: [",
+    "luo-warn": "LUO-KMSG-WARN: [",
 }
 
 
@@ -413,12 +447,14 @@ def canary_verdict(kind, res):
     """The canary made the kernel report a problem: the verdict must fail the run on it."""
     whys = [why or "" for _, why in res]
     case = kind + "_detected"
-    if any(CANARY[kind] in w for w in whys):
+    if any(w.startswith("kernel: ") and CANARY[kind] in w for w in whys):
         return [(case, None)]
     return [(case, "the verdict did not fail the run on '%s': %s" %
              (CANARY[kind], "; ".join(w for w in whys if w) or "every case passed"))]
 
 
+# A host step that takes longer has hung (a cold cargo build takes minutes).
+HOST_TIMEOUT = 1800
 HOST_STEPS = [
     ("test", "cargo test --locked", {}),
     ("test-no-kernel", "cargo test --locked -p liveupdate",
@@ -458,8 +494,13 @@ def judge_host(r):
                 env[k] = val
         log = os.path.join(LOGS, "host", name + ".log")
         with open(log, "w") as f:
-            p = subprocess.run(cmd.split(), cwd=ws, env=env, stdout=f, stderr=subprocess.STDOUT)
-        res.append((name, None if p.returncode == 0 else "see " + log))
+            try:
+                p = subprocess.run(cmd.split(), cwd=ws, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                   timeout=HOST_TIMEOUT)
+                why = None if p.returncode == 0 else "exit %d, see %s" % (p.returncode, log)
+            except subprocess.TimeoutExpired:
+                why = "timed out after %ds, see %s" % (HOST_TIMEOUT, log)
+        res.append((name, why))
     return res, [], os.path.join(LOGS, "host")
 
 
@@ -504,8 +545,12 @@ def cmd_run(args):
     r = by_id(args.id)
     res_path = os.path.join(RESULTS, r["id"] + ".txt")
     os.makedirs(os.path.dirname(res_path), exist_ok=True)
+    missing = [k for k in r["kernels"] if not os.path.exists(os.path.join(STAMPS, k))]
     try:
-        if r["mode"] == "host":
+        if missing and r["mode"] != "compare":
+            log = " ".join(os.path.join(LOGS, "build-%s.log" % k) for k in missing)
+            res, notes = [("(build)", "the %s kernel or guest programs did not build" % " and ".join(missing))], []
+        elif r["mode"] == "host":
             res, notes, log = judge_host(r)
         elif r["mode"] == "compare":
             res, notes, log = judge_compare(r)
@@ -533,6 +578,18 @@ def cmd_run(args):
 
 # --- the summary -------------------------------------------------------------
 
+def stale_dep(r, result):
+    """A prerequisite of the run that is missing or newer than its result."""
+    t = os.stat(result).st_mtime_ns
+    for d in run_deps(r):
+        try:
+            if os.stat(d).st_mtime_ns > t:
+                return "%s is newer than the result" % d
+        except FileNotFoundError:
+            return "%s is missing" % d
+    return None
+
+
 def cmd_summary(args):
     try:
         with open(SELECTION) as f:
@@ -541,8 +598,10 @@ def cmd_summary(args):
         die("no selection: run gen-make first")
     runs = {r["id"]: r for r in load_runs()}
     lines = []
+    failed_paths = []
     for rid in selection["ids"]:
         r = runs.get(rid)
+        prefix = r["prefix"] if r else rid
         path = os.path.join(RESULTS, rid + ".txt")
         try:
             with open(path) as f:
@@ -550,11 +609,22 @@ def cmd_summary(args):
         except FileNotFoundError:
             blame = " ".join("build-%s.log" % k for k in (r["kernels"] if r else []))
             got = ["not ok %s:(run) # no result: the run did not happen (see %s in %s)"
-                   % (r["prefix"] if r else rid, blame or "the output above", LOGS)]
+                   % (prefix, blame or "the output above", LOGS)]
+        if not got:
+            got = ["not ok %s:(run) # its result file %s has no case" % (prefix, path)]
+        # A result counts only if the run ran after everything it depends on
+        # (make -k skips a run whose prerequisite failed, and leaves an old
+        # result file in place).
+        elif r and os.path.exists(path) and all(x.startswith("ok ") for x in got):
+            stale = stale_dep(r, path)
+            if stale:
+                got.append("not ok %s:(stale) # %s: the run did not run after it changed" % (prefix, stale))
         lines += got
         if any(x.startswith("not ok") for x in got) and os.path.exists(path):
-            # Failed runs run again next time, whatever changed or not.
-            os.replace(path, path + ".failed")
+            failed_paths.append(path)
+    # Failed runs run again next time, whatever changed or not.
+    for path in failed_paths:
+        os.replace(path, path + ".failed")
     with open(os.path.join(BUILD, "results.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     if args.make_status and not any(x.startswith("not ok") for x in lines):
@@ -589,13 +659,15 @@ def doc_table():
     rows = {}
     order = []
     for r in load_runs():
-        key = r["prefix"].split(":", 1)[1] if r["variant"] else r["prefix"]
+        key = r["prefix"].split(":", 1)[1] if r["variant"] and r["mode"] != "compare" else r["prefix"]
         key = re.sub(r"^corrupt\d+$", "corruptN", key)
         if key not in rows:
             rows[key] = {"variants": [], "programs": [], "count": {}, "docs": []}
             order.append(key)
         row = rows[key]
-        where = "host" if r["mode"] == "host" else r["variant"] or "%s → %s" % (r["from"], r["to"])
+        where = ("host" if r["mode"] == "host" else
+                 "c and rust" if r["mode"] == "compare" else
+                 r["variant"] or "%s → %s" % (r["from"], r["to"]))
         if where not in row["variants"]:
             row["variants"].append(where)
         if r["program"] not in row["programs"]:
