@@ -162,8 +162,12 @@ def select(runs, variants, suites, quick=False):
             continue
         if quick and not (r["mode"] in ("kunit", "canary", "host") or r["stages"] == 1):
             continue
-        if r["mode"] == "compare" and any(x.split("/")[0] not in variants for x in r["compare"]):
-            continue
+        if r["mode"] == "compare":
+            if any(x.split("/")[0] not in variants for x in r["compare"]):
+                continue
+            # The runs it compares come with it.
+            have = {x["id"] for x in out}
+            out += [x for x in runs if x["id"] in r["compare"] and x["id"] not in have]
         out.append(r)
     return out
 
