@@ -437,12 +437,15 @@ def judge_vm(r):
 
 
 # What the verdict must say of each canary's run (guest/init.c canary()):
-# a kernel problem ("kernel: ..." in a case's reason) with this text.
+# a kernel problem ("kernel: ..." in a case's reason) with this text. A
+# message of level err reaches the verdict twice, through the console's
+# level prefix and through init's kmsg monitor, in either order: either one
+# will do. A LUO warning reaches it through the console only ("[time]").
 CANARY = {
     "warn": "WARNING:",
     "hung": "blocked for more than",
     "lockup": "BUG: soft lockup",
-    "err": "LUO-KMSG-ERR: [",
+    "err": "LUO-KMSG-ERR: ",
     "luo-warn": "LUO-KMSG-WARN: [",
 }
 
