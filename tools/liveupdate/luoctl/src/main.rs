@@ -11,11 +11,17 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod check_image;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use liveupdate::{kexec, Device, Error, IncomingSession};
-use luod::client::{Client, DEFAULT_SOCKET};
-use luod::proto::{display_name, json_string, Entry, HandOver, StatusInfo};
+use luod_client::proto::display_name;
+use luod_client::{
+    Client, ClientError, Entry, HandOver, Keeper, StatusInfo, DEFAULT_SOCKET, KEXEC_DROP_INCOMING,
+    KEXEC_UNVERIFIED, REBOOT_FORCE,
+};
 use rustix::fs::{memfd_create, MemfdFlags};
+use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -86,6 +92,24 @@ enum Cmd {
     /// Load a kernel with kexec_file_load and reboot into it; open sessions
     /// are handed over.
     Kexec(KexecArgs),
+    /// Ask luod to kexec into the loaded kernel: it tells its subscribers
+    /// (VMMs quiesce and acknowledge) first (needs luod and CAP_SYS_BOOT).
+    Reboot(RebootArgs),
+    /// Tell whether a kernel image reads what a live update hands over (its
+    /// table of handover formats): exit 0 if it does, 1 if it does not or
+    /// has no table, 2 if it cannot be read.
+    CheckImage(check_image::CheckImageArgs),
+}
+
+#[derive(Args, Debug)]
+struct RebootArgs {
+    /// How long luod waits for its subscribers' acknowledgements.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    timeout_ms: u32,
+
+    /// Kexec even if a subscriber did not acknowledge in time.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -182,6 +206,16 @@ struct KexecArgs {
     /// Unload the loaded kernel.
     #[arg(long, conflicts_with_all = ["kernel", "initrd", "cmdline", "reuse_cmdline", "append"])]
     unload: bool,
+
+    /// Through luod: load even though incoming sessions are not finished
+    /// (the kexec drops them).
+    #[arg(long, conflicts_with_all = ["exec", "unload"])]
+    drop_incoming: bool,
+
+    /// Through luod: load a kernel whose support for the preserved files
+    /// cannot be verified.
+    #[arg(long, conflicts_with_all = ["exec", "unload"])]
+    unverified: bool,
 }
 
 /// `TOKEN=PATH`.
@@ -240,8 +274,8 @@ fn ctx<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> 
     move |e| Failure(format!("{what}: {e}"))
 }
 
-impl From<luod::client::ClientError> for Failure {
-    fn from(e: luod::client::ClientError) -> Self {
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
         Failure(e.to_string())
     }
 }
@@ -323,31 +357,41 @@ fn probe_device(path: &Path) -> DevState {
     }
 }
 
+/// Whether a kernel command line turns LUO on (the last `liveupdate=`
+/// wins, as in the kernel).
+fn liveupdate_on(cmdline: &str) -> bool {
+    cmdline
+        .split_ascii_whitespace()
+        .rev()
+        .find_map(|w| w.strip_prefix("liveupdate="))
+        .is_some_and(|v| matches!(v, "on" | "1" | "y" | "Y" | "yes" | "true"))
+}
+
 fn cmdline_has_liveupdate() -> bool {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    luod::server::liveupdate_on(&cmdline)
+    liveupdate_on(&cmdline)
 }
 
-fn status_json(s: &StatusInfo) -> String {
-    format!(
-        "{{\"via\":\"luod\",\"protocol\":{},\"usable\":{},\"device_error\":{},\"handed_over\":{},\
-         \"live_update_number\":{},\"outgoing\":{},\"incoming\":{},\"retrieved\":{}}}",
-        s.version,
-        s.device_ok,
-        json_string(&s.device_error),
-        s.handed_over.map_or("null".to_string(), |b| b.to_string()),
-        s.live_update_number.map_or("null".to_string(), |n| n.to_string()),
-        handover_json(&s.outgoing),
-        s.incoming,
-        s.retrieved
-    )
+fn status_json(s: &StatusInfo) -> Value {
+    json!({
+        "via": "luod",
+        "protocol": s.version,
+        "usable": s.device_ok,
+        "device_error": s.device_error,
+        "handed_over": s.handed_over,
+        "live_update_number": s.live_update_number,
+        "outgoing": handover_json(&s.outgoing),
+        "incoming": s.incoming,
+        "retrieved": s.retrieved,
+        "keeper": s.keeper.as_str(),
+        "kexec_loaded": s.kexec_loaded,
+        "uid": s.uid,
+        "subscribers": s.subscribers,
+    })
 }
 
-fn handover_json(h: &HandOver) -> String {
-    format!(
-        "{{\"sessions\":{},\"files\":{},\"bytes\":{},\"dropped_incoming\":{}}}",
-        h.sessions, h.files, h.bytes, h.dropped
-    )
+fn handover_json(h: &HandOver) -> Value {
+    json!({"sessions": h.sessions, "files": h.files, "bytes": h.bytes, "dropped_incoming": h.dropped})
 }
 
 fn status(cli: &Cli, path: &Path) -> Result<(), Failure> {
@@ -377,6 +421,19 @@ fn status(cli: &Cli, path: &Path) -> Result<(), Failure> {
                 s.incoming,
                 s.retrieved
             );
+            match s.keeper {
+                Keeper::None => println!(
+                    "warning: luod runs with neither a holder process nor systemd's fd store: its \
+                     sessions die with it"
+                ),
+                k => println!("sessions survive a luod restart (kept by: {})", k.as_str()),
+            }
+            println!(
+                "next kernel: {}; subscribers to kexec events: {}; you are uid {}",
+                if s.kexec_loaded { "loaded" } else { "not loaded" },
+                s.subscribers,
+                s.uid
+            );
         }
         return if s.device_ok { Ok(()) } else { Err(Failure("LUO is not usable".into())) };
     }
@@ -389,11 +446,14 @@ fn status(cli: &Cli, path: &Path) -> Result<(), Failure> {
             DevState::NotLuo(w) => ("not-luo", w.clone()),
             DevState::Unusable(w) => ("not-usable", w.clone()),
         };
-        println!(
-            "{{\"via\":\"device\",\"device\":{},\"state\":\"{st}\",\"reason\":{},\"cmdline_liveupdate_on\":{on}}}",
-            json_string(&path.display().to_string()),
-            json_string(&why)
-        );
+        let v = json!({
+            "via": "device",
+            "device": path.display().to_string(),
+            "state": st,
+            "reason": why,
+            "cmdline_liveupdate_on": on,
+        });
+        println!("{v}");
     } else {
         match &state {
             DevState::Available => println!("{}: available", path.display()),
@@ -413,15 +473,14 @@ fn status(cli: &Cli, path: &Path) -> Result<(), Failure> {
     }
 }
 
-fn entry_json(e: &Entry) -> String {
-    format!(
-        "{{\"name\":{},\"state\":\"{}\",\"owner\":{},\"files\":{},\"bytes\":{}}}",
-        json_string(&display_name(&e.name)),
-        e.state.as_str(),
-        e.owner.map_or("null".to_string(), |o| o.to_string()),
-        e.files,
-        e.bytes
-    )
+fn entry_json(e: &Entry) -> Value {
+    json!({
+        "name": display_name(&e.name),
+        "state": e.state.as_str(),
+        "owner": e.owner,
+        "files": e.files,
+        "bytes": e.bytes,
+    })
 }
 
 fn list(cli: &Cli) -> Result<(), Failure> {
@@ -433,7 +492,7 @@ fn list(cli: &Cli) -> Result<(), Failure> {
     })?;
     let l = c.list()?;
     if cli.json {
-        println!("[{}]", l.iter().map(entry_json).collect::<Vec<_>>().join(","));
+        println!("{}", Value::Array(l.iter().map(entry_json).collect()));
         return Ok(());
     }
     println!("{:<40} {:<10} {:>7} {:>6} {:>14}", "SESSION", "STATE", "OWNER", "FILES", "BYTES");
@@ -502,13 +561,9 @@ fn create_via_luod(cli: &Cli, c: &Client, a: &CreateArgs) -> Result<(), Failure>
     }
     result?;
     if cli.json {
-        let f: Vec<String> = files.iter().map(|(t, b)| format!("{{\"token\":{t},\"bytes\":{b}}}")).collect();
-        println!(
-            "{{\"session\":{},\"via\":\"luod\",\"held\":{},\"files\":[{}]}}",
-            json_string(&a.session),
-            a.hold != HoldMode::None,
-            f.join(",")
-        );
+        let f: Vec<Value> = files.iter().map(|(t, b)| json!({"token": t, "bytes": b})).collect();
+        let v = json!({"session": a.session, "via": "luod", "held": a.hold != HoldMode::None, "files": f});
+        println!("{v}");
     } else {
         println!("created session {:?} in luod", a.session);
         for (t, b) in &files {
@@ -746,7 +801,7 @@ fn do_kexec(cli: &Cli, a: &KexecArgs) -> Result<(), Failure> {
             }
             cmdline.push_str(extra);
         }
-        if !luod::server::liveupdate_on(&cmdline) {
+        if !liveupdate_on(&cmdline) {
             return Err(Failure(format!(
                 "refusing: the new command line {cmdline:?} lacks liveupdate=on, so the next kernel would \
                  drop every session"
@@ -754,7 +809,16 @@ fn do_kexec(cli: &Cli, a: &KexecArgs) -> Result<(), Failure> {
         }
         let report = match luod_client(cli) {
             // luod checks the device, writes its manifest and loads the kernel.
-            Some(c) => Some(c.kexec_load(&kernel, initrd.as_ref().map(|f| f.as_fd()), &cmdline)?),
+            Some(c) => {
+                let mut flags = 0;
+                if a.drop_incoming {
+                    flags |= KEXEC_DROP_INCOMING;
+                }
+                if a.unverified {
+                    flags |= KEXEC_UNVERIFIED;
+                }
+                Some(c.kexec_load(&kernel, initrd.as_ref().map(|f| f.as_fd()), &cmdline, flags)?)
+            }
             None => {
                 match probe_device(Path::new(Device::PATH)) {
                     DevState::Available | DevState::Busy => {}
@@ -768,12 +832,12 @@ fn do_kexec(cli: &Cli, a: &KexecArgs) -> Result<(), Failure> {
             }
         };
         if cli.json {
-            println!(
-                "{{\"loaded\":{},\"cmdline\":{},\"handover\":{}}}",
-                json_string(&kernel_path.display().to_string()),
-                json_string(&cmdline),
-                report.as_ref().map_or("null".to_string(), handover_json)
-            );
+            let v = json!({
+                "loaded": kernel_path.display().to_string(),
+                "cmdline": cmdline,
+                "handover": report.as_ref().map(handover_json),
+            });
+            println!("{v}");
         }
         match &report {
             Some(h) => eprintln!(
@@ -819,6 +883,32 @@ fn do_kexec(cli: &Cli, a: &KexecArgs) -> Result<(), Failure> {
     }
 }
 
+fn reboot(cli: &Cli, a: &RebootArgs) -> Result<(), Failure> {
+    let c = luod_client(cli).ok_or_else(|| {
+        Failure(format!(
+            "reboot needs luod (no answer on {}); `luoctl kexec --exec` kexecs without notifying anyone",
+            cli.socket.display()
+        ))
+    })?;
+    let flags = if a.force { REBOOT_FORCE } else { 0 };
+    if !cli.json {
+        println!(
+            "asking luod to kexec into the loaded kernel (subscribers have {} ms to acknowledge{})",
+            a.timeout_ms,
+            if a.force { "; --force: kexec even without" } else { "" }
+        );
+        let _ = io::stdout().flush();
+    }
+    c.reboot(a.timeout_ms, flags)?;
+    // Success is normally never seen: the machine kexecs first.
+    if cli.json {
+        println!("{}", json!({"reboot": "accepted"}));
+    } else {
+        println!("luod accepted the reboot");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     liveupdate::holder::serve_if_holder();
     let cli = Cli::parse();
@@ -829,6 +919,8 @@ fn main() -> ExitCode {
         Cmd::Retrieve(a) => retrieve(&cli, a),
         Cmd::Finish { session, dev } => finish(&cli, &dev.device, session),
         Cmd::Kexec(a) => do_kexec(&cli, a),
+        Cmd::Reboot(a) => reboot(&cli, a),
+        Cmd::CheckImage(a) => return check_image::run(a, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -903,6 +995,52 @@ mod tests {
         assert!(Cli::try_parse_from(["luoctl", "kexec", "--exec", "--kernel", "k"]).is_err());
         assert!(
             Cli::try_parse_from(["luoctl", "kexec", "-k", "k", "--cmdline", "a", "--reuse-cmdline"]).is_err()
+        );
+        let cli =
+            Cli::try_parse_from(["luoctl", "kexec", "-k", "k", "--drop-incoming", "--unverified"]).unwrap();
+        let Cmd::Kexec(a) = cli.cmd else { panic!() };
+        assert!(a.drop_incoming && a.unverified);
+        assert!(Cli::try_parse_from(["luoctl", "kexec", "--exec", "--unverified"]).is_err());
+    }
+
+    #[test]
+    fn parses_reboot() {
+        let cli = Cli::try_parse_from(["luoctl", "reboot"]).unwrap();
+        let Cmd::Reboot(a) = cli.cmd else { panic!() };
+        assert_eq!((a.timeout_ms, a.force), (10_000, false));
+        let cli = Cli::try_parse_from(["luoctl", "reboot", "--timeout-ms", "250", "--force"]).unwrap();
+        let Cmd::Reboot(a) = cli.cmd else { panic!() };
+        assert_eq!((a.timeout_ms, a.force), (250, true));
+        assert!(Cli::try_parse_from(["luoctl", "reboot", "--timeout-ms", "-1"]).is_err());
+    }
+
+    #[test]
+    fn cmdline_check() {
+        assert!(liveupdate_on("a liveupdate=on b"));
+        assert!(liveupdate_on("liveupdate=1"));
+        assert!(!liveupdate_on("a b"));
+        assert!(!liveupdate_on("liveupdate=on liveupdate=off"));
+    }
+
+    #[test]
+    fn json_output() {
+        let s = StatusInfo { version: 2, device_error: "a \"b\"\n".into(), uid: 7, ..StatusInfo::default() };
+        let v: Value = serde_json::from_str(&status_json(&s).to_string()).unwrap();
+        assert_eq!(v["device_error"], "a \"b\"\n");
+        assert_eq!(v["handed_over"], Value::Null);
+        assert_eq!(v["keeper"], "none");
+        assert_eq!(v["uid"], 7);
+        assert_eq!(v["outgoing"]["dropped_incoming"], 0);
+        let e = Entry {
+            name: b"a\xff".to_vec(),
+            state: luod_client::State::Outgoing,
+            owner: None,
+            files: 1,
+            bytes: 2,
+        };
+        assert_eq!(
+            entry_json(&e).to_string(),
+            r#"{"bytes":2,"files":1,"name":"a\\xff","owner":null,"state":"outgoing"}"#
         );
     }
 

@@ -70,9 +70,10 @@ fn n(name: &str) -> Vec<u8> {
 }
 
 pub fn engine_start(c: &mut Ctx) -> R {
-    let policy = Policy::parse(&format!("[[grant]]\nuid = {UID_B}\nprefix = \"shared-\"\n")).map_err(s)?;
+    let policy = Policy::parse(&crate::suite_policy()).map_err(s)?;
     c.engine = Some(Engine::new(Config {
         socket: String::new(),
+        state_dir: "/tmp/luod-inproc-state".into(),
         device: liveupdate::Device::PATH.into(),
         policy,
         holder: false,
@@ -109,8 +110,9 @@ pub fn authorization(c: &mut Ctx) -> R {
     refused(c, UID_B, Request::Preserve { name: n("vm-a"), token: 9 }, vec![memfd(b"x")?], libc::EPERM)?;
     refused(c, UID_B, Request::Close { name: n("vm-a") }, vec![], libc::EPERM)?;
     refused(c, UID_A, Request::Close { name: n("vm-b") }, vec![], libc::EPERM)?;
-    let k = File::open("/proc/self/exe").map_err(s)?;
-    refused(c, UID_B, Request::KexecLoad { cmdline: "liveupdate=on".into() }, vec![k.into()], libc::EPERM)?;
+    let k = crate::junk_kernel()?;
+    let unv = luod::proto::KEXEC_UNVERIFIED;
+    refused(c, UID_B, Request::KexecLoad { cmdline: "liveupdate=on".into(), flags: unv }, vec![k], libc::EPERM)?;
     let l = list(c, UID_B)?;
     if l.len() != 1 || l[0].name != b"vm-b" {
         return Err(format!("uid {UID_B} lists {l:?}"));
@@ -119,11 +121,15 @@ pub fn authorization(c: &mut Ctx) -> R {
 }
 
 pub fn policy_grant(c: &mut Ctx) -> R {
-    ok(c, 0, Request::Create { name: n("shared-1") }, vec![])?;
-    ok(c, UID_B, Request::Preserve { name: n("shared-1"), token: 1 }, vec![memfd(b"granted")?])?;
-    refused(c, UID_A, Request::Preserve { name: n("shared-1"), token: 2 }, vec![memfd(b"x")?], libc::EPERM)?;
-    refused(c, UID_A, Request::Create { name: n("shared-a") }, vec![], libc::EPERM)?;
-    ok(c, UID_B, Request::Close { name: n("shared-1") }, vec![])?;
+    ok(c, UID_B, Request::Create { name: n("shared/1") }, vec![])?;
+    ok(c, UID_B, Request::Preserve { name: n("shared/1"), token: 1 }, vec![memfd(b"granted")?])?;
+    refused(c, UID_B, Request::Create { name: n("shared-2") }, vec![], libc::EPERM)?;
+    refused(c, UID_A, Request::Preserve { name: n("shared/1"), token: 2 }, vec![memfd(b"x")?], libc::EPERM)?;
+    refused(c, UID_A, Request::Create { name: n("shared/a") }, vec![], libc::EPERM)?;
+    if !list(c, 0)?.iter().any(|e| e.name == b"u1002/shared/1") {
+        return Err("root does not see u1002/shared/1".into());
+    }
+    ok(c, UID_B, Request::Close { name: n("shared/1") }, vec![])?;
     Ok(())
 }
 
@@ -144,9 +150,10 @@ pub fn thousand_sessions(c: &mut Ctx) -> R {
 }
 
 pub fn kexec_refusals(c: &mut Ctx) -> R {
-    let k = || File::open("/proc/self/exe").map(OwnedFd::from).map_err(s);
-    refused(c, 0, Request::KexecLoad { cmdline: "console=ttyS0".into() }, vec![k()?], libc::EINVAL)?;
-    refused(c, 0, Request::KexecLoad { cmdline: "liveupdate=on".into() }, vec![], libc::EINVAL)?;
+    let unv = luod::proto::KEXEC_UNVERIFIED;
+    let req = |cmdline: &str| Request::KexecLoad { cmdline: cmdline.into(), flags: unv };
+    refused(c, 0, req("console=ttyS0"), vec![crate::junk_kernel()?], libc::EINVAL)?;
+    refused(c, 0, req("liveupdate=on"), vec![], libc::EINVAL)?;
     Ok(())
 }
 
@@ -154,7 +161,7 @@ pub fn stage1_kexec_load(c: &mut Ctx) -> R {
     let kernel = File::open("/kernel").map_err(|e| format!("/kernel: {e}"))?;
     let initrd = File::open("/initrd.img").map_err(|e| format!("/initrd.img: {e}"))?;
     let cmdline = crate::next_cmdline()?;
-    let (r, _) = ok(c, 0, Request::KexecLoad { cmdline }, vec![kernel.into(), initrd.into()])?;
+    let (r, _) = ok(c, 0, Request::KexecLoad { cmdline, flags: 0 }, vec![kernel.into(), initrd.into()])?;
     let Reply::Kexec(h) = r else { return Err(format!("unexpected reply {r:?}")) };
     let bytes: usize = A_FILES.iter().chain(B_FILES).map(|f| f.1).sum::<usize>() + A_FILE_AFTER_RESTART.1;
     if h.sessions != 2 || h.files != 4 || h.bytes as usize != bytes {
@@ -176,7 +183,7 @@ pub fn stage2_start(c: &mut Ctx) -> R {
 
 pub fn stage2_list(c: &mut Ctx) -> R {
     let l = list(c, 0)?;
-    for (name, owner, files) in [("vm-a", UID_A, 3), ("vm-b", UID_B, 1)] {
+    for (name, owner, files) in [("u1001/vm-a", UID_A, 3), ("u1002/vm-b", UID_B, 1)] {
         let e = l.iter().find(|e| e.name == name.as_bytes()).ok_or(format!("{name} not listed: {l:?}"))?;
         if e.state != State::Incoming || e.owner != Some(owner) || e.files != files {
             return Err(format!("{name}: {e:?}"));
@@ -217,7 +224,7 @@ pub fn stage2_nothing_left(c: &mut Ctx) -> R {
     if !l.is_empty() {
         return Err(format!("left: {l:?}"));
     }
-    refused(c, 0, Request::RetrieveSession { name: n("vm-a") }, vec![], libc::ENOENT)
+    refused(c, 0, Request::RetrieveSession { name: n("u1001/vm-a") }, vec![], libc::ENOENT)
 }
 
 pub type Case = (&'static str, fn(&mut Ctx) -> R);

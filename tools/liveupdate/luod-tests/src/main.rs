@@ -1,19 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
-//! In-VM tests of luod: authorization between two uids, a policy grant,
-//! a kill -9 and restart (through the holder, and through systemd's fd
-//! store with the test playing systemd), a malformed-request fuzz, 1,000
-//! sessions, and a kexec with the data verified byte for byte in the next
-//! kernel.
+//! In-VM tests of luod: authorization between two uids, policy grants and
+//! session namespaces, a kill -9 and restart (through the holder, and
+//! through systemd's fd store with the test playing systemd), a
+//! malformed-request fuzz, 1,000 sessions, a kexec with the data verified
+//! byte for byte in the next kernel, and (`--tenants`) one case per attack
+//! of one tenant on another (see `tenants.rs`).
 //!
-//! Usage: `luod-tests [-s STAGE] [--list]`
+//! Usage: `luod-tests [-s STAGE] [--tenants] [--list [--all-stages]] [--host | --inproc] [--only CASE,...]`
 //!
 //! - no `-s`: the single-boot suite (`luod`);
 //! - `-s 1`: clients create and fill sessions through luod, luod is
 //!   restarted, then luod loads the next kernel and is left running;
 //! - `-s 2`: after the kexec, a new luod; the clients retrieve and check.
-//!
-//! - `--host`: the single-boot suite on any Linux machine, against luod
-//!   with `--fake-device` (no LUO: this tests luod's protocol,
+//! - `--tenants` (or `luod.tenants=1` on the kernel command line): the
+//!   suites `luod-tenants` (single boot) and `luod-tenants-kexec` (`-s 1|2`).
+//! - `--list --all-stages`: the cases of both stages of a kexec suite.
+//! - `--only CASE,...` (development): the first case and those named.
+//! - `--host`: the single-boot suites on any Linux machine, as root, against
+//!   luod with `--fake-device` (no LUO: this tests luod's protocol,
 //!   authorization, restart and fuzz handling, not the kernel).
 //!
 //! Output is KTAP (`ok N name` / `not ok N name # reason`), as in
@@ -31,14 +35,29 @@ use luod::client::{send_raw, Client, ClientError};
 use luod::proto::{self, Request, State};
 use rustix::fs::{memfd_create, MemfdFlags};
 
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
+mod child;
 mod inproc;
+mod tenants;
+mod wire;
+
+use child::{as_uid, fork_as, Forked};
 
 type R = Result<(), String>;
 
-/// Where luod listens and its policy file; `--host` makes them unique and
-/// runs luod with `--fake-device` (no LUO: the single-boot suite only).
+/// Where luod listens, its state directory and its policy file; `--host`
+/// makes them unique and runs luod with `--fake-device` (no LUO: the
+/// single-boot suites only).
 struct Paths {
     sock: String,
+    state: String,
     policy: String,
     host: bool,
 }
@@ -48,6 +67,7 @@ static PATHS: std::sync::OnceLock<Paths> = std::sync::OnceLock::new();
 fn paths() -> &'static Paths {
     PATHS.get_or_init(|| Paths {
         sock: "/tmp/luod.sock".into(),
+        state: "/tmp/luod-state".into(),
         policy: "/tmp/luod-policy.toml".into(),
         host: false,
     })
@@ -59,18 +79,21 @@ const A_FILES: &[(u64, usize, u64)] = &[(1, 8192, 1), (2, 100, 2)];
 const A_FILE_AFTER_RESTART: (u64, usize, u64) = (3, 5000, 3);
 const B_FILES: &[(u64, usize, u64)] = &[(1, 3000, 11)];
 
-struct Ctx {
-    luod: Option<Child>,
-    /// `--inproc`: luod's engine in this process.
-    engine: Option<luod::server::Engine>,
+/// The `luod` suites' policy: default deny; uid A may use `vm-a`, uid B
+/// `vm-b` and `shared` (and the names below them).
+fn suite_policy() -> String {
+    format!(
+        "# luod-tests\nungranted = \"deny\"\n\n[[grant]]\nuid = {UID_A}\nnames = [\"vm-a\"]\n\n\
+         [[grant]]\nuid = {UID_B}\nnames = [\"vm-b\", \"shared\"]\n"
+    )
 }
 
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(format!($($fmt)+));
-        }
-    };
+struct Ctx {
+    luod: Option<Child>,
+    /// The policy luod is started with (written at every start).
+    policy: String,
+    /// `--inproc`: luod's engine in this process.
+    engine: Option<luod::server::Engine>,
 }
 
 fn s<E: std::fmt::Display>(e: E) -> String {
@@ -96,8 +119,16 @@ fn read_all(fd: impl AsFd) -> Result<Vec<u8>, String> {
     Ok(v)
 }
 
+/// A client of luod at `sock`, whose requests give up after 30 s (a
+/// stalled luod fails the case instead of hanging the suite).
+fn connect_to(sock: &str) -> Result<Client, String> {
+    let cl = Client::connect(sock).map_err(|e| format!("connecting to {sock}: {e}"))?;
+    cl.set_timeout(Some(Duration::from_secs(30))).map_err(s)?;
+    Ok(cl)
+}
+
 fn connect() -> Result<Client, String> {
-    Client::connect(&paths().sock).map_err(s)
+    connect_to(&paths().sock)
 }
 
 /// `Err` unless `r` failed with luod's error reply `errno`.
@@ -109,71 +140,30 @@ fn refused<T>(r: Result<T, ClientError>, errno: i32, what: &str) -> R {
     }
 }
 
-/// Run `f` in a forked child with uid and gid `uid`; its result comes back
-/// over a pipe.
-fn as_uid(uid: u32, f: impl FnOnce() -> R) -> R {
-    let (rd, wr) = rustix::pipe::pipe().map_err(s)?;
-    let _ = std::io::stdout().flush();
-    // SAFETY: this test program is single-threaded (luod runs in its own
-    // process), so the child may run arbitrary code after fork.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork: {}", std::io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        drop(rd);
-        // SAFETY: plain system calls on integers.
-        let ok = unsafe {
-            libc::setgroups(0, std::ptr::null()) == 0 && libc::setgid(uid) == 0 && libc::setuid(uid) == 0
-        };
-        let r = if !ok {
-            Err(format!("setuid({uid}): {}", std::io::Error::last_os_error()))
-        } else {
-            catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(format!("panicked: {}", panic_text(&p))))
-        };
-        let msg = match &r {
-            Ok(()) => "OK".to_string(),
-            Err(e) => format!("ERR {e}"),
-        };
-        let _ = File::from(wr).write_all(msg.as_bytes());
-        // SAFETY: leave the child without running the parent's atexit or
-        // destructors.
-        unsafe { libc::_exit(0) };
-    }
-    drop(wr);
-    let mut out = String::new();
-    let _ = File::from(rd).read_to_string(&mut out);
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    match out.strip_prefix("ERR ") {
-        _ if out == "OK" => Ok(()),
-        Some(e) => Err(format!("as uid {uid}: {e}")),
-        None => Err(format!("as uid {uid}: child died (status {status:#x})")),
-    }
-}
-
 fn luod_path() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(s)?;
     Ok(exe.with_file_name("luod"))
 }
 
+/// luod on `sock` with state directory `state` and policy file `policy`,
+/// with `--fake-device` if `fake`.
+fn luod_cmd(sock: &str, state: &str, policy: &str, fake: bool) -> Command {
+    let mut cmd = Command::new(luod_path().unwrap_or_else(|_| "luod".into()));
+    cmd.args(["--socket", sock, "--state-dir", state, "--policy", policy]);
+    if fake {
+        cmd.arg("--fake-device");
+    }
+    cmd
+}
+
 fn start_luod(c: &mut Ctx) -> R {
     let p = paths();
     // Written at every start: /tmp is empty again after a kexec.
-    std::fs::write(
-        &p.policy,
-        format!(
-            "# uid {UID_B} manages the shared- sessions\n[[grant]]\nuid = {UID_B}\nprefix = \"shared-\"\n"
-        ),
-    )
-    .map_err(s)?;
-    let mut cmd = Command::new(luod_path()?);
-    cmd.args(["--socket", &p.sock, "--policy", &p.policy]);
-    if p.host {
-        cmd.arg("--fake-device");
-    }
-    let child = cmd.stdin(Stdio::null()).spawn().map_err(|e| format!("starting luod: {e}"))?;
+    std::fs::write(&p.policy, &c.policy).map_err(s)?;
+    let child = luod_cmd(&p.sock, &p.state, &p.policy, p.host)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting luod: {e}"))?;
     c.luod = Some(child);
     let t = Instant::now();
     loop {
@@ -242,7 +232,7 @@ fn other_uid_cannot_see(_: &mut Ctx) -> R {
     as_uid(UID_B, || {
         let cl = connect()?;
         let l = names(&cl.list().map_err(s)?);
-        ensure!(!l.iter().any(|n| n == "vm-a"), "uid {UID_B} sees vm-a: {l:?}");
+        ensure!(l == ["vm-b"], "uid {UID_B} sees {l:?}");
         let st = cl.status().map_err(s)?;
         ensure!(st.outgoing.sessions == 1, "status counts {} sessions for uid {UID_B}", st.outgoing.sessions);
         Ok(())
@@ -254,54 +244,92 @@ fn other_uid_cannot_see(_: &mut Ctx) -> R {
     })
 }
 
+/// Not a kernel, in a memfd open read-write: should a load get as far as
+/// `kexec_file_load`, the kernel refuses it quietly (`ETXTBSY`, the file is
+/// open for writing) rather than printing an error about its format.
+fn junk_kernel() -> Result<OwnedFd, String> {
+    memfd(&pattern(64 * 1024, 99))
+}
+
 fn other_uid_cannot_take(_: &mut Ctx) -> R {
     as_uid(UID_B, || {
         let cl = connect()?;
         let m = memfd(b"intruder")?;
-        refused(cl.preserve("vm-a", 9, &m), libc::EPERM, "preserve into vm-a")?;
-        refused(cl.close("vm-a"), libc::EPERM, "close vm-a")?;
-        refused(cl.retrieve_session("vm-a"), libc::EPERM, "retrieve vm-a")?;
-        refused(cl.retrieve_fd("vm-a", 1), libc::ENOENT, "retrieve_fd vm-a")?;
+        // Not B's names: refused whoever holds them.
+        for name in ["vm-a", "u1001/vm-a"] {
+            refused(cl.preserve(name, 9, &m), libc::EPERM, &format!("preserve into {name}"))?;
+            refused(cl.close(name), libc::EPERM, &format!("close {name}"))?;
+            refused(cl.retrieve_session(name), libc::EPERM, &format!("retrieve {name}"))?;
+            refused(cl.retrieve_fd(name, 1), libc::EPERM, &format!("retrieve_fd {name}"))?;
+        }
         refused(cl.create("luod.mine"), libc::EPERM, "create luod.*")?;
-        let k = File::open("/proc/self/exe").map_err(s)?;
-        refused(cl.kexec_load(&k, None, "liveupdate=on"), libc::EPERM, "kexec as non-root")?;
+        let k = junk_kernel()?;
+        refused(cl.kexec_load(&k, None, "liveupdate=on", proto::KEXEC_UNVERIFIED), libc::EPERM, "kexec as non-root")?;
         Ok(())
     })?;
     as_uid(UID_A, || refused(connect()?.close("vm-b"), libc::EPERM, "uid A closes vm-b"))?;
-    // Both sessions are intact.
+    // Both sessions are intact, under their owners' prefixes.
     let l = connect()?.list().map_err(s)?;
-    for (n, owner) in [("vm-a", UID_A), ("vm-b", UID_B)] {
-        let e = l.iter().find(|e| e.name == n.as_bytes()).ok_or(format!("{n} vanished"))?;
+    for (n, owner) in [("u1001/vm-a", UID_A), ("u1002/vm-b", UID_B)] {
+        let e = l.iter().find(|e| e.name == n.as_bytes()).ok_or(format!("{n} vanished: {l:?}"))?;
         ensure!(e.owner == Some(owner), "{n} owner {:?}", e.owner);
     }
     Ok(())
 }
 
-fn policy_prefix_grant(_: &mut Ctx) -> R {
-    connect()?.create("shared-1").map_err(s)?;
+/// A uid without a grant (default deny), and the overflow uid, are
+/// refused; a name too long once prefixed with `u<uid>/` gets ENAMETOOLONG.
+fn ungranted_uid_refused(_: &mut Ctx) -> R {
+    as_uid(1006, || refused(connect()?.create("x"), libc::EPERM, "create by uid 1006 (no grant)"))?;
+    as_uid(65534, || refused(connect()?.create("x"), libc::EPERM, "create by the overflow uid 65534"))?;
+    as_uid(UID_A, || {
+        let cl = connect()?;
+        // "u1001/" takes 6 of the kernel's 63 bytes.
+        let fits = format!("vm-a/{}", "n".repeat(52));
+        let long = format!("vm-a/{}", "n".repeat(53));
+        refused(cl.create(&long), libc::ENAMETOOLONG, "a 58-byte name of uid 1001")?;
+        cl.create(&fits).map_err(|e| format!("a 57-byte name of uid 1001: {e}"))?;
+        cl.close(&fits).map_err(s)
+    })
+}
+
+/// A grant covers a name and the names below it: uid B's `shared` covers
+/// `shared/1`, not `shared-2`; nobody else may use it; root sees it by its
+/// kernel name and may act on it.
+fn policy_grant(_: &mut Ctx) -> R {
     as_uid(UID_B, || {
         let cl = connect()?;
+        cl.create("shared/1").map_err(s)?;
+        cl.preserve("shared/1", 5, memfd(b"granted")?).map_err(s)?;
+        refused(cl.create("shared-2"), libc::EPERM, "uid B creates shared-2 (grant: shared)")?;
+        cl.create("shared").map_err(s)?;
+        cl.close("shared").map_err(s)?;
         let l = names(&cl.list().map_err(s)?);
-        ensure!(l.contains(&"shared-1".to_string()), "uid {UID_B} does not see shared-1: {l:?}");
-        cl.preserve("shared-1", 5, memfd(b"granted")?).map_err(s)?;
-        cl.create("shared-2").map_err(s)?;
-        cl.close("shared-2").map_err(s)?;
+        ensure!(l.contains(&"shared/1".to_string()), "uid {UID_B} does not see shared/1: {l:?}");
         Ok(())
     })?;
     as_uid(UID_A, || {
         let cl = connect()?;
         let l = names(&cl.list().map_err(s)?);
-        ensure!(!l.contains(&"shared-1".to_string()), "uid {UID_A} sees shared-1");
-        refused(cl.preserve("shared-1", 6, memfd(b"x")?), libc::EPERM, "uid A into shared-1")?;
-        refused(cl.create("shared-a"), libc::EPERM, "uid A creates a name granted to B")?;
+        ensure!(!l.iter().any(|n| n.contains("shared")), "uid {UID_A} sees {l:?}");
+        refused(cl.preserve("shared/1", 6, memfd(b"x")?), libc::EPERM, "uid A into shared/1")?;
+        refused(cl.create("shared/a"), libc::EPERM, "uid A creates a name granted to B")?;
         Ok(())
     })?;
-    connect()?.close("shared-1").map_err(s)
+    let cl = connect()?;
+    let l = names(&cl.list().map_err(s)?);
+    ensure!(l.contains(&"u1002/shared/1".to_string()), "root does not see u1002/shared/1: {l:?}");
+    cl.close("u1002/shared/1").map_err(|e| format!("root closes u1002/shared/1: {e}"))?;
+    as_uid(UID_B, || {
+        let l = names(&connect()?.list().map_err(s)?);
+        ensure!(l == ["vm-b"], "uid {UID_B} sees {l:?} after root closed shared/1");
+        Ok(())
+    })
 }
 
 fn root_sees_all(_: &mut Ctx) -> R {
     let l = names(&connect()?.list().map_err(s)?);
-    ensure!(l.contains(&"vm-a".into()) && l.contains(&"vm-b".into()), "root sees {l:?}");
+    ensure!(l.contains(&"u1001/vm-a".into()) && l.contains(&"u1002/vm-b".into()), "root sees {l:?}");
     Ok(())
 }
 
@@ -325,89 +353,76 @@ fn restart_kill9(c: &mut Ctx) -> R {
     })
 }
 
-/// A non-root process that took the holder's abstract name first gets no
-/// session fd: luod checks the holder's uid and runs without a holder.
+/// The holder's socket lives in luod's state directory: a directory that
+/// another uid made first (with a listening `holder.sock` of its own in
+/// it), or that is open to others, stops luod instead of handing session
+/// fds to whoever listens there.
 fn holder_squat_refused(_: &mut Ctx) -> R {
-    let sock = format!("{}-squat", paths().sock);
-    let name = luod::keeper::holder_name(&sock);
-    let (rd, wr) = rustix::pipe::pipe().map_err(s)?;
-    let (rd2, wr2) = rustix::pipe::pipe().map_err(s)?;
-    let _ = std::io::stdout().flush();
-    // SAFETY: single-threaded test program; the child only uses syscalls
-    // and exits with _exit.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err("fork failed".into());
-    }
-    if pid == 0 {
-        drop(rd);
-        drop(wr2);
-        // SAFETY: plain system calls.
-        let ok = unsafe { libc::setgid(UID_A) == 0 && libc::setuid(UID_A) == 0 };
-        let verdict = (|| -> Result<String, String> {
-            if !ok {
-                return Err("setuid".into());
-            }
-            let l = luod::fdpass::seqpacket().map_err(s)?;
-            rustix::net::bind(&l, &rustix::net::SocketAddrUnix::new_abstract_name(&name).map_err(s)?)
-                .map_err(s)?;
-            rustix::net::listen(&l, 4).map_err(s)?;
-            File::from(wr.try_clone().map_err(s)?).write_all(b"R").map_err(s)?;
-            let conn = rustix::net::accept(&l).map_err(s)?;
-            // Play a holder with nothing held: "LUOH", op 3 (end), no key.
-            let _ = luod::fdpass::send(&conn, b"LUOH\x03\x00\x00", &[]);
-            // Whatever luod sends until it hangs up (the parent tells us when
-            // it is done by closing its pipe end).
-            let mut got_fds = 0;
-            while let Ok(Some(p)) = luod::fdpass::recv(&conn, 1 << 16) {
-                got_fds += p.fds.len();
-            }
-            let mut b = [0u8; 1];
-            let _ = File::from(rd2).read(&mut b);
-            Ok(format!("fds {got_fds}"))
-        })();
-        let _ = File::from(wr).write_all(verdict.unwrap_or_else(|e| format!("ERR {e}")).as_bytes());
-        // SAFETY: leave the child at once.
-        unsafe { libc::_exit(0) };
-    }
-    drop(wr);
-    drop(rd2);
-    let mut rdf = File::from(rd);
-    let mut ready = [0u8; 1];
-    rdf.read_exact(&mut ready).map_err(|e| format!("squatter did not start: {e}"))?;
     let p = paths();
-    // A second luod beside the suite's own, which holds /dev/liveupdate (a
-    // single opener): this one serves fake sessions. What is tested is its
-    // handshake with the holder socket, which is the same either way.
-    let mut luod = Command::new(luod_path()?)
-        .args(["--socket", &sock, "--policy", &p.policy, "--fake-device"])
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(s)?;
-    let result = (|| -> R {
-        let t = Instant::now();
-        let cl = loop {
-            if let Ok(cl) = Client::connect(&sock) {
-                break cl;
-            }
-            ensure!(t.elapsed() < Duration::from_secs(20), "luod did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        cl.create("squat-test").map_err(s)?;
-        cl.preserve("squat-test", 1, memfd(b"secret")?).map_err(s)?;
+    let sock = format!("{}-squat", p.sock);
+    let dir = format!("{}-squat", p.state);
+    let _ = std::fs::remove_dir_all(&dir);
+    let d2 = dir.clone();
+    // The squatter's listener must outlive luod's attempt: it waits for go.
+    let mut squatter = fork_as(Some(UID_A), move |side| {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(&d2).map_err(|e| format!("mkdir {d2}: {e}"))?;
+        let l = wire::seqpacket().map_err(s)?;
+        let path = format!("{d2}/holder.sock");
+        rustix::net::bind(&l, &rustix::net::SocketAddrUnix::new(path.as_str()).map_err(s)?).map_err(s)?;
+        rustix::net::listen(&l, 4).map_err(s)?;
+        side.ready()?;
+        side.wait_go()?;
+        // Whatever luod sent: a connection would have been accepted here.
+        rustix::fs::fcntl_setfl(&l, rustix::fs::OFlags::NONBLOCK).map_err(s)?;
+        match rustix::net::accept(&l) {
+            Ok(_) => Err("luod connected to the squatter's holder.sock".into()),
+            Err(_) => Ok(()),
+        }
+    })?;
+    let r = squatter.wait_ready(Duration::from_secs(30)).and_then(|()| {
+        let mut luod = luod_cmd(&sock, &dir, &p.policy, true).stdin(Stdio::null()).spawn().map_err(s)?;
+        let st = wait_exit_status(&mut luod, Duration::from_secs(15));
+        ensure!(
+            st.as_ref().is_some_and(|st| st.code().is_some_and(|c| c != 0)),
+            "luod with a state directory of uid {UID_A}'s: {}",
+            st.map_or("still running after 15 s".to_string(), |st| st.to_string())
+        );
         Ok(())
-    })();
-    let _ = luod.kill();
-    let _ = luod.wait();
-    drop(wr2);
-    let mut out = String::new();
-    let _ = rdf.read_to_string(&mut out);
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    result?;
-    ensure!(out == "fds 0", "the squatting holder got: {out:?}");
+    });
+    let _ = squatter.go();
+    let sr = squatter.join(Duration::from_secs(30));
+    let _ = std::fs::remove_dir_all(&dir);
+    r?;
+    sr?;
+    // root's own directory, but open to others.
+    std::fs::create_dir(&dir).map_err(s)?;
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).map_err(s)?;
+    let mut luod = luod_cmd(&sock, &dir, &p.policy, true).stdin(Stdio::null()).spawn().map_err(s)?;
+    let st = wait_exit_status(&mut luod, Duration::from_secs(15));
+    let _ = std::fs::remove_dir_all(&dir);
+    ensure!(
+        st.as_ref().is_some_and(|st| st.code().is_some_and(|c| c != 0)),
+        "luod with a state directory of mode 0777: {}",
+        st.map_or("still running after 15 s".to_string(), |st| st.to_string())
+    );
     Ok(())
+}
+
+/// Wait up to `t` for `child` to exit; killed if it has not.
+fn wait_exit_status(child: &mut Child, t: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if start.elapsed() > t {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn luod_fd_count(c: &mut Ctx) -> Result<usize, String> {
@@ -430,7 +445,9 @@ fn malformed_fuzz(c: &mut Ctx) -> R {
         Request::Create { name: b"fz".to_vec() },
         Request::Preserve { name: b"fz".to_vec(), token: 1 },
         Request::RetrieveFd { name: b"fz".to_vec(), token: 1 },
-        Request::KexecLoad { cmdline: "x".into() },
+        Request::KexecLoad { cmdline: "x".into(), flags: 0 },
+        Request::Ack { seq: 1 },
+        Request::Subscribe,
     ]
     .iter()
     .map(proto::encode_request)
@@ -439,7 +456,8 @@ fn malformed_fuzz(c: &mut Ctx) -> R {
     let mut cl = connect()?;
     // A fixed corpus of bad messages, written out by hand (not judged by
     // the decoder this program shares with luod).
-    let hdr = |op: u8| vec![b'L', b'U', b'O', b'D', 1, 0, op, 0];
+    let [v0, v1] = proto::VERSION.to_le_bytes();
+    let hdr = |op: u8| vec![b'L', b'U', b'O', b'D', v0, v1, op, 0];
     let with = |mut h: Vec<u8>, tail: &[u8]| {
         h.extend_from_slice(tail);
         h
@@ -447,7 +465,8 @@ fn malformed_fuzz(c: &mut Ctx) -> R {
     let corpus: Vec<(&str, Vec<u8>)> = vec![
         ("status + trailing byte", with(hdr(1), &[0])),
         ("bad magic", vec![b'X', b'U', b'O', b'D', 1, 0, 1, 0]),
-        ("version 2", vec![b'L', b'U', b'O', b'D', 2, 0, 1, 0]),
+        ("version 1 (the old protocol)", vec![b'L', b'U', b'O', b'D', 1, 0, 1, 0]),
+        ("version 3", vec![b'L', b'U', b'O', b'D', 3, 0, 1, 0]),
         ("unknown op 0", hdr(0)),
         ("unknown op 200", hdr(200)),
         ("short header", vec![b'L', b'U', b'O']),
@@ -457,7 +476,7 @@ fn malformed_fuzz(c: &mut Ctx) -> R {
         ("create, name length past the end", with(hdr(3), &[9, 0, b'a'])),
         ("list without offset", hdr(2)),
         ("retrieve_fd without token", with(hdr(7), &[1, 0, b'a'])),
-        ("kexec, cmdline not UTF-8", with(hdr(9), &[2, 0, 0xff, 0xfe])),
+        ("kexec, cmdline not UTF-8", with(hdr(9), &[2, 0, 0xff, 0xfe, 0, 0, 0, 0])),
     ];
     for (what, msg) in &corpus {
         match send_raw(cl.socket(), msg, &[]) {
@@ -501,6 +520,10 @@ fn malformed_fuzz(c: &mut Ctx) -> R {
         // Only messages that are really bad: a mutation that still decodes
         // to a valid request (with the right fd count) is not sent.
         if let Ok(req) = proto::decode_request(&msg) {
+            // Never a reboot, whatever luod would make of its fds.
+            if matches!(req, Request::Reboot { .. }) {
+                continue;
+            }
             let ok_fds = match req {
                 Request::Preserve { .. } => nfds == 1,
                 Request::KexecLoad { .. } => (1..=2).contains(&nfds),
@@ -523,14 +546,14 @@ fn malformed_fuzz(c: &mut Ctx) -> R {
         // Now and then, a client that sends and hangs up without reading.
         if i % 100 == 99 {
             let rude = connect()?;
-            let _ = luod::fdpass::send(rude.socket(), &msg, &[]);
+            let _ = wire::send(rude.socket(), &msg, &[]);
             drop(rude);
             cl = connect()?;
         }
     }
     ensure!(sent > 1000, "only {sent} bad messages sent");
     // A zero-length packet ends the connection; luod lives on.
-    let _ = luod::fdpass::send(cl.socket(), &[], &[]);
+    let _ = wire::send(cl.socket(), &[], &[]);
     luod_alive(c)?;
     let st = connect()?.status().map_err(|e| format!("status after the fuzz: {e}"))?;
     ensure!(st.device_ok, "device lost");
@@ -561,14 +584,17 @@ fn thousand_sessions(_: &mut Ctx) -> R {
 
 fn kexec_refusals(_: &mut Ctx) -> R {
     let cl = connect()?;
-    let k = File::open("/proc/self/exe").map_err(s)?;
-    refused(cl.kexec_load(&k, None, "console=ttyS0"), libc::EINVAL, "no liveupdate=on")?;
-    refused(cl.kexec_load(&k, None, "liveupdate=on liveupdate=off"), libc::EINVAL, "liveupdate=off last")?;
+    // Unverified: the command line is what is refused, whatever the image.
+    let k = junk_kernel()?;
+    let unv = proto::KEXEC_UNVERIFIED;
+    refused(cl.kexec_load(&k, None, "console=ttyS0", unv), libc::EINVAL, "no liveupdate=on")?;
+    refused(cl.kexec_load(&k, None, "liveupdate=on liveupdate=off", unv), libc::EINVAL, "liveupdate=off last")?;
     refused(
-        cl.call(&Request::KexecLoad { cmdline: "liveupdate=on".into() }, &[]),
+        cl.call(&Request::KexecLoad { cmdline: "liveupdate=on".into(), flags: unv }, &[]),
         libc::EINVAL,
         "no kernel fd",
     )?;
+    refused(cl.kexec_load(&k, None, "liveupdate=on", 0x8000_0000), libc::EINVAL, "an unknown flag")?;
     Ok(())
 }
 
@@ -586,7 +612,8 @@ fn stage1_kexec_load(_: &mut Ctx) -> R {
     let cl = connect()?;
     let kernel = File::open("/kernel").map_err(|e| format!("/kernel: {e}"))?;
     let initrd = File::open("/initrd.img").map_err(|e| format!("/initrd.img: {e}"))?;
-    let h = cl.kexec_load(&kernel, Some(initrd.as_fd()), &next_cmdline()?).map_err(s)?;
+    // Verified: the kernel under test carries the LUO format table.
+    let h = cl.kexec_load(&kernel, Some(initrd.as_fd()), &next_cmdline()?, 0).map_err(s)?;
     let files = A_FILES.len() + 1 + B_FILES.len();
     let bytes: usize = A_FILES.iter().chain(B_FILES).map(|f| f.1).sum::<usize>() + A_FILE_AFTER_RESTART.1;
     ensure!(
@@ -609,7 +636,7 @@ fn stage2_luod_start(c: &mut Ctx) -> R {
 
 fn stage2_list_incoming(_: &mut Ctx) -> R {
     let l = connect()?.list().map_err(s)?;
-    for (n, owner, files) in [("vm-a", UID_A, A_FILES.len() + 1), ("vm-b", UID_B, B_FILES.len())] {
+    for (n, owner, files) in [("u1001/vm-a", UID_A, A_FILES.len() + 1), ("u1002/vm-b", UID_B, B_FILES.len())] {
         let e = l.iter().find(|e| e.name == n.as_bytes()).ok_or(format!("{n} not listed: {l:?}"))?;
         ensure!(
             e.state == State::Incoming && e.owner == Some(owner) && e.files as usize == files,
@@ -624,8 +651,10 @@ fn stage2_other_uid_cannot_take(_: &mut Ctx) -> R {
         let cl = connect()?;
         let l = names(&cl.list().map_err(s)?);
         ensure!(l == ["vm-b"], "uid {UID_B} sees {l:?}");
-        refused(cl.retrieve_session("vm-a"), libc::EPERM, "retrieve vm-a")?;
-        refused(cl.finish("vm-a"), libc::EPERM, "finish vm-a")?;
+        for name in ["vm-a", "u1001/vm-a"] {
+            refused(cl.retrieve_session(name), libc::EPERM, &format!("retrieve {name}"))?;
+            refused(cl.finish(name), libc::EPERM, &format!("finish {name}"))?;
+        }
         Ok(())
     })
 }
@@ -669,12 +698,20 @@ fn stage2_nothing_left(_: &mut Ctx) -> R {
     let cl = connect()?;
     let l = cl.list().map_err(s)?;
     ensure!(l.is_empty(), "left: {l:?}");
-    refused(cl.retrieve_session("vm-a"), libc::ENOENT, "vm-a again")?;
+    refused(cl.retrieve_session("u1001/vm-a"), libc::ENOENT, "u1001/vm-a again")?;
     Ok(())
 }
 
 // ---------------------------------------------------------------------------
 // systemd's part of the restart-safety protocol, played by the test.
+
+/// What luod told the stand-in, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Note {
+    Store(String),
+    Remove(String),
+    Barrier,
+}
 
 /// What systemd keeps for a `Type=notify` service with
 /// `FileDescriptorStoreMax=`: the notify socket and the fd store.
@@ -688,6 +725,8 @@ struct Systemd {
     ready: u32,
     /// Every `FDSTOREREMOVE=1` name seen.
     removed: Vec<String>,
+    /// Stores, removals and barriers, in order.
+    notes: Vec<Note>,
 }
 
 /// Do `a` and `b` refer to the same open file? `kcmp(KCMP_FILE)` as
@@ -706,6 +745,12 @@ fn same_file(a: &OwnedFd, b: &OwnedFd, same_name: bool) -> bool {
     same_name && x.st_dev == y.st_dev && x.st_ino == y.st_ino
 }
 
+/// systemd's rule for a name in the fd store (`fdname_is_valid()`):
+/// printable ASCII but `:`, at most 255 bytes.
+fn valid_fdname(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 255 && n.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b':')
+}
+
 impl Systemd {
     fn new(path: String) -> Result<Self, String> {
         use rustix::net::{AddressFamily, SocketFlags, SocketType};
@@ -719,34 +764,43 @@ impl Systemd {
         .map_err(s)?;
         rustix::net::bind(&notify, &rustix::net::SocketAddrUnix::new(path.as_str()).map_err(s)?)
             .map_err(|e| format!("binding {path}: {e}"))?;
-        Ok(Self { notify, path, store: Vec::new(), ready: 0, removed: Vec::new() })
+        Ok(Self { notify, path, store: Vec::new(), ready: 0, removed: Vec::new(), notes: Vec::new() })
     }
 
     /// Take every queued notification, as systemd's `service_notify_message()`:
     /// `FDSTORE=1` keeps the attached fds under `FDNAME` (default "stored";
     /// an fd already in the store is not added twice), `FDSTOREREMOVE=1`
-    /// closes every stored fd named `FDNAME`, other fds are closed.
+    /// closes every stored fd named `FDNAME`, `BARRIER=1` (alone, with one
+    /// fd) is answered by closing that fd, other fds are closed.
     fn drain(&mut self) -> R {
         loop {
-            let p = match luod::fdpass::recv(&self.notify, 4096) {
-                Ok(Some(p)) => p,
-                Ok(None) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(format!("notify socket: {e}")),
+            let p = match wire::recv(&self.notify, Duration::ZERO).map_err(|e| format!("notify socket: {e}"))? {
+                wire::Got::Packet(p) => p,
+                wire::Got::HangUp => continue,
+                wire::Got::Nothing => return Ok(()),
             };
-            ensure!(!p.truncated && !p.fds_truncated, "truncated notification");
             let text = String::from_utf8(p.data).map_err(|_| "notification is not UTF-8".to_string())?;
             let lines: Vec<&str> = text.split('\n').filter(|l| !l.is_empty()).collect();
             let name = lines.iter().find_map(|l| l.strip_prefix("FDNAME=")).unwrap_or("stored").to_string();
             if lines.contains(&"READY=1") {
                 self.ready += 1;
             }
+            if lines.contains(&"BARRIER=1") {
+                ensure!(
+                    lines.len() == 1 && p.fds.len() == 1,
+                    "BARRIER=1 must come alone with one fd (systemd ignores it otherwise): {text:?}, {} fds",
+                    p.fds.len()
+                );
+                self.notes.push(Note::Barrier);
+            }
             if lines.contains(&"FDSTOREREMOVE=1") {
                 self.store.retain(|(n, _)| *n != name);
                 self.removed.push(name.clone());
+                self.notes.push(Note::Remove(name.clone()));
             }
             if lines.contains(&"FDSTORE=1") {
-                ensure!(luod::notify::valid_fdname(name.as_bytes()), "invalid FDNAME {name:?}");
+                ensure!(valid_fdname(&name), "invalid FDNAME {name:?}");
+                self.notes.push(Note::Store(name.clone()));
                 for fd in p.fds {
                     if !self.store.iter().any(|(n, f)| same_file(f, &fd, *n == name)) {
                         self.store.push((name.clone(), fd));
@@ -770,9 +824,50 @@ impl Systemd {
         }
     }
 
+    /// Serve notifications until the client `child` is done, then its
+    /// result (luod waits for its barriers before it answers a client).
+    fn serve(&mut self, child: Forked) -> R {
+        let t = Instant::now();
+        while !child.finished() {
+            self.drain()?;
+            ensure!(t.elapsed() < Duration::from_secs(60), "a client of luod took more than 60 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let r = child.join(Duration::from_secs(5));
+        self.drain()?;
+        r
+    }
+
+    /// Every store and removal so far was followed by a `BARRIER=1`.
+    fn barriers_follow(&self) -> R {
+        let mut open: Option<&Note> = None;
+        for n in &self.notes {
+            match n {
+                Note::Barrier => open = None,
+                n => {
+                    if let Some(o) = open {
+                        return Err(format!("{o:?} was not followed by BARRIER=1 before {n:?}"));
+                    }
+                    open = Some(n);
+                }
+            }
+        }
+        match open {
+            Some(o) => Err(format!("{o:?} was not followed by BARRIER=1")),
+            None => Ok(()),
+        }
+    }
+
     fn names(&self) -> Vec<&str> {
         self.store.iter().map(|(n, _)| n.as_str()).collect()
     }
+}
+
+/// The fd store name of a session: `o` (outgoing) or `i` and the hex of
+/// its kernel name.
+fn fdname(dir: char, kname: &[u8]) -> String {
+    let hex: String = kname.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{dir}{hex}")
 }
 
 /// A luod started the way systemd starts a service.
@@ -795,18 +890,29 @@ impl Proc {
     }
 }
 
+/// `luod.socket`: the listening socket at `sock`, made once and passed to
+/// every luod.
+fn listening_socket(sock: &str) -> Result<OwnedFd, String> {
+    let _ = std::fs::remove_file(sock);
+    let listener = wire::seqpacket().map_err(s)?;
+    rustix::net::bind(&listener, &rustix::net::SocketAddrUnix::new(sock).map_err(s)?).map_err(s)?;
+    rustix::net::listen(&listener, 16).map_err(s)?;
+    std::fs::set_permissions(sock, std::os::unix::fs::PermissionsExt::from_mode(0o666)).map_err(s)?;
+    Ok(listener)
+}
+
 /// Start luod as systemd starts `luod.service` with `luod.socket`: the
 /// listening socket (`FileDescriptorName=luod.sock`) at fd 3, then the fd
 /// store in order, `LISTEN_FDS`, `LISTEN_FDNAMES`, `LISTEN_PID` (the
 /// child's own pid, written after the fork) and `NOTIFY_SOCKET`.
-fn spawn_activated(sock: &str, listener: &OwnedFd, sd: &Systemd) -> Result<Proc, String> {
+fn spawn_activated(sock: &str, state: &str, listener: &OwnedFd, sd: &Systemd) -> Result<Proc, String> {
     use std::ffi::CString;
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
     let c = |b: &[u8]| CString::new(b).map_err(s);
     let p = paths();
     let prog = c(luod_path()?.as_os_str().as_bytes())?;
-    let mut args = vec!["luod", "--socket", sock, "--policy", &p.policy];
+    let mut args = vec!["luod", "--socket", sock, "--state-dir", state, "--policy", &p.policy];
     if p.host {
         args.push("--fake-device");
     }
@@ -881,21 +987,19 @@ fn spawn_activated(sock: &str, listener: &OwnedFd, sd: &Systemd) -> Result<Proc,
     Ok(Proc(pid))
 }
 
-fn connect_to(sock: &str) -> Result<Client, String> {
-    Client::connect(sock).map_err(|e| format!("connecting to {sock}: {e}"))
-}
-
-/// luod under (a stand-in for) systemd: its sessions go to the fd store,
-/// luod is killed with SIGKILL, and a new luod gets them back through
-/// socket activation and finds them alive.
+/// luod under (a stand-in for) systemd: its sessions go to the fd store
+/// (names `o` + hex of the kernel name, even one with a colon), luod is
+/// killed with SIGKILL, and a new luod gets them back through socket
+/// activation and finds them alive, with their owners.
 fn fdstore_restart(c: &mut Ctx) -> R {
     // The suite's luod owns /dev/liveupdate (one opener at a time): it
     // steps aside, its holder keeps the suite's sessions meanwhile.
     let before = connect()?.list().map_err(s)?;
     kill_luod(c)?;
     let sock = format!("{}-fdstore", paths().sock);
+    let state = format!("{}-fdstore", paths().state);
     let mut sd = Systemd::new(format!("{}-notify", paths().sock))?;
-    let result = fdstore_restart_steps(&sock, &mut sd);
+    let result = fdstore_restart_steps(&sock, &state, &mut sd);
     drop(sd.store.drain(..));
     let _ = std::fs::remove_file(&sock);
     let _ = std::fs::remove_file(&sd.path);
@@ -906,85 +1010,101 @@ fn fdstore_restart(c: &mut Ctx) -> R {
     Ok(())
 }
 
-fn fdstore_restart_steps(sock: &str, sd: &mut Systemd) -> R {
-    // luod.socket: the listening socket, made once and passed to every luod.
-    let _ = std::fs::remove_file(sock);
-    let listener = luod::fdpass::seqpacket().map_err(s)?;
-    rustix::net::bind(&listener, &rustix::net::SocketAddrUnix::new(sock).map_err(s)?).map_err(s)?;
-    rustix::net::listen(&listener, 16).map_err(s)?;
-    std::fs::set_permissions(sock, std::os::unix::fs::PermissionsExt::from_mode(0o666)).map_err(s)?;
+fn fdstore_restart_steps(sock: &str, state: &str, sd: &mut Systemd) -> R {
+    let listener = listening_socket(sock)?;
+    let (fds_vm, colon, gone) = (fdname('o', b"u1001/vm-a/fds"), fdname('o', b"fds:colon"), fdname('o', b"fds-gone"));
 
-    let luod1 = spawn_activated(sock, &listener, sd)?;
+    let luod1 = spawn_activated(sock, state, &listener, sd)?;
     let r = (|| -> R {
         sd.wait_ready(1, &luod1)?;
         ensure!(sd.store.is_empty(), "fd store before any session: {:?}", sd.names());
         let sock2 = sock.to_string();
-        as_uid(UID_A, move || {
+        sd.serve(fork_as(Some(UID_A), move |_| {
             let cl = connect_to(&sock2)?;
-            cl.create("fds-vm").map_err(s)?;
-            cl.preserve("fds-vm", 1, memfd(&pattern(4096, 21))?).map_err(s)?;
+            cl.create("vm-a/fds").map_err(s)?;
+            cl.preserve("vm-a/fds", 1, memfd(&pattern(4096, 21))?).map_err(s)?;
             let l = cl.list().map_err(s)?;
             ensure!(
                 l.len() == 1 && l[0].state == State::Outgoing && l[0].owner == Some(UID_A) && l[0].files == 1,
                 "uid {UID_A} lists {l:?}"
             );
             Ok(())
-        })?;
-        let cl = connect_to(sock)?;
-        cl.create("fds-gone").map_err(s)?;
-        cl.close("fds-gone").map_err(s)?;
-        // Not a valid FDNAME: luod cannot store it (and says so).
-        cl.create("fds:colon").map_err(s)?;
-        sd.drain()?;
-        ensure!(sd.names() == ["fds-vm"], "fd store holds {:?}, expected [\"fds-vm\"]", sd.names());
-        ensure!(sd.removed == ["fds-gone"], "FDSTOREREMOVE for {:?}, expected [\"fds-gone\"]", sd.removed);
-        Ok(())
+        })?)?;
+        let sock2 = sock.to_string();
+        sd.serve(fork_as(None, move |_| {
+            let cl = connect_to(&sock2)?;
+            cl.create("fds-gone").map_err(s)?;
+            cl.close("fds-gone").map_err(s)?;
+            // Not a valid FDNAME as such: stored under its hex.
+            cl.create("fds:colon").map_err(s)
+        })?)?;
+        let mut names = sd.names();
+        names.sort();
+        let mut want = vec![colon.as_str(), fds_vm.as_str()];
+        want.sort();
+        ensure!(names == want, "fd store holds {names:?}, expected {want:?}");
+        ensure!(sd.removed == [gone.clone()], "FDSTOREREMOVE for {:?}, expected [{gone:?}]", sd.removed);
+        sd.barriers_follow()
     })();
     luod1.kill(libc::SIGKILL);
     r?;
 
-    let luod2 = spawn_activated(sock, &listener, sd)?;
+    let luod2 = spawn_activated(sock, state, &listener, sd)?;
     let r = (|| -> R {
         sd.wait_ready(2, &luod2)?;
-        let cl = connect_to(sock)?;
-        let l = cl.list().map_err(s)?;
-        // The owner and the file count are not in the fd store: unknown.
-        ensure!(
-            l.len() == 1 && l[0].name == b"fds-vm" && l[0].state == State::Outgoing && l[0].owner.is_none(),
-            "after the restart root lists {l:?}, expected fds-vm outgoing with no owner"
-        );
-        let st = cl.status().map_err(s)?;
-        ensure!(st.device_ok && st.outgoing.sessions == 1, "status after the restart: {st:?}");
-        // Owner unknown: the policy decides, and it grants uid A nothing.
         let sock2 = sock.to_string();
-        as_uid(UID_A, move || {
+        sd.serve(fork_as(None, move |_| {
+            let cl = connect_to(&sock2)?;
+            let mut l = cl.list().map_err(s)?;
+            l.sort_by(|a, b| a.name.cmp(&b.name));
+            // The owner is in the kernel name: it survives the restart.
+            ensure!(
+                l.len() == 2
+                    && l[0].name == b"fds:colon"
+                    && l[1].name == b"u1001/vm-a/fds"
+                    && l[1].owner == Some(UID_A)
+                    && l.iter().all(|e| e.state == State::Outgoing),
+                "after the restart root lists {l:?}, expected fds:colon and u1001/vm-a/fds (uid {UID_A}'s)"
+            );
+            let st = cl.status().map_err(s)?;
+            ensure!(st.device_ok && st.outgoing.sessions == 2, "status after the restart: {st:?}");
+            Ok(())
+        })?)?;
+        let (sock2, host) = (sock.to_string(), paths().host);
+        sd.serve(fork_as(Some(UID_A), move |_| {
             let cl = connect_to(&sock2)?;
             let l = names(&cl.list().map_err(s)?);
-            ensure!(l.is_empty(), "uid {UID_A} sees {l:?} after the restart");
-            refused(cl.preserve("fds-vm", 2, memfd(b"x")?), libc::EPERM, "uid A into fds-vm")
-        })?;
-        if !paths().host {
-            // The kernel session still holds token 1 from before the restart.
-            match cl.preserve("fds-vm", 1, memfd(b"again")?) {
-                Err(ClientError::Refused(e)) => println!("# fdstore_restart: token 1 again refused: {e}"),
-                Err(e) => return Err(format!("preserve token 1 again: {e}")),
-                Ok(()) => {
-                    return Err("token 1 preserved twice: not the session from before the restart".into())
+            ensure!(l == ["vm-a/fds"], "uid {UID_A} sees {l:?} after the restart");
+            if !host {
+                // The kernel session still holds token 1 from before the restart.
+                match cl.preserve("vm-a/fds", 1, memfd(b"again")?) {
+                    Err(ClientError::Refused(e)) => println!("# fdstore_restart: token 1 again refused: {e}"),
+                    Err(e) => return Err(format!("preserve token 1 again: {e}")),
+                    Ok(()) => {
+                        return Err("token 1 preserved twice: not the session from before the restart".into())
+                    }
                 }
             }
-        }
-        // The session is alive through the new luod.
-        cl.preserve("fds-vm", 2, memfd(&pattern(1000, 22))?).map_err(s)?;
-        let l = cl.list().map_err(s)?;
-        ensure!(l.len() == 1 && l[0].files == 1 && l[0].bytes == 1000, "after a preserve: {l:?}");
-        sd.drain()?;
-        ensure!(sd.names() == ["fds-vm"], "fd store after the preserve: {:?}", sd.names());
-        cl.close("fds-vm").map_err(s)?;
-        ensure!(cl.list().map_err(s)?.is_empty(), "sessions left after the close");
-        sd.drain()?;
+            // The session is alive through the new luod.
+            cl.preserve("vm-a/fds", 2, memfd(&pattern(1000, 22))?).map_err(s)?;
+            let l = cl.list().map_err(s)?;
+            ensure!(l.len() == 1 && l[0].files >= 1, "after a preserve: {l:?}");
+            cl.close("vm-a/fds").map_err(s)
+        })?)?;
+        let sock2 = sock.to_string();
+        sd.serve(fork_as(None, move |_| {
+            let cl = connect_to(&sock2)?;
+            cl.close("fds:colon").map_err(s)?;
+            ensure!(cl.list().map_err(s)?.is_empty(), "sessions left after the close");
+            Ok(())
+        })?)?;
         ensure!(sd.store.is_empty(), "fd store after the close: {:?}", sd.names());
-        ensure!(sd.removed == ["fds-gone", "fds-vm"], "FDSTOREREMOVE for {:?}", sd.removed);
-        Ok(())
+        let mut removed = sd.removed.clone();
+        removed.sort();
+        let mut want = vec![gone.clone(), fds_vm.clone(), colon.clone()];
+        want.sort();
+        ensure!(removed == want, "FDSTOREREMOVE for {removed:?}, expected {want:?}");
+        sd.barriers_follow()
     })();
     // Stopped as systemd stops a service: SIGTERM.
     luod2.kill(libc::SIGTERM);
@@ -1001,7 +1121,8 @@ const SINGLE: &[Case] = &[
     ("uid_b_creates_and_preserves", uid_b_creates_and_preserves),
     ("other_uid_cannot_see", other_uid_cannot_see),
     ("other_uid_cannot_take", other_uid_cannot_take),
-    ("policy_prefix_grant", policy_prefix_grant),
+    ("ungranted_uid_refused", ungranted_uid_refused),
+    ("policy_grant", policy_grant),
     ("root_sees_all", root_sees_all),
     ("restart_kill9", restart_kill9),
     ("malformed_fuzz", malformed_fuzz),
@@ -1031,25 +1152,33 @@ const STAGE2: &[Case] = &[
 ];
 
 fn usage() -> ! {
-    eprintln!("usage: luod-tests [-s 1|2] [--list] [--host | --inproc]");
+    eprintln!("usage: luod-tests [-s 1|2] [--tenants] [--list [--all-stages]] [--host | --inproc] [--only CASE,...]");
     std::process::exit(2);
 }
 
 fn main() {
     let mut stage: Option<u32> = None;
     let mut list = false;
-    let mut in_process = std::fs::read_to_string("/proc/cmdline")
-        .is_ok_and(|c| c.split_ascii_whitespace().any(|w| w == "luod.inproc=1"));
+    let mut all_stages = false;
+    let mut only: Option<String> = None;
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let param = |p: &str| cmdline.split_ascii_whitespace().any(|w| w == p);
+    let mut in_process = param("luod.inproc=1");
+    let mut tenants = param("luod.tenants=1");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "-s" => stage = Some(args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage())),
             "--list" => list = true,
+            "--all-stages" => all_stages = true,
             "--inproc" => in_process = true,
+            "--tenants" => tenants = true,
+            "--only" => only = Some(args.next().unwrap_or_else(|| usage())),
             "--host" => {
                 let pid = std::process::id();
                 let _ = PATHS.set(Paths {
                     sock: format!("/tmp/luod-host-{pid}.sock"),
+                    state: format!("/tmp/luod-host-{pid}-state"),
                     policy: format!("/tmp/luod-host-{pid}.toml"),
                     host: true,
                 });
@@ -1057,26 +1186,60 @@ fn main() {
             _ => usage(),
         }
     }
-    let cases: &[Case] = match (stage, in_process) {
-        (None, false) => SINGLE,
-        (Some(1), false) => STAGE1,
-        (Some(2), false) => STAGE2,
-        (None, true) => inproc::SINGLE,
-        (Some(1), true) => inproc::STAGE1,
-        (Some(2), true) => inproc::STAGE2,
-        (Some(_), _) => usage(),
+    let suite = |s: Option<u32>| -> &'static [Case] {
+        match (s, in_process, tenants) {
+            (None, false, false) => SINGLE,
+            (Some(1), false, false) => STAGE1,
+            (Some(2), false, false) => STAGE2,
+            (None, false, true) => tenants::SINGLE,
+            (Some(1), false, true) => tenants::STAGE1,
+            (Some(2), false, true) => tenants::STAGE2,
+            (None, true, false) => inproc::SINGLE,
+            (Some(1), true, false) => inproc::STAGE1,
+            (Some(2), true, false) => inproc::STAGE2,
+            _ => usage(),
+        }
     };
     if list {
-        for (name, _) in cases {
+        // With --all-stages: what the harness's "@stages" lists, the cases
+        // of every boot, sorted and once each.
+        let mut names: Vec<&str> = if all_stages {
+            suite(Some(1)).iter().chain(suite(Some(2))).map(|c| c.0).collect()
+        } else {
+            suite(stage).iter().map(|c| c.0).collect()
+        };
+        if all_stages {
+            names.sort();
+            names.dedup();
+        }
+        for name in names {
             println!("{name}");
         }
         return;
     }
+    // --only A,B (development): the suite's first case (it starts luod)
+    // and the cases named.
+    let cases: Vec<Case> = match &only {
+        None => suite(stage).to_vec(),
+        Some(o) => {
+            let want: Vec<&str> = o.split(',').collect();
+            suite(stage).iter().enumerate().filter(|(i, c)| *i == 0 || want.contains(&c.0)).map(|(_, c)| *c).collect()
+        }
+    };
     std::panic::set_hook(Box::new(|_| {}));
     println!("KTAP version 1");
-    println!("# luod-tests: {}", stage.map_or("single boot".to_string(), |n| format!("kexec stage {n}")));
+    println!(
+        "# luod-tests{}: {}",
+        if tenants { " --tenants" } else { "" },
+        stage.map_or("single boot".to_string(), |n| format!("kexec stage {n}"))
+    );
     println!("1..{}", cases.len());
-    let mut ctx = Ctx { luod: None, engine: None };
+    let policy = match (tenants, stage) {
+        (true, None) => tenants::single_policy(),
+        (true, Some(_)) => tenants::kexec_policy(),
+        (false, _) => suite_policy(),
+    };
+    let mut ctx = Ctx { luod: None, policy, engine: None };
     let mut failed = 0;
     for (i, (name, f)) in cases.iter().enumerate() {
         let r = catch_unwind(AssertUnwindSafe(|| f(&mut ctx)))
@@ -1100,7 +1263,7 @@ fn main() {
         }
     }
     if paths().host {
-        stop_holder();
+        stop_leftovers();
     }
     if in_process && stage == Some(1) && failed == 0 {
         // The engine's session fds must outlive this process until the
@@ -1116,15 +1279,22 @@ fn main() {
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
 
-/// `--host`: stop the holder luod started for our socket (in the VM it
-/// dies with the VM, or keeps the sessions for the kexec).
-fn stop_holder() {
+/// `--host`: stop what this run started and left (luod's holder, a luod
+/// a failed case did not stop): every process whose command line names
+/// this run's socket or state directory (unique to the run). In the VM they
+/// die with the VM, or keep the sessions for the kexec.
+fn stop_leftovers() {
     let Ok(dir) = std::fs::read_dir("/proc") else { return };
-    let me = format!("--holder\0--socket\0{}\0", paths().sock);
+    let p = paths();
+    let me = std::process::id() as i32;
     for e in dir.flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if pid == me {
+            continue;
+        }
         let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
-        if String::from_utf8_lossy(&cmd).contains(&me) {
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.contains(&p.sock) || cmd.contains(&p.state) {
             // SAFETY: kill(2) on a pid, no memory involved.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }

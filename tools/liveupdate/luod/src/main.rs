@@ -1,74 +1,55 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `luod`: the Live Update Orchestrator daemon. See tools/liveupdate/README.md.
+//! `luod`: the Live Update Orchestrator daemon. See luod.8.md.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
 use luod::policy::Policy;
 use luod::server::{self, Config};
-use luod::{client, keeper, log, notify};
+use luod::{client, instance, keeper, log, notify};
 
-const USAGE: &str = "usage: luod [--socket PATH] [--policy FILE] [--device PATH] [--no-holder]
-
-  --socket PATH   listen on PATH (default /run/luod.sock; ignored under socket activation)
-  --policy FILE   authorization policy (default /etc/luod/policy.toml if it exists)
-  --device PATH   the LUO device (default /dev/liveupdate)
-  --no-holder     outside systemd, do not keep sessions in a holder process
-  --fake-device   testing luod only: no LUO, sessions are memfds that preserve nothing";
+/// The Live Update Orchestrator daemon: the single owner of
+/// /dev/liveupdate, serving LUO sessions to the VMMs of several users.
+#[derive(Debug, Parser)]
+#[command(name = "luod", version, about)]
+struct Args {
+    /// Listen on PATH (ignored under socket activation).
+    #[arg(long, value_name = "PATH", default_value = client::DEFAULT_SOCKET)]
+    socket: String,
+    /// luod's private directory (0700): its lock and the holder's socket.
+    #[arg(long, value_name = "DIR", default_value = instance::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// The policy (default /etc/luod/policy.toml if it exists; without one
+    /// only root may use luod).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// The LUO device.
+    #[arg(long, value_name = "PATH", default_value = liveupdate::Device::PATH)]
+    device: PathBuf,
+    /// Outside systemd, do not keep sessions in a holder process.
+    #[arg(long)]
+    no_holder: bool,
+    /// Testing luod only: no LUO, sessions are memfds that preserve nothing.
+    #[arg(long)]
+    fake_device: bool,
+    /// Internal: run as the holder of --state-dir.
+    #[arg(long, hide = true)]
+    holder: bool,
+}
 
 fn main() -> ExitCode {
-    // First thing: take the socket-activation fds before anything opens one.
-    let activated = notify::listen_fds();
-    let mut socket = client::DEFAULT_SOCKET.to_string();
-    let mut policy_path: Option<PathBuf> = None;
-    let mut device = PathBuf::from(liveupdate::Device::PATH);
-    let mut holder = true;
-    let mut run_holder = false;
-    let mut fake_device = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = |what: &str| {
-            args.next().ok_or_else(|| {
-                eprintln!("luod: {what} needs a value\n{USAGE}");
-            })
-        };
-        let r = match a.as_str() {
-            "--socket" => val("--socket").map(|v| socket = v),
-            "--policy" => val("--policy").map(|v| policy_path = Some(v.into())),
-            "--device" => val("--device").map(|v| device = v.into()),
-            "--no-holder" => {
-                holder = false;
-                Ok(())
-            }
-            "--fake-device" => {
-                fake_device = true;
-                Ok(())
-            }
-            "--holder" => {
-                run_holder = true;
-                Ok(())
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            _ => {
-                eprintln!("luod: unknown argument {a:?}\n{USAGE}");
-                Err(())
-            }
-        };
-        if r.is_err() {
-            return ExitCode::from(2);
-        }
-    }
-    if run_holder {
-        return match keeper::run_holder(&socket) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(_) => ExitCode::SUCCESS, // another holder has the name
-        };
+    // First thing, before any thread: take the socket-activation fds.
+    // SAFETY: no thread has been started yet.
+    let activated = unsafe { notify::listen_fds() };
+    let args = Args::parse();
+    if args.holder {
+        // Exits only if it cannot listen (another holder serves the directory).
+        let _ = keeper::run_holder(&args.state_dir);
+        return ExitCode::SUCCESS;
     }
     let default_policy = PathBuf::from("/etc/luod/policy.toml");
-    let policy_path = policy_path.or_else(|| default_policy.exists().then_some(default_policy));
+    let policy_path = args.policy.or_else(|| default_policy.exists().then_some(default_policy));
     let policy = match &policy_path {
         None => Policy::default(),
         Some(p) => match std::fs::read_to_string(p)
@@ -83,7 +64,15 @@ fn main() -> ExitCode {
         },
     };
     raise_nofile();
-    match server::run(Config { socket, device, policy, holder, fake_device }, activated) {
+    let cfg = Config {
+        socket: args.socket,
+        state_dir: args.state_dir,
+        device: args.device,
+        policy,
+        holder: !args.no_holder,
+        fake_device: args.fake_device,
+    };
+    match server::run(cfg, activated) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let hint = match e.raw_os_error() {

