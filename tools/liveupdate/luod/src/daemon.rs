@@ -26,7 +26,7 @@ use crate::{image, log};
 /// Name of luod's own session carrying its manifest across a kexec.
 pub const MANIFEST_SESSION: &str = "luod.manifest";
 /// Handlers whose format a file of unknown kind may need.
-const KNOWN_HANDLERS: &[&str] = &["memfd-v2", "vfio-pci-v1"];
+const KNOWN_HANDLERS: &[&str] = &[image::MEMFD_COMPATIBLE, image::VFIO_PCI_COMPATIBLE];
 /// How long a create waits for a session of the same name that is being
 /// closed (by luod, the holder or the fd store) to go away.
 const CREATE_RETRY: Duration = Duration::from_secs(2);
@@ -234,6 +234,18 @@ impl Daemon {
                 Err(err(libc::EINVAL, "Subscribe and Ack are for the connection's event channel"))
             }
         }
+    }
+
+    /// May `cred` subscribe to kexec events? (As for any request that
+    /// needs a grant.)
+    pub fn may_subscribe(&self, cred: Cred) -> Result<(), ErrorReply> {
+        if cred.uid == self.overflow_uid {
+            return Err(err(libc::EPERM, "the sender's uid is not mapped in luod's namespace"));
+        }
+        if cred.uid != 0 && !self.cfg.policy.knows(cred.uid) {
+            return Err(err(libc::EPERM, format!("the policy grants uid {} nothing", cred.uid)));
+        }
+        Ok(())
     }
 
     fn status(&self, uid: u32) -> StatusInfo {

@@ -63,7 +63,11 @@ impl Instance {
                 io::ErrorKind::AddrInUse,
                 format!("another luod serves state directory {}", dir.display()),
             )),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(io::Error::other(format!(
+                "flock({}): {e}{}",
+                dir.join("luod.lock").display(),
+                if e == rustix::io::Errno::NOSYS { " (the kernel lacks CONFIG_FILE_LOCKING)" } else { "" }
+            ))),
         }
     }
 }

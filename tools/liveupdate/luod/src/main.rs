@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let hint = match e.raw_os_error() {
-                Some(libc::ENOSYS) | Some(libc::EAFNOSUPPORT) => {
+                Some(libc::EAFNOSUPPORT) => {
                     " (this kernel has no Unix sockets: luod needs CONFIG_NET and CONFIG_UNIX)"
                 }
                 _ => "",

@@ -200,12 +200,16 @@ fn serve(d: &Daemon, conn: OwnedFd, connector: Cred) {
                 }
                 (Ok(_), None) => (0, Err(err(libc::EPERM, "the request came without credentials"))),
                 (Ok(Request::Subscribe), Some(cred)) => {
-                    let sent = reply(conn.as_fd(), proto::Op::Subscribe as u16, Ok((Reply::Done, None)));
-                    drop(p.fds);
-                    if sent {
-                        events(d, &conn, cred);
+                    if let Err(e) = d.may_subscribe(cred) {
+                        (proto::Op::Subscribe as u16, Err(e))
+                    } else {
+                        let sent = reply(conn.as_fd(), proto::Op::Subscribe as u16, Ok((Reply::Done, None)));
+                        drop(p.fds);
+                        if sent {
+                            events(d, &conn, cred);
+                        }
+                        return;
                     }
-                    return;
                 }
                 (Ok(req), Some(cred)) => {
                     let op = req.op() as u16;
