@@ -466,7 +466,10 @@ HOST_STEPS = [
     ("test", "cargo test --locked", {}),
     ("test-no-kernel", "cargo test --locked -p liveupdate",
      {"LIVEUPDATE_UAPI_INCLUDE": None, "BUILD": "/nonexistent"}),
-    ("package", "cargo package --locked --allow-dirty -p liveupdate", {}),
+    # One call for the three published crates: cargo verifies luod-client
+    # against the luod-proto it just packaged (not yet on crates.io).
+    ("package", "cargo package --locked --allow-dirty -p liveupdate -p luod-proto -p luod-client", {}),
+    ("c-client", "make -C luod-client-c check", {}),
     ("clippy", "cargo clippy --locked --all-targets -- -D warnings", {}),
     ("fmt", "cargo fmt --check", {}),
 ]

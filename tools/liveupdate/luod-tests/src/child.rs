@@ -113,9 +113,10 @@ impl Forked {
         let mut b = [0u8; 1];
         match self.ready.read(&mut b) {
             Ok(1) => Ok(()),
-            _ => Err(self.take_result(Duration::from_secs(10)).err().unwrap_or_else(|| {
-                format!("{} ended before it was ready, without an error", self.what)
-            })),
+            _ => Err(self
+                .take_result(Duration::from_secs(10))
+                .err()
+                .unwrap_or_else(|| format!("{} ended before it was ready, without an error", self.what))),
         }
     }
 

@@ -65,6 +65,15 @@ fn status(c: &mut Ctx, uid: u32) -> Result<luod::proto::StatusInfo, String> {
     }
 }
 
+/// A memfd owned by `uid`: luod lets a uid preserve only its own files,
+/// and here one process plays every uid.
+fn memfd_of(uid: u32, data: &[u8]) -> Result<OwnedFd, String> {
+    let fd = memfd(data)?;
+    let id = rustix::process::Uid::from_raw(uid);
+    rustix::fs::fchown(&fd, Some(id), Some(rustix::process::Gid::from_raw(uid))).map_err(s)?;
+    Ok(fd)
+}
+
 fn n(name: &str) -> Vec<u8> {
     name.as_bytes().to_vec()
 }
@@ -89,7 +98,7 @@ pub fn engine_start(c: &mut Ctx) -> R {
 fn fill(c: &mut Ctx, uid: u32, name: &str, files: &[(u64, usize, u64)]) -> R {
     ok(c, uid, Request::Create { name: n(name) }, vec![])?;
     for &(token, len, seed) in files {
-        ok(c, uid, Request::Preserve { name: n(name), token }, vec![memfd(&pattern(len, seed))?])?;
+        ok(c, uid, Request::Preserve { name: n(name), token }, vec![memfd_of(uid, &pattern(len, seed))?])?;
     }
     Ok(())
 }
@@ -107,12 +116,24 @@ pub fn create_and_preserve(c: &mut Ctx) -> R {
 }
 
 pub fn authorization(c: &mut Ctx) -> R {
-    refused(c, UID_B, Request::Preserve { name: n("vm-a"), token: 9 }, vec![memfd(b"x")?], libc::EPERM)?;
+    refused(
+        c,
+        UID_B,
+        Request::Preserve { name: n("vm-a"), token: 9 },
+        vec![memfd_of(UID_B, b"x")?],
+        libc::EPERM,
+    )?;
     refused(c, UID_B, Request::Close { name: n("vm-a") }, vec![], libc::EPERM)?;
     refused(c, UID_A, Request::Close { name: n("vm-b") }, vec![], libc::EPERM)?;
     let k = crate::junk_kernel()?;
     let unv = luod::proto::KEXEC_UNVERIFIED;
-    refused(c, UID_B, Request::KexecLoad { cmdline: "liveupdate=on".into(), flags: unv }, vec![k], libc::EPERM)?;
+    refused(
+        c,
+        UID_B,
+        Request::KexecLoad { cmdline: "liveupdate=on".into(), flags: unv },
+        vec![k],
+        libc::EPERM,
+    )?;
     let l = list(c, UID_B)?;
     if l.len() != 1 || l[0].name != b"vm-b" {
         return Err(format!("uid {UID_B} lists {l:?}"));
@@ -122,9 +143,15 @@ pub fn authorization(c: &mut Ctx) -> R {
 
 pub fn policy_grant(c: &mut Ctx) -> R {
     ok(c, UID_B, Request::Create { name: n("shared/1") }, vec![])?;
-    ok(c, UID_B, Request::Preserve { name: n("shared/1"), token: 1 }, vec![memfd(b"granted")?])?;
+    ok(c, UID_B, Request::Preserve { name: n("shared/1"), token: 1 }, vec![memfd_of(UID_B, b"granted")?])?;
     refused(c, UID_B, Request::Create { name: n("shared-2") }, vec![], libc::EPERM)?;
-    refused(c, UID_A, Request::Preserve { name: n("shared/1"), token: 2 }, vec![memfd(b"x")?], libc::EPERM)?;
+    refused(
+        c,
+        UID_A,
+        Request::Preserve { name: n("shared/1"), token: 2 },
+        vec![memfd_of(UID_A, b"x")?],
+        libc::EPERM,
+    )?;
     refused(c, UID_A, Request::Create { name: n("shared/a") }, vec![], libc::EPERM)?;
     if !list(c, 0)?.iter().any(|e| e.name == b"u1002/shared/1") {
         return Err("root does not see u1002/shared/1".into());

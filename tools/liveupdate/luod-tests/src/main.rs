@@ -244,11 +244,26 @@ fn other_uid_cannot_see(_: &mut Ctx) -> R {
     })
 }
 
-/// Not a kernel, in a memfd open read-write: should a load get as far as
-/// `kexec_file_load`, the kernel refuses it quietly (`ETXTBSY`, the file is
-/// open for writing) rather than printing an error about its format.
+/// Not a kernel: 64 KiB of a pattern in a file of /tmp (unlinked) that
+/// this process keeps open read-write. Should a load get as far as
+/// `kexec_file_load`, the kernel refuses a file open for writing
+/// (`deny_write_access()`: `ETXTBSY`) before it parses it, so no kernel
+/// error about its format is printed (the verdict fails a run on any). A
+/// memfd would not do: its writers are not counted, and the kernel would
+/// parse it ("Not a bzImage", level err).
 fn junk_kernel() -> Result<OwnedFd, String> {
-    memfd(&pattern(64 * 1024, 99))
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = format!("/tmp/luod-tests-junk-kernel-{}-{n}", std::process::id());
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| format!("{path}: {e}"))?;
+    let _ = std::fs::remove_file(&path);
+    f.write_all(&pattern(64 * 1024, 99)).map_err(s)?;
+    Ok(f.into())
 }
 
 fn other_uid_cannot_take(_: &mut Ctx) -> R {
@@ -264,7 +279,11 @@ fn other_uid_cannot_take(_: &mut Ctx) -> R {
         }
         refused(cl.create("luod.mine"), libc::EPERM, "create luod.*")?;
         let k = junk_kernel()?;
-        refused(cl.kexec_load(&k, None, "liveupdate=on", proto::KEXEC_UNVERIFIED), libc::EPERM, "kexec as non-root")?;
+        refused(
+            cl.kexec_load(&k, None, "liveupdate=on", proto::KEXEC_UNVERIFIED),
+            libc::EPERM,
+            "kexec as non-root",
+        )?;
         Ok(())
     })?;
     as_uid(UID_A, || refused(connect()?.close("vm-b"), libc::EPERM, "uid A closes vm-b"))?;
@@ -588,7 +607,11 @@ fn kexec_refusals(_: &mut Ctx) -> R {
     let k = junk_kernel()?;
     let unv = proto::KEXEC_UNVERIFIED;
     refused(cl.kexec_load(&k, None, "console=ttyS0", unv), libc::EINVAL, "no liveupdate=on")?;
-    refused(cl.kexec_load(&k, None, "liveupdate=on liveupdate=off", unv), libc::EINVAL, "liveupdate=off last")?;
+    refused(
+        cl.kexec_load(&k, None, "liveupdate=on liveupdate=off", unv),
+        libc::EINVAL,
+        "liveupdate=off last",
+    )?;
     refused(
         cl.call(&Request::KexecLoad { cmdline: "liveupdate=on".into(), flags: unv }, &[]),
         libc::EINVAL,
@@ -636,7 +659,8 @@ fn stage2_luod_start(c: &mut Ctx) -> R {
 
 fn stage2_list_incoming(_: &mut Ctx) -> R {
     let l = connect()?.list().map_err(s)?;
-    for (n, owner, files) in [("u1001/vm-a", UID_A, A_FILES.len() + 1), ("u1002/vm-b", UID_B, B_FILES.len())] {
+    for (n, owner, files) in [("u1001/vm-a", UID_A, A_FILES.len() + 1), ("u1002/vm-b", UID_B, B_FILES.len())]
+    {
         let e = l.iter().find(|e| e.name == n.as_bytes()).ok_or(format!("{n} not listed: {l:?}"))?;
         ensure!(
             e.state == State::Incoming && e.owner == Some(owner) && e.files as usize == files,
@@ -774,11 +798,12 @@ impl Systemd {
     /// fd) is answered by closing that fd, other fds are closed.
     fn drain(&mut self) -> R {
         loop {
-            let p = match wire::recv(&self.notify, Duration::ZERO).map_err(|e| format!("notify socket: {e}"))? {
-                wire::Got::Packet(p) => p,
-                wire::Got::HangUp => continue,
-                wire::Got::Nothing => return Ok(()),
-            };
+            let p =
+                match wire::recv(&self.notify, Duration::ZERO).map_err(|e| format!("notify socket: {e}"))? {
+                    wire::Got::Packet(p) => p,
+                    wire::Got::HangUp => continue,
+                    wire::Got::Nothing => return Ok(()),
+                };
             let text = String::from_utf8(p.data).map_err(|_| "notification is not UTF-8".to_string())?;
             let lines: Vec<&str> = text.split('\n').filter(|l| !l.is_empty()).collect();
             let name = lines.iter().find_map(|l| l.strip_prefix("FDNAME=")).unwrap_or("stored").to_string();
@@ -1012,7 +1037,8 @@ fn fdstore_restart(c: &mut Ctx) -> R {
 
 fn fdstore_restart_steps(sock: &str, state: &str, sd: &mut Systemd) -> R {
     let listener = listening_socket(sock)?;
-    let (fds_vm, colon, gone) = (fdname('o', b"u1001/vm-a/fds"), fdname('o', b"fds:colon"), fdname('o', b"fds-gone"));
+    let (fds_vm, colon, gone) =
+        (fdname('o', b"u1001/vm-a/fds"), fdname('o', b"fds:colon"), fdname('o', b"fds-gone"));
 
     let luod1 = spawn_activated(sock, state, &listener, sd)?;
     let r = (|| -> R {
@@ -1223,7 +1249,12 @@ fn main() {
         None => suite(stage).to_vec(),
         Some(o) => {
             let want: Vec<&str> = o.split(',').collect();
-            suite(stage).iter().enumerate().filter(|(i, c)| *i == 0 || want.contains(&c.0)).map(|(_, c)| *c).collect()
+            suite(stage)
+                .iter()
+                .enumerate()
+                .filter(|(i, c)| *i == 0 || want.contains(&c.0))
+                .map(|(_, c)| *c)
+                .collect()
         }
     };
     std::panic::set_hook(Box::new(|_| {}));
@@ -1281,8 +1312,9 @@ fn main() {
 
 /// `--host`: stop what this run started and left (luod's holder, a luod
 /// a failed case did not stop): every process whose command line names
-/// this run's socket or state directory (unique to the run). In the VM they
-/// die with the VM, or keep the sessions for the kexec.
+/// this run's socket or state directory (unique to the run), and remove
+/// the run's files. In the VM they die with the VM, or keep the sessions
+/// for the kexec.
 fn stop_leftovers() {
     let Ok(dir) = std::fs::read_dir("/proc") else { return };
     let p = paths();
@@ -1297,6 +1329,16 @@ fn stop_leftovers() {
         if cmd.contains(&p.sock) || cmd.contains(&p.state) {
             // SAFETY: kill(2) on a pid, no memory involved.
             unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    // And the run's files: /tmp/luod-host-PID* (sockets, state
+    // directories, policies).
+    let prefix = format!("luod-host-{me}");
+    let Ok(tmp) = std::fs::read_dir("/tmp") else { return };
+    for e in tmp.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let path = e.path();
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
         }
     }
 }

@@ -3,7 +3,8 @@
 //! boundary between the tenants of a shared host (luod.8.md, SECURITY
 //! MODEL), one case per attack:
 //!
-//! - single boot: grants on whole name components, overlapping grants
+//! - single boot: the uid of each request is its sender's (`SO_PASSCRED`),
+//!   grants on whole name components, overlapping grants
 //!   refused at start, a client whose fd blocks in `close()` (a TCP socket
 //!   with `SO_LINGER`) stalling no other client, connection, session, file
 //!   and byte quotas, the idle timeout, files not owned, not open
@@ -26,8 +27,8 @@ use luod::proto::{self, Request, State};
 use crate::child::{as_root_child, as_uid, fork_as};
 use crate::wire::{self, Got};
 use crate::{
-    connect, connect_to, kill_luod, luod_alive, luod_cmd, memfd, names, next_cmdline, paths, pattern,
-    read_all, refused, s, start_luod, Case, Ctx, Systemd, R, UID_A, UID_B,
+    connect, connect_to, junk_kernel, kill_luod, luod_alive, luod_cmd, memfd, names, next_cmdline, paths,
+    pattern, read_all, refused, s, start_luod, Case, Ctx, Systemd, R, UID_A, UID_B,
 };
 
 /// Granted `vm-42`: whole components only.
@@ -121,14 +122,6 @@ fn kexec_loaded() -> Result<String, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && paths().host => Ok("no kexec".into()),
         Err(e) => Err(format!("/sys/kernel/kexec_loaded: {e}")),
     }
-}
-
-/// Not a kernel: 64 KiB of a pattern, in a memfd open read-write. The
-/// kernel's `kexec_file_load` refuses a file open for writing anywhere
-/// (`deny_write_access()`: `ETXTBSY`) before it parses it, so a load that
-/// gets that far fails without printing a kernel error.
-fn junk_kernel() -> Result<OwnedFd, String> {
-    memfd(&pattern(64 * 1024, 99))
 }
 
 /// Bring the loopback interface up (`SIOCSIFFLAGS`); Linux gives it
@@ -286,10 +279,13 @@ fn show_fdnames(names: &[String]) -> String {
 /// The fd store holds exactly the outgoing sessions `want` (kernel names).
 fn store_is(sd: &Systemd, want: &[&[u8]]) -> R {
     let names: Vec<String> = sd.names().iter().map(|n| n.to_string()).collect();
-    let mut got: Vec<(char, Vec<u8>)> =
-        names.iter().map(|n| decode_fdname(n).ok_or_else(|| n.clone())).collect::<Result<_, _>>().map_err(
-            |n| format!("fd store name {n:?} is not o or i + the hex of a kernel name: {}", show_fdnames(&names)),
-        )?;
+    let mut got: Vec<(char, Vec<u8>)> = names
+        .iter()
+        .map(|n| decode_fdname(n).ok_or_else(|| n.clone()))
+        .collect::<Result<_, _>>()
+        .map_err(|n| {
+            format!("fd store name {n:?} is not o or i + the hex of a kernel name: {}", show_fdnames(&names))
+        })?;
     got.sort();
     let mut exp: Vec<(char, Vec<u8>)> = want.iter().map(|k| ('o', k.to_vec())).collect();
     exp.sort();
@@ -320,7 +316,11 @@ fn credentials_per_request(_: &mut Ctx) -> R {
     let st = roots.status().map_err(s)?;
     ensure!(st.uid == 0, "root's status says uid {}", st.uid);
     as_uid(UID_A, move || {
-        refused(roots.create("vm-b"), libc::EPERM, "uid A creates vm-b (not its grant) on root's connection")?;
+        refused(
+            roots.create("vm-b"),
+            libc::EPERM,
+            "uid A creates vm-b (not its grant) on root's connection",
+        )?;
         let st = roots.status().map_err(s)?;
         ensure!(st.uid == UID_A, "uid A's request on root's connection: luod saw uid {}", st.uid);
         let l = roots.list().map_err(s)?;
@@ -346,7 +346,8 @@ fn grant_covers_whole_components(_: &mut Ctx) -> R {
         }
         cl.create("vm-42").map_err(|e| format!("create vm-42: {e}"))?;
         cl.create("vm-42/disk").map_err(|e| format!("create vm-42/disk: {e}"))?;
-        cl.preserve("vm-42/disk", 1, memfd(b"disk")?).map_err(|e| format!("preserve into vm-42/disk: {e}"))?;
+        cl.preserve("vm-42/disk", 1, memfd(b"disk")?)
+            .map_err(|e| format!("preserve into vm-42/disk: {e}"))?;
         let mut l = names(&cl.list().map_err(s)?);
         l.sort();
         ensure!(l == ["vm-42", "vm-42/disk"], "uid {UID_C} lists {l:?}");
@@ -509,7 +510,9 @@ fn connection_quota(_: &mut Ctx) -> R {
         }
         match wire::recv(&c3, 5 * SECOND).map_err(s)? {
             Got::HangUp => {}
-            Got::Packet(p) => return Err(format!("third connection: another packet after the refusal: {:?}", p.data)),
+            Got::Packet(p) => {
+                return Err(format!("third connection: another packet after the refusal: {:?}", p.data))
+            }
             Got::Nothing => return Err("third connection still open 5 s after its refusal".into()),
         }
         c1.status().map_err(|e| format!("first connection after the refusal: {e}"))?;
@@ -594,7 +597,10 @@ fn idle_timeout(_: &mut Ctx) -> R {
                     // A last word before the hang-up is allowed.
                     Got::Packet(p) => {
                         let (_, op, errno) = wire::reply_header(&p.data)?;
-                        ensure!(op == 0 && errno != 0, "unexpected packet on the idle connection: op {op}, errno {errno}");
+                        ensure!(
+                            op == 0 && errno != 0,
+                            "unexpected packet on the idle connection: op {op}, errno {errno}"
+                        );
                     }
                     Got::Nothing => {}
                 }
@@ -639,7 +645,9 @@ fn read_only_memfd_refused(_: &mut Ctx) -> R {
         let wo = OpenOptions::new().write(true).open(&path).map_err(|e| format!("{path} O_WRONLY: {e}"))?;
         let r = refused(cl.preserve("vm-a", 1, &ro), libc::EACCES, "a memfd open O_RDONLY")
             .and_then(|()| refused(cl.preserve("vm-a", 2, &wo), libc::EACCES, "a memfd open O_WRONLY"))
-            .and_then(|()| cl.preserve("vm-a", 3, &m).map_err(|e| format!("the same memfd open O_RDWR: {e}")));
+            .and_then(|()| {
+                cl.preserve("vm-a", 3, &m).map_err(|e| format!("the same memfd open O_RDWR: {e}"))
+            });
         cl.close("vm-a").map_err(s)?;
         r
     })
@@ -682,9 +690,166 @@ fn kexec_needs_cap_sys_boot(_: &mut Ctx) -> R {
     Ok(())
 }
 
+/// A minimal ELF64 (little endian) whose one `PT_NOTE` segment holds the
+/// `LUO` format table `compats` (the layout of kernel/liveupdate/
+/// luo_formats.c): what luod's image reader accepts in place of a bzImage.
+fn elf_with_table(compats: &[&str]) -> Vec<u8> {
+    let mut desc = 1u32.to_le_bytes().to_vec();
+    for c in compats {
+        desc.extend(c.as_bytes());
+        desc.push(0);
+    }
+    while desc.len() % 4 != 0 {
+        desc.push(0);
+    }
+    let mut note = 4u32.to_le_bytes().to_vec(); // namesz: "LUO\0"
+    note.extend((desc.len() as u32).to_le_bytes());
+    note.extend(1u32.to_le_bytes()); // type: the format table
+    note.extend(b"LUO\0");
+    note.extend(&desc);
+    let notes_off = 64u64 + 56;
+    let mut f = vec![0u8; 64];
+    f[..4].copy_from_slice(b"\x7fELF");
+    f[4] = 2; // ELFCLASS64
+    f[5] = 1; // ELFDATA2LSB
+    f[6] = 1;
+    f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    f[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    f[52..54].copy_from_slice(&64u16.to_le_bytes());
+    f[54..56].copy_from_slice(&56u16.to_le_bytes());
+    f[56..58].copy_from_slice(&1u16.to_le_bytes());
+    f[58..60].copy_from_slice(&64u16.to_le_bytes());
+    let mut ph = vec![0u8; 56];
+    ph[..4].copy_from_slice(&4u32.to_le_bytes()); // PT_NOTE
+    ph[8..16].copy_from_slice(&notes_off.to_le_bytes());
+    ph[32..40].copy_from_slice(&(note.len() as u64).to_le_bytes());
+    ph[48..56].copy_from_slice(&4u64.to_le_bytes());
+    f.extend(ph);
+    f.extend(note);
+    f
+}
+
+/// `bytes` in a /tmp file kept open read-write (see [`junk_kernel`]: the
+/// kernel then refuses it with `ETXTBSY` before parsing it).
+fn image_file(bytes: &[u8]) -> Result<OwnedFd, String> {
+    use std::io::Write;
+    let path = format!("/tmp/luod-tests-image-{}", std::process::id());
+    let mut f = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(s)?;
+    let _ = std::fs::remove_file(&path);
+    f.write_all(bytes).map_err(s)?;
+    Ok(f.into())
+}
+
+/// A next kernel whose table lacks the format of a preserved file (here
+/// memfd-v2, for a preserved memfd): `ENOEXEC` naming the format and the
+/// session; with the format in the table the check passes (and
+/// `kexec_file_load` refuses the file itself).
+fn table_without_a_needed_format(_: &mut Ctx) -> R {
+    let before = kexec_loaded()?;
+    let cl = connect()?;
+    cl.create("table-check").map_err(s)?;
+    let m = memfd(&pattern(4096, 5))?;
+    let r = (|| {
+        cl.preserve("table-check", 1, &m).map_err(s)?;
+        let img = image_file(&elf_with_table(&["kho-v4", "luo-v5"]))?;
+        match cl.kexec_load(&img, None, "liveupdate=on", 0) {
+            Err(e) if e.errno() == libc::ENOEXEC => {
+                let msg = e.to_string();
+                ensure!(
+                    msg.contains("memfd-v2") && msg.contains("table-check"),
+                    "the refusal does not name the missing format and its session: {msg}"
+                );
+            }
+            other => {
+                return Err(format!("KexecLoad of a kernel without memfd-v2: {other:?}, wanted ENOEXEC"))
+            }
+        }
+        let img = image_file(&elf_with_table(&["kho-v4", "luo-v5", "memfd-v2"]))?;
+        let load_errno = if before == "no kexec" { libc::ENOSYS } else { libc::ETXTBSY };
+        refused(
+            cl.kexec_load(&img, None, "liveupdate=on", 0),
+            load_errno,
+            "KexecLoad of a kernel whose table has every format (kexec_file_load's own errno)",
+        )
+    })();
+    let closed = cl.close("table-check").map_err(s);
+    r.and(closed)?;
+    let after = kexec_loaded()?;
+    ensure!(before == after, "/sys/kernel/kexec_loaded went from {before} to {after}");
+    Ok(())
+}
+
+/// `Reboot` tells subscribers "kexec imminent" and waits for their
+/// acknowledgements: with one subscriber silent it is cancelled
+/// (`ETIMEDOUT`, and "kexec cancelled" to everyone); once every subscriber
+/// acknowledged it goes ahead; without CAP_SYS_BOOT it is refused. Against
+/// a luod with `--fake-device`, which does everything but the kexec.
+fn kexec_events(_: &mut Ctx) -> R {
+    let (mut child, sock) = extra_luod("events", &single_policy())?;
+    let r = (|| {
+        wait_serving(&mut child, &sock, 10 * SECOND)?;
+        let mut acker = Client::connect(&sock).map_err(s)?.subscribe().map_err(s)?;
+        let mut silent = Client::connect(&sock).map_err(s)?.subscribe().map_err(s)?;
+        let root = Client::connect(&sock).map_err(s)?;
+        ensure!(root.status().map_err(s)?.subscribers == 2, "luod does not count 2 subscribers");
+        let acks = std::thread::spawn(move || -> Result<Vec<proto::EventKind>, String> {
+            let mut seen = Vec::new();
+            while let Ok(e) = acker.next_event(Some(10 * SECOND)) {
+                seen.push(e.kind);
+                if e.kind == proto::EventKind::KexecImminent {
+                    acker.ack(e.seq).map_err(s)?;
+                }
+                if seen.len() == 3 {
+                    break;
+                }
+            }
+            Ok(seen)
+        });
+        match root.reboot(500, 0) {
+            Err(e) if e.errno() == libc::ETIMEDOUT => {
+                let msg = e.to_string();
+                ensure!(
+                    msg.contains("1 subscribers"),
+                    "not exactly the silent subscriber was missing: {msg}"
+                );
+            }
+            other => return Err(format!("Reboot with a silent subscriber: {other:?}, wanted ETIMEDOUT")),
+        }
+        let first = silent.next_event(Some(SECOND)).map_err(s)?;
+        let second = silent.next_event(Some(SECOND)).map_err(s)?;
+        ensure!(
+            first.kind == proto::EventKind::KexecImminent && second.kind == proto::EventKind::KexecCancelled,
+            "the silent subscriber got {:?} then {:?}",
+            first.kind,
+            second.kind
+        );
+        drop(silent);
+        // Let luod see the hang-up before the next round.
+        let start = Instant::now();
+        while root.status().map_err(s)?.subscribers != 1 {
+            ensure!(start.elapsed() < 5 * SECOND, "luod still counts the subscriber that hung up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        root.reboot(5000, 0).map_err(|e| format!("Reboot with every subscriber acknowledging: {e}"))?;
+        as_uid(UID_A, || {
+            let cl = Client::connect(&sock).map_err(s)?;
+            refused(cl.reboot(100, proto::REBOOT_FORCE), libc::EPERM, "Reboot by uid A")
+        })?;
+        // The acknowledging subscriber saw: imminent, cancelled, imminent.
+        drop(root);
+        let seen = acks.join().map_err(|_| "the subscriber thread panicked".to_string())??;
+        use proto::EventKind::{KexecCancelled as C, KexecImminent as I};
+        ensure!(seen == [I, C, I], "the acknowledging subscriber saw {seen:?}");
+        Ok(())
+    })();
+    stop(child);
+    r
+}
+
 /// A next kernel without the LUO format table: `ENOEXEC`; with
 /// `KEXEC_UNVERIFIED` luod passes it on and `kexec_file_load` refuses it
-/// itself (`ETXTBSY`: the memfd is open for writing).
+/// itself (`ETXTBSY`: the file is open for writing, see [`junk_kernel`]).
 fn incompatible_kernel_refused(_: &mut Ctx) -> R {
     let before = kexec_loaded()?;
     let junk = junk_kernel()?;
@@ -764,8 +929,10 @@ fn fdstore_names_steps(sock: &str, state: &str, sd: &mut Systemd) -> R {
             let l = cl.list().map_err(s)?;
             let mut got: Vec<Vec<u8>> = l.iter().map(|e| e.name.clone()).collect();
             got.sort();
-            let mut want: Vec<Vec<u8>> =
-                [ODD_NAMES[1], ODD_NAMES[2], ODD_NAMES[3], b"u1003/vm-42"].iter().map(|n| n.to_vec()).collect();
+            let mut want: Vec<Vec<u8>> = [ODD_NAMES[1], ODD_NAMES[2], ODD_NAMES[3], b"u1003/vm-42"]
+                .iter()
+                .map(|n| n.to_vec())
+                .collect();
             want.sort();
             ensure!(got == want, "after the restart root lists {l:?}");
             ensure!(l.iter().all(|e| e.state == State::Outgoing), "after the restart: {l:?}");
@@ -832,6 +999,8 @@ pub const SINGLE: &[Case] = &[
     ("non_file_refused", non_file_refused),
     ("kexec_needs_cap_sys_boot", kexec_needs_cap_sys_boot),
     ("incompatible_kernel_refused", incompatible_kernel_refused),
+    ("table_without_a_needed_format", table_without_a_needed_format),
+    ("kexec_events", kexec_events),
     ("fdstore_names", fdstore_names),
     ("second_luod_refused", second_luod_refused),
 ];
@@ -839,19 +1008,20 @@ pub const SINGLE: &[Case] = &[
 // ---------------------------------------------------------------------------
 // Across a kexec
 
-/// uid A's and uid B's `vm-42`, and root's `drop-me`.
+/// The contents of uid A's and uid B's `vm-42`: (length, pattern seed).
 const A_42: (usize, u64) = (5000, 41);
 const B_42: (usize, u64) = (7000, 42);
 
-fn load_next(cl: &Client, flags: u32) -> Result<proto::HandOver, luod::client::ClientError> {
-    let kernel = File::open("/kernel").map_err(luod::client::ClientError::Io)?;
-    let initrd = File::open("/initrd.img").map_err(luod::client::ClientError::Io)?;
-    let cmdline = next_cmdline().map_err(|e| luod::client::ClientError::Io(std::io::Error::other(e)))?;
-    cl.kexec_load(&kernel, Some(initrd.as_fd()), &cmdline, flags)
-}
+/// Stage 2 has no `/kernel` (the last boot's initramfs carries none):
+/// stage 1 preserves the kernel image in root's session `next-kernel`.
+const KERNEL_SESSION: &str = "next-kernel";
 
 fn stage1_luod_start(c: &mut Ctx) -> R {
-    tenants_luod_start(c)
+    tenants_luod_start(c)?;
+    let image = std::fs::read("/kernel").map_err(|e| format!("/kernel: {e}"))?;
+    let cl = connect()?;
+    cl.create(KERNEL_SESSION).map_err(s)?;
+    cl.preserve(KERNEL_SESSION, 1, memfd(&image)?).map_err(|e| format!("preserving the kernel image: {e}"))
 }
 
 /// uid A's `vm-42` is in the manifest luod writes when root loads the next
@@ -865,7 +1035,11 @@ fn stage1_stale_manifest_setup(_: &mut Ctx) -> R {
     let cl = connect()?;
     cl.create("drop-me").map_err(s)?;
     cl.preserve("drop-me", 1, memfd(b"to be dropped")?).map_err(s)?;
-    let h = load_next(&cl, 0).map_err(|e| format!("KexecLoad: {e}"))?;
+    let kernel = File::open("/kernel").map_err(|e| format!("/kernel: {e}"))?;
+    let initrd = File::open("/initrd.img").map_err(|e| format!("/initrd.img: {e}"))?;
+    let h = cl
+        .kexec_load(&kernel, Some(initrd.as_fd()), &next_cmdline()?, 0)
+        .map_err(|e| format!("KexecLoad: {e}"))?;
     println!("# kexec will hand over {} sessions, {} files, {} bytes", h.sessions, h.files, h.bytes);
     as_uid(UID_A, || connect()?.close("vm-42").map_err(s))?;
     as_uid(UID_B, || {
@@ -876,11 +1050,6 @@ fn stage1_stale_manifest_setup(_: &mut Ctx) -> R {
         ensure!(l.len() == 1 && l[0].name == b"vm-42" && l[0].files == 1, "uid B lists {l:?}");
         Ok(())
     })?;
-    let l = names(&cl.list().map_err(s)?);
-    ensure!(
-        l.iter().any(|n| n == "u1002/vm-42") && !l.iter().any(|n| n == "u1001/vm-42"),
-        "root lists {l:?}"
-    );
     Ok(())
 }
 
@@ -927,16 +1096,20 @@ fn stage2_owner_retrieves_intact(_: &mut Ctx) -> R {
 /// unless told to drop it.
 fn stage2_kexec_load_busy_incoming(_: &mut Ctx) -> R {
     let cl = connect()?;
-    refused(load_next(&cl, 0), libc::EBUSY, "KexecLoad with drop-me unfinished")?;
-    let h = load_next(&cl, proto::KEXEC_DROP_INCOMING).map_err(|e| format!("KexecLoad with DROP_INCOMING: {e}"))?;
+    cl.retrieve_session(KERNEL_SESSION).map_err(s)?;
+    let kernel = cl.retrieve_fd(KERNEL_SESSION, 1).map_err(s)?;
+    cl.finish(KERNEL_SESSION).map_err(s)?;
+    let cmdline = next_cmdline()?;
+    refused(cl.kexec_load(&kernel, None, &cmdline, 0), libc::EBUSY, "KexecLoad with drop-me unfinished")?;
+    let h = cl
+        .kexec_load(&kernel, None, &cmdline, proto::KEXEC_DROP_INCOMING)
+        .map_err(|e| format!("KexecLoad with DROP_INCOMING: {e}"))?;
     ensure!(h.dropped >= 1, "hand-over report {h:?}: drop-me not counted as dropped");
     Ok(())
 }
 
-pub const STAGE1: &[Case] = &[
-    ("stage1_luod_start", stage1_luod_start),
-    ("stage1_stale_manifest_setup", stage1_stale_manifest_setup),
-];
+pub const STAGE1: &[Case] =
+    &[("stage1_luod_start", stage1_luod_start), ("stage1_stale_manifest_setup", stage1_stale_manifest_setup)];
 
 pub const STAGE2: &[Case] = &[
     ("stage2_luod_start", stage2_luod_start),
