@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -27,9 +28,25 @@ use crate::{image, log};
 pub const MANIFEST_SESSION: &str = "luod.manifest";
 /// Handlers whose format a file of unknown kind may need.
 const KNOWN_HANDLERS: &[&str] = &[image::MEMFD_COMPATIBLE, image::VFIO_PCI_COMPATIBLE];
+/// Longest wait of a reboot for acknowledgements.
+const MAX_REBOOT_WAIT_MS: u32 = 60_000;
+/// Key direction byte of the kept list of incoming sessions.
+const INCOMING_LIST: u8 = b'n';
 /// How long a create waits for a session of the same name that is being
 /// closed (by luod, the holder or the fd store) to go away.
 const CREATE_RETRY: Duration = Duration::from_secs(2);
+
+/// The state of the outgoing and incoming sessions before a load.
+struct Snapshot {
+    /// The formats the next kernel must read.
+    need: BTreeSet<String>,
+    /// For each format first needed: (format, session name).
+    needed_by: Vec<(String, String)>,
+    /// What the kexec hands over and drops.
+    handover: HandOver,
+    /// Unfinished incoming sessions.
+    incoming: Vec<Arc<Session>>,
+}
 
 /// Daemon configuration.
 #[derive(Debug, Clone)]
@@ -76,6 +93,12 @@ pub struct Daemon {
     /// Loads, reboots and the manifest; outermost lock. Holds the
     /// manifest session of the last load.
     kexec: Mutex<Option<SessFd>>,
+    /// A kernel was loaded through luod: the manifest follows changes.
+    loaded: AtomicBool,
+    /// The manifest misses a change (written at the next reboot).
+    manifest_dirty: AtomicBool,
+    /// The formats of the kernel loaded through luod (a leaf lock).
+    next_formats: Mutex<Option<image::Formats>>,
     keeper: Keeper,
     /// Subscribers to kexec events.
     pub events: Events,
@@ -119,6 +142,9 @@ impl Daemon {
             overflow_uid: peer::overflow_uid(),
             reg: Mutex::new(Registry::default()),
             kexec: Mutex::new(None),
+            loaded: AtomicBool::new(false),
+            manifest_dirty: AtomicBool::new(false),
+            next_formats: Mutex::new(None),
             keeper,
             events: Events::default(),
             handed_over: scanned.map(|n| n.is_some()),
@@ -270,7 +296,7 @@ impl Daemon {
             outgoing,
             incoming: vis.iter().filter(|e| e.state == State::Incoming).count() as u32,
             retrieved: vis.iter().filter(|e| e.state == State::Retrieved).count() as u32,
-            keeper: match self.keeper.kind() {
+            keeper: match self.keeper.working() {
                 KeeperKind::Nothing => proto::Keeper::None,
                 KeeperKind::Holder => proto::Keeper::Holder,
                 KeeperKind::FdStore => proto::Keeper::FdStore,
@@ -364,6 +390,7 @@ impl Daemon {
         }
         let bytes = if kind == rustix::fs::FileType::RegularFile { st.st_size.max(0) as u64 } else { 0 };
         let compat = image::handler_compatible(fd).map(str::to_owned);
+        self.check_next_kernel(compat.as_deref())?;
         let kname = self.kname(uid, name)?;
         let s = self.find(OUT, &kname, name)?;
         let owner = s.owner.unwrap_or(0);
@@ -470,6 +497,7 @@ impl Daemon {
                 s.set_state(g, State::Retrieved);
                 self.keep(&s, g);
                 log(&format!("uid {} (pid {}) retrieved session {}", cred.uid, cred.pid, show(&kname)));
+                self.keep_incoming();
                 Ok(())
             }
             Err(e) => {
@@ -479,6 +507,7 @@ impl Daemon {
                     self.reg().remove(&s);
                     if !is_fresh {
                         self.unkeep(&s);
+                        self.keep_incoming();
                     }
                 }
                 if not_found {
@@ -514,11 +543,36 @@ impl Daemon {
     }
 
     fn may_boot(&self, cred: Cred) -> Result<(), ErrorReply> {
-        match peer::has_cap_sys_boot(cred) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(err(libc::EPERM, "loading or starting the next kernel needs CAP_SYS_BOOT")),
-            Err(e) => Err(err(libc::EPERM, format!("cannot check CAP_SYS_BOOT of the sender: {e}"))),
+        peer::may_boot(cred).map_err(|e| {
+            err(libc::EPERM, format!("loading or starting the next kernel needs root with CAP_SYS_BOOT: {e}"))
+        })
+    }
+
+    /// What the outgoing sessions need the next kernel to read, and a
+    /// summary of the handover.
+    fn snapshot(&self) -> Snapshot {
+        let all: Vec<Arc<Session>> = self.reg().sessions.values().cloned().collect();
+        let incoming: Vec<Arc<Session>> =
+            all.iter().filter(|s| s.key.first() == Some(&IN)).cloned().collect();
+        let mut need: BTreeSet<String> = BTreeSet::new();
+        need.insert(image::CORE_COMPATIBLE.to_string());
+        let mut h = HandOver { dropped: incoming.len() as u32, ..Default::default() };
+        let mut needed_by: Vec<(String, String)> = Vec::new();
+        for s in all.iter().filter(|s| s.key.first() == Some(&OUT)) {
+            let g = s.lock();
+            if g.gone {
+                continue;
+            }
+            h.sessions += 1;
+            h.files += g.files.len() as u32;
+            h.bytes = g.files.values().fold(h.bytes, |a, f| a.saturating_add(f.bytes));
+            for c in needed_formats(&g) {
+                if need.insert(c.clone()) {
+                    needed_by.push((c, show(s.kname())));
+                }
+            }
         }
+        Snapshot { need, needed_by, handover: h, incoming }
     }
 
     fn kexec_load(&self, cred: Cred, cmdline: &str, flags: u32, fds: &[OwnedFd]) -> Outcome {
@@ -532,9 +586,43 @@ impl Daemon {
         self.dev()?;
         let kernel = fds.first().ok_or_else(|| err(libc::EINVAL, "no kernel fd"))?;
         let initrd = fds.get(1);
-        let mut manifest = self.kexec_lock();
-        let all: Vec<Arc<Session>> = self.reg().sessions.values().cloned().collect();
-        let incoming: Vec<&Arc<Session>> = all.iter().filter(|s| s.key.first() == Some(&IN)).collect();
+        // The image is the client's file: read it before taking any lock.
+        let formats = if flags & proto::KEXEC_UNVERIFIED == 0 {
+            let f = image::accepted_formats(kernel.as_fd()).map_err(|e| {
+                err(
+                    libc::ENOEXEC,
+                    format!("cannot read the next kernel's image: {e} (--unverified to load anyway)"),
+                )
+            })?;
+            let Some(f) = f else {
+                return Err(err(
+                    libc::ENOEXEC,
+                    "the next kernel has no table of the formats it reads: cannot verify the handover (--unverified to load anyway)",
+                ));
+            };
+            Some(f)
+        } else {
+            None
+        };
+        // From here on, files preserved meanwhile are checked against it.
+        let before = std::mem::replace(&mut *self.next_formats(), formats.clone());
+        let r = self.load_checked(cred, cmdline, flags, kernel, initrd, formats.as_ref());
+        if r.is_err() {
+            *self.next_formats() = before;
+        }
+        r
+    }
+
+    fn load_checked(
+        &self,
+        cred: Cred,
+        cmdline: &str,
+        flags: u32,
+        kernel: &OwnedFd,
+        initrd: Option<&OwnedFd>,
+        formats: Option<&image::Formats>,
+    ) -> Outcome {
+        let Snapshot { need, needed_by, handover: h, incoming } = self.snapshot();
         if !incoming.is_empty() && flags & proto::KEXEC_DROP_INCOMING == 0 {
             let first = incoming.first().map(|s| show(s.kname())).unwrap_or_default();
             return Err(err(
@@ -545,42 +633,7 @@ impl Daemon {
                 ),
             ));
         }
-        // What the next kernel must read, and a summary.
-        let mut need: BTreeSet<String> = BTreeSet::new();
-        need.insert(image::CORE_COMPATIBLE.to_string());
-        let mut h = HandOver { dropped: incoming.len() as u32, ..Default::default() };
-        let mut needed_by: Vec<(String, String)> = Vec::new();
-        for s in all.iter().filter(|s| s.key.first() == Some(&OUT)) {
-            let g = s.lock();
-            if g.gone {
-                continue;
-            }
-            h.sessions += 1;
-            h.files += g.files.len() as u32;
-            h.bytes = g.files.values().fold(h.bytes, |a, f| a.saturating_add(f.bytes));
-            let mut wants: Vec<String> = g.files.values().filter_map(|f| f.compat.clone()).collect();
-            if !g.files_known || g.files.values().any(|f| f.compat.is_none()) {
-                wants.extend(KNOWN_HANDLERS.iter().map(|c| c.to_string()));
-            }
-            for c in wants {
-                if need.insert(c.clone()) {
-                    needed_by.push((c, show(s.kname())));
-                }
-            }
-        }
-        if flags & proto::KEXEC_UNVERIFIED == 0 {
-            let formats = image::accepted_formats(kernel.as_fd()).map_err(|e| {
-                err(
-                    libc::ENOEXEC,
-                    format!("cannot read the next kernel's image: {e} (--unverified to load anyway)"),
-                )
-            })?;
-            let Some(formats) = formats else {
-                return Err(err(
-                    libc::ENOEXEC,
-                    "the next kernel has no table of the formats it reads: cannot verify the handover (--unverified to load anyway)",
-                ));
-            };
+        if let Some(formats) = formats {
             let missing: Vec<&String> = need.iter().filter(|c| !formats.accepts(c)).collect();
             if let Some(first) = missing.first() {
                 let who = needed_by
@@ -597,7 +650,9 @@ impl Daemon {
                 ));
             }
         }
-        self.write_manifest(&mut manifest, &all)?;
+        let mut manifest = self.kexec_lock();
+        self.write_manifest(&mut manifest)?;
+        self.loaded.store(true, Ordering::Relaxed);
         liveupdate::kexec::load(kernel, initrd.map(|f| f.as_fd()), cmdline)
             .map_err(|e| io_err(&e, "kexec_file_load"))?;
         log(&format!(
@@ -607,9 +662,35 @@ impl Daemon {
         Ok((Reply::Kexec(h), None))
     }
 
+    /// The formats of the kernel last loaded through luod (a leaf lock).
+    fn next_formats(&self) -> MutexGuard<'_, Option<image::Formats>> {
+        self.next_formats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A file of compatible `compat` (`None`: unknown) may be preserved
+    /// only if the kernel loaded through luod, if any, reads it.
+    fn check_next_kernel(&self, compat: Option<&str>) -> Result<(), ErrorReply> {
+        let f = self.next_formats();
+        let Some(f) = f.as_ref().filter(|_| kexec_loaded() || self.cfg.fake_device) else {
+            return Ok(());
+        };
+        let wanted: Vec<&str> = match compat {
+            Some(c) => vec![c],
+            None => KNOWN_HANDLERS.to_vec(),
+        };
+        match wanted.iter().find(|c| !f.accepts(c)) {
+            Some(c) => Err(err(
+                libc::ENOEXEC,
+                format!("the loaded next kernel cannot read {c}: load another kernel first"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn reboot(&self, cred: Cred, timeout_ms: u32, flags: u32) -> Result<(), ErrorReply> {
         self.may_boot(cred)?;
-        let _k = self.kexec_lock();
+        let timeout_ms = timeout_ms.min(MAX_REBOOT_WAIT_MS);
+        let mut manifest = self.kexec_lock();
         if !self.cfg.fake_device && !kexec_loaded() {
             return Err(err(libc::ENOEXEC, "no next kernel is loaded"));
         }
@@ -621,6 +702,11 @@ impl Daemon {
                 libc::ETIMEDOUT,
                 format!("{missing} subscribers did not acknowledge within {timeout_ms} ms: kexec cancelled"),
             ));
+        }
+        if self.loaded.load(Ordering::Relaxed) && self.manifest_dirty.swap(false, Ordering::Relaxed) {
+            if let Err(e) = self.write_manifest(&mut manifest) {
+                log(&format!("warning: cannot refresh the manifest: {}", e.message));
+            }
         }
         log(&format!(
             "kexec started by uid {} (pid {}); {missing} subscribers did not acknowledge",
@@ -638,14 +724,23 @@ impl Daemon {
         }
     }
 
-    /// Rewrite the manifest after a change, if a kernel was loaded.
+    /// Rewrite the manifest after a change, if a kernel was loaded through
+    /// luod. Never waits for a load or a reboot in progress: then the
+    /// manifest is marked stale, and the reboot rewrites it.
     fn refresh_manifest(&self) {
-        let mut m = self.kexec_lock();
-        if m.is_none() {
+        if !self.loaded.load(Ordering::Relaxed) {
             return;
         }
-        let all: Vec<Arc<Session>> = self.reg().sessions.values().cloned().collect();
-        if let Err(e) = self.write_manifest(&mut m, &all) {
+        let mut m = match self.kexec.try_lock() {
+            Ok(m) => m,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.manifest_dirty.store(true, Ordering::Relaxed);
+                return;
+            }
+        };
+        if let Err(e) = self.write_manifest(&mut m) {
+            self.manifest_dirty.store(true, Ordering::Relaxed);
             log(&format!("warning: cannot refresh the manifest: {}", e.message));
         }
     }
@@ -653,27 +748,16 @@ impl Daemon {
     /// Write luod's manifest (kernel names and files of the outgoing
     /// sessions) into its own session, for the luod of the next kernel.
     /// A listing aid only: owners come from the kernel names.
-    fn write_manifest(&self, slot: &mut Option<SessFd>, all: &[Arc<Session>]) -> Result<(), ErrorReply> {
+    fn write_manifest(&self, slot: &mut Option<SessFd>) -> Result<(), ErrorReply> {
         let mkey = session::key(b'm', MANIFEST_SESSION.as_bytes());
+        let all: Vec<Arc<Session>> = self.reg().sessions.values().cloned().collect();
+        let text = manifest_text(all.iter().filter(|s| s.key.first() == Some(&OUT)));
+        let f = text_memfd("luod-manifest", &text)?;
         if slot.take().is_some() {
             if let Err(e) = self.keeper.remove(&mkey) {
                 log(&format!("warning: cannot drop the old manifest from the keeper: {e}"));
             }
         }
-        let mut text = String::from("luod-manifest 2\n");
-        for s in all.iter().filter(|s| s.key.first() == Some(&OUT)) {
-            let g = s.lock();
-            if g.gone {
-                continue;
-            }
-            let hex: String = s.kname().iter().map(|b| format!("{b:02x}")).collect();
-            let files: Vec<String> = g.files.iter().map(|(t, f)| format!("{t:x}:{:x}", f.bytes)).collect();
-            text.push_str(&format!("{hex} {}\n", files.join(",")));
-        }
-        let mem =
-            memfd_create("luod-manifest", MemfdFlags::CLOEXEC).map_err(|e| io_err(&e.into(), "manifest"))?;
-        let mut f = File::from(mem);
-        f.write_all(text.as_bytes()).map_err(|e| io_err(&e, "writing the manifest"))?;
         let dev = self.dev()?;
         let until = Instant::now() + CREATE_RETRY;
         let session = loop {
@@ -692,6 +776,40 @@ impl Daemon {
         Ok(())
     }
 
+    /// Keep the list of the incoming sessions not retrieved yet (a memfd
+    /// in the keeper), so a restarted luod still knows them: the previous
+    /// kernel's manifest can be read once only.
+    fn keep_incoming(&self) {
+        let key = session::key(INCOMING_LIST, b"luod.incoming");
+        let all: Vec<Arc<Session>> = self.reg().sessions.values().cloned().collect();
+        let pending: Vec<&Arc<Session>> =
+            all.iter().filter(|s| s.key.first() == Some(&IN) && s.state() == State::Incoming).collect();
+        let r = if pending.is_empty() {
+            self.keeper.remove(&key)
+        } else {
+            match text_memfd("luod-incoming", &manifest_text(pending.into_iter())) {
+                Ok(f) => self.keeper.put(&key, &[], Some(f.as_fd())),
+                Err(e) => Err(io::Error::other(e.message)),
+            }
+        };
+        if let Err(e) = r {
+            log(&format!("warning: cannot keep the list of incoming sessions: {e}"));
+        }
+    }
+
+    /// Learn the incoming sessions a manifest lists.
+    fn learn_incoming(&self, text: &str) {
+        for (kname, files) in parse_manifest(text) {
+            let key = session::key(IN, &kname);
+            if self.reg().sessions.contains_key(&key) {
+                continue;
+            }
+            let inner = Inner { files, files_known: true, ..Default::default() };
+            let s = Session::new(key.clone(), State::Incoming, inner);
+            self.reg().sessions.insert(key, s);
+        }
+    }
+
     /// Read the previous luod's manifest, if the previous kernel has one.
     pub fn read_manifest(&self) -> Option<bool> {
         let dev = self.dev.as_ref()?;
@@ -703,40 +821,13 @@ impl Daemon {
                 return Some(true);
             }
         };
-        let text = session.retrieve_fd(0).ok().and_then(|fd| {
-            let mut f = File::from(fd);
-            let mut s = String::new();
-            f.seek(SeekFrom::Start(0)).ok()?;
-            f.take(16 << 20).read_to_string(&mut s).ok()?;
-            Some(s)
-        });
+        let text = session.retrieve_fd(0).ok().and_then(|fd| read_text(fd).ok());
         let _ = session.finish();
-        let Some(text) = text else {
-            log("the previous manifest is unreadable");
-            return Some(true);
-        };
-        let mut lines = text.lines();
-        if lines.next() != Some("luod-manifest 2") {
-            log("the previous manifest has an unknown format");
-            return Some(true);
+        match text {
+            Some(text) => self.learn_incoming(&text),
+            None => log("the previous manifest is unreadable"),
         }
-        for l in lines {
-            let mut w = l.split(' ');
-            let (Some(hex), files) = (w.next(), w.next().unwrap_or("")) else { continue };
-            let Some(kname) = unhex(hex) else { continue };
-            if kname.is_empty() || kname.len() > liveupdate::MAX_NAME_LEN {
-                continue;
-            }
-            let files = parse_files(files);
-            let key = session::key(IN, &kname);
-            let inner = Inner { files, files_known: true, ..Default::default() };
-            let s = Session::new(key.clone(), State::Incoming, inner);
-            if self.reg().sessions.contains_key(&key) {
-                continue;
-            }
-            self.keep(&s, &s.lock());
-            self.reg().sessions.insert(key, s);
-        }
+        self.keep_incoming();
         Some(true)
     }
 
@@ -744,16 +835,33 @@ impl Daemon {
     pub fn recover(&self, held: Vec<Held>) {
         for h in held {
             let Some((&dir, kname)) = h.key.split_first() else { continue };
+            if dir == INCOMING_LIST {
+                if let Some(text) = h.fd.and_then(|fd| read_text(fd).ok()) {
+                    self.learn_incoming(&text);
+                }
+                continue;
+            }
             let fd = h.fd.map(|fd| SessFd::from_fd(fd, self.cfg.fake_device));
             if dir == b'm' {
                 *self.kexec_lock() = fd;
+                self.loaded.store(true, Ordering::Relaxed);
                 continue;
             }
-            let Some((state, files, known)) = session::parse_record(&h.record) else {
-                log(&format!("dropping an unreadable held record for {}", show(kname)));
-                continue;
+            let (state, inner) = match session::parse_record(&h.record) {
+                Some((state, files, known)) => (state, Inner { fd, files, files_known: known, gone: false }),
+                None => {
+                    // Keep the session (its fd is the kernel's): only
+                    // luod's notes about it are lost.
+                    log(&format!(
+                        "warning: unreadable held record for {}: its files are unknown",
+                        show(kname)
+                    ));
+                    let state = if dir == OUT { State::Outgoing } else { State::Retrieved };
+                    let state = if fd.is_none() { State::Incoming } else { state };
+                    (state, Inner { fd, ..Default::default() })
+                }
             };
-            self.adopt(dir, kname, state, Inner { fd, files, files_known: known, gone: false });
+            self.adopt(dir, kname, state, inner);
         }
     }
 
@@ -777,6 +885,15 @@ impl Daemon {
     /// kernel name); for other names, the kernel's name and a probe.
     pub fn recover_fdstore(&self, fds: Vec<(OwnedFd, String)>) {
         for (fd, fdname) in fds {
+            if let Some(key) =
+                crate::keeper::key_of_fdname(&fdname).filter(|k| k.first() == Some(&INCOMING_LIST))
+            {
+                match read_text(fd) {
+                    Ok(text) => self.learn_incoming(&text),
+                    Err(e) => log(&format!("warning: the kept list {} is unreadable: {e}", show(&key))),
+                }
+                continue;
+            }
             let session = SessFd::from_fd(fd, self.cfg.fake_device);
             let key = match crate::keeper::key_of_fdname(&fdname) {
                 Some(k) => k,
@@ -796,6 +913,7 @@ impl Daemon {
             let Some((&dir, kname)) = key.split_first() else { continue };
             if dir == b'm' {
                 *self.kexec_lock() = Some(session);
+                self.loaded.store(true, Ordering::Relaxed);
                 continue;
             }
             let state = if dir == OUT { State::Outgoing } else { State::Retrieved };
@@ -814,6 +932,69 @@ impl Daemon {
         let out = r.sessions.keys().filter(|k| k.first() == Some(&OUT)).count();
         (out, r.sessions.len() - out)
     }
+}
+
+/// The formats the next kernel must read for the files of `g`: each
+/// file's handler, or every handler luod knows for a file of unknown kind.
+fn needed_formats(g: &Inner) -> Vec<String> {
+    let mut v: Vec<String> = g.files.values().filter_map(|f| f.compat.clone()).collect();
+    if !g.files_known || g.files.values().any(|f| f.compat.is_none()) {
+        v.extend(KNOWN_HANDLERS.iter().map(|c| c.to_string()));
+    }
+    v
+}
+
+/// A manifest: its version line, then one line per session, the hex of
+/// its kernel name and `token:bytes` of its files (hex, comma separated).
+fn manifest_text<'a>(sessions: impl Iterator<Item = &'a Arc<Session>>) -> String {
+    let mut text = String::from("luod-manifest 2\n");
+    for s in sessions {
+        let g = s.lock();
+        if g.gone {
+            continue;
+        }
+        let hex: String = s.kname().iter().map(|b| format!("{b:02x}")).collect();
+        let files: Vec<String> = g.files.iter().map(|(t, f)| format!("{t:x}:{:x}", f.bytes)).collect();
+        text.push_str(&format!("{hex} {}\n", files.join(",")));
+    }
+    text
+}
+
+/// Parse [`manifest_text`]: kernel names and files; bad lines are skipped.
+fn parse_manifest(text: &str) -> Vec<(Vec<u8>, std::collections::BTreeMap<u64, FileRec>)> {
+    let mut lines = text.lines();
+    if lines.next() != Some("luod-manifest 2") {
+        log("a manifest has an unknown format");
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for l in lines {
+        let mut w = l.split(' ');
+        let (Some(hex), files) = (w.next(), w.next().unwrap_or("")) else { continue };
+        let Some(kname) = unhex(hex) else { continue };
+        if kname.is_empty() || kname.len() > liveupdate::MAX_NAME_LEN {
+            continue;
+        }
+        out.push((kname, parse_files(files)));
+    }
+    out
+}
+
+/// `text` in a new memfd.
+fn text_memfd(name: &str, text: &str) -> Result<File, ErrorReply> {
+    let mem = memfd_create(name, MemfdFlags::CLOEXEC).map_err(|e| io_err(&e.into(), name))?;
+    let mut f = File::from(mem);
+    f.write_all(text.as_bytes()).map_err(|e| io_err(&e, name))?;
+    Ok(f)
+}
+
+/// The text of a file (at most 16 MiB), from its start.
+fn read_text(fd: OwnedFd) -> io::Result<String> {
+    let mut f = File::from(fd);
+    let mut s = String::new();
+    f.seek(SeekFrom::Start(0))?;
+    f.take(16 << 20).read_to_string(&mut s)?;
+    Ok(s)
 }
 
 fn parse_files(s: &str) -> std::collections::BTreeMap<u64, FileRec> {

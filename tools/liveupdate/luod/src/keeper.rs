@@ -243,6 +243,8 @@ struct KeeperState {
 /// and never with the registry lock held.
 pub struct Keeper {
     kind: KeeperKind,
+    /// The holder could not be restarted: sessions are kept nowhere.
+    lost: std::sync::atomic::AtomicBool,
     dir: PathBuf,
     /// The holder link and the mirror of what it holds.
     state: Mutex<KeeperState>,
@@ -262,7 +264,7 @@ pub fn fdname(key: &[u8]) -> String {
 /// The key of an `FDNAME` written by [`fdname`].
 pub fn key_of_fdname(n: &str) -> Option<Vec<u8>> {
     let (dir, hex) = n.split_at_checked(1)?;
-    if !matches!(dir, "o" | "i" | "m") || hex.is_empty() || hex.len() % 2 != 0 {
+    if !matches!(dir, "o" | "i" | "m" | "n") || hex.is_empty() || hex.len() % 2 != 0 {
         return None;
     }
     let mut key = vec![dir.as_bytes()[0]];
@@ -298,12 +300,22 @@ impl Keeper {
             mirror.insert(h.key.clone(), Kept { record: h.record.clone(), fd });
         }
         let state = Mutex::new(KeeperState { link, mirror });
-        (Self { kind, dir: dir.to_path_buf(), state }, held)
+        (Self { kind, lost: Default::default(), dir: dir.to_path_buf(), state }, held)
     }
 
     /// Where sessions are kept.
     pub fn kind(&self) -> KeeperKind {
         self.kind
+    }
+
+    /// Where sessions are kept now: [`KeeperKind::Nothing`] once the
+    /// holder died and could not be restarted (until a restart works).
+    pub fn working(&self) -> KeeperKind {
+        if self.lost.load(std::sync::atomic::Ordering::Relaxed) {
+            KeeperKind::Nothing
+        } else {
+            self.kind
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, KeeperState> {
@@ -366,6 +378,7 @@ impl Keeper {
     /// everything again.
     fn respawn(&self, st: &mut KeeperState) -> io::Result<()> {
         st.link = None;
+        self.lost.store(true, std::sync::atomic::Ordering::Relaxed);
         let (link, stale) = HolderLink::connect_or_spawn(&self.dir)?;
         // A holder that answered with entries of its own is not the one
         // that died: make it hold exactly the mirror.
@@ -379,6 +392,7 @@ impl Keeper {
         }
         crate::log(&format!("holder restarted with {} entries", st.mirror.len()));
         st.link = Some(link);
+        self.lost.store(false, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }

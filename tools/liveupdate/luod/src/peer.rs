@@ -134,16 +134,29 @@ pub fn overflow_uid() -> u32 {
         .unwrap_or(65534)
 }
 
-/// Does the process `cred` have `CAP_SYS_BOOT` in its effective set?
+/// May the sender `cred` load or start the next kernel?
 ///
-/// The pid is pinned with a pidfd before `/proc/<pid>/status` is read, and
-/// the process must still be alive (its pidfd not readable) and have the
-/// packet's uid afterwards, so a pid reused in between is not mistaken
-/// for the sender.
-pub fn has_cap_sys_boot(cred: Cred) -> Result<bool, String> {
+/// It must be root in luod's user namespace **when it sent the request**
+/// (`cred.uid`, which the kernel took at send time: a process that
+/// changes uid afterwards, e.g. by exec'ing a setuid program, does not
+/// become root for a request it sent before), and hold `CAP_SYS_BOOT` in
+/// its effective set in luod's user namespace (a process in a user
+/// namespace of its own shows a full `CapEff` that means nothing here).
+///
+/// The pid is pinned with a pidfd before `/proc/<pid>` is read, and the
+/// process must still be alive afterwards (its pidfd not readable) with
+/// every uid 0, so a pid reused in between is not mistaken for the sender.
+pub fn may_boot(cred: Cred) -> Result<(), String> {
+    if cred.uid != 0 {
+        return Err(format!("the sender is uid {}, not root", cred.uid));
+    }
     let pid = rustix::process::Pid::from_raw(cred.pid).ok_or("the sender has no pid in luod's namespace")?;
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .map_err(|e| format!("pidfd_open({}): {e}", cred.pid))?;
+    let ns = |p: &str| std::fs::read_link(p).map_err(|e| format!("{p}: {e}"));
+    if ns(&format!("/proc/{}/ns/user", cred.pid))? != ns("/proc/self/ns/user")? {
+        return Err(format!("pid {} is in another user namespace", cred.pid));
+    }
     let status = std::fs::read_to_string(format!("/proc/{}/status", cred.pid))
         .map_err(|e| format!("reading the status of pid {}: {e}", cred.pid))?;
     let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
@@ -153,19 +166,20 @@ pub fn has_cap_sys_boot(cred: Cred) -> Result<bool, String> {
     if exited {
         return Err(format!("pid {} exited", cred.pid));
     }
-    Ok(caps_allow(&status, cred.uid))
+    if !caps_allow(&status) {
+        return Err(format!("pid {} lacks CAP_SYS_BOOT (or is not root throughout)", cred.pid));
+    }
+    Ok(())
 }
 
-/// From a `/proc/<pid>/status` text: the real uid is `uid` and the
-/// effective capabilities have `CAP_SYS_BOOT`.
-fn caps_allow(status: &str, uid: u32) -> bool {
+/// From a `/proc/<pid>/status` text: every uid (real, effective, saved,
+/// filesystem) is 0 and the effective capabilities have `CAP_SYS_BOOT`.
+fn caps_allow(status: &str) -> bool {
     let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
-    let uid_ok = field("Uid:")
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u32>().ok())
-        .is_some_and(|u| u == uid);
+    let uids: Vec<&str> = field("Uid:").map(|v| v.split_whitespace().collect()).unwrap_or_default();
+    let root = uids.len() == 4 && uids.iter().all(|u| *u == "0");
     let cap = field("CapEff:").and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(0);
-    uid_ok && cap & (1 << CAP_SYS_BOOT) != 0
+    root && cap & (1 << CAP_SYS_BOOT) != 0
 }
 
 /// The raw fd, for log lines.
@@ -180,17 +194,20 @@ mod tests {
     #[test]
     fn capability_parse() {
         let s = "Name:\tx\nUid:\t0\t0\t0\t0\nCapEff:\t000001ffffffffff\n";
-        assert!(caps_allow(s, 0));
-        assert!(!caps_allow(s, 1));
+        assert!(caps_allow(s));
         let s = "Uid:\t0\t0\t0\t0\nCapEff:\t000001ffffbfffff\n";
-        assert!(!caps_allow(s, 0), "bit 22 clear");
-        assert!(!caps_allow("Uid:\t0\n", 0));
+        assert!(!caps_allow(s), "bit 22 clear");
+        let s = "Uid:\t1001\t0\t0\t0\nCapEff:\t000001ffffffffff\n";
+        assert!(!caps_allow(s), "real uid 1001 (a setuid program)");
+        assert!(!caps_allow("Uid:\t0\nCapEff:\t000001ffffffffff\n"));
+        assert!(!caps_allow("Uid:\t0\t0\t0\t0\n"));
     }
 
     #[test]
     fn this_process() {
         let me = Cred { pid: std::process::id() as i32, uid: rustix::process::getuid().as_raw() };
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        assert_eq!(has_cap_sys_boot(me).unwrap(), caps_allow(&status, me.uid));
+        assert_eq!(may_boot(me).is_ok(), me.uid == 0 && caps_allow(&status));
+        assert!(may_boot(Cred { uid: 1001, ..me }).is_err());
     }
 }

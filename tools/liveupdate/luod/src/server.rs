@@ -24,6 +24,8 @@ use crate::{fdpass, log, notify};
 
 /// Most concurrent client connections, all uids together.
 pub const MAX_CLIENTS: usize = 1024;
+/// Connections only root may use, so an operator can always reach luod.
+const ROOT_RESERVE: usize = 64;
 /// How long luod waits for a client to take a reply.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -96,6 +98,7 @@ pub fn run(cfg: Config, activated: Vec<(OwnedFd, String)>) -> io::Result<()> {
         drop(wd.reg());
         true
     });
+    let refuser = Refuser::start()?;
     let mut backoff = Duration::from_millis(10);
     loop {
         let conn = match net::accept_with(&listener, net::SocketFlags::CLOEXEC) {
@@ -108,12 +111,12 @@ pub fn run(cfg: Config, activated: Vec<(OwnedFd, String)>) -> io::Result<()> {
             }
         };
         backoff = Duration::from_millis(10);
-        admit(&d, conn);
+        admit(&d, &refuser, conn);
     }
 }
 
 /// Count a new connection against its uid's limit and start its thread.
-fn admit(d: &Arc<Daemon>, conn: OwnedFd) {
+fn admit(d: &Arc<Daemon>, refuser: &Refuser, conn: OwnedFd) {
     let Ok(cred) = net::sockopt::socket_peercred(&conn) else { return };
     let uid = cred.uid.as_raw();
     let connector = Cred { pid: cred.pid.as_raw_nonzero().get(), uid };
@@ -121,9 +124,17 @@ fn admit(d: &Arc<Daemon>, conn: OwnedFd) {
     let refused = {
         let mut r = d.reg();
         let total: u64 = r.usage.values().map(|u| u.connections).sum();
+        let others: u64 = r.usage.iter().filter(|(&u, _)| u != 0).map(|(_, u)| u.connections).sum();
         let u = r.usage(uid);
-        if total >= MAX_CLIENTS as u64 {
+        if uid != 0 && !d.cfg.policy.knows(uid) {
+            // Not even Status: a uid the policy does not know holds no
+            // connection slot (a user with a range of subordinate uids
+            // could otherwise fill them all).
+            Some(err(libc::EPERM, format!("the policy grants uid {uid} nothing")))
+        } else if total >= MAX_CLIENTS as u64 {
             Some(err(libc::EMFILE, format!("too many clients (at most {MAX_CLIENTS})")))
+        } else if uid != 0 && others >= (MAX_CLIENTS - ROOT_RESERVE) as u64 {
+            Some(err(libc::EMFILE, format!("too many clients ({ROOT_RESERVE} are kept for root)")))
         } else if uid != 0 && u.connections >= limit {
             Some(err(libc::EDQUOT, format!("uid {uid} has its {limit} connections")))
         } else {
@@ -132,8 +143,13 @@ fn admit(d: &Arc<Daemon>, conn: OwnedFd) {
         }
     };
     if let Some(e) = refused {
-        let _ = net::sockopt::set_socket_timeout(&conn, net::sockopt::Timeout::Send, Some(SEND_TIMEOUT));
-        let _ = fdpass::send(&conn, &proto::encode_reply(0, &Err(e)), &[]);
+        // Without blocking: a full socket just misses the explanation.
+        let _ = net::send(
+            &conn,
+            &proto::encode_reply(0, &Err(e)),
+            net::SendFlags::DONTWAIT | net::SendFlags::NOSIGNAL,
+        );
+        refuser.refuse(conn);
         return;
     }
     let d2 = Arc::clone(d);
@@ -148,6 +164,66 @@ fn admit(d: &Arc<Daemon>, conn: OwnedFd) {
         let mut r = d.reg();
         let u = r.usage(uid);
         u.connections = u.connections.saturating_sub(1);
+    }
+}
+
+/// Closes refused connections once their client has read the refusal.
+///
+/// Closing at once would reset a connection whose client sent a request
+/// meanwhile (its request unread in our queue): the client would see
+/// `ECONNRESET` instead of the refusal queued for it. One thread keeps up
+/// to [`Refuser::MAX`] refused connections for up to [`Refuser::LINGER`],
+/// discards what their clients send, and closes each when its client
+/// hangs up, sends, or the time is up.
+struct Refuser {
+    tx: std::sync::mpsc::SyncSender<OwnedFd>,
+}
+
+impl Refuser {
+    const MAX: usize = 256;
+    const LINGER: Duration = Duration::from_secs(2);
+
+    fn start() -> io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<OwnedFd>(Self::MAX);
+        std::thread::Builder::new().name("refuser".into()).stack_size(128 * 1024).spawn(move || {
+            let mut pending: Vec<(OwnedFd, std::time::Instant)> = Vec::new();
+            loop {
+                let wait = if pending.is_empty() { None } else { Some(Duration::from_millis(50)) };
+                let got = match wait {
+                    None => rx.recv().map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
+                    Some(t) => rx.recv_timeout(t),
+                };
+                match got {
+                    Ok(fd) => pending.push((fd, std::time::Instant::now())),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                }
+                while let Ok(fd) = rx.try_recv() {
+                    pending.push((fd, std::time::Instant::now()));
+                }
+                let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+                pending.retain(|(fd, since)| {
+                    let mut p = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+                    let ready = rustix::event::poll(&mut p, Some(&zero)).unwrap_or(1) > 0;
+                    if ready {
+                        // Drain (a request, or the hang-up) so the close
+                        // resets nothing, then close.
+                        let mut buf = [0u8; 64];
+                        while net::recv(fd, &mut buf, net::RecvFlags::DONTWAIT).is_ok_and(|(n, _)| n > 0) {}
+                        return false;
+                    }
+                    since.elapsed() < Self::LINGER
+                });
+            }
+        })?;
+        Ok(Self { tx })
+    }
+
+    /// Close `conn` once its client read the refusal (at most
+    /// [`Refuser::LINGER`] later; at once if too many wait).
+    fn refuse(&self, conn: OwnedFd) {
+        // A full queue drops (closes) it at once.
+        let _ = self.tx.try_send(conn);
     }
 }
 
@@ -200,15 +276,22 @@ fn serve(d: &Daemon, conn: OwnedFd, connector: Cred) {
                 }
                 (Ok(_), None) => (0, Err(err(libc::EPERM, "the request came without credentials"))),
                 (Ok(Request::Subscribe), Some(cred)) => {
-                    if let Err(e) = d.may_subscribe(cred) {
-                        (proto::Op::Subscribe as u16, Err(e))
-                    } else {
-                        let sent = reply(conn.as_fd(), proto::Op::Subscribe as u16, Ok((Reply::Done, None)));
-                        drop(p.fds);
-                        if sent {
-                            events(d, &conn, cred);
+                    let op = proto::Op::Subscribe as u16;
+                    match d.may_subscribe(cred).and_then(|()| {
+                        d.events.subscribe(&conn).map_err(|e| err(libc::ENOMEM, format!("subscribing: {e}")))
+                    }) {
+                        Err(e) => (op, Err(e)),
+                        Ok(id) => {
+                            // Subscribed before the reply: a Reboot after it
+                            // reaches this client.
+                            let sent = reply(conn.as_fd(), op, Ok((Reply::Done, None)));
+                            drop(p.fds);
+                            if sent {
+                                events(d, &conn, cred, id);
+                            }
+                            d.events.unsubscribe(id);
+                            return;
                         }
-                        return;
                     }
                 }
                 (Ok(req), Some(cred)) => {
@@ -226,10 +309,10 @@ fn serve(d: &Daemon, conn: OwnedFd, connector: Cred) {
     }
 }
 
-/// A subscribed connection: acknowledgements until it hangs up.
-fn events(d: &Daemon, conn: &OwnedFd, cred: Cred) {
+/// A subscribed connection (subscription `id`): acknowledgements until
+/// it hangs up.
+fn events(d: &Daemon, conn: &OwnedFd, cred: Cred, id: u64) {
     let _ = net::sockopt::set_socket_timeout(conn, net::sockopt::Timeout::Recv, None);
-    let Ok(id) = d.events.subscribe(conn) else { return };
     log(&format!("uid {} (pid {}) subscribed to kexec events", cred.uid, cred.pid));
     while let Ok(Some(p)) = peer::recv(conn.as_fd(), proto::MAX_REQUEST, cred) {
         drop(p.fds);
@@ -243,7 +326,6 @@ fn events(d: &Daemon, conn: &OwnedFd, cred: Cred) {
             }
         }
     }
-    d.events.unsubscribe(id);
 }
 
 /// luod's request handling without the socket, for tests on kernels

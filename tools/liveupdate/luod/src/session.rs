@@ -8,9 +8,14 @@
 //! 1. `Daemon::kexec` (loads, reboots, the manifest);
 //! 2. [`Session::inner`]: one session's fd and files; held across the
 //!    kernel calls on that session, never across a client's file;
-//! 3. leaves, under which nothing else is taken and nothing blocks:
-//!    the [`Registry`] lock (which sessions exist, usage per uid,
-//!    connections per uid) and the keeper's lock.
+//! 3. leaves, under which nothing else is taken: the [`Registry`] lock
+//!    (which sessions exist, usage per uid, connections per uid; nothing
+//!    blocks under it), the formats of the next kernel, and the keeper's
+//!    lock (which may wait for the holder: at most its socket timeouts,
+//!    and a restart of it).
+//!
+//! `Daemon::kexec` is only ever tried (`try_lock`) by create and close,
+//! so they never wait for a load or a reboot.
 //!
 //! No lock is held while a client's fd is examined or dropped.
 
@@ -130,9 +135,11 @@ impl Session {
         self.bytes.store(b, Ordering::Relaxed);
     }
 
-    /// The record kept with its fd for a restart.
+    /// The record kept with its fd for a restart: `2`, state, files
+    /// complete, file count (`u32`), then per file token and bytes (`u64`)
+    /// and the code of its handler's compatible ([`COMPAT_CODES`]).
     pub fn record(&self, held: &Inner) -> Vec<u8> {
-        let mut v = Vec::with_capacity(8 + 24 * held.files.len());
+        let mut v = Vec::with_capacity(RECORD_HEADER + RECORD_PER_FILE * held.files.len());
         v.push(b'2');
         v.push(self.state() as u8);
         v.push(u8::from(held.files_known));
@@ -140,13 +147,22 @@ impl Session {
         for (t, f) in &held.files {
             v.extend_from_slice(&t.to_le_bytes());
             v.extend_from_slice(&f.bytes.to_le_bytes());
-            let c = f.compat.as_deref().unwrap_or("").as_bytes();
-            let c = &c[..c.len().min(47)];
-            v.push(c.len() as u8);
-            v.extend_from_slice(c);
+            v.push(compat_code(f.compat.as_deref()));
         }
         v
     }
+}
+
+/// Handler compatibles a record names by a code (its index + 1; 0: none
+/// or another).
+pub const COMPAT_CODES: &[&str] = &[crate::image::MEMFD_COMPATIBLE, crate::image::VFIO_PCI_COMPATIBLE];
+const RECORD_HEADER: usize = 7;
+const RECORD_PER_FILE: usize = 17;
+// Every session's record fits in one holder packet.
+const _: () = assert!(RECORD_HEADER + RECORD_PER_FILE * MAX_FILES_PER_SESSION <= crate::keeper::MAX_RECORD);
+
+fn compat_code(c: Option<&str>) -> u8 {
+    c.and_then(|c| COMPAT_CODES.iter().position(|k| *k == c)).map_or(0, |i| i as u8 + 1)
 }
 
 /// Parse a record written by [`Session::record`]: state, files, whether
@@ -156,21 +172,18 @@ pub fn parse_record(r: &[u8]) -> Option<(State, BTreeMap<u64, FileRec>, bool)> {
     let state = State::from_u8(*rest.first()?)?;
     let known = *rest.get(1)? != 0;
     let n = u32::from_le_bytes(rest.get(2..6)?.try_into().ok()?) as usize;
-    if n > MAX_FILES_PER_SESSION {
+    if n > MAX_FILES_PER_SESSION || rest.len() != RECORD_HEADER - 1 + RECORD_PER_FILE * n {
         return None;
     }
     let mut files = BTreeMap::new();
-    let mut p = rest.get(6..)?;
-    for _ in 0..n {
+    for p in rest[RECORD_HEADER - 1..].chunks_exact(RECORD_PER_FILE) {
         let token = u64::from_le_bytes(p.get(..8)?.try_into().ok()?);
         let bytes = u64::from_le_bytes(p.get(8..16)?.try_into().ok()?);
-        let cl = *p.get(16)? as usize;
-        let c = p.get(17..17 + cl)?;
-        let compat = if cl == 0 { None } else { Some(String::from_utf8(c.to_vec()).ok()?) };
+        let code = *p.get(16)? as usize;
+        let compat = code.checked_sub(1).and_then(|i| COMPAT_CODES.get(i)).map(|c| c.to_string());
         files.insert(token, FileRec { bytes, compat });
-        p = &p[17 + cl..];
     }
-    p.is_empty().then_some((state, files, known))
+    Some((state, files, known))
 }
 
 /// What a uid uses.
