@@ -153,9 +153,17 @@ pub fn may_boot(cred: Cred) -> Result<(), String> {
     let pid = rustix::process::Pid::from_raw(cred.pid).ok_or("the sender has no pid in luod's namespace")?;
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .map_err(|e| format!("pidfd_open({}): {e}", cred.pid))?;
-    let ns = |p: &str| std::fs::read_link(p).map_err(|e| format!("{p}: {e}"));
-    if ns(&format!("/proc/{}/ns/user", cred.pid))? != ns("/proc/self/ns/user")? {
-        return Err(format!("pid {} is in another user namespace", cred.pid));
+    // Without CONFIG_USER_NS (no /proc/self/ns/user) every process is in
+    // the initial user namespace.
+    match std::fs::read_link("/proc/self/ns/user") {
+        Ok(mine) => {
+            let p = format!("/proc/{}/ns/user", cred.pid);
+            if std::fs::read_link(&p).map_err(|e| format!("{p}: {e}"))? != mine {
+                return Err(format!("pid {} is in another user namespace", cred.pid));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("/proc/self/ns/user: {e}")),
     }
     let status = std::fs::read_to_string(format!("/proc/{}/status", cred.pid))
         .map_err(|e| format!("reading the status of pid {}: {e}", cred.pid))?;
