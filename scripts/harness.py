@@ -358,7 +358,8 @@ def case_list(r, path):
 def kunit_sources(v):
     srcs = sorted(os.path.join(SRC, "kernel", "liveupdate", f)
                   for f in os.listdir(os.path.join(SRC, "kernel", "liveupdate")) if f.endswith(".rs"))
-    srcs += [os.path.join(SRC, "rust", "kernel", "kho", "field.rs"),
+    srcs += [os.path.join(SRC, "rust", "kernel", "kho.rs"),
+             os.path.join(SRC, "rust", "kernel", "kho", "field.rs"),
              os.path.join(SRC, "rust", "kernel", "rbtree", "intrusive.rs")]
     if has_config(v, "CONFIG_LIVEUPDATE_MEMFD_RUST"):
         srcs.append(os.path.join(SRC, "mm", "memfd_luo_rs.rs"))
