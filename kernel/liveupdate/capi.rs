@@ -137,10 +137,15 @@ pub unsafe extern "C" fn liveupdate_unregister_flb(
         return;
     }
     if let Ok(l) = luo() {
+        // A statement of its own, as in `liveupdate_register_flb`: the guard of `flb_states`
+        // is dropped at its end. `flb_states` is the innermost LUO lock (see the lock order in
+        // `luo_rs.rs`): FLB ops call the FLB API with their FLB's lock held, which the reboot
+        // path takes under the registry lock, so taking the registry lock under `flb_states`
+        // could deadlock.
         // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of
         // the kernel's life, as `FlbStates::get` requires.
-        let res = unsafe { l.flb_states.lock().get(flb) }
-            .and_then(|state| l.registry.lock().unlink_flb(fh, &state));
+        let state = unsafe { l.flb_states.lock().get(flb) };
+        let res = state.and_then(|state| l.registry.lock().unlink_flb(fh, &state));
         if let Err(e) = res {
             pr_err!("cannot unregister an FLB: {:?}\n", e);
         }

@@ -7,7 +7,8 @@
 //! number, which the handler carries across a kexec as its 64-bit handle. Its `freeze`,
 //! `retrieve` and `can_finish` can be told to fail, and it counts its calls, so selftests can
 //! check LUO's rollback and sticky-error rules. It can also corrupt the outgoing handover on
-//! purpose (see [`corrupt`]), to test how the next kernel rejects bad data.
+//! purpose (see [`corrupt`]), to test how the next kernel rejects bad data. A test FLB (see
+//! [`TestFlb`]) can be linked to it, whose `preserve` calls the FLB API.
 //!
 //! ioctls of `/dev/luo_rs_test` (type `'L'`, argument passed by value):
 //! - 1 `CREATE(value)`: a new test object; returns its fd.
@@ -15,7 +16,7 @@
 //! - 3 `FAIL_RETRIEVE(errno)`: every `retrieve` fails with `errno` (0 disarms).
 //! - 4 `CAN_FINISH(bool)`: what `can_finish` answers (initially 1).
 //! - 5 `COUNT(which)`: calls so far of preserve(0), unpreserve(1), freeze(2), unfreeze(3),
-//!   retrieve(4), finish(5).
+//!   retrieve(4), finish(5), and of the test FLB's preserve(6) and unpreserve(7).
 //! - 6 `CORRUPT(mode)`: corrupt the handover written at the next reboot.
 //! - 7 `FREEZE_DELAY(ms)`: every `freeze` sleeps that long first (0: no delay), to widen
 //!   the window of races with the reboot path.
@@ -24,11 +25,17 @@
 //! - 9 `UNREGISTER`: drops the handler's [`Registration`] (files it preserved stay).
 //! - 10 `REGISTER`: registers the handler again (`EEXIST` if it is registered).
 //! - 11 `UNPRESERVE_DELAY(ms)`: every `unpreserve` sleeps that long first (0: no delay).
+//! - 12 `FLB(op)`: the test FLB. 1: links it to the handler (`liveupdate_register_flb`); 0:
+//!   unlinks it (`liveupdate_unregister_flb`); 2: `liveupdate_flb_get_incoming` on it (the
+//!   reference is put back); 3: what the FLB API call of its last `preserve` returned (0 or
+//!   an errno; 0 before the first).
 //!
 //! ioctl 16 `VALUE` on a test object returns its number. The number is also the object's id
 //! ([`FileHandler::get_id`]): two objects with the same number cannot both be preserved.
 
 use kernel::{
+    bindings,
+    error::to_result,
     fs::{
         anon_inode::{
             self,
@@ -66,7 +73,8 @@ use kernel::{
         },
         Mutex,
         SetOnce, //
-    }, //
+    },
+    types::Opaque, //
 };
 
 const T: u32 = b'L' as u32;
@@ -81,10 +89,11 @@ const FAIL_DESERIALIZE: u32 = _IO(T, 8);
 const UNREGISTER: u32 = _IO(T, 9);
 const REGISTER: u32 = _IO(T, 10);
 const UNPRESERVE_DELAY: u32 = _IO(T, 11);
+const FLB: u32 = _IO(T, 12);
 const VALUE: u32 = _IO(T, 16);
 
 /// Call counters, indexed as in `COUNT`.
-static CALLS: [Atomic<i32>; 6] = [const { Atomic::new(0) }; 6];
+static CALLS: [Atomic<i32>; 8] = [const { Atomic::new(0) }; 8];
 /// Countdown to the failing `freeze` call (0: disarmed) and its errno.
 static FREEZE_FAIL_IN: Atomic<i32> = Atomic::new(0);
 static FREEZE_ERRNO: Atomic<i32> = Atomic::new(0);
@@ -143,6 +152,143 @@ fn register() -> Result {
     Ok(())
 }
 
+/// The test FLB, a `struct liveupdate_flb` that lives for the rest of the kernel's life, set
+/// up by [`init`]. `FLB` links it to the test handler.
+///
+/// Its `preserve` calls the FLB API, as FLB ops may: LUO runs it with the FLB's outgoing lock
+/// held, and the FLB API takes `Luo::flb_states`, so it checks, with lockdep, that LUO never
+/// takes another of its locks under `flb_states` (the innermost, see the lock order in
+/// `luo_rs.rs`).
+struct TestFlb(Opaque<bindings::liveupdate_flb>);
+
+// SAFETY: `init` writes the FLB once, before anything can refer to it (`/dev/luo_rs_test`,
+// which links it, is registered after); from then on it is only read. The Rust LUO does not
+// use its `private` part.
+unsafe impl Sync for TestFlb {}
+
+static TEST_FLB: TestFlb = TestFlb(Opaque::zeroed());
+
+/// The ops of the test FLB.
+struct TestFlbOps(bindings::liveupdate_flb_ops);
+
+// SAFETY: Function pointers and a NULL owner (built-in code), never written.
+unsafe impl Sync for TestFlbOps {}
+
+static TEST_FLB_OPS: TestFlbOps = TestFlbOps(bindings::liveupdate_flb_ops {
+    preserve: Some(test_flb_preserve),
+    unpreserve: Some(test_flb_unpreserve),
+    retrieve: Some(test_flb_retrieve),
+    finish: Some(test_flb_finish),
+    owner: core::ptr::null_mut(),
+});
+
+/// The test FLB's compatible string.
+const FLB_COMPATIBLE: &[u8] = b"luo-rs-test-flb-v1\0";
+const _: () = assert!(FLB_COMPATIBLE.len() <= bindings::LIVEUPDATE_FLB_COMPAT_LENGTH as usize);
+
+/// What the FLB API call of the test FLB's last `preserve` returned (0 or -errno).
+static FLB_API_RESULT: Atomic<i32> = Atomic::new(0);
+
+/// Gives the zeroed test FLB its ops and compatible string.
+fn init_flb() {
+    let flb = TEST_FLB.0.get();
+    // SAFETY: Nothing refers to the FLB yet (see `TestFlb`). The compatible string fits
+    // (checked above); `compatible` is `const` in C only to stop changes after registration.
+    unsafe {
+        (*flb).ops = &TEST_FLB_OPS.0;
+        core::ptr::copy_nonoverlapping(
+            FLB_COMPATIBLE.as_ptr(),
+            (&raw mut (*flb).compatible).cast::<u8>(),
+            FLB_COMPATIBLE.len(),
+        );
+    }
+}
+
+/// `liveupdate_flb_get_incoming()` on the test FLB, the reference put back at once: 0 or
+/// -errno.
+fn flb_get_incoming() -> c_int {
+    let flb = TEST_FLB.0.get();
+    let mut obj: *mut c_void = core::ptr::null_mut();
+    // SAFETY: The test FLB lives for the rest of the kernel's life; `obj` is valid for writes.
+    let r = unsafe { bindings::liveupdate_flb_get_incoming(flb, &mut obj) };
+    if r == 0 {
+        // SAFETY: Drops the reference taken just above.
+        unsafe { bindings::liveupdate_flb_put_incoming(flb) };
+    }
+    r
+}
+
+/// `preserve` of the test FLB: calls the FLB API (for its own incoming object, which there is
+/// none of in the tests), with LUO holding the FLB's outgoing lock.
+///
+/// # Safety
+///
+/// `argp` is a valid argument block (LUO calls it so).
+unsafe extern "C" fn test_flb_preserve(argp: *mut bindings::liveupdate_flb_op_args) -> c_int {
+    count(6);
+    FLB_API_RESULT.store(flb_get_incoming(), Relaxed);
+    // SAFETY: `argp` is valid by the caller's guarantee.
+    unsafe { (*argp).data = 0x7e57_f1b0 };
+    0
+}
+
+/// `unpreserve` of the test FLB.
+///
+/// # Safety
+///
+/// `argp` is a valid argument block (LUO calls it so).
+unsafe extern "C" fn test_flb_unpreserve(_argp: *mut bindings::liveupdate_flb_op_args) {
+    count(7);
+}
+
+/// `retrieve` of the test FLB: the object is the FLB itself (any non-NULL pointer would do).
+///
+/// # Safety
+///
+/// `argp` is a valid argument block (LUO calls it so).
+unsafe extern "C" fn test_flb_retrieve(argp: *mut bindings::liveupdate_flb_op_args) -> c_int {
+    // SAFETY: `argp` is valid by the caller's guarantee.
+    unsafe { (*argp).obj = (*argp).flb.cast() };
+    0
+}
+
+/// `finish` of the test FLB.
+///
+/// # Safety
+///
+/// `argp` is a valid argument block (LUO calls it so).
+unsafe extern "C" fn test_flb_finish(_argp: *mut bindings::liveupdate_flb_op_args) {}
+
+/// The test handler as LUO has it registered (`ENOENT` after `UNREGISTER`).
+fn registered_handler() -> Result<*mut bindings::liveupdate_file_handler> {
+    let handlers = crate::luo()?.registry.lock().snapshot();
+    crate::registry::find_by_compatible(&handlers, COMPATIBLE)
+        .map(|h| h.ops.as_raw())
+        .ok_or(ENOENT)
+}
+
+/// `FLB(op)`.
+fn flb_ioctl(op: usize) -> Result<isize> {
+    match op {
+        0 | 1 => {
+            let fh = registered_handler()?;
+            let flb = TEST_FLB.0.get();
+            if op == 1 {
+                // SAFETY: `fh` is a registered handler, whose descriptor is never freed; the
+                // test FLB lives for the rest of the kernel's life.
+                to_result(unsafe { bindings::liveupdate_register_flb(fh, flb) })?;
+            } else {
+                // SAFETY: As above.
+                unsafe { bindings::liveupdate_unregister_flb(fh, flb) };
+            }
+            Ok(0)
+        }
+        2 => to_result(flb_get_incoming()).map(|()| 0),
+        3 => to_result(FLB_API_RESULT.load(Relaxed)).map(|()| 0),
+        _ => Err(EINVAL),
+    }
+}
+
 /// A test object: a file holding a number.
 struct TestObject;
 
@@ -180,11 +326,14 @@ fn new_object(value: u64) -> Result<ARef<File>> {
 /// The test handler.
 struct TestHandler;
 
+/// The test handler's compatible string.
+const COMPATIBLE: &CStr = c"luo-rs-test-v1";
+
 impl FileHandler for TestHandler {
     type State = u64;
 
     fn compatible(&self) -> &CStr {
-        c"luo-rs-test-v1"
+        COMPATIBLE
     }
 
     fn can_preserve(&self, file: &File) -> bool {
@@ -317,6 +466,7 @@ impl MiscDevice for TestDevice {
                 Ok(0)
             }
             REGISTER => register().map(|()| 0),
+            FLB => flb_ioctl(arg),
             _ => Err(ENOTTY),
         }
     }
@@ -332,6 +482,7 @@ pub(crate) fn init() -> Result {
         GFP_KERNEL,
     )?;
     OBJECTS.populate(objects);
+    init_flb();
     register()?;
     let dev = KBox::pin_init(
         MiscDeviceRegistration::<TestDevice>::register(MiscDeviceOptions {
