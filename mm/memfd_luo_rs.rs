@@ -24,6 +24,11 @@
 //!   folio fits (aligned, starting inside the size, no overlap). A bad handover is refused
 //!   with an errno, never a panic.
 //!
+//! Two fixes of upstream's C handler, which this series makes in both handlers: a memfd sealed
+//! with `F_SEAL_EXEC` comes back without exec bits and writable, as `MFD_NOEXEC_SEAL` made it
+//! (upstream's comes back 0777 and write-sealed), and seals added after `PRESERVE_FD` are read
+//! again at `freeze` (upstream drops them).
+//!
 //! See `Documentation/core-api/liveupdate-rust.rst`.
 
 use kernel::{
@@ -93,6 +98,10 @@ mod abi {
 
     /// Width of the `pfn` bitfield, in the first word of a folio entry.
     pub(crate) const PFN_BITS: u32 = 52;
+    /// Offset of `pos` in `struct memfd_luo_ser`.
+    pub(crate) const SER_POS_OFFSET: usize = 0;
+    /// Offset of `seals` in `struct memfd_luo_ser`.
+    pub(crate) const SER_SEALS_OFFSET: usize = 16;
     /// Offset of the folio array's `struct kho_vmalloc` in `struct memfd_luo_ser`.
     pub(crate) const SER_FOLIOS_OFFSET: usize = 32;
     const PFN_MASK: u64 = (1 << PFN_BITS) - 1;
@@ -146,9 +155,9 @@ mod abi {
                 return;
             };
             // In range: `b` is `SER_SIZE` bytes.
-            let _ = field::put_le_u64(b, 0, self.pos);
+            let _ = field::put_le_u64(b, SER_POS_OFFSET, self.pos);
             let _ = field::put_le_u64(b, 8, self.size);
-            let _ = field::put_le_u32(b, 16, self.seals);
+            let _ = field::put_le_u32(b, SER_SEALS_OFFSET, self.seals);
             let _ = field::put_le_u32(b, 20, self.flags);
             let _ = field::put_le_u64(b, 24, self.nr_folios);
             let _ = field::put(b, 32, self.folios.to_bytes());
@@ -157,9 +166,9 @@ mod abi {
         /// Decodes the header at the start of `b` (missing bytes read as zeroes).
         pub(crate) fn read(b: &[u8]) -> Self {
             Self {
-                pos: field::le_u64(b, 0).unwrap_or(0),
+                pos: field::le_u64(b, SER_POS_OFFSET).unwrap_or(0),
                 size: field::le_u64(b, 8).unwrap_or(0),
-                seals: field::le_u32(b, 16).unwrap_or(0),
+                seals: field::le_u32(b, SER_SEALS_OFFSET).unwrap_or(0),
                 flags: field::le_u32(b, 20).unwrap_or(0),
                 nr_folios: field::le_u64(b, 24).unwrap_or(0),
                 folios: VmallocDescriptor::from_bytes(&field::get(b, 32).unwrap_or_default()),
@@ -330,9 +339,19 @@ impl MemfdHandler {
         }
     }
 
-    /// The empty memfd of header `ser` (validated): seals, position and size.
+    /// The empty memfd of header `ser` (validated): exec bits, seals, position and size.
+    ///
+    /// A file sealed with `F_SEAL_EXEC` is made as `MFD_NOEXEC_SEAL` makes it, without exec bits
+    /// (mode 0666): adding `F_SEAL_EXEC` to a file with exec bits adds the write seals too
+    /// (W^X), so a writable `MFD_NOEXEC_SEAL` memfd would come back executable and
+    /// write-sealed. The mode itself is not in the handover: a file that had exec bits when
+    /// `F_SEAL_EXEC` was added comes back without them (as with the C handler).
     fn new_memfd(ser: &MemfdSer) -> Result<NewMemfd> {
-        let mut memfd = NewMemfd::new()?;
+        let mut memfd = if ser.seals & seals::EXEC != 0 {
+            NewMemfd::new_noexec()?
+        } else {
+            NewMemfd::new()?
+        };
         memfd.add_seals(ser.seals)?;
         memfd.set_pos(i64::try_from(ser.pos).map_err(|_| EINVAL)?)?;
         memfd.set_size(i64::try_from(ser.size).map_err(|_| EINVAL)?)?;
@@ -497,12 +516,22 @@ impl FileHandler for MemfdHandler {
     }
 
     fn freeze(&self, file: &File, _data: &mut u64, state: &mut State) -> Result {
-        // The position may have changed since preserve; nothing else can.
+        // The position and the seals may have changed since preserve, and holes may have been
+        // written; nothing else can.
         let memfd = Memfd::new(file).ok_or(EINVAL)?;
+        // Seals are only ever added, each `F_ADD_SEALS` with one store under the inode lock, so
+        // they are read without it: this sees every seal added before the reboot, and the lock
+        // would not make it more exact (a seal added just after the unlock would be lost too).
+        let seals = memfd.seals();
+        if seals & !abi::ALL_SEALS != 0 {
+            return Err(EOPNOTSUPP);
+        }
         preserve_new_folios(&memfd, state)?;
         let pos = memfd.pos() as u64;
+        let b = state.ser.bytes_mut();
         // In range: the page holds the whole header.
-        let _ = field::put_le_u64(state.ser.bytes_mut(), 0, pos);
+        let _ = field::put_le_u64(b, abi::SER_POS_OFFSET, pos);
+        let _ = field::put_le_u32(b, abi::SER_SEALS_OFFSET, seals);
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
         test::corrupt(memfd.inode_id(), state);
         Ok(())

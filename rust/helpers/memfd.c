@@ -107,6 +107,16 @@ __rust_helper unsigned long rust_helper_folio_pfn_index_nr(const struct folio *f
 	return folio_pfn(folio);
 }
 
+/*
+ * The seals of a shmem file, read without the inode lock (as
+ * memfd_check_seals_mmap() reads them): seals are only ever added, each
+ * F_ADD_SEALS with one store under the inode lock.
+ */
+__rust_helper unsigned int rust_helper_shmem_seals(struct inode *inode)
+{
+	return READ_ONCE(SHMEM_I(inode)->seals);
+}
+
 /* Pages a shmem file holds: in the page cache, or swapped out. */
 __rust_helper unsigned long rust_helper_shmem_present_pages(struct inode *inode)
 {

@@ -54,6 +54,8 @@ pub mod seals {
 
 /// `MFD_ALLOW_SEALING` (uAPI).
 const MFD_ALLOW_SEALING: u32 = 0x2;
+/// `MFD_NOEXEC_SEAL` (uAPI): no exec bits in the mode, sealed with `F_SEAL_EXEC`.
+const MFD_NOEXEC_SEAL: u32 = 0x8;
 
 /// The largest file size and position (`MAX_LFS_FILESIZE` on 64-bit).
 pub const MAX_FILE_SIZE: i64 = i64::MAX;
@@ -106,6 +108,17 @@ impl<'a> Memfd<'a> {
         // reads it without `f_pos_lock` too); a volatile read of an aligned 64-bit integer
         // cannot tear on 64-bit.
         unsafe { core::ptr::read_volatile(&raw const (*self.file.as_ptr()).f_pos) }
+    }
+
+    /// The seals (`F_SEAL_*`), read without the inode lock.
+    ///
+    /// Seals are only ever added, each `F_ADD_SEALS` with one store under the inode lock, so
+    /// this has every seal added before the call; one added concurrently may be missing.
+    /// [`MemfdLock::seals`] reads them under the lock.
+    pub fn seals(&self) -> u32 {
+        // SAFETY: `file` is a valid shmem file (type invariant), so its inode is a valid shmem
+        // inode; the helper only reads its seals (`READ_ONCE`).
+        unsafe { bindings::shmem_seals(self.inode()) }
     }
 
     /// The number of pages the file holds, read without the inode lock: see
@@ -400,8 +413,9 @@ impl Drop for PinnedFolio {
     }
 }
 
-/// A memfd being built in the next kernel (created with `MFD_ALLOW_SEALING`, named
-/// `memfd:`). [`NewMemfd::into_file`] hands it out.
+/// A memfd being built in the next kernel (created with `MFD_ALLOW_SEALING`, and with
+/// `MFD_NOEXEC_SEAL` by [`NewMemfd::new_noexec`]; named `memfd:`). [`NewMemfd::into_file`]
+/// hands it out.
 ///
 /// # Invariants
 ///
@@ -415,12 +429,27 @@ pub struct NewMemfd {
 }
 
 impl NewMemfd {
-    /// Creates an empty memfd that allows sealing.
+    /// Creates an empty memfd that allows sealing, with mode 0777.
     pub fn new() -> Result<Self> {
-        // SAFETY: The name is a valid NUL-terminated string.
-        let f = from_err_ptr(unsafe {
-            bindings::memfd_alloc_file(c"".as_char_ptr(), MFD_ALLOW_SEALING)
-        })?;
+        Self::alloc(MFD_ALLOW_SEALING)
+    }
+
+    /// Creates an empty memfd as `memfd_create(MFD_NOEXEC_SEAL)` does: mode 0666 (no exec bits)
+    /// and sealed with `F_SEAL_EXEC`; it allows more seals.
+    ///
+    /// Adding `F_SEAL_EXEC` to a memfd made by [`NewMemfd::new`] would also add the write seals
+    /// (`memfd_add_seals` makes a file with exec bits W^X), so a memfd that must come back
+    /// writable and sealed with `F_SEAL_EXEC` is made with this.
+    pub fn new_noexec() -> Result<Self> {
+        Self::alloc(MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL)
+    }
+
+    /// Creates an empty shmem memfd; `flags` are `MFD_*` flags without `MFD_HUGETLB`.
+    fn alloc(flags: u32) -> Result<Self> {
+        // SAFETY: The name is a valid NUL-terminated string. Without `MFD_HUGETLB` in `flags`
+        // (our callers pass `MFD_ALLOW_SEALING` and `MFD_NOEXEC_SEAL` only), the file is a shmem
+        // file, as the type invariant and `insert_folio` need.
+        let f = from_err_ptr(unsafe { bindings::memfd_alloc_file(c"".as_char_ptr(), flags) })?;
         let f = NonNull::new(f).ok_or(ENOMEM)?;
         // SAFETY: `memfd_alloc_file` returned a new file with one reference, which we own;
         // `File` is a transparent wrapper of `struct file`.

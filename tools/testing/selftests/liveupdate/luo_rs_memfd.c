@@ -4,7 +4,8 @@
  * and whichever reads it: contents byte for byte, size, seals, f_pos (also a
  * position changed after PRESERVE_FD), holes, fallocated pages, writes after
  * PRESERVE_FD (into data and into holes), a file never retrieved (FINISH must
- * give its memory back).
+ * give its memory back), an MFD_NOEXEC_SEAL memfd (its mode and seals, and a
+ * writable shared mapping of it), seals added after PRESERVE_FD.
  *
  * Built as luo_rs_memfd_corrupt (LUO_RS_MEMFD_CORRUPT, see that file), it
  * instead corrupts handovers on purpose through the Rust handler's test device
@@ -40,6 +41,11 @@
 
 #ifndef F_SEAL_EXEC
 #define F_SEAL_EXEC		0x0020
+#endif
+
+/* glibc has it from 2.38 on. */
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL		0x0008U
 #endif
 
 #define ALL_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | \
@@ -545,6 +551,118 @@ static int check_unretrieved(int luo_fd, const struct mcase *c)
 	return ret;
 }
 
+/*
+ * ---- MFD_NOEXEC_SEAL: mode 0666 and F_SEAL_EXEC, writable; it must come back
+ * so, not 0777 and write-sealed (F_SEAL_EXEC added to a file with exec bits
+ * adds the write seals): a VMM maps its guest RAM shared and writable ----
+ */
+#define NOEXEC_PAGES	4
+#define NOEXEC_MODE	0666
+
+/* The permission bits of @fd, -1 if fstat() fails. */
+static int mode_of(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) ? -1 : (int)(st.st_mode & 07777);
+}
+
+static void setup_noexec(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c);
+	int mfd = new_memfd(NOEXEC_PAGES * psz(), MFD_NOEXEC_SEAL | MFD_ALLOW_SEALING);
+	int mode = mode_of(mfd), seals = fcntl(mfd, F_GET_SEALS);
+
+	if (mode != NOEXEC_MODE || seals != F_SEAL_EXEC)
+		fail_exit("%s: MFD_NOEXEC_SEAL made mode %#o and seals %#x, want %#o and %#x",
+			  c->name, mode, seals, NOEXEC_MODE, F_SEAL_EXEC);
+	fill(mfd, 0, NOEXEC_PAGES * psz(), 11);
+	preserve(sfd, c, mfd, 1);
+	close(mfd);
+}
+
+static int noexec_ok(int mfd)
+{
+	size_t i, len = NOEXEC_PAGES * psz();
+	int mode = mode_of(mfd), seals = fcntl(mfd, F_GET_SEALS);
+	unsigned char *m;
+
+	if (mode != NOEXEC_MODE)
+		return fail("mode %#o, want %#o (as MFD_NOEXEC_SEAL made it)", mode, NOEXEC_MODE);
+	if (seals != F_SEAL_EXEC)
+		return fail("seals %#x, want %#x (F_SEAL_EXEC only)", seals, F_SEAL_EXEC);
+	if (check_size(mfd, len) || verify(mfd, 0, len, 11))
+		return -1;
+	/* F_SEAL_EXEC is in force: the exec bits cannot be set. */
+	if (fchmod(mfd, 0777) != -1 || errno != EPERM)
+		return fail("fchmod(0777) of the F_SEAL_EXEC memfd did not fail with EPERM");
+	/* A VMM maps it as guest RAM and writes through the mapping. */
+	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	if (m == MAP_FAILED)
+		return fail("mmap(PROT_READ | PROT_WRITE, MAP_SHARED): %s", strerror(errno));
+	for (i = 0; i < len; i++)
+		m[i] = pattern(12, i);
+	munmap(m, len);
+	return verify(mfd, 0, len, 12);
+}
+
+static int check_noexec(int luo_fd, const struct mcase *c)
+{
+	return with_memfd(luo_fd, c, noexec_ok);
+}
+
+/*
+ * ---- seals added after PRESERVE_FD: F_SEAL_SHRINK before it, F_SEAL_GROW and
+ * then F_SEAL_SEAL after it (the fd stays open until the kexec); all three
+ * must come back ----
+ */
+#define LATE_SEALS	(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
+static void setup_late_seals(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), mfd = new_memfd(2 * psz(), MFD_ALLOW_SEALING);
+	int seals;
+
+	fill(mfd, 0, 2 * psz(), 13);
+	if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK))
+		fail_exit("F_ADD_SEALS(F_SEAL_SHRINK)");
+	preserve(sfd, c, mfd, 1);
+	if (fcntl(mfd, F_ADD_SEALS, F_SEAL_GROW))
+		fail_exit("%s: F_ADD_SEALS(F_SEAL_GROW) after PRESERVE_FD", c->name);
+	if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SEAL))
+		fail_exit("%s: F_ADD_SEALS(F_SEAL_SEAL) after PRESERVE_FD", c->name);
+	seals = fcntl(mfd, F_GET_SEALS);
+	if (seals != LATE_SEALS)
+		fail_exit("%s: seals %#x after PRESERVE_FD, want %#x", c->name, seals, LATE_SEALS);
+	/* mfd stays open: the child keeps it until the kexec. */
+}
+
+static int late_seals_ok(int mfd)
+{
+	int seals = fcntl(mfd, F_GET_SEALS);
+
+	if (seals != LATE_SEALS)
+		return fail("seals %#x, want %#x (F_SEAL_GROW and F_SEAL_SEAL added after PRESERVE_FD)",
+			    seals, LATE_SEALS);
+	if (check_size(mfd, 2 * psz()) || verify(mfd, 0, 2 * psz(), 13))
+		return -1;
+	if (ftruncate(mfd, 4 * psz()) != -1 || errno != EPERM)
+		return fail("growing the F_SEAL_GROW memfd did not fail with EPERM");
+	if (ftruncate(mfd, psz()) != -1 || errno != EPERM)
+		return fail("shrinking the F_SEAL_SHRINK memfd did not fail with EPERM");
+	if (fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE) != -1 || errno != EPERM)
+		return fail("F_ADD_SEALS on the F_SEAL_SEAL memfd did not fail with EPERM");
+	/* Not write-sealed. */
+	if (pwrite(mfd, "z", 1, 0) != 1)
+		return fail("a write to the memfd failed: %s", strerror(errno));
+	return 0;
+}
+
+static int check_late_seals(int luo_fd, const struct mcase *c)
+{
+	return with_memfd(luo_fd, c, late_seals_ok);
+}
+
 /* ---- corruption (Rust handler's test device only) ---- */
 #define CORRUPT_PAGES	512
 
@@ -606,6 +724,9 @@ static const struct mcase cases[] = {
 	{ "dense_8mib", "rs-memfd-big", setup_big, check_big },
 	{ "unretrieved_freed_by_finish", "rs-memfd-unretrieved", setup_unretrieved,
 	  check_unretrieved },
+	{ "noexec_seal_mode_seals_writable_map", "rs-memfd-noexec", setup_noexec, check_noexec },
+	{ "seals_added_after_preserve", "rs-memfd-late-seals", setup_late_seals,
+	  check_late_seals },
 };
 #else
 static const struct mcase cases[] = {
