@@ -17,6 +17,12 @@
 //! `Daemon::kexec` is only ever tried (`try_lock`) by create and close,
 //! so they never wait for a load or a reboot.
 //!
+//! Session locks nest in one case: a retrieve that just made its session
+//! `Retrieved` (or removed it) rewrites the kept list of incoming
+//! sessions, which locks each session still `Incoming`. A thread holding
+//! an `Incoming` session's lock never waits for another session's lock,
+//! so this cannot close a cycle.
+//!
 //! No lock is held while a client's fd is examined or dropped.
 
 use std::collections::BTreeMap;
