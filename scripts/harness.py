@@ -468,7 +468,7 @@ HOST_STEPS = [
     ("test-no-kernel", "cargo test --locked -p liveupdate",
      {"LIVEUPDATE_UAPI_INCLUDE": None, "BUILD": "/nonexistent"}),
     # One call for the three published crates: cargo verifies luod-client
-    # against the luod-proto it just packaged (not yet on crates.io).
+    # against the luod-proto it just packaged (not yet published).
     ("package", "cargo package --locked --allow-dirty -p liveupdate -p luod-proto -p luod-client", {}),
     ("c-client", "make -C luod-client-c check", {}),
     ("clippy", "cargo clippy --locked --all-targets -- -D warnings", {}),
