@@ -15,6 +15,7 @@ mod check_image;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use liveupdate::{kexec, Device, Error, IncomingSession};
+use luod::daemon::liveupdate_on;
 use luod_client::proto::display_name;
 use luod_client::{
     Client, ClientError, Entry, HandOver, Keeper, StatusInfo, DEFAULT_SOCKET, KEXEC_DROP_INCOMING,
@@ -355,16 +356,6 @@ fn probe_device(path: &Path) -> DevState {
         },
         Err(e) => DevState::Unusable(format!("{}: {e}", path.display())),
     }
-}
-
-/// Whether a kernel command line turns LUO on (the last `liveupdate=`
-/// wins, as in the kernel).
-fn liveupdate_on(cmdline: &str) -> bool {
-    cmdline
-        .split_ascii_whitespace()
-        .rev()
-        .find_map(|w| w.strip_prefix("liveupdate="))
-        .is_some_and(|v| matches!(v, "on" | "1" | "y" | "Y" | "yes" | "true"))
 }
 
 fn cmdline_has_liveupdate() -> bool {
@@ -1012,14 +1003,6 @@ mod tests {
         let Cmd::Reboot(a) = cli.cmd else { panic!() };
         assert_eq!((a.timeout_ms, a.force), (250, true));
         assert!(Cli::try_parse_from(["luoctl", "reboot", "--timeout-ms", "-1"]).is_err());
-    }
-
-    #[test]
-    fn cmdline_check() {
-        assert!(liveupdate_on("a liveupdate=on b"));
-        assert!(liveupdate_on("liveupdate=1"));
-        assert!(!liveupdate_on("a b"));
-        assert!(!liveupdate_on("liveupdate=on liveupdate=off"));
     }
 
     #[test]

@@ -1012,6 +1012,22 @@ fn spawn_activated(sock: &str, state: &str, listener: &OwnedFd, sd: &Systemd) ->
     Ok(Proc(pid))
 }
 
+/// Stop the suite's luod, run `steps` with a stand-in for systemd (its
+/// notify socket and fd store) on a socket and state directory of their
+/// own, empty the store, and start the suite's luod again.
+fn under_systemd(c: &mut Ctx, steps: impl FnOnce(&str, &str, &mut Systemd) -> R) -> R {
+    kill_luod(c)?;
+    let sock = format!("{}-fdstore", paths().sock);
+    let state = format!("{}-fdstore", paths().state);
+    let mut sd = Systemd::new(format!("{}-notify", paths().sock))?;
+    let result = steps(&sock, &state, &mut sd);
+    drop(sd.store.drain(..));
+    let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(&sd.path);
+    start_luod(c)?;
+    result
+}
+
 /// luod under (a stand-in for) systemd: its sessions go to the fd store
 /// (names `o` + hex of the kernel name, even one with a colon), luod is
 /// killed with SIGKILL, and a new luod gets them back through socket
@@ -1020,16 +1036,7 @@ fn fdstore_restart(c: &mut Ctx) -> R {
     // The suite's luod owns /dev/liveupdate (one opener at a time): it
     // steps aside, its holder keeps the suite's sessions meanwhile.
     let before = connect()?.list().map_err(s)?;
-    kill_luod(c)?;
-    let sock = format!("{}-fdstore", paths().sock);
-    let state = format!("{}-fdstore", paths().state);
-    let mut sd = Systemd::new(format!("{}-notify", paths().sock))?;
-    let result = fdstore_restart_steps(&sock, &state, &mut sd);
-    drop(sd.store.drain(..));
-    let _ = std::fs::remove_file(&sock);
-    let _ = std::fs::remove_file(&sd.path);
-    start_luod(c)?;
-    result?;
+    under_systemd(c, fdstore_restart_steps)?;
     let after = connect()?.list().map_err(s)?;
     ensure!(before == after, "the suite's sessions changed: {before:?} -> {after:?}");
     Ok(())

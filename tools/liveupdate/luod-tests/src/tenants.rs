@@ -27,8 +27,8 @@ use luod::proto::{self, Request, State};
 use crate::child::{as_root_child, as_uid, fork_as};
 use crate::wire::{self, Got};
 use crate::{
-    connect, connect_to, junk_kernel, kill_luod, luod_alive, luod_cmd, memfd, names, next_cmdline, paths,
-    pattern, read_all, refused, s, start_luod, Case, Ctx, Systemd, R, UID_A, UID_B,
+    connect, connect_to, junk_kernel, luod_alive, luod_cmd, memfd, names, next_cmdline, paths, pattern,
+    read_all, refused, s, start_luod, Case, Ctx, Systemd, R, UID_A, UID_B,
 };
 
 /// Granted `vm-42`: whole components only.
@@ -873,16 +873,7 @@ fn incompatible_kernel_refused(_: &mut Ctx) -> R {
 /// removing one leaves the others; a luod restarted from the store has
 /// them all back, with their owners.
 fn fdstore_names(c: &mut Ctx) -> R {
-    kill_luod(c)?;
-    let sock = format!("{}-fdstore", paths().sock);
-    let state = format!("{}-fdstore", paths().state);
-    let mut sd = Systemd::new(format!("{}-notify", paths().sock))?;
-    let r = fdstore_names_steps(&sock, &state, &mut sd);
-    drop(sd.store.drain(..));
-    let _ = std::fs::remove_file(&sock);
-    let _ = std::fs::remove_file(&sd.path);
-    start_luod(c)?;
-    r
+    crate::under_systemd(c, fdstore_names_steps)
 }
 
 const ODD_NAMES: [&[u8]; 4] = [b"vm:42", "vm-\u{e9}t\u{e9}".as_bytes(), b"x\ny=1", b"\xff\xfe"];

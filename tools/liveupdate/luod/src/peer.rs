@@ -8,7 +8,7 @@
 
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use rustix::net;
 
@@ -188,11 +188,6 @@ fn caps_allow(status: &str) -> bool {
     let root = uids.len() == 4 && uids.iter().all(|u| *u == "0");
     let cap = field("CapEff:").and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(0);
     root && cap & (1 << CAP_SYS_BOOT) != 0
-}
-
-/// The raw fd, for log lines.
-pub fn raw(fd: impl AsFd) -> i32 {
-    fd.as_fd().as_raw_fd()
 }
 
 #[cfg(test)]
