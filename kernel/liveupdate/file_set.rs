@@ -42,6 +42,8 @@ pub(crate) const FILE_SER_SIZE: usize = file_ser::SIZE;
 
 /// One preserved file.
 pub(crate) struct LuoFile {
+    /// The handler's entry when the file was preserved (outgoing files: the FLBs it holds) or
+    /// when the incoming sessions were built (incoming files: see [`FileSet::finish`]).
     pub(crate) handler: Arc<Handler>,
     pub(crate) token: u64,
     /// The handler's 64-bit handle, written into the handover.
@@ -52,6 +54,10 @@ pub(crate) struct LuoFile {
     pub(crate) state: Option<PrivateData>,
     /// Incoming files: what happened when userspace asked for the file.
     pub(crate) retrieve: RetrieveStatus,
+    /// The file's id (`get_id`) is in `Luo::preserved` on this file's behalf, so the file
+    /// releases it when it leaves its set: always for outgoing files; for incoming ones once
+    /// retrieved, unless another file already held that id (or memory ran out).
+    id_claimed: bool,
 }
 
 impl LuoFile {
@@ -69,6 +75,7 @@ impl LuoFile {
             file: None,
             state: None,
             retrieve: RetrieveStatus::NotRetrieved,
+            id_claimed: false,
         })
     }
 }
@@ -289,8 +296,9 @@ impl FileSet {
     fn preserve_new(&mut self, luo: &Luo, token: u64, fd: i32) -> Result {
         let fd = u32::try_from(fd).map_err(|_| EBADF)?;
         let file = LocalFile::fget(fd)?;
-        // SAFETY: PRESERVE_FD never touches the file position, so no `fdget_pos` section is
-        // needed; LUO only passes the file to handlers and keeps a reference.
+        // SAFETY: This runs in the ioctl handler of a session file, which `ioctl(2)` took with
+        // `fdget()`, not `fdget_pos()`, and LUO never calls `fdget_pos()`: there is no active
+        // `fdget_pos` call on this thread.
         let file = unsafe { LocalFile::assume_no_fdget_pos(file) };
 
         let handlers = luo.registry.lock().snapshot();
@@ -306,6 +314,8 @@ impl FileSet {
             file: Some(file),
             state: Some(state),
             retrieve: RetrieveStatus::NotRetrieved,
+            // The claim, kept below, holds the id.
+            id_claimed: true,
         };
         // Cannot fail: `reserve` made room. If it did, undo the preserve and give back what
         // the claim took.
@@ -334,7 +344,9 @@ impl FileSet {
                 for flb in handler.flbs.iter().rev() {
                     flb.put_outgoing();
                 }
-                luo.release_id(handler.ops.get_id(&file));
+                if f.id_claimed {
+                    luo.release_id(handler.ops.get_id(&file));
+                }
             }
             handler.ops.put_owner();
         }
@@ -361,7 +373,10 @@ impl FileSet {
                 return Err(e);
             }
         };
-        if luo.claim_id(f.handler.ops.get_id(&file)).is_err() {
+        // If another file holds the id (a handler whose files share an object), the claim stays
+        // that file's: this one must not release it when it is finished.
+        f.id_claimed = luo.claim_id(f.handler.ops.get_id(&file)).is_ok();
+        if !f.id_claimed {
             pr_warn!(
                 "retrieved file for token {:#x} is already preserved\n",
                 token
@@ -374,6 +389,11 @@ impl FileSet {
 
     /// FINISH: asks every file whether it can finish (`EBUSY` if one cannot, and nothing
     /// happens), then finishes all of them, newest first.
+    ///
+    /// Each file puts the incoming FLBs linked to its handler now, as the C LUO does
+    /// (`luo_flb_file_finish()`), not those linked when the incoming sessions were built (an
+    /// incoming file took no reference in this kernel: it puts one of the previous kernel's
+    /// count). A file whose handler is unregistered puts none (unregistering unlinks its FLBs).
     pub(crate) fn finish(&mut self, luo: &Luo) -> Result {
         if self.files.is_empty() {
             // Nothing to finish, and the index is empty too (built from `files`).
@@ -388,14 +408,17 @@ impl FileSet {
                 return Err(EBUSY);
             }
         }
+        let handlers = luo.registry.lock().snapshot();
         // INVARIANT: As in `unpreserve_all`: the index in one go, then every file.
         self.tokens = TokenIndex::new();
         while let Some(f) = self.files.pop() {
             f.handler.ops.finish(f.file.as_deref(), f.data, f.retrieve);
-            for flb in f.handler.flbs.iter().rev() {
-                flb.put_incoming();
+            if let Some(h) = registry::current(&handlers, &f.handler) {
+                for flb in h.flbs.iter().rev() {
+                    flb.put_incoming();
+                }
             }
-            if let Some(file) = &f.file {
+            if let (true, Some(file)) = (f.id_claimed, f.file.as_deref()) {
                 luo.release_id(f.handler.ops.get_id(file));
             }
             f.handler.ops.put_owner();

@@ -51,8 +51,10 @@ struct Incoming {
 
 /// One FLB and its state.
 ///
-/// Lock order: `out` and `inc` are leaves (taken under the registry lock when files are
-/// preserved, unpreserved or finished, never the other way round).
+/// Lock order: `out` and `inc` come after `Luo::registry` (the reboot path takes `out` under it
+/// to write the FLB table; files are preserved, unpreserved and finished with only their
+/// session's lock held) and before `Luo::flb_states`, which an FLB op may take through the FLB
+/// API while LUO holds that FLB's lock.
 #[pin_data]
 pub(crate) struct FlbState {
     pub(crate) ops: RegisteredFlb,

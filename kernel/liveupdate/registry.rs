@@ -35,8 +35,9 @@ use kernel::{
 
 /// A registered handler with the FLBs linked to it at one point in time.
 ///
-/// Linking or unlinking an FLB replaces the entry. A file keeps the entry it was preserved
-/// (or received) with, so it drops exactly the FLB references it took.
+/// Linking or unlinking an FLB replaces the entry. An outgoing file keeps the entry it was
+/// preserved with, so it drops exactly the FLB references it took; an incoming file puts the
+/// FLBs of the handler's entry at the time it is finished (see [`current`]).
 pub(crate) struct Handler {
     pub(crate) ops: Arc<RegisteredHandler>,
     /// The compatible string as the handover stores it (NUL padded), computed once so that
@@ -264,6 +265,14 @@ pub(crate) fn find_for_file(handlers: &Snapshot, file: &kernel::fs::File) -> Opt
         .iter()
         .find(|h| h.live() && h.ops.can_preserve(file))
         .cloned()
+}
+
+/// The entry in `handlers` of the handler of `entry`, with the FLBs linked to it then; `None`
+/// if it is unregistered. The handler is the same `struct liveupdate_file_handler`, as in the C
+/// LUO, whose FLB list belongs to that struct.
+pub(crate) fn current<'a>(handlers: &'a Snapshot, entry: &Handler) -> Option<&'a Arc<Handler>> {
+    let raw = entry.ops.as_raw();
+    handlers.iter().find(|h| h.live() && h.ops.as_raw() == raw)
 }
 
 /// The handler with the given compatible string (for files from the previous kernel).

@@ -295,10 +295,9 @@ fn release(luo: &Luo, session: Arc<Session>, file: &File) {
     // the handover never sees a half-closed session.
     let state = luo.state.read();
     if state.frozen {
-        // The session is in the handover already: keep everything for the next kernel.
-        if !session.incoming {
-            core::mem::forget(session);
-        }
+        // The session is in the handover already: keep everything for the next kernel. An
+        // outgoing session stays on `Sessions::out` and `out_by_name`, whose tokens hold it,
+        // so this reference can go.
         return;
     }
     if session.incoming {

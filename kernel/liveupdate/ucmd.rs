@@ -37,8 +37,9 @@ impl Ucmd {
         Ok(())
     }
 
-    /// Copies the struct in (`E2BIG` for a non-zero tail beyond what the kernel knows).
-    pub(crate) fn read<T: FromBytes + AsBytes>(&self) -> Result<T> {
+    /// Copies the struct in (`E2BIG` for a non-zero tail beyond what the kernel knows); the
+    /// tail userspace did not pass reads as zero.
+    pub(crate) fn read<T: FromBytes + AsBytes + Zeroable>(&self) -> Result<T> {
         UserSlice::new(self.ptr, self.size)
             .reader()
             .read_extensible()

@@ -121,6 +121,7 @@ impl<T: ?Sized> RwSemaphore<T> {
 /// # Invariants
 ///
 /// `sem` is held for reading by the current task while the guard exists.
+#[must_use = "the semaphore is released immediately when the guard is unused"]
 pub struct ReadGuard<'a, T: ?Sized> {
     sem: &'a RwSemaphore<T>,
     _not_send: NotThreadSafe,
@@ -148,6 +149,7 @@ impl<T: ?Sized> Drop for ReadGuard<'_, T> {
 /// # Invariants
 ///
 /// `sem` is held for writing by the current task while the guard exists.
+#[must_use = "the semaphore is released immediately when the guard is unused"]
 pub struct WriteGuard<'a, T: ?Sized> {
     sem: &'a RwSemaphore<T>,
     _not_send: NotThreadSafe,

@@ -3,12 +3,18 @@
  * Failure paths of the Rust LUO across a kexec, driven through the Rust test
  * file handler (CONFIG_LIVEUPDATE_RUST_TEST, /dev/luo_rs_test).
  *
- *   -s 1  two test objects in session "faults"; the second freeze is told to
- *         fail with EIO: reboot(KEXEC) must fail with EIO, the first file must
- *         have been unfrozen, and LUO must work again. Then the kexec happens.
+ *   -s 1  two test objects in session "faults", with the test FLB linked to
+ *         the handler; the second freeze is told to fail with EIO:
+ *         reboot(KEXEC) must fail with EIO, the first file must have been
+ *         unfrozen, and LUO must work again (a third object is preserved).
+ *         Then the kexec happens, with the FLB used by the three files.
  *   -s 2  a failed retrieve is sticky (same errno, handler not called again,
  *         even once the fault is gone); can_finish == false makes FINISH fail
- *         with EBUSY and finish nothing; then FINISH finishes both files.
+ *         with EBUSY and finish nothing; then FINISH finishes the three files.
+ *         The test FLB, linked again only after the first open of
+ *         /dev/liveupdate built the sessions, is put by each file's finish
+ *         (the FLBs linked to the handler at finish, as in the C LUO), so it
+ *         is finished with the last one.
  *
  * KTAP per check; --list prints all case names.
  */
@@ -38,9 +44,11 @@
 #define T_FAIL_RETRIEVE		_IO('L', 3)
 #define T_CAN_FINISH		_IO('L', 4)
 #define T_COUNT			_IO('L', 5)
+#define T_FLB			_IO('L', 12)
 #define T_VALUE			_IO('L', 16)
 
 enum { C_PRESERVE, C_UNPRESERVE, C_FREEZE, C_UNFREEZE, C_RETRIEVE, C_FINISH };
+enum { FLB_UNLINK, FLB_LINK, FLB_GET_INCOMING };
 
 static const char * const cases[] = {
 	"s1_test_device_present",
@@ -53,6 +61,7 @@ static const char * const cases[] = {
 	"s2_failed_retrieve_sticky",
 	"s2_can_finish_false_busy",
 	"s2_finish_all",
+	"s2_flb_linked_after_open_put_by_finish",
 };
 
 static int ktap_nr;
@@ -65,7 +74,7 @@ static long count(int which)
 
 static void stage_1(int luo_fd)
 {
-	long freezes, unfreezes, r;
+	long freezes, unfreezes, r, link;
 	int s, a, b, tmp;
 
 	printf("1..5\n");
@@ -73,13 +82,16 @@ static void stage_1(int luo_fd)
 	       strerror(errno));
 
 	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
+	/* Every test object preserved from now on uses the test FLB. */
+	link = tctl(T_FLB, FLB_LINK);
 	s = luo_create_session(luo_fd, SESSION_NAME);
 	a = tctl(T_CREATE, VALUE_A);
 	b = tctl(T_CREATE, VALUE_B);
 	r = (s >= 0 && a >= 0 && b >= 0) ? luo_session_preserve_fd(s, a, 1) : -EINVAL;
 	if (!r)
 		r = luo_session_preserve_fd(s, b, 2);
-	result("s1_preserve_two_objects", !r, "session %d objects %d %d: %ld", s, a, b, r);
+	result("s1_preserve_two_objects", !link && !r, "link FLB %s, session %d objects %d %d: %ld",
+	       res(link), s, a, b, r);
 	close(a);
 	close(b);
 
@@ -111,11 +123,13 @@ static void stage_1(int luo_fd)
 static void stage_2(int luo_fd, int state_fd)
 {
 	int s, fd, value;
-	long r1, r2, calls, fin;
+	long r1, r2, calls, fin, link, flb_before, flb_after;
 	struct liveupdate_session_finish fa = { .size = sizeof(fa) };
 
-	printf("1..5\n");
+	printf("1..6\n");
 	(void)state_fd;
+	/* After the first open (luo_test() opened /dev/liveupdate): see below. */
+	link = tctl(T_FLB, FLB_LINK);
 	s = luo_retrieve_session(luo_fd, SESSION_NAME);
 
 	fd = s >= 0 ? luo_session_retrieve_fd(s, 2) : s;
@@ -141,11 +155,23 @@ static void stage_2(int luo_fd, int state_fd)
 	result("s2_can_finish_false_busy", r1 == -EBUSY && count(C_FINISH) == fin,
 	       "finish gave %ld, finish calls %ld", r1, count(C_FINISH) - fin);
 	tctl(T_CAN_FINISH, 1);
+	/* Handed over and not finished yet: a get (put back at once) works. */
+	flb_before = tctl(T_FLB, FLB_GET_INCOMING);
 	r1 = ioctl(s, LIVEUPDATE_SESSION_FINISH, &fa) ? -errno : 0;
 	r2 = luo_session_retrieve_fd(s, 2);
 	result("s2_finish_all", !r1 && count(C_FINISH) - fin == 3 && r2 == -ENOENT,
 	       "finish gave %ld, finish calls %ld, retrieve after %ld", r1,
 	       count(C_FINISH) - fin, r2);
+	/*
+	 * The FLB was linked after the sessions were built: the three files put
+	 * it at finish all the same (the previous kernel's count, 3), so it is
+	 * finished and there is no incoming object any more (ENODATA).
+	 */
+	flb_after = tctl(T_FLB, FLB_GET_INCOMING);
+	result("s2_flb_linked_after_open_put_by_finish",
+	       !link && !flb_before && flb_after == -ENODATA,
+	       "link %s, get_incoming before finish %s, after %s", res(link), res(flb_before),
+	       res(flb_after));
 	luo_session_finish(state_fd);
 	ktap_exit();
 }

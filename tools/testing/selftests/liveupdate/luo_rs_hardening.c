@@ -18,8 +18,8 @@
  *         - an FLB op may call the FLB API: the test FLB, linked to the
  *           handler, calls liveupdate_flb_get_incoming() from its preserve
  *           op, then is unlinked (liveupdate_unregister_flb());
- *         - sessions "h-x", "h-y" and "h-z" (a test object each) go to
- *           stage 2.
+ *         - sessions "h-x", "h-y", "h-z" and "h-w" (a test object each) go
+ *           to stage 2.
  *   -s 2  - the test FLB, unlinked and unpreserved in stage 1, was not handed
  *           over (first, see flb_checks());
  *         - a RETRIEVE_SESSION whose reply faults is taken back for the right
@@ -27,6 +27,11 @@
  *           still retrieved because its finish failed) was freed just before
  *           and its memory may be reused: "h-y" can be retrieved again and
  *           "h-x" cannot;
+ *         - a file retrieved while another file with the same id is preserved
+ *           ("h-w", whose object has the number of one preserved in this
+ *           kernel; the kernel warns) does not take that file's claim on the
+ *           id with it when it is finished: an object with that number still
+ *           cannot be preserved (EBUSY);
  *         - a file of the previous kernel whose handler was unregistered
  *           after the sessions were built ("h-z") cannot be retrieved
  *           (ENODEV) and is finished without the handler.
@@ -81,6 +86,7 @@ enum { FLB_UNLINK, FLB_LINK, FLB_GET_INCOMING, FLB_OP_API_RESULT };
 #define VALUE_U		0x4B0020
 #define VALUE_U2	0x4B0021
 #define VALUE_FLB	0x4B0030
+#define VALUE_W		0x4B0040
 
 static const char * const cases[] = {
 	"s1_get_id_second_preserve_busy",
@@ -98,6 +104,7 @@ static const char * const cases[] = {
 	"s2_efault_retrieve_fails",
 	"s2_efault_retrieve_taken_back",
 	"s2_other_session_untouched",
+	"s2_retrieve_id_collision_keeps_claim",
 	"s2_retrieve_after_unregister_enodev",
 	"s2_finish_after_unregister",
 };
@@ -278,9 +285,50 @@ static void flb_checks(int luo_fd)
 		close(o);
 }
 
+/*
+ * "h-w" holds an object numbered VALUE_W from stage 1. An object with that
+ * number, preserved here first, owns the id: retrieving h-w's file makes a
+ * second object with the same id, whose claim fails (the kernel warns). When
+ * h-w is finished, the first object's claim must stay: a third object with
+ * that number cannot be preserved.
+ */
+static void id_collision_checks(int luo_fd)
+{
+	int o = tctl(T_CREATE, VALUE_W), o2 = tctl(T_CREATE, VALUE_W);
+	int out = luo_create_session(luo_fd, "h-w-out");
+	int out2 = luo_create_session(luo_fd, "h-w-out2");
+	int w = luo_retrieve_session(luo_fd, "h-w");
+	int fd = -EINVAL, value = -1;
+	long r_out = -EINVAL, r_fin = -EINVAL, r_again = -EINVAL;
+
+	if (o >= 0 && out >= 0)
+		r_out = luo_session_preserve_fd(out, o, 1);
+	if (!r_out && w >= 0) {
+		fd = luo_session_retrieve_fd(w, 1);
+		value = fd >= 0 ? ioctl(fd, T_VALUE) : -1;
+		r_fin = luo_session_finish(w);
+	}
+	if (!r_fin && o2 >= 0 && out2 >= 0)
+		r_again = luo_session_preserve_fd(out2, o2, 1);
+	result("s2_retrieve_id_collision_keeps_claim",
+	       !r_out && fd >= 0 && value == VALUE_W && !r_fin && r_again == -EBUSY,
+	       "preserve %s, retrieve %s (value %#x), finish %s, preserve again %s",
+	       res(r_out), res(fd), value, res(r_fin), res(r_again));
+	if (fd >= 0)
+		close(fd);
+	if (w >= 0)
+		close(w);
+	if (out2 >= 0)
+		close(out2);
+	if (out >= 0)
+		close(out);
+	close(o);
+	close(o2);
+}
+
 static void stage_1(int luo_fd)
 {
-	int x, y, z, ox, oy, oz;
+	int x, y, z, w, ox, oy, oz, ow;
 
 	printf("1..11\n");
 	if (tdev() < 0) {
@@ -296,13 +344,16 @@ static void stage_1(int luo_fd)
 	x = luo_create_session(luo_fd, "h-x");
 	y = luo_create_session(luo_fd, "h-y");
 	z = luo_create_session(luo_fd, "h-z");
+	w = luo_create_session(luo_fd, "h-w");
 	ox = tctl(T_CREATE, VALUE_X);
 	oy = tctl(T_CREATE, VALUE_Y);
 	oz = tctl(T_CREATE, VALUE_Z);
+	ow = tctl(T_CREATE, VALUE_W);
 	result("s1_sessions_for_stage_2",
-	       x >= 0 && y >= 0 && z >= 0 && !luo_session_preserve_fd(x, ox, 1) &&
-	       !luo_session_preserve_fd(y, oy, 1) && !luo_session_preserve_fd(z, oz, 1),
-	       "sessions %d %d %d objects %d %d %d", x, y, z, ox, oy, oz);
+	       x >= 0 && y >= 0 && z >= 0 && w >= 0 && !luo_session_preserve_fd(x, ox, 1) &&
+	       !luo_session_preserve_fd(y, oy, 1) && !luo_session_preserve_fd(z, oz, 1) &&
+	       !luo_session_preserve_fd(w, ow, 1),
+	       "sessions %d %d %d %d objects %d %d %d %d", x, y, z, w, ox, oy, oz, ow);
 	if (ktap_failures)
 		exit(1);
 	close(luo_fd);
@@ -316,7 +367,7 @@ static void stage_2(int luo_fd, int state_fd)
 	int x, y, z, r, x_again;
 	long r_unreg, r_fd = -EINVAL, r_fin = -EINVAL, finished, flb;
 
-	printf("1..6\n");
+	printf("1..7\n");
 	/* First: see flb_checks(). */
 	flb = tctl(T_FLB, FLB_GET_INCOMING);
 	result("s2_flb_not_handed_over", flb == -ENOENT, "get_incoming of the test FLB: %s",
@@ -349,6 +400,9 @@ static void stage_2(int luo_fd, int state_fd)
 	}
 	if (x_again >= 0)
 		close(x_again);
+
+	/* Before the handler is unregistered below: h-w's file needs it. */
+	id_collision_checks(luo_fd);
 
 	/* "h-z" was matched to the handler when the device was opened. */
 	r_unreg = tctl(T_UNREGISTER, 0);
