@@ -53,13 +53,18 @@ use kernel::{
     memfd::{
         seals,
         Memfd,
+        MemfdLock,
         NewMemfd,
         PinnedFolio,
         MAX_FILE_SIZE, //
     },
     page::PAGE_SIZE,
     prelude::*,
-    sync::aref::ARef, //
+    sync::aref::ARef,
+    time::{
+        delay::fsleep,
+        Delta, //
+    },
 };
 
 module! {
@@ -327,14 +332,49 @@ impl MemfdHandler {
         })
     }
 
+    /// The last look at a preserved memfd before the kexec, with its inode lock held and new
+    /// folios refused: the folios added since `preserve`, the position and the seals.
+    fn freeze_locked(memfd: &Memfd<'_>, lock: &MemfdLock<'_>, state: &mut State) -> Result {
+        let seals = lock.seals()?;
+        if seals & !abi::ALL_SEALS != 0 {
+            return Err(EOPNOTSUPP);
+        }
+        preserve_new_folios(lock, state)?;
+        let pos = memfd.pos() as u64;
+        let b = state.ser.bytes_mut();
+        // In range: the page holds the whole header.
+        let _ = field::put_le_u64(b, abi::SER_POS_OFFSET, pos);
+        let _ = field::put_le_u32(b, abi::SER_SEALS_OFFSET, seals);
+        #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+        test::corrupt(memfd.inode_id(), state);
+        Ok(())
+    }
+
     /// Frees every preserved folio the array names from entry `from` on (a file never
-    /// retrieved, or the rest of a failed retrieve). The array is this handler's own handover
-    /// data, validated (by `restore_handover`) before any entry is restored; entries that do
-    /// not name a preserved folio (or one already restored) are skipped, quietly.
-    fn discard_folios(array: &HandoverArray<FolioSer>, from: usize) {
-        for i in from..array.as_slice().len() {
-            if let Some(h) = array.pfn_at(i, 0, abi::PFN_BITS) {
-                drop(IncomingFolio::restore_handover(h));
+    /// retrieved, or the rest of a failed retrieve), `next` being the first index the folio of
+    /// entry `from` may start at. The array is this handler's own handover data, validated (by
+    /// `restore_handover`) before any entry is restored; entries that do not name a preserved
+    /// folio (or one already restored) are skipped, quietly.
+    ///
+    /// Each folio must fit where its entry puts it, as `retrieve` checks: at the first that
+    /// does not, that folio is freed and the rest are left (leaked), since an array that is
+    /// wrong there may name pages that are not this file's.
+    fn discard_folios(
+        array: &HandoverArray<FolioSer>,
+        from: usize,
+        mut next: u64,
+        size_pages: u64,
+    ) {
+        for (i, e) in array.as_slice().iter().enumerate().skip(from) {
+            let Some(h) = array.pfn_at(i, 0, abi::PFN_BITS) else {
+                continue;
+            };
+            let Ok(folio) = IncomingFolio::restore_handover(h) else {
+                continue;
+            };
+            match abi::check_folio_extent(&abi::folio_entry(e), folio.order(), next, size_pages) {
+                Ok(end) => next = end,
+                Err(_) => return,
             }
         }
     }
@@ -420,18 +460,11 @@ fn merge_by_index<'a>(
 ///
 /// Linear in the number of folios; nothing happens when no page was added. On error the
 /// state is unchanged.
-fn preserve_new_folios(memfd: &Memfd<'_>, state: &mut State) -> Result {
+fn preserve_new_folios(lock: &MemfdLock<'_>, state: &mut State) -> Result {
     // Preserved folios are pinned (never swapped out) and the frozen mapping cannot lose a
     // page, so the file holds more pages (resident or swapped out) only if some were added.
-    // The common case, nothing added, is decided without the inode lock (which would not make
-    // the count exact anyway, since a fault adds a page without it): at the reboot every memfd
-    // comes here, and the lock round trip was a tenth of the reboot path at 10,000 files
-    // (the selftest `luo_rs_bench`, mode `files`, in a QEMU VM run with `-icount shift=0`: 4.44
-    // to 4.06 million guest instructions).
-    if memfd.present_pages() <= state.pages {
-        return Ok(());
-    }
-    let lock = memfd.lock();
+    // New folios are refused (`stop_new_folios`), so the count is exact: the common case,
+    // nothing added, needs no walk.
     if lock.present_pages() <= state.pages {
         return Ok(());
     }
@@ -482,6 +515,28 @@ fn preserve_new_folios(memfd: &Memfd<'_>, state: &mut State) -> Result {
     Ok(())
 }
 
+/// How long `freeze` waits for the inode lock, in tries `FREEZE_LOCK_WAIT` apart.
+const FREEZE_LOCK_TRIES: u32 = 100;
+/// The wait between two tries of the inode lock at `freeze` (100 tries: one second).
+const FREEZE_LOCK_WAIT: Delta = Delta::from_millis(10);
+
+/// Takes the inode lock for `freeze`, waiting at most a second.
+///
+/// The reboot path must not hang on a file: a task can hold the inode lock indefinitely (a
+/// `write(2)` whose source buffer faults on a userfaultfd range that nobody serves). Then the
+/// freeze fails with `EBUSY`, LUO fails the reboot and thaws what it froze, and the VMM can
+/// retry once its writer is stopped.
+fn lock_for_freeze<'a>(memfd: &Memfd<'a>) -> Result<MemfdLock<'a>> {
+    for _ in 0..FREEZE_LOCK_TRIES {
+        if let Some(lock) = memfd.try_lock() {
+            return Ok(lock);
+        }
+        fsleep(FREEZE_LOCK_WAIT);
+    }
+    pr_warn!("memfd: inode lock held for a second at freeze, failing it\n");
+    Err(EBUSY)
+}
+
 fn write_ser(page: &mut PreservedPage, hdr: &MemfdSer) {
     hdr.write(page.bytes_mut());
 }
@@ -498,7 +553,9 @@ impl FileHandler for MemfdHandler {
     }
 
     fn preserve(&self, file: &File) -> Result<(u64, State)> {
-        let memfd = Memfd::new(file).ok_or(EINVAL)?;
+        // `can_preserve` took it as an unlinked memfd; it may have been linked since (an
+        // `O_TMPFILE` file), which changes nothing for a handover.
+        let memfd = Memfd::from_shmem(file).ok_or(EINVAL)?;
         let lock = memfd.lock();
         lock.set_frozen(true);
         let state = Self::preserve_locked(&memfd, &lock).inspect_err(|_| lock.set_frozen(false))?;
@@ -506,9 +563,12 @@ impl FileHandler for MemfdHandler {
     }
 
     fn unpreserve(&self, file: &File, _data: u64, state: State) {
-        if let Some(memfd) = Memfd::new(file) {
+        if let Some(memfd) = Memfd::from_shmem(file) {
             let lock = memfd.lock();
             lock.set_frozen(false);
+            // Cleared by `unfreeze` after a failed reboot already; this keeps the file usable
+            // whatever the order of LUO's calls.
+            lock.stop_new_folios(false);
             // Unpreserve and unpin under the lock, as the C handler does.
             drop(state);
             drop(lock);
@@ -518,23 +578,27 @@ impl FileHandler for MemfdHandler {
     fn freeze(&self, file: &File, _data: &mut u64, state: &mut State) -> Result {
         // The position and the seals may have changed since preserve, and holes may have been
         // written; nothing else can.
-        let memfd = Memfd::new(file).ok_or(EINVAL)?;
-        // Seals are only ever added, each `F_ADD_SEALS` with one store under the inode lock, so
-        // they are read without it: this sees every seal added before the reboot, and the lock
-        // would not make it more exact (a seal added just after the unlock would be lost too).
-        let seals = memfd.seals();
-        if seals & !abi::ALL_SEALS != 0 {
-            return Err(EOPNOTSUPP);
+        let memfd = Memfd::from_shmem(file).ok_or(EINVAL)?;
+        let lock = lock_for_freeze(&memfd)?;
+        // From here on a write or fault into a hole fails (EPERM, SIGBUS) instead of landing in
+        // a folio that the walk below would miss and the kexec would lose. Writes into pages
+        // that exist still land in preserved memory.
+        lock.stop_new_folios(true);
+        let r = Self::freeze_locked(&memfd, &lock, state);
+        if r.is_err() {
+            // LUO calls `unfreeze` only for the files frozen before this one.
+            lock.stop_new_folios(false);
         }
-        preserve_new_folios(&memfd, state)?;
-        let pos = memfd.pos() as u64;
-        let b = state.ser.bytes_mut();
-        // In range: the page holds the whole header.
-        let _ = field::put_le_u64(b, abi::SER_POS_OFFSET, pos);
-        let _ = field::put_le_u32(b, abi::SER_SEALS_OFFSET, seals);
-        #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
-        test::corrupt(memfd.inode_id(), state);
-        Ok(())
+        r
+    }
+
+    fn unfreeze(&self, file: &File, _data: u64, _state: &mut State) {
+        // The reboot failed: the VMM runs on, and may write into holes again (they are
+        // preserved at the next freeze). The lock is taken without a bound: this is not the
+        // reboot path, and the writers the flag refused no longer hold it.
+        if let Some(memfd) = Memfd::from_shmem(file) {
+            memfd.lock().stop_new_folios(false);
+        }
     }
 
     fn retrieve(&self, data: Handover) -> Result<ARef<File>> {
@@ -545,7 +609,7 @@ impl FileHandler for MemfdHandler {
             Ok(m) => m,
             Err(e) => {
                 if let Some(array) = &array {
-                    Self::discard_folios(array, 0);
+                    Self::discard_folios(array, 0, 0, ser.size_pages());
                 }
                 return Err(e);
             }
@@ -564,11 +628,14 @@ impl FileHandler for MemfdHandler {
                     // The folio must fit where its entry puts it (aligned, inside the file,
                     // after the previous one); a misfit is freed with the rest.
                     next = abi::check_folio_extent(&e, folio.order(), next, size_pages)?;
+                    // Always dirty, whatever the entry says: shmem has no copy of a clean
+                    // folio anywhere, so reclaim would drop its contents. A folio that is not
+                    // uptodate reads as zeroes until written, as a fallocated page does.
                     memfd.insert_folio(
                         folio,
                         e.index as usize,
                         e.flags & abi::FOLIO_UPTODATE != 0,
-                        e.flags & abi::FOLIO_DIRTY != 0,
+                        true,
                     )
                 });
                 if let Err(err) = r {
@@ -590,7 +657,7 @@ impl FileHandler for MemfdHandler {
                     // file's, so then they are left (leaked), as `finish` leaves those of a
                     // corrupt file. C frees them in both cases.
                     if err != EINVAL {
-                        Self::discard_folios(&array, i + 1);
+                        Self::discard_folios(&array, i + 1, next, size_pages);
                     }
                     return Err(err);
                 }
@@ -605,14 +672,16 @@ impl FileHandler for MemfdHandler {
             return;
         }
         match Self::restore_handover(data) {
-            Ok((_page, _ser, Some(array))) => Self::discard_folios(&array, 0),
+            Ok((_page, ser, Some(array))) => Self::discard_folios(&array, 0, 0, ser.size_pages()),
             Ok(_) => {}
             Err(e) => pr_warn!("memfd: not freeing a corrupt preserved memfd: {:?}\n", e),
         }
     }
 
     fn get_id(file: &File) -> usize {
-        Memfd::new(file).map_or(file.as_ptr() as usize, |m| m.inode_id())
+        // The inode, linked or not: `linkat(2)` on an `O_TMPFILE` file after `PRESERVE_FD` must
+        // not change the id (every file this handler took is shmem).
+        Memfd::from_shmem(file).map_or(file.as_ptr() as usize, |m| m.inode_id())
     }
 }
 
@@ -646,7 +715,13 @@ impl kernel::Module for MemfdLuo {
 /// `fd` (of the calling process) is frozen at the next reboot, its handover is corrupted:
 /// 1 a pfn of no preserved folio, 2 an index beyond the size, 3 `nr_folios` beyond the array,
 /// 4 unknown folio flags, 5 unknown header flags, 6 unknown seals, 7 the array descriptor
-/// pointing at no preserved page, 8 folio indices out of order. At most 8 memfds.
+/// pointing at no preserved page, 8 folio indices out of order, 9 every folio entry without
+/// its DIRTY flag (a sound handover the next kernel must still treat as dirty). At most 16
+/// memfds.
+///
+/// ioctl `_IO('M', 2)` `HOLD_LOCK(fd)` takes the inode lock of the memfd `fd` and sleeps three
+/// seconds holding it, as a `write(2)` stuck on a fault would (`freeze` must give up after a
+/// second).
 #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
 mod test {
     use super::*;
@@ -665,7 +740,8 @@ mod test {
     };
 
     const CORRUPT: u32 = _IO(b'M' as u32, 1);
-    const SLOTS: usize = 8;
+    const HOLD_LOCK: u32 = _IO(b'M' as u32, 2);
+    const SLOTS: usize = 16;
     static IDS: [Atomic<usize>; SLOTS] = [const { Atomic::new(0) }; SLOTS];
     static MODES: [Atomic<u32>; SLOTS] = [const { Atomic::new(0) }; SLOTS];
 
@@ -686,6 +762,11 @@ mod test {
             if mode == 2 {
                 if let Some(e) = a.last_mut() {
                     e[1] = hdr.size_pages() + 1;
+                }
+            }
+            if mode == 9 {
+                for e in a.iter_mut() {
+                    e[0] &= !(abi::FOLIO_DIRTY << 52);
                 }
             }
             if mode == 8 && n >= 2 {
@@ -716,6 +797,14 @@ mod test {
         }
 
         fn ioctl((): (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+            if cmd == HOLD_LOCK {
+                let fd = u32::try_from(arg).map_err(|_| EINVAL)?;
+                let file = LocalFile::fget(fd)?;
+                let memfd = Memfd::from_shmem(&file).ok_or(EINVAL)?;
+                let _lock = memfd.lock();
+                fsleep(Delta::from_secs(3));
+                return Ok(0);
+            }
             if cmd != CORRUPT {
                 return Err(ENOTTY);
             }

@@ -38,6 +38,11 @@ __rust_helper void rust_helper_inode_lock(struct inode *inode)
 	inode_lock(inode);
 }
 
+__rust_helper int rust_helper_inode_trylock(struct inode *inode)
+{
+	return inode_trylock(inode);
+}
+
 __rust_helper void rust_helper_inode_unlock(struct inode *inode)
 {
 	inode_unlock(inode);
@@ -87,6 +92,11 @@ __rust_helper void rust_helper_folio_prepare_for_handover(struct folio *folio)
 }
 
 /* What the memfd live update handlers accept: an unlinked shmem file. */
+__rust_helper bool rust_helper_shmem_file(struct file *file)
+{
+	return shmem_file(file);
+}
+
 __rust_helper bool rust_helper_shmem_file_is_unlinked(struct file *file)
 {
 	return shmem_file(file) && !file_inode(file)->i_nlink;

@@ -70,21 +70,38 @@ pub const MAX_FILE_SIZE: i64 = i64::MAX;
 /// folios a call, preserving 1 GiB took 2.3 times as long as the C handler's single call.
 const PIN_BATCH: usize = 16384;
 
-/// An existing memfd: an unlinked shmem file (what `memfd_create(2)` makes; a tmpfs file has a
-/// name, a hugetlb memfd is not shmem).
+/// An existing memfd: a shmem file (what `memfd_create(2)` makes; a hugetlb memfd is not shmem).
+///
+/// [`Memfd::new`] takes only unlinked files (a tmpfs file has a name); [`Memfd::from_shmem`] takes
+/// any shmem file, for a file that was a memfd once: an `O_TMPFILE` tmpfs file is unlinked
+/// until `linkat(2)` gives it a name, which can happen at any time.
 ///
 /// # Invariants
 ///
-/// `file` is a shmem file whose inode had no links when `self` was made.
+/// `file` is a shmem file.
 pub struct Memfd<'a> {
     file: &'a LocalFile,
 }
 
 impl<'a> Memfd<'a> {
-    /// Returns `file` as a memfd, or `None` if it is not one.
+    /// Returns `file` as a memfd, or `None` if it is not an unlinked shmem file.
     pub fn new(file: &'a LocalFile) -> Option<Self> {
         // SAFETY: `file` is a valid file for the duration of the call.
         if unsafe { bindings::shmem_file_is_unlinked(file.as_ptr()) } {
+            // INVARIANT: Just checked.
+            Some(Self { file })
+        } else {
+            None
+        }
+    }
+
+    /// Returns `file` as a memfd if it is a shmem file, linked or not.
+    ///
+    /// Whether a file is shmem never changes, so a file that [`Memfd::new`] took once is always
+    /// taken here, even after `linkat(2)` gave it a name.
+    pub fn from_shmem(file: &'a LocalFile) -> Option<Self> {
+        // SAFETY: `file` is a valid file for the duration of the call.
+        if unsafe { bindings::shmem_file(file.as_ptr()) } {
             // INVARIANT: Just checked.
             Some(Self { file })
         } else {
@@ -139,6 +156,19 @@ impl<'a> Memfd<'a> {
             memfd: Memfd { file: self.file },
         }
     }
+
+    /// Takes the inode lock if it is free (`inode_trylock`), or returns `None`.
+    pub fn try_lock(&self) -> Option<MemfdLock<'a>> {
+        // SAFETY: The inode is valid while `file` is; if taken, it is unlocked by
+        // `MemfdLock::drop`.
+        if unsafe { bindings::inode_trylock(self.inode()) } == 0 {
+            return None;
+        }
+        // INVARIANT: The lock was just taken.
+        Some(MemfdLock {
+            memfd: Memfd { file: self.file },
+        })
+    }
 }
 
 /// A memfd with its inode lock held.
@@ -181,6 +211,19 @@ impl MemfdLock<'_> {
         unsafe { bindings::shmem_freeze(self.memfd.inode(), frozen) };
     }
 
+    /// Refuses every new folio (or allows them again): while refused, a write into a hole fails
+    /// with `EPERM` and a fault on one raises `SIGBUS`; pages that exist can still be read and
+    /// written (`shmem_stop_new_folios`).
+    ///
+    /// Once this returns with `stop` set, [`MemfdLock::present_pages`] and
+    /// [`MemfdLock::pin_present_folios`] see every page the file will ever have until it is
+    /// allowed again: a walk after this is the last one a handover needs.
+    pub fn stop_new_folios(&self, stop: bool) {
+        // SAFETY: The inode lock is held (type invariant), as `shmem_stop_new_folios` requires,
+        // and `memfd` is a shmem file.
+        unsafe { bindings::shmem_stop_new_folios(self.memfd.inode(), stop) };
+    }
+
     /// Pins every folio that exists in the file, in index order, and hands each to `f` with
     /// where it is ([`FolioInfo`]).
     ///
@@ -210,11 +253,17 @@ impl MemfdLock<'_> {
         // A file without holes needs no search for them. The search steps through every
         // entry of the page cache (`page_cache_next_miss`), which with lockdep's RCU checks
         // cost a seventh of preserving a dense 256 MiB memfd. The frozen mapping cannot lose
-        // pages, so a file that holds at least as many pages as its size has no hole, except
-        // in one corner: the pages of a large folio straddling the end of the file count too,
-        // so up to that many pages of holes elsewhere go unnoticed, and `memfd_pin_folios`
-        // allocates them (as the C handler does for every hole).
-        let dense = self.present_pages() >= npages;
+        // pages, and each index holds at most one page, so a file that holds at least as many
+        // pages as its size, none of them at or beyond the end of the file, has no hole. Pages
+        // beyond the end (`fallocate(FALLOC_FL_KEEP_SIZE)`, or a large folio straddling it)
+        // count in `present_pages` too, so a file with any takes the search: pinning a hole
+        // would allocate a page for it, which `stop_new_folios` refuses.
+        let dense = self.present_pages() >= npages && {
+            let mut idx = npages as c_ulong;
+            // SAFETY: `xa` is the mapping's valid xarray; `xa_find` takes the RCU read lock
+            // itself. XA_PRESENT (8) matches folios and swap entries.
+            unsafe { bindings::xa_find(xa, &mut idx, c_ulong::MAX, 8) }.is_null()
+        };
         // First index not handed over yet.
         let mut next = 0usize;
         while next < npages {

@@ -5,7 +5,10 @@
  * position changed after PRESERVE_FD), holes, fallocated pages, writes after
  * PRESERVE_FD (into data and into holes), a file never retrieved (FINISH must
  * give its memory back), an MFD_NOEXEC_SEAL memfd (its mode and seals, and a
- * writable shared mapping of it), seals added after PRESERVE_FD.
+ * writable shared mapping of it), seals added after PRESERVE_FD, a writer that
+ * keeps filling holes while the kexec runs (every write that returned success
+ * must arrive), and an O_TMPFILE file linked after PRESERVE_FD (it must still
+ * cross, keep its id, and thaw when unpreserved).
  *
  * Built as luo_rs_memfd_corrupt (LUO_RS_MEMFD_CORRUPT, see that file), it
  * instead corrupts handovers on purpose through the Rust handler's test device
@@ -27,9 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/reboot.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <libliveupdate.h>
@@ -38,6 +45,7 @@
 #define STATE_MEMFD_TOKEN	995
 #define MEMFD_TEST_DEV		"/dev/memfd_luo_rs_test"
 #define MEMFD_CORRUPT		_IO('M', 1)
+#define MEMFD_HOLD_LOCK		_IO('M', 2)
 
 #ifndef F_SEAL_EXEC
 #define F_SEAL_EXEC		0x0020
@@ -666,6 +674,211 @@ static int check_late_seals(int luo_fd, const struct mcase *c)
 /* ---- corruption (Rust handler's test device only) ---- */
 #define CORRUPT_PAGES	512
 
+/*
+ * ---- a writer racing the kexec ----
+ * Token 1 is a 256 MiB memfd of holes; token 2 a one-page log, written before
+ * PRESERVE_FD so that its page exists and is preserved. A child waits until
+ * stage 1 has exited (the harness kexecs right after), then writes page after
+ * page into the holes of token 1 as fast as it can and, after each pwrite()
+ * that returned success, stores the count of pages written into the log
+ * through a shared mapping. It runs until the CPUs stop for the jump, well past
+ * the handler's last look at the file. Stage 2 checks every page the log
+ * counts: a write that returned success must have arrived. (A handler may
+ * refuse writes into holes once it has taken its last look: the writer stops
+ * at the first failure.)
+ */
+#define RACE_PAGES	65536UL
+
+struct race_log {
+	uint64_t done;		/* pages 0..done-1 were written, pwrite() said so */
+};
+
+static void race_page(unsigned char *buf, uint64_t k)
+{
+	for (size_t i = 0; i < psz(); i++)
+		buf[i] = pattern(7, k * psz() + i);
+	memcpy(buf, &k, sizeof(k));
+}
+
+static void setup_race(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), mfd = new_memfd(RACE_PAGES * psz(), 0);
+	int lfd = new_memfd(psz(), 0);
+	pid_t parent = getpid(), pid;
+
+	fill(lfd, 0, psz(), 0);
+	if (pwrite(lfd, &(uint64_t){ 0 }, sizeof(uint64_t), 0) != sizeof(uint64_t))
+		fail_exit("%s: zeroing the log", c->name);
+	preserve(sfd, c, mfd, 1);
+	preserve(sfd, c, lfd, 2);
+	pid = fork();
+	if (pid < 0)
+		fail_exit("%s: fork", c->name);
+	if (pid == 0) {
+		struct race_log *log = mmap(NULL, psz(), PROT_READ | PROT_WRITE, MAP_SHARED,
+					    lfd, 0);
+		unsigned char *buf = malloc(psz());
+
+		if (log == MAP_FAILED || !buf)
+			_exit(1);
+		/* Stage 1 exits after the last setup; then the harness kexecs. */
+		while (getppid() == parent)
+			usleep(1000);
+		for (uint64_t k = 0; k < RACE_PAGES; k++) {
+			race_page(buf, k);
+			if (pwrite(mfd, buf, psz(), k * psz()) != (ssize_t)psz())
+				break;
+			__atomic_store_n(&log->done, k + 1, __ATOMIC_RELEASE);
+		}
+		/* Finished before the jump: stage 2 says so. */
+		for (;;)
+			pause();
+	}
+}
+
+static int check_race(int luo_fd, const struct mcase *c)
+{
+	int sfd, mfd = -1, lfd = -1, ret = -1;
+	unsigned char *want = malloc(psz()), *got = malloc(psz());
+	uint64_t done = 0;
+
+	sfd = get_session(luo_fd, c);
+	if (sfd < 0 || !want || !got)
+		goto out;
+	mfd = get_fd(sfd, 1);
+	lfd = get_fd(sfd, 2);
+	if (mfd < 0 || lfd < 0)
+		goto out_close;
+	if (pread(lfd, &done, sizeof(done), 0) != sizeof(done)) {
+		fail("reading the log: %s", strerror(errno));
+		goto out_close;
+	}
+	ksft_print_msg("%s: %llu of %lu pages written before the kexec\n", c->name,
+		       (unsigned long long)done, RACE_PAGES);
+	if (done == 0 || done >= RACE_PAGES) {
+		/* The writer never ran, or finished early: nothing raced the kexec. */
+		fail("the writer wrote %llu of %lu pages: it did not race the kexec",
+		     (unsigned long long)done, RACE_PAGES);
+		goto out_close;
+	}
+	if (check_size(mfd, RACE_PAGES * psz()))
+		goto out_close;
+	for (uint64_t k = 0; k < done; k++) {
+		race_page(want, k);
+		if (pread(mfd, got, psz(), k * psz()) != (ssize_t)psz()) {
+			fail("pread of page %llu: %s", (unsigned long long)k, strerror(errno));
+			goto out_close;
+		}
+		if (memcmp(want, got, psz())) {
+			uint64_t lost = 0;
+
+			for (uint64_t j = k; j < done; j++) {
+				race_page(want, j);
+				if (pread(mfd, got, psz(), j * psz()) != (ssize_t)psz() ||
+				    memcmp(want, got, psz()))
+					lost++;
+			}
+			fail("page %llu, written with success before the kexec, is not there (%llu of %llu such pages lost)",
+			     (unsigned long long)k, (unsigned long long)lost,
+			     (unsigned long long)done);
+			goto out_close;
+		}
+	}
+	ret = luo_session_finish(sfd) ? fail("FINISH failed") : 0;
+out_close:
+	if (mfd >= 0)
+		close(mfd);
+	if (lfd >= 0)
+		close(lfd);
+	close(sfd);
+out:
+	free(want);
+	free(got);
+	return ret;
+}
+
+/*
+ * ---- an O_TMPFILE tmpfs file linked after PRESERVE_FD ----
+ * It was a memfd to the handler when preserved (a shmem file without links);
+ * linkat() then names it. It must still freeze and cross the kexec. A second
+ * one, in a session closed before the kexec, must thaw when unpreserved (it
+ * can be resized again) and give its id back: unlinked again, it can be
+ * preserved again.
+ */
+#define TMPFILE_PAGES	2
+
+static int new_tmpfile(const struct mcase *c)
+{
+	int fd = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+
+	if (fd < 0)
+		fail_exit("%s: open(O_TMPFILE) in /tmp", c->name);
+	if (ftruncate(fd, TMPFILE_PAGES * psz()))
+		fail_exit("%s: ftruncate", c->name);
+	fill(fd, 0, TMPFILE_PAGES * psz(), 9);
+	return fd;
+}
+
+static void link_tmpfile(const struct mcase *c, int fd, const char *name)
+{
+	char path[64], proc[64];
+
+	snprintf(path, sizeof(path), "/tmp/%s", name);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW))
+		fail_exit("%s: linkat %s", c->name, path);
+}
+
+static void setup_tmpfile(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), fd = new_tmpfile(c);
+	int other, tfd, ret;
+
+	preserve(sfd, c, fd, 1);
+	link_tmpfile(c, fd, "luo_rs_tmpfile");
+
+	tfd = new_tmpfile(c);
+	other = luo_create_session(luo_fd, "rs-memfd-tmpfile-other");
+	if (other < 0)
+		fail_exit("%s: create session rs-memfd-tmpfile-other: %s", c->name, res(other));
+	ret = luo_session_preserve_fd(other, tfd, 1);
+	if (ret)
+		fail_exit("%s: preserve the second file: %s", c->name, res(ret));
+	link_tmpfile(c, tfd, "luo_rs_tmpfile_thaw");
+	if (ftruncate(tfd, psz()) != -1 || errno != EPERM)
+		fail_exit("%s: resizing a preserved file did not fail with EPERM", c->name);
+	/* Closing the session unpreserves the file. */
+	close(other);
+	if (ftruncate(tfd, psz()))
+		fail_exit("%s: resizing the file after its session closed: %s", c->name,
+			  strerror(errno));
+	if (unlink("/tmp/luo_rs_tmpfile_thaw"))
+		fail_exit("%s: unlink", c->name);
+	other = luo_create_session(luo_fd, "rs-memfd-tmpfile-other");
+	if (other < 0)
+		fail_exit("%s: create session rs-memfd-tmpfile-other again: %s", c->name,
+			  res(other));
+	ret = luo_session_preserve_fd(other, tfd, 1);
+	if (ret)
+		fail_exit("%s: preserving the file again after its session closed: %s, want success",
+			  c->name, res(ret));
+	close(other);
+	close(tfd);
+	/* fd stays open: the child keeps it until the kexec. */
+}
+
+static int tmpfile_ok(int mfd)
+{
+	if (check_size(mfd, TMPFILE_PAGES * psz()) || verify(mfd, 0, TMPFILE_PAGES * psz(), 9))
+		return -1;
+	return 0;
+}
+
+static int check_tmpfile(int luo_fd, const struct mcase *c)
+{
+	return with_memfd(luo_fd, c, tmpfile_ok);
+}
+
 static void setup_corrupt(int luo_fd, const struct mcase *c)
 {
 	int sfd = setup_session(luo_fd, c), mfd = new_memfd(CORRUPT_PAGES * psz(), 0);
@@ -710,6 +923,134 @@ static int check_corrupt(int luo_fd, const struct mcase *c)
 	return ret;
 }
 
+#ifdef LUO_RS_MEMFD_CORRUPT
+/*
+ * Mode 9 drops the DIRTY flag of every folio entry: the handover is sound, but
+ * a clean shmem folio has no copy anywhere, and reclaim would drop it. The
+ * folios must come back with their data, and dirty (/proc/kpageflags).
+ */
+#define KPF_DIRTY	4
+
+static int page_dirty(int fd, size_t off)
+{
+	uint64_t ent = 0, flags = 0;
+	int pm, kf, ret = -1;
+	volatile char *m;
+
+	m = mmap(NULL, psz(), PROT_READ, MAP_SHARED, fd, off);
+	if (m == MAP_FAILED)
+		return fail("mmap: %s", strerror(errno));
+	(void)m[0];
+	pm = open("/proc/self/pagemap", O_RDONLY);
+	kf = open("/proc/kpageflags", O_RDONLY);
+	if (pm < 0 || kf < 0) {
+		fail("open /proc/self/pagemap or /proc/kpageflags: %s", strerror(errno));
+	} else if (pread(pm, &ent, 8, (uintptr_t)m / psz() * 8) != 8 || !(ent >> 63) ||
+		   !(ent & ((1ULL << 55) - 1))) {
+		fail("no pfn for the page at %zu (pagemap %#llx)", off, (unsigned long long)ent);
+	} else if (pread(kf, &flags, 8, (ent & ((1ULL << 55) - 1)) * 8) != 8) {
+		fail("reading kpageflags: %s", strerror(errno));
+	} else {
+		ret = (flags >> KPF_DIRTY) & 1;
+	}
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
+	munmap((void *)m, psz());
+	return ret;
+}
+
+static int clean_entries_ok(int mfd)
+{
+	static const size_t pages[] = { 0, 1, 100, 300 };
+	size_t i;
+	int d;
+
+	for (i = 0; i < ARRAY_SIZE(pages); i++) {
+		if (verify(mfd, pages[i] * psz(), psz(), 10))
+			return -1;
+		d = page_dirty(mfd, pages[i] * psz());
+		if (d < 0)
+			return -1;
+		if (!d)
+			return fail("page %zu came back clean", pages[i]);
+	}
+	return 0;
+}
+
+static int check_clean_entries(int luo_fd, const struct mcase *c)
+{
+	return with_memfd(luo_fd, c, clean_entries_ok);
+}
+#endif
+
+/*
+ * A task holds the memfd's inode lock through a reboot (the test device
+ * sleeps 3 s holding it, as a write(2) stuck on a fault would): freeze gives up
+ * after a second, the reboot fails with EBUSY instead of hanging, and the file
+ * is as before: writable, holes too (new folios allowed again), still
+ * preserved (not resizable). Stage 2 finds the page written after the failed
+ * reboot. It runs first, before any corruption is armed.
+ */
+struct hold {
+	int dev, mfd, ret;
+};
+
+static void *hold_lock(void *arg)
+{
+	struct hold *h = arg;
+
+	h->ret = ioctl(h->dev, MEMFD_HOLD_LOCK, h->mfd) ? -errno : 0;
+	return NULL;
+}
+
+static void setup_held_lock(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), mfd = new_memfd(4 * psz(), 0);
+	struct hold h = { .mfd = mfd };
+	pthread_t t;
+	long rb;
+
+	fill(mfd, 0, psz(), 11);
+	preserve(sfd, c, mfd, 1);
+	h.dev = open(MEMFD_TEST_DEV, O_RDWR);
+	if (h.dev < 0)
+		fail_exit("%s: open %s", c->name, MEMFD_TEST_DEV);
+	if (pthread_create(&t, NULL, hold_lock, &h))
+		fail_exit("%s: pthread_create", c->name);
+	usleep(300 * 1000);
+	rb = syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
+		     LINUX_REBOOT_CMD_KEXEC, NULL) ? -errno : 0;
+	pthread_join(t, NULL);
+	close(h.dev);
+	if (h.ret)
+		fail_exit("%s: HOLD_LOCK: %s", c->name, strerror(-h.ret));
+	if (rb != -EBUSY)
+		fail_exit("%s: the reboot gave %s, want EBUSY", c->name, res(rb));
+	/* A hole can be written again, and the file is still preserved. */
+	fill(mfd, 2 * psz(), psz(), 11);
+	if (ftruncate(mfd, psz()) != -1 || errno != EPERM)
+		fail_exit("%s: resizing the memfd after the failed reboot did not fail with EPERM",
+			  c->name);
+	/* mfd stays open: the child keeps it until the kexec. */
+}
+
+static int held_lock_ok(int mfd)
+{
+	size_t p = psz();
+
+	if (check_size(mfd, 4 * p) || verify(mfd, 0, p, 11) || verify(mfd, p, p, 0) ||
+	    verify(mfd, 2 * p, p, 11) || verify(mfd, 3 * p, p, 0))
+		return -1;
+	return 0;
+}
+
+static int check_held_lock(int luo_fd, const struct mcase *c)
+{
+	return with_memfd(luo_fd, c, held_lock_ok);
+}
+
 #define CORRUPT_CASE(n, mode, err) \
 	{ "corrupt_" n, "rs-memfd-corrupt-" n, setup_corrupt, check_corrupt, mode, err }
 
@@ -727,9 +1068,14 @@ static const struct mcase cases[] = {
 	{ "noexec_seal_mode_seals_writable_map", "rs-memfd-noexec", setup_noexec, check_noexec },
 	{ "seals_added_after_preserve", "rs-memfd-late-seals", setup_late_seals,
 	  check_late_seals },
+	{ "tmpfile_linked_after_preserve", "rs-memfd-tmpfile", setup_tmpfile, check_tmpfile },
+	/* Last: its writer starts when stage 1 exits. */
+	{ "writes_racing_the_kexec_are_kept", "rs-memfd-race", setup_race, check_race },
 };
 #else
 static const struct mcase cases[] = {
+	{ "freeze_gives_up_on_a_held_inode_lock", "rs-memfd-held-lock", setup_held_lock,
+	  check_held_lock },
 	/* A sound memfd next to the corrupt ones comes back intact. */
 	{ "sound_memfd_next_to_corrupt_ones", "rs-memfd-dense", setup_dense, check_dense },
 	CORRUPT_CASE("bad_pfn", 1, EINVAL),
@@ -740,6 +1086,8 @@ static const struct mcase cases[] = {
 	CORRUPT_CASE("unknown_seals", 6, EOPNOTSUPP),
 	CORRUPT_CASE("bad_array_address", 7, EINVAL),
 	CORRUPT_CASE("unsorted_indices", 8, EINVAL),
+	{ "entries_without_dirty_come_back_dirty", "rs-memfd-corrupt-clean", setup_corrupt,
+	  check_clean_entries, 9, 0 },
 };
 #endif
 

@@ -50,7 +50,18 @@ static const char * const case_names[] = {
 	"sparse_preserve_no_growth",
 	"sparse_size_and_data",
 	"sparse_holes_stay_holes",
+	"pages_beyond_eof_keep_holes",
 };
+
+/*
+ * Token 3: 8 pages, page 0 written, 16 pages fallocated beyond the end
+ * (FALLOC_FL_KEEP_SIZE). The file holds 17 pages, more than its size: a
+ * handler that takes "as many pages as the size" for "no holes" fills pages 1
+ * to 7. They must stay holes; the pages beyond the end are not part of the
+ * file's contents and are not carried.
+ */
+#define EOF_PAGES	8
+#define BEYOND_PAGES	16
 
 static long used_kib(void)
 {
@@ -138,6 +149,19 @@ static void stage1(int luo_fd)
 	if (ret)
 		fail_exit("PRESERVE_FD of the figures: %d", ret);
 	close(ffd);
+	mfd = memfd_create("beyond_eof", 0);
+	if (mfd < 0 || ftruncate(mfd, EOF_PAGES * getpagesize()))
+		fail_exit("memfd of %d pages", EOF_PAGES);
+	memset(buf, 0x5a, getpagesize());
+	if (pwrite(mfd, buf, getpagesize(), 0) != getpagesize())
+		fail_exit("pwrite page 0");
+	if (fallocate(mfd, FALLOC_FL_KEEP_SIZE, EOF_PAGES * getpagesize(),
+		      BEYOND_PAGES * getpagesize()))
+		fail_exit("fallocate beyond the end");
+	ret = luo_session_preserve_fd(sfd, mfd, 3);
+	if (ret)
+		fail_exit("PRESERVE_FD of the memfd with pages beyond its end: %d", ret);
+	close(mfd);
 	close(luo_fd);
 	daemonize_and_wait();
 }
@@ -203,6 +227,33 @@ static int check_holes(int mfd)
 	return 0;
 }
 
+static int check_beyond_eof(int mfd)
+{
+	unsigned char buf[4096];
+	struct stat st;
+	off_t h;
+	int i;
+
+	if (fstat(mfd, &st) || st.st_size != EOF_PAGES * getpagesize()) {
+		ksft_print_msg("beyond_eof: size %lld, want %d\n", (long long)st.st_size,
+			       EOF_PAGES * getpagesize());
+		return -1;
+	}
+	if (pread(mfd, buf, sizeof(buf), 0) != sizeof(buf))
+		return -1;
+	for (i = 0; i < (int)sizeof(buf); i++)
+		if (buf[i] != 0x5a) {
+			ksft_print_msg("beyond_eof: byte %d is %#x\n", i, buf[i]);
+			return -1;
+		}
+	h = lseek(mfd, 0, SEEK_HOLE);
+	ksft_print_msg("beyond_eof: first hole at %lld, %lld KiB held\n", (long long)h,
+		       (long long)st.st_blocks / 2);
+	if (h != getpagesize() || st.st_blocks * 512 != getpagesize())
+		return -1;
+	return 0;
+}
+
 static void stage2(int luo_fd, int state_fd)
 {
 	long u0 = -1, u1 = -1, u2 = -1, sh1 = -1, sh2 = -1;
@@ -229,6 +280,14 @@ static void stage2(int luo_fd, int state_fd)
 		ksft_print_msg("RETRIEVE_FD: %d\n", mfd);
 	ksft_test_result(mfd >= 0 && !check_data(mfd), "%s\n", case_names[1]);
 	ksft_test_result(mfd >= 0 && !check_holes(mfd), "%s\n", case_names[2]);
+	if (mfd >= 0)
+		close(mfd);
+	mfd = luo_session_retrieve_fd(sfd, 3);
+	if (mfd < 0)
+		ksft_print_msg("RETRIEVE_FD of token 3: %d\n", mfd);
+	ksft_test_result(mfd >= 0 && !check_beyond_eof(mfd), "%s\n", case_names[3]);
+	if (mfd >= 0)
+		close(mfd);
 	if (luo_session_finish(sfd))
 		ksft_print_msg("FINISH failed\n");
 	luo_session_finish(state_fd);
