@@ -628,15 +628,10 @@ impl FileHandler for MemfdHandler {
                     // The folio must fit where its entry puts it (aligned, inside the file,
                     // after the previous one); a misfit is freed with the rest.
                     next = abi::check_folio_extent(&e, folio.order(), next, size_pages)?;
-                    // Always dirty, whatever the entry says: shmem has no copy of a clean
-                    // folio anywhere, so reclaim would drop its contents. A folio that is not
-                    // uptodate reads as zeroes until written, as a fallocated page does.
-                    memfd.insert_folio(
-                        folio,
-                        e.index as usize,
-                        e.flags & abi::FOLIO_UPTODATE != 0,
-                        true,
-                    )
+                    // Always dirty, whatever the entry's DIRTY flag says: shmem has no copy of
+                    // a clean folio anywhere, so reclaim would drop its contents. A folio that
+                    // is not uptodate reads as zeroes until written, as a fallocated page does.
+                    memfd.insert_folio(folio, e.index as usize, e.flags & abi::FOLIO_UPTODATE != 0)
                 });
                 if let Err(err) = r {
                     // A corrupt entry (EINVAL) is refused quietly, like every other check of

@@ -23,8 +23,7 @@ __rust_helper void *rust_helper_phys_to_virt(phys_addr_t address)
 
 /*
  * kernel::memfd, built with CONFIG_LIVEUPDATE_MEMFD (which depends on SHMEM
- * and MEMFD_CREATE): without it, shmem_add_to_page_cache() and the other
- * shmem functions below do not exist and the helpers would not link.
+ * and MEMFD_CREATE) only, as kernel::memfd is.
  */
 #ifdef CONFIG_LIVEUPDATE_MEMFD
 
@@ -68,35 +67,12 @@ __rust_helper unsigned long rust_helper_folio_nr_pages(const struct folio *folio
 	return folio_nr_pages(folio);
 }
 
-/*
- * Makes a pinned folio of a frozen shmem mapping ready for a live update, as
- * mm/memfd_luo.c does: dirty, and zeroed and uptodate if it was never written.
- * A folio already dirty and uptodate (any folio that was written) needs
- * nothing, so the folio lock is not taken for it: PG_uptodate is never cleared
- * on a shmem folio, and PG_dirty is not cleared on a pinned one (reclaim skips
- * pinned folios, and the frozen mapping cannot be truncated). One call per
- * folio keeps the preserve loop as cheap as the C handler's.
- */
-__rust_helper void rust_helper_folio_prepare_for_handover(struct folio *folio)
-{
-	if (folio_test_uptodate(folio) && folio_test_dirty(folio))
-		return;
-	folio_lock(folio);
-	folio_mark_dirty(folio);
-	if (!folio_test_uptodate(folio)) {
-		folio_zero_range(folio, 0, folio_size(folio));
-		flush_dcache_folio(folio);
-		folio_mark_uptodate(folio);
-	}
-	folio_unlock(folio);
-}
-
-/* What the memfd live update handlers accept: an unlinked shmem file. */
 __rust_helper bool rust_helper_shmem_file(struct file *file)
 {
 	return shmem_file(file);
 }
 
+/* What the memfd live update handlers accept: an unlinked shmem file. */
 __rust_helper bool rust_helper_shmem_file_is_unlinked(struct file *file)
 {
 	return shmem_file(file) && !file_inode(file)->i_nlink;
@@ -132,46 +108,6 @@ __rust_helper unsigned long rust_helper_shmem_present_pages(struct inode *inode)
 {
 	return READ_ONCE(inode->i_mapping->nrpages) +
 	       READ_ONCE(SHMEM_I(inode)->swapped);
-}
-
-/*
- * Inserts a folio restored from KHO (refcount 1, unlocked, in no mapping) into
- * a shmem mapping at @index, charged and accounted, as mm/memfd_luo.c does.
- * One call per folio keeps the restore loop as cheap as the C handler's. The
- * caller checked that @index is aligned to the folio and inside the file. The
- * folio reference is consumed, on success and on error.
- */
-__rust_helper int rust_helper_shmem_insert_restored_folio(struct inode *inode,
-							  struct folio *folio,
-							  pgoff_t index,
-							  bool uptodate, bool dirty)
-{
-	struct address_space *mapping = inode->i_mapping;
-	gfp_t gfp = mapping_gfp_mask(mapping);
-	int err;
-
-	__folio_set_locked(folio);
-	__folio_set_swapbacked(folio);
-	err = mem_cgroup_charge(folio, NULL, gfp);
-	if (err)
-		goto out;
-	err = shmem_add_to_page_cache(folio, mapping, index, NULL, gfp);
-	if (err)
-		goto out;
-	if (uptodate)
-		folio_mark_uptodate(folio);
-	if (dirty)
-		folio_mark_dirty(folio);
-	err = shmem_inode_acct_blocks(inode, folio_nr_pages(folio));
-	if (err) {
-		filemap_remove_folio(folio);
-		goto out;
-	}
-	folio_add_lru(folio);
-out:
-	folio_unlock(folio);
-	folio_put(folio);
-	return err;
 }
 
 #endif /* CONFIG_LIVEUPDATE_MEMFD */

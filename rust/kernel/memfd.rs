@@ -442,9 +442,9 @@ impl PinnedFolio {
     /// loses `PG_uptodate`.
     pub fn prepare_for_handover(&self) {
         // SAFETY: The folio is valid and pinned, in a shmem mapping (`PinnedFolio`s are only
-        // made by `MemfdLock::pin_present_folios`); the helper may take the folio lock, which
+        // made by `MemfdLock::pin_present_folios`); the function may take the folio lock, which
         // may sleep, which is allowed here (the callers run in process context).
-        unsafe { bindings::folio_prepare_for_handover(self.folio.as_ptr()) };
+        unsafe { bindings::shmem_prepare_folio_for_handover(self.folio.as_ptr()) };
     }
 }
 
@@ -469,7 +469,8 @@ impl Drop for PinnedFolio {
 /// # Invariants
 ///
 /// `file` is a memfd created by `memfd_alloc_file`; `added` pages were inserted into its page
-/// cache by [`NewMemfd::insert_folio`] and not yet accounted with `shmem_recalc_inode`; `size`
+/// cache by [`NewMemfd::insert_folio`] and not yet accounted with
+/// `shmem_account_restored_pages`; `size`
 /// is its `i_size`.
 pub struct NewMemfd {
     file: Option<ARef<File>>,
@@ -560,7 +561,8 @@ impl NewMemfd {
     }
 
     /// Inserts `folio` into the page cache at page `index`, charged to the current task's
-    /// memory cgroup and accounted to the file.
+    /// memory cgroup and accounted to the file, and marked dirty (shmem has no other copy of
+    /// it). A folio that is not `uptodate` reads as zeroes until written.
     ///
     /// `EINVAL` if the folio does not start within the size or `index` is not aligned to the
     /// folio's size; `EEXIST` if the range is already populated; `ENOMEM`/`ENOSPC` from
@@ -570,7 +572,6 @@ impl NewMemfd {
         folio: IncomingFolio,
         index: usize,
         uptodate: bool,
-        dirty: bool,
     ) -> Result {
         let nr = folio.nr_pages();
         let size_pages = (self.size() as u64).div_ceil(PAGE_SIZE as u64);
@@ -583,16 +584,10 @@ impl NewMemfd {
         let f = folio.into_raw().as_ptr();
         // SAFETY: `f` is a folio we own (one reference) that is in no mapping and that no one
         // else can see; the inode is the memfd's; `index` is aligned and starts within the
-        // size (checked above). The helper consumes the reference, on error too (the folio and
-        // its charge are then freed).
+        // size (checked above). The function consumes the reference, on error too (the folio
+        // and its charge are then freed).
         let err = unsafe {
-            bindings::shmem_insert_restored_folio(
-                self.inode(),
-                f,
-                index as c_ulong,
-                uptodate,
-                dirty,
-            )
+            bindings::shmem_insert_restored_folio(self.inode(), f, index as c_ulong, uptodate)
         };
         to_result(err)?;
         // INVARIANT: `nr` more pages were inserted.
@@ -603,7 +598,7 @@ impl NewMemfd {
     fn recalc(&mut self) {
         if self.added != 0 && !self.raw().is_null() {
             // SAFETY: The inode is valid; `added` pages were inserted and not yet accounted.
-            unsafe { bindings::shmem_recalc_inode(self.inode(), self.added, 0) };
+            unsafe { bindings::shmem_account_restored_pages(self.inode(), self.added) };
             // INVARIANT: Accounted now.
             self.added = 0;
         }
