@@ -51,6 +51,10 @@ use kernel::{
         RetrieveStatus, //
     },
     memfd::{
+        handover::{
+            FolioPfn,
+            Folios, //
+        },
         seals,
         Memfd,
         MemfdLock,
@@ -112,6 +116,8 @@ mod abi {
     const PFN_MASK: u64 = (1 << PFN_BITS) - 1;
 
     const _: () = {
+        assert!(SER_FOLIOS_OFFSET == <Folios as kernel::kho::VmallocField>::OFFSET);
+        assert!(PFN_BITS == <FolioPfn as kernel::kho::PfnField>::BITS);
         assert!(size_of::<kernel::bindings::memfd_luo_ser>() == SER_SIZE);
         assert!(size_of::<kernel::bindings::memfd_luo_folio_ser>() == FOLIO_SER_SIZE);
         assert!(size_of::<FolioSer>() == FOLIO_SER_SIZE);
@@ -359,14 +365,9 @@ impl MemfdHandler {
     /// Each folio must fit where its entry puts it, as `retrieve` checks: at the first that
     /// does not, that folio is freed and the rest are left (leaked), since an array that is
     /// wrong there may name pages that are not this file's.
-    fn discard_folios(
-        array: &HandoverArray<FolioSer>,
-        from: usize,
-        mut next: u64,
-        size_pages: u64,
-    ) {
+    fn discard_folios(array: &HandoverArray<Folios>, from: usize, mut next: u64, size_pages: u64) {
         for (i, e) in array.as_slice().iter().enumerate().skip(from) {
-            let Some(h) = array.pfn_at(i, 0, abi::PFN_BITS) else {
+            let Some(h) = array.pfn::<FolioPfn>(i) else {
                 continue;
             };
             let Ok(folio) = IncomingFolio::restore_handover(h) else {
@@ -404,7 +405,7 @@ impl MemfdHandler {
     /// `memfd_luo_ser`, restored once (retrieve and finish never both restore it).
     fn restore_handover(
         data: Handover,
-    ) -> Result<(HandoverPage, MemfdSer, Option<HandoverArray<FolioSer>>)> {
+    ) -> Result<(HandoverPage, MemfdSer, Option<HandoverArray<Folios>>)> {
         let page = HandoverPage::restore(data)?;
         let ser = MemfdSer::read(page.bytes());
         ser.validate()?;
@@ -413,7 +414,7 @@ impl MemfdHandler {
         } else {
             let len = usize::try_from(ser.nr_folios).map_err(|_| EINVAL)?;
             // The pages the descriptor names are checked before they are restored.
-            let a = HandoverArray::restore(page.vmalloc_at(abi::SER_FOLIOS_OFFSET)?, len)?;
+            let a = HandoverArray::restore(page.vmalloc::<Folios>()?, len)?;
             abi::check_folios(a.as_slice(), ser.size_pages())?;
             Some(a)
         };
@@ -619,7 +620,7 @@ impl FileHandler for MemfdHandler {
             let size_pages = ser.size_pages();
             let mut next = 0;
             for (i, e) in entries.iter().map(abi::folio_entry).enumerate() {
-                let Some(h) = array.pfn_at(i, 0, abi::PFN_BITS) else {
+                let Some(h) = array.pfn::<FolioPfn>(i) else {
                     continue;
                 };
                 // The pfn is checked quietly by `restore_handover`, and the folio's extent

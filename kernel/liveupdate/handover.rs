@@ -45,7 +45,8 @@ use kernel::{
         IncomingPage,
         IncomingPhys,
         PreservedPage,
-        Subtree, //
+        Subtree,
+        SubtreeName, //
     },
     prelude::*,
     rbtree::RBTree, //
@@ -203,12 +204,18 @@ pub(crate) struct Incoming {
 /// `refcount_t`, which saturates below `INT_MAX`.
 const FLB_COUNT_MAX: u64 = i32::MAX as u64;
 
+/// LUO's KHO subtree, holding the root of the handover (`struct luo_ser`).
+// SAFETY: `LUO_KHO_ENTRY_NAME` ("LUO") is the name the luo-v5 ABI gives to LUO's root. A kernel
+// builds one LUO (not the C one, `luo_core.c`, with `CONFIG_LIVEUPDATE_RUST`), and of this one
+// only `read_incoming` retrieves it; no other code of this kernel uses that name.
+const LUO_SUBTREE: SubtreeName = unsafe { SubtreeName::new(abi::KHO_ENTRY_NAME) };
+
 /// Early boot: reads the previous kernel's handover. Never fails: whatever does not validate
 /// is dropped with a warning.
 pub(crate) fn read_incoming() -> Incoming {
     let mut inc = Incoming::default();
     // The root page stays for the kernel's life: KHO's debugfs shows it.
-    let (b, len) = match IncomingPage::retrieve_subtree(abi::KHO_ENTRY_NAME) {
+    let (b, len) = match IncomingPage::retrieve_subtree(&LUO_SUBTREE) {
         Ok(v) => v,
         Err(e) if e == ENOENT => return inc,
         Err(e) => {

@@ -6,17 +6,21 @@
 //! is dropped first; [`Subtree`] names a page so the next kernel can find it.
 //!
 //! Incoming: [`retrieve_subtree`] finds a named blob left by the previous kernel, and
-//! [`IncomingPage::retrieve_subtree`] claims it when it is one page. Physical addresses read
-//! from the previous kernel's data are [`IncomingPhys`]: they cannot be dereferenced until
-//! [`IncomingPage::restore`] has checked that KHO really preserved a page there, so a corrupt
-//! handover cannot make the kernel touch memory that is not preserved.
+//! [`IncomingPage::retrieve_subtree`] claims it when it is one page and its name is a
+//! [`SubtreeName`]. Physical addresses read from the previous kernel's data are
+//! [`IncomingPhys`]: they cannot be dereferenced until [`IncomingPage::restore`] has checked
+//! that KHO really preserved a page there, so a corrupt handover cannot make the kernel touch
+//! memory that is not preserved.
 //!
 //! What KHO cannot check is *whose* page an address names: every user's preserved pages look
 //! alike. Restoring a page frees it to this kernel when the [`IncomingPage`] is dropped, so
 //! restoring another user's page (for example a `reserve_mem` region, which stays in use
 //! without ever being restored) would hand memory in use to the page allocator. That is why
 //! [`IncomingPage::restore`] is `unsafe`: its caller vouches that the address names one of its
-//! own pages.
+//! own pages. The same holds for a subtree name ([`SubtreeName::new`]), for a handle
+//! ([`Handover::new`]) and for the fields of a handover format that hold addresses
+//! ([`VmallocField`], [`PfnField`]): each is vouched for once, with `unsafe`, where it is
+//! declared, and safe code can then restore only what those declarations name.
 //!
 //! C header: [`include/linux/kexec_handover.h`](srctree/include/linux/kexec_handover.h)
 
@@ -34,7 +38,10 @@ use crate::{
         FromBytes, //
     }, //
 };
-use core::ptr::NonNull;
+use core::{
+    marker::PhantomData,
+    ptr::NonNull, //
+};
 use macros::kunit_tests;
 
 pub mod field;
@@ -151,6 +158,40 @@ pub fn retrieve_subtree(name: &CStr) -> Result<(IncomingPhys, usize)> {
     Ok((IncomingPhys(phys), size))
 }
 
+/// The name of a KHO subtree that belongs to one user of this kernel: the key to the page the
+/// previous kernel published under it ([`IncomingPage::retrieve_subtree`]).
+///
+/// A subtree name is global: KHO cannot tell whose page the previous kernel published under
+/// it, and claiming another user's page (one it reads in place, say) would take memory in use.
+/// So a name is declared once, with `unsafe` ([`SubtreeName::new`]), by the code that owns it.
+///
+/// # Invariants
+///
+/// Nothing in this kernel retrieves, restores, writes or frees the page that the previous
+/// kernel published under `self.0`, except [`IncomingPage::retrieve_subtree`] with a
+/// `SubtreeName` of that name.
+pub struct SubtreeName(&'static CStr);
+
+impl SubtreeName {
+    /// Declares `name` as the name of a subtree of its declarer.
+    ///
+    /// # Safety
+    ///
+    /// Nothing in this kernel retrieves, restores, writes or frees the page that the previous
+    /// kernel published under `name`, except [`IncomingPage::retrieve_subtree`] with a
+    /// `SubtreeName` of `name`: no C code uses `name`, and Rust code uses it only through a
+    /// `SubtreeName`.
+    pub const unsafe fn new(name: &'static CStr) -> Self {
+        // INVARIANT: By the caller's guarantee.
+        Self(name)
+    }
+
+    /// The name, e.g. to publish this kernel's subtree under it with [`Subtree::add`].
+    pub const fn name(&self) -> &'static CStr {
+        self.0
+    }
+}
+
 /// A page the previous kernel preserved with [`PreservedPage`], restored in this kernel.
 ///
 /// Dropping it frees the page.
@@ -175,12 +216,15 @@ impl IncomingPage {
     ///
     /// It is never freed: KHO's debugfs (`in/sub_fdts/NAME`) keeps showing it. Returns its
     /// contents and the size the previous kernel gave; `ENOENT` if there is no such subtree
-    /// (e.g. after a cold boot), `EINVAL` if it is not a whole preserved page.
-    pub fn retrieve_subtree(name: &CStr) -> Result<(&'static [u8; PAGE_SIZE], usize)> {
-        let (phys, len) = retrieve_subtree(name)?;
-        // SAFETY: The blob of a subtree belongs to the user that named it: KHO recorded its
-        // address under `name`. Besides that user, only KHO's debugfs reads it, which stays
-        // valid because the page is never freed or written here.
+    /// (e.g. after a cold boot), `EINVAL` if it is not a whole preserved page or was claimed
+    /// already.
+    pub fn retrieve_subtree(name: &SubtreeName) -> Result<(&'static [u8; PAGE_SIZE], usize)> {
+        let (phys, len) = retrieve_subtree(name.name())?;
+        // SAFETY: By the invariants of `SubtreeName`, nothing else in this kernel uses or
+        // restores the page published under `name`; `restore` checks, quietly, that a whole
+        // preserved page is there, and fails once it was restored (by an earlier call). Besides
+        // the caller, only KHO's debugfs reads the page, which stays valid because it is never
+        // freed or written here.
         let page = unsafe { Self::restore(phys) }?;
         let ptr = page.ptr;
         // Keep the folio reference for good (see above).
@@ -246,9 +290,10 @@ impl Drop for IncomingPage {
 }
 
 /// A physical address that a KHO user's counterpart in the previous kernel wrote *for this
-/// user*: the handle the user was given (e.g. the one LUO passes to a file handler's
-/// `retrieve` and `finish`), or an address read from memory restored through such a handle
-/// ([`HandoverPage`], [`HandoverArray`]).
+/// user*, in a handover format both know: the handle the user was given (e.g. the one LUO
+/// passes to a file handler's `retrieve` and `finish`; its format is the handler's compatible
+/// string), or an address read, from memory restored through such a handle, out of a field
+/// that the format declares to hold one ([`HandoverPage::vmalloc`], [`HandoverArray::pfn`]).
 ///
 /// Unlike an [`IncomingPhys`], it vouches for ownership: whatever KHO preserved where it points
 /// was preserved for the holder. So the holder may restore (and thereby free) that memory in
@@ -256,41 +301,104 @@ impl Drop for IncomingPage {
 /// [`HandoverArray::restore`]). Its value is still untrusted input: it may point at nothing
 /// preserved, which those functions refuse, quietly, with `EINVAL`.
 ///
-/// It can only be made with [`Handover::new`], which is `unsafe`, or read from memory restored
-/// through one.
+/// It can only be made with [`Handover::new`], which is `unsafe`, or read through a field
+/// declaration ([`VmallocField`], [`PfnField`]), which is `unsafe` to implement, from memory
+/// restored through one. Any other word of that memory stays plain data: it may hold a value
+/// that userspace chose.
 ///
 /// # Invariants
 ///
-/// Memory that KHO preserved at `self.0` in the previous kernel was preserved for the holder,
-/// and nothing else in this kernel restores it; the addresses the holder's counterpart stored in
-/// that memory have the same property.
+/// Memory that KHO preserved at `phys` in the previous kernel was preserved for the holder, and
+/// nothing else in this kernel restores it. If `format` is `Some`, that memory is laid out as
+/// the handover format it names says; otherwise it is plain data (e.g. a folio of a file).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Handover(u64);
+pub struct Handover {
+    phys: u64,
+    format: Option<&'static CStr>,
+}
 
 impl Handover {
-    /// Vouches for `phys`.
+    /// Vouches for `phys`, a handle of handover format `format`.
     ///
     /// # Safety
     ///
     /// `phys` was written by the caller's counterpart in the previous kernel to name memory it
-    /// preserved for the caller (and every address it stored in that memory names memory
-    /// preserved for the caller too), and nothing else in this kernel restores that memory.
-    pub unsafe fn new(phys: u64) -> Self {
+    /// preserved for the caller, laid out as handover format `format` says (so every field that
+    /// a [`VmallocField`] or [`PfnField`] of `format` declares holds what it declares), and
+    /// nothing else in this kernel restores that memory.
+    pub unsafe fn new(phys: u64, format: &'static CStr) -> Self {
         // INVARIANT: By the caller's guarantee.
-        Self(phys)
+        Self {
+            phys,
+            format: Some(format),
+        }
     }
 
     /// The raw value (for users that do not restore memory with it, and for messages).
     pub fn raw(self) -> u64 {
-        self.0
+        self.phys
     }
+
+    /// The handover format of the memory it names; `None` for plain data, such as a folio
+    /// read from a [`PfnField`].
+    pub fn format(self) -> Option<&'static CStr> {
+        self.format
+    }
+}
+
+/// A field of a handover format that holds the [`VmallocDescriptor`] of an array of
+/// [`VmallocField::Elem`] preserved for the format's reader, in the page its handle names:
+/// what [`HandoverPage::vmalloc`] reads.
+///
+/// A handover format is laid out by its ABI header (e.g. `include/linux/kho/abi/memfd.h`), so
+/// its fields are declared next to the bindings of that header, once per field, not by the
+/// code that reads them.
+///
+/// # Safety
+///
+/// In every handover of format [`VmallocField::FORMAT`], the [`VMALLOC_DESCRIPTOR_SIZE`] bytes
+/// at byte [`VmallocField::OFFSET`] of the page the handle names are stored by the format's
+/// writers as the descriptor of a vmalloc area of `Elem`s that they preserved for the format's
+/// reader: whatever KHO preserved at the addresses of the descriptor and of its chunk pages was
+/// preserved for the reader.
+pub unsafe trait VmallocField {
+    /// The handover format (for a LUO file handler, its compatible string).
+    const FORMAT: &'static CStr;
+    /// Byte offset of the descriptor in the page.
+    const OFFSET: usize;
+    /// The elements of the array.
+    type Elem: AsBytes + FromBytes;
+}
+
+/// A field of the elements of the array in [`PfnField::Array`] that holds the page frame number
+/// of a folio preserved for the format's reader: what [`HandoverArray::pfn`] reads.
+///
+/// # Safety
+///
+/// In every handover of the format of [`PfnField::Array`], the low [`PfnField::BITS`] bits of
+/// the little-endian 64-bit word [`PfnField::WORD`] of each element of that array are stored
+/// by the format's writers as 0 or as the page frame number of a folio that they preserved for
+/// the format's reader: whatever KHO preserved there was preserved for the reader.
+pub unsafe trait PfnField {
+    /// The array whose elements hold the field.
+    type Array: VmallocField;
+    /// Index of the 64-bit word of the element that holds the field.
+    const WORD: usize;
+    /// Width of the field, in the low bits of the word.
+    const BITS: u32;
 }
 
 /// A page restored through a [`Handover`]: the holder's own handover data.
 ///
 /// Dropping it frees the page.
+///
+/// # Invariants
+///
+/// If `format` is `Some`, the page is laid out as the handover format it names says, as for
+/// [`Handover`].
 pub struct HandoverPage {
     page: IncomingPage,
+    format: Option<&'static CStr>,
 }
 
 impl HandoverPage {
@@ -302,8 +410,12 @@ impl HandoverPage {
         // SAFETY: By the invariants of `Handover`, what KHO preserved at `h` was preserved for
         // the holder and nothing else restores it; `restore` checks, quietly, that a preserved
         // page is there.
-        let page = unsafe { IncomingPage::restore(IncomingPhys(h.0)) }?;
-        Ok(Self { page })
+        let page = unsafe { IncomingPage::restore(IncomingPhys(h.phys)) }?;
+        // INVARIANT: The page `h` names, in the format of `h`.
+        Ok(Self {
+            page,
+            format: h.format,
+        })
     }
 
     /// The contents of the page.
@@ -311,36 +423,39 @@ impl HandoverPage {
         self.page.bytes()
     }
 
-    /// The little-endian 64-bit address stored at byte `offset`; `EINVAL` if it does not fit.
-    pub fn handover_at(&self, offset: usize) -> Result<Handover> {
-        let a = field::le_u64(self.bytes(), offset).ok_or(EINVAL)?;
-        // INVARIANT: An address the holder's counterpart stored in memory restored through a
-        // `Handover` (the page was restored by `HandoverPage::restore`).
-        Ok(Handover(a))
-    }
-
-    /// The vmalloc descriptor stored at byte `offset`; `EINVAL` if it does not fit.
-    pub fn vmalloc_at(&self, offset: usize) -> Result<HandoverVmalloc> {
-        let a = field::get(self.bytes(), offset).ok_or(EINVAL)?;
-        // INVARIANT: As for `handover_at`: the descriptor's addresses were stored by the
-        // holder's counterpart in memory restored through a `Handover`.
-        Ok(HandoverVmalloc(VmallocDescriptor::from_bytes(&a)))
+    /// The vmalloc descriptor in field `F` of the page; `EINVAL` if the page is not of the
+    /// handover format of `F` (or is plain data) or `F` does not fit in it.
+    pub fn vmalloc<F: VmallocField>(&self) -> Result<HandoverVmalloc<F>> {
+        if self.format != Some(F::FORMAT) {
+            return Err(EINVAL);
+        }
+        let a = field::get(self.bytes(), F::OFFSET).ok_or(EINVAL)?;
+        // INVARIANT: Field `F` of a page of format `F::FORMAT` restored through a `Handover`:
+        // by the safety requirements of `VmallocField`, its addresses name memory preserved
+        // for the holder.
+        Ok(HandoverVmalloc {
+            desc: VmallocDescriptor::from_bytes(&a),
+            _field: PhantomData,
+        })
     }
 }
 
-/// A [`VmallocDescriptor`] read from memory restored through a [`Handover`] (see
-/// [`HandoverPage::vmalloc_at`]): the pages it names are the holder's.
+/// A [`VmallocDescriptor`] read from field `F` of memory restored through a [`Handover`] (see
+/// [`HandoverPage::vmalloc`]): the pages it names are the holder's.
 ///
 /// # Invariants
 ///
-/// As for [`Handover`], for the addresses of the descriptor and of its chunk pages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HandoverVmalloc(VmallocDescriptor);
+/// As for [`Handover`], for the addresses of the descriptor and of its chunk pages, in the
+/// format of `F`: the array holds `F::Elem`s.
+pub struct HandoverVmalloc<F: VmallocField> {
+    desc: VmallocDescriptor,
+    _field: PhantomData<F>,
+}
 
-impl HandoverVmalloc {
+impl<F: VmallocField> HandoverVmalloc<F> {
     /// The descriptor.
     pub fn descriptor(&self) -> VmallocDescriptor {
-        self.0
+        self.desc
     }
 }
 
@@ -484,7 +599,7 @@ impl IncomingFolio {
     pub fn restore_handover(h: Handover) -> Result<Self> {
         // SAFETY: By the invariants of `Handover`, what KHO preserved at `h` was preserved for
         // the holder, and nothing else restores it.
-        unsafe { Self::restore(IncomingPhys(h.0)) }
+        unsafe { Self::restore(IncomingPhys(h.phys)) }
     }
 
     /// The order of the folio.
@@ -953,43 +1068,58 @@ impl<T: FromBytes> Drop for RestoredArray<T> {
     }
 }
 
-/// A preserved vmalloc array restored through a [`HandoverVmalloc`]: the holder's own, so the
-/// page frame numbers stored in it name the holder's memory ([`HandoverArray::pfn_at`]).
-pub struct HandoverArray<T: AsBytes + FromBytes> {
-    array: RestoredArray<T>,
+/// A preserved vmalloc array restored through a [`HandoverVmalloc`] of field `F`: the holder's
+/// own, so the page frame numbers in the fields its format declares name the holder's memory
+/// ([`HandoverArray::pfn`]).
+///
+/// # Invariants
+///
+/// The array of field `F` of memory restored through a [`Handover`].
+pub struct HandoverArray<F: VmallocField> {
+    array: RestoredArray<F::Elem>,
+    _field: PhantomData<F>,
 }
 
-impl<T: AsBytes + FromBytes> HandoverArray<T> {
+impl<F: VmallocField> HandoverArray<F> {
     /// Restores the first `len` elements of the array `desc` describes, checked as
     /// [`RestoredArray::restore`] checks them (`EINVAL` for anything unsound).
-    pub fn restore(desc: HandoverVmalloc, len: usize) -> Result<Self> {
+    pub fn restore(desc: HandoverVmalloc<F>, len: usize) -> Result<Self> {
         // SAFETY: By the invariants of `HandoverVmalloc`, the pages the descriptor names were
         // preserved for the holder and nothing else restores them.
-        let array = unsafe { RestoredArray::restore(desc.0, len) }?;
-        Ok(Self { array })
+        let array = unsafe { RestoredArray::restore(desc.desc, len) }?;
+        // INVARIANT: Restored from field `F`.
+        Ok(Self {
+            array,
+            _field: PhantomData,
+        })
     }
 
     /// The elements.
-    pub fn as_slice(&self) -> &[T] {
+    pub fn as_slice(&self) -> &[F::Elem] {
         self.array.as_slice()
     }
 
-    /// The page frame number in the low `bits` bits of the `word`-th little-endian 64-bit word
-    /// of element `i`, as the [`Handover`] address of that frame. `None` if the field is 0 (no
-    /// frame) or does not exist (`i`, `word` or `bits` out of range).
-    pub fn pfn_at(&self, i: usize, word: usize, bits: u32) -> Option<Handover> {
+    /// The page frame number in field `P` of element `i`, as the [`Handover`] address of that
+    /// frame, whose contents are plain data. `None` if the field is 0 (no frame) or does not
+    /// exist (`i`, or `P`'s word or width, out of range).
+    pub fn pfn<P: PfnField<Array = F>>(&self, i: usize) -> Option<Handover> {
+        let bits = P::BITS;
         if bits == 0 || bits > 64 - crate::page::PAGE_SHIFT as u32 {
             return None;
         }
         let e = self.as_slice().get(i)?.as_bytes();
-        let pfn = field::le_u64(e, word.checked_mul(8)?)? & (u64::MAX >> (64 - bits));
+        let pfn = field::le_u64(e, P::WORD.checked_mul(8)?)? & (u64::MAX >> (64 - bits));
         if pfn == 0 {
             return None;
         }
-        // INVARIANT: A frame number stored by the holder's counterpart in memory restored
-        // through a `Handover` (the array was restored by `HandoverArray::restore`); `bits`
+        // INVARIANT: Field `P` of an element of the array of field `F`, restored through a
+        // `Handover`: by the safety requirements of `PfnField`, a frame preserved for the
+        // holder. Its contents are not vouched for (a file's data, say): no format. `bits`
         // leaves room for the shift.
-        Some(Handover(pfn << crate::page::PAGE_SHIFT))
+        Some(Handover {
+            phys: pfn << crate::page::PAGE_SHIFT,
+            format: None,
+        })
     }
 }
 

@@ -617,3 +617,52 @@ impl Drop for NewMemfd {
         self.recalc();
     }
 }
+
+/// The fields of the "memfd-v2" handover ([`include/linux/kho/abi/memfd.h`]) that name memory
+/// preserved for the memfd handler, for [`kho::HandoverPage::vmalloc`] and
+/// [`kho::HandoverArray::pfn`](crate::kho::HandoverArray::pfn).
+///
+/// [`include/linux/kho/abi/memfd.h`]: srctree/include/linux/kho/abi/memfd.h
+/// [`kho::HandoverPage::vmalloc`]: crate::kho::HandoverPage::vmalloc
+pub mod handover {
+    use crate::{
+        bindings,
+        kho::{
+            PfnField,
+            VmallocField, //
+        },
+        prelude::*,
+    };
+
+    /// `folios` of `struct memfd_luo_ser` (the page a handle names): the folio array.
+    pub struct Folios;
+
+    // SAFETY: By the memfd-v2 ABI (`MEMFD_LUO_FH_COMPATIBLE`), `folios` of `struct
+    // memfd_luo_ser` is the `struct kho_vmalloc` of the array of `struct memfd_luo_folio_ser`
+    // (16 bytes each: two little-endian words on the supported architectures) that the writer
+    // preserved with `kho_preserve_vmalloc()` for the reader.
+    unsafe impl VmallocField for Folios {
+        const FORMAT: &'static CStr =
+            match CStr::from_bytes_with_nul(bindings::MEMFD_LUO_FH_COMPATIBLE) {
+                Ok(s) => s,
+                Err(_) => panic!("MEMFD_LUO_FH_COMPATIBLE is not a C string"),
+            };
+        const OFFSET: usize = core::mem::offset_of!(bindings::memfd_luo_ser, folios);
+        type Elem = [u64; 2];
+    }
+
+    /// `pfn` of `struct memfd_luo_folio_ser` (an element of [`Folios`]): `u64 pfn:52`, the low
+    /// bits of the first word.
+    pub struct FolioPfn;
+
+    // SAFETY: By the memfd-v2 ABI, `pfn` is the page frame number of a folio that the writer
+    // preserved with `kho_preserve_folio()` for the reader, in the low 52 bits of the first
+    // word of the entry (a bitfield; the entry is 16 bytes, checked below).
+    unsafe impl PfnField for FolioPfn {
+        type Array = Folios;
+        const WORD: usize = 0;
+        const BITS: u32 = 52;
+    }
+
+    const _: () = assert!(size_of::<bindings::memfd_luo_folio_ser>() == size_of::<[u64; 2]>());
+}

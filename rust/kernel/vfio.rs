@@ -206,3 +206,12 @@ pub fn release_incoming_pci(domain: u32, bdf: u16) {
     // SAFETY: The function has no preconditions.
     unsafe { bindings::vfio_liveupdate_release_incoming_pci(domain, bdf) }
 }
+
+/// The KHO subtree in which the vfio-pci live update handler lists the devices it preserved,
+/// so that the next kernel holds them from boot ([`hold_incoming_pci`]). The list's format is
+/// the handler's own.
+#[cfg(CONFIG_KEXEC_HANDOVER)]
+// SAFETY: The name is reserved here for that list: no C code uses it, and Rust code can only
+// claim the previous kernel's page under it through this declaration.
+pub const LIVEUPDATE_HELD_SUBTREE: crate::kho::SubtreeName =
+    unsafe { crate::kho::SubtreeName::new(c"vfio-pci-luo-rs-held") };

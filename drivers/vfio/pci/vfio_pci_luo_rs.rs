@@ -107,7 +107,7 @@ use abi::DeviceSer;
 /// The KHO subtree listing the devices preserved for the next kernel, so that it holds them
 /// from boot (our own format, not upstream's): a page with a little-endian `u32` count, four
 /// reserved bytes, then `count` entries of `{u32 domain; u16 bdf; u16 reserved}`.
-const HELD_SUBTREE: &CStr = c"vfio-pci-luo-rs-held";
+const HELD_SUBTREE: &CStr = vfio::LIVEUPDATE_HELD_SUBTREE.name();
 /// Bytes of the list's header and of each entry.
 const HELD_HDR: usize = 8;
 const HELD_ENTRY: usize = 8;
@@ -174,7 +174,7 @@ impl Incoming {
             held: KVec::new(),
             left: 0,
         };
-        let page = match IncomingPage::retrieve_subtree(HELD_SUBTREE) {
+        let page = match IncomingPage::retrieve_subtree(&vfio::LIVEUPDATE_HELD_SUBTREE) {
             Ok((page, _)) => page,
             Err(e) => {
                 if e != ENOENT {

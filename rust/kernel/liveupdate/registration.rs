@@ -183,6 +183,16 @@ impl<T: FileHandler> Descriptor<T> {
         self.handler.lock().clone()
     }
 
+    /// The compatible string the descriptor was registered with: the handover format of its
+    /// files.
+    fn compatible(&'static self) -> &'static CStr {
+        // SAFETY: `Registration::new` wrote a NUL-terminated string into `compatible` before the
+        // descriptor was shared, and nothing writes it afterwards (it is `const` in C).
+        let bytes =
+            unsafe { &*(&raw const (*self.raw.get()).compatible).cast::<[u8; COMPAT_LEN]>() };
+        CStr::from_bytes_until_nul(bytes).unwrap_or(c"")
+    }
+
     /// # Safety
     ///
     /// `h` must be the handler of a registered `Descriptor<T>`.
@@ -209,7 +219,7 @@ impl<T: FileHandler> Descriptor<T> {
         args: *mut bindings::liveupdate_file_op_args,
     ) -> (
         &'a mut bindings::liveupdate_file_op_args,
-        &'a Self,
+        &'static Self,
         Option<&'a File>,
     ) {
         // SAFETY: By the caller's guarantee.
@@ -322,14 +332,15 @@ impl<T: FileHandler> Descriptor<T> {
         }
     }
 
-    /// The handle of an incoming file, vouched for as the handler's own.
-    fn handover(a: &bindings::liveupdate_file_op_args) -> Handover {
+    /// The handle of an incoming file of `desc`, vouched for as the handler's own, in the
+    /// handover format its compatible string names.
+    fn handover(a: &bindings::liveupdate_file_op_args, desc: &'static Self) -> Handover {
         // SAFETY: In the new kernel, LUO (C or Rust) passes `retrieve`, `can_finish` and
-        // `finish` the `serialized_data` that the previous kernel's handler with the same
-        // compatible string (this handler's counterpart) returned from `preserve` or `freeze`
-        // for this file; LUO itself restores none of the memory it names, and no other handler
-        // is given it.
-        unsafe { Handover::new(a.serialized_data) }
+        // `finish` of the handler `desc` the `serialized_data` that the previous kernel's
+        // handler with the same compatible string (this handler's counterpart, a writer of the
+        // format that string names) returned from `preserve` or `freeze` for this file; LUO
+        // itself restores none of the memory it names, and no other handler is given it.
+        unsafe { Handover::new(a.serialized_data, desc.compatible()) }
     }
 
     /// # Safety
@@ -341,7 +352,7 @@ impl<T: FileHandler> Descriptor<T> {
         let Some(h) = desc.handler() else {
             return ENODEV.to_errno();
         };
-        match h.retrieve(Self::handover(a)) {
+        match h.retrieve(Self::handover(a, desc)) {
             Ok(file) => {
                 a.file = ARef::into_raw(file).as_ptr().cast();
                 0
@@ -359,7 +370,7 @@ impl<T: FileHandler> Descriptor<T> {
         desc.handler().is_none_or(|h| {
             h.can_finish(
                 file,
-                Self::handover(a),
+                Self::handover(a, desc),
                 RetrieveStatus::from_c(a.retrieve_status),
             )
         })
@@ -374,7 +385,7 @@ impl<T: FileHandler> Descriptor<T> {
         if let Some(h) = desc.handler() {
             h.finish(
                 file,
-                Self::handover(a),
+                Self::handover(a, desc),
                 RetrieveStatus::from_c(a.retrieve_status),
             );
         }
