@@ -34,7 +34,7 @@
 use kernel::{
     fs::File,
     kho::{
-        field,
+        bytes,
         ArrayBuilder,
         Handover,
         HandoverArray,
@@ -166,23 +166,23 @@ mod abi {
                 return;
             };
             // In range: `b` is `SER_SIZE` bytes.
-            let _ = field::put_le_u64(b, SER_POS_OFFSET, self.pos);
-            let _ = field::put_le_u64(b, 8, self.size);
-            let _ = field::put_le_u32(b, SER_SEALS_OFFSET, self.seals);
-            let _ = field::put_le_u32(b, 20, self.flags);
-            let _ = field::put_le_u64(b, 24, self.nr_folios);
-            let _ = field::put(b, 32, self.folios.to_bytes());
+            let _ = bytes::put_le_u64(b, SER_POS_OFFSET, self.pos);
+            let _ = bytes::put_le_u64(b, 8, self.size);
+            let _ = bytes::put_le_u32(b, SER_SEALS_OFFSET, self.seals);
+            let _ = bytes::put_le_u32(b, 20, self.flags);
+            let _ = bytes::put_le_u64(b, 24, self.nr_folios);
+            let _ = bytes::put(b, 32, self.folios.to_bytes());
         }
 
         /// Decodes the header at the start of `b` (missing bytes read as zeroes).
         pub(crate) fn read(b: &[u8]) -> Self {
             Self {
-                pos: field::le_u64(b, SER_POS_OFFSET).unwrap_or(0),
-                size: field::le_u64(b, 8).unwrap_or(0),
-                seals: field::le_u32(b, SER_SEALS_OFFSET).unwrap_or(0),
-                flags: field::le_u32(b, 20).unwrap_or(0),
-                nr_folios: field::le_u64(b, 24).unwrap_or(0),
-                folios: VmallocDescriptor::from_bytes(&field::get(b, 32).unwrap_or_default()),
+                pos: bytes::le_u64(b, SER_POS_OFFSET).unwrap_or(0),
+                size: bytes::le_u64(b, 8).unwrap_or(0),
+                seals: bytes::le_u32(b, SER_SEALS_OFFSET).unwrap_or(0),
+                flags: bytes::le_u32(b, 20).unwrap_or(0),
+                nr_folios: bytes::le_u64(b, 24).unwrap_or(0),
+                folios: VmallocDescriptor::from_bytes(&bytes::get(b, 32).unwrap_or_default()),
             }
         }
 
@@ -349,8 +349,8 @@ impl MemfdHandler {
         let pos = memfd.pos() as u64;
         let b = state.ser.bytes_mut();
         // In range: the page holds the whole header.
-        let _ = field::put_le_u64(b, abi::SER_POS_OFFSET, pos);
-        let _ = field::put_le_u32(b, abi::SER_SEALS_OFFSET, seals);
+        let _ = bytes::put_le_u64(b, abi::SER_POS_OFFSET, pos);
+        let _ = bytes::put_le_u32(b, abi::SER_SEALS_OFFSET, seals);
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
         test::corrupt(memfd.inode_id(), state);
         Ok(())

@@ -8,7 +8,7 @@
 use crate::name::NAME_LEN;
 use kernel::{
     bindings as b,
-    kho::field,
+    kho::bytes,
     prelude::*, //
 };
 
@@ -104,12 +104,12 @@ pub(crate) fn compatible_matches(ser: &[u8]) -> bool {
 
 /// Writes `v` at `off` (host endian). Out-of-range offsets are ignored.
 pub(crate) fn put_u64(buf: &mut [u8], off: usize, v: u64) {
-    let _ = field::put_ne_u64(buf, off, v);
+    let _ = bytes::put_ne_u64(buf, off, v);
 }
 
 /// Reads the `u64` at `off` (host endian); 0 if out of range.
 pub(crate) fn get_u64(buf: &[u8], off: usize) -> u64 {
-    field::ne_u64(buf, off).unwrap_or(0)
+    bytes::ne_u64(buf, off).unwrap_or(0)
 }
 
 /// Copies `s` into `buf` as a NUL-padded string (truncated to leave room for the NUL).

@@ -7,11 +7,11 @@
 use crate::{
     enabled,
     flb::FlbState,
-    luo, //
+    luo,
+    registered::RegisteredHandler, //
 };
 use kernel::{
     bindings,
-    liveupdate::registered::RegisteredHandler,
     macros::export,
     prelude::*, //
 };

@@ -13,6 +13,7 @@ use crate::{
         put_u64, //
     },
     block::BlockSet,
+    registered::PrivateData,
     registry::{
         self,
         Handler, //
@@ -25,10 +26,7 @@ use kernel::{
         File,
         LocalFile, //
     },
-    liveupdate::{
-        registered::PrivateData,
-        RetrieveStatus, //
-    },
+    liveupdate::RetrieveStatus,
     prelude::*,
     rbtree::RBTreeNodeReservation,
     sync::{

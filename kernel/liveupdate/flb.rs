@@ -9,10 +9,12 @@
 //! State is kept per `struct liveupdate_flb` (keyed by its address), also before the FLB is
 //! registered: C users may ask for their incoming object first.
 
-use crate::luo;
+use crate::{
+    luo,
+    registered::RegisteredFlb, //
+};
 use kernel::{
     bindings,
-    liveupdate::registered::RegisteredFlb,
     new_mutex,
     prelude::*,
     rbtree::RBTree,

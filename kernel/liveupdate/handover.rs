@@ -41,7 +41,7 @@ use crate::{
 };
 use kernel::{
     kho::{
-        field,
+        bytes,
         IncomingPage,
         IncomingPhys,
         PreservedPage,
@@ -266,7 +266,7 @@ fn read_sessions(head: IncomingPhys, out: &mut KVVec<InSession>) -> ParseResult 
     }
     let mut names: RBTree<Name, ()> = RBTree::new();
     read_chain(head, SESSION_SER_SIZE, |e| {
-        let raw: [u8; NAME_LEN] = field::get(e, 0).ok_or(ParseError::Corrupt("short entry"))?;
+        let raw: [u8; NAME_LEN] = bytes::get(e, 0).ok_or(ParseError::Corrupt("short entry"))?;
         let Ok(name) = Name::new(&raw) else {
             pr_warn!("dropped a session: its name is empty or not NUL-terminated\n");
             return Ok(());
@@ -306,7 +306,7 @@ fn read_files(head: IncomingPhys, count: u64) -> ParseResult<KVVec<InFile>> {
     let mut tokens: RBTree<u64, ()> = RBTree::new();
     let n = read_chain(head, FILE_SER_SIZE, |e| {
         let compat: [u8; abi::COMPAT_LEN] =
-            field::get(e, 0).ok_or(ParseError::Corrupt("short entry"))?;
+            bytes::get(e, 0).ok_or(ParseError::Corrupt("short entry"))?;
         if get_str(&compat).is_none() {
             return Err(ParseError::Corrupt(
                 "a file's handler name is empty or not NUL-terminated",
@@ -356,7 +356,7 @@ fn read_flbs(head: IncomingPhys) -> ParseResult<Option<KVVec<InFlb>>> {
         .take(count as usize)
     {
         let compat: [u8; abi::FLB_COMPAT_LEN] =
-            field::get(e, 0).unwrap_or([0; abi::FLB_COMPAT_LEN]);
+            bytes::get(e, 0).unwrap_or([0; abi::FLB_COMPAT_LEN]);
         let Some(name) = get_str(&compat) else {
             pr_warn!("dropped an FLB: its name is empty or not NUL-terminated\n");
             continue;

@@ -60,6 +60,7 @@ mod flb;
 mod handover;
 mod name;
 mod parse;
+mod registered;
 mod registry;
 mod session;
 #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]

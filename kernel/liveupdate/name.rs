@@ -3,7 +3,7 @@
 //! Session names.
 
 use kernel::{
-    kho::field,
+    kho::bytes,
     prelude::*,
     uapi, //
 };
@@ -42,7 +42,7 @@ impl Name {
     /// Writes the name as the handover stores it: its bytes, then zeroes to `NAME_LEN`.
     pub(crate) fn write_padded(&self, dst: &mut [u8; NAME_LEN]) {
         for (i, w) in self.0.iter().enumerate() {
-            let _ = field::put(dst, i * 8, w.to_ne_bytes());
+            let _ = bytes::put(dst, i * 8, w.to_ne_bytes());
         }
     }
 

@@ -17,12 +17,12 @@ use crate::{
     flb::{
         FlbState,
         FLB_MAX, //
-    }, //
+    },
+    registered::RegisteredHandler, //
 };
 use kernel::{
     bindings,
-    kho::field,
-    liveupdate::registered::RegisteredHandler,
+    kho::bytes,
     prelude::*,
     sync::{
         atomic::{
@@ -56,7 +56,7 @@ impl Handler {
     /// reboot path: six stores, where copying the 48-byte array took about 60 instructions).
     pub(crate) fn write_compat(&self, dst: &mut [u8]) {
         for (i, w) in self.compat.iter().enumerate() {
-            let _ = field::put_ne_u64(dst, i * 8, *w);
+            let _ = bytes::put_ne_u64(dst, i * 8, *w);
         }
     }
 

@@ -44,7 +44,7 @@ use core::{
 };
 use macros::kunit_tests;
 
-pub mod field;
+pub mod bytes;
 
 /// Returns whether KHO is enabled on this boot (`kho=` and `CONFIG_KEXEC_HANDOVER_ENABLE_DEFAULT`).
 pub fn is_enabled() -> bool {
@@ -429,7 +429,7 @@ impl HandoverPage {
         if self.format != Some(F::FORMAT) {
             return Err(EINVAL);
         }
-        let a = field::get(self.bytes(), F::OFFSET).ok_or(EINVAL)?;
+        let a = bytes::get(self.bytes(), F::OFFSET).ok_or(EINVAL)?;
         // INVARIANT: Field `F` of a page of format `F::FORMAT` restored through a `Handover`:
         // by the safety requirements of `VmallocField`, its addresses name memory preserved
         // for the holder.
@@ -655,10 +655,10 @@ impl VmallocDescriptor {
     pub fn to_bytes(self) -> [u8; VMALLOC_DESCRIPTOR_SIZE] {
         let mut b = [0u8; VMALLOC_DESCRIPTOR_SIZE];
         // The offsets are in range: `b` has the descriptor's size.
-        let _ = field::put_le_u64(&mut b, 0, self.first);
-        let _ = field::put_le_u32(&mut b, 8, self.total_pages);
-        let _ = field::put_le_u16(&mut b, 12, self.flags);
-        let _ = field::put_le_u16(&mut b, 14, self.order);
+        let _ = bytes::put_le_u64(&mut b, 0, self.first);
+        let _ = bytes::put_le_u32(&mut b, 8, self.total_pages);
+        let _ = bytes::put_le_u16(&mut b, 12, self.flags);
+        let _ = bytes::put_le_u16(&mut b, 14, self.order);
         b
     }
 
@@ -666,10 +666,10 @@ impl VmallocDescriptor {
     pub fn from_bytes(b: &[u8; VMALLOC_DESCRIPTOR_SIZE]) -> Self {
         // The offsets are in range: `b` has the descriptor's size.
         Self {
-            first: field::le_u64(b, 0).unwrap_or(0),
-            total_pages: field::le_u32(b, 8).unwrap_or(0),
-            flags: field::le_u16(b, 12).unwrap_or(0),
-            order: field::le_u16(b, 14).unwrap_or(0),
+            first: bytes::le_u64(b, 0).unwrap_or(0),
+            total_pages: bytes::le_u32(b, 8).unwrap_or(0),
+            flags: bytes::le_u16(b, 12).unwrap_or(0),
+            order: bytes::le_u16(b, 14).unwrap_or(0),
         }
     }
 
@@ -1108,7 +1108,7 @@ impl<F: VmallocField> HandoverArray<F> {
             return None;
         }
         let e = self.as_slice().get(i)?.as_bytes();
-        let pfn = field::le_u64(e, P::WORD.checked_mul(8)?)? & (u64::MAX >> (64 - bits));
+        let pfn = bytes::le_u64(e, P::WORD.checked_mul(8)?)? & (u64::MAX >> (64 - bits));
         if pfn == 0 {
             return None;
         }
@@ -1123,7 +1123,7 @@ impl<F: VmallocField> HandoverArray<F> {
     }
 }
 
-#[kunit_tests(luo_rs_kho)]
+#[kunit_tests(rust_kho)]
 mod tests {
     use super::*;
 

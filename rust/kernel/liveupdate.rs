@@ -13,9 +13,6 @@
 //! The per-file state of a handler is a typed Rust value ([`FileHandler::State`]) that lives
 //! between `preserve` and `unpreserve`; only the 64-bit handle crosses the kexec.
 //!
-//! [`registered`] is the other side: how an orchestrator calls handlers and FLBs registered
-//! through the C API, whatever language they are written in.
-//!
 //! C header: [`include/linux/liveupdate.h`](srctree/include/linux/liveupdate.h)
 
 use crate::{
@@ -27,7 +24,6 @@ use crate::{
 
 pub use crate::kho::Handover;
 
-pub mod registered;
 mod registration;
 
 pub use registration::Registration;

@@ -17,7 +17,7 @@
 //!
 //! # Examples
 //!
-//! The KUnit suite `luo_rs_intrusive_tree` at the end of this file: an item type with its
+//! The KUnit suite `rust_rbtree_intrusive` at the end of this file: an item type with its
 //! [`Links`], [`impl_has_tree_links!`] and [`TreeItem`], then insertion, lookup, removal and drop.
 //! The Rust LUO keeps its sessions by name in two such trees (`kernel/liveupdate/session.rs`).
 
@@ -297,7 +297,7 @@ impl<T: TreeItem<ID>, const ID: u64> Drop for Tree<T, ID> {
     }
 }
 
-#[kunit_tests(luo_rs_intrusive_tree)]
+#[kunit_tests(rust_rbtree_intrusive)]
 mod tests {
     use super::*;
     use crate::{

@@ -2,29 +2,29 @@
 
 //! The orchestrator's side: calling the file handlers and FLBs registered through the C API.
 //!
-//! An implementation of LUO receives `struct liveupdate_file_handler` and `struct liveupdate_flb`
-//! pointers from `liveupdate_register_file_handler()` and `liveupdate_register_flb()`, from
-//! handlers written in C or registered with [`Registration`](super::Registration). The types
-//! here wrap them and call their ops. Handler authors do not need this module.
+//! LUO receives `struct liveupdate_file_handler` and `struct liveupdate_flb` pointers from
+//! `liveupdate_register_file_handler()` and `liveupdate_register_flb()`, from handlers written
+//! in C or registered with [`Registration`](kernel::liveupdate::Registration). The types here
+//! wrap them and call their ops.
 
-use super::{
-    RetrieveStatus,
-    COMPAT_LEN, //
-};
-use crate::{
+use core::ptr::NonNull;
+use kernel::{
     bindings,
     error::to_result,
     fs::File,
+    liveupdate::{
+        RetrieveStatus,
+        COMPAT_LEN, //
+    },
     prelude::*,
     sync::aref::ARef, //
 };
-use core::ptr::NonNull;
 
 /// Length of an FLB's compatible string, including the NUL.
 const FLB_COMPAT_LEN: usize = bindings::LIVEUPDATE_FLB_COMPAT_LENGTH as usize;
 
 /// The `private_data` a handler attached to a file it preserved, kept by the orchestrator.
-pub struct PrivateData(*mut c_void);
+pub(crate) struct PrivateData(*mut c_void);
 
 // SAFETY: The pointer is only passed back to the C handler that created it; C handlers must
 // cope with being called from any task (as with the C LUO).
@@ -36,7 +36,7 @@ unsafe impl Send for PrivateData {}
 ///
 /// `raw` points to a registered handler whose ops have `can_preserve`, `preserve`,
 /// `unpreserve`, `retrieve` and `finish`, and which stays valid while `self` exists.
-pub struct RegisteredHandler {
+pub(crate) struct RegisteredHandler {
     raw: NonNull<bindings::liveupdate_file_handler>,
 }
 
@@ -52,7 +52,7 @@ impl RegisteredHandler {
     ///
     /// `raw` must point to a valid `struct liveupdate_file_handler` that stays valid (and whose
     /// ops stay unchanged) until the returned object is dropped.
-    pub unsafe fn from_raw(raw: *mut bindings::liveupdate_file_handler) -> Result<Self> {
+    pub(crate) unsafe fn from_raw(raw: *mut bindings::liveupdate_file_handler) -> Result<Self> {
         let raw = NonNull::new(raw).ok_or(EINVAL)?;
         // SAFETY: `raw` is valid by the caller's guarantee.
         let ops = unsafe { (*raw.as_ptr()).ops };
@@ -74,7 +74,7 @@ impl RegisteredHandler {
     }
 
     /// The C handler.
-    pub fn as_raw(&self) -> *mut bindings::liveupdate_file_handler {
+    pub(crate) fn as_raw(&self) -> *mut bindings::liveupdate_file_handler {
         self.raw.as_ptr()
     }
 
@@ -93,7 +93,7 @@ impl RegisteredHandler {
         }
     }
     /// The handler's compatible string.
-    pub fn compatible(&self) -> &CStr {
+    pub(crate) fn compatible(&self) -> &CStr {
         // SAFETY: The handler is valid; `compatible` is a fixed array that C handlers fill with
         // a NUL-terminated string (a missing NUL is caught by `from_bytes_until_nul`).
         let bytes =
@@ -102,7 +102,7 @@ impl RegisteredHandler {
     }
 
     /// Calls `can_preserve`.
-    pub fn can_preserve(&self, file: &File) -> bool {
+    pub(crate) fn can_preserve(&self, file: &File) -> bool {
         match self.ops().can_preserve {
             // SAFETY: The handler and file are valid for the duration of the call.
             Some(f) => unsafe { f(self.raw.as_ptr(), file.as_ptr()) },
@@ -111,7 +111,7 @@ impl RegisteredHandler {
     }
 
     /// Calls `preserve`: the handle for the handover and the handler's `private_data`.
-    pub fn preserve(&self, file: &File) -> Result<(u64, PrivateData)> {
+    pub(crate) fn preserve(&self, file: &File) -> Result<(u64, PrivateData)> {
         let mut args = self.args(file.as_ptr(), 0);
         let f = self.ops().preserve.ok_or(EINVAL)?;
         // SAFETY: `args` is a valid argument block for this handler and file.
@@ -120,7 +120,7 @@ impl RegisteredHandler {
     }
 
     /// Calls `unpreserve` (the last call for the file).
-    pub fn unpreserve(&self, file: &File, data: u64, state: PrivateData) {
+    pub(crate) fn unpreserve(&self, file: &File, data: u64, state: PrivateData) {
         let mut args = self.args(file.as_ptr(), data);
         args.private_data = state.0;
         if let Some(f) = self.ops().unpreserve {
@@ -130,7 +130,7 @@ impl RegisteredHandler {
     }
 
     /// Calls `freeze`, if the handler has it; it may update the handle.
-    pub fn freeze(&self, file: &File, data: &mut u64, state: &mut PrivateData) -> Result {
+    pub(crate) fn freeze(&self, file: &File, data: &mut u64, state: &mut PrivateData) -> Result {
         let Some(f) = self.ops().freeze else {
             return Ok(());
         };
@@ -143,7 +143,7 @@ impl RegisteredHandler {
     }
 
     /// Calls `unfreeze`, if the handler has it.
-    pub fn unfreeze(&self, file: &File, data: u64, state: &mut PrivateData) {
+    pub(crate) fn unfreeze(&self, file: &File, data: u64, state: &mut PrivateData) {
         if let Some(f) = self.ops().unfreeze {
             let mut args = self.args(file.as_ptr(), data);
             args.private_data = state.0;
@@ -153,7 +153,7 @@ impl RegisteredHandler {
     }
 
     /// Calls `retrieve`: the new file, with one reference that the caller now owns.
-    pub fn retrieve(&self, data: u64) -> Result<ARef<File>> {
+    pub(crate) fn retrieve(&self, data: u64) -> Result<ARef<File>> {
         let f = self.ops().retrieve.ok_or(EINVAL)?;
         let mut args = self.args(core::ptr::null_mut(), data);
         // SAFETY: `args` is a valid argument block for this handler.
@@ -164,7 +164,12 @@ impl RegisteredHandler {
     }
 
     /// Calls `can_finish`, if the handler has it (`true` otherwise).
-    pub fn can_finish(&self, file: Option<&File>, data: u64, status: RetrieveStatus) -> bool {
+    pub(crate) fn can_finish(
+        &self,
+        file: Option<&File>,
+        data: u64,
+        status: RetrieveStatus,
+    ) -> bool {
         let Some(f) = self.ops().can_finish else {
             return true;
         };
@@ -175,7 +180,7 @@ impl RegisteredHandler {
     }
 
     /// Calls `finish`.
-    pub fn finish(&self, file: Option<&File>, data: u64, status: RetrieveStatus) {
+    pub(crate) fn finish(&self, file: Option<&File>, data: u64, status: RetrieveStatus) {
         if let Some(f) = self.ops().finish {
             let mut args = self.args(file_ptr(file), data);
             args.retrieve_status = status.to_c();
@@ -185,7 +190,7 @@ impl RegisteredHandler {
     }
 
     /// The id that keeps an object from being preserved twice: `get_id`, or the file.
-    pub fn get_id(&self, file: &File) -> usize {
+    pub(crate) fn get_id(&self, file: &File) -> usize {
         match self.ops().get_id {
             // SAFETY: The file is valid for the duration of the call.
             Some(f) => unsafe { f(file.as_ptr()) },
@@ -194,13 +199,13 @@ impl RegisteredHandler {
     }
 
     /// Takes a reference on the handler's module; `false` if it is going away.
-    pub fn try_get_owner(&self) -> bool {
+    pub(crate) fn try_get_owner(&self) -> bool {
         // SAFETY: `owner` is NULL (built-in) or the module that provides the ops.
         unsafe { bindings::try_module_get(self.ops().owner) }
     }
 
     /// Drops a reference taken by [`RegisteredHandler::try_get_owner`].
-    pub fn put_owner(&self) {
+    pub(crate) fn put_owner(&self) {
         // SAFETY: Pairs with a successful `try_get_owner`.
         unsafe { bindings::module_put(self.ops().owner) }
     }
@@ -212,7 +217,7 @@ impl RegisteredHandler {
 /// # Invariants
 ///
 /// `raw` points to a valid FLB with all four ops, valid while `self` exists.
-pub struct RegisteredFlb {
+pub(crate) struct RegisteredFlb {
     raw: NonNull<bindings::liveupdate_flb>,
 }
 
@@ -228,7 +233,7 @@ impl RegisteredFlb {
     ///
     /// `raw` must point to a valid `struct liveupdate_flb` that stays valid (with unchanged
     /// ops) until the returned object is dropped.
-    pub unsafe fn from_raw(raw: *mut bindings::liveupdate_flb) -> Result<Self> {
+    pub(crate) unsafe fn from_raw(raw: *mut bindings::liveupdate_flb) -> Result<Self> {
         let raw = NonNull::new(raw).ok_or(EINVAL)?;
         // SAFETY: `raw` is valid by the caller's guarantee.
         let ops = unsafe { (*raw.as_ptr()).ops };
@@ -246,11 +251,6 @@ impl RegisteredFlb {
         }
         // INVARIANT: checked above and guaranteed by the caller.
         Ok(Self { raw })
-    }
-
-    /// The C FLB.
-    pub fn as_raw(&self) -> *mut bindings::liveupdate_flb {
-        self.raw.as_ptr()
     }
 
     fn ops(&self) -> &bindings::liveupdate_flb_ops {
@@ -293,7 +293,7 @@ impl RegisteredFlb {
     }
 
     /// The FLB's compatible string.
-    pub fn compatible(&self) -> &CStr {
+    pub(crate) fn compatible(&self) -> &CStr {
         // SAFETY: The FLB is valid; `compatible` is a fixed array holding a C string.
         let bytes = unsafe {
             &*(&raw const (*self.raw.as_ptr()).compatible).cast::<[u8; FLB_COMPAT_LEN]>()
@@ -302,33 +302,33 @@ impl RegisteredFlb {
     }
 
     /// Calls `preserve`: the handle and the live object.
-    pub fn preserve(&self) -> Result<(u64, usize)> {
+    pub(crate) fn preserve(&self) -> Result<(u64, usize)> {
         self.call(self.ops().preserve, 0, 0)
     }
 
     /// Calls `unpreserve`.
-    pub fn unpreserve(&self, data: u64, obj: usize) {
+    pub(crate) fn unpreserve(&self, data: u64, obj: usize) {
         self.call_void(self.ops().unpreserve, data, obj)
     }
 
     /// Calls `retrieve`: the object rebuilt from the handle.
-    pub fn retrieve(&self, data: u64) -> Result<usize> {
+    pub(crate) fn retrieve(&self, data: u64) -> Result<usize> {
         Ok(self.call(self.ops().retrieve, data, 0)?.1)
     }
 
     /// Calls `finish`.
-    pub fn finish(&self, data: u64, obj: usize) {
+    pub(crate) fn finish(&self, data: u64, obj: usize) {
         self.call_void(self.ops().finish, data, obj)
     }
 
     /// Takes a reference on the FLB's module; `false` if it is going away.
-    pub fn try_get_owner(&self) -> bool {
+    pub(crate) fn try_get_owner(&self) -> bool {
         // SAFETY: `owner` is NULL (built-in) or the module that provides the ops.
         unsafe { bindings::try_module_get(self.ops().owner) }
     }
 
     /// Drops a reference taken by [`RegisteredFlb::try_get_owner`].
-    pub fn put_owner(&self) {
+    pub(crate) fn put_owner(&self) {
         // SAFETY: Pairs with a successful `try_get_owner`.
         unsafe { bindings::module_put(self.ops().owner) }
     }

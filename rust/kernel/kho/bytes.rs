@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Fixed-size fields of handover data, read and written without a function call.
+//! Fixed-size integers and byte arrays at byte offsets of a buffer (the fields of handover
+//! data), read and written without a function call.
 //!
 //! With the toolchain this kernel is built with, `<[u8]>::copy_from_slice` is not inlined: each
 //! use is a call to core's out-of-line `copy_from_slice_impl` and from there to `memcpy()`,
@@ -76,7 +77,7 @@ pub fn put_ne_u64(b: &mut [u8], off: usize, v: u64) -> Option<()> {
     put(b, off, v.to_ne_bytes())
 }
 
-#[kunit_tests(luo_rs_kho_field)]
+#[kunit_tests(rust_kho_bytes)]
 mod tests {
     use super::*;
 
