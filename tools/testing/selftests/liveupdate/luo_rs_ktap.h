@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <libliveupdate.h>
@@ -39,6 +40,14 @@ result(const char *name, int ok, const char *fmt, ...)
 	}
 	printf("%sok %d %s\n", ok ? "" : "not ", ktap_nr, name);
 	fflush(stdout);
+	/*
+	 * Wait until the serial console has sent the line: the kernel prints
+	 * its messages straight to the UART and would overtake a line still in
+	 * the tty's buffer, and the verdict charges a kernel message to the
+	 * case whose result line follows it. (Not a tty: ENOTTY, nothing to
+	 * wait for.)
+	 */
+	tcdrain(STDOUT_FILENO);
 }
 
 /* The end of a test's last stage: the failure count, and the exit status. */
