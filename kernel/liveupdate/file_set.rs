@@ -27,6 +27,7 @@ use kernel::{
         LocalFile, //
     },
     liveupdate::RetrieveStatus,
+    module::ModuleRef,
     prelude::*,
     rbtree::RBTreeNodeReservation,
     sync::{
@@ -56,17 +57,16 @@ pub(crate) struct LuoFile {
     /// releases it when it leaves its set: always for outgoing files; for incoming ones once
     /// retrieved, unless another file already held that id (or memory ran out).
     id_claimed: bool,
+    /// A reference on the handler's module, held as long as the file: it keeps the handler
+    /// valid. Given back last (see [`FileSet::unpreserve_all`] and [`FileSet::finish`]).
+    owner: ModuleRef,
 }
 
 impl LuoFile {
-    /// A file from the previous kernel, not retrieved yet; it holds a reference on its
-    /// handler's module (`ENOENT` if the module is going away), which
-    /// [`FileSet::finish`] gives back.
-    pub(crate) fn incoming(handler: Arc<Handler>, token: u64, data: u64) -> Result<Self> {
-        if !handler.ops.try_get_owner() {
-            return Err(ENOENT);
-        }
-        Ok(Self {
+    /// A file from the previous kernel, not retrieved yet, holding `owner`, a reference on its
+    /// handler's module.
+    pub(crate) fn incoming(handler: Arc<Handler>, owner: ModuleRef, token: u64, data: u64) -> Self {
+        Self {
             handler,
             token,
             data,
@@ -74,14 +74,15 @@ impl LuoFile {
             state: None,
             retrieve: RetrieveStatus::NotRetrieved,
             id_claimed: false,
-        })
+            owner,
+        }
     }
 }
 
-/// What PRESERVE_FD takes before the handler's `preserve`: a reference on the handler's
-/// module, the file's id (system-wide, `EBUSY` if taken) and a reference on each FLB linked to
-/// the handler, in link order. Dropped, it gives back what it took, in reverse order; kept,
-/// it is owned by the preserved file until `unpreserve_all`.
+/// What PRESERVE_FD takes before the handler's `preserve`, once it holds a reference on the
+/// handler's module: the file's id (system-wide, `EBUSY` if taken) and a reference on each FLB
+/// linked to the handler, in link order. Dropped, it gives back what it took, in reverse order;
+/// kept, it is owned by the preserved file until `unpreserve_all`.
 struct Claim<'a> {
     luo: &'a Luo,
     handler: &'a Handler,
@@ -92,9 +93,6 @@ struct Claim<'a> {
 
 impl<'a> Claim<'a> {
     fn take(luo: &'a Luo, handler: &'a Handler, file: &File) -> Result<Self> {
-        if !handler.ops.try_get_owner() {
-            return Err(ENOENT);
-        }
         let mut claim = Self {
             luo,
             handler,
@@ -125,7 +123,6 @@ impl Drop for Claim<'_> {
         if let Some(id) = self.id {
             self.luo.release_id(id);
         }
-        self.handler.ops.put_owner();
     }
 }
 
@@ -156,22 +153,16 @@ impl FileSet {
     }
 
     /// The files of an incoming session, all at once, in the previous kernel's order. `EEXIST`
-    /// if two have the same token; the files are then given back to their handlers' modules.
+    /// if two have the same token; the files are then dropped, which gives their references back
+    /// to their handlers' modules.
     pub(crate) fn incoming(files: KVVec<LuoFile>) -> Result<Self> {
-        match TokenIndex::sorted(files.iter().map(|f| f.token)) {
-            // INVARIANT: The index was built from `files`, position by position.
-            Ok(tokens) => Ok(Self {
-                files,
-                tokens,
-                blocks: BlockSet::new(FILE_SER_SIZE),
-            }),
-            Err(e) => {
-                for f in files.iter() {
-                    f.handler.ops.put_owner();
-                }
-                Err(e)
-            }
-        }
+        let tokens = TokenIndex::sorted(files.iter().map(|f| f.token))?;
+        // INVARIANT: The index was built from `files`, position by position.
+        Ok(Self {
+            files,
+            tokens,
+            blocks: BlockSet::new(FILE_SER_SIZE),
+        })
     }
 
     /// Number of files.
@@ -302,6 +293,9 @@ impl FileSet {
         let handlers = luo.registry.lock().snapshot();
         let handler = registry::find_for_file(&handlers, &file).ok_or(ENOENT)?;
         drop(handlers);
+        // On every error path below, `claim` is dropped before `owner`: the module reference
+        // goes last.
+        let owner = handler.ops.try_get_owner().ok_or(ENOENT)?;
         let claim = Claim::take(luo, &handler, &file)?;
         let node = self.reserve()?;
         let (data, state) = handler.ops.preserve(&file)?;
@@ -314,13 +308,23 @@ impl FileSet {
             retrieve: RetrieveStatus::NotRetrieved,
             // The claim, kept below, holds the id.
             id_claimed: true,
+            owner,
         };
         // Cannot fail: `reserve` made room. If it did, undo the preserve and give back what
-        // the claim took.
+        // the claim took, then the module reference.
         if let Err(f) = self.insert(f, node) {
-            if let (Some(file), Some(state)) = (f.file, f.state) {
-                handler.ops.unpreserve(&file, f.data, state);
+            let LuoFile {
+                file,
+                state,
+                data,
+                owner,
+                ..
+            } = f;
+            if let (Some(file), Some(state)) = (file, state) {
+                handler.ops.unpreserve(&file, data, state);
             }
+            drop(claim);
+            drop(owner);
             return Err(ENOMEM);
         }
         claim.keep();
@@ -336,9 +340,16 @@ impl FileSet {
         // every file below, all under this one `&mut self`.
         self.tokens = TokenIndex::new();
         while let Some(f) = self.files.pop() {
-            let handler = f.handler;
-            if let (Some(file), Some(state)) = (f.file, f.state) {
-                handler.ops.unpreserve(&file, f.data, state);
+            let LuoFile {
+                handler,
+                file,
+                state,
+                data,
+                owner,
+                ..
+            } = f;
+            if let (Some(file), Some(state)) = (file, state) {
+                handler.ops.unpreserve(&file, data, state);
                 for flb in handler.flbs.iter().rev() {
                     flb.put_outgoing();
                 }
@@ -346,7 +357,8 @@ impl FileSet {
                     luo.release_id(handler.ops.get_id(&file));
                 }
             }
-            handler.ops.put_owner();
+            // Last: the handler may not be called without it.
+            drop(owner);
         }
         self.files = KVVec::new();
         self.blocks.shrink(0);
@@ -419,7 +431,10 @@ impl FileSet {
             if let (true, Some(file)) = (f.id_claimed, f.file.as_deref()) {
                 luo.release_id(f.handler.ops.get_id(file));
             }
-            f.handler.ops.put_owner();
+            // As the C LUO: LUO's reference on the file, then the module reference.
+            let LuoFile { file, owner, .. } = f;
+            drop(file);
+            drop(owner);
         }
         self.files = KVVec::new();
         Ok(())

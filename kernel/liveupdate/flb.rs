@@ -15,6 +15,7 @@ use crate::{
 };
 use kernel::{
     bindings,
+    module::ModuleRef,
     new_mutex,
     prelude::*,
     rbtree::RBTree,
@@ -37,6 +38,8 @@ struct Outgoing {
     count: u64,
     data: u64,
     obj: usize,
+    /// A reference on the FLB's module while the FLB is preserved.
+    owner: Option<ModuleRef>,
 }
 
 /// The previous kernel's side of an FLB.
@@ -49,6 +52,8 @@ struct Incoming {
     /// 0: not retrieved yet; 1: retrieved; < 0: the sticky retrieve error.
     status: i32,
     finished: bool,
+    /// A reference on the FLB's module from its retrieve until its finish.
+    owner: Option<ModuleRef>,
 }
 
 /// One FLB and its state.
@@ -82,19 +87,12 @@ impl FlbState {
     pub(crate) fn file_preserve(&self) -> Result {
         let mut out = self.out.lock();
         if out.count == 0 {
-            if !self.ops.try_get_owner() {
-                return Err(ENODEV);
-            }
-            match self.ops.preserve() {
-                Ok((data, obj)) => {
-                    out.data = data;
-                    out.obj = obj;
-                }
-                Err(e) => {
-                    self.ops.put_owner();
-                    return Err(e);
-                }
-            }
+            let owner = self.ops.try_get_owner().ok_or(ENODEV)?;
+            // On failure `owner` is dropped: the module reference goes with it.
+            let (data, obj) = self.ops.preserve()?;
+            out.data = data;
+            out.obj = obj;
+            out.owner = Some(owner);
         }
         out.count = out.count.checked_add(1).ok_or(EOVERFLOW)?;
         Ok(())
@@ -112,7 +110,7 @@ impl FlbState {
             self.ops.unpreserve(out.data, out.obj);
             out.data = 0;
             out.obj = 0;
-            self.ops.put_owner();
+            out.owner = None;
         }
     }
 
@@ -145,18 +143,17 @@ impl FlbState {
         let (data, count) = luo()?.incoming_flb(self.ops.compatible())?;
         inc.data = data;
         inc.count = count;
-        if !self.ops.try_get_owner() {
-            return Err(ENODEV);
-        }
+        let owner = self.ops.try_get_owner().ok_or(ENODEV)?;
         match self.ops.retrieve(data) {
             Ok(obj) => {
                 inc.obj = obj;
                 inc.status = 1;
+                inc.owner = Some(owner);
                 Ok(())
             }
             Err(e) => {
+                // `owner` is dropped: the module reference goes with it.
                 inc.status = e.to_errno();
-                self.ops.put_owner();
                 Err(e)
             }
         }
@@ -192,7 +189,7 @@ impl FlbState {
             inc.data = 0;
             inc.obj = 0;
             inc.finished = true;
-            self.ops.put_owner();
+            inc.owner = None;
         }
     }
 }

@@ -261,20 +261,12 @@ impl Luo {
                         );
                         continue;
                     };
-                    let file = LuoFile::incoming(handler, f.token, f.data);
-                    // Within the capacity: at most one file per handover entry.
-                    let pushed = file.and_then(|f| {
-                        files.push_within_capacity(f).map_err(|e| {
-                            e.0.handler.ops.put_owner();
-                            ENOMEM
-                        })
-                    });
-                    if let Err(e) = pushed {
-                        for f in files.iter() {
-                            f.handler.ops.put_owner();
-                        }
-                        return Err(e);
-                    }
+                    let owner = handler.ops.try_get_owner().ok_or(ENOENT)?;
+                    // Within the capacity: at most one file per handover entry. On failure the
+                    // files are dropped, which gives their module references back.
+                    files
+                        .push_within_capacity(LuoFile::incoming(handler, owner, f.token, f.data))
+                        .map_err(|_| ENOMEM)?;
                 }
                 session.inner.lock().files = FileSet::incoming(files)?;
             }

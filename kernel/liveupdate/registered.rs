@@ -16,6 +16,7 @@ use kernel::{
         RetrieveStatus,
         COMPAT_LEN, //
     },
+    module::ModuleRef,
     prelude::*,
     sync::aref::ARef, //
 };
@@ -198,16 +199,12 @@ impl RegisteredHandler {
         }
     }
 
-    /// Takes a reference on the handler's module; `false` if it is going away.
-    pub(crate) fn try_get_owner(&self) -> bool {
-        // SAFETY: `owner` is NULL (built-in) or the module that provides the ops.
-        unsafe { bindings::try_module_get(self.ops().owner) }
-    }
-
-    /// Drops a reference taken by [`RegisteredHandler::try_get_owner`].
-    pub(crate) fn put_owner(&self) {
-        // SAFETY: Pairs with a successful `try_get_owner`.
-        unsafe { bindings::module_put(self.ops().owner) }
+    /// Takes a reference on the handler's module (`None` if it is going away), which keeps the
+    /// handler valid until it is dropped.
+    pub(crate) fn try_get_owner(&self) -> Option<ModuleRef> {
+        // SAFETY: By the type invariants the ops are valid; `owner` is NULL (built-in) or the
+        // module that provides them, valid as long as they are.
+        unsafe { ModuleRef::try_get(self.ops().owner) }
     }
 }
 
@@ -321,16 +318,12 @@ impl RegisteredFlb {
         self.call_void(self.ops().finish, data, obj)
     }
 
-    /// Takes a reference on the FLB's module; `false` if it is going away.
-    pub(crate) fn try_get_owner(&self) -> bool {
-        // SAFETY: `owner` is NULL (built-in) or the module that provides the ops.
-        unsafe { bindings::try_module_get(self.ops().owner) }
-    }
-
-    /// Drops a reference taken by [`RegisteredFlb::try_get_owner`].
-    pub(crate) fn put_owner(&self) {
-        // SAFETY: Pairs with a successful `try_get_owner`.
-        unsafe { bindings::module_put(self.ops().owner) }
+    /// Takes a reference on the FLB's module (`None` if it is going away), given back when it is
+    /// dropped.
+    pub(crate) fn try_get_owner(&self) -> Option<ModuleRef> {
+        // SAFETY: By the type invariants the ops are valid; `owner` is NULL (built-in) or the
+        // module that provides them, valid as long as they are.
+        unsafe { ModuleRef::try_get(self.ops().owner) }
     }
 }
 
