@@ -54,8 +54,10 @@ pub unsafe extern "C" fn liveupdate_reboot() -> c_int {
 ///
 /// # Safety
 ///
-/// `fh` must point to a valid handler that stays valid, with its ops unchanged, for as long as
-/// LUO has files preserved or received for it (after it is unregistered too).
+/// `fh` must point to a valid handler that stays valid, with its ops unchanged, until it is
+/// unregistered and, after that, for as long as LUO holds a reference on its owner module
+/// (every file LUO has preserved or received for it holds one): a handler of built-in code for
+/// good, one of a loadable module until the module is unloaded.
 #[export]
 pub unsafe extern "C" fn liveupdate_register_file_handler(
     fh: *mut bindings::liveupdate_file_handler,
@@ -63,12 +65,12 @@ pub unsafe extern "C" fn liveupdate_register_file_handler(
     if !enabled() {
         return EOPNOTSUPP.to_errno();
     }
-    // SAFETY: `fh` points to a valid handler (the caller's guarantee) that stays valid as long
-    // as LUO has files for it: the LUO API is not exported to modules, so C handlers are
-    // objects of built-in code that are never freed, and a Rust `Registration` never frees the
-    // handler it registered.
+    // SAFETY: `fh` points to a valid handler (the caller's guarantee). LUO calls the returned
+    // object only while it is in the registry, under `Luo::registry`, which unregistering takes
+    // for writing, or from a file that holds a reference on the handler's module: while `fh`
+    // is valid, by the caller's guarantee.
     let res = unsafe { RegisteredHandler::from_raw(fh) }
-        .and_then(|h| luo().and_then(|l| l.registry.lock().register(h)));
+        .and_then(|h| luo().and_then(|l| l.registry.write().register(h)));
     if let Err(e) = res {
         return e.to_errno();
     }
@@ -93,7 +95,7 @@ pub unsafe extern "C" fn liveupdate_unregister_file_handler(
         return;
     }
     if let Ok(l) = luo() {
-        l.registry.lock().unregister(fh);
+        l.registry.write().unregister(fh);
     }
 }
 
@@ -115,7 +117,7 @@ pub unsafe extern "C" fn liveupdate_register_flb(
         // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of
         // the kernel's life, as `FlbStates::get` requires.
         let state = unsafe { l.flb_states.lock().get(flb) }?;
-        l.registry.lock().link_flb(fh, state)
+        l.registry.write().link_flb(fh, state)
     });
     match res {
         Ok(()) => 0,
@@ -145,7 +147,7 @@ pub unsafe extern "C" fn liveupdate_unregister_flb(
         // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of
         // the kernel's life, as `FlbStates::get` requires.
         let state = unsafe { l.flb_states.lock().get(flb) };
-        let res = state.and_then(|state| l.registry.lock().unlink_flb(fh, &state));
+        let res = state.and_then(|state| l.registry.write().unlink_flb(fh, &state));
         if let Err(e) = res {
             pr_err!("cannot unregister an FLB: {:?}\n", e);
         }

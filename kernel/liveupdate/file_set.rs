@@ -14,10 +14,7 @@ use crate::{
     },
     block::BlockSet,
     registered::PrivateData,
-    registry::{
-        self,
-        Handler, //
-    },
+    registry::Handler,
     token_index::TokenIndex,
     Luo, //
 };
@@ -290,13 +287,17 @@ impl FileSet {
         // `fdget_pos` call on this thread.
         let file = unsafe { LocalFile::assume_no_fdget_pos(file) };
 
-        let handlers = luo.registry.lock().snapshot();
-        let handler = registry::find_for_file(&handlers, &file).ok_or(ENOENT)?;
-        drop(handlers);
+        // Held for reading from the lookup, which calls `can_preserve`, to the claim, as the C
+        // LUO holds its register rwsem: the handler cannot be unregistered (and its module
+        // unloaded) before the file holds a reference on its module, and the FLBs the claim
+        // preserves are the ones linked to it now.
+        let reg = luo.registry.read();
+        let handler = reg.find_for_file(&file).ok_or(ENOENT)?;
         // On every error path below, `claim` is dropped before `owner`: the module reference
         // goes last.
         let owner = handler.ops.try_get_owner().ok_or(ENOENT)?;
         let claim = Claim::take(luo, &handler, &file)?;
+        drop(reg);
         let node = self.reserve()?;
         let (data, state) = handler.ops.preserve(&file)?;
         let f = LuoFile {
@@ -418,14 +419,17 @@ impl FileSet {
                 return Err(EBUSY);
             }
         }
-        let handlers = luo.registry.lock().snapshot();
         // INVARIANT: As in `unpreserve_all`: the index in one go, then every file.
         self.tokens = TokenIndex::new();
         while let Some(f) = self.files.pop() {
             f.handler.ops.finish(f.file.as_deref(), f.data, f.retrieve);
-            if let Some(h) = registry::current(&handlers, &f.handler) {
-                for flb in h.flbs.iter().rev() {
-                    flb.put_incoming();
+            {
+                // As `luo_flb_file_finish()`: the registry held for reading across the puts.
+                let reg = luo.registry.read();
+                if let Some(h) = reg.current(&f.handler) {
+                    for flb in h.flbs.iter().rev() {
+                        flb.put_incoming();
+                    }
                 }
             }
             if let (true, Some(file)) = (f.id_claimed, f.file.as_deref()) {

@@ -58,10 +58,10 @@ struct Incoming {
 
 /// One FLB and its state.
 ///
-/// Lock order: `out` and `inc` come after `Luo::registry` (the reboot path takes `out` under it
-/// to write the FLB table; files are preserved, unpreserved and finished with only their
-/// session's lock held) and before `Luo::flb_states`, which an FLB op may take through the FLB
-/// API while LUO holds that FLB's lock.
+/// Lock order: `out` and `inc` come after `Luo::registry` (PRESERVE_FD takes `out` with the
+/// registry held for reading, the reboot path to write the FLB table; files are unpreserved
+/// and finished without it) and before `Luo::flb_states`, which an FLB op may take through the
+/// FLB API while LUO holds that FLB's lock.
 #[pin_data]
 pub(crate) struct FlbState {
     pub(crate) ops: RegisteredFlb,

@@ -147,7 +147,7 @@ impl Luo {
 
     /// Writes the table of preserved FLBs.
     fn serialize_flbs(&self, page: &mut PreservedPage) {
-        let reg = self.registry.lock();
+        let reg = self.registry.read();
         let b = page.bytes_mut();
         let mut n = 0;
         for flb in reg.registered_flbs() {

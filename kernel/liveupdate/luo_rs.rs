@@ -17,7 +17,11 @@
 //! 2. [`Luo::incoming`]: the previous kernel's sessions until the first open.
 //! 3. [`Luo::sessions`]: the session maps and the session handover reservation.
 //! 4. `Session::inner`: one session's files.
-//! 5. [`Luo::registry`]: handlers and FLBs (never held while calling a handler or an FLB).
+//! 5. [`Luo::registry`] (a reader/writer semaphore): handlers and FLBs. Held for writing to
+//!    register, unregister, link or unlink; for reading by PRESERVE_FD from the handler lookup
+//!    (`can_preserve`) to the claim (module reference, id, FLB preserve), and by the first open
+//!    from each lookup to the module reference, as the C LUO holds its register rwsem: a
+//!    handler is unregistered, and its module unloaded, only between such sections.
 //! 6. The FLB state locks (held while calling that FLB's ops).
 //! 7. [`Luo::preserved`]: the ids of all preserved files.
 //! 8. [`Luo::flb_states`]: the state of every FLB seen (a leaf: the FLB API takes it, also
@@ -25,8 +29,10 @@
 //!
 //! No lock is held while copying to or from userspace. Handlers and FLBs are called with no
 //! LUO-wide mutex held: only `state` for reading (for writing in `freeze`/`unfreeze`: as in
-//! the C LUO, the reboot path excludes every other LUO operation), and for FLB ops that FLB's
-//! own lock.
+//! the C LUO, the reboot path excludes every other LUO operation), `registry` for reading in
+//! `can_preserve` and the FLB `preserve` of PRESERVE_FD (as in the C LUO), and for FLB ops
+//! that FLB's own lock. So a handler or FLB op must not register, unregister, link or unlink
+//! handlers or FLBs (in either LUO, that deadlocks).
 
 use kernel::{
     kho,
@@ -122,9 +128,9 @@ pub(crate) struct Luo {
     /// Sessions of both kernels.
     #[pin]
     pub(crate) sessions: Mutex<Sessions>,
-    /// File handlers and FLBs.
+    /// File handlers and FLBs: see the lock order above for who holds it, and how.
     #[pin]
-    pub(crate) registry: Mutex<Registry>,
+    pub(crate) registry: RwSemaphore<Registry>,
     /// The state of every FLB seen (a leaf lock).
     #[pin]
     pub(crate) flb_states: Mutex<flb::FlbStates>,
@@ -161,7 +167,7 @@ impl Luo {
             incoming_num: liveupdate_num,
             state <- new_rwsem!(State { frozen: false }, "luo::state"),
             sessions <- new_mutex!(Sessions::new(), "luo::sessions"),
-            registry <- new_mutex!(Registry::new()?, "luo::registry"),
+            registry <- new_rwsem!(Registry::new(), "luo::registry"),
             flb_states <- new_mutex!(flb::FlbStates::new(), "luo::flb_states"),
             preserved <- new_mutex!(RBTree::new(), "luo::preserved"),
             incoming <- new_mutex!(
@@ -205,9 +211,9 @@ impl Luo {
     /// Turns the previous kernel's sessions into incoming sessions (first open of the
     /// device), now that the file handlers are registered.
     ///
-    /// A file whose handler is not registered is dropped with a warning; the rest of its
-    /// session is kept. Only an allocation failure makes this fail; then this open and every
-    /// later one fail with `EIO`.
+    /// A file whose handler is not registered, or whose handler's module is going away, is
+    /// dropped with a warning; the rest of its session is kept. Only an allocation failure makes
+    /// this fail; then this open and every later one fail with `EIO`.
     pub(crate) fn deserialize(&self) -> Result {
         let mut inc = self.incoming.lock();
         let res = match inc.deserialized {
@@ -231,28 +237,35 @@ impl Luo {
     fn build_incoming(&self, in_sessions: KVVec<handover::InSession>) -> Result {
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
         test_handler::deserialize_fault()?;
-        let handlers = self.registry.lock().snapshot();
         let mut sessions = self.sessions.lock();
-        // Files of one handler usually come together: remember the last lookup.
-        let mut last: Option<([u8; abi::COMPAT_LEN], Arc<registry::Handler>)> = None;
         for ins in in_sessions.into_iter() {
             // An incoming session is never on `Sessions::out`: only the tree token is kept.
             let session = session::NewSession::new(ins.name, true)?.tree;
+            let mut files = KVVec::with_capacity(ins.files.len(), GFP_KERNEL)?;
             {
-                let mut files = KVVec::with_capacity(ins.files.len(), GFP_KERNEL)?;
+                // Held from each lookup to the file's module reference, so that the handler
+                // cannot be unregistered and its module unloaded in between; let go before the
+                // session's lock, which comes before it (see the lock order above).
+                let reg = self.registry.read();
+                // Files of one handler usually come together: remember the last lookup (of
+                // this section: the handler may be gone in the next one).
+                let mut last: Option<([u8; abi::COMPAT_LEN], Arc<registry::Handler>)> = None;
                 for f in ins.files.into_iter() {
                     let handler = match &last {
                         Some((c, h)) if *c == f.compat => Some(h.clone()),
                         _ => {
                             let compat = abi::get_str(&f.compat).unwrap_or(c"");
-                            let h = registry::find_by_compatible(&handlers, compat);
+                            let h = reg.find_by_compatible(compat);
                             if let Some(h) = &h {
                                 last = Some((f.compat, h.clone()));
                             }
                             h
                         }
                     };
-                    let Some(handler) = handler else {
+                    // A handler whose module is going away is as good as unregistered: its
+                    // file is dropped, and the open goes on (the C LUO fails it with `EIO`).
+                    let found = handler.and_then(|h| h.ops.try_get_owner().map(|owner| (owner, h)));
+                    let Some((owner, handler)) = found else {
                         pr_warn!(
                             "session [{}]: dropped token {:#x}: no registered handler for compatible '{}'\n",
                             kernel::str::BStr::from_bytes(ins.name.as_bytes()),
@@ -261,15 +274,14 @@ impl Luo {
                         );
                         continue;
                     };
-                    let owner = handler.ops.try_get_owner().ok_or(ENOENT)?;
-                    // Within the capacity: at most one file per handover entry. On failure the
-                    // files are dropped, which gives their module references back.
+                    // Within the capacity: at most one file per handover entry. On failure
+                    // the files are dropped, which gives their module references back.
                     files
                         .push_within_capacity(LuoFile::incoming(handler, owner, f.token, f.data))
                         .map_err(|_| ENOMEM)?;
                 }
-                session.inner.lock().files = FileSet::incoming(files)?;
             }
+            session.inner.lock().files = FileSet::incoming(files)?;
             sessions.add_incoming(session)?;
         }
         Ok(())

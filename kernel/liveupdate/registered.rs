@@ -33,10 +33,16 @@ unsafe impl Send for PrivateData {}
 
 /// A registered file handler (`struct liveupdate_file_handler`), as the orchestrator calls it.
 ///
+/// A handler of a loadable module stays valid only until the module is unloaded, which
+/// happens after it is unregistered. The orchestrator that made this object (see
+/// [`RegisteredHandler::from_raw`]) calls it only while the handler is registered, under a lock
+/// that unregistering takes, or while it holds a reference on the handler's module
+/// ([`RegisteredHandler::try_get_owner`]).
+///
 /// # Invariants
 ///
-/// `raw` points to a registered handler whose ops have `can_preserve`, `preserve`,
-/// `unpreserve`, `retrieve` and `finish`, and which stays valid while `self` exists.
+/// `raw` points to a handler whose ops have `can_preserve`, `preserve`, `unpreserve`,
+/// `retrieve` and `finish`, valid whenever a method of `self` is called.
 pub(crate) struct RegisteredHandler {
     raw: NonNull<bindings::liveupdate_file_handler>,
 }
@@ -51,8 +57,12 @@ impl RegisteredHandler {
     ///
     /// # Safety
     ///
-    /// `raw` must point to a valid `struct liveupdate_file_handler` that stays valid (and whose
-    /// ops stay unchanged) until the returned object is dropped.
+    /// `raw` must point to a valid `struct liveupdate_file_handler` whose ops stay unchanged,
+    /// and the caller must call the methods of the returned object only while `raw` is valid:
+    /// for a handler of built-in code, always; for one of a loadable module, while it is
+    /// registered with the caller (which must not let it be unregistered during a call) or
+    /// while the caller holds a reference on its module taken with
+    /// [`RegisteredHandler::try_get_owner`].
     pub(crate) unsafe fn from_raw(raw: *mut bindings::liveupdate_file_handler) -> Result<Self> {
         let raw = NonNull::new(raw).ok_or(EINVAL)?;
         // SAFETY: `raw` is valid by the caller's guarantee.

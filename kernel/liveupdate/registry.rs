@@ -5,9 +5,11 @@
 //! Handlers are kept in registration order, which is also the order in which they are asked
 //! `can_preserve`. Each handler has the list of FLBs linked to it, in link order.
 //!
-//! The list is copy-on-write: registering, unregistering, linking and unlinking build a new
-//! list, and everyone else takes a [`Snapshot`] (one reference count) and calls handlers with
-//! no LUO-wide lock held.
+//! The registry is behind `Luo::registry`, a reader/writer semaphore. Registering,
+//! unregistering, linking and unlinking hold it for writing. A handler found here may be
+//! called only while it is held for reading, or once a reference on the handler's module has
+//! been taken under it (see [`RegisteredHandler::try_get_owner`]): a handler of a loadable
+//! module is unregistered, under the write lock, before the module goes away.
 
 use crate::{
     abi::{
@@ -24,20 +26,15 @@ use kernel::{
     bindings,
     kho::bytes,
     prelude::*,
-    sync::{
-        atomic::{
-            Atomic,
-            Relaxed, //
-        },
-        Arc, //
-    }, //
+    sync::Arc, //
 };
 
 /// A registered handler with the FLBs linked to it at one point in time.
 ///
 /// Linking or unlinking an FLB replaces the entry. An outgoing file keeps the entry it was
 /// preserved with, so it drops exactly the FLB references it took; an incoming file puts the
-/// FLBs of the handler's entry at the time it is finished (see [`current`]).
+/// FLBs of the handler's entry at the time it is finished (see [`Registry::current`]). An entry
+/// outlives its registration only in files, which hold a reference on the handler's module.
 pub(crate) struct Handler {
     pub(crate) ops: Arc<RegisteredHandler>,
     /// The compatible string as the handover stores it (NUL padded), computed once so that
@@ -46,9 +43,6 @@ pub(crate) struct Handler {
     compat: [u64; COMPAT_LEN / 8],
     /// FLBs linked to the handler, in link order.
     pub(crate) flbs: KVec<Arc<FlbState>>,
-    /// Set when the handler is unregistered: lookups skip it, also in older snapshots and
-    /// when the list could not be copied without it (out of memory).
-    gone: Atomic<bool>,
 }
 
 impl Handler {
@@ -63,24 +57,9 @@ impl Handler {
     fn new(ops: Arc<RegisteredHandler>, flbs: KVec<Arc<FlbState>>) -> Result<Arc<Self>> {
         let mut compat = [0u64; COMPAT_LEN / 8];
         put_str(compat.as_mut_bytes(), ops.compatible().to_bytes());
-        Ok(Arc::new(
-            Self {
-                ops,
-                compat,
-                flbs,
-                gone: Atomic::new(false),
-            },
-            GFP_KERNEL,
-        )?)
-    }
-
-    fn live(&self) -> bool {
-        !self.gone.load(Relaxed)
+        Ok(Arc::new(Self { ops, compat, flbs }, GFP_KERNEL)?)
     }
 }
-
-/// The registered handlers, in registration order, as of some moment.
-pub(crate) type Snapshot = Arc<KVec<Arc<Handler>>>;
 
 struct FlbUse {
     flb: Arc<FlbState>,
@@ -90,39 +69,22 @@ struct FlbUse {
 
 /// Handlers and FLBs. Protected by `Luo::registry`.
 pub(crate) struct Registry {
-    handlers: Snapshot,
+    /// The registered handlers, in registration order.
+    handlers: KVec<Arc<Handler>>,
     /// FLBs linked to at least one handler, in first-registration order.
     registered: KVec<FlbUse>,
 }
 
 impl Registry {
-    pub(crate) fn new() -> Result<Self> {
-        Ok(Self {
-            handlers: Arc::new(KVec::new(), GFP_KERNEL)?,
+    pub(crate) fn new() -> Self {
+        Self {
+            handlers: KVec::new(),
             registered: KVec::new(),
-        })
-    }
-
-    /// The handlers as they are now. Calling them needs no lock.
-    pub(crate) fn snapshot(&self) -> Snapshot {
-        self.handlers.clone()
-    }
-
-    /// Replaces the list with a copy changed by `f` (nothing changes if `f` fails).
-    fn update(&mut self, f: impl FnOnce(&mut KVec<Arc<Handler>>) -> Result) -> Result {
-        let mut v = KVec::with_capacity(self.handlers.len() + 1, GFP_KERNEL)?;
-        for h in self.handlers.iter() {
-            v.push(h.clone(), GFP_KERNEL)?;
         }
-        f(&mut v)?;
-        self.handlers = Arc::new(v, GFP_KERNEL)?;
-        Ok(())
     }
 
     fn index(&self, raw: *mut bindings::liveupdate_file_handler) -> Option<usize> {
-        self.handlers
-            .iter()
-            .position(|h| h.live() && h.ops.as_raw() == raw)
+        self.handlers.iter().position(|h| h.ops.as_raw() == raw)
     }
 
     /// Registers a handler (`EEXIST` if its compatible string is taken).
@@ -130,7 +92,7 @@ impl Registry {
         if self
             .handlers
             .iter()
-            .any(|h| h.live() && h.ops.compatible() == ops.compatible())
+            .any(|h| h.ops.compatible() == ops.compatible())
         {
             pr_err!(
                 "File handler registration failed: Compatible string '{}' already registered.\n",
@@ -139,24 +101,19 @@ impl Registry {
             return Err(EEXIST);
         }
         let h = Handler::new(Arc::new(ops, GFP_KERNEL)?, KVec::new())?;
-        self.update(|v| Ok(v.push(h, GFP_KERNEL)?))
+        self.handlers.push(h, GFP_KERNEL)?;
+        Ok(())
     }
 
     /// Unregisters a handler and unlinks its FLBs. Files it preserved keep their entry.
     ///
-    /// Cannot fail: without memory for a new list, the entry is marked gone instead.
+    /// Cannot fail. Once the caller drops the write lock, no lookup can return the handler, and
+    /// none still in progress can call it: LUO calls it again only for files that hold a
+    /// reference on its module.
     pub(crate) fn unregister(&mut self, raw: *mut bindings::liveupdate_file_handler) {
-        let Some(i) = self.index(raw) else {
+        let Some(old) = self.index(raw).and_then(|i| self.handlers.remove(i).ok()) else {
             return;
         };
-        let old = self.handlers[i].clone();
-        // A PRESERVE_FD that took its snapshot before this skips the handler from now on.
-        old.gone.store(true, Relaxed);
-        // Without memory for a new list, the entry stays, marked gone.
-        let _ = self.update(|v| {
-            v.remove(i)?;
-            Ok(())
-        });
         for flb in old.flbs.iter() {
             self.drop_user(flb);
         }
@@ -164,11 +121,9 @@ impl Registry {
 
     /// Replaces handler `i` by one with the FLB list `flbs`.
     fn relink(&mut self, i: usize, flbs: KVec<Arc<FlbState>>) -> Result {
-        let h = Handler::new(self.handlers[i].ops.clone(), flbs)?;
-        self.update(|v| {
-            v[i] = h;
-            Ok(())
-        })
+        let slot = self.handlers.get_mut(i).ok_or(EINVAL)?;
+        *slot = Handler::new(slot.ops.clone(), flbs)?;
+        Ok(())
     }
 
     /// Links an FLB to a registered handler.
@@ -178,7 +133,7 @@ impl Registry {
         flb: Arc<FlbState>,
     ) -> Result {
         let i = self.index(fh).ok_or(EINVAL)?;
-        let cur = &self.handlers[i].flbs;
+        let cur = &self.handlers.get(i).ok_or(EINVAL)?.flbs;
         if cur.iter().any(|f| Arc::ptr_eq(f, &flb)) {
             return Err(EEXIST);
         }
@@ -257,28 +212,35 @@ impl Registry {
     pub(crate) fn registered_flbs(&self) -> impl Iterator<Item = &Arc<FlbState>> {
         self.registered.iter().map(|r| &r.flb)
     }
-}
 
-/// The handler that takes `file`: the first one whose `can_preserve` says yes.
-pub(crate) fn find_for_file(handlers: &Snapshot, file: &kernel::fs::File) -> Option<Arc<Handler>> {
-    handlers
-        .iter()
-        .find(|h| h.live() && h.ops.can_preserve(file))
-        .cloned()
-}
+    /// The handler that takes `file`: the first one whose `can_preserve` says yes.
+    ///
+    /// It calls `can_preserve` with the registry held for reading, as the C LUO does with its
+    /// register rwsem: a handler can be unregistered (and its module unloaded) only between
+    /// such calls. The caller takes a reference on the handler's module before it lets go of
+    /// the registry, if it keeps the handler.
+    pub(crate) fn find_for_file(&self, file: &kernel::fs::File) -> Option<Arc<Handler>> {
+        self.handlers
+            .iter()
+            .find(|h| h.ops.can_preserve(file))
+            .cloned()
+    }
 
-/// The entry in `handlers` of the handler of `entry`, with the FLBs linked to it then; `None`
-/// if it is unregistered. The handler is the same `struct liveupdate_file_handler`, as in the C
-/// LUO, whose FLB list belongs to that struct.
-pub(crate) fn current<'a>(handlers: &'a Snapshot, entry: &Handler) -> Option<&'a Arc<Handler>> {
-    let raw = entry.ops.as_raw();
-    handlers.iter().find(|h| h.live() && h.ops.as_raw() == raw)
-}
+    /// The entry of the handler of `entry`, with the FLBs linked to it now; `None` if it is
+    /// unregistered. The handler is the same `struct liveupdate_file_handler`, as in the C LUO,
+    /// whose FLB list belongs to that struct.
+    pub(crate) fn current(&self, entry: &Handler) -> Option<&Arc<Handler>> {
+        let raw = entry.ops.as_raw();
+        self.handlers.iter().find(|h| h.ops.as_raw() == raw)
+    }
 
-/// The handler with the given compatible string (for files from the previous kernel).
-pub(crate) fn find_by_compatible(handlers: &Snapshot, compat: &CStr) -> Option<Arc<Handler>> {
-    handlers
-        .iter()
-        .find(|h| h.live() && h.ops.compatible() == compat)
-        .cloned()
+    /// The handler with the given compatible string (for files from the previous kernel). As
+    /// for [`Registry::find_for_file`], the caller takes a reference on its module before it
+    /// lets go of the registry.
+    pub(crate) fn find_by_compatible(&self, compat: &CStr) -> Option<Arc<Handler>> {
+        self.handlers
+            .iter()
+            .find(|h| h.ops.compatible() == compat)
+            .cloned()
+    }
 }

@@ -261,8 +261,10 @@ unsafe extern "C" fn test_flb_finish(_argp: *mut bindings::liveupdate_flb_op_arg
 
 /// The test handler as LUO has it registered (`ENOENT` after `UNREGISTER`).
 fn registered_handler() -> Result<*mut bindings::liveupdate_file_handler> {
-    let handlers = crate::luo()?.registry.lock().snapshot();
-    crate::registry::find_by_compatible(&handlers, COMPATIBLE)
+    crate::luo()?
+        .registry
+        .read()
+        .find_by_compatible(COMPATIBLE)
         .map(|h| h.ops.as_raw())
         .ok_or(ENOENT)
 }
