@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * C glue for the Rust Live Update Orchestrator (luo_rs.rs): what Rust code
- * cannot declare itself, the early parameter and the initcalls.
+ * cannot declare itself, the early parameter, the initcalls and the exports.
  */
 
+#include <linux/export.h>
 #include <linux/init.h>
 #include <linux/kstrtox.h>
+#include <linux/liveupdate.h>
 
 #include "luo_glue.h"
 
@@ -22,3 +24,17 @@ early_param("liveupdate", luo_rs_param);
 
 early_initcall(luo_rs_early_init);
 late_initcall(luo_rs_late_init);
+
+/*
+ * The C API for loadable modules (capi.rs; the same as the C LUO exports):
+ * file handlers. Unregistering one excludes every lookup that could still call
+ * it, and LUO holds a reference on its module for each of its files, so the
+ * module can go once the handler is unregistered and its files are gone. The
+ * FLB API is for built-in code only: LUO keeps an FLB's state, keyed by its
+ * address, for the kernel's life.
+ */
+EXPORT_SYMBOL_GPL(liveupdate_enabled);
+/* Registers a file handler, on behalf of the module of its ops (owner). */
+EXPORT_SYMBOL_GPL(liveupdate_register_file_handler);
+/* Once it returns, LUO calls the handler only for files that hold its module. */
+EXPORT_SYMBOL_GPL(liveupdate_unregister_file_handler);

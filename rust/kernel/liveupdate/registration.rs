@@ -20,7 +20,14 @@
 //! next kexec.
 //!
 //! The handler is tied to the module that registers it: LUO takes a reference on that module
-//! for every preserved or incoming file, as it does for handlers written in C.
+//! for every preserved or incoming file, as it does for handlers written in C. A loadable module
+//! registers with the [`ThisModule`] its [`Module::init`](crate::Module::init) gets and drops the
+//! registration when it is unloaded: once the drop has unregistered the handler, LUO calls it
+//! only for its files, which keep the module loaded (so the module has none left by then). It
+//! registers last in its `init`, which must not fail afterwards: LUO may take references on the
+//! module as soon as the handler is registered, and a module whose `init` fails is freed
+//! whatever references it has. The descriptor stays allocated, as always: loading and unloading
+//! such a module leaves one descriptor behind each time.
 
 use super::{
     FileHandler,
@@ -63,7 +70,18 @@ fn handler_lock_class() -> (&'static CStr, Pin<&'static LockClassKey>) {
 /// # Examples
 ///
 /// ```ignore
-/// let reg = Registration::new(THIS_MODULE, MyHandler::new())?;
+/// struct MyModule {
+///     _reg: Registration<MyHandler>,
+/// }
+///
+/// impl kernel::Module for MyModule {
+///     fn init(module: &'static ThisModule) -> Result<Self> {
+///         // LUO takes a reference on `module` for every file it keeps for the handler.
+///         Ok(Self {
+///             _reg: Registration::new(module, MyHandler::new())?,
+///         })
+///     }
+/// }
 /// ```
 ///
 /// # Invariants
