@@ -8,7 +8,8 @@
 # Makefile, patches/0009 adds our programs): objects, dependency files and
 # programs go to $BUILD/guest-VARIANT/obj, and make rebuilds only what a
 # changed source or header reaches. The programs are then copied to tests/
-# (everything there goes into the initramfs), each only when it differs.
+# (everything there goes into the initramfs), each only when it differs, and
+# so are the kernel's modules, if it has any.
 # Usage: build-guest.sh VARIANT
 . "$(dirname "$0")/lib.sh"
 
@@ -62,3 +63,23 @@ while read -r f; do
 	n=$((n + 1))
 done < <(find "$out/obj" -maxdepth 1 -type f -perm -u+x)
 [ "$n" -gt 0 ] || die "no selftest programs in $out/obj"
+
+# The variant's loadable modules (build-kernel.sh builds them if it has
+# CONFIG_MODULES), next to the programs: /tests/NAME.ko in the guest, for the
+# tests that load them. A module the variant no longer builds goes.
+kos=" "
+if grep -qx 'CONFIG_MODULES=y' "$obj/.config" && [ -f "$obj/modules.order" ]; then
+	while read -r m; do
+		f=$obj/${m%.o}.ko
+		[ -f "$f" ] || die "module $f not built (see $obj/build.log)"
+		t=$out/tests/$(basename "$f")
+		if ! cmp -s "$f" "$t"; then
+			cp -p "$f" "$t.tmp" && mv -f "$t.tmp" "$t"
+		fi
+		kos="$kos$(basename "$f") "
+	done < "$obj/modules.order"
+fi
+for t in "$out"/tests/*.ko; do
+	[ -e "$t" ] || continue
+	case $kos in *" $(basename "$t") "*) ;; *) rm -f "$t" ;; esac
+done

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # Configure (tinyconfig + config/common.config + config/<variant>.config;
 # rust-kasan adds config/rust.config before its own and builds with
-# LLVM=-19) and build the kernel of one variant in its own build directory.
+# LLVM=-19) and build the kernel of one variant in its own build directory,
+# and its modules if it has CONFIG_MODULES.
 # A variant with a base variant (rust, c-rust-memfd, rust-c-memfd; see
 # base_variant) starts its first build from a copy of the base's build
 # directory.
@@ -66,6 +67,14 @@ log "building $variant kernel (log: $obj/build.log)"
 if ! kmake "$variant" bzImage > "$obj/build.log" 2>&1; then
 	tail -n 40 "$obj/build.log" >&2
 	die "kernel build failed (LUO=$variant), full log: $obj/build.log"
+fi
+# The loadable modules of a variant with CONFIG_MODULES (the test handler
+# module, CONFIG_LIVEUPDATE_RUST_TEST_MOD): build-guest.sh puts every .ko in
+# the initramfs.
+if grep -qx 'CONFIG_MODULES=y' "$obj/.config" &&
+	! kmake "$variant" modules >> "$obj/build.log" 2>&1; then
+	tail -n 40 "$obj/build.log" >&2
+	die "module build failed (LUO=$variant), full log: $obj/build.log"
 fi
 if [ ! -f "$obj/usr/include/linux/liveupdate.h" ] || [ "$SRC/include/uapi/linux/liveupdate.h" -nt "$obj/usr/include/linux/liveupdate.h" ]; then
 	kmake "$variant" headers_install INSTALL_HDR_PATH="$obj/usr" >/dev/null
