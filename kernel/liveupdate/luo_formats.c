@@ -27,7 +27,7 @@
  *   - the LUO core (LUO_ABI_COMPATIBLE), with LIVEUPDATE, whichever of the C
  *     and the Rust LUO is built;
  *   - each LUO file handler built in (MEMFD_LUO_FH_COMPATIBLE with either
- *     memfd handler, VFIO_PCI_LUO_FH_COMPATIBLE, the Rust LUO's test
+ *     memfd handler, VFIO_PCI_RS_LUO_FH_COMPATIBLE, the Rust LUO's test
  *     handler), and the test FLBs of LIVEUPDATE_TEST.
  *
  * A kernel without the note predates it: its formats cannot be checked. The
@@ -44,7 +44,7 @@
 #include <linux/kho/abi/kexec_handover.h>
 #include <linux/kho/abi/luo.h>
 #include <linux/kho/abi/memfd.h>
-#include <linux/kho/abi/vfio_pci.h>
+#include <linux/kho/abi/vfio_pci_rs.h>
 #include <linux/types.h>
 
 #define LUO_NOTE_NAME		"LUO"
@@ -70,9 +70,9 @@
 #define LUO_FMT_MEMFD		""
 #endif
 
-/* drivers/vfio/pci/vfio_pci_luo_rs.rs */
+/* drivers/vfio/pci/vfio_pci_luo_rs.rs: not upstream's "vfio-pci-v1". */
 #ifdef CONFIG_VFIO_PCI_LIVEUPDATE_RUST
-#define LUO_FMT_VFIO_PCI	VFIO_PCI_LUO_FH_COMPATIBLE "\0"
+#define LUO_FMT_VFIO_PCI	VFIO_PCI_RS_LUO_FH_COMPATIBLE "\0"
 #else
 #define LUO_FMT_VFIO_PCI	""
 #endif

@@ -6,10 +6,12 @@
 //! an iommufd) in a live update session next to its guest's memory; after the kexec it
 //! retrieves a new cdev file for the same PCI function, binds it to a new iommufd, maps the
 //! retrieved guest memory and goes on. This is phase 1 of upstream's posted "vfio/pci: Base
-//! Live Update support for VFIO" (v5): the handover is "vfio-pci-v1", byte for byte
-//! (`include/linux/kho/abi/vfio_pci.h`: the physical address of a preserved page that starts
-//! with the packed `{u32 domain; u16 bdf}`), and the device is quiesced and reset at the
-//! reboot: DMA in flight, interrupts and the IOMMU state are not preserved.
+//! Live Update support for VFIO" (v5), and the device is quiesced and reset at the reboot: DMA
+//! in flight, interrupts and the IOMMU state are not preserved. The handover starts like the
+//! posted "vfio-pci-v1" record (the physical address of a preserved page that starts with the
+//! packed `{u32 domain; u16 bdf}`), but its semantics differ (see below), so it goes under a
+//! private compatible string, "vfio-pci-rs-v1" (`include/linux/kho/abi/vfio_pci_rs.h`): a kernel
+//! with the posted handler finds no handler for these files instead of misreading them.
 //!
 //! It registers through [`kernel::liveupdate::Registration`], so it works under the C LUO and
 //! the Rust LUO. A preserved device is held: opening it through its cdev or group fails with
@@ -57,20 +59,21 @@ module! {
     type: VfioPciLuo,
     name: "vfio_pci_luo_rs",
     authors: ["The LUO Rust team"],
-    description: "vfio-pci live update file handler (vfio-pci-v1), in Rust",
+    description: "vfio-pci live update file handler (vfio-pci-rs-v1), in Rust",
     license: "GPL",
 }
 
-/// The "vfio-pci-v1" handover format (`include/linux/kho/abi/vfio_pci.h`).
+/// The "vfio-pci-rs-v1" handover format (`include/linux/kho/abi/vfio_pci_rs.h`).
 mod abi {
     use kernel::prelude::*;
 
-    /// The compatible string of the handover.
-    pub(super) const COMPATIBLE: &CStr = c"vfio-pci-v1";
-    /// `sizeof(struct vfio_pci_core_device_ser)`: packed, no padding.
+    /// The compatible string of the handover: not upstream's "vfio-pci-v1", whose semantics
+    /// differ (`VFIO_PCI_RS_LUO_FH_COMPATIBLE`).
+    pub(super) const COMPATIBLE: &CStr = c"vfio-pci-rs-v1";
+    /// `sizeof(struct vfio_pci_rs_device_ser)`: packed, no padding.
     pub(super) const SER_SIZE: usize = 6;
 
-    /// `struct vfio_pci_core_device_ser`.
+    /// `struct vfio_pci_rs_device_ser`.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub(super) struct DeviceSer {
         /// PCI domain.
@@ -80,7 +83,7 @@ mod abi {
     }
 
     impl DeviceSer {
-        /// The bytes, as the C handler's packed struct holds them (little-endian on x86_64).
+        /// The bytes, as the packed C struct holds them (little-endian on x86_64).
         pub(super) fn to_bytes(self) -> [u8; SER_SIZE] {
             let mut b = [0u8; SER_SIZE];
             b[0..4].copy_from_slice(&self.domain.to_le_bytes());
@@ -99,7 +102,7 @@ mod abi {
     }
 
     const _: () =
-        assert!(SER_SIZE == core::mem::size_of::<kernel::bindings::vfio_pci_core_device_ser>());
+        assert!(SER_SIZE == core::mem::size_of::<kernel::bindings::vfio_pci_rs_device_ser>());
 }
 
 use abi::DeviceSer;

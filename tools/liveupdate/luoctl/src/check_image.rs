@@ -25,7 +25,7 @@ pub struct CheckImageArgs {
     pub kernel: PathBuf,
 
     /// A handover format the image must read besides the LUO core's
-    /// (e.g. memfd-v2, vfio-pci-v1); may be repeated.
+    /// (e.g. memfd-v2, vfio-pci-rs-v1); may be repeated.
     #[arg(long = "require", value_name = "COMPATIBLE")]
     pub require: Vec<String>,
 }
@@ -154,8 +154,8 @@ mod tests {
         assert_eq!(verdict(Some(&t), &needed(&[])), Verdict::Accepts);
         assert_eq!(verdict(Some(&t), &needed(&["memfd-v2".into(), "memfd-v2".into()])), Verdict::Accepts);
         assert_eq!(
-            verdict(Some(&t), &needed(&["vfio-pci-v1".into()])),
-            Verdict::Missing(vec!["vfio-pci-v1".into()])
+            verdict(Some(&t), &needed(&["vfio-pci-rs-v1".into()])),
+            Verdict::Missing(vec!["vfio-pci-rs-v1".into()])
         );
         assert_eq!(verdict(Some(&table(&["kho-v4"])), &needed(&[])), Verdict::Missing(vec!["luo-v5".into()]));
         assert_eq!(verdict(None, &needed(&[])), Verdict::NoTable);

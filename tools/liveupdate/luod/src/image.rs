@@ -36,8 +36,9 @@ pub const KHO_COMPATIBLE: &str = "kho-v4";
 /// The memfd handler's compatible string, of the C and the Rust handler
 /// alike (`MEMFD_LUO_FH_COMPATIBLE`).
 pub const MEMFD_COMPATIBLE: &str = "memfd-v2";
-/// The vfio-pci handler's compatible string (`VFIO_PCI_LUO_FH_COMPATIBLE`).
-pub const VFIO_PCI_COMPATIBLE: &str = "vfio-pci-v1";
+/// The vfio-pci handler's compatible string (`VFIO_PCI_RS_LUO_FH_COMPATIBLE`):
+/// the Rust handler's own, not the posted series' "vfio-pci-v1".
+pub const VFIO_PCI_COMPATIBLE: &str = "vfio-pci-rs-v1";
 
 /// The name of the ELF note that holds the table.
 pub const NOTE_NAME: &str = "LUO";
@@ -609,7 +610,7 @@ mod tests {
     use std::io::Write;
     use std::os::fd::AsFd;
 
-    const TABLE: &[&str] = &["kho-v4", "luo-v5", "memfd-v2", "vfio-pci-v1"];
+    const TABLE: &[&str] = &["kho-v4", "luo-v5", "memfd-v2", "vfio-pci-rs-v1"];
 
     /// A note: name, type, descriptor, 4-aligned, little-endian.
     fn note(name: &str, ntype: u32, desc: &[u8]) -> Vec<u8> {

@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * A vfio-pci device across a live update, the way a VMM keeps a passthrough
- * device: the LUO file handler "vfio-pci-v1" preserves a vfio cdev fd that is
+ * device: the LUO file handler "vfio-pci-rs-v1" preserves a vfio cdev fd that is
  * bound to an iommufd, freezes the device at reboot(KEXEC), and hands a fresh
  * cdev file for it to the next kernel, next to the guest's RAM (a memfd) in
  * the same session. The devices are QEMU edu devices (see luo_rs_vfio.h) at
  * 00:02.0 (A), 00:03.0 (B), 00:04.0 (C) and 00:05.0 (D, for
  * luo_rs_vfio_corrupt only), in a q35 VM with an emulated Intel IOMMU.
  *
- *   -s 1  A is bound to vfio-pci and an iommufd and does a DMA round trip;
+ *   -s 1  The kernel's table of accepted handover formats (the "LUO" note in
+ *         /sys/kernel/notes) names the handler's private "vfio-pci-rs-v1",
+ *         not the posted series' "vfio-pci-v1".
+ *         A is bound to vfio-pci and an iommufd and does a DMA round trip;
  *         a device fd from the vfio group, an unbound cdev fd and non-vfio
  *         fds are refused (in a scratch session, closed before the others
  *         are created); A and a 64 MiB guest RAM memfd (DMA-mapped in A's
@@ -126,6 +129,76 @@ static int ram_check(const uint64_t *w, uint64_t from, uint64_t to, uint64_t len
 }
 
 /* ---- stage 1 ---- */
+
+/*
+ * The strings of the running kernel's "LUO" note of type 1 (the handover
+ * formats it accepts, kernel/liveupdate/luo_formats.c) into @out, each
+ * NUL-terminated; their total length, or 0 (the reason recorded).
+ */
+static size_t luo_formats(char *out, size_t len)
+{
+	static uint8_t notes[16384];
+	size_t n = 0, off = 0, got = 0;
+	int fd = open("/sys/kernel/notes", O_RDONLY | O_CLOEXEC);
+	ssize_t r;
+
+	if (fd < 0)
+		return fail("open /sys/kernel/notes: %s", en(errno));
+	while ((r = read(fd, notes + n, sizeof(notes) - n)) > 0)
+		n += r;
+	close(fd);
+	while (off + 12 <= n) {
+		uint32_t namesz, descsz, type;
+		size_t name, desc;
+
+		memcpy(&namesz, notes + off, 4);
+		memcpy(&descsz, notes + off + 4, 4);
+		memcpy(&type, notes + off + 8, 4);
+		name = off + 12;
+		desc = name + ((namesz + 3) & ~3U);
+		if (desc > n || descsz > n - desc)
+			break;
+		off = desc + ((descsz + 3) & ~3U);
+		if (namesz != 4 || memcmp(notes + name, "LUO", 4) || type != 1 || descsz < 4)
+			continue;
+		/* u32 version 1, then the strings. */
+		if (notes[desc] != 1)
+			return fail("the LUO note has version %u, want 1", notes[desc]);
+		got = descsz - 4 < len ? descsz - 4 : len;
+		memcpy(out, notes + desc + 4, got);
+		if (got)
+			out[got - 1] = 0;
+		return got ? got : fail("the LUO note is empty");
+	}
+	return fail("no LUO note of type 1 in /sys/kernel/notes");
+}
+
+/* Is @compat one of the @len bytes of NUL-terminated strings at @t? */
+static int format_listed(const char *t, size_t len, const char *compat)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		if (!strcmp(t + i, compat))
+			return 1;
+		i += strlen(t + i) + 1;
+	}
+	return 0;
+}
+
+static int s1_format_note_private(int arg)
+{
+	char t[1024];
+	size_t len = luo_formats(t, sizeof(t));
+
+	if (!len)
+		return 0;
+	if (!format_listed(t, len, "vfio-pci-rs-v1"))
+		return fail("the kernel's format table lacks \"vfio-pci-rs-v1\"");
+	if (format_listed(t, len, "vfio-pci-v1"))
+		return fail("the kernel's format table claims upstream's \"vfio-pci-v1\"");
+	return 1;
+}
 
 static int s1_rig(int arg)
 {
@@ -384,6 +457,7 @@ static int s1_luo_usable_after_failed_reboot(int arg)
 }
 
 static const struct vcase s1_cases[] = {
+	{ "s1_format_note_private", s1_format_note_private },
 	{ "s1_rig", s1_rig },
 	{ "s1_refuse_group_fd", s1_refuse_group_fd },
 	{ "s1_refuse_unbound_cdev", s1_refuse_unbound_cdev },

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Hostile vfio-pci handovers: the "vfio-pci-v1" handler of the next kernel
+ * Hostile vfio-pci handovers: the "vfio-pci-rs-v1" handler of the next kernel
  * must refuse a corrupt one with an errno, keep refusing it (sticky), and
  * let FINISH of its session succeed, without an oops. Needs
  * CONFIG_LIVEUPDATE_RUST_TEST in the first kernel: ioctl(VFIO_LUO_CORRUPT,
