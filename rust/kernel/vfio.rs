@@ -208,10 +208,11 @@ pub fn release_incoming_pci(domain: u32, bdf: u16) {
 }
 
 /// The KHO subtree in which the vfio-pci live update handler lists the devices it preserved,
-/// so that the next kernel holds them from boot ([`hold_incoming_pci`]). The list's format is
-/// the handler's own.
+/// so that the next kernel holds them from boot ([`hold_incoming_pci`]):
+/// `VFIO_PCI_RS_HELD_SUBTREE` of `include/linux/kho/abi/vfio_pci_rs.h`.
 #[cfg(CONFIG_KEXEC_HANDOVER)]
-// SAFETY: The name is reserved here for that list: no C code uses it, and Rust code can only
-// claim the previous kernel's page under it through this declaration.
+// SAFETY: The name is reserved for that list. The only C user, vfio-pci's early boot reader
+// (`vfio_pci_liveupdate_early_init`), reads the page in place and never restores or frees it,
+// and Rust code can only claim the previous kernel's page under it through this declaration.
 pub const LIVEUPDATE_HELD_SUBTREE: crate::kho::SubtreeName =
-    unsafe { crate::kho::SubtreeName::new(c"vfio-pci-luo-rs-held") };
+    unsafe { crate::kho::SubtreeName::new(c"vfio-pci-rs-held-v1") };

@@ -65,57 +65,140 @@ module! {
 
 /// The "vfio-pci-rs-v1" handover format (`include/linux/kho/abi/vfio_pci_rs.h`).
 mod abi {
-    use kernel::prelude::*;
+    use kernel::{
+        kho::field,
+        pci,
+        prelude::*, //
+    };
 
     /// The compatible string of the handover: not upstream's "vfio-pci-v1", whose semantics
     /// differ (`VFIO_PCI_RS_LUO_FH_COMPATIBLE`).
     pub(super) const COMPATIBLE: &CStr = c"vfio-pci-rs-v1";
     /// `sizeof(struct vfio_pci_rs_device_ser)`: packed, no padding.
-    pub(super) const SER_SIZE: usize = 6;
+    pub(super) const SER_SIZE: usize = 24;
+    /// `VFIO_PCI_RS_SER_F_DSN`: the record holds a device serial number.
+    const F_DSN: u16 = 1;
 
-    /// `struct vfio_pci_rs_device_ser`.
+    /// `struct vfio_pci_rs_device_ser`: where a PCI function is, and which device it is.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub(super) struct DeviceSer {
         /// PCI domain.
         pub(super) domain: u32,
         /// Bus, device and function (`pci_dev_id`).
         pub(super) bdf: u16,
+        /// Vendor ID.
+        pub(super) vendor: u16,
+        /// Device ID.
+        pub(super) device: u16,
+        /// Subsystem vendor ID.
+        pub(super) subsystem_vendor: u16,
+        /// Subsystem ID.
+        pub(super) subsystem_device: u16,
+        /// The PCI Express device serial number, if the device has one.
+        pub(super) dsn: Option<u64>,
     }
 
     impl DeviceSer {
-        /// The bytes, as the packed C struct holds them (little-endian on x86_64).
-        pub(super) fn to_bytes(self) -> [u8; SER_SIZE] {
-            let mut b = [0u8; SER_SIZE];
-            b[0..4].copy_from_slice(&self.domain.to_le_bytes());
-            b[4..6].copy_from_slice(&self.bdf.to_le_bytes());
-            b
+        /// The record of `pdev`, as it is now.
+        pub(super) fn of(pdev: &pci::Device) -> Self {
+            Self {
+                domain: pdev.domain_nr(),
+                bdf: pdev.dev_id(),
+                vendor: pdev.vendor_id().as_raw(),
+                device: pdev.device_id(),
+                subsystem_vendor: pdev.subsystem_vendor_id(),
+                subsystem_device: pdev.subsystem_device_id(),
+                dsn: pdev.dsn(),
+            }
         }
 
-        /// Reads the struct from the start of `page`.
-        pub(super) fn read(page: &[u8]) -> Result<Self> {
-            let b = page.get(..SER_SIZE).ok_or(EINVAL)?;
+        /// Whether `other` names the same location (domain, bus, device and function).
+        pub(super) fn same_place(&self, other: &Self) -> bool {
+            self.domain == other.domain && self.bdf == other.bdf
+        }
+
+        /// Writes the record at the start of `b` (little-endian, as the packed C struct holds it
+        /// on x86_64); `None` if `b` is too short.
+        pub(super) fn write(self, b: &mut [u8]) -> Option<()> {
+            let flags = if self.dsn.is_some() { F_DSN } else { 0 };
+            field::put_le_u32(b, 0, self.domain)?;
+            field::put_le_u16(b, 4, self.bdf)?;
+            field::put_le_u16(b, 6, self.vendor)?;
+            field::put_le_u16(b, 8, self.device)?;
+            field::put_le_u16(b, 10, self.subsystem_vendor)?;
+            field::put_le_u16(b, 12, self.subsystem_device)?;
+            field::put_le_u16(b, 14, flags)?;
+            field::put_le_u64(b, 16, self.dsn.unwrap_or(0))
+        }
+
+        /// Reads the record from the start of `b`: `EINVAL` if `b` is too short or a flag this
+        /// kernel does not know is set.
+        pub(super) fn read(b: &[u8]) -> Result<Self> {
+            let flags = field::le_u16(b, 14).ok_or(EINVAL)?;
+            if flags & !F_DSN != 0 {
+                return Err(EINVAL);
+            }
+            let dsn = field::le_u64(b, 16).ok_or(EINVAL)?;
             Ok(Self {
-                domain: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-                bdf: u16::from_le_bytes([b[4], b[5]]),
+                domain: field::le_u32(b, 0).ok_or(EINVAL)?,
+                bdf: field::le_u16(b, 4).ok_or(EINVAL)?,
+                vendor: field::le_u16(b, 6).ok_or(EINVAL)?,
+                device: field::le_u16(b, 8).ok_or(EINVAL)?,
+                subsystem_vendor: field::le_u16(b, 10).ok_or(EINVAL)?,
+                subsystem_device: field::le_u16(b, 12).ok_or(EINVAL)?,
+                dsn: (flags & F_DSN != 0).then_some(dsn),
             })
         }
     }
 
     const _: () =
         assert!(SER_SIZE == core::mem::size_of::<kernel::bindings::vfio_pci_rs_device_ser>());
+    const _: () = assert!(F_DSN as u32 == kernel::bindings::VFIO_PCI_RS_SER_F_DSN);
 }
 
 use abi::DeviceSer;
 
 /// The KHO subtree listing the devices preserved for the next kernel, so that it holds them
-/// from boot (our own format, not upstream's): a page with a little-endian `u32` count, four
-/// reserved bytes, then `count` entries of `{u32 domain; u16 bdf; u16 reserved}`.
+/// from boot (our own format, not upstream's; `struct vfio_pci_rs_held`): a page with a
+/// little-endian `u32` count, four reserved bytes, then `count` entries of a device record
+/// ([`DeviceSer`]) followed by the `u64` handle of the file that preserved it.
 const HELD_SUBTREE: &CStr = vfio::LIVEUPDATE_HELD_SUBTREE.name();
 /// Bytes of the list's header and of each entry.
 const HELD_HDR: usize = 8;
-const HELD_ENTRY: usize = 8;
+const HELD_ENTRY: usize = abi::SER_SIZE + 8;
 /// How many devices the list holds: at most this many can be preserved at once.
 const HELD_MAX: usize = (PAGE_SIZE - HELD_HDR) / HELD_ENTRY;
+
+const _: () = assert!(HELD_HDR == core::mem::size_of::<kernel::bindings::vfio_pci_rs_held>());
+const _: () =
+    assert!(HELD_ENTRY == core::mem::size_of::<kernel::bindings::vfio_pci_rs_held_entry>());
+
+/// A device in the list of preserved devices: its record and its file's handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Held {
+    dev: DeviceSer,
+    handle: u64,
+}
+
+impl Held {
+    /// Reads entry `i` of a list page.
+    fn read(page: &[u8], i: usize) -> Result<Self> {
+        let off = HELD_HDR + i * HELD_ENTRY;
+        let e = page.get(off..off + HELD_ENTRY).ok_or(EINVAL)?;
+        Ok(Self {
+            dev: DeviceSer::read(e)?,
+            handle: kernel::kho::field::le_u64(e, abi::SER_SIZE).ok_or(EINVAL)?,
+        })
+    }
+
+    /// Writes entry `i` of a list page.
+    fn write(self, page: &mut [u8], i: usize) -> Option<()> {
+        let off = HELD_HDR + i * HELD_ENTRY;
+        let e = page.get_mut(off..off + HELD_ENTRY)?;
+        self.dev.write(e)?;
+        kernel::kho::field::put_le_u64(e, abi::SER_SIZE, self.handle)
+    }
+}
 
 /// The devices preserved for the next kernel, as published in [`HELD_SUBTREE`].
 ///
@@ -126,11 +209,11 @@ const HELD_MAX: usize = (PAGE_SIZE - HELD_HDR) / HELD_ENTRY;
 struct Outgoing {
     /// `None` if the subtree could not be published (the next kernel then holds nothing).
     subtree: Option<Subtree>,
-    devs: KVec<DeviceSer>,
+    devs: KVec<Held>,
 }
 
 impl Outgoing {
-    fn add(&mut self, dev: DeviceSer) -> Result {
+    fn add(&mut self, dev: Held) -> Result {
         if self.devs.len() >= HELD_MAX {
             return Err(ENOSPC);
         }
@@ -139,8 +222,9 @@ impl Outgoing {
         Ok(())
     }
 
-    fn remove(&mut self, dev: DeviceSer) {
-        self.devs.retain(|d| *d != dev);
+    /// Removes the entry of the file whose handle is `handle`.
+    fn remove(&mut self, handle: u64) {
+        self.devs.retain(|d| d.handle != handle);
         self.publish();
     }
 
@@ -149,14 +233,12 @@ impl Outgoing {
             return;
         };
         let page = subtree.page_mut().bytes_mut();
-        // INVARIANT: The count and every entry are rewritten from `devs` (at most `HELD_MAX`).
+        // INVARIANT: The count and every entry are rewritten from `devs` (at most `HELD_MAX`,
+        // so every entry fits in the page).
         let n = self.devs.len().min(HELD_MAX);
-        page[0..4].copy_from_slice(&(n as u32).to_le_bytes());
+        let _ = kernel::kho::field::put_le_u32(&mut page[..], 0, n as u32);
         for (i, d) in self.devs.iter().take(n).enumerate() {
-            let off = HELD_HDR + i * HELD_ENTRY;
-            if let Some(e) = page.get_mut(off..off + abi::SER_SIZE) {
-                e.copy_from_slice(&d.to_bytes());
-            }
+            let _ = d.write(&mut page[..], i);
         }
     }
 }
@@ -192,8 +274,7 @@ impl Incoming {
             return inc;
         }
         for i in 0..n {
-            let off = HELD_HDR + i * HELD_ENTRY;
-            let Some(Ok(d)) = page.get(off..off + HELD_ENTRY).map(DeviceSer::read) else {
+            let Ok(Held { dev: d, .. }) = Held::read(page, i) else {
                 continue;
             };
             if vfio::hold_incoming_pci(d.domain, d.bdf).is_ok()
@@ -209,7 +290,7 @@ impl Incoming {
     /// A file of the previous kernel's was finished; `dev` is its device if known.
     fn finished(&mut self, dev: Option<DeviceSer>) {
         if let Some(d) = dev {
-            self.held.retain(|h| *h != d);
+            self.held.retain(|h| !h.same_place(&d));
             vfio::release_incoming_pci(d.domain, d.bdf);
         }
         self.left = self.left.saturating_sub(1);
@@ -259,10 +340,9 @@ impl VfioPciHandler {
     }
 }
 
-/// An outgoing device's state: the preserved page holding its [`DeviceSer`], and the device.
+/// An outgoing device's state: the preserved page holding its [`DeviceSer`].
 struct State {
     ser: PreservedPage,
-    dev: DeviceSer,
 }
 
 impl FileHandler for VfioPciHandler {
@@ -287,30 +367,24 @@ impl FileHandler for VfioPciHandler {
     fn preserve(&self, file: &File) -> Result<(u64, State)> {
         let dev = vfio::Device::from_file(file).ok_or(EINVAL)?;
         let pdev = dev.pci().ok_or(EINVAL)?;
-        let ser = DeviceSer {
-            domain: pdev.domain_nr(),
-            bdf: pdev.dev_id(),
-        };
+        let ser = DeviceSer::of(pdev);
         let mut page = PreservedPage::new()?;
-        page.bytes_mut()[..abi::SER_SIZE].copy_from_slice(&ser.to_bytes());
+        ser.write(page.bytes_mut()).ok_or(EINVAL)?;
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
         test::corrupt_ser(&mut page);
-        self.outgoing.lock().add(ser)?;
+        self.outgoing.lock().add(Held {
+            dev: ser,
+            handle: page.phys(),
+        })?;
         dev.set_liveupdate_busy(true);
-        Ok((
-            page.phys(),
-            State {
-                ser: page,
-                dev: ser,
-            },
-        ))
+        Ok((page.phys(), State { ser: page }))
     }
 
     fn unpreserve(&self, file: &File, _data: u64, state: State) {
         if let Some(dev) = vfio::Device::from_file(file) {
             dev.set_liveupdate_busy(false);
         }
-        self.outgoing.lock().remove(state.dev);
+        self.outgoing.lock().remove(state.ser.phys());
         drop(state.ser);
     }
 
@@ -323,6 +397,8 @@ impl FileHandler for VfioPciHandler {
         Ok(())
     }
 
+    /// Opens the function the record names if a vfio-pci device drives it and it is the same
+    /// device (IDs and serial number), else fails with `ENODEV`.
     fn retrieve(&self, data: Handover) -> Result<ARef<File>> {
         // The page is freed when this returns: the device is all it names.
         let page = HandoverPage::restore(data)?;
@@ -337,6 +413,29 @@ impl FileHandler for VfioPciHandler {
             );
             return Err(ENODEV);
         };
+        let pdev = dev.pci().ok_or(ENODEV)?;
+        let now = DeviceSer::of(pdev);
+        if now != ser {
+            // After a bus renumbering another device can sit where the preserved one was.
+            pr_warn!(
+                "vfio-pci: {:04x}:{:02x}:{:02x}.{} is not the device preserved there: {:04x}:{:04x} (subsystem {:04x}:{:04x}, serial {:x}), preserved {:04x}:{:04x} (subsystem {:04x}:{:04x}, serial {:x})\n",
+                ser.domain,
+                ser.bdf >> 8,
+                (ser.bdf >> 3) & 0x1f,
+                ser.bdf & 7,
+                now.vendor,
+                now.device,
+                now.subsystem_vendor,
+                now.subsystem_device,
+                now.dsn.unwrap_or(0),
+                ser.vendor,
+                ser.device,
+                ser.subsystem_vendor,
+                ser.subsystem_device,
+                ser.dsn.unwrap_or(0)
+            );
+            return Err(ENODEV);
+        }
         if !dev.is_liveupdate_capable() {
             return Err(ENODEV);
         }
@@ -358,10 +457,7 @@ impl FileHandler for VfioPciHandler {
         let dev = match (status, file) {
             (RetrieveStatus::Retrieved, Some(f)) => vfio::Device::from_file(f)
                 .and_then(|d| d.pci())
-                .map(|p| DeviceSer {
-                    domain: p.domain_nr(),
-                    bdf: p.dev_id(),
-                }),
+                .map(DeviceSer::of),
             // A retrieve, failed or not, freed the page already.
             (RetrieveStatus::NotRetrieved, _) => match HandoverPage::restore(data) {
                 Ok(page) => DeviceSer::read(page.bytes()).ok(),
@@ -418,7 +514,8 @@ impl kernel::Module for VfioPciLuo {
 ///
 /// `/dev/vfio_luo_rs_test`, ioctl `_IO('V', 1)` `CORRUPT(mode)`: the next device preserved
 /// gets 1 a domain that does not exist (0x7fff), 2 a function that does not exist (bdf
-/// 0xffff), 3 (at freeze) a handle that names no preserved page, 4 (at freeze) a handle of 0.
+/// 0xffff), 3 (at freeze) a handle that names no preserved page, 4 (at freeze) a handle of 0,
+/// 5 another device ID (its bits flipped): the function is there, but not the device.
 #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
 mod test {
     use super::*;
@@ -439,7 +536,7 @@ mod test {
     /// The mode for the next preserved device (0: none).
     static NEXT: Atomic<u32> = Atomic::new(0);
     /// Marker written after the struct in the page of a device whose handle freeze corrupts.
-    const HANDLE_MARK: usize = 8;
+    const HANDLE_MARK: usize = abi::SER_SIZE + 8;
 
     pub(super) fn corrupt_ser(page: &mut PreservedPage) {
         let mode = NEXT.xchg(0, Relaxed);
@@ -448,6 +545,10 @@ mod test {
             1 => b[0..4].copy_from_slice(&0x7fffu32.to_le_bytes()),
             2 => b[4..6].copy_from_slice(&0xffffu16.to_le_bytes()),
             3 | 4 => b[HANDLE_MARK] = mode as u8,
+            5 => {
+                let device = u16::from_le_bytes([b[8], b[9]]) ^ 0xffff;
+                b[8..10].copy_from_slice(&device.to_le_bytes());
+            }
             _ => return,
         }
         pr_info!(
@@ -480,7 +581,7 @@ mod test {
                 return Err(ENOTTY);
             }
             let mode = u32::try_from(arg).map_err(|_| EINVAL)?;
-            if !(1..=4).contains(&mode) {
+            if !(1..=5).contains(&mode) {
                 return Err(EINVAL);
             }
             NEXT.store(mode, Relaxed);
@@ -505,13 +606,46 @@ mod tests {
     use super::abi::*;
 
     #[test]
-    fn ser_layout_is_upstreams() {
+    fn ser_layout_extends_upstreams() {
         let s = DeviceSer {
             domain: 0x1234_5678,
             bdf: 0x9abc,
+            vendor: 0x1af4,
+            device: 0x1100,
+            subsystem_vendor: 0x8086,
+            subsystem_device: 0x0001,
+            dsn: Some(0x0102_0304_0506_0708),
         };
-        assert_eq!(s.to_bytes(), [0x78, 0x56, 0x34, 0x12, 0xbc, 0x9a]);
-        assert_eq!(DeviceSer::read(&s.to_bytes()), Ok(s));
-        assert!(DeviceSer::read(&[0u8; 5]).is_err());
+        let mut b = [0u8; SER_SIZE];
+        assert!(s.write(&mut b).is_some());
+        // The posted series' "vfio-pci-v1" record first, then the device's identity.
+        assert_eq!(b[..6], [0x78, 0x56, 0x34, 0x12, 0xbc, 0x9a]);
+        assert_eq!(
+            b[6..16],
+            [0xf4, 0x1a, 0x00, 0x11, 0x86, 0x80, 0x01, 0x00, 0x01, 0x00]
+        );
+        assert_eq!(b[16..], [0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01]);
+        assert_eq!(DeviceSer::read(&b), Ok(s));
+        assert!(DeviceSer::read(&b[..SER_SIZE - 1]).is_err());
+    }
+
+    #[test]
+    fn ser_without_dsn_and_unknown_flags() {
+        let s = DeviceSer {
+            domain: 0,
+            bdf: 0x0010,
+            vendor: 0x1234,
+            device: 0x11e8,
+            subsystem_vendor: 0x1af4,
+            subsystem_device: 0x1100,
+            dsn: None,
+        };
+        let mut b = [0xffu8; SER_SIZE];
+        assert!(s.write(&mut b).is_some());
+        assert_eq!(b[14..], [0u8; 10]);
+        assert_eq!(DeviceSer::read(&b), Ok(s));
+        // A flag this kernel does not know: the record is refused.
+        b[14] = 2;
+        assert!(DeviceSer::read(&b).is_err());
     }
 }

@@ -11,6 +11,7 @@
  *   2 bdf 0xffff (no such device)               -> RETRIEVE_FD ENODEV
  *   3 handle: an address KHO did not preserve   -> RETRIEVE_FD EINVAL
  *   4 handle 0                                  -> RETRIEVE_FD EINVAL
+ *   5 another device ID (the bits flipped)      -> RETRIEVE_FD ENODEV
  *
  *   -s 1  edu devices A, B, C, D (see luo_rs_vfio.h) bound to vfio-pci and an
  *         iommufd; mode M corrupts the device that goes alone into session
@@ -23,7 +24,16 @@
  *         cannot know which device it named, so all four stay held until
  *         the last of the four files is finished, and then all open.
  *
- * KTAP per check; --list prints every case name.
+ * With luo.vfio_corrupt=boot on the kernel command line (suite vfio-boot;
+ * --list boot), what a boot makes of the list of preserved devices:
+ *
+ *   -s 1  A (bound to vfio-pci and an iommufd) goes into session
+ *         "vfio-boot-id" with mode 5: the same function, another device ID.
+ *   -s 2  A is held until its file is finished; RETRIEVE_FD fails with
+ *         ENODEV (the device at A's address is not the one preserved
+ *         there), again; FINISH succeeds and A opens.
+ *
+ * KTAP per check; --list [boot] prints every case name.
  */
 
 #include <errno.h>
@@ -36,10 +46,13 @@
 #include "luo_rs_vfio.h"
 
 #define STATE_SESSION_NAME	"luo_rs_vfio_corrupt_state"
+#define BOOT_STATE_NAME		"luo_rs_vfio_boot_state"
+#define BOOT_SESSION		"vfio-boot-id"
+#define MODE_WRONG_ID		5
 #define STATE_MEMFD_TOKEN	995
 #define TEST_DEV		"/dev/vfio_luo_rs_test"
 #define VFIO_LUO_CORRUPT	_IO('V', 1)
-#define NR_MODES		4
+#define NR_MODES		4	/* in the suite vfio-corrupt; 5 in vfio-boot */
 #define TOKEN			1
 
 static const int want_errno[NR_MODES + 1] = { 0, ENODEV, ENODEV, EINVAL, EINVAL };
@@ -243,12 +256,125 @@ static void stage_2(int fd, int state_fd)
 	ktap_exit();
 }
 
+/* ---- luo.vfio_corrupt=boot ---- */
+
+static int boot_sess = -EBADF;
+
+static int s1_boot_rig(int arg)
+{
+	return s1_corrupt_rig(arg);
+}
+
+static int s1_boot_preserve_wrong_id(int arg)
+{
+	struct edu *a = &dev[DEV_A];
+
+	if (iommufd < 0 || !ioas || test_fd < 0)
+		return fail("no iommufd, IOAS or %s (s1_boot_rig failed)", TEST_DEV);
+	if (!edu_open_bind(a, iommufd, ioas))
+		return 0;
+	boot_sess = luo_create_session(luo_fd, BOOT_SESSION);
+	if (boot_sess < 0)
+		return fail("CREATE_SESSION %s: %s", BOOT_SESSION, en(boot_sess));
+	if (ioctl(test_fd, VFIO_LUO_CORRUPT, MODE_WRONG_ID))
+		return fail("VFIO_LUO_CORRUPT %d: %s", MODE_WRONG_ID, en(errno));
+	return preserve(boot_sess, a->fd, TOKEN, "A, with another device ID");
+}
+
+static const struct vcase boot_s1_cases[] = {
+	{ "s1_boot_rig", s1_boot_rig },
+	{ "s1_boot_preserve_wrong_id", s1_boot_preserve_wrong_id },
+};
+
+static void boot_stage_1(int fd)
+{
+	luo_fd = fd;
+	create_state_file(luo_fd, BOOT_STATE_NAME, STATE_MEMFD_TOKEN, 2);
+	run_cases(boot_s1_cases, ARRAY_SIZE(boot_s1_cases));
+	close(luo_fd);
+	daemonize_and_wait();
+}
+
+/* A's handover names its address but another device ID. */
+static int s2_boot_wrong_id_enodev(int arg)
+{
+	int ok = bind_vfio_pci(edu_bdf[DEV_A]) && cdev_busy(edu_bdf[DEV_A]);
+	int fd;
+
+	boot_sess = luo_retrieve_session(luo_fd, BOOT_SESSION);
+	if (boot_sess < 0)
+		return fail("RETRIEVE_SESSION %s: %s", BOOT_SESSION, en(boot_sess));
+	fd = luo_session_retrieve_fd(boot_sess, TOKEN);
+	if (fd >= 0) {
+		close(fd);
+		return fail("RETRIEVE_FD of A with another device ID succeeded, want ENODEV");
+	}
+	if (fd != -ENODEV)
+		return fail("RETRIEVE_FD of A with another device ID: %s, want ENODEV", en(fd));
+	return ok;
+}
+
+static int s2_boot_wrong_id_sticky(int arg)
+{
+	int fd;
+
+	if (boot_sess < 0)
+		return fail("%s was not retrieved", BOOT_SESSION);
+	fd = luo_session_retrieve_fd(boot_sess, TOKEN);
+	if (fd >= 0)
+		close(fd);
+	if (fd != -ENODEV)
+		return fail("a second RETRIEVE_FD: %s, want ENODEV", en(fd < 0 ? fd : 0));
+	return 1;
+}
+
+static int s2_boot_wrong_id_finish_releases(int arg)
+{
+	int r, fd;
+
+	if (boot_sess < 0)
+		return fail("%s was not retrieved", BOOT_SESSION);
+	r = luo_session_finish(boot_sess);
+	if (r)
+		return fail("FINISH of %s: %s", BOOT_SESSION, en(r));
+	fd = cdev_open(edu_bdf[DEV_A]);
+	if (fd < 0)
+		return fail("opening A's cdev after FINISH: %s", en(fd));
+	close(fd);
+	return 1;
+}
+
+static const struct vcase boot_s2_cases[] = {
+	{ "s2_boot_wrong_id_enodev", s2_boot_wrong_id_enodev },
+	{ "s2_boot_wrong_id_sticky", s2_boot_wrong_id_sticky },
+	{ "s2_boot_wrong_id_finish_releases", s2_boot_wrong_id_finish_releases },
+};
+
+static void boot_stage_2(int fd, int state_fd)
+{
+	luo_fd = fd;
+	run_cases(boot_s2_cases, ARRAY_SIZE(boot_s2_cases));
+	luo_session_finish(state_fd);
+	ktap_exit();
+}
+
 int main(int argc, char *argv[])
 {
-	if (argc > 1 && !strcmp(argv[1], "--list")) {
+	int list = argc > 1 && !strcmp(argv[1], "--list");
+	int boot = list ? argc > 2 && !strcmp(argv[2], "boot") :
+			  cmdline_has("luo.vfio_corrupt=boot");
+
+	if (list && boot) {
+		list_cases(boot_s1_cases, ARRAY_SIZE(boot_s1_cases));
+		list_cases(boot_s2_cases, ARRAY_SIZE(boot_s2_cases));
+		return 0;
+	}
+	if (list) {
 		list_cases(s1_cases, ARRAY_SIZE(s1_cases));
 		list_cases(s2_cases, ARRAY_SIZE(s2_cases));
 		return 0;
 	}
+	if (boot)
+		return luo_test(argc, argv, BOOT_STATE_NAME, boot_stage_1, boot_stage_2);
 	return luo_test(argc, argv, STATE_SESSION_NAME, stage_1, stage_2);
 }
