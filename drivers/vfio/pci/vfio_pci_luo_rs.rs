@@ -16,7 +16,8 @@
 //! It registers through [`kernel::liveupdate::Registration`], so it works under the C LUO and
 //! the Rust LUO. A preserved device is held: opening it through its cdev or group fails with
 //! `EBUSY`, from `preserve` (or `unpreserve`) in the outgoing kernel, and in the next kernel
-//! from boot until its file is finished. Where it differs from the posted C handler:
+//! from the handler's registration at boot until its file is finished (a handler that does
+//! not register holds nothing). Where it differs from the posted C handler:
 //! - The next kernel learns which devices to hold from a list the handler publishes as a KHO
 //!   subtree of its own ([`HELD_SUBTREE`]): Linux 7.3 has no PCI live update core ("pci-v1"),
 //!   which the posted handler relies on for that. A kernel without the list (e.g. one with
@@ -28,7 +29,7 @@
 //! - A failed `freeze` leaves the devices frozen before it frozen (no `unfreeze`, as upstream):
 //!   their files get `EIO` until the device is closed.
 //!
-//! See `Documentation/core-api/liveupdate-rust.rst`.
+//! See `Documentation/core-api/liveupdate-vfio-rust.rst`.
 
 use kernel::{
     fs::File,
@@ -243,80 +244,126 @@ impl Outgoing {
     }
 }
 
-/// The devices the previous kernel preserved, held until their files are finished.
-struct Incoming {
-    /// The devices still held.
-    held: KVec<DeviceSer>,
+/// The devices the previous kernel preserved, held from the handler's registration until their
+/// files are finished: opening them through vfio fails with `EBUSY` meanwhile.
+///
+/// # Invariants
+///
+/// Every entry of `held` is held in vfio core at its location ([`vfio::hold_incoming_pci`]), no
+/// two entries share a location, and every location held through `Holds` is an entry's: each is
+/// released when its entry is removed, and all of them when `Holds` is dropped.
+struct Holds {
+    /// The devices still held, with the handles of their files.
+    held: KVec<Held>,
     /// Files of the list not finished yet: once none is left, every device still held (one
-    /// whose handover was corrupt, say) is released too.
+    /// whose file's handle was corrupt, say) is released too.
     left: usize,
 }
 
-impl Incoming {
-    /// Reads the previous kernel's list, if any, and holds its devices.
-    fn hold_listed() -> Self {
-        let mut inc = Incoming {
+impl Holds {
+    /// Nothing held.
+    const fn none() -> Self {
+        Self {
             held: KVec::new(),
             left: 0,
-        };
+        }
+    }
+
+    /// Reads the previous kernel's list, if any, and holds its devices.
+    ///
+    /// Called once the handler is registered, before userspace runs: a handler that could not
+    /// register (live update off, no memory) holds nothing, and what it holds is released when
+    /// it is dropped.
+    fn hold_listed() -> Self {
+        let mut holds = Self::none();
         let page = match IncomingPage::retrieve_subtree(&vfio::LIVEUPDATE_HELD_SUBTREE) {
             Ok((page, _)) => page,
             Err(e) => {
                 if e != ENOENT {
                     pr_warn!("vfio-pci: no list of preserved devices: {:?}\n", e);
                 }
-                return inc;
+                return holds;
             }
         };
-        let n = u32::from_le_bytes([page[0], page[1], page[2], page[3]]) as usize;
+        let n = kernel::kho::field::le_u32(&page[..], 0).map_or(0, |n| n as usize);
         if n > HELD_MAX {
             pr_warn!("vfio-pci: ignoring a list of {} preserved devices\n", n);
-            return inc;
+            return holds;
         }
         for i in 0..n {
-            let Ok(Held { dev: d, .. }) = Held::read(page, i) else {
+            let Ok(h) = Held::read(&page[..], i) else {
                 continue;
             };
-            if vfio::hold_incoming_pci(d.domain, d.bdf).is_ok()
-                && inc.held.push(d, GFP_KERNEL).is_err()
+            if holds.held.iter().any(|o| o.dev.same_place(&h.dev)) {
+                continue;
+            }
+            if holds.held.reserve(1, GFP_KERNEL).is_err()
+                || vfio::hold_incoming_pci(h.dev.domain, h.dev.bdf).is_err()
             {
-                vfio::release_incoming_pci(d.domain, d.bdf);
+                continue;
+            }
+            // INVARIANT: Held just above, at a location no other entry has; the capacity was
+            // reserved, so the push cannot fail and leave the location held without an entry.
+            if holds.held.push_within_capacity(h).is_err() {
+                vfio::release_incoming_pci(h.dev.domain, h.dev.bdf);
             }
         }
-        inc.left = n;
-        inc
+        holds.left = n;
+        holds
     }
 
-    /// A file of the previous kernel's was finished; `dev` is its device if known.
-    fn finished(&mut self, dev: Option<DeviceSer>) {
-        if let Some(d) = dev {
-            self.held.retain(|h| !h.same_place(&d));
-            vfio::release_incoming_pci(d.domain, d.bdf);
-        }
+    /// A file of the previous kernel's was finished: `handle` is its handle, `dev` its device if
+    /// known.
+    ///
+    /// The list names each device's file by its handle, so the device is released even when
+    /// the file's record is corrupt or its retrieve failed.
+    fn finished(&mut self, handle: u64, dev: Option<DeviceSer>) {
+        let named = self.held.iter().any(|h| h.handle == handle);
+        // INVARIANT: Each entry removed is released.
+        self.held.retain(|h| {
+            let done = if named {
+                h.handle == handle
+            } else {
+                dev.is_some_and(|d| h.dev.same_place(&d))
+            };
+            if done {
+                vfio::release_incoming_pci(h.dev.domain, h.dev.bdf);
+            }
+            !done
+        });
         self.left = self.left.saturating_sub(1);
         if self.left == 0 {
-            for d in self.held.drain_all() {
-                vfio::release_incoming_pci(d.domain, d.bdf);
-            }
+            self.release_all();
         }
+    }
+
+    fn release_all(&mut self) {
+        // INVARIANT: Each entry removed is released.
+        for h in self.held.drain_all() {
+            vfio::release_incoming_pci(h.dev.domain, h.dev.bdf);
+        }
+    }
+}
+
+impl Drop for Holds {
+    fn drop(&mut self) {
+        self.release_all();
     }
 }
 
 /// The handler.
 ///
 /// Locks: `outgoing` and `incoming` are leaves (only the vfio core's xarray is touched under
-/// `incoming`), taken inside LUO's callbacks, never both at once.
+/// `incoming`), taken inside LUO's callbacks and at registration, never both at once.
 struct VfioPciHandler {
     /// The devices preserved for the next kernel.
     outgoing: Pin<KBox<Mutex<Outgoing>>>,
-    /// The devices the previous kernel preserved, still held.
-    incoming: Pin<KBox<Mutex<Incoming>>>,
+    /// The devices the previous kernel preserved, still held (none until registered).
+    incoming: Pin<KBox<Mutex<Holds>>>,
 }
 
 impl VfioPciHandler {
     fn new() -> Result<Self> {
-        // The previous kernel's list first: ours replaces it under the same name.
-        let incoming = Incoming::hold_listed();
         let subtree = if kho::is_enabled() {
             PreservedPage::new()
                 .and_then(|p| Subtree::add(HELD_SUBTREE, p, PAGE_SIZE))
@@ -335,7 +382,7 @@ impl VfioPciHandler {
                 }),
                 GFP_KERNEL,
             )?,
-            incoming: KBox::pin_init(new_mutex!(incoming), GFP_KERNEL)?,
+            incoming: KBox::pin_init(new_mutex!(Holds::none()), GFP_KERNEL)?,
         })
     }
 }
@@ -471,7 +518,7 @@ impl FileHandler for VfioPciHandler {
             },
             _ => None,
         };
-        self.incoming.lock().finished(dev);
+        self.incoming.lock().finished(data.raw(), dev);
     }
 
     fn get_id(file: &File) -> usize {
@@ -492,7 +539,15 @@ impl kernel::Module for VfioPciLuo {
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
         test::init()?;
         let registration = match Registration::new(module, VfioPciHandler::new()?) {
-            Ok(r) => Some(r),
+            Ok(r) => {
+                // Only a registered handler holds the previous kernel's devices: one that is not
+                // (live update off, no memory) would never finish their files to release them.
+                if let Some(h) = r.handler() {
+                    let holds = Holds::hold_listed();
+                    *h.incoming.lock() = holds;
+                }
+                Some(r)
+            }
             // LUO is disabled on this boot.
             Err(e) if e == EOPNOTSUPP => None,
             Err(e) => {

@@ -20,9 +20,11 @@
  *   -s 2  all four bound to vfio-pci and held (EBUSY on a cdev open: the
  *         handler's list of preserved devices names them); per mode:
  *         RETRIEVE_FD fails with the mode's errno, again with the same
- *         errno, and FINISH succeeds. From a corrupt handover the handler
- *         cannot know which device it named, so all four stay held until
- *         the last of the four files is finished, and then all open.
+ *         errno, and FINISH succeeds. The list names each device's file by
+ *         its handle: A and B (modes 1 and 2, whose records are corrupt but
+ *         whose handles are not) are released when their files are
+ *         finished; C and D (corrupt handles) stay held until the last of
+ *         the four files is finished, and then all open.
  *
  * With luo.vfio_corrupt=boot on the kernel command line (suite vfio-boot;
  * --list boot), what a boot makes of the list of preserved devices:
@@ -31,7 +33,11 @@
  *         "vfio-boot-id" with mode 5: the same function, another device ID.
  *   -s 2  A is held until its file is finished; RETRIEVE_FD fails with
  *         ENODEV (the device at A's address is not the one preserved
- *         there), again; FINISH succeeds and A opens.
+ *         there), again; FINISH succeeds and A opens. Then B (bound) goes
+ *         into session "vfio-boot-off", a child holds it across the kexec,
+ *         and the next kernel is loaded with liveupdate=off.
+ *   -s 3  Live update is off, so the handler does not register: B, in the
+ *         list of preserved devices, is not held (its cdev opens).
  *
  * KTAP per check; --list [boot] prints every case name.
  */
@@ -41,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "luo_rs_vfio.h"
@@ -49,6 +56,7 @@
 #define BOOT_STATE_NAME		"luo_rs_vfio_boot_state"
 #define BOOT_SESSION		"vfio-boot-id"
 #define MODE_WRONG_ID		5
+#define OFF_SESSION		"vfio-boot-off"
 #define STATE_MEMFD_TOKEN	995
 #define TEST_DEV		"/dev/vfio_luo_rs_test"
 #define VFIO_LUO_CORRUPT	_IO('V', 1)
@@ -186,16 +194,20 @@ static int s2_corrupt_finish(int mode)
 	return 1;
 }
 
+#define ALL_EDU		((1 << NR_EDU) - 1)
+
 /*
  * The devices of the previous kernel's list are held (EBUSY on a cdev open)
- * until the files of the list are finished: with @want_busy, every one must
- * be EBUSY; else every one must open.
+ * until their files are finished: of the devices in @mask (bit i: edu i),
+ * with @want_busy every one must be EBUSY, else every one must open.
  */
-static int check_held(int want_busy)
+static int check_held(int mask, int want_busy)
 {
 	int i, fd, ok = 1;
 
 	for (i = 0; i < NR_EDU; i++) {
+		if (!(mask & (1 << i)))
+			continue;
 		why[0] = 0;
 		fd = cdev_open(edu_bdf[i]);
 		if (fd >= 0)
@@ -212,21 +224,32 @@ static int check_held(int want_busy)
 /* Held from boot, though their handovers are corrupt. */
 static int s2_corrupt_held_at_boot(int arg)
 {
-	return check_held(1);
+	return check_held(ALL_EDU, 1);
 }
 
-/* Three of the four files finished: which device a corrupt file named is not
- * known, so all stay held until the last one.
+/*
+ * Three of the four files finished. The records of modes 1 and 2 name
+ * functions that do not exist, but the list of preserved devices names each
+ * device's file by its handle: A and B are released with their files.
+ */
+static int s2_corrupt_released_by_handle(int arg)
+{
+	return check_held(1 << DEV_A | 1 << DEV_B, 0);
+}
+
+/*
+ * Mode 3's handle names no entry of the list, so which device it was is not
+ * known: C and D stay held until the last listed file is finished.
  */
 static int s2_corrupt_held_until_last_finish(int arg)
 {
-	return check_held(1);
+	return check_held(1 << DEV_C | 1 << DEV_D, 1);
 }
 
 /* All four finished: every device opens. */
 static int s2_corrupt_released_after_finish(int arg)
 {
-	return check_held(0);
+	return check_held(ALL_EDU, 0);
 }
 
 static const struct vcase s2_cases[] = {
@@ -241,6 +264,7 @@ static const struct vcase s2_cases[] = {
 	{ "s2_corrupt_retrieve_errno_3", s2_corrupt_retrieve_errno, 3 },
 	{ "s2_corrupt_sticky_3", s2_corrupt_sticky, 3 },
 	{ "s2_corrupt_finish_3", s2_corrupt_finish, 3 },
+	{ "s2_corrupt_released_by_handle", s2_corrupt_released_by_handle },
 	{ "s2_corrupt_held_until_last_finish", s2_corrupt_held_until_last_finish },
 	{ "s2_corrupt_retrieve_errno_4", s2_corrupt_retrieve_errno, 4 },
 	{ "s2_corrupt_sticky_4", s2_corrupt_sticky, 4 },
@@ -344,10 +368,68 @@ static int s2_boot_wrong_id_finish_releases(int arg)
 	return 1;
 }
 
+/*
+ * Load /kernel and /initrd.img (what init loads) for the next boot, with
+ * init's command line for it plus @extra.
+ */
+static int load_next_kernel(int next_stage, const char *extra)
+{
+	char cmd[4096], next[4200], *p, *save;
+	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC), kfd, ifd;
+	ssize_t n = fd >= 0 ? read(fd, cmd, sizeof(cmd) - 1) : -1;
+	long r;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return fail("reading /proc/cmdline: %s", en(errno));
+	cmd[n] = 0;
+	next[0] = 0;
+	for (p = strtok_r(cmd, " \n", &save); p; p = strtok_r(NULL, " \n", &save))
+		if (strncmp(p, "luo_stage=", 10))
+			snprintf(next + strlen(next), sizeof(next) - strlen(next), "%s ", p);
+	snprintf(next + strlen(next), sizeof(next) - strlen(next), "luo_stage=%d %s",
+		 next_stage, extra);
+	kfd = open("/kernel", O_RDONLY | O_CLOEXEC);
+	ifd = open("/initrd.img", O_RDONLY | O_CLOEXEC);
+	if (kfd < 0 || ifd < 0)
+		r = -1;
+	else
+		r = syscall(SYS_kexec_file_load, kfd, ifd, strlen(next) + 1, next, 0UL);
+	if (r)
+		fail("kexec_file_load with \"%s\": %s", extra, en(errno));
+	if (kfd >= 0)
+		close(kfd);
+	if (ifd >= 0)
+		close(ifd);
+	return !r;
+}
+
+static int s2_boot_preserve_for_luo_off(int arg)
+{
+	struct edu *b = &dev[DEV_B];
+	int sess;
+
+	if (!bind_vfio_pci(b->bdf))
+		return 0;
+	if (iommufd < 0)
+		iommufd = iommufd_open();
+	if (iommufd < 0 || (!ioas && !ioas_alloc(iommufd, &ioas)))
+		return 0;
+	if (!edu_open_bind(b, iommufd, ioas))
+		return 0;
+	sess = luo_create_session(luo_fd, OFF_SESSION);
+	if (sess < 0)
+		return fail("CREATE_SESSION %s: %s", OFF_SESSION, en(sess));
+	/* The child of daemonize_and_wait() keeps the session and B open. */
+	return preserve(sess, b->fd, TOKEN, "B") && load_next_kernel(3, "liveupdate=off");
+}
+
 static const struct vcase boot_s2_cases[] = {
 	{ "s2_boot_wrong_id_enodev", s2_boot_wrong_id_enodev },
 	{ "s2_boot_wrong_id_sticky", s2_boot_wrong_id_sticky },
 	{ "s2_boot_wrong_id_finish_releases", s2_boot_wrong_id_finish_releases },
+	{ "s2_boot_preserve_for_luo_off", s2_boot_preserve_for_luo_off },
 };
 
 static void boot_stage_2(int fd, int state_fd)
@@ -355,6 +437,49 @@ static void boot_stage_2(int fd, int state_fd)
 	luo_fd = fd;
 	run_cases(boot_s2_cases, ARRAY_SIZE(boot_s2_cases));
 	luo_session_finish(state_fd);
+	close(luo_fd);
+	daemonize_and_wait();
+}
+
+/* The boot after the kexec into a kernel with liveupdate=off. */
+static int s3_boot_luo_off(int arg)
+{
+	int fd;
+
+	if (!cmdline_has("liveupdate=off"))
+		return fail("no liveupdate=off on the command line");
+	fd = open("/dev/liveupdate", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		close(fd);
+		return fail("/dev/liveupdate opens: live update is on");
+	}
+	if (errno != ENOENT)
+		return fail("open /dev/liveupdate: %s, want ENOENT", en(errno));
+	return 1;
+}
+
+/* B is in the previous kernel's list, but no handler registered to finish it. */
+static int s3_boot_luo_off_not_held(int arg)
+{
+	int fd;
+
+	if (!bind_vfio_pci(edu_bdf[DEV_B]))
+		return 0;
+	fd = cdev_open(edu_bdf[DEV_B]);
+	if (fd < 0)
+		return fail("opening B's cdev with live update off: %s, want success", en(fd));
+	close(fd);
+	return 1;
+}
+
+static const struct vcase boot_s3_cases[] = {
+	{ "s3_boot_luo_off", s3_boot_luo_off },
+	{ "s3_boot_luo_off_not_held", s3_boot_luo_off_not_held },
+};
+
+static void boot_stage_3(void)
+{
+	run_cases(boot_s3_cases, ARRAY_SIZE(boot_s3_cases));
 	ktap_exit();
 }
 
@@ -367,8 +492,12 @@ int main(int argc, char *argv[])
 	if (list && boot) {
 		list_cases(boot_s1_cases, ARRAY_SIZE(boot_s1_cases));
 		list_cases(boot_s2_cases, ARRAY_SIZE(boot_s2_cases));
+		list_cases(boot_s3_cases, ARRAY_SIZE(boot_s3_cases));
 		return 0;
 	}
+	/* No /dev/liveupdate in the third boot: luo_test() would skip. */
+	if (boot && argc > 2 && !strcmp(argv[1], "-s") && !strcmp(argv[2], "3"))
+		boot_stage_3();
 	if (list) {
 		list_cases(s1_cases, ARRAY_SIZE(s1_cases));
 		list_cases(s2_cases, ARRAY_SIZE(s2_cases));
