@@ -20,7 +20,10 @@
  *         EINVAL at B's freeze, and A, frozen before it, stays frozen (EIO).
  *         B is unpreserved, C goes into session "vfio-spare", then a child
  *         holds every fd across the kexec.
- *   -s 2  A's cdev is busy until it is retrieved; the retrieved fd is a fresh
+ *   -s 2  A and C, preserved, were bound to vfio-pci when the kernel found
+ *         them, through a driver_override set before any driver could
+ *         probe them; B, not preserved, was not.
+ *         A's cdev is busy until it is retrieved; the retrieved fd is a fresh
  *         unbound cdev file (FINISH is refused while it is unbound) that binds
  *         to a new iommufd; its BAR works, and it DMAs from and to the
  *         preserved guest RAM mapped with IOMMU_IOAS_MAP_FILE; FINISH, and
@@ -481,6 +484,15 @@ static void stage_1(int fd)
 
 /* ---- stage 2 ---- */
 
+/* Before anything binds them: the kernel reserved A and C for vfio-pci. */
+static int s2_listed_bound_at_boot(int arg)
+{
+	int ok = check_binding(dev[DEV_A].bdf, "vfio-pci", "vfio-pci");
+
+	ok = check_binding(dev[DEV_C].bdf, "vfio-pci", "vfio-pci") && ok;
+	return check_binding(dev[DEV_B].bdf, "", "") && ok;
+}
+
 static int s2_incoming_cdev_busy(int arg)
 {
 	return bind_vfio_pci(dev[DEV_A].bdf) && cdev_busy(dev[DEV_A].bdf);
@@ -627,6 +639,7 @@ static int s2_unretrieved_finished(int arg)
 }
 
 static const struct vcase s2_cases[] = {
+	{ "s2_listed_bound_at_boot", s2_listed_bound_at_boot },
 	{ "s2_incoming_cdev_busy", s2_incoming_cdev_busy },
 	{ "s2_retrieve_device", s2_retrieve_device },
 	{ "s2_finish_unbound_busy", s2_finish_unbound_busy },

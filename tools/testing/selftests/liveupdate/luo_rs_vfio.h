@@ -235,6 +235,26 @@ static const char *dev_link(const char *bdf, const char *link, char *buf, size_t
 	return buf;
 }
 
+/*
+ * @bdf's driver_override and driver are @override and @driver ("" for
+ * none: the sysfs file shows "(null)" when no override is set).
+ */
+static int check_binding(const char *bdf, const char *override, const char *driver)
+{
+	char path[256], ov[64], drv[64];
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override", bdf);
+	if (!sysfs_read(path, ov, sizeof(ov)))
+		return 0;
+	if (!strcmp(ov, "(null)"))
+		ov[0] = 0;
+	dev_link(bdf, "driver", drv, sizeof(drv));
+	if (strcmp(ov, override) || strcmp(drv, driver))
+		return fail("%s: driver_override \"%s\", driver \"%s\"; want \"%s\" and \"%s\"",
+			    bdf, ov, drv, override, driver);
+	return 1;
+}
+
 /* Is @bdf an edu device? */
 static int edu_present(const char *bdf)
 {

@@ -37,7 +37,8 @@
  *         into session "vfio-boot-off", a child holds it across the kexec,
  *         and the next kernel is loaded with liveupdate=off.
  *   -s 3  Live update is off, so the handler does not register: B, in the
- *         list of preserved devices, is not held (its cdev opens).
+ *         list of preserved devices, is neither reserved for vfio-pci nor
+ *         held (its cdev opens).
  *
  * KTAP per check; --list [boot] prints every case name.
  */
@@ -458,6 +459,12 @@ static int s3_boot_luo_off(int arg)
 	return 1;
 }
 
+/* B is in the previous kernel's list, but live update is off: no driver_override. */
+static int s3_boot_luo_off_not_overridden(int arg)
+{
+	return check_binding(edu_bdf[DEV_B], "", "");
+}
+
 /* B is in the previous kernel's list, but no handler registered to finish it. */
 static int s3_boot_luo_off_not_held(int arg)
 {
@@ -474,6 +481,7 @@ static int s3_boot_luo_off_not_held(int arg)
 
 static const struct vcase boot_s3_cases[] = {
 	{ "s3_boot_luo_off", s3_boot_luo_off },
+	{ "s3_boot_luo_off_not_overridden", s3_boot_luo_off_not_overridden },
 	{ "s3_boot_luo_off_not_held", s3_boot_luo_off_not_held },
 };
 
