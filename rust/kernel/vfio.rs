@@ -82,13 +82,6 @@ impl Device {
         unsafe { bindings::vfio_pci_liveupdate_capable(self.as_raw()) }
     }
 
-    /// Whether a cdev file of the device is bound to an iommufd (`VFIO_DEVICE_BIND_IOMMUFD`).
-    pub fn cdev_bound(&self) -> bool {
-        // SAFETY: The device is registered (type invariant); the function takes
-        // `dev_set->lock`.
-        unsafe { bindings::vfio_device_cdev_bound(self.as_raw()) }
-    }
-
     /// Holds (`true`) or releases the device for a live update: while held, opening it through
     /// its cdev or its group fails with `EBUSY`; files already open are not affected.
     pub fn set_liveupdate_busy(&self, busy: bool) {
@@ -125,6 +118,15 @@ impl Device {
         // which the `Registered` now owns.
         NonNull::new(raw).map(Registered)
     }
+}
+
+/// Whether `file` is a vfio device file opened through its device's cdev and bound to an iommufd
+/// (`VFIO_DEVICE_BIND_IOMMUFD`): `file` itself, whatever other files of the device are. A bound
+/// file stays bound until it is released.
+pub fn file_cdev_bound(file: &File) -> bool {
+    // SAFETY: `file` is a valid file; the function reads its private data only once it has
+    // checked that it is a vfio device file.
+    unsafe { bindings::vfio_file_cdev_bound(file.as_ptr()) }
 }
 
 /// What [`Device::find_pci`] looks for.

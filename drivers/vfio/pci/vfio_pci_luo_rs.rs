@@ -22,10 +22,10 @@
 //!   subtree of its own ([`HELD_SUBTREE`]): Linux 7.3 has no PCI live update core ("pci-v1"),
 //!   which the posted handler relies on for that. A kernel without the list (e.g. one with
 //!   the posted handler) retrieves the devices all the same, but does not hold them.
-//! - `can_finish` refuses only a retrieved file that userspace still holds without having
-//!   bound it to an iommufd. A device that userspace never retrieved (LUO retrieves it to
-//!   finish it) or whose retrieve failed does not keep its session from finishing; the posted
-//!   handler refuses both, and such a session could never be finished.
+//! - `can_finish` refuses only a retrieved file that is not bound to an iommufd (userspace can
+//!   retrieve it again and bind it). A device that userspace never retrieved or whose
+//!   retrieve failed does not keep its session from finishing; the posted handler refuses
+//!   both, and such a session could never be finished.
 //! - A failed `freeze` leaves the devices frozen before it frozen (no `unfreeze`, as upstream):
 //!   their files get `EIO` until the device is closed.
 //!
@@ -399,8 +399,9 @@ impl FileHandler for VfioPciHandler {
         abi::COMPATIBLE
     }
 
-    /// A vfio-pci device file opened through the cdev and bound to an iommufd; not a device of
-    /// a variant driver, not an Intel display device, not a virtual function.
+    /// A vfio-pci device file opened through the cdev and itself bound to an iommufd (not
+    /// another cdev file of a device that some other file bound); not a device of a variant
+    /// driver, not an Intel display device, not a virtual function.
     fn can_preserve(&self, file: &File) -> bool {
         let Some(dev) = vfio::Device::from_file(file) else {
             return false;
@@ -408,7 +409,7 @@ impl FileHandler for VfioPciHandler {
         let Some(pdev) = dev.pci() else {
             return false;
         };
-        dev.is_liveupdate_capable() && !pdev.is_virtfn() && dev.cdev_bound()
+        dev.is_liveupdate_capable() && !pdev.is_virtfn() && vfio::file_cdev_bound(file)
     }
 
     fn preserve(&self, file: &File) -> Result<(u64, State)> {
@@ -489,13 +490,13 @@ impl FileHandler for VfioPciHandler {
         dev.open_cdev()
     }
 
+    /// A retrieved file must itself be bound to an iommufd: then vfio lets no other file bind
+    /// the device, and releasing the hold gives it to no one else. One that is not can be
+    /// retrieved again (the same file) and bound. Files never retrieved, or whose retrieve
+    /// failed, do not keep their session from finishing.
     fn can_finish(&self, file: Option<&File>, _data: Handover, status: RetrieveStatus) -> bool {
         match (status, file) {
-            // LUO holds one reference to the retrieved file: anything beyond it is userspace's,
-            // which must have taken the device (bound it to an iommufd) first.
-            (RetrieveStatus::Retrieved, Some(f)) if f.count() > 1 => {
-                vfio::Device::from_file(f).is_some_and(|d| d.cdev_bound())
-            }
+            (RetrieveStatus::Retrieved, Some(f)) => vfio::file_cdev_bound(f),
             _ => true,
         }
     }

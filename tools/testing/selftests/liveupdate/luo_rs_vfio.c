@@ -12,19 +12,21 @@
  *         /sys/kernel/notes) names the handler's private "vfio-pci-rs-v1",
  *         not the posted series' "vfio-pci-v1".
  *         A is bound to vfio-pci and an iommufd and does a DMA round trip;
- *         a device fd from the vfio group, an unbound cdev fd and non-vfio
- *         fds are refused (in a scratch session, closed before the others
- *         are created); A and a 64 MiB guest RAM memfd (DMA-mapped in A's
+ *         a device fd from the vfio group, an unbound cdev fd, a second
+ *         (unbound) cdev fd of bound A and non-vfio fds are refused (in a
+ *         scratch session, closed before the others are created); A and a 64 MiB guest RAM memfd (DMA-mapped in A's
  *         IOAS) go into session "vfio-dev"; A's cdev is then busy. B with
  *         INTx enabled goes into session "vfio-irq": reboot(KEXEC) fails with
- *         EINVAL at B's freeze, and A, frozen before it, stays frozen (EIO).
+ *         EINVAL at B's freeze, and A, frozen before it, stays frozen (EIO;
+ *         a fault on its BAR mapping gets SIGBUS).
  *         B is unpreserved, C goes into session "vfio-spare", then a child
  *         holds every fd across the kexec.
  *   -s 2  A and C, preserved, were bound to vfio-pci when the kernel found
  *         them, through a driver_override set before any driver could
  *         probe them; B, not preserved, was not.
  *         A's cdev is busy until it is retrieved; the retrieved fd is a fresh
- *         unbound cdev file (FINISH is refused while it is unbound) that binds
+ *         unbound cdev file (FINISH is refused while it is unbound, even
+ *         once its fd is closed; retrieved again, it is the same file) that binds
  *         to a new iommufd; its BAR works, and it DMAs from and to the
  *         preserved guest RAM mapped with IOMMU_IOAS_MAP_FILE; FINISH, and
  *         the device still works. "vfio-spare" is finished without
@@ -291,6 +293,23 @@ static int s1_refuse_unbound_cdev(int arg)
 				"a cdev fd not bound to an iommufd");
 }
 
+/* The file itself must be bound: a second cdev fd of a bound device is not. */
+static int s1_refuse_second_unbound_cdev(int arg)
+{
+	struct edu *a = &dev[DEV_A];
+	int fd, ok;
+
+	if (a->fd < 0 || !a->ioas)
+		return fail("A is not open and bound (s1_rig failed)");
+	fd = cdev_open(a->bdf);
+	if (fd < 0)
+		return fail("opening A's cdev a second time: %s", en(fd));
+	ok = preserve_refused(refuse_session(), fd, TOKEN_REFUSED + 4,
+			      "a second, unbound cdev fd of a bound device");
+	close(fd);
+	return ok;
+}
+
 static int s1_refuse_non_vfio_fd(int arg)
 {
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC), ok;
@@ -421,6 +440,41 @@ static int s1_frozen_fd_eio(int arg)
 	return 1;
 }
 
+static sigjmp_buf bar_jmp;
+
+static void bar_fault(int sig)
+{
+	siglongjmp(bar_jmp, sig);
+}
+
+/*
+ * A's BAR0, mapped before the freeze: the freeze zapped the mapping and
+ * turned memory decoding off in the virtual config space too, so the fault
+ * gets SIGBUS instead of mapping the BAR again.
+ */
+static int s1_frozen_bar_sigbus(int arg)
+{
+	struct sigaction sa = { .sa_handler = bar_fault }, old;
+	struct edu *a = &dev[DEV_A];
+	volatile uint32_t v = 0;
+	int sig;
+
+	if (!rebooted)
+		return fail("no failed reboot(KEXEC) happened, so A was never frozen");
+	if (!a->bar)
+		return fail("A's BAR0 was not mapped (s1_rig failed)");
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &old);
+	sig = sigsetjmp(bar_jmp, 1);
+	if (!sig)
+		v = rd32(a, EDU_REG_ID);
+	sigaction(SIGBUS, &old, NULL);
+	if (sig != SIGBUS)
+		return fail("reading A's mapped BAR0 after the freeze: %s (%#x), want SIGBUS",
+			    sig ? strsignal(sig) : "no fault", v);
+	return 1;
+}
+
 static int s1_luo_usable_after_failed_reboot(int arg)
 {
 	struct vfio_irq_set off = {
@@ -464,11 +518,13 @@ static const struct vcase s1_cases[] = {
 	{ "s1_rig", s1_rig },
 	{ "s1_refuse_group_fd", s1_refuse_group_fd },
 	{ "s1_refuse_unbound_cdev", s1_refuse_unbound_cdev },
+	{ "s1_refuse_second_unbound_cdev", s1_refuse_second_unbound_cdev },
 	{ "s1_refuse_non_vfio_fd", s1_refuse_non_vfio_fd },
 	{ "s1_preserve_device", s1_preserve_device },
 	{ "s1_preserved_cdev_busy", s1_preserved_cdev_busy },
 	{ "s1_irq_freeze_fails_reboot", s1_irq_freeze_fails_reboot },
 	{ "s1_frozen_fd_eio", s1_frozen_fd_eio },
+	{ "s1_frozen_bar_sigbus", s1_frozen_bar_sigbus },
 	{ "s1_luo_usable_after_failed_reboot", s1_luo_usable_after_failed_reboot },
 };
 
@@ -531,6 +587,35 @@ static int s2_finish_unbound_busy(int arg)
 	if (r != -EBUSY)
 		return fail("FINISH with A retrieved but unbound: %s, want EBUSY", en(r));
 	return 1;
+}
+
+/*
+ * Without the fd, the retrieved file is still unbound: FINISH is refused.
+ * RETRIEVE_FD again gives the same file, still unbound.
+ */
+static int s2_finish_refused_after_unbound_close(int arg)
+{
+	struct edu *a = &dev[DEV_A];
+	struct vfio_device_info info;
+	int r, ok = 1;
+
+	if (a->fd < 0)
+		return fail("A was not retrieved (not calling FINISH)");
+	close(a->fd);
+	a->fd = -1;
+	r = luo_session_finish(sess_dev);
+	if (r != -EBUSY)
+		ok = fail("FINISH with A retrieved, unbound and closed: %s, want EBUSY", en(r));
+	a->fd = luo_session_retrieve_fd(sess_dev, TOKEN_DEV);
+	if (a->fd < 0) {
+		fail("RETRIEVE_FD of A again: %s", en(a->fd));
+		a->fd = -1;
+		return 0;
+	}
+	r = vfio_device_info(a->fd, &info);
+	if (r != -EINVAL)
+		return fail("GET_INFO on A retrieved again: %s, want EINVAL (still unbound)", en(r));
+	return ok;
 }
 
 /* The start of @bdf's BAR0 as sysfs says. */
@@ -643,6 +728,7 @@ static const struct vcase s2_cases[] = {
 	{ "s2_incoming_cdev_busy", s2_incoming_cdev_busy },
 	{ "s2_retrieve_device", s2_retrieve_device },
 	{ "s2_finish_unbound_busy", s2_finish_unbound_busy },
+	{ "s2_finish_refused_after_unbound_close", s2_finish_refused_after_unbound_close },
 	{ "s2_bind_new_iommufd", s2_bind_new_iommufd },
 	{ "s2_bar_id_liveness", s2_bar_id_liveness },
 	{ "s2_dma_guest_ram", s2_dma_guest_ram },
