@@ -76,7 +76,8 @@ impl Device {
     }
 
     /// Whether a live update may preserve the device: it is driven by vfio-pci itself (not a
-    /// variant driver, whose device state would be lost), and is not an Intel display device.
+    /// variant driver, whose device state would be lost), is not an Intel display device, and
+    /// is not being unbound or removed.
     pub fn is_liveupdate_capable(&self) -> bool {
         // SAFETY: The device is registered (type invariant); the function reads its ops.
         unsafe { bindings::vfio_pci_liveupdate_capable(self.as_raw()) }
@@ -91,9 +92,11 @@ impl Device {
     }
 
     /// Quiesces the device for the reboot into the next kernel (see
-    /// `vfio_pci_core_liveupdate_freeze`): `EINVAL` if it has an interrupt enabled or is not in
-    /// D0, else it is reset and every access through its open files fails with `EIO` until it
-    /// is closed. Only for devices that are [capable](Device::is_liveupdate_capable).
+    /// `vfio_pci_core_liveupdate_freeze`): `EBUSY` if it is being unbound or removed, `EINVAL`
+    /// if it has an interrupt enabled or is not in D0, the reset's error if its reset failed;
+    /// else it is reset and every access through its open files fails with `EIO` (a fault on a
+    /// BAR mapping with `SIGBUS`) until it is closed. Only for devices that are
+    /// [capable](Device::is_liveupdate_capable).
     pub fn liveupdate_freeze(&self) -> Result {
         if !self.is_liveupdate_capable() {
             return Err(EINVAL);

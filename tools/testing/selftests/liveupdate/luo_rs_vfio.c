@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * A vfio-pci device across a live update, the way a VMM keeps a passthrough
- * device: the LUO file handler "vfio-pci-rs-v1" preserves a vfio cdev fd that is
- * bound to an iommufd, freezes the device at reboot(KEXEC), and hands a fresh
- * cdev file for it to the next kernel, next to the guest's RAM (a memfd) in
- * the same session. The devices are QEMU edu devices (see luo_rs_vfio.h) at
- * 00:02.0 (A), 00:03.0 (B), 00:04.0 (C) and 00:05.0 (D, for
- * luo_rs_vfio_corrupt only), in a q35 VM with an emulated Intel IOMMU.
+ * device: the LUO file handler "vfio-pci-rs-v1" preserves a vfio cdev fd
+ * that is bound to an iommufd, freezes the device at reboot(KEXEC), and hands
+ * a fresh cdev file for it to the next kernel, next to the guest's RAM (a
+ * memfd) in the same session. The devices are QEMU edu devices (see luo_rs_vfio.h) at
+ * 00:02.0 (A), 00:03.0 (B), 00:04.0 (C) and 00:05.0 (D), in a q35 VM with
+ * an emulated Intel IOMMU.
  *
  *   -s 1  The kernel's table of accepted handover formats (the "LUO" note in
  *         /sys/kernel/notes) names the handler's private "vfio-pci-rs-v1",
@@ -14,11 +14,17 @@
  *         A is bound to vfio-pci and an iommufd and does a DMA round trip;
  *         a device fd from the vfio group, an unbound cdev fd, a second
  *         (unbound) cdev fd of bound A and non-vfio fds are refused (in a
- *         scratch session, closed before the others are created); A and a 64 MiB guest RAM memfd (DMA-mapped in A's
- *         IOAS) go into session "vfio-dev"; A's cdev is then busy. B with
+ *         scratch session, closed before the others are created); A and a
+ *         64 MiB guest RAM memfd (DMA-mapped in A's IOAS) go into session
+ *         "vfio-dev"; A's cdev is then busy. D, then C with INTx enabled, go
+ *         into session "vfio-remove"; a child writes 1 to D's sysfs remove
+ *         file, which waits for D's files to close: reboot(KEXEC) fails with
+ *         EBUSY at D's freeze (not EINVAL at C's, nor a kexec that hangs in
+ *         device_shutdown), and closing the session and the fds lets the
+ *         removal finish; A, frozen by that reboot, stays frozen. B with
  *         INTx enabled goes into session "vfio-irq": reboot(KEXEC) fails with
- *         EINVAL at B's freeze, and A, frozen before it, stays frozen (EIO;
- *         a fault on its BAR mapping gets SIGBUS).
+ *         EINVAL at B's freeze, and A stays frozen (EIO; a fault on its BAR
+ *         mapping gets SIGBUS).
  *         B is unpreserved, C goes into session "vfio-spare", then a child
  *         holds every fd across the kexec.
  *   -s 2  A and C, preserved, were bound to vfio-pci when the kernel found
@@ -26,8 +32,8 @@
  *         probe them; B, not preserved, was not.
  *         A's cdev is busy until it is retrieved; the retrieved fd is a fresh
  *         unbound cdev file (FINISH is refused while it is unbound, even
- *         once its fd is closed; retrieved again, it is the same file) that binds
- *         to a new iommufd; its BAR works, and it DMAs from and to the
+ *         once its fd is closed; retrieved again, it is the same file) that
+ *         binds to a new iommufd; its BAR works, and it DMAs from and to the
  *         preserved guest RAM mapped with IOMMU_IOAS_MAP_FILE; FINISH, and
  *         the device still works. "vfio-spare" is finished without
  *         retrieving C, whose cdev then opens normally.
@@ -45,6 +51,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/reboot.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +61,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "luo_rs_vfio.h"
@@ -65,6 +73,9 @@
 #define TOKEN_RAM		2	/* the guest RAM memfd, session vfio-dev */
 #define TOKEN_IRQ		3	/* B, session vfio-irq */
 #define TOKEN_SPARE		4	/* C, session vfio-spare */
+#define TOKEN_REMOVE		5	/* D, session vfio-remove */
+#define TOKEN_REMOVE_GUARD	6	/* C with INTx, session vfio-remove */
+#define REMOVE_WAIT_MS		60000
 #define TOKEN_REFUSED		100	/* fds that must be refused */
 
 /* s1_rig's DMA buffer: anonymous memory, IOMMU_IOAS_MAP'd. */
@@ -86,6 +97,8 @@ static __u32 ioas;
 static struct edu dev[NR_EDU] = { EDU_INIT(0), EDU_INIT(1), EDU_INIT(2), EDU_INIT(3) };
 static int sess_dev = -EBADF, sess_irq = -EBADF, sess_spare = -EBADF, sess_refuse = -EBADF;
 static int ram_fd = -1, irq_efd = -1, rebooted;
+static int sess_remove = -EBADF, req_efd = -1, guard_efd = -1;
+static pid_t remover = -1;
 
 /* The iommufd and the IOAS every device of a stage is attached to. */
 static int need_ioas(void)
@@ -361,11 +374,122 @@ static int s1_preserved_cdev_busy(int arg)
 	return cdev_busy(dev[DEV_A].bdf);
 }
 
+/* Make @efd the trigger of @e's interrupt @index (VFIO_DEVICE_SET_IRQS). */
+static int set_irq_eventfd(struct edu *e, unsigned int index, int efd)
+{
+	struct {
+		struct vfio_irq_set s;
+		__s32 fd;
+	} irq = { { .argsz = sizeof(irq), .index = index, .count = 1,
+		    .flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER }, efd };
+
+	if (efd < 0)
+		return fail("eventfd: %s", en(errno));
+	if (ioctl(e->fd, VFIO_DEVICE_SET_IRQS, &irq))
+		return fail("%s: VFIO_DEVICE_SET_IRQS index %u with an eventfd: %s", e->bdf, index,
+			    en(errno));
+	return 1;
+}
+
 static int image_loaded(void)
 {
 	char v[8];
 
 	return sysfs_read("/sys/kernel/kexec_loaded", v, sizeof(v)) && !strcmp(v, "1");
+}
+
+/*
+ * D is preserved while a child removes it (sysfs remove waits, in vfio, for
+ * D's files to close): the reboot must fail at D's freeze with EBUSY. C,
+ * preserved after D with INTx enabled, fails the reboot with EINVAL if D's
+ * freeze does not, so that a kernel without the check fails this case
+ * instead of kexecing into a hang in device_shutdown().
+ */
+static int s1_remove_fails_freeze(int arg)
+{
+	struct edu *c = &dev[DEV_C], *d = &dev[DEV_D];
+	struct pollfd pfd;
+	char path[128];
+	long r;
+
+	if (!need_ioas() || !edu_open_bind(d, iommufd, ioas))
+		return 0;
+	/* vfio signals it when the removal asks for D back. */
+	req_efd = eventfd(0, EFD_CLOEXEC);
+	if (!set_irq_eventfd(d, VFIO_PCI_REQ_IRQ_INDEX, req_efd))
+		return 0;
+	if (!edu_open_bind(c, iommufd, ioas))
+		return 0;
+	guard_efd = eventfd(0, EFD_CLOEXEC);
+	if (!set_irq_eventfd(c, VFIO_PCI_INTX_IRQ_INDEX, guard_efd))
+		return 0;
+	sess_remove = luo_create_session(luo_fd, "vfio-remove");
+	if (sess_remove < 0)
+		return fail("CREATE_SESSION vfio-remove: %s", en(sess_remove));
+	if (!preserve(sess_remove, d->fd, TOKEN_REMOVE, "D") ||
+	    !preserve(sess_remove, c->fd, TOKEN_REMOVE_GUARD, "C with INTx enabled"))
+		return 0;
+	if (!image_loaded())
+		return fail("no kexec image loaded: reboot(KEXEC) would fail before any freeze");
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/remove", d->bdf);
+	remover = fork();
+	if (remover < 0)
+		return fail("fork: %s", en(errno));
+	if (!remover) {
+		/* Only the parent may hold D's files, or the removal never ends. */
+		syscall(SYS_close_range, 3U, ~0U, 0U);
+		_exit(sysfs_write(path, "1") ? 0 : 1);
+	}
+	pfd = (struct pollfd){ .fd = req_efd, .events = POLLIN };
+	if (poll(&pfd, 1, REMOVE_WAIT_MS) != 1)
+		return fail("no device request from the removal of %s within %d ms", d->bdf,
+			    REMOVE_WAIT_MS);
+
+	r = syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
+		    LINUX_REBOOT_CMD_KEXEC, NULL);
+	if (r != -1 || errno != EBUSY)
+		return fail("reboot(KEXEC) with the removal of %s pending returned %ld (%s), want -1 (EBUSY)",
+			    d->bdf, r, r ? en(errno) : "no error");
+	return 1;
+}
+
+/* Unpreserved and closed, D is let go: the removal ends, D is gone. */
+static int s1_remove_completes_after_unpreserve(int arg)
+{
+	struct edu *c = &dev[DEV_C], *d = &dev[DEV_D];
+	char path[128];
+	int status = 0, ms;
+	pid_t w = 0;
+
+	if (sess_remove >= 0)
+		close(sess_remove);
+	sess_remove = -EBADF;
+	if (c->fd >= 0)
+		close(c->fd);
+	*c = (struct edu)EDU_INIT(DEV_C);
+	if (d->fd >= 0)
+		close(d->fd);
+	*d = (struct edu)EDU_INIT(DEV_D);
+	if (req_efd >= 0)
+		close(req_efd);
+	if (guard_efd >= 0)
+		close(guard_efd);
+	req_efd = guard_efd = -1;
+	if (remover <= 0)
+		return fail("no removal was started");
+	for (ms = 0; ms < REMOVE_WAIT_MS && !(w = waitpid(remover, &status, WNOHANG)); ms += 10)
+		usleep(10000);
+	if (w != remover)
+		return fail("the removal of %s did not end within %d ms of closing its files",
+			    edu_bdf[DEV_D], REMOVE_WAIT_MS);
+	remover = -1;
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		return fail("writing 1 to %s's remove file failed", edu_bdf[DEV_D]);
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", edu_bdf[DEV_D]);
+	if (!access(path, F_OK))
+		return fail("%s is still there after its removal", edu_bdf[DEV_D]);
+	return 1;
 }
 
 static int s1_irq_freeze_fails_reboot(int arg)
@@ -522,6 +646,8 @@ static const struct vcase s1_cases[] = {
 	{ "s1_refuse_non_vfio_fd", s1_refuse_non_vfio_fd },
 	{ "s1_preserve_device", s1_preserve_device },
 	{ "s1_preserved_cdev_busy", s1_preserved_cdev_busy },
+	{ "s1_remove_fails_freeze", s1_remove_fails_freeze },
+	{ "s1_remove_completes_after_unpreserve", s1_remove_completes_after_unpreserve },
 	{ "s1_irq_freeze_fails_reboot", s1_irq_freeze_fails_reboot },
 	{ "s1_frozen_fd_eio", s1_frozen_fd_eio },
 	{ "s1_frozen_bar_sigbus", s1_frozen_bar_sigbus },
