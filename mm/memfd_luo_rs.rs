@@ -569,7 +569,7 @@ impl FileHandler for MemfdHandler {
             lock.set_frozen(false);
             // Cleared by `unfreeze` after a failed reboot already; this keeps the file usable
             // whatever the order of LUO's calls.
-            lock.stop_new_folios(false);
+            memfd.stop_new_folios(false);
             // Unpreserve and unpin under the lock, as the C handler does.
             drop(state);
             drop(lock);
@@ -580,25 +580,24 @@ impl FileHandler for MemfdHandler {
         // The position and the seals may have changed since preserve, and holes may have been
         // written; nothing else can.
         let memfd = Memfd::from_shmem(file).ok_or(EINVAL)?;
-        let lock = lock_for_freeze(&memfd)?;
         // From here on a write or fault into a hole fails (EPERM, SIGBUS) instead of landing in
         // a folio that the walk below would miss and the kexec would lose. Writes into pages
         // that exist still land in preserved memory.
-        lock.stop_new_folios(true);
-        let r = Self::freeze_locked(&memfd, &lock, state);
+        memfd.stop_new_folios(true);
+        let r = lock_for_freeze(&memfd).and_then(|lock| Self::freeze_locked(&memfd, &lock, state));
         if r.is_err() {
             // LUO calls `unfreeze` only for the files frozen before this one.
-            lock.stop_new_folios(false);
+            memfd.stop_new_folios(false);
         }
         r
     }
 
     fn unfreeze(&self, file: &File, _data: u64, _state: &mut State) {
         // The reboot failed: the VMM runs on, and may write into holes again (they are
-        // preserved at the next freeze). The lock is taken without a bound: this is not the
-        // reboot path, and the writers the flag refused no longer hold it.
+        // preserved at the next freeze). No lock: this runs on the reboot path, which a writer
+        // holding the inode lock must not hang.
         if let Some(memfd) = Memfd::from_shmem(file) {
-            memfd.lock().stop_new_folios(false);
+            memfd.stop_new_folios(false);
         }
     }
 

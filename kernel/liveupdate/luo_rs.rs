@@ -30,8 +30,10 @@
 //! No lock is held while copying to or from userspace. Handlers and FLBs are called with no
 //! LUO-wide mutex held: only `state` for reading (for writing in `freeze`/`unfreeze`: as in
 //! the C LUO, the reboot path excludes every other LUO operation), `registry` for reading in
-//! `can_preserve` and the FLB `preserve` of PRESERVE_FD (as in the C LUO), and for FLB ops
-//! that FLB's own lock. So a handler or FLB op must not register, unregister, link or unlink
+//! `can_preserve`, `get_id` and the FLB `preserve` of PRESERVE_FD (and the FLB `unpreserve`
+//! when that fails), and in the FLB `retrieve`/`finish` that a file's FINISH may cause, as
+//! the C LUO holds its register rwsem there (`luo_flb_file_preserve()`,
+//! `luo_flb_file_finish()`), and for FLB ops that FLB's own lock. So a handler or FLB op must not register, unregister, link or unlink
 //! handlers or FLBs (in either LUO, that deadlocks).
 
 use kernel::{

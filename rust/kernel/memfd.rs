@@ -157,6 +157,19 @@ impl<'a> Memfd<'a> {
         }
     }
 
+    /// Refuses every new folio (or allows them again): while refused, a write into a hole fails
+    /// with `EPERM` and a fault on one raises `SIGBUS`; pages that exist can still be read and
+    /// written (`shmem_stop_new_folios`). Needs no lock.
+    ///
+    /// Once this returns with `stop` set, [`MemfdLock::present_pages`] and
+    /// [`MemfdLock::pin_present_folios`] see every page the file will ever have until it is
+    /// allowed again: a walk after this is the last one a handover needs.
+    pub fn stop_new_folios(&self, stop: bool) {
+        // SAFETY: `file` is a shmem file (type invariant), so its inode is a valid shmem inode;
+        // the function changes the flag with atomic bit operations and needs no lock.
+        unsafe { bindings::shmem_stop_new_folios(self.inode(), stop) };
+    }
+
     /// Takes the inode lock if it is free (`inode_trylock`), or returns `None`.
     pub fn try_lock(&self) -> Option<MemfdLock<'a>> {
         // SAFETY: The inode is valid while `file` is; if taken, it is unlocked by
@@ -209,19 +222,6 @@ impl MemfdLock<'_> {
         // SAFETY: The inode lock is held (type invariant), as `shmem_freeze` requires, and
         // `memfd` is a shmem file.
         unsafe { bindings::shmem_freeze(self.memfd.inode(), frozen) };
-    }
-
-    /// Refuses every new folio (or allows them again): while refused, a write into a hole fails
-    /// with `EPERM` and a fault on one raises `SIGBUS`; pages that exist can still be read and
-    /// written (`shmem_stop_new_folios`).
-    ///
-    /// Once this returns with `stop` set, [`MemfdLock::present_pages`] and
-    /// [`MemfdLock::pin_present_folios`] see every page the file will ever have until it is
-    /// allowed again: a walk after this is the last one a handover needs.
-    pub fn stop_new_folios(&self, stop: bool) {
-        // SAFETY: The inode lock is held (type invariant), as `shmem_stop_new_folios` requires,
-        // and `memfd` is a shmem file.
-        unsafe { bindings::shmem_stop_new_folios(self.memfd.inode(), stop) };
     }
 
     /// Pins every folio that exists in the file, in index order, and hands each to `f` with
@@ -567,12 +567,7 @@ impl NewMemfd {
     /// `EINVAL` if the folio does not start within the size or `index` is not aligned to the
     /// folio's size; `EEXIST` if the range is already populated; `ENOMEM`/`ENOSPC` from
     /// charging and accounting. On error the folio is freed.
-    pub fn insert_folio(
-        &mut self,
-        folio: IncomingFolio,
-        index: usize,
-        uptodate: bool,
-    ) -> Result {
+    pub fn insert_folio(&mut self, folio: IncomingFolio, index: usize, uptodate: bool) -> Result {
         let nr = folio.nr_pages();
         let size_pages = (self.size() as u64).div_ceil(PAGE_SIZE as u64);
         // The folio's last index must not overflow.

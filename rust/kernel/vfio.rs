@@ -96,12 +96,16 @@ impl Device {
     /// if it has an interrupt enabled or is not in D0, the reset's error if its reset failed;
     /// else it is reset and every access through its open files fails with `EIO` (a fault on a
     /// BAR mapping with `SIGBUS`) until it is closed. Only for devices that are
-    /// [capable](Device::is_liveupdate_capable).
+    /// [capable](Device::is_liveupdate_capable) when preserved; `EINVAL` for a device that is
+    /// not vfio-pci's own.
     pub fn liveupdate_freeze(&self) -> Result {
-        if !self.is_liveupdate_capable() {
+        // Not `is_liveupdate_capable`, which is false for a device being removed: that one gets
+        // `EBUSY` from the freeze itself.
+        // SAFETY: The device is registered (type invariant); the function reads its ops.
+        if !unsafe { bindings::vfio_pci_is_vfio_pci(self.as_raw()) } {
             return Err(EINVAL);
         }
-        // SAFETY: A capable device is a vfio-pci device, embedded in a
+        // SAFETY: The device is vfio-pci's own (just checked), so it is embedded in a
         // `struct vfio_pci_core_device` as its `vdev` member; it is registered (type invariant).
         let vdev =
             unsafe { crate::container_of!(self.as_raw(), bindings::vfio_pci_core_device, vdev) };

@@ -67,7 +67,7 @@ module! {
 /// The "vfio-pci-rs-v1" handover format (`include/linux/kho/abi/vfio_pci_rs.h`).
 mod abi {
     use kernel::{
-        kho::field,
+        kho::bytes,
         pci,
         prelude::*, //
     };
@@ -122,31 +122,31 @@ mod abi {
         /// on x86_64); `None` if `b` is too short.
         pub(super) fn write(self, b: &mut [u8]) -> Option<()> {
             let flags = if self.dsn.is_some() { F_DSN } else { 0 };
-            field::put_le_u32(b, 0, self.domain)?;
-            field::put_le_u16(b, 4, self.bdf)?;
-            field::put_le_u16(b, 6, self.vendor)?;
-            field::put_le_u16(b, 8, self.device)?;
-            field::put_le_u16(b, 10, self.subsystem_vendor)?;
-            field::put_le_u16(b, 12, self.subsystem_device)?;
-            field::put_le_u16(b, 14, flags)?;
-            field::put_le_u64(b, 16, self.dsn.unwrap_or(0))
+            bytes::put_le_u32(b, 0, self.domain)?;
+            bytes::put_le_u16(b, 4, self.bdf)?;
+            bytes::put_le_u16(b, 6, self.vendor)?;
+            bytes::put_le_u16(b, 8, self.device)?;
+            bytes::put_le_u16(b, 10, self.subsystem_vendor)?;
+            bytes::put_le_u16(b, 12, self.subsystem_device)?;
+            bytes::put_le_u16(b, 14, flags)?;
+            bytes::put_le_u64(b, 16, self.dsn.unwrap_or(0))
         }
 
         /// Reads the record from the start of `b`: `EINVAL` if `b` is too short or a flag this
         /// kernel does not know is set.
         pub(super) fn read(b: &[u8]) -> Result<Self> {
-            let flags = field::le_u16(b, 14).ok_or(EINVAL)?;
+            let flags = bytes::le_u16(b, 14).ok_or(EINVAL)?;
             if flags & !F_DSN != 0 {
                 return Err(EINVAL);
             }
-            let dsn = field::le_u64(b, 16).ok_or(EINVAL)?;
+            let dsn = bytes::le_u64(b, 16).ok_or(EINVAL)?;
             Ok(Self {
-                domain: field::le_u32(b, 0).ok_or(EINVAL)?,
-                bdf: field::le_u16(b, 4).ok_or(EINVAL)?,
-                vendor: field::le_u16(b, 6).ok_or(EINVAL)?,
-                device: field::le_u16(b, 8).ok_or(EINVAL)?,
-                subsystem_vendor: field::le_u16(b, 10).ok_or(EINVAL)?,
-                subsystem_device: field::le_u16(b, 12).ok_or(EINVAL)?,
+                domain: bytes::le_u32(b, 0).ok_or(EINVAL)?,
+                bdf: bytes::le_u16(b, 4).ok_or(EINVAL)?,
+                vendor: bytes::le_u16(b, 6).ok_or(EINVAL)?,
+                device: bytes::le_u16(b, 8).ok_or(EINVAL)?,
+                subsystem_vendor: bytes::le_u16(b, 10).ok_or(EINVAL)?,
+                subsystem_device: bytes::le_u16(b, 12).ok_or(EINVAL)?,
                 dsn: (flags & F_DSN != 0).then_some(dsn),
             })
         }
@@ -188,7 +188,7 @@ impl Held {
         let e = page.get(off..off + HELD_ENTRY).ok_or(EINVAL)?;
         Ok(Self {
             dev: DeviceSer::read(e)?,
-            handle: kernel::kho::field::le_u64(e, abi::SER_SIZE).ok_or(EINVAL)?,
+            handle: kernel::kho::bytes::le_u64(e, abi::SER_SIZE).ok_or(EINVAL)?,
         })
     }
 
@@ -197,7 +197,7 @@ impl Held {
         let off = HELD_HDR + i * HELD_ENTRY;
         let e = page.get_mut(off..off + HELD_ENTRY)?;
         self.dev.write(e)?;
-        kernel::kho::field::put_le_u64(e, abi::SER_SIZE, self.handle)
+        kernel::kho::bytes::put_le_u64(e, abi::SER_SIZE, self.handle)
     }
 }
 
@@ -237,7 +237,7 @@ impl Outgoing {
         // INVARIANT: The count and every entry are rewritten from `devs` (at most `HELD_MAX`,
         // so every entry fits in the page).
         let n = self.devs.len().min(HELD_MAX);
-        let _ = kernel::kho::field::put_le_u32(&mut page[..], 0, n as u32);
+        let _ = kernel::kho::bytes::put_le_u32(&mut page[..], 0, n as u32);
         for (i, d) in self.devs.iter().take(n).enumerate() {
             let _ = d.write(&mut page[..], i);
         }
@@ -285,7 +285,7 @@ impl Holds {
                 return holds;
             }
         };
-        let n = kernel::kho::field::le_u32(&page[..], 0).map_or(0, |n| n as usize);
+        let n = kernel::kho::bytes::le_u32(&page[..], 0).map_or(0, |n| n as usize);
         if n > HELD_MAX {
             pr_warn!("vfio-pci: ignoring a list of {} preserved devices\n", n);
             return holds;

@@ -300,6 +300,9 @@ static void stage_1(void)
 /* The loader of stage 2: loads and unloads the module until told to stop. */
 static atomic_int stop_loader;
 
+/* Load/unload cycles the loader completed (a load, then an unload attempt). */
+static atomic_int loader_cycles;
+
 static void *loader(void *arg)
 {
 	int *bad_r = arg;
@@ -311,6 +314,7 @@ static void *loader(void *arg)
 			*bad_r = r;
 			break;
 		}
+		atomic_fetch_add(&loader_cycles, 1);
 		r = unload();
 		if (r && r != -EWOULDBLOCK) {
 			*bad_r = r;
@@ -352,21 +356,34 @@ static void read_drops(void)
 static void stage_2(void)
 {
 	int loader_r = 0, kept = 0, gone = 0, mismatch = 0, busy = 0, bad_finish = 0;
-	int sessions[NR_SESSIONS], pin, m, fp, l, u;
+	int sessions[NR_SESSIONS], pin, m, fp, l, u, before, after;
 	char why[160] = "";
 	pthread_t th;
 
 	printf("1..4\n");
 	pthread_create(&th, NULL, loader, &loader_r);
-	usleep(100 * 1000);
+	/*
+	 * Open only once the loader is cycling (the first finit_module of a
+	 * KASAN kernel under an emulator can take long), and stop it only after
+	 * it has cycled again, so that the open really races load and unload.
+	 */
+	for (int ms = 0; ms < 20000 && atomic_load(&loader_cycles) < 2 && !loader_r; ms++)
+		usleep(1000);
+	before = atomic_load(&loader_cycles);
 	luo_fd = luo_open_device();
 	if (luo_fd < 0)
 		luo_fd = -errno;
-	usleep(100 * 1000);
+	for (int ms = 0; ms < 20000 && atomic_load(&loader_cycles) < before + 2 && !loader_r; ms++)
+		usleep(1000);
 	atomic_store(&stop_loader, 1);
 	pthread_join(th, NULL);
-	result("s2_first_open_succeeds", luo_fd >= 0 && !loader_r,
-	       "first open %s, loader %s", res(luo_fd), res(loader_r));
+	after = atomic_load(&loader_cycles);
+	printf("# first_open_succeeds: %d load/unload cycles before the open, %d after\n", before,
+	       after - before);
+	result("s2_first_open_succeeds", luo_fd >= 0 && !loader_r && before >= 2 &&
+	       after >= before + 2,
+	       "first open %s, loader %s, %d cycles before the open and %d after (want 2 each)",
+	       res(luo_fd), res(loader_r), before, after - before);
 	if (luo_fd < 0)
 		exit(1);
 
