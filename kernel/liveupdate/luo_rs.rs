@@ -33,8 +33,8 @@
 //! `can_preserve`, `get_id` and the FLB `preserve` of PRESERVE_FD (and the FLB `unpreserve`
 //! when that fails), and in the FLB `retrieve`/`finish` that a file's FINISH may cause, as
 //! the C LUO holds its register rwsem there (`luo_flb_file_preserve()`,
-//! `luo_flb_file_finish()`), and for FLB ops that FLB's own lock. So a handler or FLB op must not register, unregister, link or unlink
-//! handlers or FLBs (in either LUO, that deadlocks).
+//! `luo_flb_file_finish()`), and for FLB ops that FLB's own lock. So a handler or FLB op must
+//! not register, unregister, link or unlink handlers or FLBs (in either LUO, that deadlocks).
 
 use kernel::{
     kho,

@@ -935,12 +935,13 @@ static int page_dirty(int fd, size_t off)
 {
 	uint64_t ent = 0, flags = 0;
 	int pm, kf, ret = -1;
-	volatile char *m;
+	char *m;
 
 	m = mmap(NULL, psz(), PROT_READ, MAP_SHARED, fd, off);
 	if (m == MAP_FAILED)
 		return fail("mmap: %s", strerror(errno));
-	(void)m[0];
+	/* Fault the page in (a read the compiler cannot drop). */
+	(void)__atomic_load_n(m, __ATOMIC_RELAXED);
 	pm = open("/proc/self/pagemap", O_RDONLY);
 	kf = open("/proc/kpageflags", O_RDONLY);
 	if (pm < 0 || kf < 0) {
@@ -957,7 +958,7 @@ static int page_dirty(int fd, size_t off)
 		close(pm);
 	if (kf >= 0)
 		close(kf);
-	munmap((void *)m, psz());
+	munmap(m, psz());
 	return ret;
 }
 

@@ -580,7 +580,8 @@ static int s1_frozen_bar_sigbus(int arg)
 {
 	struct sigaction sa = { .sa_handler = bar_fault }, old;
 	struct edu *a = &dev[DEV_A];
-	volatile uint32_t v = 0;
+	/* Static, not automatic: it is read after the siglongjmp(). */
+	static uint32_t v;
 	int sig;
 
 	if (!rebooted)
