@@ -4,7 +4,8 @@
 #                               every test (or the suites named, globs allowed);
 #                               ends with "N passed, M failed"
 #   make quick                  lint, KUnit and the single-boot suites on rust
-#   make lint                   rustfmt, clippy, checkpatch, shellcheck, cargo
+#   make lint                   rustfmt, clippy, kho's compile-fail tests, checkpatch,
+#                               shellcheck, cargo
 #   make demo [SIZE=256M] [LUO=rust|c] [VFIO=1]
 #                               a live update in QEMU, shown step by step
 #                               (VFIO=1: with a passthrough PCI device; LUO=rust)

@@ -27,7 +27,7 @@
 # Usage: lint.sh [CHECK...]   (default: all of them, in the order above)
 . "$(dirname "$0")/lib.sh"
 
-CHECKS="rustfmtcheck clippy checkpatch shellcheck cargo-fmt cargo-clippy suites-doc"
+CHECKS="rustfmtcheck clippy trust-api checkpatch shellcheck cargo-fmt cargo-clippy suites-doc"
 LINT_OBJ=$(obj_dir lint)
 LINT_BASE=rust
 WS=$REPO/tools/liveupdate
@@ -237,6 +237,55 @@ lint_cargo-clippy() {
 		echo "$found"
 	fi
 	return 1
+}
+
+# The trust boundary of kernel::kho (issue 22, item 3), as compile-fail
+# tests: safe code cannot claim a KHO subtree by a name of its choosing,
+# declare a subtree name without `unsafe`, or turn a word of a handover page
+# or array into a Handover. Each snippet is type-checked against the lint
+# build's kernel crate with the command line kbuild used for the memfd
+# handler, and must fail with its error code. A control snippet that does the
+# same through the declared, unsafe way must pass, so that a broken command
+# line fails this check instead of passing it.
+trust_api_snippets=(
+	'control::// SAFETY: a test name, used by nothing.
+const NAME: SubtreeName = unsafe { SubtreeName::new(c"trust-api") };
+pub fn f() -> Result { IncomingPage::retrieve_subtree(&NAME).map(|_| ()) }'
+	'E0308::pub fn f() -> Result { IncomingPage::retrieve_subtree(c"LUO").map(|_| ()) }'
+	'E0133::pub const NAME: SubtreeName = SubtreeName::new(c"LUO");'
+	'E0599::pub fn f(p: &HandoverPage) { let _ = p.vmalloc_at(0); }'
+	'E0599::pub fn f(p: &HandoverPage) { let _ = p.handover_at(0); }'
+)
+lint_trust-api() {
+	local log=$1 cmd tmp i want body out bad=0
+	lint_obj >> "$log" 2>&1 || { tail -n 1 "$log"; return 1; }
+	[ -f "$LINT_OBJ/rust/libkernel.rmeta" ] ||
+		kmake lint CLIPPY=1 vmlinux >> "$log" 2>&1 || { echo "the kernel build failed"; return 1; }
+	cmd=$(sed -n 's/^savedcmd_[^ ]* := //p' "$LINT_OBJ/mm/.memfd_luo_rs.o.cmd")
+	cmd=${cmd%%;*}
+	tmp=$(mktemp -d)
+	# shellcheck disable=SC2064 # $tmp is fixed now
+	trap "rm -rf '$tmp'" RETURN
+	cmd=$(sed -e 's# --emit=[^ ]*##g' -e "s# --out-dir [^ ]*# --out-dir $tmp#" \
+		-e "s# [^ ]*/mm/memfd_luo_rs\.rs# SNIPPET#" <<< "$cmd")
+	for i in "${!trust_api_snippets[@]}"; do
+		want=${trust_api_snippets[$i]%%::*}
+		body=${trust_api_snippets[$i]#*::}
+		printf '%s\n%s\n' "use kernel::{kho::{HandoverPage, IncomingPage, SubtreeName}, prelude::*};" \
+			"$body" > "$tmp/trust_api_$i.rs"
+		out=$(cd "$LINT_OBJ" && RUSTC_BOOTSTRAP=1 bash -c \
+			"${cmd/SNIPPET/$tmp/trust_api_$i.rs} --cap-lints=allow --emit=metadata" 2>&1)
+		echo "== snippet $i, want $want: $body" >> "$log"
+		echo "$out" >> "$log"
+		if [ "$want" = control ]; then
+			! grep -q '^error' <<< "$out" ||
+				{ echo "the control snippet does not build"; bad=1; }
+		elif ! grep -q "^error\[$want\]" <<< "$out"; then
+			echo "snippet $i built or failed otherwise, want error[$want]: $body"
+			bad=1
+		fi
+	done
+	return $bad
 }
 
 lint_suites-doc() {
