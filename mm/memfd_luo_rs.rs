@@ -338,14 +338,26 @@ impl MemfdHandler {
         })
     }
 
-    /// The last look at a preserved memfd before the kexec, with its inode lock held and new
-    /// folios refused: the folios added since `preserve`, the position and the seals.
-    fn freeze_locked(memfd: &Memfd<'_>, lock: &MemfdLock<'_>, state: &mut State) -> Result {
-        let seals = lock.seals()?;
+    /// The last look at a preserved memfd before the kexec, with new folios refused: the
+    /// folios added since `preserve`, the position and the seals.
+    fn freeze_stopped(memfd: &Memfd<'_>, state: &mut State) -> Result {
+        // Seals are only ever added, each `F_ADD_SEALS` with one store under the inode lock, so
+        // they are read without it: this sees every seal added before the reboot, and the lock
+        // would not make it more exact (a seal added just after the unlock would be lost too).
+        let seals = memfd.seals();
         if seals & !abi::ALL_SEALS != 0 {
             return Err(EOPNOTSUPP);
         }
-        preserve_new_folios(lock, state)?;
+        // Preserved folios are pinned (never swapped out) and the frozen mapping cannot lose a
+        // page, so the file holds more pages (resident or swapped out) only if some were added
+        // since `preserve`. New folios are refused now, so the count is exact, and the common
+        // case, nothing added, needs neither the inode lock nor a walk: at the reboot every
+        // memfd comes here, and the lock round trip was a tenth of the reboot path at 10,000
+        // files (`luo_rs_bench`, mode `files`, under `-icount shift=0`: 4.44 to 4.06 million
+        // guest instructions).
+        if memfd.present_pages() > state.pages {
+            preserve_new_folios(&lock_for_freeze(memfd)?, state)?;
+        }
         let pos = memfd.pos() as u64;
         let b = state.ser.bytes_mut();
         // In range: the page holds the whole header.
@@ -459,16 +471,8 @@ fn merge_by_index<'a>(
 /// guest memory touched for the first time), so that no write is lost. The C handler has
 /// no holes left after `preserve`, so it never needs this.
 ///
-/// Linear in the number of folios; nothing happens when no page was added. On error the
-/// state is unchanged.
+/// Linear in the number of folios. On error the state is unchanged.
 fn preserve_new_folios(lock: &MemfdLock<'_>, state: &mut State) -> Result {
-    // Preserved folios are pinned (never swapped out) and the frozen mapping cannot lose a
-    // page, so the file holds more pages (resident or swapped out) only if some were added.
-    // New folios are refused (`stop_new_folios`), so the count is exact: the common case,
-    // nothing added, needs no walk.
-    if lock.present_pages() <= state.pages {
-        return Ok(());
-    }
     let mut added = KVVec::<PreservedFolio<PinnedFolio>>::new();
     let old = &state.folios;
     lock.pin_present_folios(|folio, _| {
@@ -584,7 +588,7 @@ impl FileHandler for MemfdHandler {
         // a folio that the walk below would miss and the kexec would lose. Writes into pages
         // that exist still land in preserved memory.
         memfd.stop_new_folios(true);
-        let r = lock_for_freeze(&memfd).and_then(|lock| Self::freeze_locked(&memfd, &lock, state));
+        let r = Self::freeze_stopped(&memfd, state);
         if r.is_err() {
             // LUO calls `unfreeze` only for the files frozen before this one.
             memfd.stop_new_folios(false);

@@ -230,8 +230,7 @@ impl Registry {
     /// unregistered. The handler is the same `struct liveupdate_file_handler`, as in the C LUO,
     /// whose FLB list belongs to that struct.
     pub(crate) fn current(&self, entry: &Handler) -> Option<&Arc<Handler>> {
-        let raw = entry.ops.as_raw();
-        self.handlers.iter().find(|h| h.ops.as_raw() == raw)
+        self.handlers.get(self.index(entry.ops.as_raw())?)
     }
 
     /// The handler with the given compatible string (for files from the previous kernel). As

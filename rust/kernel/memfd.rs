@@ -470,8 +470,7 @@ impl Drop for PinnedFolio {
 ///
 /// `file` is a memfd created by `memfd_alloc_file`; `added` pages were inserted into its page
 /// cache by [`NewMemfd::insert_folio`] and not yet accounted with
-/// `shmem_account_restored_pages`; `size`
-/// is its `i_size`.
+/// `shmem_account_restored_pages`; `size` is its `i_size`.
 pub struct NewMemfd {
     file: Option<ARef<File>>,
     added: c_long,
