@@ -6,7 +6,10 @@
 
 use crate::{
     enabled,
-    flb::FlbState,
+    flb::{
+        FlbPin,
+        FlbState, //
+    },
     luo,
     registered::RegisteredHandler, //
 };
@@ -103,8 +106,11 @@ pub unsafe extern "C" fn liveupdate_unregister_file_handler(
 ///
 /// # Safety
 ///
-/// `fh` must be a valid handler; `flb` must be a valid FLB that lives for the rest of the
-/// kernel's life.
+/// `fh` must be a valid handler; `flb` must be a valid FLB that stays valid, with its ops
+/// unchanged, until it is unregistered from every handler and, after that, for as long as
+/// LUO holds a reference on its owner module (while it is preserved, or retrieved and not
+/// finished): a static FLB of built-in code, or of a loadable module that unregisters it
+/// before it goes.
 #[export]
 pub unsafe extern "C" fn liveupdate_register_flb(
     fh: *mut bindings::liveupdate_file_handler,
@@ -114,10 +120,13 @@ pub unsafe extern "C" fn liveupdate_register_flb(
         return EOPNOTSUPP.to_errno();
     }
     let res = luo().and_then(|l| {
-        // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of
-        // the kernel's life, as `FlbStates::get` requires.
-        let state = unsafe { l.flb_states.lock().get(flb) }?;
-        l.registry.write().link_flb(fh, state)
+        // The registry first: `flb_states` is the innermost LUO lock (see the lock order in
+        // `luo_rs.rs`). The pin keeps the state in `flb_states` until it is linked.
+        let mut reg = l.registry.write();
+        // SAFETY: `flb` is valid while it is linked, pinned, or holds a module reference (the
+        // caller's guarantee), as `FlbStates::pin` requires.
+        let pin = unsafe { l.flb_states.lock().pin(flb) }?;
+        reg.link_flb(fh, &pin)
     });
     match res {
         Ok(()) => 0,
@@ -125,11 +134,12 @@ pub unsafe extern "C" fn liveupdate_register_flb(
     }
 }
 
-/// Unlinks an FLB from a handler.
+/// Unlinks an FLB from a handler. Once it is unlinked from every handler, and neither
+/// preserved nor retrieved and unfinished, LUO keeps nothing that points to it.
 ///
 /// # Safety
 ///
-/// `fh` and `flb` must be valid pointers; `flb` must live for the rest of the kernel's life.
+/// `fh` and `flb` must be valid pointers, `flb` as for [`liveupdate_register_flb`].
 #[export]
 pub unsafe extern "C" fn liveupdate_unregister_flb(
     fh: *mut bindings::liveupdate_file_handler,
@@ -139,46 +149,41 @@ pub unsafe extern "C" fn liveupdate_unregister_flb(
         return;
     }
     if let Ok(l) = luo() {
-        // A statement of its own, as in `liveupdate_register_flb`: the guard of `flb_states`
-        // is dropped at its end. `flb_states` is the innermost LUO lock (see the lock order in
-        // `luo_rs.rs`): FLB ops call the FLB API with their FLB's lock held, which the reboot
-        // path takes under the registry lock, so taking the registry lock under `flb_states`
-        // could deadlock.
-        // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of
-        // the kernel's life, as `FlbStates::get` requires.
-        let state = unsafe { l.flb_states.lock().get(flb) };
-        let res = state.and_then(|state| l.registry.write().unlink_flb(fh, &state));
+        // As in `liveupdate_register_flb`: the registry, then `flb_states`.
+        let mut reg = l.registry.write();
+        // SAFETY: As in `liveupdate_register_flb`.
+        let pin = unsafe { l.flb_states.lock().pin(flb) };
+        let res = pin.and_then(|pin| reg.unlink_flb(fh, &pin));
         if let Err(e) = res {
             pr_err!("cannot unregister an FLB: {:?}\n", e);
         }
     }
 }
 
-/// Looks up the FLB's state, creating it on first use.
+/// Looks up the FLB's state, creating it if it has none, pinned for the duration of a call.
 ///
 /// # Safety
 ///
-/// `flb` must be a valid FLB that lives for the rest of the kernel's life.
-unsafe fn flb_state(flb: *mut bindings::liveupdate_flb) -> Result<kernel::sync::Arc<FlbState>> {
+/// `flb` must be a valid FLB, as for [`liveupdate_register_flb`].
+unsafe fn flb_state(flb: *mut bindings::liveupdate_flb) -> Result<FlbPin> {
     let l = luo()?;
-    // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of the
-    // kernel's life, as `FlbStates::get` requires.
-    unsafe { l.flb_states.lock().get(flb) }
+    // SAFETY: `flb` is valid while it is linked, pinned, or holds a module reference (the
+    // caller's guarantee), as `FlbStates::pin` requires.
+    unsafe { l.flb_states.lock().pin(flb) }
 }
 
 /// Takes a reference to an FLB object with `get` and stores the object in `*objp`.
 ///
 /// # Safety
 ///
-/// `flb` must be a valid FLB that lives for the rest of the kernel's life; `objp` must be
-/// valid for writes.
+/// `flb` must be a valid FLB, as for [`liveupdate_register_flb`]; `objp` must be valid for
+/// writes.
 unsafe fn flb_get(
     flb: *mut bindings::liveupdate_flb,
     objp: *mut *mut c_void,
     get: fn(&FlbState) -> Result<usize>,
 ) -> c_int {
-    // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of the
-    // kernel\'s life (and, for a get, that `objp` is valid for writes).
+    // SAFETY: `flb` is a valid FLB (the caller's guarantee).
     match unsafe { flb_state(flb) }.and_then(|s| get(&s)) {
         Ok(obj) => {
             // SAFETY: `objp` is valid for writes by the caller's guarantee.
@@ -193,8 +198,8 @@ unsafe fn flb_get(
 ///
 /// # Safety
 ///
-/// `flb` must be a valid FLB that lives for the rest of the kernel's life; `objp` must be
-/// valid for writes.
+/// `flb` must be a valid FLB, as for [`liveupdate_register_flb`]; `objp` must be valid for
+/// writes.
 #[export]
 pub unsafe extern "C" fn liveupdate_flb_get_incoming(
     flb: *mut bindings::liveupdate_flb,
@@ -203,8 +208,7 @@ pub unsafe extern "C" fn liveupdate_flb_get_incoming(
     if !enabled() {
         return EOPNOTSUPP.to_errno();
     }
-    // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of the
-    // kernel\'s life (and, for a get, that `objp` is valid for writes).
+    // SAFETY: `flb` is a valid FLB and `objp` valid for writes (the caller's guarantee).
     unsafe { flb_get(flb, objp, FlbState::get_incoming) }
 }
 
@@ -212,14 +216,13 @@ pub unsafe extern "C" fn liveupdate_flb_get_incoming(
 ///
 /// # Safety
 ///
-/// `flb` must be a valid FLB that lives for the rest of the kernel's life.
+/// `flb` must be a valid FLB, as for [`liveupdate_register_flb`].
 #[export]
 pub unsafe extern "C" fn liveupdate_flb_put_incoming(flb: *mut bindings::liveupdate_flb) {
     if !enabled() {
         return;
     }
-    // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of the
-    // kernel\'s life (and, for a get, that `objp` is valid for writes).
+    // SAFETY: `flb` is a valid FLB (the caller's guarantee).
     if let Ok(s) = unsafe { flb_state(flb) } {
         s.put_incoming();
     }
@@ -229,8 +232,8 @@ pub unsafe extern "C" fn liveupdate_flb_put_incoming(flb: *mut bindings::liveupd
 ///
 /// # Safety
 ///
-/// `flb` must be a valid FLB that lives for the rest of the kernel's life; `objp` must be
-/// valid for writes.
+/// `flb` must be a valid FLB, as for [`liveupdate_register_flb`]; `objp` must be valid for
+/// writes.
 #[export]
 pub unsafe extern "C" fn liveupdate_flb_get_outgoing(
     flb: *mut bindings::liveupdate_flb,
@@ -239,8 +242,7 @@ pub unsafe extern "C" fn liveupdate_flb_get_outgoing(
     if !enabled() {
         return EOPNOTSUPP.to_errno();
     }
-    // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of the
-    // kernel\'s life (and, for a get, that `objp` is valid for writes).
+    // SAFETY: `flb` is a valid FLB and `objp` valid for writes (the caller's guarantee).
     unsafe { flb_get(flb, objp, FlbState::get_outgoing) }
 }
 
@@ -248,14 +250,13 @@ pub unsafe extern "C" fn liveupdate_flb_get_outgoing(
 ///
 /// # Safety
 ///
-/// `flb` must be a valid FLB that lives for the rest of the kernel's life.
+/// `flb` must be a valid FLB, as for [`liveupdate_register_flb`].
 #[export]
 pub unsafe extern "C" fn liveupdate_flb_put_outgoing(flb: *mut bindings::liveupdate_flb) {
     if !enabled() {
         return;
     }
-    // SAFETY: The caller guarantees that `flb` is a valid FLB that lives for the rest of the
-    // kernel\'s life (and, for a get, that `objp` is valid for writes).
+    // SAFETY: `flb` is a valid FLB (the caller's guarantee).
     if let Ok(s) = unsafe { flb_state(flb) } {
         s.put_outgoing();
     }

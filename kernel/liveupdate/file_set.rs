@@ -76,6 +76,43 @@ impl LuoFile {
     }
 }
 
+impl LuoFile {
+    /// Finishes an incoming file: the handler's `finish`, then the FLB puts.
+    fn finish(self, luo: &Luo) {
+        self.handler
+            .ops
+            .finish(self.file.as_deref(), self.data, self.retrieve);
+        {
+            // As `luo_flb_file_finish()`: the registry held for reading across the puts.
+            let reg = luo.registry.read();
+            if let Some(h) = reg.current(&self.handler) {
+                for flb in h.flbs.iter().rev() {
+                    flb.put_incoming();
+                }
+            }
+        }
+        if let (true, Some(file)) = (self.id_claimed, self.file.as_deref()) {
+            luo.release_id(self.handler.ops.get_id(file));
+        }
+        // As the C LUO: LUO's reference on the file, then the module reference.
+        let LuoFile { file, owner, .. } = self;
+        drop(file);
+        drop(owner);
+    }
+
+    /// Finishes a file of a session dropped at boot, as a file that is never retrieved is
+    /// finished (`can_finish` asked first: a file its handler cannot finish is only dropped).
+    pub(crate) fn finish_dropped(self, luo: &Luo) {
+        if self
+            .handler
+            .ops
+            .can_finish(None, self.data, RetrieveStatus::NotRetrieved)
+        {
+            self.finish(luo);
+        }
+    }
+}
+
 /// What PRESERVE_FD takes before the handler's `preserve`, once it holds a reference on the
 /// handler's module: the file's id (system-wide, `EBUSY` if taken) and a reference on each FLB
 /// linked to the handler, in link order. Dropped, it gives back what it took, in reverse order;
@@ -422,23 +459,7 @@ impl FileSet {
         // INVARIANT: As in `unpreserve_all`: the index in one go, then every file.
         self.tokens = TokenIndex::new();
         while let Some(f) = self.files.pop() {
-            f.handler.ops.finish(f.file.as_deref(), f.data, f.retrieve);
-            {
-                // As `luo_flb_file_finish()`: the registry held for reading across the puts.
-                let reg = luo.registry.read();
-                if let Some(h) = reg.current(&f.handler) {
-                    for flb in h.flbs.iter().rev() {
-                        flb.put_incoming();
-                    }
-                }
-            }
-            if let (true, Some(file)) = (f.id_claimed, f.file.as_deref()) {
-                luo.release_id(f.handler.ops.get_id(file));
-            }
-            // As the C LUO: LUO's reference on the file, then the module reference.
-            let LuoFile { file, owner, .. } = f;
-            drop(file);
-            drop(owner);
+            f.finish(luo);
         }
         self.files = KVVec::new();
         Ok(())

@@ -49,7 +49,12 @@ use kernel::{
         SubtreeName, //
     },
     prelude::*,
-    rbtree::RBTree, //
+    rbtree::RBTree,
+    sync::atomic::{
+        Atomic,
+        Full,
+        Release, //
+    }, //
 };
 
 /// This kernel's handover root: `struct luo_ser` and the FLB page.
@@ -120,6 +125,8 @@ impl Luo {
                 session.name.write_padded(name);
             }
             put_u64(e, session_ser::FILES, pa);
+            #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+            let count = crate::test_handler::corrupt_count(&session.name, count);
             put_u64(e, session_ser::COUNT, count);
             done += 1;
         }
@@ -189,6 +196,26 @@ pub(crate) struct InFlb {
     pub(crate) compat: [u8; abi::FLB_COMPAT_LEN],
     pub(crate) data: u64,
     pub(crate) count: u64,
+    /// 0 until an FLB takes the entry to retrieve it, then 1, or the negative errno of a
+    /// failed `retrieve`: the entry is retrieved at most once per boot.
+    pub(crate) taken: Atomic<i32>,
+}
+
+impl InFlb {
+    /// Takes the entry to retrieve it: `ENODATA` if it was retrieved already, the error of
+    /// that `retrieve` if it failed.
+    pub(crate) fn take(&self) -> Result<&Self> {
+        match self.taken.cmpxchg(0, 1, Full) {
+            Ok(_) => Ok(self),
+            Err(e) if e < 0 => Err(Error::from_errno(e)),
+            Err(_) => Err(ENODATA),
+        }
+    }
+
+    /// The `retrieve` of a taken entry failed with `e`: later takes get `e`.
+    pub(crate) fn failed(&self, e: Error) {
+        self.taken.store(e.to_errno(), Release);
+    }
 }
 
 /// What the previous kernel handed over.
@@ -196,6 +223,9 @@ pub(crate) struct InFlb {
 pub(crate) struct Incoming {
     pub(crate) liveupdate_num: u64,
     pub(crate) sessions: KVVec<InSession>,
+    /// Files of the sessions that were dropped, to be finished (not retrieved) by their
+    /// handlers: a corrupt session is given up on, but what its files hold is given back.
+    pub(crate) dropped: KVVec<InFile>,
     /// `None` if there was no usable FLB table.
     pub(crate) flbs: Option<KVVec<InFlb>>,
 }
@@ -246,7 +276,7 @@ pub(crate) fn read_incoming() -> Incoming {
     let sessions_pa = IncomingPhys(get_u64(b, luo_ser::SESSIONS_PA));
     let flbs_pa = IncomingPhys(get_u64(b, luo_ser::FLBS_PA));
 
-    if let Err(e) = read_sessions(sessions_pa, &mut inc.sessions) {
+    if let Err(e) = read_sessions(sessions_pa, &mut inc.sessions, &mut inc.dropped) {
         pr_warn!(
             "session list is unusable ({}): kept the {} sessions read before\n",
             e,
@@ -260,33 +290,39 @@ pub(crate) fn read_incoming() -> Incoming {
     inc
 }
 
-fn read_sessions(head: IncomingPhys, out: &mut KVVec<InSession>) -> ParseResult {
+fn read_sessions(
+    head: IncomingPhys,
+    out: &mut KVVec<InSession>,
+    dropped: &mut KVVec<InFile>,
+) -> ParseResult {
     if head.0 == 0 {
         return Ok(());
     }
     let mut names: RBTree<Name, ()> = RBTree::new();
     read_chain(head, SESSION_SER_SIZE, |e| {
         let raw: [u8; NAME_LEN] = bytes::get(e, 0).ok_or(ParseError::Corrupt("short entry"))?;
+        let files_pa = IncomingPhys(get_u64(e, session_ser::FILES));
+        let count = get_u64(e, session_ser::COUNT);
+        // The files are read whatever the name: those of a dropped session are finished.
+        let mut files = KVVec::new();
+        let read = match read_files(files_pa, count, &mut files) {
+            // Out of memory: the rest of the list cannot be kept either.
+            Err(ParseError::NoMemory) => return Err(ParseError::NoMemory),
+            r => r,
+        };
         let Ok(name) = Name::new(&raw) else {
             pr_warn!("dropped a session: its name is empty or not NUL-terminated\n");
-            return Ok(());
+            return drop_files(files, dropped);
         };
         let shown = kernel::str::BStr::from_bytes(name.as_bytes());
         if names.get(&name).is_some() {
             pr_warn!("dropped session [{}]: duplicate name\n", shown);
-            return Ok(());
+            return drop_files(files, dropped);
         }
-        let files_pa = IncomingPhys(get_u64(e, session_ser::FILES));
-        let count = get_u64(e, session_ser::COUNT);
-        let files = match read_files(files_pa, count) {
-            Ok(f) => f,
-            // Out of memory: the rest of the list cannot be kept either.
-            Err(ParseError::NoMemory) => return Err(ParseError::NoMemory),
-            Err(why) => {
-                pr_warn!("dropped session [{}]: {}\n", shown, why);
-                return Ok(());
-            }
-        };
+        if let Err(why) = read {
+            pr_warn!("dropped session [{}]: {}\n", shown, why);
+            return drop_files(files, dropped);
+        }
         names.try_create_and_insert(name, (), GFP_KERNEL)?;
         out.push(InSession { name, files }, GFP_KERNEL)?;
         Ok(())
@@ -294,11 +330,23 @@ fn read_sessions(head: IncomingPhys, out: &mut KVVec<InSession>) -> ParseResult 
     Ok(())
 }
 
-fn read_files(head: IncomingPhys, count: u64) -> ParseResult<KVVec<InFile>> {
-    let mut files = KVVec::new();
+/// Keeps the files of a dropped session (those read before its file list went bad, if it
+/// did), for LUO to finish once their handlers are registered.
+fn drop_files(files: KVVec<InFile>, dropped: &mut KVVec<InFile>) -> ParseResult {
+    dropped.reserve(files.len(), GFP_KERNEL)?;
+    for f in files.into_iter() {
+        // Cannot fail: reserved above.
+        dropped.push(f, GFP_KERNEL)?;
+    }
+    Ok(())
+}
+
+/// Reads a session's file list into `files`. On failure, `files` holds the files read
+/// before the list went bad (each with a valid handler name and a token of its own).
+fn read_files(head: IncomingPhys, count: u64, files: &mut KVVec<InFile>) -> ParseResult {
     if head.0 == 0 {
         return if count == 0 {
-            Ok(files)
+            Ok(())
         } else {
             Err(ParseError::Corrupt("file count without files"))
         };
@@ -332,7 +380,7 @@ fn read_files(head: IncomingPhys, count: u64) -> ParseResult<KVVec<InFile>> {
             "file count does not match its file list",
         ));
     }
-    Ok(files)
+    Ok(())
 }
 
 /// The FLB table: `None` if there is none.
@@ -372,6 +420,7 @@ fn read_flbs(head: IncomingPhys) -> ParseResult<Option<KVVec<InFlb>>> {
                 compat,
                 data,
                 count,
+                taken: Atomic::new(0),
             },
             GFP_KERNEL,
         )?;

@@ -29,12 +29,27 @@ late_initcall(luo_rs_late_init);
  * The C API for loadable modules (capi.rs; the same as the C LUO exports):
  * file handlers. Unregistering one excludes every lookup that could still call
  * it, and LUO holds a reference on its module for each of its files, so the
- * module can go once the handler is unregistered and its files are gone. The
- * FLB API is for built-in code only: LUO keeps an FLB's state, keyed by its
- * address, for the kernel's life.
+ * module can go once the handler is unregistered and its files are gone.
  */
 EXPORT_SYMBOL_GPL(liveupdate_enabled);
 /* Registers a file handler, on behalf of the module of its ops (owner). */
 EXPORT_SYMBOL_GPL(liveupdate_register_file_handler);
 /* Once it returns, LUO calls the handler only for files that hold its module. */
 EXPORT_SYMBOL_GPL(liveupdate_unregister_file_handler);
+/*
+ * FLBs: LUO keeps an FLB's state (keyed by its address) only while the FLB is
+ * linked to a handler, in an FLB API call, preserved or retrieved (the last
+ * two hold its module), so a module's FLB leaves nothing behind once it is
+ * unregistered and idle. An incoming FLB is retrieved at most once per boot.
+ */
+EXPORT_SYMBOL_GPL(liveupdate_register_flb);
+/* Once the FLB is linked to no handler and idle, LUO forgets it. */
+EXPORT_SYMBOL_GPL(liveupdate_unregister_flb);
+/* Retrieves the incoming object on first use (once per boot). */
+EXPORT_SYMBOL_GPL(liveupdate_flb_get_incoming);
+/* The last put finishes the incoming object. */
+EXPORT_SYMBOL_GPL(liveupdate_flb_put_incoming);
+/* The live outgoing object of a preserved FLB. */
+EXPORT_SYMBOL_GPL(liveupdate_flb_get_outgoing);
+/* Drops a reference taken by liveupdate_flb_get_outgoing(). */
+EXPORT_SYMBOL_GPL(liveupdate_flb_put_outgoing);

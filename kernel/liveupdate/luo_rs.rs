@@ -24,8 +24,8 @@
 //!    handler is unregistered, and its module unloaded, only between such sections.
 //! 6. The FLB state locks (held while calling that FLB's ops).
 //! 7. [`Luo::preserved`]: the ids of all preserved files.
-//! 8. [`Luo::flb_states`]: the state of every FLB seen (a leaf: the FLB API takes it, also
-//!    from FLB ops).
+//! 8. [`Luo::flb_states`]: the state of every FLB in use (a leaf: the FLB API takes it, also
+//!    from FLB ops, and so do linking and unlinking, under the registry).
 //!
 //! No lock is held while copying to or from userspace. Handlers and FLBs are called with no
 //! LUO-wide mutex held: only `state` for reading (for writing in `freeze`/`unfreeze`: as in
@@ -80,6 +80,7 @@ use file_set::{
     FileSet,
     LuoFile, //
 };
+use name::Name;
 use registry::Registry;
 use session::Sessions;
 
@@ -133,7 +134,7 @@ pub(crate) struct Luo {
     /// File handlers and FLBs: see the lock order above for who holds it, and how.
     #[pin]
     pub(crate) registry: RwSemaphore<Registry>,
-    /// The state of every FLB seen (a leaf lock).
+    /// The state of every FLB in use (a leaf lock).
     #[pin]
     pub(crate) flb_states: Mutex<flb::FlbStates>,
     /// The id (`get_id`) of every preserved or retrieved-but-unfinished file: one
@@ -152,6 +153,8 @@ pub(crate) struct Luo {
 /// The previous kernel's sessions, before they become incoming sessions.
 struct IncomingState {
     sessions: KVVec<handover::InSession>,
+    /// Files of dropped sessions, finished (not retrieved) at the first open.
+    dropped: KVVec<handover::InFile>,
     /// `None` until the first open of `/dev/liveupdate` builds the sessions, then how that went.
     /// A failure is sticky, as in the C LUO.
     deserialized: Option<Result>,
@@ -162,6 +165,7 @@ impl Luo {
         let handover::Incoming {
             liveupdate_num,
             sessions: in_sessions,
+            dropped,
             flbs,
         } = data;
         try_pin_init!(Self {
@@ -175,6 +179,7 @@ impl Luo {
             incoming <- new_mutex!(
                 IncomingState {
                     sessions: in_sessions,
+                    dropped,
                     deserialized: None,
                 },
                 "luo::incoming"
@@ -216,10 +221,14 @@ impl Luo {
     /// A file whose handler is not registered, or whose handler's module is going away, is
     /// dropped with a warning; the rest of its session is kept. Only an allocation failure makes
     /// this fail; then this open and every later one fail with `EIO`.
+    ///
+    /// Then the files of the sessions dropped at boot (see [`handover::Incoming::dropped`])
+    /// are finished by their handlers, as files of a session that is never retrieved would be
+    /// at its FINISH, so that what they hold (pages, devices) is given back.
     pub(crate) fn deserialize(&self) -> Result {
         let mut inc = self.incoming.lock();
-        let res = match inc.deserialized {
-            Some(res) => res,
+        let (res, dropped) = match inc.deserialized {
+            Some(res) => (res, KVVec::new()),
             None => {
                 let sessions = core::mem::take(&mut inc.sessions);
                 let res = self.build_incoming(sessions).map_err(|e| {
@@ -230,10 +239,71 @@ impl Luo {
                     EIO
                 });
                 inc.deserialized = Some(res);
-                res
+                let in_dropped = core::mem::take(&mut inc.dropped);
+                (res, self.claim_files(in_dropped, None))
             }
         };
+        // Handlers are called with no LUO mutex held.
+        drop(inc);
+        for f in dropped.into_iter() {
+            f.finish_dropped(self);
+        }
         res
+    }
+
+    /// Matches files of the previous kernel to their registered handlers, taking a reference on
+    /// each handler's module. A file without one, or whose module is going away, is dropped
+    /// with a warning naming `session` (with none, the file was in a dropped session: nothing
+    /// is logged). On allocation failure the files not matched yet are dropped.
+    fn claim_files(
+        &self,
+        files: KVVec<handover::InFile>,
+        session: Option<&Name>,
+    ) -> KVVec<LuoFile> {
+        let Ok(mut out) = KVVec::with_capacity(files.len(), GFP_KERNEL) else {
+            return KVVec::new();
+        };
+        // Held from each lookup to the file's module reference, so that the handler cannot be
+        // unregistered and its module unloaded in between.
+        let reg = self.registry.read();
+        // Files of one handler usually come together: remember the last lookup (of this
+        // section: the handler may be gone in the next one).
+        let mut last: Option<([u8; abi::COMPAT_LEN], Arc<registry::Handler>)> = None;
+        for f in files.into_iter() {
+            let handler = match &last {
+                Some((c, h)) if *c == f.compat => Some(h.clone()),
+                _ => {
+                    let compat = abi::get_str(&f.compat).unwrap_or(c"");
+                    let h = reg.find_by_compatible(compat);
+                    if let Some(h) = &h {
+                        last = Some((f.compat, h.clone()));
+                    }
+                    h
+                }
+            };
+            // A handler whose module is going away is as good as unregistered: its file is
+            // dropped, and the open goes on (the C LUO fails it with `EIO`).
+            let found = handler.and_then(|h| h.ops.try_get_owner().map(|owner| (owner, h)));
+            let Some((owner, handler)) = found else {
+                if let Some(name) = session {
+                    pr_warn!(
+                        "session [{}]: dropped token {:#x}: no registered handler for compatible '{}'\n",
+                        kernel::str::BStr::from_bytes(name.as_bytes()),
+                        f.token,
+                        abi::get_str(&f.compat).unwrap_or(c"")
+                    );
+                }
+                continue;
+            };
+            // Within the capacity: at most one file per handover entry.
+            if out
+                .push_within_capacity(LuoFile::incoming(handler, owner, f.token, f.data))
+                .is_err()
+            {
+                break;
+            }
+        }
+        out
     }
 
     fn build_incoming(&self, in_sessions: KVVec<handover::InSession>) -> Result {
@@ -243,45 +313,11 @@ impl Luo {
         for ins in in_sessions.into_iter() {
             // An incoming session is never on `Sessions::out`: only the tree token is kept.
             let session = session::NewSession::new(ins.name, true)?.tree;
-            let mut files = KVVec::with_capacity(ins.files.len(), GFP_KERNEL)?;
-            {
-                // Held from each lookup to the file's module reference, so that the handler
-                // cannot be unregistered and its module unloaded in between; let go before the
-                // session's lock, which comes before it (see the lock order above).
-                let reg = self.registry.read();
-                // Files of one handler usually come together: remember the last lookup (of
-                // this section: the handler may be gone in the next one).
-                let mut last: Option<([u8; abi::COMPAT_LEN], Arc<registry::Handler>)> = None;
-                for f in ins.files.into_iter() {
-                    let handler = match &last {
-                        Some((c, h)) if *c == f.compat => Some(h.clone()),
-                        _ => {
-                            let compat = abi::get_str(&f.compat).unwrap_or(c"");
-                            let h = reg.find_by_compatible(compat);
-                            if let Some(h) = &h {
-                                last = Some((f.compat, h.clone()));
-                            }
-                            h
-                        }
-                    };
-                    // A handler whose module is going away is as good as unregistered: its
-                    // file is dropped, and the open goes on (the C LUO fails it with `EIO`).
-                    let found = handler.and_then(|h| h.ops.try_get_owner().map(|owner| (owner, h)));
-                    let Some((owner, handler)) = found else {
-                        pr_warn!(
-                            "session [{}]: dropped token {:#x}: no registered handler for compatible '{}'\n",
-                            kernel::str::BStr::from_bytes(ins.name.as_bytes()),
-                            f.token,
-                            abi::get_str(&f.compat).unwrap_or(c"")
-                        );
-                        continue;
-                    };
-                    // Within the capacity: at most one file per handover entry. On failure
-                    // the files are dropped, which gives their module references back.
-                    files
-                        .push_within_capacity(LuoFile::incoming(handler, owner, f.token, f.data))
-                        .map_err(|_| ENOMEM)?;
-                }
+            let wanted = ins.files.len();
+            let files = self.claim_files(ins.files, Some(&ins.name));
+            if files.capacity() < wanted {
+                // Out of memory: the files, dropped, give their module references back.
+                return Err(ENOMEM);
             }
             session.inner.lock().files = FileSet::incoming(files)?;
             sessions.add_incoming(session)?;
@@ -289,18 +325,19 @@ impl Luo {
         Ok(())
     }
 
-    /// The previous kernel's handover entry of an FLB: `(data, count)`.
+    /// Takes the previous kernel's handover entry of an FLB, to retrieve it (see
+    /// [`handover::InFlb::take`]).
     ///
     /// `ENODATA` if the previous kernel handed over no FLB table, `ENOENT` if this FLB is not
     /// in it.
-    pub(crate) fn incoming_flb(&self, compat: &CStr) -> Result<(u64, u64)> {
+    pub(crate) fn take_incoming_flb(&self, compat: &CStr) -> Result<&handover::InFlb> {
         self.incoming_flbs
             .as_ref()
             .ok_or(ENODATA)?
             .iter()
             .find(|f| abi::get_str(&f.compat) == Some(compat))
-            .map(|f| (f.data, f.count))
-            .ok_or(ENOENT)
+            .ok_or(ENOENT)?
+            .take()
     }
 }
 

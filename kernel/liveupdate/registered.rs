@@ -223,7 +223,10 @@ impl RegisteredHandler {
 ///
 /// # Invariants
 ///
-/// `raw` points to a valid FLB with all four ops, valid while `self` exists.
+/// `raw` points to a valid FLB with all four ops while the [`FlbState`](crate::flb::FlbState)
+/// that owns `self` is in `Luo::flb_states`. A state dropped from there may still be held,
+/// until they go, by entries of files that gave all their FLB references back (see
+/// `Registry`), but is never used again.
 pub(crate) struct RegisteredFlb {
     raw: NonNull<bindings::liveupdate_flb>,
 }
@@ -239,7 +242,7 @@ impl RegisteredFlb {
     /// # Safety
     ///
     /// `raw` must point to a valid `struct liveupdate_flb` that stays valid (with unchanged
-    /// ops) until the returned object is dropped.
+    /// ops) while the state that will own the returned object is in `Luo::flb_states`.
     pub(crate) unsafe fn from_raw(raw: *mut bindings::liveupdate_flb) -> Result<Self> {
         let raw = NonNull::new(raw).ok_or(EINVAL)?;
         // SAFETY: `raw` is valid by the caller's guarantee.
@@ -297,6 +300,11 @@ impl RegisteredFlb {
             // SAFETY: `args` is a valid argument block for this FLB.
             unsafe { f(&mut args) };
         }
+    }
+
+    /// The C FLB (its address keys its state).
+    pub(crate) fn as_raw(&self) -> *mut bindings::liveupdate_flb {
+        self.raw.as_ptr()
     }
 
     /// The FLB's compatible string.

@@ -17,6 +17,7 @@ use crate::{
         COMPAT_LEN, //
     },
     flb::{
+        FlbPin,
         FlbState,
         FLB_MAX, //
     },
@@ -116,6 +117,7 @@ impl Registry {
         };
         for flb in old.flbs.iter() {
             self.drop_user(flb);
+            flb.unlinked();
         }
     }
 
@@ -130,17 +132,18 @@ impl Registry {
     pub(crate) fn link_flb(
         &mut self,
         fh: *mut bindings::liveupdate_file_handler,
-        flb: Arc<FlbState>,
+        flb: &FlbPin,
     ) -> Result {
+        let flb: &Arc<FlbState> = flb;
         let i = self.index(fh).ok_or(EINVAL)?;
         let cur = &self.handlers.get(i).ok_or(EINVAL)?.flbs;
-        if cur.iter().any(|f| Arc::ptr_eq(f, &flb)) {
+        if cur.iter().any(|f| Arc::ptr_eq(f, flb)) {
             return Err(EEXIST);
         }
         let pos = self
             .registered
             .iter()
-            .position(|r| Arc::ptr_eq(&r.flb, &flb));
+            .position(|r| Arc::ptr_eq(&r.flb, flb));
         if pos.is_none() {
             if self.registered.len() >= FLB_MAX {
                 return Err(ENOSPC);
@@ -160,10 +163,17 @@ impl Registry {
         }
         flbs.push(flb.clone(), GFP_KERNEL)?;
         self.relink(i, flbs)?;
+        flb.linked();
         match pos {
             Some(r) => self.registered[r].users += 1,
             // Cannot fail: reserved above.
-            None => self.registered.push(FlbUse { flb, users: 1 }, GFP_KERNEL)?,
+            None => self.registered.push(
+                FlbUse {
+                    flb: flb.clone(),
+                    users: 1,
+                },
+                GFP_KERNEL,
+            )?,
         }
         Ok(())
     }
@@ -205,6 +215,7 @@ impl Registry {
         }
         self.relink(i, flbs)?;
         self.drop_user(flb);
+        flb.unlinked();
         Ok(())
     }
 

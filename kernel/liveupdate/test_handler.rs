@@ -28,7 +28,7 @@
 //! - 12 `FLB(op)`: the test FLB. 1: links it to the handler (`liveupdate_register_flb`); 0:
 //!   unlinks it (`liveupdate_unregister_flb`); 2: `liveupdate_flb_get_incoming` on it (the
 //!   reference is put back); 3: what the FLB API call of its last `preserve` returned (0 or
-//!   an errno; 0 before the first).
+//!   an errno; 0 before the first); 4: how many FLBs, of any handler, LUO keeps a state for.
 //!
 //! ioctl 16 `VALUE` on a test object returns its number. The number is also the object's id
 //! ([`FileHandler::get_id`]): two objects with the same number cannot both be preserved.
@@ -287,6 +287,7 @@ fn flb_ioctl(op: usize) -> Result<isize> {
         }
         2 => to_result(flb_get_incoming()).map(|()| 0),
         3 => to_result(FLB_API_RESULT.load(Relaxed)).map(|()| 0),
+        4 => isize::try_from(crate::luo()?.flb_states.lock().len()).map_err(|_| EOVERFLOW),
         _ => Err(EINVAL),
     }
 }
@@ -496,6 +497,16 @@ pub(crate) fn init() -> Result {
     Ok(())
 }
 
+/// The file count to write for session `name`: off by one in mode 13 if the name starts with
+/// `corrupt-drop`, so that the next kernel drops that session whatever its place in the list.
+pub(crate) fn corrupt_count(name: &crate::name::Name, count: u64) -> u64 {
+    if CORRUPT_MODE.load(Relaxed) == 13 && name.as_bytes().starts_with(b"corrupt-drop") {
+        count.wrapping_add(1)
+    } else {
+        count
+    }
+}
+
 /// Corrupts the handover just written, as asked with `CORRUPT`:
 /// 1: wrong compatible string; 2: the first session's file count off by one; 3: the session
 /// chain loops back to its first block; 4: the first session's files at an address that is
@@ -503,7 +514,8 @@ pub(crate) fn init() -> Result {
 /// 7: live update number `u64::MAX`; 8: the first FLB's user count `u64::MAX`; 9: the first
 /// session's file count `u64::MAX`; 10: the session list at a page-aligned address far beyond
 /// memory; 11: the first session block's entry count `u64::MAX`; 12: the FLB table at an
-/// unaligned address.
+/// unaligned address; 13: the file count of every session whose name starts with
+/// `corrupt-drop` off by one (see [`corrupt_count`]).
 pub(crate) fn corrupt(
     ser: &mut [u8],
     first_block: Option<&mut [u8]>,

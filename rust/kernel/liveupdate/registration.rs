@@ -178,6 +178,12 @@ impl<T: FileHandler> Registration<T> {
         self.desc().handler()
     }
 
+    /// The registered C handler, for the parts of the C API that take one, such as
+    /// `liveupdate_register_flb()`. It stays valid for the rest of the kernel's life.
+    pub fn as_raw(&self) -> *mut bindings::liveupdate_file_handler {
+        self.desc().raw.get()
+    }
+
     fn desc(&self) -> &Descriptor<T> {
         // SAFETY: By the type invariants the descriptor is valid forever.
         unsafe { self.desc.as_ref() }

@@ -56,9 +56,8 @@
 #include <libliveupdate.h>
 
 #include "luo_rs_ktap.h"
+#include "luo_rs_module.h"
 
-#define MODULE_PATH	"/tests/luo_rs_test_mod.ko"
-#define MODULE_NAME	"luo_rs_test_mod"
 #define COMPATIBLE	"luo-rs-test-mod-v1"
 #define PIN_SESSION	"mod-flb-pin"
 #define PIN_DATA	"keeps the test FLBs preserved"
@@ -80,22 +79,10 @@ static const char * const cases[] = {
 
 static int luo_fd = -1;
 
-/* finit_module() of the test module: 0 or -errno. */
+/* Loads the test module: 0 or -errno. */
 static int load(void)
 {
-	int fd = open(MODULE_PATH, O_RDONLY | O_CLOEXEC), r;
-
-	if (fd < 0)
-		return -errno;
-	r = syscall(SYS_finit_module, fd, "", 0) ? -errno : 0;
-	close(fd);
-	return r;
-}
-
-/* delete_module() of the test module, without waiting: 0 or -errno. */
-static int unload(void)
-{
-	return syscall(SYS_delete_module, MODULE_NAME, O_NONBLOCK) ? -errno : 0;
+	return load_module("");
 }
 
 static long now_ms(void)
@@ -104,19 +91,6 @@ static long now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* PRESERVE_FD of a new pipe's read end under @token: 0 or -errno. */
-static int preserve_pipe(int session, __u64 token)
-{
-	int p[2], r;
-
-	if (pipe2(p, O_CLOEXEC))
-		return -errno;
-	r = luo_session_preserve_fd(session, p[0], token);
-	close(p[0]);
-	close(p[1]);
-	return r;
 }
 
 static void s1_no_module_enoent(void)
@@ -442,14 +416,5 @@ static void stage_2(void)
 
 int main(int argc, char *argv[])
 {
-	if (argc > 1 && !strcmp(argv[1], "--list")) {
-		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
-			printf("%s\n", cases[i]);
-		return 0;
-	}
-	if (argc == 3 && !strcmp(argv[1], "-s") && !strcmp(argv[2], "2"))
-		stage_2();
-	else
-		stage_1();
-	return 0;
+	return ktap_stages_main(argc, argv, cases, ARRAY_SIZE(cases), stage_1, stage_2);
 }

@@ -31,7 +31,11 @@
  *
  *   -s 1  A (bound to vfio-pci and an iommufd) goes into session
  *         "vfio-boot-id" with mode 5: the same function, another device ID.
- *   -s 2  A is held until its file is finished; RETRIEVE_FD fails with
+ *         C goes into session "corrupt-drop-c", which LUO's test handler
+ *         corrupts (T_CORRUPT 13: its file count off by one).
+ *   -s 2  LUO dropped "corrupt-drop-c" at boot and finished its file at the
+ *         first open: C is released (its cdev opens). A is held until its
+ *         file is finished; RETRIEVE_FD fails with
  *         ENODEV (the device at A's address is not the one preserved
  *         there), again; FINISH succeeds and A opens. Then B (bound) goes
  *         into session "vfio-boot-off", a child holds it across the kexec,
@@ -58,6 +62,8 @@
 #define BOOT_SESSION		"vfio-boot-id"
 #define MODE_WRONG_ID		5
 #define OFF_SESSION		"vfio-boot-off"
+#define DROP_SESSION		"corrupt-drop-c"
+#define T_CORRUPT		_IO('L', 6)
 #define STATE_MEMFD_TOKEN	995
 #define TEST_DEV		"/dev/vfio_luo_rs_test"
 #define VFIO_LUO_CORRUPT	_IO('V', 1)
@@ -306,9 +312,31 @@ static int s1_boot_preserve_wrong_id(int arg)
 	return preserve(boot_sess, a->fd, TOKEN, "A, with another device ID");
 }
 
+/*
+ * C goes into session "corrupt-drop-c", whose file count LUO's test handler
+ * writes off by one (T_CORRUPT 13): the next kernel drops the session.
+ */
+static int s1_boot_preserve_dropped(int arg)
+{
+	struct edu *c = &dev[DEV_C];
+	int s;
+
+	if (iommufd < 0 || !ioas)
+		return fail("no iommufd and IOAS (s1_boot_rig failed)");
+	if (!edu_open_bind(c, iommufd, ioas))
+		return 0;
+	s = luo_create_session(luo_fd, DROP_SESSION);
+	if (s < 0)
+		return fail("CREATE_SESSION %s: %s", DROP_SESSION, en(s));
+	if (tdev() < 0 || ioctl(tdev(), T_CORRUPT, 13))
+		return fail("T_CORRUPT 13: %s", en(errno));
+	return preserve(s, c->fd, TOKEN, "C, in a session the next kernel drops");
+}
+
 static const struct vcase boot_s1_cases[] = {
 	{ "s1_boot_rig", s1_boot_rig },
 	{ "s1_boot_preserve_wrong_id", s1_boot_preserve_wrong_id },
+	{ "s1_boot_preserve_dropped", s1_boot_preserve_dropped },
 };
 
 static void boot_stage_1(int fd)
@@ -426,7 +454,31 @@ static int s2_boot_preserve_for_luo_off(int arg)
 	return preserve(sess, b->fd, TOKEN, "B") && load_next_kernel(3, "liveupdate=off");
 }
 
+/*
+ * LUO dropped C's session at boot, and finished its file at the first open
+ * (before stage 2 ran): the handler released C, which opens.
+ */
+static int s2_boot_dropped_released(int arg)
+{
+	int s = luo_retrieve_session(luo_fd, DROP_SESSION), fd;
+
+	if (s >= 0) {
+		close(s);
+		return fail("RETRIEVE_SESSION %s succeeded, want ENOENT (dropped)", DROP_SESSION);
+	}
+	if (s != -ENOENT)
+		return fail("RETRIEVE_SESSION %s: %s, want ENOENT", DROP_SESSION, en(s));
+	if (!bind_vfio_pci(edu_bdf[DEV_C]))
+		return 0;
+	fd = cdev_open(edu_bdf[DEV_C]);
+	if (fd < 0)
+		return fail("opening C's cdev, whose session was dropped: %s", en(fd));
+	close(fd);
+	return 1;
+}
+
 static const struct vcase boot_s2_cases[] = {
+	{ "s2_boot_dropped_released", s2_boot_dropped_released },
 	{ "s2_boot_wrong_id_enodev", s2_boot_wrong_id_enodev },
 	{ "s2_boot_wrong_id_sticky", s2_boot_wrong_id_sticky },
 	{ "s2_boot_wrong_id_finish_releases", s2_boot_wrong_id_finish_releases },
