@@ -31,6 +31,7 @@
 //!
 //! See `Documentation/core-api/liveupdate-rust.rst`.
 
+use core::marker::PhantomData;
 use kernel::{
     fs::File,
     kho::{
@@ -45,6 +46,10 @@ use kernel::{
         PreservedPage,
         VmallocDescriptor, //
     },
+    kho::{
+        PfnField,
+        VmallocField, //
+    },
     liveupdate::{
         FileHandler,
         Registration,
@@ -56,6 +61,7 @@ use kernel::{
             Folios, //
         },
         seals,
+        Kind,
         Memfd,
         MemfdLock,
         NewMemfd,
@@ -85,6 +91,9 @@ mod abi {
 
     /// The handler's compatible string (`MEMFD_LUO_FH_COMPATIBLE`).
     pub(crate) const COMPATIBLE: &CStr = c"memfd-v2";
+    /// The compatible string of hugetlbfs memfds (`HUGETLB_MEMFD_RS_LUO_FH_COMPATIBLE`).
+    #[cfg(CONFIG_HUGETLBFS)]
+    pub(crate) const HUGE_COMPATIBLE: &CStr = c"hugetlb-memfd-rs-v1";
 
     /// `MEMFD_LUO_FOLIO_DIRTY`.
     pub(crate) const FOLIO_DIRTY: u64 = 1;
@@ -104,6 +113,9 @@ mod abi {
     pub(crate) const SER_SIZE: usize = 48;
     /// Size of `struct memfd_luo_folio_ser`.
     pub(crate) const FOLIO_SER_SIZE: usize = 16;
+    /// Size of `struct hugetlb_memfd_rs_ser`: the memfd-v2 header, then `page_shift` and
+    /// `reserved`.
+    pub(crate) const HUGE_SER_SIZE: usize = SER_SIZE + 8;
 
     /// Width of the `pfn` bitfield, in the first word of a folio entry.
     pub(crate) const PFN_BITS: u32 = 52;
@@ -121,6 +133,18 @@ mod abi {
         assert!(size_of::<kernel::bindings::memfd_luo_ser>() == SER_SIZE);
         assert!(size_of::<kernel::bindings::memfd_luo_folio_ser>() == FOLIO_SER_SIZE);
         assert!(size_of::<FolioSer>() == FOLIO_SER_SIZE);
+    };
+    #[cfg(CONFIG_HUGETLBFS)]
+    const _: () = {
+        assert!(size_of::<kernel::bindings::hugetlb_memfd_rs_ser>() == HUGE_SER_SIZE);
+        assert!(
+            SER_FOLIOS_OFFSET
+                == <kernel::memfd::handover::HugeFolios as kernel::kho::VmallocField>::OFFSET
+        );
+        assert!(
+            HUGE_COMPATIBLE.to_bytes_with_nul().len()
+                == kernel::bindings::HUGETLB_MEMFD_RS_LUO_FH_COMPATIBLE.len()
+        );
     };
 
     /// A `struct memfd_luo_folio_ser`: `{ u64 pfn:52, flags:12; u64 index }`, as two words.
@@ -156,12 +180,23 @@ mod abi {
         pub(crate) flags: u32,
         pub(crate) nr_folios: u64,
         pub(crate) folios: VmallocDescriptor,
+        /// hugetlb-memfd-rs-v1 only (`struct hugetlb_memfd_rs_ser`): log2 of the huge page
+        /// size; 0 for memfd-v2, which does not have it.
+        pub(crate) page_shift: u32,
     }
 
     impl MemfdSer {
-        /// Encodes the header at the start of `b` (`SER_SIZE` bytes; nothing is written to a
-        /// shorter buffer).
-        pub(crate) fn write(&self, b: &mut [u8]) {
+        /// Encodes the header at the start of `b` (`SER_SIZE` bytes, and with `huge` the 8 of
+        /// `struct hugetlb_memfd_rs_ser` after them; nothing is written to a shorter buffer).
+        pub(crate) fn write(&self, b: &mut [u8], huge: bool) {
+            if huge {
+                let Some(h) = b.get_mut(..HUGE_SER_SIZE) else {
+                    return;
+                };
+                // In range: `h` is `HUGE_SER_SIZE` bytes; `reserved` stays 0.
+                let _ = bytes::put_le_u32(h, SER_SIZE, self.page_shift);
+                let _ = bytes::put_le_u32(h, SER_SIZE + 4, 0);
+            }
             let Some(b) = b.first_chunk_mut::<SER_SIZE>() else {
                 return;
             };
@@ -174,16 +209,25 @@ mod abi {
             let _ = bytes::put(b, 32, self.folios.to_bytes());
         }
 
-        /// Decodes the header at the start of `b` (missing bytes read as zeroes).
-        pub(crate) fn read(b: &[u8]) -> Self {
-            Self {
+        /// Decodes the header at the start of `b` (missing bytes read as zeroes), with `huge`
+        /// as `struct hugetlb_memfd_rs_ser`. Its `reserved` word must be 0 (`EINVAL`).
+        pub(crate) fn read(b: &[u8], huge: bool) -> Result<Self> {
+            let mut page_shift = 0;
+            if huge {
+                page_shift = bytes::le_u32(b, SER_SIZE).unwrap_or(0);
+                if bytes::le_u32(b, SER_SIZE + 4).unwrap_or(0) != 0 {
+                    return Err(EINVAL);
+                }
+            }
+            Ok(Self {
                 pos: bytes::le_u64(b, SER_POS_OFFSET).unwrap_or(0),
                 size: bytes::le_u64(b, 8).unwrap_or(0),
                 seals: bytes::le_u32(b, SER_SEALS_OFFSET).unwrap_or(0),
                 flags: bytes::le_u32(b, 20).unwrap_or(0),
                 nr_folios: bytes::le_u64(b, 24).unwrap_or(0),
                 folios: VmallocDescriptor::from_bytes(&bytes::get(b, 32).unwrap_or_default()),
-            }
+                page_shift,
+            })
         }
 
         /// The size in pages.
@@ -191,12 +235,36 @@ mod abi {
             self.size.div_ceil(PAGE_SIZE as u64)
         }
 
+        /// Checks a header that [`MemfdSer::validate`] refused with `EOPNOTSUPP` (unknown seals,
+        /// or a huge page size this kernel does not have) for the rest, so that the folios of a
+        /// file that is only freed can be: all but the seals and the page size.
+        pub(crate) fn validate_for_discard(&self) -> Result {
+            Self {
+                seals: self.seals & ALL_SEALS,
+                page_shift: 0,
+                ..*self
+            }
+            .validate(Kind::Shmem)
+        }
+
         /// Checks the header read from the previous kernel.
         ///
-        /// `EOPNOTSUPP` for unknown seals (as the C handler); `EINVAL` for anything else.
-        pub(crate) fn validate(&self) -> Result {
+        /// `EOPNOTSUPP` for unknown seals (as the C handler), and for a huge page size this
+        /// kernel does not have (with `kind` [`Kind::Hugetlb`], whose order is the one the
+        /// header names); `EINVAL` for anything else.
+        pub(crate) fn validate(&self, kind: Kind) -> Result {
             if self.seals & !ALL_SEALS != 0 {
                 return Err(EOPNOTSUPP);
+            }
+            match kind {
+                Kind::Shmem if self.page_shift != 0 => return Err(EINVAL),
+                #[cfg(CONFIG_HUGETLBFS)]
+                Kind::Hugetlb { order } => {
+                    if order == 0 || !kernel::memfd::huge_page_order_supported(order) {
+                        return Err(EOPNOTSUPP);
+                    }
+                }
+                _ => {}
             }
             if self.flags != 0
                 || self.size > MAX_FILE_SIZE as u64
@@ -268,12 +336,96 @@ struct State {
     pages: usize,
 }
 
-struct MemfdHandler;
+/// A handover format of this handler: memfd-v2 for shmem memfds ([`ShmemFormat`]) and
+/// hugetlb-memfd-rs-v1 for hugetlbfs ones ([`HugetlbFormat`]). The two differ only in the
+/// header (hugetlb-memfd-rs-v1 adds the huge page size) and in the files they take.
+trait Format: Send + Sync + 'static {
+    /// The handler's compatible string.
+    const COMPATIBLE: &'static CStr;
+    /// Whether the header is `struct hugetlb_memfd_rs_ser`.
+    const HUGE: bool;
+    /// The folio array field of the header.
+    type Folios: VmallocField<Elem = FolioSer>;
+    /// The pfn of an element of the folio array.
+    type Pfn: PfnField<Array = Self::Folios>;
+    /// `file` as a memfd this format takes (`can_preserve`): an unlinked one.
+    fn memfd(file: &File) -> Option<Memfd<'_>>;
+    /// `file` as a memfd, for a file this format took (it may have been linked since).
+    fn taken(file: &File) -> Option<Memfd<'_>>;
+    /// What a file of header `ser` is, before the header is validated: `EOPNOTSUPP` for a page
+    /// size no kernel has.
+    fn kind(ser: &MemfdSer) -> Result<Kind>;
+}
+
+/// memfd-v2: shmem memfds, byte for byte as upstream's C handler.
+struct ShmemFormat;
+
+impl Format for ShmemFormat {
+    const COMPATIBLE: &'static CStr = abi::COMPATIBLE;
+    const HUGE: bool = false;
+    type Folios = Folios;
+    type Pfn = FolioPfn;
+
+    fn memfd(file: &File) -> Option<Memfd<'_>> {
+        Memfd::new(file)
+    }
+
+    fn taken(file: &File) -> Option<Memfd<'_>> {
+        // `can_preserve` took it as an unlinked memfd; it may have been linked since (an
+        // `O_TMPFILE` file), which changes nothing for a handover.
+        Memfd::from_shmem(file)
+    }
+
+    fn kind(_ser: &MemfdSer) -> Result<Kind> {
+        Ok(Kind::Shmem)
+    }
+}
+
+/// hugetlb-memfd-rs-v1 (`include/linux/kho/abi/hugetlb_memfd_rs.h`): hugetlbfs memfds.
+#[cfg(CONFIG_HUGETLBFS)]
+struct HugetlbFormat;
+
+#[cfg(CONFIG_HUGETLBFS)]
+impl Format for HugetlbFormat {
+    const COMPATIBLE: &'static CStr = abi::HUGE_COMPATIBLE;
+    const HUGE: bool = true;
+    type Folios = kernel::memfd::handover::HugeFolios;
+    type Pfn = kernel::memfd::handover::HugeFolioPfn;
+
+    fn memfd(file: &File) -> Option<Memfd<'_>> {
+        Memfd::hugetlb(file)
+    }
+
+    fn taken(file: &File) -> Option<Memfd<'_>> {
+        // A hugetlbfs memfd cannot be linked: its mount is not reachable by any path.
+        Memfd::hugetlb(file)
+    }
+
+    fn kind(ser: &MemfdSer) -> Result<Kind> {
+        let order = ser
+            .page_shift
+            .checked_sub(kernel::page::PAGE_SHIFT as u32)
+            .ok_or(EOPNOTSUPP)?;
+        Ok(Kind::Hugetlb { order })
+    }
+}
+
+/// The handler, for the files of format `F`.
+struct MemfdHandler<F: Format>(PhantomData<F>);
+
+/// What [`MemfdHandler::restore_handover`] restores of a handle: its page, the header, what
+/// the file is, and the folio array if it has folios.
+type Restored<F> = (
+    HandoverPage,
+    MemfdSer,
+    Kind,
+    Option<HandoverArray<<F as Format>::Folios>>,
+);
 
 /// How many folios `preserve` hands to KHO per call (`kho_preserve_folios`).
 const KHO_BATCH: usize = 1024;
 
-impl MemfdHandler {
+impl<F: Format> MemfdHandler<F> {
     /// Preserves the memfd while its inode lock is held and its mapping frozen.
     fn preserve_locked(memfd: &Memfd<'_>, lock: &kernel::memfd::MemfdLock<'_>) -> Result<State> {
         let mut ser = PreservedPage::new()?;
@@ -292,7 +444,13 @@ impl MemfdHandler {
         // that (or if pages are added meanwhile) they grow by doubling. The cap keeps a
         // file of large folios, which has far fewer folios than pages, from allocating 24
         // bytes per page up front.
-        let est = lock.present_pages().min(1 << 20);
+        let est = match memfd.kind() {
+            Kind::Shmem => lock.present_pages(),
+            // One folio per huge page: 512 or 262144 pages each.
+            #[cfg(CONFIG_HUGETLBFS)]
+            Kind::Hugetlb { order } => lock.present_pages() >> order,
+        }
+        .min(1 << 20);
         let mut folios = KVVec::<PreservedFolio<PinnedFolio>>::with_capacity(est, GFP_KERNEL)?;
         let mut entries = ArrayBuilder::<FolioSer>::with_capacity(est)?;
         let mut pages = 0usize;
@@ -328,8 +486,13 @@ impl MemfdHandler {
             flags: 0,
             nr_folios: folios.len() as u64,
             folios: array.as_ref().map(|a| a.descriptor()).unwrap_or_default(),
+            page_shift: match memfd.kind() {
+                Kind::Shmem => 0,
+                #[cfg(CONFIG_HUGETLBFS)]
+                Kind::Hugetlb { order } => order + kernel::page::PAGE_SHIFT as u32,
+            },
         };
-        write_ser(&mut ser, &hdr);
+        write_ser::<F>(&mut ser, &hdr);
         Ok(State {
             ser,
             array,
@@ -355,8 +518,20 @@ impl MemfdHandler {
         // memfd comes here, and the lock round trip was a tenth of the reboot path at 10,000
         // files (`luo_rs_bench`, mode `files`, under `-icount shift=0`: 4.44 to 4.06 million
         // guest instructions).
+        // The mapping is frozen, so the size cannot have changed: the handover would name
+        // folios beyond the size it records, and the next kernel would refuse the file. Fail
+        // the reboot instead if it did.
+        let hdr = MemfdSer::read(state.ser.bytes(), F::HUGE)?;
+        if memfd.size() as u64 != hdr.size {
+            pr_warn!(
+                "memfd: size changed from {} to {} after preserve, failing the freeze\n",
+                hdr.size,
+                memfd.size()
+            );
+            return Err(EBUSY);
+        }
         if memfd.present_pages() > state.pages {
-            preserve_new_folios(&lock_for_freeze(memfd)?, state)?;
+            preserve_new_folios::<F>(&lock_for_freeze(memfd)?, state)?;
         }
         let pos = memfd.pos() as u64;
         let b = state.ser.bytes_mut();
@@ -364,7 +539,7 @@ impl MemfdHandler {
         let _ = bytes::put_le_u64(b, abi::SER_POS_OFFSET, pos);
         let _ = bytes::put_le_u32(b, abi::SER_SEALS_OFFSET, seals);
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
-        test::corrupt(memfd.inode_id(), state);
+        test::corrupt::<F>(memfd.inode_id(), state);
         Ok(())
     }
 
@@ -377,9 +552,14 @@ impl MemfdHandler {
     /// Each folio must fit where its entry puts it, as `retrieve` checks: at the first that
     /// does not, that folio is freed and the rest are left (leaked), since an array that is
     /// wrong there may name pages that are not this file's.
-    fn discard_folios(array: &HandoverArray<Folios>, from: usize, mut next: u64, size_pages: u64) {
+    fn discard_folios(
+        array: &HandoverArray<F::Folios>,
+        from: usize,
+        mut next: u64,
+        size_pages: u64,
+    ) {
         for (i, e) in array.as_slice().iter().enumerate().skip(from) {
-            let Some(h) = array.pfn::<FolioPfn>(i) else {
+            let Some(h) = array.pfn::<F::Pfn>(i) else {
                 continue;
             };
             let Ok(folio) = IncomingFolio::restore_handover(h) else {
@@ -399,11 +579,13 @@ impl MemfdHandler {
     /// (W^X), so a writable `MFD_NOEXEC_SEAL` memfd would come back executable and
     /// write-sealed. The mode itself is not in the handover: a file that had exec bits when
     /// `F_SEAL_EXEC` was added comes back without them (as with the C handler).
-    fn new_memfd(ser: &MemfdSer) -> Result<NewMemfd> {
-        let mut memfd = if ser.seals & seals::EXEC != 0 {
-            NewMemfd::new_noexec()?
-        } else {
-            NewMemfd::new()?
+    fn new_memfd(ser: &MemfdSer, kind: Kind) -> Result<NewMemfd> {
+        let noexec = ser.seals & seals::EXEC != 0;
+        let mut memfd = match kind {
+            Kind::Shmem if noexec => NewMemfd::new_noexec()?,
+            Kind::Shmem => NewMemfd::new()?,
+            #[cfg(CONFIG_HUGETLBFS)]
+            Kind::Hugetlb { order } => NewMemfd::new_hugetlb(order, noexec)?,
         };
         memfd.add_seals(ser.seals)?;
         memfd.set_pos(i64::try_from(ser.pos).map_err(|_| EINVAL)?)?;
@@ -415,22 +597,33 @@ impl MemfdHandler {
     ///
     /// `data` is the handle this handler's counterpart wrote for this file: the page of its
     /// `memfd_luo_ser`, restored once (retrieve and finish never both restore it).
-    fn restore_handover(
-        data: Handover,
-    ) -> Result<(HandoverPage, MemfdSer, Option<HandoverArray<Folios>>)> {
+    ///
+    /// With `usable` unset (a file that is only freed), a header that this kernel could not
+    /// make a file of but that is otherwise sound is taken too: unknown seals, or a huge page
+    /// size it has no hstate for (freeing a folio needs only the order KHO recorded).
+    fn restore_handover(data: Handover, usable: bool) -> Result<Restored<F>> {
         let page = HandoverPage::restore(data)?;
-        let ser = MemfdSer::read(page.bytes());
-        ser.validate()?;
+        let ser = MemfdSer::read(page.bytes(), F::HUGE)?;
+        let checked = F::kind(&ser).and_then(|kind| ser.validate(kind).map(|()| kind));
+        let kind = match checked {
+            Ok(kind) => kind,
+            Err(e) if e == EOPNOTSUPP && !usable => {
+                ser.validate_for_discard()?;
+                // Only freed: what the file would have been does not matter.
+                Kind::Shmem
+            }
+            Err(e) => return Err(e),
+        };
         let array = if ser.nr_folios == 0 {
             None
         } else {
             let len = usize::try_from(ser.nr_folios).map_err(|_| EINVAL)?;
             // The pages the descriptor names are checked before they are restored.
-            let a = HandoverArray::restore(page.vmalloc::<Folios>()?, len)?;
+            let a = HandoverArray::restore(page.vmalloc::<F::Folios>()?, len)?;
             abi::check_folios(a.as_slice(), ser.size_pages())?;
             Some(a)
         };
-        Ok((page, ser, array))
+        Ok((page, ser, kind, array))
     }
 }
 
@@ -472,7 +665,7 @@ fn merge_by_index<'a>(
 /// no holes left after `preserve`, so it never needs this.
 ///
 /// Linear in the number of folios. On error the state is unchanged.
-fn preserve_new_folios(lock: &MemfdLock<'_>, state: &mut State) -> Result {
+fn preserve_new_folios<F: Format>(lock: &MemfdLock<'_>, state: &mut State) -> Result {
     let mut added = KVVec::<PreservedFolio<PinnedFolio>>::new();
     let old = &state.folios;
     lock.pin_present_folios(|folio, _| {
@@ -511,10 +704,11 @@ fn preserve_new_folios(lock: &MemfdLock<'_>, state: &mut State) -> Result {
     }
     state.pages = merged.iter().map(|f| f.get().nr_pages()).sum();
     state.folios = merged;
-    let mut hdr = MemfdSer::read(state.ser.bytes());
+    // Our own header, written by `preserve`: it reads back.
+    let mut hdr = MemfdSer::read(state.ser.bytes(), F::HUGE)?;
     hdr.nr_folios = n as u64;
     hdr.folios = array.as_ref().map(|a| a.descriptor()).unwrap_or_default();
-    write_ser(&mut state.ser, &hdr);
+    write_ser::<F>(&mut state.ser, &hdr);
     // The old array is unpreserved and freed here.
     state.array = array;
     Ok(())
@@ -542,25 +736,23 @@ fn lock_for_freeze<'a>(memfd: &Memfd<'a>) -> Result<MemfdLock<'a>> {
     Err(EBUSY)
 }
 
-fn write_ser(page: &mut PreservedPage, hdr: &MemfdSer) {
-    hdr.write(page.bytes_mut());
+fn write_ser<F: Format>(page: &mut PreservedPage, hdr: &MemfdSer) {
+    hdr.write(page.bytes_mut(), F::HUGE);
 }
 
-impl FileHandler for MemfdHandler {
+impl<F: Format> FileHandler for MemfdHandler<F> {
     type State = State;
 
     fn compatible(&self) -> &CStr {
-        abi::COMPATIBLE
+        F::COMPATIBLE
     }
 
     fn can_preserve(&self, file: &File) -> bool {
-        Memfd::new(file).is_some()
+        F::memfd(file).is_some()
     }
 
     fn preserve(&self, file: &File) -> Result<(u64, State)> {
-        // `can_preserve` took it as an unlinked memfd; it may have been linked since (an
-        // `O_TMPFILE` file), which changes nothing for a handover.
-        let memfd = Memfd::from_shmem(file).ok_or(EINVAL)?;
+        let memfd = F::taken(file).ok_or(EINVAL)?;
         let lock = memfd.lock();
         lock.set_frozen(true);
         let state = Self::preserve_locked(&memfd, &lock).inspect_err(|_| lock.set_frozen(false))?;
@@ -568,7 +760,7 @@ impl FileHandler for MemfdHandler {
     }
 
     fn unpreserve(&self, file: &File, _data: u64, state: State) {
-        if let Some(memfd) = Memfd::from_shmem(file) {
+        if let Some(memfd) = F::taken(file) {
             let lock = memfd.lock();
             lock.set_frozen(false);
             // Cleared by `unfreeze` after a failed reboot already; this keeps the file usable
@@ -583,7 +775,7 @@ impl FileHandler for MemfdHandler {
     fn freeze(&self, file: &File, _data: &mut u64, state: &mut State) -> Result {
         // The position and the seals may have changed since preserve, and holes may have been
         // written; nothing else can.
-        let memfd = Memfd::from_shmem(file).ok_or(EINVAL)?;
+        let memfd = F::taken(file).ok_or(EINVAL)?;
         // From here on a write or fault into a hole fails (EPERM, SIGBUS) instead of landing in
         // a folio that the walk below would miss and the kexec would lose. Writes into pages
         // that exist still land in preserved memory.
@@ -600,16 +792,16 @@ impl FileHandler for MemfdHandler {
         // The reboot failed: the VMM runs on, and may write into holes again (they are
         // preserved at the next freeze). No lock: this runs on the reboot path, which a writer
         // holding the inode lock must not hang.
-        if let Some(memfd) = Memfd::from_shmem(file) {
+        if let Some(memfd) = F::taken(file) {
             memfd.stop_new_folios(false);
         }
     }
 
     fn retrieve(&self, data: Handover) -> Result<ARef<File>> {
-        let (_page, ser, array) = Self::restore_handover(data)?;
+        let (_page, ser, kind, array) = Self::restore_handover(data, true)?;
         // The handover is sound from here on: if the file cannot be set up, its folios are
         // freed (the C handler leaks them when adding the seals fails).
-        let mut memfd = match Self::new_memfd(&ser) {
+        let mut memfd = match Self::new_memfd(&ser, kind) {
             Ok(m) => m,
             Err(e) => {
                 if let Some(array) = &array {
@@ -623,7 +815,7 @@ impl FileHandler for MemfdHandler {
             let size_pages = ser.size_pages();
             let mut next = 0;
             for (i, e) in entries.iter().map(abi::folio_entry).enumerate() {
-                let Some(h) = array.pfn::<FolioPfn>(i) else {
+                let Some(h) = array.pfn::<F::Pfn>(i) else {
                     continue;
                 };
                 // The pfn is checked quietly by `restore_handover`, and the folio's extent
@@ -670,8 +862,10 @@ impl FileHandler for MemfdHandler {
         if status != RetrieveStatus::NotRetrieved {
             return;
         }
-        match Self::restore_handover(data) {
-            Ok((_page, ser, Some(array))) => Self::discard_folios(&array, 0, 0, ser.size_pages()),
+        match Self::restore_handover(data, false) {
+            Ok((_page, ser, _, Some(array))) => {
+                Self::discard_folios(&array, 0, 0, ser.size_pages())
+            }
             Ok(_) => {}
             Err(e) => pr_warn!("memfd: not freeing a corrupt preserved memfd: {:?}\n", e),
         }
@@ -680,29 +874,43 @@ impl FileHandler for MemfdHandler {
     fn get_id(file: &File) -> usize {
         // The inode, linked or not: `linkat(2)` on an `O_TMPFILE` file after `PRESERVE_FD` must
         // not change the id (every file this handler took is shmem).
-        Memfd::from_shmem(file).map_or(file.as_ptr() as usize, |m| m.inode_id())
+        F::taken(file).map_or(file.as_ptr() as usize, |m| m.inode_id())
     }
 }
 
 struct MemfdLuo {
-    _registration: Option<Registration<MemfdHandler>>,
+    _registration: Option<Registration<MemfdHandler<ShmemFormat>>>,
+    #[cfg(CONFIG_HUGETLBFS)]
+    _hugetlb: Option<Registration<MemfdHandler<HugetlbFormat>>>,
+}
+
+/// Registers the handler of format `F`; `None` if LUO is disabled on this boot.
+fn register<F: Format>(
+    module: &'static ThisModule,
+) -> Result<Option<Registration<MemfdHandler<F>>>> {
+    match Registration::new(module, MemfdHandler::<F>(PhantomData)) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e == EOPNOTSUPP => Ok(None),
+        Err(e) => {
+            pr_err!(
+                "Could not register luo filesystem handler {}: {:?}\n",
+                F::COMPATIBLE,
+                e
+            );
+            Err(e)
+        }
+    }
 }
 
 impl kernel::Module for MemfdLuo {
     fn init(module: &'static ThisModule) -> Result<Self> {
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
         test::init()?;
-        let registration = match Registration::new(module, MemfdHandler) {
-            Ok(r) => Some(r),
-            // LUO is disabled on this boot.
-            Err(e) if e == EOPNOTSUPP => None,
-            Err(e) => {
-                pr_err!("Could not register luo filesystem handler: {:?}\n", e);
-                return Err(e);
-            }
-        };
         Ok(Self {
-            _registration: registration,
+            _registration: register::<ShmemFormat>(module)?,
+            // Without it, hugetlbfs memfds are not taken; memfd-v2 still is.
+            #[cfg(CONFIG_HUGETLBFS)]
+            _hugetlb: register::<HugetlbFormat>(module).unwrap_or(None),
         })
     }
 }
@@ -744,12 +952,14 @@ mod test {
     static IDS: [Atomic<usize>; SLOTS] = [const { Atomic::new(0) }; SLOTS];
     static MODES: [Atomic<u32>; SLOTS] = [const { Atomic::new(0) }; SLOTS];
 
-    pub(super) fn corrupt(id: usize, state: &mut State) {
+    pub(super) fn corrupt<F: Format>(id: usize, state: &mut State) {
         let Some(slot) = IDS.iter().position(|i| i.load(Relaxed) == id) else {
             return;
         };
         let mode = MODES[slot].load(Relaxed);
-        let mut hdr = MemfdSer::read(state.ser.bytes());
+        let Ok(mut hdr) = MemfdSer::read(state.ser.bytes(), F::HUGE) else {
+            return;
+        };
         if let Some(array) = state.array.as_mut() {
             let a = array.as_mut_slice();
             let n = a.len();
@@ -781,7 +991,7 @@ mod test {
             7 => hdr.folios.first = 0x1234_5000,
             _ => {}
         }
-        write_ser(&mut state.ser, &hdr);
+        write_ser::<F>(&mut state.ser, &hdr);
         pr_info!("memfd: corrupted the handover of a memfd (mode {})\n", mode);
     }
 
@@ -865,15 +1075,16 @@ mod tests {
                 flags: 1,
                 order: 0,
             },
+            page_shift: 0,
         };
         let mut b = [0u8; SER_SIZE];
-        h.write(&mut b);
+        h.write(&mut b, false);
         assert_eq!(b[16], 3);
         assert_eq!(b[24], 4);
         assert_eq!(&b[32..40], &0x1000u64.to_le_bytes());
         assert_eq!(b[40], 5);
         assert_eq!(b[44], 1);
-        assert_eq!(MemfdSer::read(&b), h);
+        assert_eq!(MemfdSer::read(&b, false), Ok(h));
     }
 
     /// The folio array of a file whose page count was 0 when preserve sized it: no area until
@@ -895,6 +1106,30 @@ mod tests {
         Ok(())
     }
 
+    /// The hugetlb-memfd-rs-v1 header: memfd-v2's, then `page_shift` and a `reserved` word,
+    /// which must be 0.
+    #[cfg(CONFIG_HUGETLBFS)]
+    #[test]
+    fn huge_header_round_trips() {
+        let h = MemfdSer {
+            size: 1 << 21,
+            page_shift: 21,
+            ..MemfdSer::default()
+        };
+        let mut b = [0u8; HUGE_SER_SIZE];
+        h.write(&mut b, true);
+        assert_eq!(&b[SER_SIZE..SER_SIZE + 4], &21u32.to_le_bytes());
+        assert_eq!(MemfdSer::read(&b, true), Ok(h));
+        b[SER_SIZE + 4] = 1;
+        assert_eq!(MemfdSer::read(&b, true), Err(EINVAL));
+        assert_eq!(h.validate(Kind::Hugetlb { order: 9 }), Ok(()));
+        // No kernel has huge pages of 4 KiB, or of 2^60 pages.
+        assert_eq!(h.validate(Kind::Hugetlb { order: 0 }), Err(EOPNOTSUPP));
+        assert_eq!(h.validate(Kind::Hugetlb { order: 60 }), Err(EOPNOTSUPP));
+        // memfd-v2 has no page size.
+        assert_eq!(h.validate(Kind::Shmem), Err(EINVAL));
+    }
+
     #[test]
     fn header_validation() {
         let good = MemfdSer {
@@ -909,23 +1144,27 @@ mod tests {
                 flags: 1,
                 order: 0,
             },
+            page_shift: 0,
         };
-        assert_eq!(good.validate(), Ok(()));
+        assert_eq!(good.validate(Kind::Shmem), Ok(()));
         assert_eq!(
             MemfdSer {
                 seals: 0x40,
                 ..good
             }
-            .validate(),
+            .validate(Kind::Shmem),
             Err(EOPNOTSUPP)
         );
-        assert_eq!(MemfdSer { flags: 1, ..good }.validate(), Err(EINVAL));
+        assert_eq!(
+            MemfdSer { flags: 1, ..good }.validate(Kind::Shmem),
+            Err(EINVAL)
+        );
         assert_eq!(
             MemfdSer {
                 pos: u64::MAX,
                 ..good
             }
-            .validate(),
+            .validate(Kind::Shmem),
             Err(EINVAL)
         );
         assert_eq!(
@@ -933,7 +1172,7 @@ mod tests {
                 size: u64::MAX,
                 ..good
             }
-            .validate(),
+            .validate(Kind::Shmem),
             Err(EINVAL)
         );
         // More folios than pages in the file.
@@ -942,7 +1181,7 @@ mod tests {
                 nr_folios: 5,
                 ..good
             }
-            .validate(),
+            .validate(Kind::Shmem),
             Err(EINVAL)
         );
         // More folios than the array holds (256 entries per page).
@@ -951,13 +1190,13 @@ mod tests {
             nr_folios: 257,
             ..good
         };
-        assert_eq!(big.validate(), Err(EINVAL));
+        assert_eq!(big.validate(Kind::Shmem), Err(EINVAL));
         assert_eq!(
             MemfdSer {
                 nr_folios: 256,
                 ..big
             }
-            .validate(),
+            .validate(Kind::Shmem),
             Ok(())
         );
         // An empty file needs no array.
@@ -967,7 +1206,7 @@ mod tests {
             folios: VmallocDescriptor::default(),
             ..good
         };
-        assert_eq!(empty.validate(), Ok(()));
+        assert_eq!(empty.validate(Kind::Shmem), Ok(()));
     }
 
     #[test]

@@ -27,7 +27,8 @@
  *   - the LUO core (LUO_ABI_COMPATIBLE), with LIVEUPDATE, whichever of the C
  *     and the Rust LUO is built;
  *   - each LUO file handler built in (MEMFD_LUO_FH_COMPATIBLE with either
- *     memfd handler, VFIO_PCI_RS_LUO_FH_COMPATIBLE, the Rust LUO's test
+ *     memfd handler, HUGETLB_MEMFD_RS_LUO_FH_COMPATIBLE with the Rust one
+ *     and HUGETLBFS, VFIO_PCI_RS_LUO_FH_COMPATIBLE, the Rust LUO's test
  *     handler), and the test FLBs of LIVEUPDATE_TEST.
  *
  * A kernel without the note predates it: its formats cannot be checked. The
@@ -41,6 +42,7 @@
  */
 
 #include <linux/elfnote.h>
+#include <linux/kho/abi/hugetlb_memfd_rs.h>
 #include <linux/kho/abi/kexec_handover.h>
 #include <linux/kho/abi/luo.h>
 #include <linux/kho/abi/memfd.h>
@@ -70,6 +72,13 @@
 #define LUO_FMT_MEMFD		""
 #endif
 
+/* mm/memfd_luo_rs.rs, for hugetlbfs memfds: not the RFC's "huge-memfd-v1". */
+#if defined(CONFIG_LIVEUPDATE_MEMFD_RUST) && defined(CONFIG_HUGETLBFS)
+#define LUO_FMT_HUGETLB		HUGETLB_MEMFD_RS_LUO_FH_COMPATIBLE "\0"
+#else
+#define LUO_FMT_HUGETLB		""
+#endif
+
 /* drivers/vfio/pci/vfio_pci_luo_rs.rs: not upstream's "vfio-pci-v1". */
 #ifdef CONFIG_VFIO_PCI_LIVEUPDATE_RUST
 #define LUO_FMT_VFIO_PCI	VFIO_PCI_RS_LUO_FH_COMPATIBLE "\0"
@@ -95,8 +104,8 @@
 #endif
 
 #define LUO_FORMATS							\
-	(LUO_FMT_KHO LUO_FMT_CORE LUO_FMT_MEMFD LUO_FMT_VFIO_PCI		\
-	 LUO_FMT_RUST_TEST LUO_FMT_TEST_FLBS)
+	(LUO_FMT_KHO LUO_FMT_CORE LUO_FMT_MEMFD LUO_FMT_HUGETLB		\
+	 LUO_FMT_VFIO_PCI LUO_FMT_RUST_TEST LUO_FMT_TEST_FLBS)
 
 struct luo_formats_desc {
 	u32 version;

@@ -8,6 +8,7 @@
 #include <linux/cacheflush.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
+#include <linux/hugetlb.h>
 #include <linux/io.h>
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
@@ -109,5 +110,27 @@ __rust_helper unsigned long rust_helper_shmem_present_pages(struct inode *inode)
 	return READ_ONCE(inode->i_mapping->nrpages) +
 	       READ_ONCE(SHMEM_I(inode)->swapped);
 }
+
+#ifdef CONFIG_HUGETLBFS
+
+/* The seals of a hugetlbfs file, read without the inode lock (as above). */
+__rust_helper unsigned int rust_helper_hugetlbfs_seals(struct inode *inode)
+{
+	return READ_ONCE(HUGETLBFS_I(inode)->seals);
+}
+
+/* The huge page order of a hugetlbfs file (its hstate never changes). */
+__rust_helper unsigned int rust_helper_hugetlbfs_file_page_order(struct file *file)
+{
+	return huge_page_order(hstate_file(file));
+}
+
+/* Pages in a file's page cache (a hugetlbfs file has no others). */
+__rust_helper unsigned long rust_helper_mapping_nrpages(struct inode *inode)
+{
+	return READ_ONCE(inode->i_mapping->nrpages);
+}
+
+#endif /* CONFIG_HUGETLBFS */
 
 #endif /* CONFIG_LIVEUPDATE_MEMFD */

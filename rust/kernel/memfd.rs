@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! memfd files (shmem files created by `memfd_create(2)`), as a live update handler sees them.
+//! memfd files (`memfd_create(2)`: shmem files, and with `MFD_HUGETLB` hugetlbfs files), as a
+//! live update handler sees them.
 //!
 //! Outgoing: [`Memfd`] borrows an existing memfd. Under its inode lock ([`MemfdLock`]) a handler
 //! reads the size and the seals, freezes the mapping (no truncate, no growth, no hole punching)
@@ -10,8 +11,13 @@
 //! Incoming: [`NewMemfd`] builds a memfd from scratch in the next kernel: seals, position, size,
 //! and folios inserted one by one into its page cache ([`NewMemfd::insert_folio`]).
 //!
+//! Both kinds ([`Kind`]) are handled alike: hugetlbfs has the same freeze and "no new folios"
+//! states as shmem (`hugetlbfs_freeze()`, `hugetlbfs_stop_new_folios()`), and a restored huge
+//! page goes into a new hugetlbfs memfd through `hugetlb_insert_restored_folio()`.
+//!
 //! C headers: [`include/linux/memfd.h`](srctree/include/linux/memfd.h),
-//! [`include/linux/shmem_fs.h`](srctree/include/linux/shmem_fs.h)
+//! [`include/linux/shmem_fs.h`](srctree/include/linux/shmem_fs.h),
+//! [`include/linux/hugetlb.h`](srctree/include/linux/hugetlb.h)
 
 use crate::{
     bindings,
@@ -56,6 +62,35 @@ pub mod seals {
 const MFD_ALLOW_SEALING: u32 = 0x2;
 /// `MFD_NOEXEC_SEAL` (uAPI): no exec bits in the mode, sealed with `F_SEAL_EXEC`.
 const MFD_NOEXEC_SEAL: u32 = 0x8;
+/// `MFD_HUGETLB` (uAPI): a hugetlbfs file.
+#[cfg(CONFIG_HUGETLBFS)]
+const MFD_HUGETLB: u32 = 0x4;
+/// `MFD_HUGE_SHIFT` (uAPI): where `MFD_HUGETLB` flags hold log2 of the huge page size.
+#[cfg(CONFIG_HUGETLBFS)]
+const MFD_HUGE_SHIFT: u32 = 26;
+
+/// What backs a memfd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// shmem (`memfd_create(2)` without `MFD_HUGETLB`): folios of any order.
+    Shmem,
+    /// hugetlbfs (`MFD_HUGETLB`): huge pages of `1 << order` pages each, every folio one.
+    #[cfg(CONFIG_HUGETLBFS)]
+    Hugetlb {
+        /// The huge page order (9 for 2 MiB pages and 18 for 1 GiB ones on x86-64).
+        order: u32,
+    },
+}
+
+/// Whether this kernel has huge pages of `1 << order` pages (an hstate of that size).
+#[cfg(CONFIG_HUGETLBFS)]
+pub fn huge_page_order_supported(order: u32) -> bool {
+    let Some(size) = (PAGE_SIZE as c_ulong).checked_shl(order) else {
+        return false;
+    };
+    // SAFETY: Looks the size up in the hstate table, which never changes after boot.
+    order > 0 && !unsafe { bindings::size_to_hstate(size) }.is_null()
+}
 
 /// The largest file size and position (`MAX_LFS_FILESIZE` on 64-bit).
 pub const MAX_FILE_SIZE: i64 = i64::MAX;
@@ -70,17 +105,22 @@ pub const MAX_FILE_SIZE: i64 = i64::MAX;
 /// folios a call, preserving 1 GiB took 2.3 times as long as the C handler's single call.
 const PIN_BATCH: usize = 16384;
 
-/// An existing memfd: a shmem file (what `memfd_create(2)` makes; a hugetlb memfd is not shmem).
+/// An existing memfd: a shmem file, or a hugetlbfs file made by `memfd_create(MFD_HUGETLB)`.
 ///
-/// [`Memfd::new`] takes only unlinked files (a tmpfs file has a name); [`Memfd::from_shmem`] takes
-/// any shmem file, for a file that was a memfd once: an `O_TMPFILE` tmpfs file is unlinked
-/// until `linkat(2)` gives it a name, which can happen at any time.
+/// [`Memfd::new`] takes only unlinked shmem files (a tmpfs file has a name); [`Memfd::from_shmem`]
+/// takes any shmem file, for a file that was a memfd once: an `O_TMPFILE` tmpfs file is unlinked
+/// until `linkat(2)` gives it a name, which can happen at any time. [`Memfd::hugetlb`] takes
+/// only unlinked files of hugetlbfs's internal mounts (what `memfd_create(MFD_HUGETLB)` makes),
+/// which nobody can link: not a file of a hugetlbfs that userspace mounted, whose subpool a
+/// handover would not carry.
 ///
 /// # Invariants
 ///
-/// `file` is a shmem file.
+/// `file` is a shmem file if `kind` is [`Kind::Shmem`], and a hugetlbfs memfd of huge pages of
+/// order `order` if it is [`Kind::Hugetlb`].
 pub struct Memfd<'a> {
     file: &'a LocalFile,
+    kind: Kind,
 }
 
 impl<'a> Memfd<'a> {
@@ -89,10 +129,34 @@ impl<'a> Memfd<'a> {
         // SAFETY: `file` is a valid file for the duration of the call.
         if unsafe { bindings::shmem_file_is_unlinked(file.as_ptr()) } {
             // INVARIANT: Just checked.
-            Some(Self { file })
+            Some(Self {
+                file,
+                kind: Kind::Shmem,
+            })
         } else {
             None
         }
+    }
+
+    /// Returns `file` as a hugetlbfs memfd, or `None` if it is not one.
+    #[cfg(CONFIG_HUGETLBFS)]
+    pub fn hugetlb(file: &'a LocalFile) -> Option<Self> {
+        // SAFETY: `file` is a valid file for the duration of the call.
+        if !unsafe { bindings::hugetlbfs_file_is_memfd(file.as_ptr()) } {
+            return None;
+        }
+        // SAFETY: `file` is a hugetlbfs file (just checked), whose hstate never changes.
+        let order = unsafe { bindings::hugetlbfs_file_page_order(file.as_ptr()) };
+        // INVARIANT: Just checked.
+        Some(Self {
+            file,
+            kind: Kind::Hugetlb { order },
+        })
+    }
+
+    /// What backs the memfd.
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// Returns `file` as a memfd if it is a shmem file, linked or not.
@@ -103,7 +167,10 @@ impl<'a> Memfd<'a> {
         // SAFETY: `file` is a valid file for the duration of the call.
         if unsafe { bindings::shmem_file(file.as_ptr()) } {
             // INVARIANT: Just checked.
-            Some(Self { file })
+            Some(Self {
+                file,
+                kind: Kind::Shmem,
+            })
         } else {
             None
         }
@@ -117,6 +184,13 @@ impl<'a> Memfd<'a> {
     /// A key for the memfd's backing object (its inode), the same for every file of it.
     pub fn inode_id(&self) -> usize {
         self.inode() as usize
+    }
+
+    /// The file size in bytes (`i_size`), read without the inode lock: a snapshot, exact
+    /// while the mapping is frozen ([`MemfdLock::set_frozen`]).
+    pub fn size(&self) -> i64 {
+        // SAFETY: The inode is valid while `file` is; `i_size_read` needs no lock on 64-bit.
+        unsafe { bindings::i_size_read(self.inode()) }
     }
 
     /// The file position (`f_pos`). It can change at any time; this is a snapshot.
@@ -133,18 +207,29 @@ impl<'a> Memfd<'a> {
     /// this has every seal added before the call; one added concurrently may be missing.
     /// [`MemfdLock::seals`] reads them under the lock.
     pub fn seals(&self) -> u32 {
-        // SAFETY: `file` is a valid shmem file (type invariant), so its inode is a valid shmem
-        // inode; the helper only reads its seals (`READ_ONCE`).
-        unsafe { bindings::shmem_seals(self.inode()) }
+        match self.kind {
+            // SAFETY: `file` is a valid shmem file (type invariant), so its inode is a valid
+            // shmem inode; the helper only reads its seals (`READ_ONCE`).
+            Kind::Shmem => unsafe { bindings::shmem_seals(self.inode()) },
+            // SAFETY: As above, for a hugetlbfs inode.
+            #[cfg(CONFIG_HUGETLBFS)]
+            Kind::Hugetlb { .. } => unsafe { bindings::hugetlbfs_seals(self.inode()) },
+        }
     }
 
     /// The number of pages the file holds, read without the inode lock: see
     /// [`MemfdLock::present_pages`], which the inode lock does not make exact either (a fault
     /// adds a page without it).
     pub fn present_pages(&self) -> usize {
-        // SAFETY: `file` is a valid shmem file (type invariant), so its inode is a shmem inode;
-        // the helper only reads two counters (`READ_ONCE`).
-        unsafe { bindings::shmem_present_pages(self.inode()) as usize }
+        match self.kind {
+            // SAFETY: `file` is a valid shmem file (type invariant), so its inode is a shmem
+            // inode; the helper only reads two counters (`READ_ONCE`).
+            Kind::Shmem => unsafe { bindings::shmem_present_pages(self.inode()) as usize },
+            // SAFETY: The inode is valid; the helper only reads its mapping's page count
+            // (`READ_ONCE`). hugetlbfs pages are never swapped out.
+            #[cfg(CONFIG_HUGETLBFS)]
+            Kind::Hugetlb { .. } => unsafe { bindings::mapping_nrpages(self.inode()) as usize },
+        }
     }
 
     /// Takes the inode lock (`inode_lock`).
@@ -153,7 +238,10 @@ impl<'a> Memfd<'a> {
         unsafe { bindings::inode_lock(self.inode()) };
         // INVARIANT: The lock was just taken.
         MemfdLock {
-            memfd: Memfd { file: self.file },
+            memfd: Memfd {
+                file: self.file,
+                kind: self.kind,
+            },
         }
     }
 
@@ -164,10 +252,23 @@ impl<'a> Memfd<'a> {
     /// Once this returns with `stop` set, [`MemfdLock::present_pages`] and
     /// [`MemfdLock::pin_present_folios`] see every page the file will ever have until it is
     /// allowed again: a walk after this is the last one a handover needs.
+    ///
+    /// For a hugetlbfs memfd, stopping sleeps until every folio insertion in progress in any
+    /// hugetlbfs file is done (it takes each hugetlb fault mutex once): it must not be called
+    /// with a folio lock or a hugetlb fault mutex held.
     pub fn stop_new_folios(&self, stop: bool) {
-        // SAFETY: `file` is a shmem file (type invariant), so its inode is a valid shmem inode;
-        // the function changes the flag with atomic bit operations and needs no lock.
-        unsafe { bindings::shmem_stop_new_folios(self.inode(), stop) };
+        match self.kind {
+            // SAFETY: `file` is a shmem file (type invariant), so its inode is a valid shmem
+            // inode; the function changes the flag with atomic bit operations and needs no
+            // lock.
+            Kind::Shmem => unsafe { bindings::shmem_stop_new_folios(self.inode(), stop) },
+            // SAFETY: `file` is a hugetlbfs file (type invariant); the function needs no lock,
+            // and the caller holds none that a fault mutex holder waits for (see above).
+            #[cfg(CONFIG_HUGETLBFS)]
+            Kind::Hugetlb { .. } => unsafe {
+                bindings::hugetlbfs_stop_new_folios(self.inode(), stop)
+            },
+        }
     }
 
     /// Takes the inode lock if it is free (`inode_trylock`), or returns `None`.
@@ -179,7 +280,10 @@ impl<'a> Memfd<'a> {
         }
         // INVARIANT: The lock was just taken.
         Some(MemfdLock {
-            memfd: Memfd { file: self.file },
+            memfd: Memfd {
+                file: self.file,
+                kind: self.kind,
+            },
         })
     }
 }
@@ -219,9 +323,17 @@ impl MemfdLock<'_> {
     /// Freezes the mapping (or thaws it): while frozen, the size cannot change and no hole can
     /// be punched (`EPERM`); writes and faults inside the size still work.
     pub fn set_frozen(&self, frozen: bool) {
-        // SAFETY: The inode lock is held (type invariant), as `shmem_freeze` requires, and
-        // `memfd` is a shmem file.
-        unsafe { bindings::shmem_freeze(self.memfd.inode(), frozen) };
+        match self.memfd.kind {
+            // SAFETY: The inode lock is held (type invariant), as `shmem_freeze` requires, and
+            // `memfd` is a shmem file.
+            Kind::Shmem => unsafe { bindings::shmem_freeze(self.memfd.inode(), frozen) },
+            // SAFETY: The inode lock is held (type invariant), as `hugetlbfs_freeze` requires,
+            // and `memfd` is a hugetlbfs file.
+            #[cfg(CONFIG_HUGETLBFS)]
+            Kind::Hugetlb { .. } => unsafe {
+                bindings::hugetlbfs_freeze(self.memfd.inode(), frozen)
+            },
+        }
     }
 
     /// Pins every folio that exists in the file, in index order, and hands each to `f` with
@@ -298,7 +410,8 @@ impl MemfdLock<'_> {
             while pos < end {
                 let mut offset: c_ulong = 0;
                 let last = ((end << PAGE_SHIFT) as u64 - 1).min(size - 1);
-                // SAFETY: `file` is a shmem file, `raw` has room for `batch` folios and
+                // SAFETY: `file` is a shmem or hugetlbfs file (type invariant), as
+                // `memfd_pin_folios` takes, `raw` has room for `batch` folios and
                 // `start <= last < size`.
                 let n = unsafe {
                     bindings::memfd_pin_folios(
@@ -375,7 +488,7 @@ impl Drop for PinnedBatch<'_> {
     }
 }
 
-/// A folio of a shmem file pinned with `FOLL_PIN` (it cannot be migrated, swapped or freed
+/// A folio of a memfd pinned with `FOLL_PIN` (it cannot be migrated, swapped or freed
 /// while pinned).
 ///
 /// # Invariants
@@ -441,9 +554,11 @@ impl PinnedFolio {
     /// is never written back or reclaimed (which would clean it), and a shmem folio never
     /// loses `PG_uptodate`.
     pub fn prepare_for_handover(&self) {
-        // SAFETY: The folio is valid and pinned, in a shmem mapping (`PinnedFolio`s are only
-        // made by `MemfdLock::pin_present_folios`); the function may take the folio lock, which
-        // may sleep, which is allowed here (the callers run in process context).
+        // SAFETY: The folio is valid and pinned, in the mapping of a memfd (`PinnedFolio`s are
+        // only made by `MemfdLock::pin_present_folios`): the function uses only the generic
+        // folio operations (a hugetlbfs folio in a page cache is dirty and uptodate, so it
+        // returns at once). It may take the folio lock, which may sleep, which is allowed here
+        // (the callers run in process context).
         unsafe { bindings::shmem_prepare_folio_for_handover(self.folio.as_ptr()) };
     }
 }
@@ -468,11 +583,12 @@ impl Drop for PinnedFolio {
 ///
 /// # Invariants
 ///
-/// `file` is a memfd created by `memfd_alloc_file`; `added` pages were inserted into its page
-/// cache by [`NewMemfd::insert_folio`] and not yet accounted with
-/// `shmem_account_restored_pages`; `size` is its `i_size`.
+/// `file` is a memfd created by `memfd_alloc_file`, of the kind `kind`; `added` pages were
+/// inserted into its page cache by [`NewMemfd::insert_folio`] and not yet accounted with
+/// `shmem_account_restored_pages` (always 0 for hugetlbfs); `size` is its `i_size`.
 pub struct NewMemfd {
     file: Option<ARef<File>>,
+    kind: Kind,
     added: c_long,
     size: i64,
 }
@@ -480,7 +596,7 @@ pub struct NewMemfd {
 impl NewMemfd {
     /// Creates an empty memfd that allows sealing, with mode 0777.
     pub fn new() -> Result<Self> {
-        Self::alloc(MFD_ALLOW_SEALING)
+        Self::alloc(MFD_ALLOW_SEALING, Kind::Shmem)
     }
 
     /// Creates an empty memfd as `memfd_create(MFD_NOEXEC_SEAL)` does: mode 0666 (no exec bits)
@@ -490,14 +606,31 @@ impl NewMemfd {
     /// (`memfd_add_seals` makes a file with exec bits W^X), so a memfd that must come back
     /// writable and sealed with `F_SEAL_EXEC` is made with this.
     pub fn new_noexec() -> Result<Self> {
-        Self::alloc(MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL)
+        Self::alloc(MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL, Kind::Shmem)
     }
 
-    /// Creates an empty shmem memfd; `flags` are `MFD_*` flags without `MFD_HUGETLB`.
-    fn alloc(flags: u32) -> Result<Self> {
-        // SAFETY: The name is a valid NUL-terminated string. Without `MFD_HUGETLB` in `flags`
-        // (our callers pass `MFD_ALLOW_SEALING` and `MFD_NOEXEC_SEAL` only), the file is a shmem
-        // file, as the type invariant and `insert_folio` need.
+    /// Creates an empty hugetlbfs memfd of huge pages of `1 << order` pages, as
+    /// `memfd_create(MFD_HUGETLB)` does; with `noexec`, as [`NewMemfd::new_noexec`] does.
+    /// `EOPNOTSUPP` if this kernel has no huge pages of that size.
+    #[cfg(CONFIG_HUGETLBFS)]
+    pub fn new_hugetlb(order: u32, noexec: bool) -> Result<Self> {
+        if !huge_page_order_supported(order) {
+            return Err(EOPNOTSUPP);
+        }
+        let shift = order + PAGE_SHIFT as u32;
+        let mut flags = MFD_ALLOW_SEALING | MFD_HUGETLB | (shift << MFD_HUGE_SHIFT);
+        if noexec {
+            flags |= MFD_NOEXEC_SEAL;
+        }
+        Self::alloc(flags, Kind::Hugetlb { order })
+    }
+
+    /// Creates an empty memfd; `flags` are `MFD_*` flags, with `MFD_HUGETLB` and the page size
+    /// of `kind` for a hugetlbfs one.
+    fn alloc(flags: u32, kind: Kind) -> Result<Self> {
+        // SAFETY: The name is a valid NUL-terminated string. `flags` make a file of `kind`
+        // (callers pass `MFD_HUGETLB` with the page size of `kind` exactly for a hugetlbfs
+        // one, whose hstate exists), as the type invariant and `insert_folio` need.
         let f = from_err_ptr(unsafe { bindings::memfd_alloc_file(c"".as_char_ptr(), flags) })?;
         let f = NonNull::new(f).ok_or(ENOMEM)?;
         // SAFETY: `memfd_alloc_file` returned a new file with one reference, which we own;
@@ -506,6 +639,7 @@ impl NewMemfd {
         // INVARIANT: A fresh memfd with nothing inserted.
         Ok(Self {
             file: Some(file),
+            kind,
             added: 0,
             size: 0,
         })
@@ -566,6 +700,11 @@ impl NewMemfd {
     /// `EINVAL` if the folio does not start within the size or `index` is not aligned to the
     /// folio's size; `EEXIST` if the range is already populated; `ENOMEM`/`ENOSPC` from
     /// charging and accounting. On error the folio is freed.
+    ///
+    /// In a hugetlbfs memfd the folio must be one huge page of the file's size (`EINVAL`
+    /// otherwise) and hold data (`uptodate`: hugetlbfs has no folio that reads as zeroes); it
+    /// becomes an in-use surplus huge page, given back to the page allocator when the file
+    /// drops it (see `hugetlb_insert_restored_folio()`).
     pub fn insert_folio(&mut self, folio: IncomingFolio, index: usize, uptodate: bool) -> Result {
         let nr = folio.nr_pages();
         let size_pages = (self.size() as u64).div_ceil(PAGE_SIZE as u64);
@@ -574,6 +713,22 @@ impl NewMemfd {
         // A large folio may reach past the end of the file (shmem allocates such folios).
         if index % nr != 0 || index as u64 >= size_pages {
             return Err(EINVAL);
+        }
+        #[cfg(CONFIG_HUGETLBFS)]
+        if let Kind::Hugetlb { order } = self.kind {
+            if folio.order() != order || !uptodate {
+                return Err(EINVAL);
+            }
+            let f = folio.into_raw().as_ptr();
+            // SAFETY: `f` is a folio we own (one reference), in no mapping and seen by no one
+            // else, of the file's huge page order; the file is a new hugetlbfs memfd of this
+            // builder, on an internal mount, that no one else can see; `index` is aligned to
+            // the huge page and starts within the size (checked above), so `index >> order`
+            // is the huge page's index. The function consumes the reference, on error too.
+            let err = unsafe {
+                bindings::hugetlb_insert_restored_folio(self.raw(), f, (index >> order) as c_ulong)
+            };
+            return to_result(err);
         }
         let f = folio.into_raw().as_ptr();
         // SAFETY: `f` is a folio we own (one reference) that is in no mapping and that no one
@@ -659,4 +814,39 @@ pub mod handover {
     }
 
     const _: () = assert!(size_of::<bindings::memfd_luo_folio_ser>() == size_of::<[u64; 2]>());
+
+    /// `memfd.folios` of `struct hugetlb_memfd_rs_ser`: the folio array of a hugetlbfs memfd.
+    #[cfg(CONFIG_HUGETLBFS)]
+    pub struct HugeFolios;
+
+    // SAFETY: By the hugetlb-memfd-rs-v1 ABI (`HUGETLB_MEMFD_RS_LUO_FH_COMPATIBLE`,
+    // `include/linux/kho/abi/hugetlb_memfd_rs.h`), `memfd.folios` of `struct
+    // hugetlb_memfd_rs_ser` is the `struct kho_vmalloc` of the array of `struct
+    // memfd_luo_folio_ser` that the writer preserved with `kho_preserve_vmalloc()` for the
+    // reader, as in memfd-v2.
+    #[cfg(CONFIG_HUGETLBFS)]
+    unsafe impl VmallocField for HugeFolios {
+        const FORMAT: &'static CStr =
+            match CStr::from_bytes_with_nul(bindings::HUGETLB_MEMFD_RS_LUO_FH_COMPATIBLE) {
+                Ok(s) => s,
+                Err(_) => panic!("HUGETLB_MEMFD_RS_LUO_FH_COMPATIBLE is not a C string"),
+            };
+        const OFFSET: usize = core::mem::offset_of!(bindings::hugetlb_memfd_rs_ser, memfd)
+            + core::mem::offset_of!(bindings::memfd_luo_ser, folios);
+        type Elem = [u64; 2];
+    }
+
+    /// `pfn` of an element of [`HugeFolios`], as [`FolioPfn`] for memfd-v2.
+    #[cfg(CONFIG_HUGETLBFS)]
+    pub struct HugeFolioPfn;
+
+    // SAFETY: By the hugetlb-memfd-rs-v1 ABI, `pfn` is the page frame number of a huge page
+    // that the writer preserved with `kho_preserve_folio()` for the reader, in the low 52 bits
+    // of the first word of the entry, as in memfd-v2.
+    #[cfg(CONFIG_HUGETLBFS)]
+    unsafe impl PfnField for HugeFolioPfn {
+        type Array = HugeFolios;
+        const WORD: usize = 0;
+        const BITS: u32 = 52;
+    }
 }

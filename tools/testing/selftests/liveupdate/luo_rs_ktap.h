@@ -74,6 +74,26 @@ static int ktap_main(int argc, char *argv[], const char *const cases[], size_t n
 	return luo_test(argc, argv, state_session, stage_1, stage_2);
 }
 
+/*
+ * main() of a two-stage test that runs its own stages (no luo_test()):
+ * "--list" prints @cases, one a line; "-s 2" runs @stage_2 (the boot after
+ * the kexec), anything else @stage_1. Both end the process themselves.
+ */
+static int ktap_stages_main(int argc, char *argv[], const char *const cases[],
+			    size_t nr_cases, void (*stage_1)(void), void (*stage_2)(void))
+{
+	if (argc > 1 && !strcmp(argv[1], "--list")) {
+		for (size_t i = 0; i < nr_cases; i++)
+			printf("%s\n", cases[i]);
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "-s") && !strcmp(argv[2], "2"))
+		stage_2();
+	else
+		stage_1();
+	return 0;
+}
+
 /* "success (N)" or the errno name of a -errno result, for diagnostics. */
 static const char *res(long ret)
 {
