@@ -25,7 +25,8 @@ pub struct CheckImageArgs {
     pub kernel: PathBuf,
 
     /// A handover format the image must read besides the LUO core's
-    /// (e.g. memfd-v2, vfio-pci-rs-v1); may be repeated.
+    /// (e.g. memfd-v2, hugetlb-memfd-rs-v1 for a hugetlbfs memfd,
+    /// vfio-pci-rs-v1); may be repeated.
     #[arg(long = "require", value_name = "COMPATIBLE")]
     pub require: Vec<String>,
 }
@@ -156,6 +157,11 @@ mod tests {
         assert_eq!(
             verdict(Some(&t), &needed(&["vfio-pci-rs-v1".into()])),
             Verdict::Missing(vec!["vfio-pci-rs-v1".into()])
+        );
+        // memfd-v2 does not stand for a hugetlbfs memfd's format.
+        assert_eq!(
+            verdict(Some(&t), &needed(&["hugetlb-memfd-rs-v1".into()])),
+            Verdict::Missing(vec!["hugetlb-memfd-rs-v1".into()])
         );
         assert_eq!(verdict(Some(&table(&["kho-v4"])), &needed(&[])), Verdict::Missing(vec!["luo-v5".into()]));
         assert_eq!(verdict(None, &needed(&[])), Verdict::NoTable);

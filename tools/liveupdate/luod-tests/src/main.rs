@@ -6,7 +6,7 @@
 //! byte for byte in the next kernel, and (`--tenants`) one case per attack
 //! of one tenant on another (see `tenants.rs`).
 //!
-//! Usage: `luod-tests [-s STAGE] [--tenants] [--list [--all-stages]] [--host | --inproc] [--only CASE,...]`
+//! Usage: `luod-tests [-s STAGE] [--tenants [--hugetlb]] [--list [--all-stages]] [--host | --inproc] [--only CASE,...]`
 //!
 //! - no `-s`: the single-boot suite (`luod`);
 //! - `-s 1`: clients create and fill sessions through luod, luod is
@@ -14,6 +14,9 @@
 //! - `-s 2`: after the kexec, a new luod; the clients retrieve and check.
 //! - `--tenants` (or `luod.tenants=1` on the kernel command line): the
 //!   suites `luod-tenants` (single boot) and `luod-tenants-kexec` (`-s 1|2`).
+//! - `--hugetlb` (or `luod.hugetlb=1`), with `--tenants` and no `-s`: the
+//!   case of a hugetlbfs memfd too, for kernels with the Rust memfd handler
+//!   and CONFIG_HUGETLBFS booted with 2 MiB huge pages (elsewhere it fails).
 //! - `--list --all-stages`: the cases of both stages of a kexec suite.
 //! - `--only CASE,...` (development): the first case and those named.
 //! - `--host`: the single-boot suites on any Linux machine, as root, against
@@ -1185,7 +1188,9 @@ const STAGE2: &[Case] = &[
 ];
 
 fn usage() -> ! {
-    eprintln!("usage: luod-tests [-s 1|2] [--tenants] [--list [--all-stages]] [--host | --inproc] [--only CASE,...]");
+    eprintln!(
+        "usage: luod-tests [-s 1|2] [--tenants [--hugetlb]] [--list [--all-stages]] [--host | --inproc] [--only CASE,...]"
+    );
     std::process::exit(2);
 }
 
@@ -1198,6 +1203,7 @@ fn main() {
     let param = |p: &str| cmdline.split_ascii_whitespace().any(|w| w == p);
     let mut in_process = param("luod.inproc=1");
     let mut tenants = param("luod.tenants=1");
+    let mut hugetlb = param("luod.hugetlb=1");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -1206,6 +1212,7 @@ fn main() {
             "--all-stages" => all_stages = true,
             "--inproc" => in_process = true,
             "--tenants" => tenants = true,
+            "--hugetlb" => hugetlb = true,
             "--only" => only = Some(args.next().unwrap_or_else(|| usage())),
             "--host" => {
                 let pid = std::process::id();
@@ -1219,17 +1226,22 @@ fn main() {
             _ => usage(),
         }
     }
-    let suite = |s: Option<u32>| -> &'static [Case] {
+    // The hugetlbfs case is one of the single-boot tenants suite.
+    let single_tenants = tenants && !in_process && stage.is_none() && !all_stages;
+    if hugetlb && !single_tenants {
+        usage();
+    }
+    let suite = |s: Option<u32>| -> Vec<Case> {
         match (s, in_process, tenants) {
-            (None, false, false) => SINGLE,
-            (Some(1), false, false) => STAGE1,
-            (Some(2), false, false) => STAGE2,
-            (None, false, true) => tenants::SINGLE,
-            (Some(1), false, true) => tenants::STAGE1,
-            (Some(2), false, true) => tenants::STAGE2,
-            (None, true, false) => inproc::SINGLE,
-            (Some(1), true, false) => inproc::STAGE1,
-            (Some(2), true, false) => inproc::STAGE2,
+            (None, false, false) => SINGLE.to_vec(),
+            (Some(1), false, false) => STAGE1.to_vec(),
+            (Some(2), false, false) => STAGE2.to_vec(),
+            (None, false, true) => tenants::single(hugetlb),
+            (Some(1), false, true) => tenants::STAGE1.to_vec(),
+            (Some(2), false, true) => tenants::STAGE2.to_vec(),
+            (None, true, false) => inproc::SINGLE.to_vec(),
+            (Some(1), true, false) => inproc::STAGE1.to_vec(),
+            (Some(2), true, false) => inproc::STAGE2.to_vec(),
             _ => usage(),
         }
     };
@@ -1237,7 +1249,7 @@ fn main() {
         // With --all-stages: what the harness's "@stages" lists, the cases
         // of every boot, sorted and once each.
         let mut names: Vec<&str> = if all_stages {
-            suite(Some(1)).iter().chain(suite(Some(2))).map(|c| c.0).collect()
+            suite(Some(1)).into_iter().chain(suite(Some(2))).map(|c| c.0).collect()
         } else {
             suite(stage).iter().map(|c| c.0).collect()
         };
@@ -1253,14 +1265,14 @@ fn main() {
     // --only A,B (development): the suite's first case (it starts luod)
     // and the cases named.
     let cases: Vec<Case> = match &only {
-        None => suite(stage).to_vec(),
+        None => suite(stage),
         Some(o) => {
             let want: Vec<&str> = o.split(',').collect();
             suite(stage)
-                .iter()
+                .into_iter()
                 .enumerate()
                 .filter(|(i, c)| *i == 0 || want.contains(&c.0))
-                .map(|(_, c)| *c)
+                .map(|(_, c)| c)
                 .collect()
         }
     };

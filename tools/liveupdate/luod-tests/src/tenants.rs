@@ -9,7 +9,10 @@
 //!   with `SO_LINGER`) stalling no other client, connection, session, file
 //!   and byte quotas, the idle timeout, files not owned, not open
 //!   read-write or not files, `CAP_SYS_BOOT` rather than uid 0, a next
-//!   kernel without the LUO format table, fd store names that are any
+//!   kernel without the LUO format table or without a format a preserved
+//!   file needs (with `--hugetlb` or `luod.hugetlb=1`, on kernels with the
+//!   Rust memfd handler booted with 2 MiB huge pages, also that of a
+//!   hugetlbfs memfd, hugetlb-memfd-rs-v1), fd store names that are any
 //!   kernel name, and a second luod on the same state directory;
 //! - across a kexec (`-s 1`, `-s 2`): a manifest made stale after the
 //!   kernel was loaded gives uid A nothing of the session uid B then
@@ -780,6 +783,90 @@ fn table_without_a_needed_format(_: &mut Ctx) -> R {
     Ok(())
 }
 
+/// A hugetlbfs memfd of 2 MiB pages, 2 MiB long, its first 4 KiB written
+/// (through a mapping: hugetlbfs has no `write(2)`). Needs
+/// `CONFIG_HUGETLBFS` and a free 2 MiB page (`hugepagesz=2M hugepages=N`).
+fn hugetlb_memfd() -> Result<OwnedFd, String> {
+    const SZ_2M: usize = 2 << 20;
+    use rustix::fs::MemfdFlags;
+    let fd = rustix::fs::memfd_create(
+        "luod-test-huge",
+        MemfdFlags::CLOEXEC | MemfdFlags::HUGETLB | MemfdFlags::HUGE_2MB,
+    )
+    .map_err(|e| format!("memfd_create(MFD_HUGETLB | MFD_HUGE_2MB) (CONFIG_HUGETLBFS?): {e}"))?;
+    rustix::fs::ftruncate(&fd, SZ_2M as u64).map_err(|e| format!("ftruncate of a hugetlbfs memfd: {e}"))?;
+    let data = pattern(4096, 9);
+    // SAFETY: a new shared mapping of the file's 2 MiB, which nothing else
+    // refers to; 4 KiB are written inside it, then it is unmapped.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            SZ_2M,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(format!(
+                "mmap of a hugetlbfs memfd (no free 2 MiB page: hugepages= on the command line?): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        std::ptr::copy_nonoverlapping(data.as_ptr(), p.cast::<u8>(), data.len());
+        libc::munmap(p, SZ_2M);
+    }
+    Ok(fd)
+}
+
+/// A preserved hugetlbfs memfd needs the next kernel to read
+/// hugetlb-memfd-rs-v1, the Rust memfd handler's format, not memfd-v2:
+/// upstream's kernels have memfd-v2 only, and their LUO refuses a whole
+/// handover holding a file of a format they lack. A table with kho-v4,
+/// luo-v5 and memfd-v2 only: `ENOEXEC` naming hugetlb-memfd-rs-v1 and the
+/// session; with it added the check passes (and `kexec_file_load` refuses
+/// the file itself). Only with `luod.hugetlb=1` (`--hugetlb`): a kernel
+/// with the Rust memfd handler and CONFIG_HUGETLBFS, 2 MiB huge pages.
+fn table_without_the_hugetlb_format(_: &mut Ctx) -> R {
+    let before = kexec_loaded()?;
+    let m = hugetlb_memfd()?;
+    let cl = connect()?;
+    cl.create("hugetlb-check").map_err(s)?;
+    let r = (|| {
+        cl.preserve("hugetlb-check", 1, &m).map_err(|e| {
+            format!("preserving a hugetlbfs memfd (a kernel without the Rust memfd handler?): {e}")
+        })?;
+        let img = image_file(&elf_with_table(&["kho-v4", "luo-v5", "memfd-v2"]))?;
+        match cl.kexec_load(&img, None, "liveupdate=on", 0) {
+            Err(e) if e.errno() == libc::ENOEXEC => {
+                let msg = e.to_string();
+                ensure!(
+                    msg.contains("hugetlb-memfd-rs-v1") && msg.contains("hugetlb-check"),
+                    "the refusal does not name the missing format and its session: {msg}"
+                );
+                ensure!(!msg.contains("read memfd-v2"), "memfd-v2 is in the table, yet: {msg}");
+            }
+            other => {
+                return Err(format!(
+                    "KexecLoad of a kernel without hugetlb-memfd-rs-v1: {other:?}, wanted ENOEXEC"
+                ))
+            }
+        }
+        let img = image_file(&elf_with_table(&["kho-v4", "luo-v5", "memfd-v2", "hugetlb-memfd-rs-v1"]))?;
+        let load_errno = if before == "no kexec" { libc::ENOSYS } else { libc::ETXTBSY };
+        refused(
+            cl.kexec_load(&img, None, "liveupdate=on", 0),
+            load_errno,
+            "KexecLoad of a kernel whose table has hugetlb-memfd-rs-v1 (kexec_file_load's own errno)",
+        )
+    })();
+    let closed = cl.close("hugetlb-check").map_err(s);
+    r.and(closed)?;
+    let after = kexec_loaded()?;
+    ensure!(before == after, "/sys/kernel/kexec_loaded went from {before} to {after}");
+    Ok(())
+}
+
 /// `Reboot` tells subscribers "kexec imminent" and waits for their
 /// acknowledgements: with one subscriber silent it is cancelled
 /// (`ETIMEDOUT`, and "kexec cancelled" to everyone); once every subscriber
@@ -995,6 +1082,22 @@ pub const SINGLE: &[Case] = &[
     ("fdstore_names", fdstore_names),
     ("second_luod_refused", second_luod_refused),
 ];
+
+/// The case of `--hugetlb` (`luod.hugetlb=1`), after
+/// `table_without_a_needed_format` in [`SINGLE`]: only on kernels with the
+/// Rust memfd handler and CONFIG_HUGETLBFS, booted with 2 MiB huge pages
+/// (scripts/suites.toml: the `luod-tenants` run of the rust variant).
+const HUGETLB: Case = ("table_without_the_hugetlb_format", table_without_the_hugetlb_format);
+
+/// The single-boot cases, with `hugetlb` those of `--hugetlb` too.
+pub fn single(hugetlb: bool) -> Vec<Case> {
+    let mut v = SINGLE.to_vec();
+    if hugetlb {
+        let at = v.iter().position(|c| c.0 == "table_without_a_needed_format").map_or(v.len(), |i| i + 1);
+        v.insert(at, HUGETLB);
+    }
+    v
+}
 
 // ---------------------------------------------------------------------------
 // Across a kexec

@@ -26,8 +26,13 @@ use crate::{image, log};
 
 /// Name of luod's own session carrying its manifest across a kexec.
 pub const MANIFEST_SESSION: &str = "luod.manifest";
-/// Handlers whose format a file of unknown kind may need.
-const KNOWN_HANDLERS: &[&str] = &[image::MEMFD_COMPATIBLE, image::VFIO_PCI_COMPATIBLE];
+/// Handlers whose format a file of unknown kind may need: every file
+/// handler luod knows. A file is of unknown kind when
+/// [`image::handler_compatible`] could not tell, or when its kind was lost
+/// (a session adopted without its record, a record of an older luod that
+/// did not know hugetlbfs memfds); the next kernel must then read them all.
+const KNOWN_HANDLERS: &[&str] =
+    &[image::MEMFD_COMPATIBLE, image::HUGETLB_MEMFD_COMPATIBLE, image::VFIO_PCI_COMPATIBLE];
 /// Longest wait of a reboot for acknowledgements.
 const MAX_REBOOT_WAIT_MS: u32 = 60_000;
 /// Key direction byte of the kept list of incoming sessions.
@@ -1079,5 +1084,25 @@ mod tests {
         let f = parse_files("10:2000,1:0,zz:1");
         assert_eq!(f.len(), 2);
         assert_eq!(f.get(&0x10).map(|r| r.bytes), Some(0x2000));
+    }
+
+    #[test]
+    fn formats_needed_by_files() {
+        let rec = |c: Option<&str>| FileRec { bytes: 1, compat: c.map(str::to_owned) };
+        let mut g = Inner { files_known: true, ..Default::default() };
+        g.files.insert(1, rec(Some(image::MEMFD_COMPATIBLE)));
+        g.files.insert(2, rec(Some(image::HUGETLB_MEMFD_COMPATIBLE)));
+        let mut need = needed_formats(&g);
+        need.sort();
+        assert_eq!(need, ["hugetlb-memfd-rs-v1", "memfd-v2"]);
+        // A file of unknown kind may be any of them, a hugetlbfs memfd too.
+        g.files.insert(3, rec(None));
+        let need = needed_formats(&g);
+        assert!(KNOWN_HANDLERS.iter().all(|c| need.iter().any(|n| n == c)), "{need:?}");
+        assert!(KNOWN_HANDLERS.contains(&image::HUGETLB_MEMFD_COMPATIBLE));
+        g.files.remove(&3);
+        g.files_known = false;
+        let need = needed_formats(&g);
+        assert!(KNOWN_HANDLERS.iter().all(|c| need.iter().any(|n| n == c)), "{need:?}");
     }
 }

@@ -36,6 +36,11 @@ pub const KHO_COMPATIBLE: &str = "kho-v4";
 /// The memfd handler's compatible string, of the C and the Rust handler
 /// alike (`MEMFD_LUO_FH_COMPATIBLE`).
 pub const MEMFD_COMPATIBLE: &str = "memfd-v2";
+/// The compatible string of a hugetlbfs memfd (`memfd_create(MFD_HUGETLB)`)
+/// (`HUGETLB_MEMFD_RS_LUO_FH_COMPATIBLE`): the Rust memfd handler's own, in
+/// kernels built with it and `CONFIG_HUGETLBFS`. The C memfd handler, and
+/// upstream, have none: their LUO refuses a handover that holds one.
+pub const HUGETLB_MEMFD_COMPATIBLE: &str = "hugetlb-memfd-rs-v1";
 /// The vfio-pci handler's compatible string (`VFIO_PCI_RS_LUO_FH_COMPATIBLE`):
 /// the Rust handler's own, not the posted series' "vfio-pci-v1".
 pub const VFIO_PCI_COMPATIBLE: &str = "vfio-pci-rs-v1";
@@ -57,7 +62,10 @@ const MAX_HEADERS: u64 = 1 << 16;
 const MAX_DICT_KIB: u32 = 128 << 10;
 
 /// `TMPFS_MAGIC` of `statfs(2)`: shmem files, memfds included.
-const TMPFS_MAGIC: u64 = 0x0102_1994;
+const TMPFS_MAGIC: u32 = 0x0102_1994;
+/// `HUGETLBFS_MAGIC` of `statfs(2)`: hugetlbfs files, `MFD_HUGETLB` memfds
+/// included.
+const HUGETLBFS_MAGIC: u32 = 0x9584_58f6;
 
 /// The table of handover formats of a kernel image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,17 +170,21 @@ pub fn running_formats() -> Result<Option<Formats>, ImageError> {
 
 /// The compatible string of the handler that preserves `file` in our
 /// kernels: [`MEMFD_COMPATIBLE`] for an unlinked shmem file (a memfd),
-/// [`VFIO_PCI_COMPATIBLE`] for the file of a vfio device bound to vfio-pci,
-/// opened through its cdev (`/dev/vfio/devices/vfioN`) or its group
-/// (`VFIO_GROUP_GET_DEVICE_FD`); `None` for anything else.
+/// [`HUGETLB_MEMFD_COMPATIBLE`] for an unlinked hugetlbfs file (a memfd of
+/// `MFD_HUGETLB`, of any huge page size; the kernel refuses one of a
+/// hugetlbfs that userspace mounted, later), [`VFIO_PCI_COMPATIBLE`] for the
+/// file of a vfio device bound to vfio-pci, opened through its cdev
+/// (`/dev/vfio/devices/vfioN`) or its group (`VFIO_GROUP_GET_DEVICE_FD`);
+/// `None` for anything else.
 pub fn handler_compatible(file: BorrowedFd<'_>) -> Option<&'static str> {
     let st = rustix::fs::fstat(file).ok()?;
-    if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile {
-        // The memfd handlers take an unlinked shmem file (memfd_luo.c's
-        // can_preserve); a hugetlbfs memfd is not one.
+    let kind = FileType::from_raw_mode(st.st_mode);
+    if kind == FileType::RegularFile {
         let fs = rustix::fs::fstatfs(file).ok()?;
-        let tmpfs = u64::try_from(fs.f_type).ok() == Some(TMPFS_MAGIC);
-        return (tmpfs && st.st_nlink == 0).then_some(MEMFD_COMPATIBLE);
+        // The magic is a 32-bit value; `f_type` is signed, and 32 bits
+        // wide on some targets (where HUGETLBFS_MAGIC reads negative).
+        let magic = fs.f_type as u32;
+        return memfd_compatible(kind, magic, st.st_nlink == 0);
     }
     // A vfio device file, whichever way it was opened, names its device in
     // its fdinfo (vfio_device_show_fdinfo()); the handler takes vfio-pci's.
@@ -180,6 +192,22 @@ pub fn handler_compatible(file: BorrowedFd<'_>) -> Option<&'static str> {
     let syspath = info.lines().find_map(|l| l.strip_prefix("vfio-device-syspath:"))?.trim();
     let driver = std::fs::read_link(format!("{syspath}/driver")).ok()?;
     (driver.file_name()? == "vfio-pci").then_some(VFIO_PCI_COMPATIBLE)
+}
+
+/// Which memfd format preserves a file of type `kind` on a filesystem of
+/// `statfs(2)` magic `f_type`, `unlinked` if it has no link (`st_nlink`
+/// 0): the memfd handlers take an unlinked file only (memfd_luo.c's and
+/// memfd_luo_rs.rs's `can_preserve`), a shmem one as [`MEMFD_COMPATIBLE`],
+/// a hugetlbfs one as [`HUGETLB_MEMFD_COMPATIBLE`]; `None` for any other.
+fn memfd_compatible(kind: FileType, f_type: u32, unlinked: bool) -> Option<&'static str> {
+    if kind != FileType::RegularFile || !unlinked {
+        return None;
+    }
+    match f_type {
+        TMPFS_MAGIC => Some(MEMFD_COMPATIBLE),
+        HUGETLBFS_MAGIC => Some(HUGETLB_MEMFD_COMPATIBLE),
+        _ => None,
+    }
 }
 
 /// Random access to the bytes of an image.
@@ -963,6 +991,38 @@ mod tests {
     }
 
     #[test]
+    fn memfd_formats_by_filesystem_and_links() {
+        let reg = FileType::RegularFile;
+        assert_eq!(memfd_compatible(reg, TMPFS_MAGIC, true), Some(MEMFD_COMPATIBLE));
+        assert_eq!(memfd_compatible(reg, HUGETLBFS_MAGIC, true), Some(HUGETLB_MEMFD_COMPATIBLE));
+        // A linked file (on /dev/shm, a hugetlbfs mount) is no memfd.
+        assert_eq!(memfd_compatible(reg, TMPFS_MAGIC, false), None);
+        assert_eq!(memfd_compatible(reg, HUGETLBFS_MAGIC, false), None);
+        // Nor is an unlinked file of another filesystem (ext4), nor what
+        // is not a regular file.
+        assert_eq!(memfd_compatible(reg, 0xef53, true), None);
+        assert_eq!(memfd_compatible(FileType::Directory, TMPFS_MAGIC, true), None);
+        assert_eq!(memfd_compatible(FileType::CharacterDevice, HUGETLBFS_MAGIC, true), None);
+        // statfs(2)'s f_type as a 32-bit target's signed word holds it.
+        let wrapped = (HUGETLBFS_MAGIC as i32) as i64 as u32;
+        assert_eq!(memfd_compatible(reg, wrapped, true), Some(HUGETLB_MEMFD_COMPATIBLE));
+    }
+
+    /// A hugetlbfs memfd, if this kernel has hugetlbfs: creating one takes
+    /// no huge page (only faulting one in would), so a host without a
+    /// pool of huge pages still has it.
+    #[test]
+    fn handler_compatible_of_a_hugetlbfs_memfd() {
+        let flags = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::HUGETLB;
+        match rustix::fs::memfd_create("huge", flags) {
+            Ok(fd) => assert_eq!(handler_compatible(fd.as_fd()), Some(HUGETLB_MEMFD_COMPATIBLE)),
+            // No CONFIG_HUGETLBFS (EINVAL), or a sandbox refusing it:
+            // memfd_formats_by_filesystem_and_links covers the logic.
+            Err(e) => eprintln!("no hugetlbfs memfd on this host ({e}): not checked through an fd"),
+        }
+    }
+
+    #[test]
     fn handler_compatible_of_other_files() {
         let dir = std::env::temp_dir();
         let f = File::open(&dir).unwrap();
@@ -980,7 +1040,9 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../build/obj-rust/arch/x86/boot/bzImage");
         let f = File::open(path).expect("no bzImage: make kernel LUO=rust");
         let formats = accepted_formats(f.as_fd()).unwrap().expect("the bzImage has no table");
-        for c in [KHO_COMPATIBLE, CORE_COMPATIBLE, MEMFD_COMPATIBLE, VFIO_PCI_COMPATIBLE] {
+        for c in
+            [KHO_COMPATIBLE, CORE_COMPATIBLE, MEMFD_COMPATIBLE, HUGETLB_MEMFD_COMPATIBLE, VFIO_PCI_COMPATIBLE]
+        {
             assert!(formats.accepts(c), "{c} not in {:?}", formats.compatibles);
         }
     }

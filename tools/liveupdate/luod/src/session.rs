@@ -160,8 +160,13 @@ impl Session {
 }
 
 /// Handler compatibles a record names by a code (its index + 1; 0: none
-/// or another).
-pub const COMPAT_CODES: &[&str] = &[crate::image::MEMFD_COMPATIBLE, crate::image::VFIO_PCI_COMPATIBLE];
+/// or another). New ones go at the end: a code is kept across a restart,
+/// and a luod that does not know one reads the file as of unknown kind.
+pub const COMPAT_CODES: &[&str] = &[
+    crate::image::MEMFD_COMPATIBLE,
+    crate::image::VFIO_PCI_COMPATIBLE,
+    crate::image::HUGETLB_MEMFD_COMPATIBLE,
+];
 const RECORD_HEADER: usize = 7;
 const RECORD_PER_FILE: usize = 17;
 // Every session's record fits in one holder packet.
@@ -250,6 +255,8 @@ mod tests {
     fn records_round_trip() {
         let mut files = BTreeMap::new();
         files.insert(1, FileRec { bytes: 4096, compat: Some("memfd-v2".into()) });
+        files.insert(2, FileRec { bytes: 2 << 20, compat: Some("hugetlb-memfd-rs-v1".into()) });
+        files.insert(3, FileRec { bytes: 0, compat: Some("vfio-pci-rs-v1".into()) });
         files.insert(u64::MAX, FileRec { bytes: 0, compat: None });
         let s = Session::new(key(IN, b"u1001/vm"), State::Retrieved, Inner::default());
         let inner = Inner { files: files.clone(), files_known: true, ..Default::default() };
@@ -260,6 +267,24 @@ mod tests {
         }
         assert_eq!(s.owner, Some(1001));
         assert_eq!(s.kname(), b"u1001/vm");
+    }
+
+    /// The codes are kept across a restart, by luods of other versions.
+    #[test]
+    fn compat_codes_are_stable() {
+        assert_eq!(compat_code(Some("memfd-v2")), 1);
+        assert_eq!(compat_code(Some("vfio-pci-rs-v1")), 2);
+        assert_eq!(compat_code(Some("hugetlb-memfd-rs-v1")), 3);
+        assert_eq!(compat_code(Some("memfd-v1")), 0);
+        assert_eq!(compat_code(None), 0);
+        // A code this luod does not know: a file of unknown kind.
+        let s = Session::new(key(OUT, b"x"), State::Outgoing, Inner::default());
+        let mut files = BTreeMap::new();
+        files.insert(1, FileRec { bytes: 1, compat: Some("memfd-v2".into()) });
+        let mut r = s.record(&Inner { files, files_known: true, ..Default::default() });
+        *r.last_mut().unwrap() = COMPAT_CODES.len() as u8 + 1;
+        let (_, files, _) = parse_record(&r).unwrap();
+        assert_eq!(files[&1].compat, None);
     }
 
     #[test]
