@@ -20,12 +20,43 @@
 # and after the memory is verified the device DMAs from guest RAM to itself
 # and back to elsewhere in guest RAM, which is checked byte for byte.
 #
+# With HUGETLB=1 (or 2M) guest RAM is a hugetlbfs memfd of 2 MiB pages
+# (memfd_create(MFD_HUGETLB | MFD_HUGE_2MB), luo.demo_hugetlb=2M), as
+# production VMMs back guest RAM; HUGETLB=1G: of 1 GiB pages. Only the Rust
+# memfd handler preserves such a file ("hugetlb-memfd-rs-v1"), so LUO=c is
+# refused. SIZE is rounded up to whole pages (said so). The pages come from
+# the pool:
+# - 2 MiB: the VM host grows the pool at run time in the first kernel
+#   (nr_hugepages), as a host does before it starts a VM. The command line
+#   gets no hugepages=: init carries the command line into the next kernel,
+#   which would build a second pool of SIZE beside the preserved pages. So
+#   the next kernel has no pool, and the restored pages are surplus pages.
+#   VM memory as for shmem.
+# - 1 GiB: such pages cannot be counted on at run time, so the command line
+#   asks for them (hugepagesz=1G hugepages=N, N = SIZE / 1 GiB). The next
+#   kernel, which gets the same command line, builds its own pool of N
+#   beside the N preserved pages, so the VM has room for both: 2N + 4 GiB
+#   (+1 on the VFIO machine: q35 has 2 GiB below the PCI hole, the default
+#   machine 3), for N whole 1 GiB blocks free of any preserved page, KHO
+#   scratch and the kernel in each kernel. KHO's scratch areas get the
+#   fixed sizes of the hugetlb suite (kho_scratch=64M,256M,256M; 6 GiB, a
+#   1 GiB page in each kernel, scripts/suites.toml): the default sizing
+#   scales with the first kernel's memblock reservations, which grow with
+#   RAM (the memmap), and every 1 GiB block a scratch area reaches into is
+#   one the next kernel cannot take a 1 GiB page from (memblock_alloc_hugetlb
+#   skips KHO scratch).
+# The new kernel checks that guest RAM came back as hugetlbfs (fstatfs
+# f_type 0x958458f6) with the same page size (st_blksize) before it checks
+# every byte; the summary names the page kind.
+#
 # Environment:
 #   SIZE=256M          guest RAM to preserve (K/M/G suffixes), passed to
 #                      the guest in bytes as luo.demo_size=
 #   DEMO_LUO / LUO     rust (default) or c
 #   VFIO=1             add the passthrough device (needs LUO=rust: the C
 #                      variant has no vfio-pci live update handler)
+#   HUGETLB=1|2M|1G    guest RAM on 2 MiB or 1 GiB hugetlbfs pages (needs
+#                      LUO=rust: the C memfd handler has no hugetlb support)
 #   V=1                stream the whole serial log
 #   DEMO_TIMEOUT=S     hard limit for the VM (default: from SIZE)
 #   DEMO_KERNEL=FILE   boot this prebuilt bzImage of the same variant instead
@@ -44,6 +75,20 @@ case $vfio in 0 | '') vfio=0 ;; 1) ;; *) die "VFIO must be 0 or 1, not '$vfio'" 
 if [ "$vfio" = 1 ]; then
 	has_vfio_rust "$v" || die "VFIO=1: LUO=$v has no vfio-pci live update handler; run make demo VFIO=1 [LUO=rust]"
 fi
+hugetlb=${HUGETLB:-0}
+case ${hugetlb,,} in
+0 | '') hugetlb='' ;;
+1 | 2m) hugetlb=2M ;;
+1g) hugetlb=1G ;;
+*) die "HUGETLB must be 1 (or 2M: 2 MiB pages) or 1G (1 GiB pages), not '$hugetlb'" ;;
+esac
+# hugetlbfs memfds are preserved by the Rust memfd handler only
+# (CONFIG_LIVEUPDATE_MEMFD_RUST); the C one refuses them (ENOENT).
+if [ -n "$hugetlb" ]; then
+	# shellcheck disable=SC2046 # one word per fragment path
+	fragment_options $(variant_fragments "$v") | grep -qx 'CONFIG_LIVEUPDATE_MEMFD_RUST=y' ||
+		die "HUGETLB=$HUGETLB: LUO=$v's memfd handler (the C one) has no hugetlb support: PRESERVE_FD of a hugetlbfs memfd fails with ENOENT; run make demo HUGETLB=$HUGETLB [LUO=rust]"
+fi
 size_arg=${SIZE:-256M}
 
 # Bytes of a size with an optional K/M/G/T suffix (powers of 1024, like
@@ -60,9 +105,27 @@ to_bytes() {
 size=$(to_bytes "$size_arg") || die "SIZE=$size_arg: expected bytes with an optional K, M or G suffix, e.g. 256M"
 [ "$size" -ge 4096 ] || die "SIZE=$size_arg: at least 4K"
 [ "$vfio" = 0 ] || [ "$size" -ge $((64 << 10)) ] || die "SIZE=$size_arg: at least 64K with VFIO=1 (room for the device's DMA)"
+# A hugetlbfs memfd is sized in whole huge pages: round SIZE up (said in
+# the boot line and the summary).
+page=0 page_name='' size_note=''
+case $hugetlb in
+2M) page=$((2 << 20)) page_name='2 MiB' ;;
+1G) page=$((1 << 30)) page_name='1 GiB' ;;
+esac
+if [ "$page" -gt 0 ] && [ $((size % page)) -ne 0 ]; then
+	size=$(((size + page - 1) / page * page))
+	size_note=" (SIZE=$size_arg rounded up to whole $page_name pages)"
+fi
 size_mib=$(((size + (1 << 20) - 1) >> 20))
 mem_mib=$((1024 + 2 * size_mib))
-tmo=${DEMO_TIMEOUT:-$((240 + size_mib / 2 + 120 * vfio))}
+extra_tmo=0
+if [ "$hugetlb" = 1G ]; then
+	# N preserved pages, the next kernel's own pool of N, and 4 GiB
+	# (the machine's low memory, KHO scratch, the kernels): see above.
+	mem_mib=$(((2 * (size >> 30) + 4 + vfio) << 10))
+	extra_tmo=60
+fi
+tmo=${DEMO_TIMEOUT:-$((240 + size_mib / 2 + 120 * vfio + extra_tmo))}
 
 # Host monotonic time in centiseconds (/proc/uptime), into $NOW.
 now() {
@@ -120,19 +183,37 @@ cp "$BUILD/agent/luo-vmm-demo" "$g/tests/luo-vmm-demo"
 quiet initramfs "$REPO/scripts/mkinitramfs.sh" "$g/kexec.cpio" "$g" "$k"
 stage build "done: $(basename "$k") $(du -k "$k" | cut -f1) KiB, initramfs $(du -k "$g/kexec.cpio" | cut -f1) KiB (with the next kernel)"
 
-serial=$LOGS/demo-$v.log
-qlog=$LOGS/demo-$v.qemu.log
+tag=$v
 cmdline="kunit.enable=0 luo.test=luo-vmm-demo luo.stages=2 luo.demo_size=$size"
 machine=''
 if [ "$vfio" = 1 ]; then
-	serial=$LOGS/demo-$v-vfio.log
-	qlog=$LOGS/demo-$v-vfio.qemu.log
+	tag+=-vfio
 	cmdline+=" luo.demo_vfio=1"
 	machine=', q35 + Intel IOMMU + 4 edu devices'
 	export LUO_VM_VFIO=1
 fi
+ram_kind=''
+case $hugetlb in
+2M)
+	# No hugepages=: the VM host grows the pool at run time (see above).
+	cmdline+=" luo.demo_hugetlb=2M"
+	;;
+1G)
+	cmdline+=" luo.demo_hugetlb=1G hugepagesz=1G hugepages=$((size / page)) kho_scratch=64M,256M,256M"
+	;;
+esac
+if [ -n "$hugetlb" ]; then
+	tag+=-hugetlb$hugetlb
+	ram_kind=" on $page_name hugetlb pages ($((size / page)))"
+fi
+serial=$LOGS/demo-$tag.log
+qlog=$LOGS/demo-$tag.qemu.log
 rm -f "$serial"
-stage boot "QEMU (TCG$machine), $mem_mib MiB, LUO=$v, guest RAM $size_arg, timeout ${tmo}s (serial log: $serial)"
+stage boot "QEMU (TCG$machine), $mem_mib MiB, LUO=$v, guest RAM $(human "$size")$ram_kind$size_note, timeout ${tmo}s (serial log: $serial)"
+case $hugetlb in
+2M) stage boot "huge pages: the VM host grows the 2 MiB pool at run time; the next kernel gets no pool (its restored pages are surplus pages)" ;;
+1G) stage boot "huge pages: command line hugepagesz=1G hugepages=$((size / page)) (the next kernel builds its own pool beside the preserved pages), kho_scratch=64M,256M,256M" ;;
+esac
 "$REPO/scripts/run-vm.sh" "$k" "$g/kexec.cpio" "$serial" "$tmo" "${mem_mib}M" "$cmdline" 2> "$qlog" &
 qemu=$!
 # On any exit, stop the VM if it still runs. run-vm.sh's child is
@@ -162,7 +243,7 @@ vm_pg=$(cat "/proc/$qemu/task/$qemu/children" 2>/dev/null) || vm_pg=''
 
 # Follow the serial log; note the host time of the lines that matter.
 boots=0 t_reboot='' t_kexec='' t_boot2='' t_restored='' t_verified=''
-preserved='' preserve_ms='' verified='' stage2_exit='' kerr=0 panic='' guest_err=''
+preserved='' preserve_ms='' verified='' stage2_exit='' kerr=0 panic='' guest_err='' ram_back='' ram_pool=''
 dev_bdf='' dev_preserved='' dev_restored='' dev_restore_ms='' dev_ok=''
 show() { printf '           %s\n' "$1"; }
 while IFS= read -r line; do
@@ -176,7 +257,7 @@ while IFS= read -r line; do
 		stage "$([ $boots -eq 1 ] && echo boot || echo restore)" "kernel $boots: Linux ${w%% *}"
 		;;
 	"DEMO: stage 1:"*) stage boot "${line#DEMO: }" ;;
-	"DEMO: filled "* | "DEMO: VM state: "*) stage preserve "${line#DEMO: }" ;;
+	"DEMO: filled "* | "DEMO: VM state: "* | "DEMO: huge page pool: "*) stage preserve "${line#DEMO: }" ;;
 	"DEMO: preserved "*)
 		[[ $line =~ ^DEMO:\ preserved\ [0-9]+\ fds\ \(([0-9]+)\ bytes\)\ in\ ([0-9]+)\ ms ]] &&
 			preserved=${BASH_REMATCH[1]} preserve_ms=${BASH_REMATCH[2]}
@@ -215,6 +296,14 @@ while IFS= read -r line; do
 		now
 		t_verified=$NOW
 		[[ $line =~ ^DEMO:\ verified\ ([0-9]+)\ bytes\ OK ]] && verified=${BASH_REMATCH[1]}
+		stage verify "${line#DEMO: }"
+		;;
+	"DEMO: guest RAM is "*)
+		# The kind of file guest RAM came back as, checked by the VM host,
+		# and the huge page pool of the new kernel.
+		ram_back=${line#DEMO: guest RAM is }
+		[[ $ram_back == *"; "* ]] && ram_pool=${ram_back#*; }
+		ram_back=${ram_back%%; *}
 		stage verify "${line#DEMO: }"
 		;;
 	"DEMO: VM state OK"* | "DEMO: finished "* | "DEMO: report: "*) stage verify "${line#DEMO: }" ;;
@@ -260,6 +349,8 @@ elif [ -z "$verified" ]; then
 	why="the new kernel never verified the memory"
 elif [ "$verified" != "$preserved" ]; then
 	why="verified $verified bytes, but $preserved were preserved"
+elif [ -n "$hugetlb" ] && [[ $ram_back != "hugetlbfs, $page_name pages ("* ]]; then
+	why="guest RAM was not seen back on hugetlbfs $page_name pages ('DEMO: guest RAM is ...': ${ram_back:-none})"
 elif [ "$vfio" = 1 ] && [ -z "$dev_ok" ]; then
 	why="the device's DMA through guest RAM was never verified"
 elif [ "$stage2_exit" != 0 ]; then
@@ -267,10 +358,10 @@ elif [ "$stage2_exit" != 0 ]; then
 fi
 
 echo
-echo "Summary (LUO=$v, SIZE=$size_arg$([ "$vfio" = 1 ] && echo ", VFIO=1"), QEMU/TCG; serial log: $serial)"
+echo "Summary (LUO=$v, SIZE=$size_arg$([ -n "$size_note" ] && echo " rounded up to $(human "$size")")$([ "$vfio" = 1 ] && echo ", VFIO=1")$([ -n "$hugetlb" ] && echo ", HUGETLB=$hugetlb"), QEMU/TCG; serial log: $serial)"
 if [ -n "$preserved" ]; then
-	printf '  %-18s%s bytes in 2 memfds: guest RAM %s + VM state %s bytes%s\n' \
-		preserved "$preserved" "$(human "$size")" "$((preserved - size))" \
+	printf '  %-18s%s bytes in 2 memfds: guest RAM %s%s + VM state %s bytes%s\n' \
+		preserved "$preserved" "$(human "$size")" "${ram_kind:- (shmem)}" "$((preserved - size))" \
 		"$([ -n "$dev_preserved" ] && echo ", and the device ${dev_bdf:-?} (edu)")"
 	printf '  %-18s%s ms (guest clock: create the session, preserve both memfds%s)\n' "time to preserve" "$preserve_ms" \
 		"$([ -n "$dev_preserved" ] && echo " and the device")"
@@ -296,6 +387,10 @@ elif [ -n "$t_reboot" ]; then
 	printf '  %-18snot over: nothing verified %s s after "DEMO: reboot"\n' blackout "$(secs $((NOW - t_reboot)))"
 fi
 [ $kerr -eq 0 ] || printf '  %-18s%d (LUO-KMSG-ERR lines in the serial log)\n' "kernel errors" "$kerr"
+if [ -n "$ram_back" ]; then
+	printf '  %-18s%s\n' "guest RAM back as" "$ram_back"
+	[ -z "$ram_pool" ] || printf '  %-18s%s (in the new kernel)\n' "huge page pool" "$ram_pool"
+fi
 if [ "$vfio" = 1 ]; then
 	printf '  %-18s%s (edu) %s, DMA through guest RAM verified: %s\n' device "${dev_bdf:-0000:00:02.0}" \
 		"$([ -n "$dev_restored" ] && echo retrieved || echo "not retrieved")" "$([ -n "$dev_ok" ] && echo yes || echo no)"

@@ -1,18 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `luo-vmm-demo`: a VM host across a live update, for `make demo`.
 //!
-//! Usage: `luo-vmm-demo -s 1|2 [--size SIZE] [--seed N] [--vfio BDF]`
+//! Usage: `luo-vmm-demo -s 1|2 [--size SIZE] [--seed N] [--hugetlb 2M|1G] [--vfio BDF]`
 //!
 //! - `-s 1` (the old kernel): creates the VM's guest RAM, a memfd of SIZE
 //!   bytes (`--size`, else `luo.demo_size=` on the kernel command line,
 //!   else 256M; K/M/G/T suffixes), fills it with a reproducible pattern
 //!   through a shared mapping, writes the VM state (vCPU registers, seed,
-//!   size; a small JSON text) into a second memfd, preserves both in the
-//!   LUO session `vm-demo` and leaves the session to a holder process. Its
-//!   last line is `DEMO: reboot`; the caller then kexecs.
+//!   size, backing; a small JSON text) into a second memfd, preserves both
+//!   in the LUO session `vm-demo` and leaves the session to a holder
+//!   process. Its last line is `DEMO: reboot`; the caller then kexecs.
 //! - `-s 2` (the new kernel): retrieves the session and both memfds, checks
-//!   the VM state and every byte of guest RAM, finishes the session and
-//!   prints a report.
+//!   the VM state, that guest RAM is the kind of file it was, and every
+//!   byte of guest RAM, finishes the session and prints a report.
+//!
+//! With huge pages (`--hugetlb 2M|1G`, else `luo.demo_hugetlb=2M|1G` on the
+//! kernel command line), guest RAM is a hugetlbfs memfd
+//! (`MFD_HUGETLB | MFD_HUGE_2MB` or `MFD_HUGE_1GB`; SIZE must be a whole
+//! number of pages), as production VMMs back guest RAM. Stage 1 takes its
+//! pages from the pool: it grows the 2 MiB pool at run time
+//! (`nr_hugepages`) if it has too few free pages; 1 GiB pages must be
+//! there already (`hugepagesz=1G hugepages=N` on the kernel command line).
+//! Stage 2 checks that the retrieved file is hugetlbfs (`fstatfs` f_type
+//! `0x958458f6`) with the same page size (`st_blksize`), as the VM state
+//! says, and fails otherwise; only a kernel with the Rust memfd handler
+//! preserves such a file ("hugetlb-memfd-rs-v1"; the C one has no hugetlb
+//! support, PRESERVE_FD fails with ENOENT).
 //!
 //! With a passthrough device (`--vfio BDF`, else `luo.demo_vfio=1` or
 //! `luo.demo_vfio=BDF` on the kernel command line; BDF 0000:00:02.0 for
@@ -42,6 +55,7 @@
 //! `DEMO: MISMATCH ...`), 2 for a usage error.
 #![deny(unsafe_code)]
 
+mod backing;
 #[allow(unsafe_code)]
 mod mapping;
 mod pattern;
@@ -59,6 +73,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use liveupdate::{Device, Error};
 use rustix::fs::{fstat, ftruncate, memfd_create, MemfdFlags};
 
+use backing::{Backing, Seen};
 use mapping::Mapping;
 use state::Vm;
 use units::{human, mib_per_s, ms, parse_size};
@@ -74,6 +89,8 @@ const TOKEN_STATE: u64 = 0x2;
 const DEFAULT_SIZE: u64 = 256 << 20;
 /// Kernel command line parameter with the guest RAM size.
 const CMDLINE_SIZE: &str = "luo.demo_size";
+/// Kernel command line parameter with guest RAM's huge page size (2M, 1G).
+const CMDLINE_HUGETLB: &str = "luo.demo_hugetlb";
 /// Smallest guest RAM accepted.
 const MIN_SIZE: u64 = 4096;
 /// Token of the passthrough device's vfio cdev fd.
@@ -99,15 +116,20 @@ struct Args {
     stage: u32,
     size: Option<u64>,
     seed: Option<u64>,
+    hugetlb: Option<Backing>,
     vfio: Option<String>,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: luo-vmm-demo -s 1|2 [--size SIZE] [--seed N] [--vfio BDF]");
+    eprintln!("usage: luo-vmm-demo -s 1|2 [--size SIZE] [--seed N] [--hugetlb 2M|1G] [--vfio BDF]");
     eprintln!("  -s 1: create, fill and preserve guest RAM and VM state in LUO session \"{SESSION}\"");
     eprintln!("  -s 2: after the kexec, retrieve and verify them, then finish the session");
     eprintln!(
         "  SIZE: bytes with optional K/M/G/T suffix (default: {CMDLINE_SIZE}= on /proc/cmdline, else 256M)"
+    );
+    eprintln!(
+        "  --hugetlb: guest RAM on hugetlbfs pages of this size (default: {CMDLINE_HUGETLB}= on \
+         /proc/cmdline, else shmem); SIZE a whole number of them"
     );
     eprintln!(
         "  BDF: a QEMU edu device to pass through and preserve too (default: {CMDLINE_VFIO}=1 on \
@@ -117,7 +139,7 @@ fn usage() -> ! {
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { stage: 0, size: None, seed: None, vfio: None };
+    let mut a = Args { stage: 0, size: None, seed: None, hugetlb: None, vfio: None };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| usage());
@@ -136,6 +158,12 @@ fn parse_args() -> Args {
                     None => v.parse().ok(),
                 };
                 a.seed = Some(n.unwrap_or_else(|| usage()));
+            }
+            "--hugetlb" => {
+                a.hugetlb = Some(Backing::parse(&value()).unwrap_or_else(|e| {
+                    eprintln!("luo-vmm-demo: --hugetlb: {e}");
+                    usage()
+                }))
             }
             "--vfio" => a.vfio = Some(value()),
             _ => usage(),
@@ -167,6 +195,20 @@ fn cmdline_size() -> R<Option<u64>> {
     let key = format!("{CMDLINE_SIZE}=");
     match cmdline.split_whitespace().find_map(|w| w.strip_prefix(&key)) {
         Some(v) => parse_size(v).map(Some).map_err(|e| format!("{CMDLINE_SIZE}=: {e}")),
+        None => Ok(None),
+    }
+}
+
+/// Guest RAM's backing if asked for: `--hugetlb`, else `luo.demo_hugetlb=`.
+fn wanted_backing(args: &Args) -> R<Option<Backing>> {
+    if let Some(b) = args.hugetlb {
+        return Ok(Some(b));
+    }
+    let cmdline =
+        std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("cannot read /proc/cmdline: {e}"))?;
+    let key = format!("{CMDLINE_HUGETLB}=");
+    match cmdline.split_whitespace().find_map(|w| w.strip_prefix(&key)) {
+        Some(v) => Backing::parse(v).map(Some).map_err(|e| format!("{CMDLINE_HUGETLB}=: {e}")),
         None => Ok(None),
     }
 }
@@ -212,8 +254,8 @@ fn report_mismatch(m: &pattern::Mismatch, ram_size: u64, what: &str) {
     }
 }
 
-fn memfd(name: &str) -> R<OwnedFd> {
-    memfd_create(name, MemfdFlags::CLOEXEC).map_err(|e| format!("memfd_create({name}): {e}"))
+fn memfd(name: &str, flags: MemfdFlags) -> R<OwnedFd> {
+    memfd_create(name, flags).map_err(|e| format!("memfd_create({name}, {flags:?}): {e}"))
 }
 
 fn to_usize(n: u64) -> R<usize> {
@@ -228,6 +270,8 @@ fn stage1(args: &Args) -> R {
     if size < MIN_SIZE {
         return Err(format!("guest RAM of {size} bytes is too small (at least {MIN_SIZE})"));
     }
+    let backing = wanted_backing(args)?.unwrap_or(Backing::Shmem);
+    let huge_pages = backing.pages(size)?;
     let bdf = device_bdf(args)?;
     if bdf.is_some() && size < DEVICE_MIN_SIZE {
         return Err(format!(
@@ -239,27 +283,62 @@ fn stage1(args: &Args) -> R {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
         pattern::word(nanos, u64::from(std::process::id()))
     });
-    let vm = Vm { seed, ram_bytes: size };
+    let vm = Vm { seed, ram_bytes: size, backing };
+    let on = match backing {
+        Backing::Shmem => String::new(),
+        b => format!(" on {}", b.describe()),
+    };
     say!(
-        "stage 1: VM host, session \"{SESSION}\": {} of guest RAM ({size} bytes), seed {seed:#018x}",
+        "stage 1: VM host, session \"{SESSION}\": {} of guest RAM ({size} bytes){on}, seed {seed:#018x}",
         human(size)
     );
 
-    // Guest RAM: a memfd, mapped shared like a VMM maps it, filled.
-    let t = Instant::now();
-    let ram = memfd("vm-demo-ram")?;
-    ftruncate(&ram, size).map_err(|e| format!("cannot size guest RAM to {size} bytes: {e}"))?;
-    let alloc;
-    {
-        // MAP_POPULATE: the kernel allocates (and zeroes) every page here.
-        let mut map = Mapping::new(&ram, to_usize(size)?, true)
-            .map_err(|e| format!("cannot map {} of guest RAM: {e}", human(size)))?;
-        alloc = t.elapsed();
-        pattern::fill(map.bytes_mut(), seed);
+    // Huge pages come from the pool: as a host does before it starts such
+    // a VM, make sure the pool has them (2 MiB ones grown at run time).
+    if let Some(page) = backing.huge_page() {
+        let t = Instant::now();
+        let (before, after) = backing::ensure_pool(backing, huge_pages)?;
+        if after.total != before.total {
+            say!(
+                "huge page pool: grew the {} pool from {} to {} pages (nr_hugepages, at run time) in {} ms: \
+                 {} free, guest RAM needs {huge_pages}",
+                human(page),
+                before.total,
+                after.total,
+                ms(t.elapsed()),
+                after.available()
+            );
+        } else {
+            say!(
+                "huge page pool: the {} pool already has {} pages (nr_hugepages), {} free: guest RAM needs \
+                 {huge_pages}",
+                human(page),
+                after.total,
+                after.available()
+            );
+        }
     }
+
+    // Guest RAM: a memfd, mapped shared like a VMM maps it, filled. It
+    // stays mapped until it is preserved (the device's DMA pre-check reads
+    // and writes guest RAM through this mapping: a hugetlbfs file has no
+    // write(2)).
+    let t = Instant::now();
+    let ram = memfd("vm-demo-ram", backing.memfd_flags())?;
+    ftruncate(&ram, size).map_err(|e| format!("cannot size guest RAM to {size} bytes: {e}"))?;
+    // MAP_POPULATE: the kernel allocates (and zeroes) every page here; on
+    // hugetlbfs, mmap() first reserves them in the pool.
+    let mut map = Mapping::new(&ram, to_usize(size)?, true)
+        .map_err(|e| format!("cannot map {} of guest RAM ({}): {e}", human(size), backing.describe()))?;
+    let alloc = t.elapsed();
+    pattern::fill(map.bytes_mut(), seed);
     let fill = t.elapsed();
+    let pages = match backing.huge_page() {
+        Some(p) => format!(" ({huge_pages} hugetlb pages of {})", human(p)),
+        None => String::new(),
+    };
     say!(
-        "filled {} in {} ms: allocate {} ms, write {} ms ({} MiB/s)",
+        "filled {}{pages} in {} ms: allocate {} ms, write {} ms ({} MiB/s)",
         human(size),
         ms(fill),
         ms(alloc),
@@ -269,23 +348,30 @@ fn stage1(args: &Args) -> R {
 
     // VM state: a small text in its own memfd.
     let text = vm.render(SESSION, TOKEN_RAM);
-    let st = memfd("vm-demo-state")?;
+    let st = memfd("vm-demo-state", MemfdFlags::CLOEXEC)?;
     File::from(st.try_clone().map_err(|e| e.to_string())?)
         .write_all(text.as_bytes())
         .map_err(|e| format!("cannot write the VM state: {e}"))?;
-    say!("VM state: {} bytes ({} vCPUs, registers, seed, RAM size)", text.len(), state::VCPUS);
+    say!("VM state: {} bytes ({} vCPUs, registers, seed, RAM size and backing)", text.len(), state::VCPUS);
 
     // The passthrough device: set up, DMA-checked, kept for the session.
     let device = match &bdf {
-        Some(b) => Some(device_stage1(b, &ram, size, seed)?),
+        Some(b) => Some(device_stage1(b, &ram, &mut map, size, seed)?),
         None => None,
     };
+    drop(map);
 
     // Preserve them all in one session.
     let t = Instant::now();
     let dev = Device::open().map_err(|e| e.to_string())?;
     let session = dev.create_session(SESSION).map_err(|e| e.to_string())?;
-    session.preserve_fd(&ram, TOKEN_RAM).map_err(|e| format!("guest RAM: {e}"))?;
+    session.preserve_fd(&ram, TOKEN_RAM).map_err(|e| match (&e, backing) {
+        (Error::NotFound { .. }, Backing::Huge2M | Backing::Huge1G) => format!(
+            "guest RAM: {e}: this kernel's memfd handler does not take hugetlbfs memfds (only the Rust \
+             one does, \"hugetlb-memfd-rs-v1\"; the C one has no hugetlb support)"
+        ),
+        _ => format!("guest RAM: {e}"),
+    })?;
     session.preserve_fd(&st, TOKEN_STATE).map_err(|e| format!("VM state: {e}"))?;
     if let Some((edu, _)) = &device {
         session.preserve_fd(edu, TOKEN_DEVICE).map_err(|e| format!("device {}: {e}", edu.bdf()))?;
@@ -325,10 +411,11 @@ fn stage1(args: &Args) -> R {
 }
 
 /// Stage 1's device: bind `bdf` to vfio-pci, open its cdev, bind it to an
-/// iommufd, map guest RAM (`ram`, `size` bytes of the pattern of `seed`)
-/// into the IOAS, and check a DMA round trip through guest RAM (whose
-/// pattern is put back afterwards).
-fn device_stage1(bdf: &str, ram: &OwnedFd, size: u64, seed: u64) -> R<(Edu, Iommufd)> {
+/// iommufd, map guest RAM (`ram`, `size` bytes of the pattern of `seed`,
+/// mapped in this process as `map`) into the IOAS, and check a DMA round
+/// trip through guest RAM (whose pattern is put back afterwards, through
+/// `map`: a hugetlbfs file has no write(2)).
+fn device_stage1(bdf: &str, ram: &OwnedFd, map: &mut Mapping, size: u64, seed: u64) -> R<(Edu, Iommufd)> {
     let t = Instant::now();
     vfio::check_edu(bdf)?;
     let before = vfio::bind_vfio_pci(bdf)?;
@@ -354,9 +441,8 @@ fn device_stage1(bdf: &str, ram: &OwnedFd, size: u64, seed: u64) -> R<(Edu, Iomm
     let t = Instant::now();
     edu.dma_round_trip(RAM_IOVA + from, RAM_IOVA + to, n)?;
     let dma = t.elapsed();
-    let file = File::from(ram.try_clone().map_err(|e| e.to_string())?);
-    let mut got = vec![0u8; n as usize];
-    file.read_exact_at(&mut got, to).map_err(|e| format!("cannot read guest RAM: {e}"))?;
+    let (to_at, n_at) = (to_usize(to)?, to_usize(n)?);
+    let got = &map.bytes()[to_at..to_at + n_at];
     let want: Vec<u8> = (from..from + n).map(|o| pattern::byte(o, seed)).collect();
     if got != want {
         let at = got.iter().zip(&want).take_while(|(a, b)| a == b).count() as u64;
@@ -371,7 +457,7 @@ fn device_stage1(bdf: &str, ram: &OwnedFd, size: u64, seed: u64) -> R<(Edu, Iomm
     }
     // Put the pattern back where the DMA wrote.
     let back: Vec<u8> = (to..to + n).map(|o| pattern::byte(o, seed)).collect();
-    file.write_all_at(&back, to).map_err(|e| format!("cannot write guest RAM: {e}"))?;
+    map.bytes_mut()[to_at..to_at + n_at].copy_from_slice(&back);
     say!(
         "device {bdf} (edu): DMA pre-check OK: {n} bytes guest RAM {from:#x} -> device -> guest RAM {to:#x} \
          in {} ms (the pattern put back there)",
@@ -402,6 +488,8 @@ fn stage2(args: &Args) -> R {
     let st =
         session.retrieve_fd(TOKEN_STATE).map_err(|e| format!("VM state (token {TOKEN_STATE:#x}): {e}"))?;
     let ram_size = fstat(&ram).map_err(|e| format!("fstat(guest RAM): {e}"))?.st_size as u64;
+    // What the retrieved file is (checked against the VM state below).
+    let seen = Seen::of(&ram)?;
     // The device, before the VM could run: bound, retrieved, its DMA mapped.
     let device = match device_bdf(args)? {
         Some(b) => Some(device_stage2(&b, &session, &ram, ram_size)?),
@@ -447,7 +535,49 @@ fn stage2(args: &Args) -> R {
         );
         return Err("VM state corrupted".into());
     }
-    say!("VM state OK: seed {:#018x}, {} vCPUs, guest RAM {} bytes", vm.seed, state::VCPUS, vm.ram_bytes);
+    say!(
+        "VM state OK: seed {:#018x}, {} vCPUs, guest RAM {} bytes ({})",
+        vm.seed,
+        state::VCPUS,
+        vm.ram_bytes,
+        vm.backing.name()
+    );
+    if let Some(w) = wanted_backing(args)?.filter(|&w| w != vm.backing) {
+        say!(
+            "MISMATCH: the VM state says guest RAM is {}, {CMDLINE_HUGETLB}= (or --hugetlb) says {}",
+            vm.backing.describe(),
+            w.describe()
+        );
+        return Err("guest RAM has the wrong backing".into());
+    }
+    // The retrieved file must be what stage 1 made: hugetlbfs of the same
+    // page size (or shmem), not a copy on other pages.
+    if !vm.backing.matches(seen) {
+        say!("MISMATCH: guest RAM came back as {}, but it was {}", seen.describe(), vm.backing.describe());
+        return Err("guest RAM came back as another kind of file".into());
+    }
+    let seen_as = format!("(statfs f_type {:#x}, st_blksize {})", seen.f_type, seen.blksize);
+    match vm.backing.huge_page() {
+        None => say!("guest RAM is {} {seen_as}, as before the kexec", vm.backing.describe()),
+        Some(page) => {
+            let pages = vm.backing.pages(ram_size)?;
+            // The restored pages are surplus pages while the file holds them.
+            let pool = match backing::pool(page) {
+                Ok(p) => format!(
+                    "the {} pool: {} pages, {} of them surplus, {} free",
+                    human(page),
+                    p.total,
+                    p.surplus,
+                    p.free
+                ),
+                Err(e) => e,
+            };
+            say!(
+                "guest RAM is {} {seen_as}, as before the kexec: {pages} pages; {pool}",
+                vm.backing.describe()
+            );
+        }
+    }
     if ram_size != vm.ram_bytes {
         say!("MISMATCH: guest RAM memfd has {ram_size} bytes, the VM state says {}", vm.ram_bytes);
         return Err("guest RAM has the wrong size".into());
@@ -506,9 +636,10 @@ fn stage2(args: &Args) -> R {
         None => String::new(),
     };
     say!(
-        "report: {total} bytes ({} guest RAM + {} bytes VM state) came through the kexec; \
+        "report: {total} bytes ({} guest RAM ({}) + {} bytes VM state) came through the kexec; \
          retrieve {} ms, verify {} ms, finish {} ms{dev_note}",
         human(ram_size),
+        vm.backing.describe(),
         text.len(),
         ms(restore),
         ms(verify),
