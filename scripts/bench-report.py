@@ -23,6 +23,16 @@ run took, the machine and the number of failed runs (if any). An earlier
 block of that CLOCK is replaced; the rest of MD (the other CLOCK's block,
 notes) is kept. A new block goes before the "<!-- bench-report:notes -->"
 line, or at the end; a missing MD is created with RESULTS_MD_INTRO.
+
+       bench-report.py --huge RESULTS RUNS [CLOCK]
+prints the table "guest RAM on huge pages" (the huge mode of scripts/bench.sh)
+from RESULTS lines (scripts/bench.sh run_huge):
+  VARIANT KIND GIB preserve NS       PRESERVE_FD of a dense file of GIB GiB
+  VARIANT KIND GIB retrieve NS       RETRIEVE_FD of it in the next kernel
+  VARIANT KIND GIB folios N          its folios, as the guest checked them
+  VARIANT KIND GIB folio_kib KIB     the size of each
+  VARIANT KIND GIB fail -            a run that failed
+KIND: shmem (4 KiB pages), thp (2 MiB shmem THP folios), hugetlb2m, hugetlb1g.
 """
 import json
 import os
@@ -77,6 +87,131 @@ def results_md(md, clock, report, date, command, commit, took, machine, failed="
         f.write(new)
     os.replace(md + ".tmp", md)
 
+
+# The huge mode's kinds of file, in table order.
+HUGE_KINDS = (("shmem", "4 KiB memfd"), ("thp", "THP memfd"), ("hugetlb2m", "hugetlb 2 MiB"),
+              ("hugetlb1g", "hugetlb 1 GiB"))
+# Handover metadata of one file (the memfd-v2 header, 48 bytes, or the
+# hugetlb-memfd-rs-v1 one, 56; a folio array of 16-byte entries in a vmalloc
+# area that KHO preserves page by page, listing the array's pages in chunk
+# pages of 511 addresses each, a new chunk page started whenever one fills).
+FOLIO_ENTRY, CHUNK_ADDRS, PAGE = 16, 511, 4096
+
+
+def handover_bytes(kind, folios):
+    """(metadata bytes, bytes of the pages KHO keeps for it) of a file of FOLIOS folios:
+    the header, the folio array and the chunk pages; the second counts whole pages
+    (the header's page, the array's pages and the chunk pages)."""
+    header = 56 if kind.startswith("hugetlb") else 48
+    array_pages = max(1, -(-folios * FOLIO_ENTRY // PAGE))
+    chunks = 1 + array_pages // CHUNK_ADDRS
+    return header + folios * FOLIO_ENTRY + chunks * PAGE, (1 + array_pages + chunks) * PAGE
+
+
+def huge_report(path, runs, clock="time"):
+    """The table "guest RAM on huge pages"; see the usage above."""
+    rows = {}   # (kind, gib, variant) -> {"preserve": [ns], "retrieve": [ns], "folios": [n], ...}
+    for line in open(path):
+        f = line.split()
+        if len(f) != 5:
+            continue
+        v, kind, gib, op, val = f
+        r = rows.setdefault((kind, int(gib), v), {})
+        if op == "fail":
+            r["fail"] = r.get("fail", 0) + 1
+        else:
+            r.setdefault(op, []).append(int(val))
+    sizes = sorted({k[1] for k in rows})
+
+    def per_gib(kind, gib, v, op):
+        """Median ns per GiB, or None."""
+        xs = rows.get((kind, gib, v), {}).get(op)
+        return statistics.median(xs) / gib if xs else None
+
+    icount = clock == "icount"
+    ms, rate = ("Minsn", "GiB/Ginsn") if icount else ("ms", "GiB/s")
+    print("\nGuest RAM on huge pages: PRESERVE_FD and RETRIEVE_FD of one dense file of each size")
+    print("(BENCH_HUGE_GIB) of 4 KiB pages, of 2 MiB shmem THP folios or of hugetlbfs pages;")
+    print("the C memfd handler on the C LUO (shmem memfds only), the Rust one on the Rust LUO;")
+    print(f"production-like kernels, median of up to {runs} run(s), QEMU TCG"
+          + (" with -icount shift=0," if icount else " (compare ratios)."))
+    if icount:
+        print("so every time is a count of guest instructions: Minsn/GiB = millions of")
+        print("instructions per GiB of file, GiB/Ginsn = GiB per 10^9 instructions.")
+    else:
+        print("Time per GiB of file, and GiB/s.")
+    print("The guest checks the kind (ShmemHugePages, the shmem THP counters, the hugetlb pool's")
+    print("free and surplus pages) and 'folios' is the file's folio count it checked. Metadata")
+    print("per GiB, computed from that count (not measured): 'bytes' = the header (48 bytes; 56")
+    print("for hugetlb) + 16 bytes per folio + the 4 KiB chunk pages that list the folio array's")
+    print("pages (511 a chunk); 'KHO KiB' = the whole pages KHO keeps for it (the header's page,")
+    print("the array's pages, the chunk pages). '4K C/this': RETRIEVE_FD per GiB of the 4 KiB")
+    print("memfd on the C LUO at the same size, over this row's ('fails': the run failed).\n")
+    hdr1 = (f"{'':<13} {'':>3} {'':<4} {'':>7}  {'PRESERVE_FD':^16}  {'RETRIEVE_FD':^16}"
+            f"  {'metadata per GiB':^17}  {'retrieve':>9}")
+    hdr2 = (f"{'kind':<13} {'GiB':>3} {'LUO':<4} {'folios':>7}  {ms + '/GiB':>9} {rate:>6}"
+            f"  {ms + '/GiB':>9} {rate:>6}  {'bytes':>9} {'KHO KiB':>7}  {'4K C/this':>9}")
+    print(hdr1)
+    print(hdr2)
+    print("-" * len(hdr2))
+
+    def sig(x):
+        """x with about three significant digits, no exponent."""
+        if x >= 100:
+            return f"{x:.0f}"
+        if x >= 10:
+            return f"{x:.1f}"
+        if x >= 1:
+            return f"{x:.2f}"
+        return f"{x:.3g}" if x >= 1e-4 else f"{x:.6f}"
+
+    def times(x):
+        if x is None:
+            return "-", "-"
+        return sig(x / 1e6), (sig(1e9 / x) if x else "-")
+
+    goal = []
+    for gib in sizes:
+        base = per_gib("shmem", gib, "c", "retrieve")
+        for kind, label in HUGE_KINDS:
+            for v in ("c", "rust"):
+                r = rows.get((kind, gib, v))
+                if r is None:
+                    continue
+                pre, ret = per_gib(kind, gib, v, "preserve"), per_gib(kind, gib, v, "retrieve")
+                fails = "fails" if r.get("fail") and pre is None else "-"
+                (pm, pr), (rm, rr) = times(pre), times(ret)
+                if pre is None:
+                    pm = fails
+                if ret is None:
+                    rm = fails
+                folios = max(r["folios"]) if r.get("folios") else None
+                if folios is not None:
+                    meta, held = handover_bytes(kind, folios)
+                    ms_, hs = f"{meta / gib:.0f}", f"{held / gib / 1024:.0f}"
+                    fs = str(folios)
+                else:
+                    ms_, hs, fs = "-", "-", "-"
+                ratio = base / ret if base and ret else None
+                rs = "-" if ratio is None else (f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x")
+                if kind == "hugetlb2m" and v == "rust":
+                    goal.append((gib, ratio))
+                name = "C" if v == "c" else "Rust"
+                print(f"{label:<13} {gib:>3} {name:<4} {fs:>7}  {pm:>9} {pr:>6}  {rm:>9} {rr:>6}"
+                      f"  {ms_:>9} {hs:>7}  {rs:>9}")
+        print()
+    if goal:
+        parts = [f"{gib} GiB: " + (f"{x:.0f}x ({'met' if x >= 50 else 'NOT met'})" if x else "no data")
+                 for gib, x in goal]
+        print("Goal: hugetlb 2 MiB RETRIEVE_FD at least 50x cheaper per GiB than the 4 KiB memfd on")
+        print(f"the C LUO: {'; '.join(parts)}")
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "--huge":
+    if len(sys.argv) not in (4, 5):
+        sys.exit("usage: bench-report.py --huge RESULTS RUNS [CLOCK]")
+    huge_report(*sys.argv[2:])
+    sys.exit(0)
 
 if len(sys.argv) > 1 and sys.argv[1] == "--results-md":
     if len(sys.argv) not in (10, 11):

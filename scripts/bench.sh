@@ -21,6 +21,13 @@
 #             C handler (on the c kernel) against the Rust one (on the rust
 #             kernel), in MiB/s; and a 16 GiB memfd with 64 MiB written
 #             (sparse) in a 2 GiB VM, where the C handler runs out of memory
+#   huge      guest RAM on huge pages (luo_rs_memfd_bench.c, luo.memfd_kind=):
+#             PRESERVE_FD and RETRIEVE_FD of one dense file of each
+#             BENCH_HUGE_GIB size, of 4 KiB pages (shmem) and of 2 MiB shmem
+#             THP folios (thp), each on both kernels, and of 2 MiB and 1 GiB
+#             hugetlbfs pages (hugetlb2m, hugetlb1g; the Rust handler only),
+#             the kind checked by the guest; per GiB, with the handover
+#             metadata per GiB computed from the folio counts
 # Every timed loop stops after BENCH_CAP_S seconds (the C LUO is quadratic in
 # sessions and in files per session): the table then shows "> X", X being
 # the mean cost of the operations done, a lower bound of the cost at n.
@@ -34,8 +41,11 @@
 #   BENCH_BIG_RUNS=1     the same for n >= 100000
 #   BENCH_N="100 1000 10000 100000"
 #   BENCH_CAP_S=120      cap of one timed loop, in seconds
-#   BENCH_MODES="single sessions files memfd"
+#   BENCH_MODES="single sessions files memfd huge"
 #   BENCH_MEMFD_MIB="256 1024 4096"   memfd sizes (VM memory: 2.5x + 1 GiB)
+#   BENCH_HUGE_GIB="1 4" file sizes of the huge mode, in GiB (VM memory: 2x +
+#                        4 GiB, see run_huge). The huge mode runs once unless
+#                        BENCH_RUNS is given
 #   BENCH_KERNEL_DIR=DIR use DIR/c.bzImage and DIR/rust.bzImage instead of
 #                        building the kernels (development only; the exported
 #                        uapi headers and gen_init_cpio of build/obj-c-bench
@@ -64,7 +74,7 @@ bench_start=$SECONDS
 bench_command() {
 	local var val cmd=
 	for var in BENCH_RUNS BENCH_BIG_RUNS BENCH_N BENCH_CAP_S BENCH_MODES BENCH_MEMFD_MIB \
-		BENCH_KERNEL_DIR BENCH_TSC_KHZ BENCH_ICOUNT; do
+		BENCH_HUGE_GIB BENCH_KERNEL_DIR BENCH_TSC_KHZ BENCH_ICOUNT; do
 		[ -n "${!var+set}" ] || continue
 		val=${!var}
 		case $val in *[[:space:]]*|'') val="\"$val\"" ;; esac
@@ -79,13 +89,19 @@ runs=${BENCH_RUNS:-3}
 big_runs=${BENCH_BIG_RUNS:-1}
 cap_s=${BENCH_CAP_S:-120}
 read -r -a scale_n <<< "${BENCH_N:-100 1000 10000 100000}"
-read -r -a modes <<< "${BENCH_MODES:-single sessions files memfd}"
+read -r -a modes <<< "${BENCH_MODES:-single sessions files memfd huge}"
 read -r -a memfd_mib <<< "${BENCH_MEMFD_MIB:-256 1024 4096}"
+read -r -a huge_gib <<< "${BENCH_HUGE_GIB-1 4}"
+# The huge mode's VMs are big and slow: one run of each unless BENCH_RUNS says.
+huge_runs=${BENCH_RUNS:-1}
 kdir=${BENCH_KERNEL_DIR:-}
 # Labels; the kernels are the LABEL-bench variants.
 variants=(c rust)
 for m in "${modes[@]}"; do
-	case $m in single|sessions|files|memfd) ;; *) die "BENCH_MODES: unknown mode '$m'" ;; esac
+	case $m in single|sessions|files|memfd|huge) ;; *) die "BENCH_MODES: unknown mode '$m'" ;; esac
+done
+for g in "${huge_gib[@]}"; do
+	case $g in [1-9]|[1-9][0-9]) ;; *) die "BENCH_HUGE_GIB: '$g' is not a number of GiB (1 to 99)" ;; esac
 done
 out=$BUILD/bench
 blogs=$LOGS/bench
@@ -257,12 +273,89 @@ run_memfd() {
 	fi
 }
 
+# run_huge VARIANT KIND GIB RUN: one luo_rs_memfd_bench VM (a kexec) with a
+# dense file of GIB GiB of KIND (shmem, thp, hugetlb2m, hugetlb1g); appends
+# "variant kind gib OP value" lines to $huge_results (OP: preserve and
+# retrieve in ns, folios and folio_kib as the guest checked them), or
+# "variant kind gib fail -", counted as a failed run.
+# The VM, the same for every kind of a size: twice the file plus 4 GiB (6 and
+# 12 GiB at the default sizes) and kho_scratch=64M,384M,384M. hugetlb1g needs
+# the twice: 1 GiB pages can only be had at boot (hugepagesz=1G
+# hugepages=GIB), and the kexec passes the same command line on, so the next
+# kernel reserves a pool of its own beside the preserved pages (which its
+# RETRIEVE_FD makes surplus pages). The other kinds get as much so that
+# nothing but the kind differs between the rows of a size, and so that the
+# file does not land in KHO's scratch areas, from where PRESERVE_FD would
+# have to migrate it first: they are CMA in the first kernel, at the top of
+# the Normal zone (the memory above 4 GiB; the 3 GiB below it are DMA32), and
+# the page allocator takes movable pages from CMA once CMA holds half of a
+# zone's free memory. With 2x + 4 GiB the Normal zone keeps more than twice
+# the 768 MiB of scratch free once the file is written (its
+# "memfd_preserve_migrated" line in the serial log shows CmaFree). The sizes
+# are given, as the hugetlb suite of make check does, because KHO otherwise
+# sizes the scratch from the memblock reservations, which grow with the VM;
+# the next kernel's early boot (its 190 MiB of memmap at 12 GiB, the kernel
+# and the initramfs) runs in them. The 2 MiB hugetlb pool is grown at run
+# time by the guest, in the first kernel only.
+run_huge() {
+	local v=$1 kind=$2 gib=$3 r=$4 serial mem cmd tmo rc=0
+	serial=$blogs/$v-huge-$kind-$gib-$r.log
+	mem=$(( (2 * gib + 4) * 1024 ))
+	cmd="kho_scratch=64M,384M,384M"
+	[ "$kind" != hugetlb1g ] || cmd+=" hugepagesz=1G hugepages=$gib"
+	[ -z "$tsc_khz" ] || cmd+=" tsc_early_khz=$tsc_khz"
+	tmo=$(( 300 + 150 * gib ))
+	[ "$tmo" -ge 600 ] || tmo=600
+	# Single-threaded TCG is slower.
+	[ -z "${LUO_VM_ICOUNT:-}" ] || tmo=$(( tmo * 3 ))
+	"$REPO/scripts/run-vm.sh" "$(kernel_of "$v")" "$out/kexec-$v.cpio" "$serial" "$tmo" "${mem}M" \
+		"kunit.enable=0 luo.test=luo_rs_memfd_bench luo.stages=2 luo.memfd_mib=$(( gib * 1024 )) luo.memfd_kind=$kind $cmd" || rc=$?
+	if [ "$rc" -eq 0 ] && python3 - "$serial" "$v" "$kind" "$gib" >> "$huge_results" <<'EOF'
+import re, sys
+serial, v, kind, gib = sys.argv[1:5]
+log = open(serial, "rb").read().decode("utf-8", "replace").replace("\r", "")
+suffix = "" if kind == "shmem" else "_" + kind
+mib = int(gib) * 1024
+out, why = [], []
+for op in ("preserve", "retrieve"):
+    m = re.search(rf"BENCH memfd_{op}{suffix} mib={mib} ns=(\d+)", log)
+    if m:
+        out.append(f"{v} {kind} {gib} {op} {m.group(1)}")
+    else:
+        why.append(f"no 'BENCH memfd_{op}{suffix} mib={mib}'")
+m = re.search(rf"BENCH memfd_kind kind={kind} mib={mib} folios=(\d+) folio_kib=(\d+)", log)
+if m:
+    out += [f"{v} {kind} {gib} folios {m.group(1)}", f"{v} {kind} {gib} folio_kib {m.group(2)}"]
+else:
+    why.append(f"no 'BENCH memfd_kind kind={kind}'")
+for s in (f"BENCH memfd_kind_restored kind={kind}", "BENCH done"):
+    if s not in log:
+        why.append(f"no '{s}'")
+if why:
+    print("; ".join(why), file=sys.stderr)
+    sys.exit(1)
+print("\n".join(out))
+EOF
+	then
+		if grep -aq 'LUO-KMSG-ERR' "$serial"; then
+			echo "bench: $v huge $kind $gib GiB run $r: the kernel printed errors (see $serial)" >&2
+		fi
+		return
+	fi
+	echo "$v $kind $gib fail -" >> "$huge_results"
+	echo "bench: $v huge $kind $gib GiB run $r FAILED (serial log: $serial)" >&2
+	failed=$((failed + 1))
+}
+
 : > "$results"
 memfd_results=$out/memfd-results.txt
 : > "$memfd_results"
+huge_results=$out/huge-results.txt
+: > "$huge_results"
 start=$(date +%s)
 maxruns=$runs
 [ "$big_runs" -le "$maxruns" ] || maxruns=$big_runs
+[ "$huge_runs" -le "$maxruns" ] || maxruns=$huge_runs
 for r in $(seq 1 "$maxruns"); do
 	for m in "${modes[@]}"; do
 		for v in "${variants[@]}"; do
@@ -272,6 +365,18 @@ for r in $(seq 1 "$maxruns"); do
 				for mib in "${memfd_mib[@]}"; do run_memfd "$v" "$mib" 0 "$r"; done
 				# The sparse case once: its outcome does not vary.
 				[ "$r" -gt 1 ] || run_memfd "$v" 64 1 "$r"
+				continue
+			fi
+			if [ "$m" = huge ]; then
+				[ "$r" -le "$huge_runs" ] || continue
+				log "bench run $r/$huge_runs: guest RAM on huge pages on LUO=$v"
+				for g in "${huge_gib[@]}"; do
+					for kind in shmem thp hugetlb2m hugetlb1g; do
+						# The C memfd handler takes shmem memfds only.
+						[ "$v" = rust ] || [ "${kind#hugetlb}" = "$kind" ] || continue
+						run_huge "$v" "$kind" "$g" "$r"
+					done
+				done
 				continue
 			fi
 			for n in "${scale_n[@]}"; do
@@ -321,6 +426,10 @@ for op, mib in order:
     ratio = f"{r / c:.2f}" if c and r else "-"
     print(f"{op:<28} {mib:>6} {cs:>9} {rs:>11} {ratio:>7}")
 EOF
+fi
+if [ -s "$huge_results" ]; then
+	"$venv/bin/python" "$REPO/scripts/bench-report.py" --huge "$huge_results" "$huge_runs" "$clock" ||
+		failed=$((failed + 1))
 fi
 } > "$report"
 cat "$report"
