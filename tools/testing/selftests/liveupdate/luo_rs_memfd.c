@@ -8,7 +8,8 @@
  * writable shared mapping of it), seals added after PRESERVE_FD, a writer that
  * keeps filling holes while the kexec runs (every write that returned success
  * must arrive), and an O_TMPFILE file linked after PRESERVE_FD (it must still
- * cross, keep its id, and thaw when unpreserved).
+ * cross, keep its id, and thaw when unpreserved), and a memfd of shmem THP
+ * folios (they must come back as 2 MiB folios, not split).
  *
  * Built as luo_rs_memfd_corrupt (LUO_RS_MEMFD_CORRUPT, see that file), it
  * instead corrupts handovers on purpose through the Rust handler's test device
@@ -464,6 +465,98 @@ static int big_ok(int mfd)
 static int check_big(int luo_fd, const struct mcase *c)
 {
 	return with_memfd(luo_fd, c, big_ok);
+}
+
+/*
+ * ---- shmem THP: a memfd of 2 MiB folios comes back in 2 MiB folios ----
+ * Stage 1 turns shmem THP on for the internal mount (shmem_enabled "always",
+ * put back afterwards), writes 8 MiB of a 10 MiB memfd (four PMD-sized
+ * folios, a 2 MiB hole) and checks ShmemHugePages grew by 8 MiB. Stage 2
+ * boots with shmem THP off: RETRIEVE_FD must bring ShmemHugePages up by the
+ * same 8 MiB (the folios kept their size, not split to 4 KiB), the contents
+ * and the hole must be intact, and punching 4 KiB out of a restored folio
+ * (which splits it) must zero just that range.
+ */
+#define THP_SIZE	(10 << 20)
+#define THP_DATA	(8 << 20)
+#define THP_CTL		"/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+
+/* ShmemHugePages of /proc/meminfo, in kB (-1 if unreadable). */
+static long shmem_huge_kb(void)
+{
+	char line[128];
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "ShmemHugePages: %ld kB", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+static void thp_set(const char *mode)
+{
+	int fd = open(THP_CTL, O_WRONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : write(fd, mode, strlen(mode));
+
+	if (n != (ssize_t)strlen(mode))
+		fail_exit("writing %s to %s", mode, THP_CTL);
+	close(fd);
+}
+
+static void setup_thp(int luo_fd, const struct mcase *c)
+{
+	int sfd = setup_session(luo_fd, c), mfd;
+	long before = shmem_huge_kb(), after;
+
+	thp_set("always");
+	mfd = new_memfd(THP_SIZE, 0);
+	fill(mfd, 0, THP_DATA, 12);
+	after = shmem_huge_kb();
+	thp_set("never");
+	if (before < 0 || after - before != THP_DATA >> 10)
+		fail_exit("%s: ShmemHugePages %ld -> %ld kB, want %d more: no shmem THP",
+			  c->name, before, after, THP_DATA >> 10);
+	preserve(sfd, c, mfd, 1);
+	/* Pinning may migrate a folio out of KHO's scratch: still whole? */
+	if (shmem_huge_kb() != after)
+		fail_exit("%s: ShmemHugePages %ld -> %ld kB at PRESERVE_FD: a folio was split",
+			  c->name, after, shmem_huge_kb());
+	close(mfd);
+}
+
+static int check_thp(int luo_fd, const struct mcase *c)
+{
+	long before = shmem_huge_kb(), after;
+	int sfd, mfd, ret = -1;
+
+	sfd = get_session(luo_fd, c);
+	if (sfd < 0)
+		return -1;
+	mfd = get_fd(sfd, 1);
+	if (mfd < 0)
+		goto out;
+	after = shmem_huge_kb();
+	if (before < 0 || after - before != THP_DATA >> 10) {
+		fail("ShmemHugePages %ld -> %ld kB at RETRIEVE_FD, want %d more: the folios did not come back whole",
+		     before, after, THP_DATA >> 10);
+	} else if (!check_size(mfd, THP_SIZE) && !verify(mfd, 0, THP_DATA, 12) &&
+		   !verify(mfd, THP_DATA, THP_SIZE - THP_DATA, 0)) {
+		if (fallocate(mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 1 << 20, 4096))
+			fail("punching 4 KiB out of a restored folio: %s", strerror(errno));
+		else if (!verify(mfd, 0, 1 << 20, 12) && !verify(mfd, 1 << 20, 4096, 0) &&
+			 !verify(mfd, (1 << 20) + 4096, THP_DATA - (1 << 20) - 4096, 12))
+			ret = 0;
+	}
+	close(mfd);
+	if (!ret && luo_session_finish(sfd))
+		ret = fail("FINISH failed");
+out:
+	close(sfd);
+	return ret;
 }
 
 /*
@@ -1072,6 +1165,7 @@ static const struct mcase cases[] = {
 	{ "seals_added_after_preserve", "rs-memfd-late-seals", setup_late_seals,
 	  check_late_seals },
 	{ "tmpfile_linked_after_preserve", "rs-memfd-tmpfile", setup_tmpfile, check_tmpfile },
+	{ "thp_folios_come_back_large", "rs-memfd-thp", setup_thp, check_thp },
 	/* Last: its writer starts when stage 1 exits. */
 	{ "writes_racing_the_kexec_are_kept", "rs-memfd-race", setup_race, check_race },
 };
