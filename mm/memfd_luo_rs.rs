@@ -919,12 +919,19 @@ impl kernel::Module for MemfdLuo {
 /// test how the next kernel's `retrieve` refuses it.
 ///
 /// `/dev/memfd_luo_rs_test`, ioctl `_IO('M', 1)` `CORRUPT(fd << 8 | mode)`: when the memfd
-/// `fd` (of the calling process) is frozen at the next reboot, its handover is corrupted:
+/// `fd` (of the calling process, shmem or hugetlbfs) is frozen at the next reboot, its
+/// handover is corrupted:
 /// 1 a pfn of no preserved folio, 2 an index beyond the size, 3 `nr_folios` beyond the array,
 /// 4 unknown folio flags, 5 unknown header flags, 6 unknown seals, 7 the array descriptor
 /// pointing at no preserved page, 8 folio indices out of order, 9 every folio entry without
-/// its DIRTY flag (a sound handover the next kernel must still treat as dirty). At most 16
-/// memfds.
+/// its DIRTY flag (a sound handover the next kernel must still treat as dirty).
+///
+/// Modes for hugetlbfs memfds (hugetlb-memfd-rs-v1); 10, 11 and 13 change nothing in a
+/// memfd-v2 handover, which has no page size: 10 a page size no kernel has huge pages of
+/// (`page_shift` 22, 4 MiB), 11 the other huge page size of x86-64 (`page_shift` 21 and 30
+/// swapped), 12 the pfn of the first folio entry plus one (inside its huge page), 13 the
+/// `reserved` word non-zero, 14 the first folio entry without its UPTODATE flag (hugetlbfs
+/// has no folio that reads as zeroes; shmem takes it as one). At most 16 memfds.
 ///
 /// ioctl `_IO('M', 2)` `HOLD_LOCK(fd)` takes the inode lock of the memfd `fd` and sleeps three
 /// seconds holding it, as a `write(2)` stuck on a fault would (`freeze` must give up after a
@@ -956,16 +963,26 @@ mod test {
         let Some(slot) = IDS.iter().position(|i| i.load(Relaxed) == id) else {
             return;
         };
-        let mode = MODES[slot].load(Relaxed);
+        // Once: a reboot that fails and is tried again must not corrupt a corrupt handover.
+        let mode = MODES[slot].xchg(0, Relaxed);
+        // The hugetlbfs modes would name another file's page in a shmem handover.
+        if mode >= 10 && !F::HUGE {
+            return;
+        }
         let Ok(mut hdr) = MemfdSer::read(state.ser.bytes(), F::HUGE) else {
             return;
         };
         if let Some(array) = state.array.as_mut() {
             let a = array.as_mut_slice();
             let n = a.len();
+            let pfn_mask = (1u64 << abi::PFN_BITS) - 1;
             match (mode, a.first_mut()) {
-                (1, Some(e)) => e[0] = (e[0] & !((1u64 << 52) - 1)) | ((1u64 << 40) - 1),
+                (1, Some(e)) => e[0] = (e[0] & !pfn_mask) | ((1u64 << 40) - 1),
                 (4, Some(e)) => e[0] |= 0x100u64 << 52,
+                (12, Some(e)) => {
+                    e[0] = (e[0] & !pfn_mask) | ((e[0] & pfn_mask).wrapping_add(1) & pfn_mask)
+                }
+                (14, Some(e)) => e[0] &= !(abi::FOLIO_UPTODATE << abi::PFN_BITS),
                 _ => {}
             }
             if mode == 2 {
@@ -989,10 +1006,25 @@ mod test {
             5 => hdr.flags = 1,
             6 => hdr.seals |= 0x40,
             7 => hdr.folios.first = 0x1234_5000,
+            10 => hdr.page_shift = 22,
+            11 => hdr.page_shift = if hdr.page_shift == 30 { 21 } else { 30 },
             _ => {}
         }
         write_ser::<F>(&mut state.ser, &hdr);
+        if mode == 13 && F::HUGE {
+            // In range: the page holds the whole header; `write_ser` wrote `reserved` as 0.
+            let _ = bytes::put_le_u32(state.ser.bytes_mut(), abi::SER_SIZE + 4, 1);
+        }
         pr_info!("memfd: corrupted the handover of a memfd (mode {})\n", mode);
+    }
+
+    /// The key [`corrupt`] finds the memfd `file` by at `freeze` (its inode), for a shmem or a
+    /// hugetlbfs memfd; `None` for any other file.
+    fn memfd_id(file: &LocalFile) -> Option<usize> {
+        let memfd = Memfd::new(file);
+        #[cfg(CONFIG_HUGETLBFS)]
+        let memfd = memfd.or_else(|| Memfd::hugetlb(file));
+        memfd.map(|m| m.inode_id())
     }
 
     struct TestDevice;
@@ -1020,7 +1052,7 @@ mod test {
             let fd = u32::try_from(arg >> 8).map_err(|_| EINVAL)?;
             let mode = (arg & 0xff) as u32;
             let file = LocalFile::fget(fd)?;
-            let id = Memfd::new(&file).ok_or(EINVAL)?.inode_id();
+            let id = memfd_id(&file).ok_or(EINVAL)?;
             let slot = IDS
                 .iter()
                 .position(|i| i.cmpxchg(0, id, Relaxed).is_ok() || i.load(Relaxed) == id)
