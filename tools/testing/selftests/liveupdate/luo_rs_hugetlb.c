@@ -20,7 +20,14 @@
  *           stay holes) and took no reservation;
  *         - unpreserve_returns_pages: a file preserved in another session,
  *           that session closed (unpreserved) and the file closed: its pages
- *           are back in the pool, and it was usable in between.
+ *           are back in the pool, and it was usable in between;
+ *         - thp_file_preserved: a shmem memfd (not hugetlbfs) of two 2 MiB
+ *           THP folios (shmem_enabled "always" while it is written), token 4;
+ *         - racing_writer_armed: a 128 MiB file of holes (token 5) and a
+ *           shmem log (token 6); once stage 1 exits, a child fills hole
+ *           after hole through a mapping, 5 ms apart, and logs each page
+ *           it finished, until a fault gets SIGBUS (the handler took its
+ *           last look) or the CPUs stop for the jump.
  *   -s 2  - pool_before_retrieve: the next kernel's pools are what its
  *           command line asked for (4 and 1 pages, all free): the preserved
  *           pages are not counted, nor handed out;
@@ -31,7 +38,17 @@
  *           surplus pages (HugePages_Total 12, Surp 8, Free 4, Rsvd 0);
  *         - 2m_writable: a shared mapping writes a page and fills a hole
  *           (that one from the pool);
+ *         - 2m_holes_reserved_by_mmap: a mapping with reservations (no
+ *           MAP_NORESERVE), as a VMM maps guest RAM, reserves exactly the 3
+ *           holes left (HugePages_Rsvd 3), none for the restored pages; the
+ *           reservations go when the file is closed (close_returns_pages);
  *         - 1g_retrieved: the 1 GiB page, every sample, counted as surplus;
+ *         - thp_restored_as_thp: the shmem memfd's folios are THPs again
+ *           (/proc/kpageflags: KPF_THP, a compound head every 2 MiB), every
+ *           byte intact;
+ *         - racing_writes_kept: every page the racing writer logged as
+ *           written is there, every byte; the pages after the one it was
+ *           writing are holes; it raced (did not finish before the jump);
  *         - finish_frees_unretrieved: FINISH of "huge" with token 3 never
  *           retrieved gives its 4 MiB back to the page allocator;
  *         - close_returns_pages: once the files are closed, the pools are as
@@ -42,6 +59,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +85,11 @@
 #define SEALS		(F_SEAL_GROW | F_SEAL_SHRINK)
 #define H2M		"/sys/kernel/mm/hugepages/hugepages-2048kB/"
 #define H1G		"/sys/kernel/mm/hugepages/hugepages-1048576kB/"
+#define THP_CTL		"/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+#define NR_THP		2
+#define RACE_2M		64
+#define KPF_COMPOUND_HEAD	15
+#define KPF_THP		22
 
 static const char * const cases[] = {
 	"s1_pool_setup",
@@ -74,11 +99,16 @@ static const char * const cases[] = {
 	"s1_unretrieved_file_preserved",
 	"s1_preserve_takes_no_page",
 	"s1_unpreserve_returns_pages",
+	"s1_thp_file_preserved",
+	"s1_racing_writer_armed",
 	"s2_pool_before_retrieve",
 	"s2_2m_retrieved",
 	"s2_2m_counted_as_surplus",
 	"s2_2m_writable",
+	"s2_2m_holes_reserved_by_mmap",
 	"s2_1g_retrieved",
+	"s2_thp_restored_as_thp",
+	"s2_racing_writes_kept",
 	"s2_finish_frees_unretrieved",
 	"s2_close_returns_pages",
 };
@@ -156,11 +186,15 @@ static int pool_is(const char *dir, long nr, long free, long resv, long surplus,
 	return p.nr == nr && p.free == free && p.resv == resv && p.surplus == surplus;
 }
 
-/* MemFree of /proc/meminfo, in kB (-1 if unreadable). */
+/*
+ * Free memory in kB: MemFree of /proc/meminfo plus the pages on the per-CPU
+ * free lists (the "count" of each pageset in /proc/zoneinfo), where a freed
+ * 2 MiB folio may wait without being counted in MemFree (-1 if unreadable).
+ */
 static long mem_free_kb(void)
 {
 	char line[128];
-	long v = -1;
+	long v = -1, pcp = 0, n;
 	FILE *f = fopen("/proc/meminfo", "r");
 
 	if (!f)
@@ -169,7 +203,14 @@ static long mem_free_kb(void)
 		if (sscanf(line, "MemFree: %ld kB", &v) == 1)
 			break;
 	fclose(f);
-	return v;
+	f = fopen("/proc/zoneinfo", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, " count: %ld", &n) == 1)
+			pcp += n;
+	fclose(f);
+	return v < 0 ? -1 : v + pcp * (getpagesize() >> 10);
 }
 
 static int huge_memfd(const char *name, unsigned int size_flag, unsigned long size)
@@ -312,9 +353,129 @@ static void s1_unpreserve_returns_pages(void)
 	       "preserve %s, usable after unpreserve %d, %s", res(r), w, why);
 }
 
+static long shmem_huge_kb(void)
+{
+	char line[128];
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "ShmemHugePages: %ld kB", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+static int thp_set(const char *mode)
+{
+	int fd = open(THP_CTL, O_WRONLY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	r = write(fd, mode, strlen(mode)) == (ssize_t)strlen(mode) ? 0 : -errno;
+	close(fd);
+	return r;
+}
+
+static unsigned char fill_thp(unsigned long off)
+{
+	return 0x90 + off / 4096 % 61;
+}
+
+static void s1_thp_file_preserved(void)
+{
+	long before = shmem_huge_kb(), after = -1;
+	int on = thp_set("always"), fd = -1, r = -1;
+	unsigned char *p = NULL;
+
+	if (!on) {
+		fd = memfd_create("thp", MFD_CLOEXEC);
+		if (fd >= 0 && !ftruncate(fd, NR_THP * SZ_2M))
+			p = map(fd, NR_THP * SZ_2M);
+	}
+	if (p) {
+		for (unsigned long off = 0; off < NR_THP * SZ_2M; off++)
+			p[off] = fill_thp(off);
+		munmap(p, NR_THP * SZ_2M);
+		after = shmem_huge_kb();
+		r = luo_session_preserve_fd(session, fd, 4);
+		/* Pinning may migrate a folio out of KHO's scratch: still whole? */
+		if (shmem_huge_kb() != after)
+			after = -1;
+	}
+	thp_set("never");
+	result("s1_thp_file_preserved",
+	       !on && !r && after - before == (long)(NR_THP * SZ_2M >> 10),
+	       "shmem_enabled %s, ShmemHugePages %ld -> %ld kB (want %lu more), preserve %s",
+	       res(on), before, after, NR_THP * SZ_2M >> 10, res(r));
+	/* The fd stays open until the kexec. */
+}
+
+static unsigned char fill_race(unsigned long page)
+{
+	return 0x21 + page % 200;
+}
+
+/* The racing writer's log, a page of a preserved shmem memfd. */
+struct race_log {
+	uint64_t done;		/* pages 0..done-1 were written, every byte */
+	uint64_t sigbus;	/* 1 + the page whose fault got SIGBUS, or 0 */
+};
+
+static sigjmp_buf race_jmp;
+
+static void race_sigbus(int sig)
+{
+	siglongjmp(race_jmp, 1);
+}
+
+static void s1_racing_writer_armed(void)
+{
+	int grow = sysfs_set(H2M, "nr_hugepages", POOL_2M + RACE_2M);
+	int fd = huge_memfd("race", MFD_HUGE_2MB, RACE_2M * SZ_2M), r = -1;
+	int log = memfd_create("race-log", MFD_CLOEXEC);
+	static unsigned char zero[4096];
+	pid_t parent = getpid(), pid = -1;
+
+	if (!grow && fd >= 0 && log >= 0 && pwrite(log, zero, sizeof(zero), 0) == sizeof(zero))
+		r = luo_session_preserve_fd(session, fd, 5) ?: luo_session_preserve_fd(session, log, 6);
+	if (!r)
+		pid = fork();
+	if (pid == 0) {
+		unsigned char *p = map(fd, RACE_2M * SZ_2M);
+		volatile struct race_log *l = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
+						   log, 0);
+		volatile unsigned long k;
+
+		if (!p || l == MAP_FAILED)
+			_exit(1);
+		signal(SIGBUS, race_sigbus);
+		/* Stage 1 exits after its last case; then init kexecs. */
+		while (getppid() == parent)
+			usleep(1000);
+		for (k = 0; k < RACE_2M; k++) {
+			if (sigsetjmp(race_jmp, 1)) {
+				l->sigbus = k + 1;
+				break;
+			}
+			memset(p + k * SZ_2M, fill_race(k), SZ_2M);
+			__atomic_store_n(&l->done, k + 1, __ATOMIC_RELEASE);
+			usleep(5000);
+		}
+		for (;;)
+			pause();
+	}
+	result("s1_racing_writer_armed", !r && pid > 0,
+	       "pool to %d: %s, memfd %s, log %s, preserve %s, fork %d", POOL_2M + RACE_2M,
+	       res(grow), res(fd), res(log), res(r), pid);
+	/* fd and log stay open until the kexec. */
+}
+
 static void stage_1(void)
 {
-	printf("1..7\n");
+	printf("1..9\n");
 	luo_fd = luo_open_device();
 	session = luo_fd >= 0 ? luo_create_session(luo_fd, SESSION) : -1;
 	if (session < 0) {
@@ -328,6 +489,8 @@ static void stage_1(void)
 	s1_unretrieved_file_preserved();
 	s1_preserve_takes_no_page();
 	s1_unpreserve_returns_pages();
+	s1_thp_file_preserved();
+	s1_racing_writer_armed();
 	if (ktap_failures)
 		exit(1);
 	close(luo_fd);
@@ -336,7 +499,7 @@ static void stage_1(void)
 
 /* ---- stage 2 ---- */
 
-static int fd2m = -1, fd1g = -1;
+static int fd2m = -1, fd1g = -1, fdthp = -1, fdrace = -1, fdlog = -1;
 
 static void s2_pool_before_retrieve(void)
 {
@@ -410,6 +573,23 @@ static void s2_2m_writable(void)
 	result("s2_2m_writable", ok, "%s", why);
 }
 
+static void s2_2m_holes_reserved_by_mmap(void)
+{
+	void *p = fd2m >= 0 ? mmap(NULL, NR_2M * SZ_2M, PROT_READ | PROT_WRITE, MAP_SHARED,
+				   fd2m, 0) : MAP_FAILED;
+	char why[160] = "no file";
+	int ok = 0;
+
+	if (p == MAP_FAILED) {
+		snprintf(why, sizeof(why), "mmap: %s", strerror(errno));
+	} else {
+		/* 12 pages: 8 restored, 1 hole filled by 2m_writable, 3 holes. */
+		ok = pool_is(H2M, BOOT_2M + 8, BOOT_2M - 1, 3, 8, why, sizeof(why));
+		munmap(p, NR_2M * SZ_2M);
+	}
+	result("s2_2m_holes_reserved_by_mmap", ok, "%s", why);
+}
+
 static void s2_1g_retrieved(void)
 {
 	unsigned char *p;
@@ -431,6 +611,86 @@ static void s2_1g_retrieved(void)
 	       "retrieve %s, first bad offset %ld, %s", res(fd1g), bad, why);
 }
 
+/* The /proc/kpageflags word of the page mapped at @addr (0 on error). */
+static unsigned long long kpageflags_of(const void *addr)
+{
+	unsigned long long ent = 0, flags = 0;
+	int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	int kf = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	off_t vpn = (unsigned long)addr / getpagesize();
+
+	if (pm >= 0 && kf >= 0 &&
+	    pread(pm, &ent, sizeof(ent), vpn * sizeof(ent)) == sizeof(ent) &&
+	    (ent >> 63) & 1 &&
+	    pread(kf, &flags, sizeof(flags), (ent & ((1ULL << 55) - 1)) * 8) != sizeof(flags))
+		flags = 0;
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
+	return flags;
+}
+
+static void s2_thp_restored_as_thp(void)
+{
+	int fd = fdthp = luo_session_retrieve_fd(session, 4);
+	unsigned char *p = fd >= 0 ? map(fd, NR_THP * SZ_2M) : NULL;
+	long bad = -1;
+	unsigned long long head = 0, tail = 0;
+	int thp = 1;
+
+	if (p) {
+		for (unsigned long off = 0; off < NR_THP * SZ_2M && bad < 0; off++)
+			if (p[off] != fill_thp(off))
+				bad = off;
+		for (int i = 0; i < NR_THP; i++) {
+			head = kpageflags_of(p + i * SZ_2M);
+			tail = kpageflags_of(p + i * SZ_2M + 4096);
+			thp &= (head >> KPF_THP & 1) && (head >> KPF_COMPOUND_HEAD & 1) &&
+			       (tail >> KPF_THP & 1) && !(tail >> KPF_COMPOUND_HEAD & 1);
+		}
+		munmap(p, NR_THP * SZ_2M);
+	}
+	/* Closed in close_returns_pages: FINISH must free only token 3. */
+	result("s2_thp_restored_as_thp", p && bad < 0 && thp,
+	       "retrieve %s, first bad byte %ld, kpageflags head %#llx tail %#llx (want THP, head then tail)",
+	       res(fd), bad, head, tail);
+}
+
+static void s2_racing_writes_kept(void)
+{
+	static unsigned char want[SZ_2M], got[SZ_2M];
+	struct race_log log = { 0 };
+	long bad = -1, present = 0;
+	struct stat st;
+
+	fdrace = luo_session_retrieve_fd(session, 5);
+	fdlog = luo_session_retrieve_fd(session, 6);
+	if (fdrace < 0 || fdlog < 0 || pread(fdlog, &log, sizeof(log), 0) != sizeof(log) ||
+	    fstat(fdrace, &st)) {
+		result("s2_racing_writes_kept", 0, "retrieve %s and %s, or reading the log failed",
+		       res(fdrace), res(fdlog));
+		return;
+	}
+	printf("# %llu of %d pages written before the kexec, SIGBUS at page %lld\n",
+	       (unsigned long long)log.done, RACE_2M, (long long)log.sigbus - 1);
+	for (unsigned long k = 0; k < RACE_2M && bad < 0; k++) {
+		/* The page being written when the CPUs stopped: anything. */
+		if (k == log.done)
+			continue;
+		memset(want, k < log.done ? fill_race(k) : 0, SZ_2M);
+		if (pread(fdrace, got, SZ_2M, k * SZ_2M) != (ssize_t)SZ_2M || memcmp(want, got, SZ_2M))
+			bad = k;
+	}
+	present = st.st_blocks / (SZ_2M / 512);
+	result("s2_racing_writes_kept",
+	       log.done < RACE_2M && bad < 0 &&
+	       (log.sigbus ? log.sigbus == log.done + 1 && present == (long)log.done :
+			     present == (long)log.done || present == (long)log.done + 1),
+	       "written %llu of %d (want fewer: the writer must race the kexec), first bad page %ld, %ld pages present, SIGBUS at %lld",
+	       (unsigned long long)log.done, RACE_2M, bad, present, (long long)log.sigbus - 1);
+}
+
 static void s2_finish_frees_unretrieved(void)
 {
 	long before = mem_free_kb(), after;
@@ -449,6 +709,9 @@ static void s2_close_returns_pages(void)
 
 	close(fd2m);
 	close(fd1g);
+	close(fdthp);
+	close(fdrace);
+	close(fdlog);
 	ok = pool_is(H2M, BOOT_2M, BOOT_2M, 0, 0, why, sizeof(why));
 	ok1 = pool_is(H1G, 1, 1, 0, 0, why1, sizeof(why1));
 	result("s2_close_returns_pages", ok && ok1, "%s; %s", why, why1);
@@ -456,7 +719,7 @@ static void s2_close_returns_pages(void)
 
 static void stage_2(void)
 {
-	printf("1..7\n");
+	printf("1..10\n");
 	s2_pool_before_retrieve();
 	luo_fd = luo_open_device();
 	session = luo_fd >= 0 ? luo_retrieve_session(luo_fd, SESSION) : -1;
@@ -467,7 +730,10 @@ static void stage_2(void)
 	s2_2m_retrieved();
 	s2_2m_counted_as_surplus();
 	s2_2m_writable();
+	s2_2m_holes_reserved_by_mmap();
 	s2_1g_retrieved();
+	s2_thp_restored_as_thp();
+	s2_racing_writes_kept();
 	s2_finish_frees_unretrieved();
 	s2_close_returns_pages();
 	ktap_exit();
