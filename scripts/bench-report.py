@@ -440,6 +440,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 keys = [f"{m}/{o}" for m, o, _ in OPS if f"{m}/{o}" in chart]
+if not keys:
+    # No scaling mode ran (e.g. BENCH_MODES=huge): nothing to draw.
+    sys.exit(0)
 cols = 4
 rows = (len(keys) + cols - 1) // cols
 fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
