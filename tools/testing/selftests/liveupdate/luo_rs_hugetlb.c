@@ -445,9 +445,9 @@ static void s1_racing_writer_armed(void)
 		pid = fork();
 	if (pid == 0) {
 		unsigned char *p = map(fd, RACE_2M * SZ_2M);
-		volatile struct race_log *l = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
-						   log, 0);
-		volatile unsigned long k;
+		struct race_log *l = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, log, 0);
+		/* Not changed between sigsetjmp() and the siglongjmp() to it. */
+		unsigned long k;
 
 		if (!p || l == MAP_FAILED)
 			_exit(1);
@@ -457,7 +457,7 @@ static void s1_racing_writer_armed(void)
 			usleep(1000);
 		for (k = 0; k < RACE_2M; k++) {
 			if (sigsetjmp(race_jmp, 1)) {
-				l->sigbus = k + 1;
+				__atomic_store_n(&l->sigbus, k + 1, __ATOMIC_RELEASE);
 				break;
 			}
 			memset(p + k * SZ_2M, fill_race(k), SZ_2M);

@@ -43,7 +43,7 @@
 #define BOOT_2M		2
 #define H2M		"/sys/kernel/mm/hugepages/hugepages-2048kB/"
 
-static const char *const cases_rust[] = {
+static const char *const names_rust[] = {
 	"s1_preserved",
 	"s2_pool_as_booted",
 	"s2_shmem_files_of_the_session_retrieved",
@@ -52,7 +52,7 @@ static const char *const cases_rust[] = {
 	"s2_finish",
 };
 
-static const char *const cases_c[] = {
+static const char *const names_c[] = {
 	"s1_preserved",
 	"s2_pool_as_booted",
 	"s2_c_luo_refuses_the_handover",
@@ -241,11 +241,11 @@ int main(int argc, char *argv[])
 {
 	if (argc > 1 && !strcmp(argv[1], "--list")) {
 		int c = argc > 2 && !strcmp(argv[2], "c");
-		const char *const *cases = c ? cases_c : cases_rust;
-		size_t n = c ? ARRAY_SIZE(cases_c) : ARRAY_SIZE(cases_rust);
+		const char *const *names = c ? names_c : names_rust;
+		size_t n = c ? ARRAY_SIZE(names_c) : ARRAY_SIZE(names_rust);
 
 		for (size_t i = 0; i < n; i++)
-			printf("%s\n", cases[i]);
+			printf("%s\n", names[i]);
 		return 0;
 	}
 	return ktap_stages_main(argc, argv, NULL, 0, stage_1, stage_2);
