@@ -73,6 +73,7 @@
 #include <linux/memfd.h>
 
 #include "luo_rs_ktap.h"
+#include "luo_rs_sysfs.h"
 
 #define SESSION		"huge"
 #define TMP_SESSION	"huge-tmp"
@@ -130,39 +131,6 @@ static unsigned long sample_1g(unsigned long off)
 	return off ^ 0x6c756f2d68756765UL;
 }
 
-static long sysfs_num(const char *dir, const char *name)
-{
-	char path[160], buf[32];
-	int fd;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "%s%s", dir, name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -EIO;
-	buf[n] = 0;
-	return strtol(buf, NULL, 10);
-}
-
-static int sysfs_set(const char *dir, const char *name, long v)
-{
-	char path[160], buf[32];
-	int fd, n, r;
-
-	snprintf(path, sizeof(path), "%s%s", dir, name);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = snprintf(buf, sizeof(buf), "%ld", v);
-	r = write(fd, buf, n) == n ? 0 : -errno;
-	close(fd);
-	return r;
-}
-
 /* A pool's counters: nr_hugepages (persistent), free, resv, surplus. */
 struct pool {
 	long nr, free, resv, surplus;
@@ -194,16 +162,9 @@ static int pool_is(const char *dir, long nr, long free, long resv, long surplus,
 static long mem_free_kb(void)
 {
 	char line[128];
-	long v = -1, pcp = 0, n;
-	FILE *f = fopen("/proc/meminfo", "r");
+	long v = meminfo_kib("MemFree"), pcp = 0, n;
+	FILE *f = fopen("/proc/zoneinfo", "r");
 
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "MemFree: %ld kB", &v) == 1)
-			break;
-	fclose(f);
-	f = fopen("/proc/zoneinfo", "r");
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
@@ -353,21 +314,6 @@ static void s1_unpreserve_returns_pages(void)
 	       "preserve %s, usable after unpreserve %d, %s", res(r), w, why);
 }
 
-static long shmem_huge_kb(void)
-{
-	char line[128];
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "ShmemHugePages: %ld kB", &v) == 1)
-			break;
-	fclose(f);
-	return v;
-}
-
 static int thp_set(const char *mode)
 {
 	int fd = open(THP_CTL, O_WRONLY | O_CLOEXEC), r;
@@ -386,7 +332,7 @@ static unsigned char fill_thp(unsigned long off)
 
 static void s1_thp_file_preserved(void)
 {
-	long before = shmem_huge_kb(), after = -1;
+	long before = meminfo_kib("ShmemHugePages"), after = -1;
 	int on = thp_set("always"), fd = -1, r = -1;
 	unsigned char *p = NULL;
 
@@ -399,10 +345,10 @@ static void s1_thp_file_preserved(void)
 		for (unsigned long off = 0; off < NR_THP * SZ_2M; off++)
 			p[off] = fill_thp(off);
 		munmap(p, NR_THP * SZ_2M);
-		after = shmem_huge_kb();
+		after = meminfo_kib("ShmemHugePages");
 		r = luo_session_preserve_fd(session, fd, 4);
 		/* Pinning may migrate a folio out of KHO's scratch: still whole? */
-		if (shmem_huge_kb() != after)
+		if (meminfo_kib("ShmemHugePages") != after)
 			after = -1;
 	}
 	thp_set("never");
@@ -433,7 +379,12 @@ static void race_sigbus(int sig)
 
 static void s1_racing_writer_armed(void)
 {
-	int grow = sysfs_set(H2M, "nr_hugepages", POOL_2M + RACE_2M);
+	/*
+	 * Twice the file: a page the writer takes from KHO's scratch (CMA) must
+	 * move to a free huge page outside it when freeze pins it, or the
+	 * reboot fails with ENOMEM (seen with no spare pages).
+	 */
+	int grow = sysfs_set(H2M, "nr_hugepages", POOL_2M + 2 * RACE_2M);
 	int fd = huge_memfd("race", MFD_HUGE_2MB, RACE_2M * SZ_2M), r = -1;
 	int log = memfd_create("race-log", MFD_CLOEXEC);
 	static unsigned char zero[4096];
@@ -468,7 +419,7 @@ static void s1_racing_writer_armed(void)
 			pause();
 	}
 	result("s1_racing_writer_armed", !r && pid > 0,
-	       "pool to %d: %s, memfd %s, log %s, preserve %s, fork %d", POOL_2M + RACE_2M,
+	       "pool to %d: %s, memfd %s, log %s, preserve %s, fork %d", POOL_2M + 2 * RACE_2M,
 	       res(grow), res(fd), res(log), res(r), pid);
 	/* fd and log stay open until the kexec. */
 }

@@ -47,6 +47,7 @@
 #include <linux/memfd.h>
 
 #include "luo_rs_ktap.h"
+#include "luo_rs_sysfs.h"
 
 #define SESSION		"huge-corrupt"
 #define AFTER_SESSION	"huge-corrupt-after"
@@ -124,39 +125,6 @@ static unsigned char pattern(unsigned int seed, unsigned long off)
 	if (!written(off / SZ_2M))
 		return 0;
 	return (off * 131 + (off >> 12) * 7 + seed) & 0xff;
-}
-
-static long sysfs_num(const char *dir, const char *name)
-{
-	char path[160], buf[32];
-	int fd;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "%s%s", dir, name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -EIO;
-	buf[n] = 0;
-	return strtol(buf, NULL, 10);
-}
-
-static int sysfs_set(const char *dir, const char *name, long v)
-{
-	char path[160], buf[32];
-	int fd, n, r;
-
-	snprintf(path, sizeof(path), "%s%s", dir, name);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = snprintf(buf, sizeof(buf), "%ld", v);
-	r = write(fd, buf, n) == n ? 0 : -errno;
-	close(fd);
-	return r;
 }
 
 /* Are a pool's counters (nr_hugepages, free, resv, surplus) these? */

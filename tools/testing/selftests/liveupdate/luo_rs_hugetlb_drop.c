@@ -35,6 +35,7 @@
 #include <linux/memfd.h>
 
 #include "luo_rs_ktap.h"
+#include "luo_rs_sysfs.h"
 
 #define MIXED		"hd-mixed"
 #define PLAIN		"hd-plain"
@@ -93,24 +94,6 @@ static long shm_bad(int fd, unsigned int seed)
 	return 0;
 }
 
-static long sysfs_num(const char *name)
-{
-	char path[160], buf[32];
-	int fd;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "%s%s", H2M, name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -EIO;
-	buf[n] = 0;
-	return strtol(buf, NULL, 10);
-}
-
 /* ---- stage 1 ---- */
 
 static void stage_1(void)
@@ -152,8 +135,8 @@ static void stage_1(void)
 
 static void pool_as_booted(void)
 {
-	long nr = sysfs_num("nr_hugepages"), fr = sysfs_num("free_hugepages");
-	long su = sysfs_num("surplus_hugepages");
+	long nr = sysfs_num(H2M, "nr_hugepages"), fr = sysfs_num(H2M, "free_hugepages");
+	long su = sysfs_num(H2M, "surplus_hugepages");
 
 	result("s2_pool_as_booted", nr == BOOT_2M && fr == BOOT_2M && su == 0,
 	       "2 MiB pool: nr %ld free %ld surplus %ld, want %d %d 0", nr, fr, su, BOOT_2M,

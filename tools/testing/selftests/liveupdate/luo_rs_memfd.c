@@ -42,6 +42,8 @@
 
 #include <libliveupdate.h>
 
+#include "luo_rs_sysfs.h"
+
 #define STATE_SESSION_NAME	"luo_rs_memfd_state"
 #define STATE_MEMFD_TOKEN	995
 #define MEMFD_TEST_DEV		"/dev/memfd_luo_rs_test"
@@ -481,22 +483,6 @@ static int check_big(int luo_fd, const struct mcase *c)
 #define THP_DATA	(8 << 20)
 #define THP_CTL		"/sys/kernel/mm/transparent_hugepage/shmem_enabled"
 
-/* ShmemHugePages of /proc/meminfo, in kB (-1 if unreadable). */
-static long shmem_huge_kb(void)
-{
-	char line[128];
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "ShmemHugePages: %ld kB", &v) == 1)
-			break;
-	fclose(f);
-	return v;
-}
-
 static void thp_set(const char *mode)
 {
 	int fd = open(THP_CTL, O_WRONLY | O_CLOEXEC);
@@ -510,27 +496,27 @@ static void thp_set(const char *mode)
 static void setup_thp(int luo_fd, const struct mcase *c)
 {
 	int sfd = setup_session(luo_fd, c), mfd;
-	long before = shmem_huge_kb(), after;
+	long before = meminfo_kib("ShmemHugePages"), after;
 
 	thp_set("always");
 	mfd = new_memfd(THP_SIZE, 0);
 	fill(mfd, 0, THP_DATA, 12);
-	after = shmem_huge_kb();
+	after = meminfo_kib("ShmemHugePages");
 	thp_set("never");
 	if (before < 0 || after - before != THP_DATA >> 10)
 		fail_exit("%s: ShmemHugePages %ld -> %ld kB, want %d more: no shmem THP",
 			  c->name, before, after, THP_DATA >> 10);
 	preserve(sfd, c, mfd, 1);
 	/* Pinning may migrate a folio out of KHO's scratch: still whole? */
-	if (shmem_huge_kb() != after)
+	if (meminfo_kib("ShmemHugePages") != after)
 		fail_exit("%s: ShmemHugePages %ld -> %ld kB at PRESERVE_FD: a folio was split",
-			  c->name, after, shmem_huge_kb());
+			  c->name, after, meminfo_kib("ShmemHugePages"));
 	close(mfd);
 }
 
 static int check_thp(int luo_fd, const struct mcase *c)
 {
-	long before = shmem_huge_kb(), after;
+	long before = meminfo_kib("ShmemHugePages"), after;
 	int sfd, mfd, ret = -1;
 
 	sfd = get_session(luo_fd, c);
@@ -539,7 +525,7 @@ static int check_thp(int luo_fd, const struct mcase *c)
 	mfd = get_fd(sfd, 1);
 	if (mfd < 0)
 		goto out;
-	after = shmem_huge_kb();
+	after = meminfo_kib("ShmemHugePages");
 	if (before < 0 || after - before != THP_DATA >> 10) {
 		fail("ShmemHugePages %ld -> %ld kB at RETRIEVE_FD, want %d more: the folios did not come back whole",
 		     before, after, THP_DATA >> 10);
@@ -594,25 +580,6 @@ static void setup_unretrieved(int luo_fd, const struct mcase *c)
 	preserve(sfd, c, b, 2);
 	close(a);
 	close(b);
-}
-
-/* A /proc/meminfo field in KiB, -1 if missing. */
-static long meminfo_kib(const char *key)
-{
-	char line[256];
-	size_t klen = strlen(key);
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, klen) && line[klen] == ':') {
-			v = strtol(line + klen + 1, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
 }
 
 static int check_unretrieved(int luo_fd, const struct mcase *c)
