@@ -559,8 +559,8 @@ impl<F: HeldFolio> Drop for PreservedFolio<F> {
 ///
 /// # Invariants
 ///
-/// `folio` was restored by `kho_restore_folio`; `self` owns its only reference and nothing
-/// else uses it.
+/// `folio` was restored by `kho_try_restore_folio` or `kho_try_restore_folios`; `self` owns its
+/// only reference and nothing else uses it.
 pub struct IncomingFolio {
     folio: NonNull<bindings::folio>,
 }
@@ -625,6 +625,97 @@ impl Drop for IncomingFolio {
     fn drop(&mut self) {
         // SAFETY: `self` owns the only reference (type invariant).
         unsafe { bindings::folio_put(self.folio.as_ptr()) };
+    }
+}
+
+/// How many folios [`IncomingFolios::restore_handovers`] restores at most.
+pub const FOLIO_BATCH: usize = 32;
+
+/// Folios the previous kernel preserved, restored in this kernel in one batch
+/// (`kho_try_restore_folios`: the managed page counts are updated once for the batch, not once
+/// per folio) and taken one by one, in order, as an iterator: `Some(Ok(folio))` for a folio
+/// restored, `Some(Err(EINVAL))` for a handle that named no preserved folio, and `None` for a
+/// slot that had no handle. Dropping it frees the folios not taken.
+///
+/// # Invariants
+///
+/// `folios[taken..len]` are null or folios restored by `kho_try_restore_folios`, each owned by
+/// `self` (its only reference) and used by nothing else; bit `i` of `wanted` is set if slot `i`
+/// had a handle.
+pub struct IncomingFolios {
+    folios: [*mut bindings::folio; FOLIO_BATCH],
+    wanted: u32,
+    len: usize,
+    taken: usize,
+}
+
+// SAFETY: The folios are owned by `self` and can be freed from any thread.
+unsafe impl Send for IncomingFolios {}
+
+impl IncomingFolios {
+    /// Claims the preserved folios at the first [`FOLIO_BATCH`] handles of `handles` (a `None`
+    /// makes an empty slot), the holder's own.
+    ///
+    /// A handle that names no preserved folio (a corrupt address, a tail page, or a folio
+    /// already restored) is refused quietly: its slot is `Err(EINVAL)`.
+    pub fn restore_handovers(handles: impl IntoIterator<Item = Option<Handover>>) -> Self {
+        let mut phys = [0 as bindings::phys_addr_t; FOLIO_BATCH];
+        let mut wanted = 0u32;
+        let mut len = 0;
+        for (i, h) in handles.into_iter().take(FOLIO_BATCH).enumerate() {
+            if let Some(h) = h {
+                phys[i] = h.phys;
+                wanted |= 1 << i;
+            }
+            len = i + 1;
+        }
+        let mut folios = [core::ptr::null_mut(); FOLIO_BATCH];
+        // SAFETY: `phys` and `folios` hold `len <= FOLIO_BATCH` elements. By the invariants of
+        // `Handover`, what KHO preserved at each non-zero address was preserved for the holder
+        // and nothing else restores it; `kho_try_restore_folios` checks, quietly, that a
+        // preserved folio starts at each (a zero or unaligned address, or one of no preserved
+        // folio, gives NULL).
+        unsafe { bindings::kho_try_restore_folios(phys.as_ptr(), folios.as_mut_ptr(), len as u32) };
+        // INVARIANT: Each non-null pointer is a folio just restored, with one reference; the
+        // slots without a handle were given address 0, which restores nothing.
+        Self {
+            folios,
+            wanted,
+            len,
+            taken: 0,
+        }
+    }
+}
+
+impl Iterator for IncomingFolios {
+    type Item = Option<Result<IncomingFolio>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let i = self.taken;
+        let f = *self.folios.get(i).filter(|_| i < self.len)?;
+        self.taken += 1;
+        if self.wanted & (1 << i) == 0 {
+            return Some(None);
+        }
+        // INVARIANT: Slot `i` is no longer owned by `self` (`taken` moved past it): its folio,
+        // restored by `kho_try_restore_folios` with one reference, moves to the `IncomingFolio`.
+        Some(Some(
+            NonNull::new(f)
+                .map(|folio| IncomingFolio { folio })
+                .ok_or(EINVAL),
+        ))
+    }
+}
+
+impl Drop for IncomingFolios {
+    fn drop(&mut self) {
+        for &f in self.folios.iter().take(self.len).skip(self.taken) {
+            if !f.is_null() {
+                // SAFETY: `self` owns the only reference of each folio not taken (type
+                // invariant).
+                unsafe { bindings::folio_put(f) };
+            }
+        }
     }
 }
 
