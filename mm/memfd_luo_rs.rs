@@ -35,20 +35,21 @@ use core::marker::PhantomData;
 use kernel::{
     fs::File,
     kho::{
+        self,
+        PfnField,
+        VmallocField, //
+    },
+    kho::{
         bytes,
         ArrayBuilder,
         Handover,
         HandoverArray,
         HandoverPage,
-        IncomingFolio,
+        IncomingFolios,
         PreservedArray,
         PreservedFolio,
         PreservedPage,
         VmallocDescriptor, //
-    },
-    kho::{
-        PfnField,
-        VmallocField, //
     },
     liveupdate::{
         FileHandler,
@@ -61,6 +62,7 @@ use kernel::{
             Folios, //
         },
         seals,
+        FolioRun,
         Kind,
         Memfd,
         MemfdLock,
@@ -550,25 +552,61 @@ impl<F: Format> MemfdHandler<F> {
     /// folio (or one already restored) are skipped, quietly.
     ///
     /// Each folio must fit where its entry puts it, as `retrieve` checks: at the first that
-    /// does not, that folio is freed and the rest are left (leaked), since an array that is
-    /// wrong there may name pages that are not this file's.
+    /// does not, that folio and the rest of its batch are freed and the later entries are left
+    /// (leaked), since an array that is wrong there may name pages that are not this file's.
+    /// The folios are restored in batches, as `retrieve` does.
     fn discard_folios(
         array: &HandoverArray<F::Folios>,
         from: usize,
         mut next: u64,
         size_pages: u64,
     ) {
-        for (i, e) in array.as_slice().iter().enumerate().skip(from) {
-            let Some(h) = array.pfn::<F::Pfn>(i) else {
-                continue;
-            };
-            let Ok(folio) = IncomingFolio::restore_handover(h) else {
-                continue;
-            };
-            match abi::check_folio_extent(&abi::folio_entry(e), folio.order(), next, size_pages) {
-                Ok(end) => next = end,
-                Err(_) => return,
+        let entries = array.as_slice();
+        let mut from = from;
+        while from < entries.len() {
+            let to = entries.len().min(from + kho::FOLIO_BATCH);
+            let batch =
+                IncomingFolios::restore_handovers((from..to).map(|i| array.pfn::<F::Pfn>(i)));
+            for (e, slot) in entries[from..to].iter().zip(batch) {
+                let Some(Ok(folio)) = slot else {
+                    continue;
+                };
+                match abi::check_folio_extent(&abi::folio_entry(e), folio.order(), next, size_pages)
+                {
+                    Ok(end) => next = end,
+                    Err(_) => return,
+                }
             }
+            from = to;
+        }
+    }
+
+    /// A retrieve failed at entry `i` (of file index `index`) with `err`, the entries before
+    /// `to` being restored already (those not yet in the file were freed).
+    ///
+    /// A corrupt entry (`EINVAL`) is refused quietly, like every other check of the handover;
+    /// anything else is this kernel failing to take the folio. The folios inserted before it
+    /// belong to the file, freed with it (as C's `fput`). The entries from `to` on are freed
+    /// only when the array is sound: a corrupt array may name pages that are not this file's,
+    /// so then they are left (leaked), as `finish` leaves those of a corrupt file. C frees
+    /// them in both cases.
+    fn retrieve_failed(
+        array: &HandoverArray<F::Folios>,
+        err: Error,
+        i: usize,
+        index: u64,
+        to: usize,
+        next: u64,
+        size_pages: u64,
+    ) {
+        if err != EINVAL {
+            pr_err!(
+                "memfd: failed to restore folio {} (index {}): {:?}\n",
+                i,
+                index,
+                err
+            );
+            Self::discard_folios(array, to, next, size_pages);
         }
     }
 
@@ -814,44 +852,54 @@ impl<F: Format> FileHandler for MemfdHandler<F> {
             let entries = array.as_slice();
             let size_pages = ser.size_pages();
             let mut next = 0;
-            for (i, e) in entries.iter().map(abi::folio_entry).enumerate() {
-                let Some(h) = array.pfn::<F::Pfn>(i) else {
-                    continue;
-                };
-                // The pfn is checked quietly by `restore_handover`, and the folio's extent
-                // below, so no two entries can name the same folio.
-                let r = IncomingFolio::restore_handover(h).and_then(|folio| {
-                    // The folio must fit where its entry puts it (aligned, inside the file,
-                    // after the previous one); a misfit is freed with the rest.
-                    next = abi::check_folio_extent(&e, folio.order(), next, size_pages)?;
-                    // Always dirty, whatever the entry's DIRTY flag says: shmem has no copy of
-                    // a clean folio anywhere, so reclaim would drop its contents. A folio that
-                    // is not uptodate reads as zeroes until written, as a fallocated page does.
-                    memfd.insert_folio(folio, e.index as usize, e.flags & abi::FOLIO_UPTODATE != 0)
-                });
-                if let Err(err) = r {
-                    // A corrupt entry (EINVAL) is refused quietly, like every other check of
-                    // the handover; anything else is this kernel failing to take the folio.
-                    if err != EINVAL {
-                        pr_err!(
-                            "memfd: failed to restore folio {} (index {}): {:?}\n",
-                            i,
-                            e.index,
-                            err
-                        );
+            let mut run = FolioRun::new();
+            // Folios are restored and inserted in batches: KHO updates the managed page counts
+            // once per batch, and the page cache is filled run by run.
+            let mut from = 0;
+            while from < entries.len() {
+                let to = entries.len().min(from + kho::FOLIO_BATCH);
+                let batch =
+                    IncomingFolios::restore_handovers((from..to).map(|i| array.pfn::<F::Pfn>(i)));
+                for ((i, e), slot) in entries[from..to].iter().enumerate().zip(batch) {
+                    let Some(r) = slot else {
+                        continue;
+                    };
+                    let i = from + i;
+                    let e = abi::folio_entry(e);
+                    // The pfn is checked quietly by `restore_handovers`, and the folio's
+                    // extent below, so no two entries can name the same folio.
+                    let r = r.and_then(|folio| {
+                        // The folio must fit where its entry puts it (aligned, inside the file,
+                        // after the previous one); a misfit is freed with the rest.
+                        next = abi::check_folio_extent(&e, folio.order(), next, size_pages)?;
+                        // Always dirty, whatever the entry's DIRTY flag says: shmem has no copy
+                        // of a clean folio anywhere, so reclaim would drop its contents. A
+                        // folio that is not uptodate reads as zeroes until written, as a
+                        // fallocated page does.
+                        run.push(folio, e.index as usize, e.flags & abi::FOLIO_UPTODATE != 0)?;
+                        if run.is_full() {
+                            memfd.insert_folios(&mut run)?;
+                        }
+                        Ok(())
+                    });
+                    if let Err(err) = r {
+                        Self::retrieve_failed(&array, err, i, e.index, to, next, size_pages);
+                        return Err(err);
                     }
-                    // What was restored is released: this entry's folio was put (dropped
-                    // here, or by `insert_folio` on error), and the folios inserted before
-                    // it belong to the file, freed with it when `memfd` is dropped below
-                    // (as C's `fput`). The entries not yet restored are freed only when the
-                    // array is sound: a corrupt array may name pages that are not this
-                    // file's, so then they are left (leaked), as `finish` leaves those of a
-                    // corrupt file. C frees them in both cases.
-                    if err != EINVAL {
-                        Self::discard_folios(&array, i + 1, next, size_pages);
-                    }
-                    return Err(err);
                 }
+                from = to;
+            }
+            if let Err(err) = memfd.insert_folios(&mut run) {
+                Self::retrieve_failed(
+                    &array,
+                    err,
+                    entries.len(),
+                    0,
+                    entries.len(),
+                    next,
+                    size_pages,
+                );
+                return Err(err);
             }
         }
         memfd.into_file()

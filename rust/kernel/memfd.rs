@@ -585,12 +585,14 @@ impl Drop for PinnedFolio {
 ///
 /// `file` is a memfd created by `memfd_alloc_file`, of the kind `kind`; `added` pages were
 /// inserted into its page cache by [`NewMemfd::insert_folio`] and not yet accounted with
-/// `shmem_account_restored_pages` (always 0 for hugetlbfs); `size` is its `i_size`.
+/// `shmem_account_restored_pages` (always 0 for hugetlbfs); `size` is its `i_size`; no folio of
+/// its page cache reaches page index `end` or beyond.
 pub struct NewMemfd {
     file: Option<ARef<File>>,
     kind: Kind,
     added: c_long,
     size: i64,
+    end: usize,
 }
 
 impl NewMemfd {
@@ -642,6 +644,7 @@ impl NewMemfd {
             kind,
             added: 0,
             size: 0,
+            end: 0,
         })
     }
 
@@ -734,14 +737,84 @@ impl NewMemfd {
         // SAFETY: `f` is a folio we own (one reference) that is in no mapping and that no one
         // else can see; the inode is the memfd's; `index` is aligned and starts within the
         // size (checked above). The function consumes the reference, on error too (the folio
-        // and its charge are then freed).
+        // and its charge are then freed); it refuses a range that is not empty.
         let err = unsafe {
             bindings::shmem_insert_restored_folio(self.inode(), f, index as c_ulong, uptodate)
         };
         to_result(err)?;
-        // INVARIANT: `nr` more pages were inserted.
+        // INVARIANT: `nr` more pages were inserted, below `index + nr` (no overflow: checked
+        // above).
         self.added += nr as c_long;
+        self.end = self.end.max(index + nr);
         Ok(())
+    }
+
+    /// Inserts the folios of `run` (which is left empty), as [`NewMemfd::insert_folio`] does for
+    /// each, in one batch: for a file of many folios, the page cache is walked from one slot to
+    /// the next, and the blocks, the statistics and the LRU lists are updated once per batch.
+    ///
+    /// `EINVAL`, with nothing inserted (the run's folios are freed), if the run does not start
+    /// at or after the end of every folio inserted before (by either method) or its last folio
+    /// does not start within the size. On an error of the page cache or the accounting
+    /// (`ENOMEM`, `ENOSPC`) the folios before the one that failed are inserted and the rest are
+    /// freed. In a hugetlbfs memfd each folio is inserted by [`NewMemfd::insert_folio`].
+    pub fn insert_folios(&mut self, run: &mut FolioRun) -> Result {
+        let n = run.len;
+        if n == 0 {
+            return Ok(());
+        }
+        let size_pages = (self.size() as u64).div_ceil(PAGE_SIZE as u64);
+        let last = run.index[n - 1] as usize;
+        if (run.start as u64) < self.end as u64 || last as u64 >= size_pages {
+            run.clear();
+            return Err(EINVAL);
+        }
+        let end = run.end;
+        #[cfg(CONFIG_HUGETLBFS)]
+        if let Kind::Hugetlb { .. } = self.kind {
+            let mut r = Ok(());
+            for i in 0..n {
+                let (index, uptodate) = (run.index[i] as usize, run.uptodate & (1 << i) != 0);
+                if let Some(f) = run.folios[i].take() {
+                    r = self.insert_folio(f, index, uptodate);
+                    if r.is_err() {
+                        break;
+                    }
+                }
+            }
+            run.clear();
+            return r;
+        }
+        let mut raw = [core::ptr::null_mut(); FolioRun::MAX];
+        for (r, f) in raw.iter_mut().zip(run.folios.iter_mut().take(n)) {
+            if let Some(f) = f.take() {
+                *r = f.into_raw().as_ptr();
+            }
+        }
+        let mut inserted: c_long = 0;
+        // SAFETY: `raw[..n]` are the run's folios (`Some` by its invariant), restored from the
+        // previous kernel, whose references we own: in no mapping, and seen by no one else. The
+        // inode is the memfd's, a shmem one, not yet visible to anyone else. Each index is
+        // aligned to its folio and starts after the end of the folio before it (`FolioRun`
+        // invariant), the first at or after `end` (checked above), so every range is empty;
+        // the last starts within the size (checked above), so all do; `n <= FolioRun::MAX <=
+        // BITS_PER_LONG`. The function consumes every reference, on error too.
+        let err = unsafe {
+            bindings::shmem_insert_restored_folios(
+                self.inode(),
+                raw.as_mut_ptr(),
+                run.index.as_ptr(),
+                run.uptodate,
+                n as u32,
+                &mut inserted,
+            )
+        };
+        // The folios were taken out above: this only empties the run.
+        run.clear();
+        // INVARIANT: `inserted` more pages were inserted, all below the run's end.
+        self.added += inserted;
+        self.end = end;
+        to_result(err)
     }
 
     fn recalc(&mut self) {
@@ -764,6 +837,97 @@ impl Drop for NewMemfd {
     fn drop(&mut self) {
         // Account what was inserted before the file (and its folios) go away.
         self.recalc();
+    }
+}
+
+/// Folios restored for a [`NewMemfd`], to be inserted in one call of
+/// [`NewMemfd::insert_folios`], in index order. Dropping it frees them.
+///
+/// # Invariants
+///
+/// `folios[..len]` are `Some`; `index[i]` is aligned to the size of `folios[i]` and at or after
+/// the end of `folios[i - 1]`; `start` is `index[0]` and `end` the end of the last folio (both
+/// 0 when empty); bit `i` of `uptodate` says whether `folios[i]` holds data.
+pub struct FolioRun {
+    folios: [Option<IncomingFolio>; FolioRun::MAX],
+    index: [c_ulong; FolioRun::MAX],
+    uptodate: c_ulong,
+    len: usize,
+    start: usize,
+    end: usize,
+}
+
+impl FolioRun {
+    /// The most folios a run holds.
+    pub const MAX: usize = 32;
+
+    /// An empty run.
+    pub fn new() -> Self {
+        // INVARIANT: Empty.
+        Self {
+            folios: [const { None }; Self::MAX],
+            index: [0; Self::MAX],
+            uptodate: 0,
+            len: 0,
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Whether the run holds no folio.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the run holds [`FolioRun::MAX`] folios.
+    pub fn is_full(&self) -> bool {
+        self.len == Self::MAX
+    }
+
+    /// Appends `folio`, to go at page `index`; a folio that is not `uptodate` reads as zeroes
+    /// until written.
+    ///
+    /// `EINVAL` (the folio is freed) if `index` is not aligned to the folio's size, the folio
+    /// would end beyond the largest page index, or it does not start at or after the end of
+    /// the folio before it; `ENOSPC` (the folio is freed) if the run is full.
+    pub fn push(&mut self, folio: IncomingFolio, index: usize, uptodate: bool) -> Result {
+        let nr = folio.nr_pages();
+        let end = index.checked_add(nr).ok_or(EINVAL)?;
+        if index % nr != 0 || (self.len > 0 && index < self.end) {
+            return Err(EINVAL);
+        }
+        let i = self.len;
+        let slot = self.folios.get_mut(i).ok_or(ENOSPC)?;
+        *slot = Some(folio);
+        // INVARIANT: `index` is aligned and after the previous folio (checked above).
+        if i == 0 {
+            self.start = index;
+        }
+        self.index[i] = index as c_ulong;
+        if uptodate {
+            self.uptodate |= 1 << i;
+        }
+        self.end = end;
+        self.len = i + 1;
+        Ok(())
+    }
+
+    /// Empties the run, freeing the folios it still holds.
+    fn clear(&mut self) {
+        for f in self.folios.iter_mut().take(self.len) {
+            *f = None;
+        }
+        // INVARIANT: Empty.
+        self.len = 0;
+        self.uptodate = 0;
+        self.start = 0;
+        self.end = 0;
+    }
+}
+
+impl Default for FolioRun {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
