@@ -3,13 +3,17 @@
 # Where the C and the Rust LUO spend their instructions, function by function:
 # the profile behind the constant-factor work of make bench.
 #
-# Usage: scripts/bench-prof.sh [MODE...]    (modes of luo_rs_bench; default:
-#                                            single sessions files)
+# Usage: scripts/bench-prof.sh [MODE...]    (modes of luo_rs_bench, or memfd;
+#                                            default: single sessions files)
 # Environment:
 #   BENCH_N=100          operations per timed loop
 #   PROF_OPS="op ..."    only these operations (default: every one the modes time)
 #   PROF_TOP=25          functions shown per operation
 #   PROF_WATCH="fn ..."  also show who calls these kernel functions
+#   PROF_MEMFD_MIB=256   the memfd mode's file: PRESERVE_FD and RETRIEVE_FD of
+#                        one dense memfd of this size (luo_rs_memfd_bench),
+#                        each side's own memfd handler; counts are per 4 KiB
+#                        page
 #
 # Needs the bench kernels (build/obj-c-bench and build/obj-rust-bench: make
 # bench builds them, or make kernel LUO=c-bench / LUO=rust-bench). Each mode
@@ -40,7 +44,7 @@ done
 
 gcc -O2 -Wall -shared -fPIC -o "$out/tbprof.so" "$REPO/scripts/bench-prof/tbprof.c" ||
 	die "cannot build the QEMU plugin"
-bench_guest "$g" luo_rs_bench
+bench_guest "$g" luo_rs_bench luo_rs_memfd_bench
 "$REPO/scripts/mkinitramfs.sh" "$out/single.cpio" "$g" > /dev/null
 for v in c rust; do
 	"$REPO/scripts/mkinitramfs.sh" "$out/kexec-$v.cpio" "$g" \
@@ -51,7 +55,13 @@ done
 addr() { awk -v s="$2" '$3 == s { print "0x" $1; exit }' "$(obj_dir "$1-bench")/System.map"; }
 
 for m in "${modes[@]}"; do
+	mem=2G pn=$n
+	args="luo.test=luo_rs_bench luo.bench=$m luo.bench_n=$n"
 	case $m in single) stages=1 initrd=$out/single.cpio ;; sessions|files) stages=2 ;;
+	memfd)
+		stages=2 mib=${PROF_MEMFD_MIB:-256}
+		mem=$(( mib * 5 / 2 + 1024 ))M pn=$(( mib * 256 ))
+		args="luo.test=luo_rs_memfd_bench luo.memfd_mib=$mib" ;;
 	*) die "unknown mode '$m'" ;; esac
 	for v in c rust; do
 		[ "$m" = single ] || initrd=$out/kexec-$v.cpio
@@ -61,13 +71,13 @@ for m in "${modes[@]}"; do
 			[ -n "$a" ] || die "PROF_WATCH: no function $f in the $v-bench kernel"
 			plugin+=",watch=$a"
 		done
-		log "profiling $m on $v (n=$n)"
+		log "profiling $m on $v (n=$pn)"
 		LUO_VM_PLUGIN=$plugin "$REPO/scripts/run-vm.sh" "$(obj_dir "$v-bench")/arch/x86/boot/bzImage" \
-			"$initrd" "$out/$m-$v.log" 900 2G \
-			"nokaslr kunit.enable=0 luo.test=luo_rs_bench luo.stages=$stages luo.bench=$m luo.bench_n=$n luo.bench_prof=1 console_msg_format=syslog" ||
+			"$initrd" "$out/$m-$v.log" 1800 "$mem" \
+			"nokaslr kunit.enable=0 $args luo.stages=$stages luo.bench_prof=1 console_msg_format=syslog" ||
 			die "the $m VM on $v failed (serial log: $out/$m-$v.log)"
-		grep -q "BENCH done mode=$m stage=$stages" "$out/$m-$v.log" ||
+		grep -Eq "BENCH done( mode=$m stage=$stages)?\s*$" "$out/$m-$v.log" ||
 			die "luo_rs_bench did not finish on $v (serial log: $out/$m-$v.log)"
 	done
-	python3 "$REPO/scripts/bench-prof/report.py" "$out" "$BUILD" "$m" "$n" "${PROF_TOP:-25}" ${PROF_OPS:+"$PROF_OPS"}
+	python3 "$REPO/scripts/bench-prof/report.py" "$out" "$BUILD" "$m" "$pn" "${PROF_TOP:-25}" ${PROF_OPS:+"$PROF_OPS"}
 done

@@ -41,6 +41,10 @@
  * kernel has no CONFIG_VM_EVENT_COUNTERS, so /proc/vmstat has no such line),
  * and CmaFree of /proc/meminfo in KiB before the file was written, before
  * PRESERVE_FD and after it.
+ *
+ * luo.bench_prof=1 brackets the two timed ioctls by getppid() and getpgrp()
+ * and names them "BENCH prof op=memfd_preserve" and "op=memfd_retrieve", for
+ * scripts/bench-prof.sh (as luo_rs_bench does).
  */
 
 #include <dirent.h>
@@ -52,6 +56,7 @@
 #include <linux/memfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -215,6 +220,23 @@ static long long shmem_large_allocs(void)
 	}
 	closedir(d);
 	return sum;
+}
+
+static int prof;
+
+static void prof_on(void)
+{
+	if (prof)
+		syscall(SYS_getppid);
+}
+
+static void prof_off(const char *op)
+{
+	if (prof) {
+		syscall(SYS_getpgrp);
+		printf("BENCH prof op=%s\n", op);
+		fflush(stdout);
+	}
 }
 
 static long long now_ns(void)
@@ -395,7 +417,9 @@ static void stage1(int luo_fd)
 	m = vmstat("pgmigrate_success");
 	cma1 = meminfo_kib("CmaFree");
 	t = now_ns();
+	prof_on();
 	ret = luo_session_preserve_fd(sfd, mfd, 1);
+	prof_off("memfd_preserve");
 	t = now_ns() - t;
 	cma2 = meminfo_kib("CmaFree");
 	m = m < 0 ? -1 : vmstat("pgmigrate_success") - m;
@@ -432,7 +456,9 @@ static void stage2(int luo_fd, int state_fd)
 	if (k->pool)
 		surp0 = sysfs_num(k->pool, "surplus_hugepages");
 	t = now_ns();
+	prof_on();
 	mfd = luo_session_retrieve_fd(sfd, 1);
+	prof_off("memfd_retrieve");
 	t = now_ns() - t;
 	if (mfd < 0)
 		fail_exit("RETRIEVE_FD: %s", strerror(-mfd));
@@ -463,5 +489,6 @@ static void stage2(int luo_fd, int state_fd)
 
 int main(int argc, char *argv[])
 {
+	prof = cmdline_num("luo.bench_prof=", 0) == 1;
 	return luo_test(argc, argv, STATE_SESSION_NAME, stage1, stage2);
 }
