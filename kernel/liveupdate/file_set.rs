@@ -15,6 +15,12 @@ use crate::{
     block::BlockSet,
     registered::PrivateData,
     registry::Handler,
+    timeline::{
+        self,
+        Phase,
+        RunClock,
+        Spans, //
+    },
     token_index::TokenIndex,
     Luo, //
 };
@@ -208,7 +214,7 @@ impl FileSet {
     /// into the reserved blocks. Returns `(first block PA, count)`.
     ///
     /// If a freeze fails, the files frozen before it are unfrozen and its error returned.
-    pub(crate) fn freeze(&mut self) -> Result<(u64, u64)> {
+    pub(crate) fn freeze(&mut self, clock: &mut RunClock<'_>) -> Result<(u64, u64)> {
         if self.files.is_empty() {
             // What an empty chain's writer gives, without setting one up for each empty
             // session on the reboot path.
@@ -217,6 +223,7 @@ impl FileSet {
         let mut frozen = 0;
         let mut res = Ok(());
         for f in self.files.iter_mut() {
+            clock.file(f.handler.ops.compatible());
             if let (Some(file), Some(state)) = (&f.file, &mut f.state) {
                 if let Err(e) = f.handler.ops.freeze(file, &mut f.data, state) {
                     pr_warn!(
@@ -414,7 +421,15 @@ impl FileSet {
             RetrieveStatus::Retrieved => return f.file.clone().ok_or(ENOENT),
             RetrieveStatus::NotRetrieved => {}
         }
-        let file = match f.handler.ops.retrieve(f.data) {
+        let start = timeline::now();
+        let res = f.handler.ops.retrieve(f.data);
+        luo.timeline.lock().add(
+            Phase::Retrieve,
+            f.handler.ops.compatible(),
+            start,
+            timeline::now(),
+        );
+        let file = match res {
             Ok(file) => file,
             Err(e) => {
                 f.retrieve = RetrieveStatus::Failed(e);
@@ -458,9 +473,14 @@ impl FileSet {
         }
         // INVARIANT: As in `unpreserve_all`: the index in one go, then every file.
         self.tokens = TokenIndex::new();
+        let mut spans = Spans::new();
+        let mut clock = RunClock::new(&mut spans);
         while let Some(f) = self.files.pop() {
+            clock.file(f.handler.ops.compatible());
             f.finish(luo);
         }
+        drop(clock);
+        luo.timeline.lock().merge(Phase::Finish, &spans);
         self.files = KVVec::new();
         Ok(())
     }

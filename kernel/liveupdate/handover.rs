@@ -37,6 +37,12 @@ use crate::{
         ParseResult, //
     },
     session::SESSION_SER_SIZE,
+    timeline::{
+        self,
+        OutPoint,
+        RunClock,
+        Spans, //
+    },
     Luo, //
 };
 use kernel::{
@@ -89,12 +95,16 @@ impl Luo {
     /// and LUO works as before). On success LUO stays frozen: session ioctls fail with `EBUSY`
     /// and closing a session no longer unpreserves it.
     pub(crate) fn reboot(&self) -> Result {
+        let start = timeline::now();
         // Waits for every session operation in flight, and holds off new ones until the
         // handover is written (then they see `frozen` and fail with `EBUSY`).
         let mut state = self.state.write();
         if state.frozen {
             return Ok(());
         }
+        self.timeline.lock().mark_out(OutPoint::Reboot, start);
+        let mut freeze = Spans::new();
+        let mut clock = RunClock::new(&mut freeze);
         let mut guard = self.sessions.lock();
         let s = &mut *guard;
         let total = s.out_count();
@@ -108,7 +118,7 @@ impl Luo {
         for session in s.out.iter() {
             let mut inner = session.inner.lock();
             // On failure `freeze` has unfrozen this session's files itself.
-            let (pa, count) = match inner.files.freeze() {
+            let (pa, count) = match inner.files.freeze(&mut clock) {
                 Ok(v) => v,
                 Err(e) => {
                     err = Some(e);
@@ -149,6 +159,10 @@ impl Luo {
             handover.flbs.bytes_mut(),
         );
         state.frozen = true;
+        let end = timeline::now();
+        clock.close(end);
+        drop(clock);
+        self.timeline.lock().serialized(end, &freeze);
         Ok(())
     }
 

@@ -7,7 +7,16 @@
 #include <linux/export.h>
 #include <linux/init.h>
 #include <linux/kstrtox.h>
+#include <linux/limits.h>
 #include <linux/liveupdate.h>
+#include <linux/notifier.h>
+#include <linux/reboot.h>
+#include <linux/sched/clock.h>
+#include <linux/syscore_ops.h>
+#ifdef CONFIG_X86
+#include <asm/cpufeature.h>
+#include <asm/tsc.h>
+#endif
 
 #include "luo_glue.h"
 
@@ -23,7 +32,86 @@ static int __init luo_rs_param(char *buf)
 early_param("liveupdate", luo_rs_param);
 
 early_initcall(luo_rs_early_init);
-late_initcall(luo_rs_late_init);
+
+/*
+ * The clock of the live update timeline (timeline.rs): the TSC on x86, which a
+ * kexec does not reset, so that one clock spans both kernels; elsewhere
+ * local_clock(), which starts again in each.
+ */
+static bool luo_rs_tsc(void)
+{
+#ifdef CONFIG_X86
+	return boot_cpu_has(X86_FEATURE_TSC) && tsc_khz;
+#else
+	return false;
+#endif
+}
+
+u64 luo_rs_clock(void)
+{
+#ifdef CONFIG_X86
+	if (luo_rs_tsc())
+		return rdtsc();
+#endif
+	return local_clock();
+}
+
+u32 luo_rs_clock_khz(void)
+{
+#ifdef CONFIG_X86
+	if (luo_rs_tsc())
+		return tsc_khz;
+#endif
+	return 1000000;
+}
+
+bool luo_rs_clock_is_tsc(void)
+{
+	return luo_rs_tsc();
+}
+
+/*
+ * The last two points of the timeline's reboot path: device shutdown begins
+ * right after the reboot notifiers, so the last of them marks it; syscore
+ * shutdown comes after device shutdown, just before machine_shutdown() and
+ * machine_kexec().
+ */
+static int luo_rs_reboot_notify(struct notifier_block *nb, unsigned long action,
+				void *data)
+{
+	luo_rs_timeline_mark(LUO_RS_MARK_DEVICES);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block luo_rs_reboot_nb = {
+	.notifier_call = luo_rs_reboot_notify,
+	.priority = INT_MIN,
+};
+
+static void luo_rs_syscore_shutdown(void *data)
+{
+	luo_rs_timeline_mark(LUO_RS_MARK_JUMP);
+}
+
+static const struct syscore_ops luo_rs_syscore_ops = {
+	.shutdown = luo_rs_syscore_shutdown,
+};
+
+static struct syscore luo_rs_syscore = {
+	.ops = &luo_rs_syscore_ops,
+};
+
+static int __init luo_rs_late(void)
+{
+	int err = luo_rs_late_init();
+
+	if (!err && liveupdate_enabled()) {
+		register_reboot_notifier(&luo_rs_reboot_nb);
+		register_syscore(&luo_rs_syscore);
+	}
+	return err;
+}
+late_initcall(luo_rs_late);
 
 /*
  * The C API for loadable modules (capi.rs; the same as the C LUO exports):

@@ -12,4 +12,12 @@ void luo_rs_set_enabled(bool on);
 int luo_rs_early_init(void);
 int luo_rs_late_init(void);
 
+/* Points of the reboot path the glue marks on the timeline. */
+#define LUO_RS_MARK_DEVICES	2
+#define LUO_RS_MARK_JUMP	3
+void luo_rs_timeline_mark(u32 point);
+u64 luo_rs_clock(void);
+u32 luo_rs_clock_khz(void);
+bool luo_rs_clock_is_tsc(void);
+
 #endif /* _KERNEL_LIVEUPDATE_LUO_GLUE_H */

@@ -26,6 +26,8 @@
 //! 7. [`Luo::preserved`]: the ids of all preserved files.
 //! 8. [`Luo::flb_states`]: the state of every FLB in use (a leaf: the FLB API takes it, also
 //!    from FLB ops, and so do linking and unlinking, under the registry).
+//! 9. [`Luo::timeline`] (a spinlock): the timeline of the live update; a leaf, held only to
+//!    store stamps.
 //!
 //! No lock is held while copying to or from userspace. Handlers and FLBs are called with no
 //! LUO-wide mutex held: only `state` for reading (for writing in `freeze`/`unfreeze`: as in
@@ -40,6 +42,7 @@ use kernel::{
     kho,
     new_mutex,
     new_rwsem,
+    new_spinlock,
     prelude::*,
     rbtree::RBTree,
     sync::{
@@ -53,7 +56,8 @@ use kernel::{
         },
         Arc,
         Mutex,
-        SetOnce, //
+        SetOnce,
+        SpinLock, //
     },
     ModuleMetadata,
     ThisModule, //
@@ -73,6 +77,7 @@ mod registry;
 mod session;
 #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
 mod test_handler;
+mod timeline;
 mod token_index;
 mod ucmd;
 
@@ -148,6 +153,9 @@ pub(crate) struct Luo {
     incoming_flbs: Option<KVVec<handover::InFlb>>,
     /// The previous kernel's live update number; 0 after a cold boot.
     incoming_num: u64,
+    /// The timeline of the live update that booted this kernel, and the stamps of the next.
+    #[pin]
+    pub(crate) timeline: SpinLock<timeline::Timeline>,
 }
 
 /// The previous kernel's sessions, before they become incoming sessions.
@@ -161,14 +169,16 @@ struct IncomingState {
 }
 
 impl Luo {
-    fn new(data: handover::Incoming) -> impl PinInit<Self, Error> {
+    fn new(data: handover::Incoming, boot: u64) -> impl PinInit<Self, Error> {
         let handover::Incoming {
             liveupdate_num,
             sessions: in_sessions,
             dropped,
             flbs,
         } = data;
+        let tl = timeline::Timeline::new(boot, liveupdate_num, liveupdate_num != 0);
         try_pin_init!(Self {
+            timeline <- new_spinlock!(tl, "luo::timeline"),
             incoming_flbs: flbs,
             incoming_num: liveupdate_num,
             state <- new_rwsem!(State { frozen: false }, "luo::state"),
@@ -230,6 +240,9 @@ impl Luo {
         let (res, dropped) = match inc.deserialized {
             Some(res) => (res, KVVec::new()),
             None => {
+                self.timeline
+                    .lock()
+                    .mark_in(timeline::InPoint::Open, timeline::now());
                 let sessions = core::mem::take(&mut inc.sessions);
                 let res = self.build_incoming(sessions).map_err(|e| {
                     pr_warn!(
@@ -248,6 +261,10 @@ impl Luo {
         for f in dropped.into_iter() {
             f.finish_dropped(self);
         }
+        // Only the first open's (`mark_in` keeps the first stamp).
+        self.timeline
+            .lock()
+            .mark_in(timeline::InPoint::Opened, timeline::now());
         res
     }
 
@@ -350,6 +367,7 @@ pub extern "C" fn luo_rs_set_enabled(on: bool) {
 /// Early initcall: sets up the global state.
 #[no_mangle]
 pub extern "C" fn luo_rs_early_init() -> c_int {
+    let boot = timeline::now();
     if !kho::is_enabled() {
         if enabled() {
             pr_warn!("Disabling liveupdate because KHO is disabled\n");
@@ -358,7 +376,7 @@ pub extern "C" fn luo_rs_early_init() -> c_int {
         return 0;
     }
     let incoming = handover::read_incoming();
-    match KBox::pin_init(Luo::new(incoming), GFP_KERNEL) {
+    match KBox::pin_init(Luo::new(incoming, boot), GFP_KERNEL) {
         Ok(l) => {
             LUO.populate(l);
             0
@@ -393,9 +411,36 @@ pub extern "C" fn luo_rs_late_init() -> c_int {
         ENABLED.store(false, Relaxed);
         return e.to_errno();
     }
+    if let Ok(l) = luo() {
+        // The timeline is not needed for a live update: without it, the next kernel shows
+        // only its own part.
+        match timeline::Timeline::new_out() {
+            Ok(out) => l.timeline.lock().set_out(out),
+            Err(e) => pr_warn!("timeline: cannot hand one over: {:?}\n", e),
+        }
+        l.timeline
+            .lock()
+            .mark_in(timeline::InPoint::Init, timeline::now());
+        timeline::debugfs_init();
+    }
     #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
     if let Err(e) = test_handler::init() {
         pr_err!("cannot register the test handler: {:?}\n", e);
     }
     0
+}
+
+/// A point of the reboot path that the C glue sees (`luo_glue.c`): 2, device shutdown begins
+/// (a reboot notifier of the lowest priority); 3, syscore shutdown (the last point before
+/// `machine_kexec()`).
+#[no_mangle]
+pub extern "C" fn luo_rs_timeline_mark(point: u32) {
+    let p = match point {
+        2 => timeline::OutPoint::Devices,
+        3 => timeline::OutPoint::Jump,
+        _ => return,
+    };
+    if let Ok(l) = luo() {
+        l.timeline.lock().mark_out(p, timeline::now());
+    }
 }
