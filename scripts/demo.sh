@@ -9,6 +9,10 @@
 # new kernel gets both memfds back, every byte is checked, and the session
 # is finished. The blackout is measured here, on the host, from the serial
 # stream: from the guest's `DEMO: reboot` line to its `DEMO: verified` line.
+# The kernel's own breakdown follows: the VM host prints its timeline
+# (/sys/kernel/debug/liveupdate/timeline, the Rust LUO only) at the end, each
+# line as `DEMO timeline: ...`, and the rows of `luoctl timeline` as
+# `DEMO breakdown: ...` (or one `DEMO timeline-error: ...` line).
 #
 # With VFIO=1 the VM is run-vm.sh's q35 with an emulated Intel IOMMU and four
 # QEMU edu PCI devices (LUO_VM_VFIO=1), and the VM host also passes one
@@ -245,6 +249,7 @@ vm_pg=$(cat "/proc/$qemu/task/$qemu/children" 2>/dev/null) || vm_pg=''
 boots=0 t_reboot='' t_kexec='' t_boot2='' t_restored='' t_verified=''
 preserved='' preserve_ms='' verified='' stage2_exit='' kerr=0 panic='' guest_err='' ram_back='' ram_pool=''
 dev_bdf='' dev_preserved='' dev_restored='' dev_restore_ms='' dev_ok=''
+tl_rows=() tl_err=''
 show() { printf '           %s\n' "$1"; }
 while IFS= read -r line; do
 	line=${line%$'\r'}
@@ -311,6 +316,10 @@ while IFS= read -r line; do
 		guest_err=${guest_err:-${line#DEMO: }}
 		stage ERROR "${line#DEMO: }"
 		;;
+	# The kernel's timeline (the raw lines are in the serial log).
+	"DEMO timeline: "*) ;;
+	"DEMO breakdown: "*) tl_rows+=("${line#DEMO breakdown: }") ;;
+	"DEMO timeline-error: "*) tl_err=${line#DEMO timeline-error: } ;;
 	"DEMO: "*) show "$line" ;;
 	"LUO-HARNESS: stage 2 exit "*) stage2_exit=${line##* } ;;
 	"LUO-HARNESS: stage "*" start" | "LUO-HARNESS: stage "*" exit 0" | "LUO-HARNESS: done") ;;
@@ -385,6 +394,17 @@ if [ -n "$t_reboot" ] && [ -n "$t_verified" ]; then
 elif [ -n "$t_reboot" ]; then
 	now
 	printf '  %-18snot over: nothing verified %s s after "DEMO: reboot"\n' blackout "$(secs $((NOW - t_reboot)))"
+fi
+# The kernel's breakdown, from the VM host: a title ("kernel timeline (from
+# PATH): ...") and its rows, already indented.
+if [ ${#tl_rows[@]} -gt 0 ]; then
+	printf '  %s\n' "${tl_rows[@]}"
+elif [ -n "$tl_err" ]; then
+	if [ "$v" = c ]; then
+		printf '  %-18s%s\n' "kernel timeline" "none: the C LUO has no timeline ($tl_err)"
+	else
+		printf '  %-18s%s\n' "kernel timeline" "none: $tl_err"
+	fi
 fi
 [ $kerr -eq 0 ] || printf '  %-18s%d (LUO-KMSG-ERR lines in the serial log)\n' "kernel errors" "$kerr"
 if [ -n "$ram_back" ]; then

@@ -60,6 +60,7 @@ mod name;
 mod session;
 #[allow(unsafe_code)]
 mod sys;
+pub mod timeline;
 pub mod uapi;
 
 pub use device::Device;

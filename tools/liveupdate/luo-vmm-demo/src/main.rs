@@ -48,11 +48,21 @@
 //! Session `vm-demo`, tokens: `0x1` guest RAM, `0x2` VM state, `0x3` the
 //! device.
 //!
-//! Every line starts with `DEMO: `; the host harness (`scripts/demo.sh`)
-//! reads `DEMO: preserved N bytes ... in T ms`, `DEMO: reboot`,
-//! `DEMO: restored ...` and `DEMO: verified N bytes OK`. Exit status 0 on
-//! success, 1 on any error or mismatch (reported as `DEMO: error: ...` /
-//! `DEMO: MISMATCH ...`), 2 for a usage error.
+//! Last, stage 2 prints the kernel's own breakdown of the blackout, from
+//! its timeline file (`/sys/kernel/debug/liveupdate/timeline`, the Rust LUO
+//! only; debugfs is mounted if it is not): every line of the file as
+//! `DEMO timeline: LINE`, then the breakdown (the rows of
+//! `luoctl timeline`, whose parser this program shares) as
+//! `DEMO breakdown: ROW`, the first one its title; or, if the file cannot be
+//! read or parsed, one `DEMO timeline-error: WHY` line. That never fails
+//! the demo.
+//!
+//! Every other line starts with `DEMO: `; the host harness
+//! (`scripts/demo.sh`) reads `DEMO: preserved N bytes ... in T ms`,
+//! `DEMO: reboot`, `DEMO: restored ...` and `DEMO: verified N bytes OK`
+//! (and the breakdown). Exit status 0 on success, 1 on any error or
+//! mismatch (reported as `DEMO: error: ...` / `DEMO: MISMATCH ...`), 2 for
+//! a usage error.
 #![deny(unsafe_code)]
 
 mod backing;
@@ -64,6 +74,7 @@ mod units;
 #[allow(unsafe_code)]
 mod vfio;
 
+use liveupdate::timeline;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -645,7 +656,40 @@ fn stage2(args: &Args) -> R {
         ms(verify),
         ms(finish)
     );
+    print_timeline();
     Ok(())
+}
+
+/// Where debugfs is mounted.
+const DEBUGFS: &str = "/sys/kernel/debug";
+
+/// The kernel's own breakdown of the live update, from its timeline file
+/// (after FINISH, so that it has the finish calls): each line of the file
+/// as `DEMO timeline: `, then the breakdown as `DEMO breakdown: `, or one
+/// `DEMO timeline-error: ` line on why there is none (the C LUO has no
+/// timeline). Never an error: this is telemetry.
+fn print_timeline() {
+    // The demo's init mounts debugfs; mount it if not (EBUSY: it is).
+    let mount =
+        match rustix::mount::mount("none", DEBUGFS, "debugfs", rustix::mount::MountFlags::empty(), None) {
+            Ok(()) | Err(rustix::io::Errno::BUSY) => String::new(),
+            Err(e) => format!(" (mounting debugfs on {DEBUGFS}: {e})"),
+        };
+    let path = timeline::DEFAULT_PATH;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("DEMO timeline-error: cannot read {path}: {e}{mount}");
+            return;
+        }
+    };
+    for line in text.lines() {
+        println!("DEMO timeline: {line}");
+    }
+    match timeline::Timeline::parse(&text) {
+        Ok(t) => t.render(path).iter().for_each(|row| println!("DEMO breakdown: {row}")),
+        Err(e) => println!("DEMO timeline-error: {path} is malformed: {e}"),
+    }
 }
 
 /// Stage 2's device, bound to a new iommufd with guest RAM mapped.

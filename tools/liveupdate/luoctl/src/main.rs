@@ -14,6 +14,7 @@ use std::process::ExitCode;
 mod check_image;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use liveupdate::timeline::{self, Timeline};
 use liveupdate::{kexec, Device, Error, IncomingSession};
 use luod::daemon::liveupdate_on;
 use luod_client::proto::display_name;
@@ -71,7 +72,11 @@ struct DevArg {
 enum Cmd {
     /// Tell whether LUO is usable (luod's view, or the device: present and
     /// really LUO, free, or busy).
-    Status(DevArg),
+    ///
+    /// Then break down the last live update's blackout from the kernel's
+    /// timeline, as `luoctl timeline` does, or say in one line why it
+    /// cannot be read (which does not make status fail).
+    Status(StatusArgs),
     /// List the sessions luod holds that you may see (needs luod).
     List,
     /// Create a session, preserve files in it, and keep it open.
@@ -100,6 +105,31 @@ enum Cmd {
     /// table of handover formats): exit 0 if it does, 1 if it does not or
     /// has no table, 2 if it cannot be read.
     CheckImage(check_image::CheckImageArgs),
+    /// Break down the last live update's blackout from the kernel's timeline.
+    ///
+    /// The timeline is /sys/kernel/debug/liveupdate/timeline (debugfs,
+    /// root-only; the Rust LUO only). Needs no luod. Exits 1 if the file
+    /// cannot be read or is malformed.
+    Timeline(TimelineArgs),
+}
+
+#[derive(Args, Debug)]
+struct StatusArgs {
+    #[command(flatten)]
+    dev: DevArg,
+
+    /// The kernel's timeline file (for tests; default: $LUOCTL_TIMELINE,
+    /// else /sys/kernel/debug/liveupdate/timeline).
+    #[arg(long, value_name = "PATH", hide = true)]
+    timeline: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct TimelineArgs {
+    /// The timeline file [default: $LUOCTL_TIMELINE, else
+    /// /sys/kernel/debug/liveupdate/timeline].
+    #[arg(value_name = "PATH")]
+    path: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -385,11 +415,108 @@ fn handover_json(h: &HandOver) -> Value {
     json!({"sessions": h.sessions, "files": h.files, "bytes": h.bytes, "dropped_incoming": h.dropped})
 }
 
-fn status(cli: &Cli, path: &Path) -> Result<(), Failure> {
+/// The timeline file: `explicit`, else `$LUOCTL_TIMELINE`, else the
+/// kernel's.
+fn timeline_path(explicit: Option<&Path>) -> PathBuf {
+    match explicit {
+        Some(p) => p.to_path_buf(),
+        None => std::env::var_os(timeline::PATH_ENV)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(timeline::DEFAULT_PATH), PathBuf::from),
+    }
+}
+
+fn span_json(s: &timeline::HandlerSpan) -> Value {
+    json!({"handler": s.handler, "first": s.first, "last": s.last, "files": s.files, "busy_ns": s.busy_ns})
+}
+
+/// The parsed timeline and its breakdown, as JSON.
+fn timeline_json(path: &Path, t: &Timeline) -> Value {
+    let mut records = serde_json::Map::new();
+    for p in timeline::Point::ALL {
+        records.insert(p.name().into(), json!(t.point(p)));
+    }
+    for ph in timeline::Phase::ALL {
+        records.insert(ph.name().into(), t.spans(ph).iter().map(span_json).collect());
+    }
+    let rows: Vec<Value> = t
+        .breakdown()
+        .iter()
+        .map(|r| {
+            let mut v = json!({
+                "key": r.key,
+                "label": r.label,
+                "depth": r.depth,
+                "from_to": r.from_to,
+                "state": r.value.state(),
+                "ns": r.value.ns(),
+                "why": r.value.why(),
+            });
+            if let Some(h) = &r.handler {
+                v["handler"] = json!(h.handler);
+                v["files"] = json!(h.files);
+                v["busy_ns"] = json!(h.busy_ns);
+            }
+            v
+        })
+        .collect();
+    json!({
+        "path": path.display().to_string(),
+        "live_update": t.live_update,
+        "clock": t.clock,
+        "khz": t.khz,
+        "continuous": t.continuous,
+        "records": records,
+        "ignored_lines": t.ignored_lines,
+        "breakdown": rows,
+    })
+}
+
+/// `status`'s part on the timeline: its breakdown, or one line on why
+/// there is none (never an error: the file is root-only, in debugfs, and
+/// only the Rust LUO has it). With `json`, sets the `timeline` and
+/// `timeline_error` keys of `v` instead.
+fn status_timeline(path: &Path, json: Option<&mut Value>) {
+    let read = Timeline::read(path);
+    match json {
+        Some(v) => {
+            let (t, e) = match &read {
+                Ok(t) => (timeline_json(path, t), Value::Null),
+                Err(e) => (Value::Null, json!(e.to_string())),
+            };
+            v["timeline"] = t;
+            v["timeline_error"] = e;
+        }
+        None => match read {
+            Ok(t) => t.render(&path.display().to_string()).iter().for_each(|l| println!("{l}")),
+            Err(e) => println!("kernel timeline: {e}"),
+        },
+    }
+}
+
+/// `luoctl timeline`.
+fn show_timeline(cli: &Cli, a: &TimelineArgs) -> Result<(), Failure> {
+    let path = timeline_path(a.path.as_deref());
+    let t = Timeline::read(&path).map_err(|e| Failure(e.to_string()))?;
+    if cli.json {
+        println!("{}", timeline_json(&path, &t));
+    } else {
+        for l in t.render(&path.display().to_string()) {
+            println!("{l}");
+        }
+    }
+    Ok(())
+}
+
+fn status(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
+    let path = a.dev.device.as_path();
+    let tl_path = timeline_path(a.timeline.as_deref());
     if let Some(c) = luod_client(cli) {
         let s = c.status()?;
         if cli.json {
-            println!("{}", status_json(&s));
+            let mut v = status_json(&s);
+            status_timeline(&tl_path, Some(&mut v));
+            println!("{v}");
         } else {
             if s.device_ok {
                 println!("luod ({}): LUO available", cli.socket.display());
@@ -425,6 +552,7 @@ fn status(cli: &Cli, path: &Path) -> Result<(), Failure> {
                 s.subscribers,
                 s.uid
             );
+            status_timeline(&tl_path, None);
         }
         return if s.device_ok { Ok(()) } else { Err(Failure("LUO is not usable".into())) };
     }
@@ -437,13 +565,14 @@ fn status(cli: &Cli, path: &Path) -> Result<(), Failure> {
             DevState::NotLuo(w) => ("not-luo", w.clone()),
             DevState::Unusable(w) => ("not-usable", w.clone()),
         };
-        let v = json!({
+        let mut v = json!({
             "via": "device",
             "device": path.display().to_string(),
             "state": st,
             "reason": why,
             "cmdline_liveupdate_on": on,
         });
+        status_timeline(&tl_path, Some(&mut v));
         println!("{v}");
     } else {
         match &state {
@@ -457,6 +586,7 @@ fn status(cli: &Cli, path: &Path) -> Result<(), Failure> {
         if !on {
             println!("note: the kernel command line has no liveupdate=on");
         }
+        status_timeline(&tl_path, None);
     }
     match state {
         DevState::Available | DevState::Busy => Ok(()),
@@ -904,7 +1034,7 @@ fn main() -> ExitCode {
     liveupdate::holder::serve_if_holder();
     let cli = Cli::parse();
     let result = match &cli.cmd {
-        Cmd::Status(d) => status(&cli, &d.device),
+        Cmd::Status(a) => status(&cli, a),
         Cmd::List => list(&cli),
         Cmd::Create(a) => create(&cli, a),
         Cmd::Retrieve(a) => retrieve(&cli, a),
@@ -912,6 +1042,7 @@ fn main() -> ExitCode {
         Cmd::Kexec(a) => do_kexec(&cli, a),
         Cmd::Reboot(a) => reboot(&cli, a),
         Cmd::CheckImage(a) => return check_image::run(a, cli.json),
+        Cmd::Timeline(a) => show_timeline(&cli, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -1041,6 +1172,59 @@ mod tests {
         assert!(matches!(probe_device(Path::new("/dev/null")), DevState::NotLuo(_)));
         assert!(matches!(probe_device(Path::new("/nonexistent-luo")), DevState::Unusable(_)));
         assert!(matches!(probe_device(Path::new("/")), DevState::NotLuo(_)));
+    }
+
+    #[test]
+    fn parses_timeline() {
+        let cli = Cli::try_parse_from(["luoctl", "timeline"]).unwrap();
+        assert!(matches!(cli.cmd, Cmd::Timeline(TimelineArgs { path: None })));
+        let cli = Cli::try_parse_from(["luoctl", "timeline", "--json", "/tmp/t"]).unwrap();
+        let Cmd::Timeline(a) = cli.cmd else { panic!() };
+        assert_eq!((cli.json, a.path), (true, Some("/tmp/t".into())));
+        let cli = Cli::try_parse_from(["luoctl", "status", "--timeline", "/tmp/t"]).unwrap();
+        let Cmd::Status(a) = cli.cmd else { panic!() };
+        assert_eq!(a.timeline, Some("/tmp/t".into()));
+        assert_eq!(timeline_path(Some(Path::new("/x"))), Path::new("/x"));
+        // A test-only flag.
+        let help = Cli::command().find_subcommand_mut("status").unwrap().render_long_help().to_string();
+        assert!(!help.contains("--timeline") && help.contains("--device"), "{help}");
+    }
+
+    #[test]
+    fn timeline_json_output() {
+        let t = Timeline::parse(
+            "liveupdate 1 clock tsc 2000 continuous no\nout.reboot 0\nout.jump 50\nin.boot 0\n\
+             in.retrieve memfd-v2 7 - files=3 busy_ns=4\nnew.kind 1\n",
+        )
+        .unwrap();
+        let v = timeline_json(Path::new("/t"), &t);
+        assert_eq!(v["path"], "/t");
+        assert_eq!((v["live_update"].as_u64(), v["continuous"].as_bool()), (Some(1), Some(false)));
+        assert_eq!(v["records"]["out.jump"], 50);
+        assert_eq!(v["records"]["in.open"], Value::Null);
+        assert_eq!(v["records"]["out.freeze"], json!([]));
+        assert_eq!(
+            v["records"]["in.retrieve"],
+            json!([{"handler": "memfd-v2", "first": 7, "last": null, "files": 3, "busy_ns": 4}])
+        );
+        assert_eq!(v["ignored_lines"], 1);
+        let rows = v["breakdown"].as_array().unwrap();
+        assert_eq!(rows[0]["key"], "reboot_path");
+        assert_eq!((rows[0]["state"].as_str(), rows[0]["ns"].as_u64()), (Some("measured"), Some(50)));
+        let kexec = rows.iter().find(|r| r["key"] == "kexec_early_boot").unwrap();
+        assert_eq!((kexec["state"].as_str(), &kexec["ns"]), (Some("unmeasured"), &Value::Null));
+        assert!(kexec["why"].as_str().unwrap().starts_with("continuous no"));
+        let r = rows.iter().find(|r| r["key"] == "retrieve").unwrap();
+        assert_eq!(
+            (r["handler"].as_str(), r["files"].as_u64(), r["busy_ns"].as_u64()),
+            (Some("memfd-v2"), Some(3), Some(4))
+        );
+        assert_eq!(r["state"], "unmeasured");
+        // status --json: the timeline, or null and why.
+        let mut v = json!({});
+        status_timeline(Path::new("/nonexistent-timeline"), Some(&mut v));
+        assert_eq!(v["timeline"], Value::Null);
+        assert!(v["timeline_error"].as_str().unwrap().starts_with("cannot read /nonexistent-timeline: "));
     }
 
     #[test]
