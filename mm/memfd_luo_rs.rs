@@ -563,12 +563,12 @@ impl<F: Format> MemfdHandler<F> {
     ) {
         let entries = array.as_slice();
         let mut from = from;
+        let mut batch = IncomingFolios::new();
         while from < entries.len() {
             let to = entries.len().min(from + kho::FOLIO_BATCH);
-            let batch =
-                IncomingFolios::restore_handovers((from..to).map(|i| array.pfn::<F::Pfn>(i)));
-            for (e, slot) in entries[from..to].iter().zip(batch) {
-                let Some(Ok(folio)) = slot else {
+            batch.restore_pfns::<F::Pfn>(&array, from..to);
+            for (k, e) in entries[from..to].iter().enumerate() {
+                let Ok(folio) = batch.take(k) else {
                     continue;
                 };
                 match abi::check_folio_extent(&abi::folio_entry(e), folio.order(), next, size_pages)
@@ -853,22 +853,22 @@ impl<F: Format> FileHandler for MemfdHandler<F> {
             let size_pages = ser.size_pages();
             let mut next = 0;
             let mut run = FolioRun::new();
+            let mut batch = IncomingFolios::new();
             // Folios are restored and inserted in batches: KHO updates the managed page counts
             // once per batch, and the page cache is filled run by run.
             let mut from = 0;
             while from < entries.len() {
                 let to = entries.len().min(from + kho::FOLIO_BATCH);
-                let batch =
-                    IncomingFolios::restore_handovers((from..to).map(|i| array.pfn::<F::Pfn>(i)));
-                for ((i, e), slot) in entries[from..to].iter().enumerate().zip(batch) {
-                    let Some(r) = slot else {
+                batch.restore_pfns::<F::Pfn>(&array, from..to);
+                for (k, raw) in entries[from..to].iter().enumerate() {
+                    let e = abi::folio_entry(raw);
+                    // No folio (the pfn field is 0: what `pfn` reads as no handle).
+                    if e.pfn == 0 {
                         continue;
-                    };
-                    let i = from + i;
-                    let e = abi::folio_entry(e);
+                    }
                     // The pfn is checked quietly by `restore_handovers`, and the folio's
                     // extent below, so no two entries can name the same folio.
-                    let r = r.and_then(|folio| {
+                    let r = batch.take(k).and_then(|folio| {
                         // The folio must fit where its entry puts it (aligned, inside the file,
                         // after the previous one); a misfit is freed with the rest.
                         next = abi::check_folio_extent(&e, folio.order(), next, size_pages)?;
@@ -883,6 +883,7 @@ impl<F: Format> FileHandler for MemfdHandler<F> {
                         Ok(())
                     });
                     if let Err(err) = r {
+                        let i = from + k;
                         Self::retrieve_failed(&array, err, i, e.index, to, next, size_pages);
                         return Err(err);
                     }

@@ -560,9 +560,10 @@ impl<F: HeldFolio> Drop for PreservedFolio<F> {
 /// # Invariants
 ///
 /// `folio` was restored by `kho_try_restore_folio` or `kho_try_restore_folios`; `self` owns its
-/// only reference and nothing else uses it.
+/// only reference and nothing else uses it; `order` is its order.
 pub struct IncomingFolio {
     folio: NonNull<bindings::folio>,
+    order: u32,
 }
 
 // SAFETY: The folio is owned by `self` and can be freed from any thread.
@@ -588,8 +589,10 @@ impl IncomingFolio {
         // lookup); by the caller's guarantee the folio is the caller's to take.
         let folio =
             NonNull::new(unsafe { bindings::kho_try_restore_folio(phys.0) }).ok_or(EINVAL)?;
-        // INVARIANT: Just restored, with one reference.
-        Ok(Self { folio })
+        // SAFETY: The folio is valid.
+        let order = unsafe { bindings::folio_order(folio.as_ptr()) };
+        // INVARIANT: Just restored, with one reference; its order.
+        Ok(Self { folio, order })
     }
 
     /// Claims the preserved folio at `h`, the holder's own.
@@ -603,17 +606,32 @@ impl IncomingFolio {
     }
 
     /// The order of the folio.
+    #[inline]
     pub fn order(&self) -> u32 {
-        // SAFETY: The folio is valid.
-        unsafe { bindings::folio_order(self.folio.as_ptr()) }
+        self.order
     }
 
     /// The number of pages in the folio.
+    #[inline]
     pub fn nr_pages(&self) -> usize {
         1usize << self.order()
     }
 
+    /// Takes back a folio given up with [`IncomingFolio::into_raw`].
+    ///
+    /// # Safety
+    ///
+    /// `folio` was given up by [`IncomingFolio::into_raw`], and its reference is the caller's
+    /// to give.
+    pub(crate) unsafe fn from_raw(folio: NonNull<bindings::folio>) -> Self {
+        // SAFETY: The folio is valid (a restored folio whose reference the caller owns).
+        let order = unsafe { bindings::folio_order(folio.as_ptr()) };
+        // INVARIANT: By the caller's guarantee, a restored folio with its reference; its order.
+        Self { folio, order }
+    }
+
     /// Gives up ownership: the caller now owns the folio's reference.
+    #[inline]
     pub fn into_raw(self) -> NonNull<bindings::folio> {
         let f = self.folio;
         core::mem::forget(self);
@@ -631,91 +649,132 @@ impl Drop for IncomingFolio {
 /// How many folios [`IncomingFolios::restore_handovers`] restores at most.
 pub const FOLIO_BATCH: usize = 32;
 
-/// Folios the previous kernel preserved, restored in this kernel in one batch
-/// (`kho_try_restore_folios`: the managed page counts are updated once for the batch, not once
-/// per folio) and taken one by one, in order, as an iterator: `Some(Ok(folio))` for a folio
-/// restored, `Some(Err(EINVAL))` for a handle that named no preserved folio, and `None` for a
-/// slot that had no handle. Dropping it frees the folios not taken.
+/// Folios the previous kernel preserved, restored in this kernel in batches
+/// (`kho_try_restore_folios`: the managed page counts are updated once per batch, not once per
+/// folio), and taken out by their place in the batch ([`IncomingFolios::take`]). Dropping it,
+/// or restoring the next batch, frees the folios not taken.
 ///
 /// # Invariants
 ///
-/// `folios[taken..len]` are null or folios restored by `kho_try_restore_folios`, each owned by
-/// `self` (its only reference) and used by nothing else; bit `i` of `wanted` is set if slot `i`
-/// had a handle.
+/// `folios[..len]` are null or folios restored by `kho_try_restore_folios`, each owned by
+/// `self` (its only reference) and used by nothing else, of order `orders[i]`; `left` of them
+/// are not null.
 pub struct IncomingFolios {
     folios: [*mut bindings::folio; FOLIO_BATCH],
-    wanted: u32,
+    orders: [u32; FOLIO_BATCH],
     len: usize,
-    taken: usize,
+    left: usize,
 }
 
 // SAFETY: The folios are owned by `self` and can be freed from any thread.
 unsafe impl Send for IncomingFolios {}
 
 impl IncomingFolios {
-    /// Claims the preserved folios at the first [`FOLIO_BATCH`] handles of `handles` (a `None`
-    /// makes an empty slot), the holder's own.
-    ///
-    /// A handle that names no preserved folio (a corrupt address, a tail page, or a folio
-    /// already restored) is refused quietly: its slot is `Err(EINVAL)`.
-    pub fn restore_handovers(handles: impl IntoIterator<Item = Option<Handover>>) -> Self {
-        let mut phys = [0 as bindings::phys_addr_t; FOLIO_BATCH];
-        let mut wanted = 0u32;
-        let mut len = 0;
-        for (i, h) in handles.into_iter().take(FOLIO_BATCH).enumerate() {
-            if let Some(h) = h {
-                phys[i] = h.phys;
-                wanted |= 1 << i;
-            }
-            len = i + 1;
-        }
-        let mut folios = [core::ptr::null_mut(); FOLIO_BATCH];
-        // SAFETY: `phys` and `folios` hold `len <= FOLIO_BATCH` elements. By the invariants of
-        // `Handover`, what KHO preserved at each non-zero address was preserved for the holder
-        // and nothing else restores it; `kho_try_restore_folios` checks, quietly, that a
-        // preserved folio starts at each (a zero or unaligned address, or one of no preserved
-        // folio, gives NULL).
-        unsafe { bindings::kho_try_restore_folios(phys.as_ptr(), folios.as_mut_ptr(), len as u32) };
-        // INVARIANT: Each non-null pointer is a folio just restored, with one reference; the
-        // slots without a handle were given address 0, which restores nothing.
+    /// No folio.
+    pub fn new() -> Self {
+        // INVARIANT: Empty.
         Self {
-            folios,
-            wanted,
-            len,
-            taken: 0,
+            folios: [core::ptr::null_mut(); FOLIO_BATCH],
+            orders: [0; FOLIO_BATCH],
+            len: 0,
+            left: 0,
         }
+    }
+
+    /// Frees the folios not taken, then claims the folios whose page frame numbers field `P`
+    /// of elements `range` of `array` holds (at most [`FOLIO_BATCH`] of them; place `k` of the
+    /// batch is element `range.start + k`), as [`HandoverArray::pfn`] reads them: preserved
+    /// for the holder. A field of 0 leaves its place empty.
+    ///
+    /// A frame that starts no preserved folio (a corrupt number, a tail page, or a folio
+    /// already restored) is refused quietly: its place is empty.
+    pub fn restore_pfns<P: PfnField>(
+        &mut self,
+        array: &HandoverArray<P::Array>,
+        range: core::ops::Range<usize>,
+    ) {
+        self.free();
+        let bits = P::BITS;
+        let elems = match array.as_slice().get(range) {
+            Some(e) if bits != 0 && bits <= 64 - crate::page::PAGE_SHIFT as u32 => e,
+            _ => &[],
+        };
+        let mask = u64::MAX >> (64 - bits.max(1));
+        let word = P::WORD.saturating_mul(8);
+        let mut phys = [0 as bindings::phys_addr_t; FOLIO_BATCH];
+        let mut len = 0;
+        for (p, e) in phys.iter_mut().zip(elems) {
+            let pfn = bytes::le_u64(e.as_bytes(), word).unwrap_or(0) & mask;
+            // No overflow: `bits` leaves room for the shift.
+            *p = pfn << crate::page::PAGE_SHIFT;
+            len += 1;
+        }
+        // SAFETY: `phys`, `folios` and `orders` hold `len <= FOLIO_BATCH` elements. By the
+        // safety requirements of `PfnField`, each non-zero frame of field `P` of an element of
+        // the array of field `P::Array`, restored through a `Handover` (the invariant of
+        // `HandoverArray`), was preserved for the holder, and nothing else restores it;
+        // `kho_try_restore_folios` checks, quietly, that a preserved folio starts at each (a
+        // zero address, or one of no preserved folio, gives NULL).
+        let done = unsafe {
+            bindings::kho_try_restore_folios(
+                phys.as_ptr(),
+                self.folios.as_mut_ptr(),
+                self.orders.as_mut_ptr(),
+                len as u32,
+            )
+        };
+        // INVARIANT: Each non-null pointer of the first `len` is a folio just restored, with
+        // one reference, of the order beside it; `done` of them.
+        self.len = len;
+        self.left = done as usize;
+    }
+
+    /// Takes the folio at place `i` of the batch; `EINVAL` if there is none (its handle named
+    /// no preserved folio, it had no handle, or it was taken).
+    #[inline]
+    pub fn take(&mut self, i: usize) -> Result<IncomingFolio> {
+        if i >= self.len {
+            return Err(EINVAL);
+        }
+        let slot = self.folios.get_mut(i).ok_or(EINVAL)?;
+        let folio = NonNull::new(core::mem::replace(slot, core::ptr::null_mut())).ok_or(EINVAL)?;
+        // INVARIANT: The folio, restored by `kho_try_restore_folios` with one reference, moves
+        // out of `self` (its place is null now) to the `IncomingFolio`.
+        self.left = self.left.saturating_sub(1);
+        Ok(IncomingFolio {
+            folio,
+            order: self.orders[i],
+        })
+    }
+
+    fn free(&mut self) {
+        if self.left == 0 {
+            // INVARIANT: Every place is null.
+            self.len = 0;
+            return;
+        }
+        for f in self.folios.iter_mut().take(self.len) {
+            if !f.is_null() {
+                // SAFETY: `self` owns the only reference of each folio not taken (type
+                // invariant); its place is cleared.
+                unsafe { bindings::folio_put(core::mem::replace(f, core::ptr::null_mut())) };
+            }
+        }
+        // INVARIANT: Empty.
+        self.len = 0;
+        self.left = 0;
     }
 }
 
-impl Iterator for IncomingFolios {
-    type Item = Option<Result<IncomingFolio>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let i = self.taken;
-        let f = *self.folios.get(i).filter(|_| i < self.len)?;
-        self.taken += 1;
-        if self.wanted & (1 << i) == 0 {
-            return Some(None);
-        }
-        // INVARIANT: Slot `i` is no longer owned by `self` (`taken` moved past it): its folio,
-        // restored by `kho_try_restore_folios` with one reference, moves to the `IncomingFolio`.
-        Some(Some(
-            NonNull::new(f)
-                .map(|folio| IncomingFolio { folio })
-                .ok_or(EINVAL),
-        ))
+impl Default for IncomingFolios {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 impl Drop for IncomingFolios {
     fn drop(&mut self) {
-        for &f in self.folios.iter().take(self.len).skip(self.taken) {
-            if !f.is_null() {
-                // SAFETY: `self` owns the only reference of each folio not taken (type
-                // invariant).
-                unsafe { bindings::folio_put(f) };
-            }
-        }
+        self.free();
     }
 }
 
@@ -1186,6 +1245,7 @@ impl<F: VmallocField> HandoverArray<F> {
     }
 
     /// The elements.
+    #[inline]
     pub fn as_slice(&self) -> &[F::Elem] {
         self.array.as_slice()
     }

@@ -774,43 +774,42 @@ impl NewMemfd {
         if let Kind::Hugetlb { .. } = self.kind {
             let mut r = Ok(());
             for i in 0..n {
-                let (index, uptodate) = (run.index[i] as usize, run.uptodate & (1 << i) != 0);
-                if let Some(f) = run.folios[i].take() {
-                    r = self.insert_folio(f, index, uptodate);
-                    if r.is_err() {
-                        break;
-                    }
+                let f = core::mem::replace(&mut run.folios[i], core::ptr::null_mut());
+                let Some(folio) = NonNull::new(f) else {
+                    continue;
+                };
+                // SAFETY: The run owned this folio's reference, given up by `into_raw` in
+                // `push` (its place is null now).
+                let folio = unsafe { IncomingFolio::from_raw(folio) };
+                if r.is_ok() {
+                    let (index, uptodate) = (run.index[i] as usize, run.uptodate & (1 << i) != 0);
+                    r = self.insert_folio(folio, index, uptodate);
                 }
             }
-            run.clear();
+            run.forget();
             return r;
         }
-        let mut raw = [core::ptr::null_mut(); FolioRun::MAX];
-        for (r, f) in raw.iter_mut().zip(run.folios.iter_mut().take(n)) {
-            if let Some(f) = f.take() {
-                *r = f.into_raw().as_ptr();
-            }
-        }
         let mut inserted: c_long = 0;
-        // SAFETY: `raw[..n]` are the run's folios (`Some` by its invariant), restored from the
-        // previous kernel, whose references we own: in no mapping, and seen by no one else. The
-        // inode is the memfd's, a shmem one, not yet visible to anyone else. Each index is
-        // aligned to its folio and starts after the end of the folio before it (`FolioRun`
-        // invariant), the first at or after `end` (checked above), so every range is empty;
-        // the last starts within the size (checked above), so all do; `n <= FolioRun::MAX <=
-        // BITS_PER_LONG`. The function consumes every reference, on error too.
+        // SAFETY: `run.folios[..n]` are folios restored from the previous kernel whose
+        // references the run owns: in no mapping, and seen by no one else (`FolioRun`
+        // invariant). The inode is the memfd's, a shmem one, not yet visible to anyone else.
+        // Each index is aligned to its folio and starts after the end of the folio before it
+        // (`FolioRun` invariant), the first at or after `end` (checked above), so every range
+        // is empty; the last starts within the size (checked above), so all do; `n <=
+        // FolioRun::MAX <= BITS_PER_LONG`. The function consumes every reference, on error
+        // too.
         let err = unsafe {
             bindings::shmem_insert_restored_folios(
                 self.inode(),
-                raw.as_mut_ptr(),
+                run.folios.as_mut_ptr(),
                 run.index.as_ptr(),
                 run.uptodate,
                 n as u32,
                 &mut inserted,
             )
         };
-        // The folios were taken out above: this only empties the run.
-        run.clear();
+        // The references were given away.
+        run.forget();
         // INVARIANT: `inserted` more pages were inserted, all below the run's end.
         self.added += inserted;
         self.end = end;
@@ -845,17 +844,22 @@ impl Drop for NewMemfd {
 ///
 /// # Invariants
 ///
-/// `folios[..len]` are `Some`; `index[i]` is aligned to the size of `folios[i]` and at or after
-/// the end of `folios[i - 1]`; `start` is `index[0]` and `end` the end of the last folio (both
-/// 0 when empty); bit `i` of `uptodate` says whether `folios[i]` holds data.
+/// `folios[..len]` are folios restored from the previous kernel that `self` owns (one reference
+/// each), in no mapping and seen by no one else; `index[i]` is aligned to the size of
+/// `folios[i]` and at or after the end of `folios[i - 1]`; `start` is `index[0]` and `end` the
+/// end of the last folio (both 0 when empty); bit `i` of `uptodate` says whether `folios[i]`
+/// holds data.
 pub struct FolioRun {
-    folios: [Option<IncomingFolio>; FolioRun::MAX],
+    folios: [*mut bindings::folio; FolioRun::MAX],
     index: [c_ulong; FolioRun::MAX],
     uptodate: c_ulong,
     len: usize,
     start: usize,
     end: usize,
 }
+
+// SAFETY: The folios are owned by `self` and can be freed from any thread.
+unsafe impl Send for FolioRun {}
 
 impl FolioRun {
     /// The most folios a run holds.
@@ -865,7 +869,7 @@ impl FolioRun {
     pub fn new() -> Self {
         // INVARIANT: Empty.
         Self {
-            folios: [const { None }; Self::MAX],
+            folios: [core::ptr::null_mut(); Self::MAX],
             index: [0; Self::MAX],
             uptodate: 0,
             len: 0,
@@ -875,11 +879,13 @@ impl FolioRun {
     }
 
     /// Whether the run holds no folio.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Whether the run holds [`FolioRun::MAX`] folios.
+    #[inline]
     pub fn is_full(&self) -> bool {
         self.len == Self::MAX
     }
@@ -890,44 +896,58 @@ impl FolioRun {
     /// `EINVAL` (the folio is freed) if `index` is not aligned to the folio's size, the folio
     /// would end beyond the largest page index, or it does not start at or after the end of
     /// the folio before it; `ENOSPC` (the folio is freed) if the run is full.
+    #[inline]
     pub fn push(&mut self, folio: IncomingFolio, index: usize, uptodate: bool) -> Result {
         let nr = folio.nr_pages();
         let end = index.checked_add(nr).ok_or(EINVAL)?;
-        if index % nr != 0 || (self.len > 0 && index < self.end) {
+        if index & (nr - 1) != 0 || (self.len > 0 && index < self.end) {
             return Err(EINVAL);
         }
         let i = self.len;
-        let slot = self.folios.get_mut(i).ok_or(ENOSPC)?;
-        *slot = Some(folio);
-        // INVARIANT: `index` is aligned and after the previous folio (checked above).
+        if i >= Self::MAX {
+            return Err(ENOSPC);
+        }
         if i == 0 {
             self.start = index;
         }
+        // INVARIANT: The folio's reference moves to the run; `index` is aligned and after the
+        // previous folio (checked above).
+        self.folios[i] = folio.into_raw().as_ptr();
         self.index[i] = index as c_ulong;
-        if uptodate {
-            self.uptodate |= 1 << i;
-        }
+        self.uptodate |= c_ulong::from(uptodate) << i;
         self.end = end;
         self.len = i + 1;
         Ok(())
     }
 
-    /// Empties the run, freeing the folios it still holds.
-    fn clear(&mut self) {
-        for f in self.folios.iter_mut().take(self.len) {
-            *f = None;
-        }
+    /// Empties the run without freeing its folios (their references were given away).
+    fn forget(&mut self) {
         // INVARIANT: Empty.
         self.len = 0;
         self.uptodate = 0;
         self.start = 0;
         self.end = 0;
     }
+
+    /// Frees the folios and empties the run.
+    fn clear(&mut self) {
+        for &f in self.folios.iter().take(self.len) {
+            // SAFETY: The run owns one reference of each of its folios (type invariant).
+            unsafe { bindings::folio_put(f) };
+        }
+        self.forget();
+    }
 }
 
 impl Default for FolioRun {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl Drop for FolioRun {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
