@@ -356,10 +356,10 @@ def case_list(r, path):
 
 
 # KUnit takes one suite glob. Ours are luo_rs_* (the Rust LUO and its handlers) and, for the
-# general abstractions, rust_kho, rust_kho_bytes and rust_rbtree_intrusive; upstream's Rust
-# suites (rust_kernel_*, rust_kvec, rust_allocator, rust_atomics...) are left out. A suite of
-# ours that the glob misses shows up as cases without a result.
-KUNIT_GLOB = "[lr]u[os][_t][_r][krs][_bh]*"
+# general abstractions, rust_kho, rust_kho_bytes, rust_rbtree_intrusive and rust_hashtable;
+# upstream's Rust suites (rust_kernel_*, rust_kvec, rust_allocator, rust_atomics...) are left
+# out. A suite of ours that the glob misses shows up as cases without a result.
+KUNIT_GLOB = "[lr]u[os][_t][_r][hkrs][_abh]*"
 
 
 def kunit_sources(v):
@@ -367,7 +367,8 @@ def kunit_sources(v):
                   for f in os.listdir(os.path.join(SRC, "kernel", "liveupdate")) if f.endswith(".rs"))
     srcs += [os.path.join(SRC, "rust", "kernel", "kho.rs"),
              os.path.join(SRC, "rust", "kernel", "kho", "bytes.rs"),
-             os.path.join(SRC, "rust", "kernel", "rbtree", "intrusive.rs")]
+             os.path.join(SRC, "rust", "kernel", "rbtree", "intrusive.rs"),
+             os.path.join(SRC, "rust", "kernel", "hashtable.rs")]
     if has_config(v, "CONFIG_LIVEUPDATE_MEMFD_RUST"):
         srcs.append(os.path.join(SRC, "mm", "memfd_luo_rs.rs"))
     if has_config(v, "CONFIG_VFIO_PCI_LIVEUPDATE_RUST"):
