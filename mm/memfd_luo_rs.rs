@@ -336,6 +336,8 @@ struct State {
     folios: KVVec<PreservedFolio<PinnedFolio>>,
     /// Pages in `folios`.
     pages: usize,
+    /// The size the header records (the mapping is frozen: it cannot change).
+    size: u64,
 }
 
 /// A handover format of this handler: memfd-v2 for shmem memfds ([`ShmemFormat`]) and
@@ -500,6 +502,7 @@ impl<F: Format> MemfdHandler<F> {
             array,
             pages,
             folios,
+            size,
         })
     }
 
@@ -523,11 +526,10 @@ impl<F: Format> MemfdHandler<F> {
         // The mapping is frozen, so the size cannot have changed: the handover would name
         // folios beyond the size it records, and the next kernel would refuse the file. Fail
         // the reboot instead if it did.
-        let hdr = MemfdSer::read(state.ser.bytes(), F::HUGE)?;
-        if memfd.size() as u64 != hdr.size {
+        if memfd.size() as u64 != state.size {
             pr_warn!(
                 "memfd: size changed from {} to {} after preserve, failing the freeze\n",
-                hdr.size,
+                state.size,
                 memfd.size()
             );
             return Err(EBUSY);

@@ -19,6 +19,7 @@ use crate::{
         ParseResult, //
     }, //
 };
+use core::num::NonZeroUsize;
 use kernel::{
     kho::{
         IncomingPage,
@@ -54,7 +55,8 @@ pub(crate) const fn per_block(entry_size: usize) -> usize {
 pub(crate) struct BlockSet {
     blocks: KVec<PreservedPage>,
     entry_size: usize,
-    per: usize,
+    /// Never 0, which the type says, so that dividing by it has no division-by-zero check.
+    per: NonZeroUsize,
 }
 
 impl BlockSet {
@@ -64,13 +66,16 @@ impl BlockSet {
         Self {
             blocks: KVec::new(),
             entry_size,
-            per: per_block(entry_size),
+            per: match NonZeroUsize::new(per_block(entry_size)) {
+                Some(n) => n,
+                None => NonZeroUsize::MIN,
+            },
         }
     }
 
     /// Number of blocks needed for `count` entries.
     fn needed(&self, count: usize) -> usize {
-        count.div_ceil(self.per)
+        count.div_ceil(self.per.get())
     }
 
     /// Makes room for `count` entries.
@@ -115,7 +120,7 @@ impl BlockSet {
     ///
     /// `ENOSPC` if fewer blocks were reserved than `total` entries need.
     pub(crate) fn writer(&mut self, total: usize) -> Result<BlockWriter<'_>> {
-        let per = self.per;
+        let per = self.per.get();
         let need = self.needed(total);
         if need > self.blocks.len() {
             return Err(ENOSPC);

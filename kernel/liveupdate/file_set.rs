@@ -166,13 +166,101 @@ impl Drop for Claim<'_> {
     }
 }
 
+/// A session's files: none until the first PRESERVE_FD (or an incoming session with files),
+/// then a [`Files`] of their own, so that a session without files is a third smaller (its
+/// `Arc` fits `kmalloc-192`, as the C LUO's session does) and closes without freeing anything.
+///
+/// # Invariants
+///
+/// `files` is `None` or holds at least one file, except between a PRESERVE_FD that failed and
+/// its clean-up in [`FileSet::preserve`].
+pub(crate) struct FileSet {
+    files: Option<KBox<Files>>,
+}
+
+impl FileSet {
+    /// No file.
+    pub(crate) const fn new() -> Self {
+        // INVARIANT: None.
+        Self { files: None }
+    }
+
+    /// The files of an incoming session, all at once, in the previous kernel's order. `EEXIST`
+    /// if two have the same token; the files are then dropped, which gives their references back
+    /// to their handlers' modules.
+    pub(crate) fn incoming(files: KVVec<LuoFile>) -> Result<Self> {
+        if files.is_empty() {
+            return Ok(Self::new());
+        }
+        let files = KBox::new(Files::incoming(files)?, GFP_KERNEL)?;
+        // INVARIANT: At least one file.
+        Ok(Self { files: Some(files) })
+    }
+
+    /// Reboot path: see [`Files::freeze`]; `(0, 0)` for no file.
+    pub(crate) fn freeze(&mut self, clock: &mut RunClock<'_>) -> Result<(u64, u64)> {
+        match &mut self.files {
+            Some(f) => f.freeze(clock),
+            None => Ok((0, 0)),
+        }
+    }
+
+    /// Reboot path: undoes [`FileSet::freeze`] after a later failure.
+    pub(crate) fn unfreeze(&mut self) {
+        if let Some(f) = &mut self.files {
+            f.unfreeze();
+        }
+    }
+
+    /// PRESERVE_FD: see [`Files::preserve`]. On failure nothing changes.
+    pub(crate) fn preserve(&mut self, luo: &Luo, token: u64, fd: i32) -> Result {
+        if self.files.is_none() {
+            self.files = Some(KBox::new(Files::new(), GFP_KERNEL)?);
+        }
+        let Some(files) = &mut self.files else {
+            return Err(ENOMEM);
+        };
+        let res = files.preserve(luo, token, fd);
+        if files.len() == 0 {
+            // INVARIANT: Back to no file.
+            self.files = None;
+        }
+        res
+    }
+
+    /// Unpreserves every file, newest first (an outgoing session was closed).
+    #[inline]
+    pub(crate) fn unpreserve_all(&mut self, luo: &Luo) {
+        if let Some(mut f) = self.files.take() {
+            f.unpreserve_all(luo);
+        }
+    }
+
+    /// RETRIEVE_FD: see [`Files::retrieve`].
+    pub(crate) fn retrieve(&mut self, luo: &Luo, token: u64) -> Result<ARef<File>> {
+        self.files.as_mut().ok_or(ENOENT)?.retrieve(luo, token)
+    }
+
+    /// FINISH: see [`Files::finish`].
+    #[inline]
+    pub(crate) fn finish(&mut self, luo: &Luo) -> Result {
+        let Some(f) = &mut self.files else {
+            return Ok(());
+        };
+        f.finish(luo)?;
+        // INVARIANT: Finished: no file left.
+        self.files = None;
+        Ok(())
+    }
+}
+
 /// The files of a session. Protected by the session's mutex.
 ///
 /// # Invariants
 ///
 /// `tokens` maps the token of every file of `files` to its index in `files`, and has no other
 /// entry.
-pub(crate) struct FileSet {
+struct Files {
     /// Files in preservation order. Grown by doubling, so a PRESERVE_FD allocates for it only
     /// now and then.
     files: KVVec<LuoFile>,
@@ -182,8 +270,8 @@ pub(crate) struct FileSet {
     pub(crate) blocks: BlockSet,
 }
 
-impl FileSet {
-    pub(crate) fn new() -> Self {
+impl Files {
+    fn new() -> Self {
         // INVARIANT: Both are empty.
         Self {
             files: KVVec::new(),
@@ -195,7 +283,7 @@ impl FileSet {
     /// The files of an incoming session, all at once, in the previous kernel's order. `EEXIST`
     /// if two have the same token; the files are then dropped, which gives their references back
     /// to their handlers' modules.
-    pub(crate) fn incoming(files: KVVec<LuoFile>) -> Result<Self> {
+    fn incoming(files: KVVec<LuoFile>) -> Result<Self> {
         let tokens = TokenIndex::sorted(files.iter().map(|f| f.token))?;
         // INVARIANT: The index was built from `files`, position by position.
         Ok(Self {
@@ -206,7 +294,7 @@ impl FileSet {
     }
 
     /// Number of files.
-    pub(crate) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.files.len()
     }
 
@@ -214,7 +302,7 @@ impl FileSet {
     /// into the reserved blocks. Returns `(first block PA, count)`.
     ///
     /// If a freeze fails, the files frozen before it are unfrozen and its error returned.
-    pub(crate) fn freeze(&mut self, clock: &mut RunClock<'_>) -> Result<(u64, u64)> {
+    fn freeze(&mut self, clock: &mut RunClock<'_>) -> Result<(u64, u64)> {
         if self.files.is_empty() {
             // What an empty chain's writer gives, without setting one up for each empty
             // session on the reboot path.
@@ -223,7 +311,7 @@ impl FileSet {
         let mut frozen = 0;
         let mut res = Ok(());
         for f in self.files.iter_mut() {
-            clock.file(f.handler.ops.compatible());
+            clock.file(&f.handler);
             if let (Some(file), Some(state)) = (&f.file, &mut f.state) {
                 if let Err(e) = f.handler.ops.freeze(file, &mut f.data, state) {
                     pr_warn!(
@@ -267,8 +355,8 @@ impl FileSet {
         Ok(w.head())
     }
 
-    /// Reboot path: undoes [`FileSet::freeze`] after a later failure.
-    pub(crate) fn unfreeze(&mut self) {
+    /// Reboot path: undoes [`Files::freeze`] after a later failure.
+    fn unfreeze(&mut self) {
         let n = self.len();
         self.unfreeze_first(n);
     }
@@ -281,13 +369,13 @@ impl FileSet {
         }
     }
 
-    /// Makes room for one more file: afterwards [`FileSet::insert`] cannot fail.
+    /// Makes room for one more file: afterwards [`Files::insert`] cannot fail.
     fn reserve(&mut self) -> Result<RBTreeNodeReservation<u64, usize>> {
         self.files.reserve(1, GFP_KERNEL)?;
         RBTreeNodeReservation::new(GFP_KERNEL)
     }
 
-    /// Adds `f`, whose token is not in the set. After a [`FileSet::reserve`] with no change to
+    /// Adds `f`, whose token is not in the set. After a [`Files::reserve`] with no change to
     /// the set since, there is room; otherwise `f` is given back.
     fn insert(
         &mut self,
@@ -310,7 +398,7 @@ impl FileSet {
     /// The checks run in the C LUO's order: duplicate token (`EEXIST`), handover room
     /// (`ENOMEM`/`ENOSPC`), bad fd (`EBADF`), no handler (`ENOENT`), already preserved
     /// anywhere (`EBUSY`), FLB and handler errors. On failure nothing changes.
-    pub(crate) fn preserve(&mut self, luo: &Luo, token: u64, fd: i32) -> Result {
+    fn preserve(&mut self, luo: &Luo, token: u64, fd: i32) -> Result {
         if self.tokens.get(token).is_some() {
             return Err(EEXIST);
         }
@@ -376,8 +464,10 @@ impl FileSet {
         Ok(())
     }
 
-    /// Unpreserves every file, newest first (an outgoing session was closed).
-    pub(crate) fn unpreserve_all(&mut self, luo: &Luo) {
+    /// Unpreserves every file, newest first (an outgoing session was closed). Out of line: a
+    /// session without files does not pay for its stack frame.
+    #[inline(never)]
+    fn unpreserve_all(&mut self, luo: &Luo) {
         if self.files.is_empty() {
             return;
         }
@@ -413,7 +503,7 @@ impl FileSet {
     ///
     /// Idempotent: a retrieved file is returned again (a new reference to the same file); a
     /// failed retrieve returns the same error again without calling the handler.
-    pub(crate) fn retrieve(&mut self, luo: &Luo, token: u64) -> Result<ARef<File>> {
+    fn retrieve(&mut self, luo: &Luo, token: u64) -> Result<ARef<File>> {
         let index = self.tokens.get(token).ok_or(ENOENT)?;
         let f = self.files.get_mut(index).ok_or(ENOENT)?;
         match f.retrieve {
@@ -423,12 +513,9 @@ impl FileSet {
         }
         let start = timeline::now();
         let res = f.handler.ops.retrieve(f.data);
-        luo.timeline.lock().add(
-            Phase::Retrieve,
-            f.handler.ops.compatible(),
-            start,
-            timeline::now(),
-        );
+        luo.timeline
+            .lock()
+            .add(Phase::Retrieve, &f.handler, start, timeline::now());
         let file = match res {
             Ok(file) => file,
             Err(e) => {
@@ -457,7 +544,8 @@ impl FileSet {
     /// (`luo_flb_file_finish()`), not those linked when the incoming sessions were built (an
     /// incoming file took no reference in this kernel: it puts one of the previous kernel's
     /// count). A file whose handler is unregistered puts none (unregistering unlinks its FLBs).
-    pub(crate) fn finish(&mut self, luo: &Luo) -> Result {
+    #[inline(never)]
+    fn finish(&mut self, luo: &Luo) -> Result {
         if self.files.is_empty() {
             // Nothing to finish, and the index is empty too (built from `files`).
             return Ok(());
@@ -476,7 +564,7 @@ impl FileSet {
         let mut spans = Spans::new();
         let mut clock = RunClock::new(&mut spans);
         while let Some(f) = self.files.pop() {
-            clock.file(f.handler.ops.compatible());
+            clock.file(&f.handler);
             f.finish(luo);
         }
         drop(clock);

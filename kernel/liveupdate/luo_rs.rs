@@ -328,8 +328,8 @@ impl Luo {
         test_handler::deserialize_fault()?;
         let mut sessions = self.sessions.lock();
         for ins in in_sessions.into_iter() {
-            // An incoming session is never on `Sessions::out`: only the tree token is kept.
-            let session = session::NewSession::new(ins.name, true)?.tree;
+            // An incoming session is never on `Sessions::out`: only the by-name token is kept.
+            let session = session::NewSession::new(ins.name, true)?.by_name;
             let wanted = ins.files.len();
             let files = self.claim_files(ins.files, Some(&ins.name));
             if files.capacity() < wanted {

@@ -46,6 +46,21 @@ impl Name {
         }
     }
 
+    /// A hash of the name with the secret `seed` of a session table: the eight words folded
+    /// with a multiply-xorshift each, seeded at the start and mixed at the end, so every bit of
+    /// the seed reaches every bit of the hash (a name chosen without the seed lands in a bucket
+    /// it cannot predict).
+    pub(crate) fn hash(&self, seed: u64) -> u64 {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = seed;
+        for w in self.0 {
+            h = (h ^ w).wrapping_mul(K);
+            h ^= h >> 29;
+        }
+        h = (h ^ seed.rotate_left(32)).wrapping_mul(K);
+        h ^ (h >> 32)
+    }
+
     /// The name bytes without the NUL.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         let bytes = self.0.as_bytes();

@@ -55,6 +55,11 @@ impl Handler {
         }
     }
 
+    /// The compatible string as the handover stores it, in words.
+    pub(crate) fn compat(&self) -> &[u64; COMPAT_LEN / 8] {
+        &self.compat
+    }
+
     fn new(ops: Arc<RegisteredHandler>, flbs: KVec<Arc<FlbState>>) -> Result<Arc<Self>> {
         let mut compat = [0u64; COMPAT_LEN / 8];
         put_str(compat.as_mut_bytes(), ops.compatible().to_bytes());

@@ -21,12 +21,14 @@
 //! timed per run of consecutive files of one handler, not per file; RETRIEVE_FD, a call per
 //! file that restores its memory, takes two clock reads and the timeline lock.
 
-use crate::abi::{
-    get_str,
-    get_u64,
-    put_str,
-    put_u64,
-    COMPAT_LEN, //
+use crate::{
+    abi::{
+        get_str,
+        get_u64,
+        put_u64,
+        COMPAT_LEN, //
+    },
+    registry::Handler,
 };
 use core::fmt;
 use kernel::{
@@ -136,12 +138,35 @@ pub(crate) enum Phase {
     Finish,
 }
 
+/// Words of a compatible string.
+const COMPAT_WORDS: usize = COMPAT_LEN / 8;
+
+/// A compatible string, NUL padded, as the handover stores it (in native-endian words).
+pub(crate) type Compat = [u64; COMPAT_WORDS];
+
+fn compat_bytes(c: &Compat) -> [u8; COMPAT_LEN] {
+    let mut b = [0u8; COMPAT_LEN];
+    for (d, w) in b.chunks_exact_mut(8).zip(c.iter()) {
+        d.copy_from_slice(&w.to_ne_bytes());
+    }
+    b
+}
+
+fn compat_words(b: &[u8; COMPAT_LEN]) -> Compat {
+    let mut c = [0u64; COMPAT_WORDS];
+    for (w, s) in c.iter_mut().zip(b.chunks_exact(8)) {
+        *w = bytes::ne_u64(s, 0).unwrap_or(0);
+    }
+    c
+}
+
 /// The calls of one handler in one phase: how many files, the start of the first, the end of
 /// the last, and the time inside them (per run of consecutive files of the handler, so LUO's
 /// loop over those files is included).
 #[derive(Clone, Copy)]
 pub(crate) struct Span {
-    compat: [u8; COMPAT_LEN],
+    /// The handler's compatible, NUL padded, as words (compared without a call).
+    compat: Compat,
     files: u64,
     first: u64,
     last: u64,
@@ -150,7 +175,7 @@ pub(crate) struct Span {
 
 impl Span {
     const EMPTY: Self = Self {
-        compat: [0; COMPAT_LEN],
+        compat: [0; COMPAT_WORDS],
         files: 0,
         first: 0,
         last: 0,
@@ -175,7 +200,7 @@ impl Spans {
     }
 
     /// Adds `files` calls of the handler `compat`, from `start` to `end`.
-    fn add(&mut self, compat: &[u8; COMPAT_LEN], files: u64, start: u64, end: u64) {
+    fn add(&mut self, compat: &Compat, files: u64, start: u64, end: u64) {
         self.add_span(&Span {
             compat: *compat,
             files,
@@ -211,21 +236,28 @@ impl Spans {
 /// when the handler changes, none per file.
 pub(crate) struct RunClock<'a> {
     spans: &'a mut Spans,
-    /// The handler of the current run (its compatible's address identifies it), the
-    /// compatible, the run's file count and start.
-    cur: Option<(*const u8, [u8; COMPAT_LEN], u64, u64)>,
+    /// The handler of the current run (its address identifies it), the run's file count and
+    /// start.
+    cur: Option<(*const Handler, u64, u64)>,
+    /// The compatible of the current run's handler.
+    compat: Compat,
 }
 
 impl<'a> RunClock<'a> {
     /// Starts timing into `spans`.
     pub(crate) fn new(spans: &'a mut Spans) -> Self {
-        Self { spans, cur: None }
+        Self {
+            spans,
+            cur: None,
+            compat: [0; COMPAT_WORDS],
+        }
     }
 
-    /// The next file is one of the handler whose compatible is `compat`.
-    pub(crate) fn file(&mut self, compat: &CStr) {
-        let id = compat.as_char_ptr().cast::<u8>();
-        if let Some((cur, _, files, _)) = &mut self.cur {
+    /// The next file is one of handler `h`.
+    #[inline]
+    pub(crate) fn file(&mut self, h: &Handler) {
+        let id = core::ptr::from_ref(h);
+        if let Some((cur, files, _)) = &mut self.cur {
             if *cur == id {
                 *files += 1;
                 return;
@@ -233,15 +265,14 @@ impl<'a> RunClock<'a> {
         }
         let t = now();
         self.close(t);
-        let mut c = [0u8; COMPAT_LEN];
-        put_str(&mut c, compat.to_bytes());
-        self.cur = Some((id, c, 1, t));
+        self.compat = *h.compat();
+        self.cur = Some((id, 1, t));
     }
 
     /// Ends the current run at `t`.
     pub(crate) fn close(&mut self, t: u64) {
-        if let Some((_, c, files, start)) = self.cur.take() {
-            self.spans.add(&c, files, start, t);
+        if let Some((_, files, start)) = self.cur.take() {
+            self.spans.add(&self.compat, files, start, t);
         }
     }
 }
@@ -366,7 +397,7 @@ impl Timeline {
             let off = page::SPANS + i * page::SPAN;
             // Within the page: `SPAN_MAX` spans fit (see `page`).
             if let Some(c) = b.get_mut(off..off + COMPAT_LEN) {
-                c.copy_from_slice(&s.compat);
+                c.copy_from_slice(&compat_bytes(&s.compat));
             }
             put_u64(b, off + COMPAT_LEN, s.files);
             put_u64(b, off + COMPAT_LEN + 8, s.first);
@@ -376,11 +407,9 @@ impl Timeline {
         put_u64(b, page::NR_SPANS, freeze.n as u64);
     }
 
-    /// Adds one call of the handler `compat` in `phase`, from `start` to `end`.
-    pub(crate) fn add(&mut self, phase: Phase, compat: &CStr, start: u64, end: u64) {
-        let mut c = [0u8; COMPAT_LEN];
-        put_str(&mut c, compat.to_bytes());
-        self.spans_mut(phase).add(&c, 1, start, end);
+    /// Adds one call of handler `h` in `phase`, from `start` to `end`.
+    pub(crate) fn add(&mut self, phase: Phase, h: &Handler, start: u64, end: u64) {
+        self.spans_mut(phase).add(h.compat(), 1, start, end);
     }
 
     /// Adds the spans of a run-timed loop (`RunClock`) in `phase`.
@@ -464,10 +493,11 @@ fn parse(
     let mut freeze = Spans::new();
     for i in 0..n as usize {
         let off = page::SPANS + i * page::SPAN;
-        let compat: [u8; COMPAT_LEN] = bytes::get(b, off).ok_or("a span is outside the page")?;
-        if get_str(&compat).is_none() {
+        let raw: [u8; COMPAT_LEN] = bytes::get(b, off).ok_or("a span is outside the page")?;
+        if get_str(&raw).is_none() {
             return Err("a handler name is empty or not NUL-terminated");
         }
+        let compat = compat_words(&raw);
         let s = Span {
             compat,
             files: get_u64(b, off + COMPAT_LEN),
@@ -537,9 +567,8 @@ impl Lines<'_, '_> {
 
     fn spans(&mut self, name: &str, spans: &Spans, origin: u64, khz: u64) -> fmt::Result {
         for s in &spans.spans[..spans.n] {
-            let compat = get_str(&s.compat)
-                .and_then(|c| c.to_str().ok())
-                .unwrap_or("?");
+            let raw = compat_bytes(&s.compat);
+            let compat = get_str(&raw).and_then(|c| c.to_str().ok()).unwrap_or("?");
             self.line(format_args!(
                 "{} {} {} {} files={} busy_ns={}",
                 name,
@@ -632,5 +661,97 @@ pub(crate) fn debugfs_init() {
             });
         }
         Err(e) => pr_warn!("timeline: no debugfs file: {:?}\n", e),
+    }
+}
+
+#[kunit_tests(luo_rs_timeline)]
+mod tests {
+    use super::*;
+
+    /// A sound page: reboot at 100, a freeze span of memfd-v2, serialized at 300, devices at
+    /// 400, jump at 500.
+    fn page() -> KBox<[u8; kernel::page::PAGE_SIZE]> {
+        let mut b = match KBox::new([0u8; kernel::page::PAGE_SIZE], GFP_KERNEL) {
+            Ok(b) => b,
+            Err(_) => panic!("no memory for the test page"),
+        };
+        put_u64(&mut b[..], page::VERSION, 1);
+        put_u64(&mut b[..], page::CLOCK, CLOCK_TSC);
+        put_u64(&mut b[..], page::KHZ, 1_000_000);
+        for (i, t) in [100u64, 300, 400, 500].iter().enumerate() {
+            put_u64(&mut b[..], page::POINTS + 8 * i, *t);
+        }
+        put_u64(&mut b[..], page::NR_SPANS, 1);
+        b[page::SPANS..page::SPANS + 9].copy_from_slice(b"memfd-v2\0");
+        let s = page::SPANS + COMPAT_LEN;
+        for (i, v) in [3u64, 150, 250, 90].iter().enumerate() {
+            put_u64(&mut b[..], s + 8 * i, *v);
+        }
+        b
+    }
+
+    fn parsed(b: &[u8; kernel::page::PAGE_SIZE]) -> Result<Previous, &'static str> {
+        parse(b, kernel::page::PAGE_SIZE, 1000)
+    }
+
+    #[test]
+    fn a_sound_page_is_taken() {
+        let b = page();
+        let p = parsed(&b);
+        assert!(p.is_ok());
+        if let Ok(p) = p {
+            assert_eq!(p.points, [100, 300, 400, 500]);
+            assert_eq!(p.freeze.n, 1);
+            assert_eq!(p.freeze.spans[0].files, 3);
+        }
+        // Too short a blob.
+        assert!(parse(&b, page::SPANS - 1, 1000).is_err());
+    }
+
+    #[test]
+    fn every_corruption_is_refused() {
+        type Corrupt = fn(&mut [u8]);
+        let cases: [(&str, Corrupt); 9] = [
+            ("version", |b| put_u64(b, page::VERSION, 2)),
+            ("clock", |b| put_u64(b, page::CLOCK, 7)),
+            ("no reboot stamp", |b| put_u64(b, page::POINTS, 0)),
+            ("points out of order", |b| {
+                put_u64(b, page::POINTS + 24, 350)
+            }),
+            ("span count", |b| {
+                put_u64(b, page::NR_SPANS, SPAN_MAX as u64 + 1)
+            }),
+            ("name without NUL", |b| {
+                b[page::SPANS..page::SPANS + COMPAT_LEN].fill(b'x');
+            }),
+            ("no file", |b| put_u64(b, page::SPANS + COMPAT_LEN, 0)),
+            ("span after serialized", |b| {
+                put_u64(b, page::SPANS + COMPAT_LEN + 16, 301)
+            }),
+            ("busier than long", |b| {
+                put_u64(b, page::SPANS + COMPAT_LEN + 24, 101)
+            }),
+        ];
+        for (what, corrupt) in cases {
+            let mut b = page();
+            corrupt(&mut b[..]);
+            // The case's name in the failure message.
+            assert_eq!((what, parsed(&b).is_err()), (what, true));
+        }
+        // Two spans of one handler.
+        let mut b = page();
+        put_u64(&mut b[..], page::NR_SPANS, 2);
+        b.copy_within(
+            page::SPANS..page::SPANS + page::SPAN,
+            page::SPANS + page::SPAN,
+        );
+        assert!(parsed(&b).is_err());
+    }
+
+    #[test]
+    fn nanoseconds_saturate() {
+        assert_eq!(to_ns(3_000, 3_000_000), 1_000);
+        assert_eq!(to_ns(u64::MAX, 1), u64::MAX);
+        assert_eq!(to_ns(5, 0), 0);
     }
 }
