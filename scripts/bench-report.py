@@ -33,6 +33,15 @@ from RESULTS lines (scripts/bench.sh run_huge):
   VARIANT KIND GIB folio_kib KIB     the size of each
   VARIANT KIND GIB fail -            a run that failed
 KIND: shmem (4 KiB pages), thp (2 MiB shmem THP folios), hugetlb2m, hugetlb1g.
+
+       bench-report.py --restore RESULTS OUT CLOCK SVG DATE
+prints the restore table (the restore mode of scripts/bench.sh) from RESULTS
+lines (scripts/bench.sh run_restore):
+  VARIANT MIB SMP NS                 RETRIEVE_FD of a dense memfd of MIB MiB
+  VARIANT MIB SMP fail               a run that failed
+and the blackout of the Rust LUO's live update of each size, from the kernel's
+timeline in OUT/timeline-MIB.txt (debugfs liveupdate/timeline, as printed by
+the guest); draws the table as a bar chart into SVG.
 """
 import json
 import os
@@ -206,6 +215,148 @@ def huge_report(path, runs, clock="time"):
         print("Goal: hugetlb 2 MiB RETRIEVE_FD at least 50x cheaper per GiB than the 4 KiB memfd on")
         print(f"the C LUO: {'; '.join(parts)}")
 
+
+def timeline(path):
+    """The records of a timeline file: {name: t} for points, {(name, handler): (first, last,
+    files, busy)} for spans (None for '-'), and the header's fields."""
+    points, spans, head = {}, {}, {}
+    for line in open(path):
+        f = line.split()
+        if not f:
+            continue
+        if f[0] == "liveupdate" and len(f) >= 8:
+            head = {"num": f[1], "clock": f[3], "continuous": f[-1] == "yes"}
+            continue
+        num = lambda x: None if x == "-" else int(x)  # noqa: E731
+        if f[0] in ("out.freeze", "in.retrieve", "in.finish") and len(f) >= 6:
+            kv = dict(x.split("=", 1) for x in f[4:] if "=" in x)
+            spans[(f[0], f[1])] = (num(f[2]), num(f[3]), int(kv.get("files", 0)),
+                                   int(kv.get("busy_ns", 0)))
+        elif len(f) == 2:
+            points[f[0]] = num(f[1])
+    return head, points, spans
+
+
+def blackout(path, mib, clock):
+    """The breakdown of one live update from its timeline (rows as luoctl timeline)."""
+    head, p, sp = timeline(path)
+    unit, div = ("M instructions", 1e6) if clock == "icount" else ("ms", 1e6)
+    print(f"\nBlackout of one live update of a {mib} MiB memfd (Rust LUO), from the kernel's "
+          f"timeline\n(debugfs liveupdate/timeline; clock {head.get('clock', '?')}, "
+          f"{'one clock across the kexec' if head.get('continuous') else 'each kernel on its own clock'}"
+          f"), {unit}:\n")
+
+    def gap(a, b):
+        x, y = p.get(a), p.get(b)
+        if x is None or y is None:
+            return "unmeasured"
+        if y < x:
+            return "inconsistent"
+        return f"{(y - x) / div:10.3f}"
+
+    rows = [("reboot path (out.reboot -> out.jump)", gap("out.reboot", "out.jump"))]
+    rows.append(("  freeze and serialize (-> out.serialized)", gap("out.reboot", "out.serialized")))
+    for (name, h), (first, last, files, busy) in sp.items():
+        if name == "out.freeze":
+            rows.append((f"    freeze {h}: {files} file(s), in the handler", f"{busy / div:10.3f}"))
+    rows.append(("  device and syscore shutdown (out.devices -> out.jump)", gap("out.devices", "out.jump")))
+    if head.get("continuous"):
+        rows.append(("kexec, purgatory and early boot (out.jump -> in.boot)", gap("out.jump", "in.boot")))
+    else:
+        rows.append(("kexec, purgatory and early boot", "unmeasured"))
+    rows.append(("boot to /dev/liveupdate (in.boot -> in.init)", gap("in.boot", "in.init")))
+    rows.append(("until the first open (in.init -> in.open)", gap("in.init", "in.open")))
+    rows.append(("first open: deserialize (in.open -> in.opened)", gap("in.open", "in.opened")))
+    last_retrieve = None
+    for (name, h), (first, last, files, busy) in sp.items():
+        if name in ("in.retrieve", "in.finish"):
+            what = "RETRIEVE_FD" if name == "in.retrieve" else "FINISH"
+            rows.append((f"{what} {h}: {files} file(s), in the handler", f"{busy / div:10.3f}"))
+            if name == "in.retrieve" and last is not None:
+                last_retrieve = max(last_retrieve or 0, last)
+    if head.get("continuous") and last_retrieve is not None and p.get("out.reboot") is not None:
+        rows.append(("total: reboot path to the last RETRIEVE_FD",
+                     f"{(last_retrieve - p['out.reboot']) / div:10.3f}"))
+    for label, v in rows:
+        print(f"  {label:<62} {v:>12}")
+
+
+def restore_report(results, out, clock, svg, date):
+    rows = {}
+    for line in open(results):
+        v, mib, smp, ns = line.split()
+        rows.setdefault((int(mib), int(smp)), {"c": [], "rust": []})[v].append(
+            None if ns == "fail" else int(ns))
+    icount = clock == "icount"
+    print("\nRestore: RETRIEVE_FD of one dense memfd of 4 KiB pages, each kernel's own memfd handler")
+    print("(the C one on the C LUO, the Rust one on the Rust LUO), median of runs;")
+    if icount:
+        print("instructions per 4 KiB page (QEMU -icount shift=0, one vCPU).\n")
+        hdr = f"{'size':>8} {'vCPUs':>5} {'C insn/page':>12} {'Rust insn/page':>15} {'Rust/C':>7}"
+    else:
+        print("GiB/s (QEMU TCG: compare the ratios).\n")
+        hdr = f"{'size':>8} {'vCPUs':>5} {'C GiB/s':>9} {'Rust GiB/s':>11} {'Rust/C':>7}"
+    print(hdr)
+    print("-" * len(hdr))
+    chart, goal = [], []
+    for (mib, smp) in sorted(rows):
+        pages = mib * 256
+        cell = {}
+        for v in ("c", "rust"):
+            ok = [x for x in rows[(mib, smp)][v] if x]
+            if not ok:
+                cell[v] = None
+                continue
+            ns = statistics.median(ok)
+            cell[v] = ns / pages if icount else (mib / 1024) / (ns / 1e9)
+        c, r = cell["c"], cell["rust"]
+        size = f"{mib // 1024} GiB" if mib % 1024 == 0 else f"{mib} MiB"
+        if icount:
+            ratio = f"{r / c:.2f}" if c and r else "-"
+            cs, rs = (f"{c:.0f}" if c else "fails"), (f"{r:.0f}" if r else "fails")
+            print(f"{size:>8} {smp:>5} {cs:>12} {rs:>15} {ratio:>7}")
+            if smp == 1:
+                goal.append((size, r / c if c and r else None))
+        else:
+            ratio = f"{r / c:.2f}" if c and r else "-"
+            cs, rs = (f"{c:.2f}" if c else "fails"), (f"{r:.2f}" if r else "fails")
+            print(f"{size:>8} {smp:>5} {cs:>9} {rs:>11} {ratio:>7}")
+        chart.append((f"{size}\n{smp} vCPU", c, r))
+    if icount and goal:
+        parts = [f"{s}: " + (f"{x:.2f} ({'met' if x <= 0.5 else 'NOT met'})" if x else "no data")
+                 for s, x in goal]
+        print("\nGoal: RETRIEVE_FD at least 2x cheaper than C per page (Rust/C <= 0.50): "
+              + "; ".join(parts))
+    for path in sorted(os.listdir(out)):
+        m = re.match(r"timeline-(\d+)\.txt$", path)
+        if m and os.path.getsize(os.path.join(out, path)):
+            blackout(os.path.join(out, path), int(m.group(1)), clock)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(1.6 * max(len(chart), 3), 3.6))
+    xs = range(len(chart))
+    ax.bar([x - 0.2 for x in xs], [c or 0 for _, c, _ in chart], 0.4, label="C LUO, C handler",
+           color="tab:blue")
+    ax.bar([x + 0.2 for x in xs], [r or 0 for _, _, r in chart], 0.4, label="Rust LUO, Rust handler",
+           color="tab:orange")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels([label for label, _, _ in chart], fontsize=8)
+    ax.set_ylabel("instructions per 4 KiB page" if icount else "GiB/s")
+    ax.set_title(f"RETRIEVE_FD of a dense memfd ({date}, QEMU TCG"
+                 f"{', -icount' if icount else ''})", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(svg)
+    print(f"\nchart: {svg}")
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "--restore":
+    if len(sys.argv) != 7:
+        sys.exit("usage: bench-report.py --restore RESULTS OUT CLOCK SVG DATE")
+    restore_report(*sys.argv[2:])
+    sys.exit(0)
 
 if len(sys.argv) > 1 and sys.argv[1] == "--huge":
     if len(sys.argv) not in (4, 5):

@@ -21,6 +21,13 @@
 #             C handler (on the c kernel) against the Rust one (on the rust
 #             kernel), in MiB/s; and a 16 GiB memfd with 64 MiB written
 #             (sparse) in a 2 GiB VM, where the C handler runs out of memory
+#   restore   the restore path (luo_rs_memfd_bench.c): RETRIEVE_FD of one
+#             dense memfd of 4 KiB pages of each BENCH_RESTORE_MIB size, each
+#             kernel's own memfd handler, with -smp 1, 2 and 4
+#             (BENCH_RESTORE_SMP; 1 only with BENCH_ICOUNT=1, which has no
+#             parallel vCPUs); the Rust LUO's 1 GiB run also prints the kernel's
+#             timeline of that live update (debugfs liveupdate/timeline), which
+#             the report breaks down
 #   huge      guest RAM on huge pages (luo_rs_memfd_bench.c, luo.memfd_kind=):
 #             PRESERVE_FD and RETRIEVE_FD of one dense file of each
 #             BENCH_HUGE_GIB size, of 4 KiB pages (shmem) and of 2 MiB shmem
@@ -41,8 +48,11 @@
 #   BENCH_BIG_RUNS=1     the same for n >= 100000
 #   BENCH_N="100 1000 10000 100000"
 #   BENCH_CAP_S=120      cap of one timed loop, in seconds
-#   BENCH_MODES="single sessions files memfd huge"
+#   BENCH_MODES="single sessions files memfd restore huge"
 #   BENCH_MEMFD_MIB="256 1024 4096"   memfd sizes (VM memory: 2.5x + 1 GiB)
+#   BENCH_RESTORE_MIB="1024 4096"     restore sizes (VM memory: 2.5x + 1 GiB)
+#   BENCH_RESTORE_SMP="1 2 4"         vCPUs of the restore runs (1 with
+#                                     BENCH_ICOUNT=1)
 #   BENCH_HUGE_GIB="1 4" file sizes of the huge mode, in GiB (VM memory: 2x +
 #                        4 GiB, see run_huge). The huge mode runs once unless
 #                        BENCH_RUNS is given
@@ -89,7 +99,13 @@ runs=${BENCH_RUNS:-3}
 big_runs=${BENCH_BIG_RUNS:-1}
 cap_s=${BENCH_CAP_S:-120}
 read -r -a scale_n <<< "${BENCH_N:-100 1000 10000 100000}"
-read -r -a modes <<< "${BENCH_MODES:-single sessions files memfd huge}"
+read -r -a modes <<< "${BENCH_MODES:-single sessions files memfd restore huge}"
+read -r -a restore_mib <<< "${BENCH_RESTORE_MIB:-1024 4096}"
+if [ "${BENCH_ICOUNT:-0}" = 1 ]; then
+	read -r -a restore_smp <<< "${BENCH_RESTORE_SMP:-1}"
+else
+	read -r -a restore_smp <<< "${BENCH_RESTORE_SMP:-1 2 4}"
+fi
 read -r -a memfd_mib <<< "${BENCH_MEMFD_MIB:-256 1024 4096}"
 read -r -a huge_gib <<< "${BENCH_HUGE_GIB-1 4}"
 # The huge mode's VMs are big and slow: one run of each unless BENCH_RUNS says.
@@ -98,7 +114,7 @@ kdir=${BENCH_KERNEL_DIR:-}
 # Labels; the kernels are the LABEL-bench variants.
 variants=(c rust)
 for m in "${modes[@]}"; do
-	case $m in single|sessions|files|memfd|huge) ;; *) die "BENCH_MODES: unknown mode '$m'" ;; esac
+	case $m in single|sessions|files|memfd|restore|huge) ;; *) die "BENCH_MODES: unknown mode '$m'" ;; esac
 done
 for g in "${huge_gib[@]}"; do
 	case $g in [1-9]|[1-9][0-9]) ;; *) die "BENCH_HUGE_GIB: '$g' is not a number of GiB (1 to 99)" ;; esac
@@ -273,6 +289,31 @@ run_memfd() {
 	fi
 }
 
+# run_restore VARIANT MIB SMP RUN: one luo_rs_memfd_bench VM (a kexec) with
+# SMP vCPUs; appends "variant MIB SMP ns" (RETRIEVE_FD's time, or "fail") to
+# $restore_results. The Rust LUO's first run of each size with one vCPU keeps
+# the kernel's timeline of the live update in $out/timeline-MIB.txt.
+run_restore() {
+	local v=$1 mib=$2 smp=$3 r=$4 serial mem rc=0 extra='' tmo=900 ns
+	serial=$blogs/$v-restore-$mib-smp$smp-$r.log
+	mem=$(( mib * 5 / 2 + 1024 ))
+	[ -z "$tsc_khz" ] || extra="tsc_early_khz=$tsc_khz"
+	[ -z "${LUO_VM_ICOUNT:-}" ] || tmo=2400
+	LUO_VM_SMP=$smp "$REPO/scripts/run-vm.sh" "$(kernel_of "$v")" "$out/kexec-$v.cpio" "$serial" "$tmo" "${mem}M" \
+		"kunit.enable=0 luo.test=luo_rs_memfd_bench luo.stages=2 luo.memfd_mib=$mib luo.bench_timeline=1 $extra" || rc=$?
+	ns=$(tr -d '\r' < "$serial" | sed -nE "s/.*BENCH memfd_retrieve mib=$mib ns=([0-9]+).*/\1/p" | head -1)
+	if [ "$rc" -eq 0 ] && [ -n "$ns" ] && grep -aq 'BENCH done' "$serial"; then
+		echo "$v $mib $smp $ns" >> "$restore_results"
+		if [ "$v" = rust ] && [ "$smp" = 1 ] && [ ! -s "$out/timeline-$mib.txt" ]; then
+			tr -d '\r' < "$serial" | sed -nE 's/.*BENCH timeline: (.*)/\1/p' > "$out/timeline-$mib.txt"
+		fi
+		return
+	fi
+	echo "$v $mib $smp fail" >> "$restore_results"
+	echo "bench: $v restore $mib MiB -smp $smp run $r FAILED (serial log: $serial)" >&2
+	failed=$((failed + 1))
+}
+
 # run_huge VARIANT KIND GIB RUN: one luo_rs_memfd_bench VM (a kexec) with a
 # dense file of GIB GiB of KIND (shmem, thp, hugetlb2m, hugetlb1g); appends
 # "variant kind gib OP value" lines to $huge_results (OP: preserve and
@@ -358,6 +399,9 @@ memfd_results=$out/memfd-results.txt
 : > "$memfd_results"
 huge_results=$out/huge-results.txt
 : > "$huge_results"
+restore_results=$out/restore-results.txt
+: > "$restore_results"
+rm -f "$out"/timeline-*.txt
 start=$(date +%s)
 maxruns=$runs
 [ "$big_runs" -le "$maxruns" ] || maxruns=$big_runs
@@ -371,6 +415,14 @@ for r in $(seq 1 "$maxruns"); do
 				for mib in "${memfd_mib[@]}"; do run_memfd "$v" "$mib" 0 "$r"; done
 				# The sparse case once: its outcome does not vary.
 				[ "$r" -gt 1 ] || run_memfd "$v" 64 1 "$r"
+				continue
+			fi
+			if [ "$m" = restore ]; then
+				[ "$r" -le "$runs" ] || continue
+				log "bench run $r/$runs: restore on LUO=$v"
+				for mib in "${restore_mib[@]}"; do
+					for smp in "${restore_smp[@]}"; do run_restore "$v" "$mib" "$smp" "$r"; done
+				done
 				continue
 			fi
 			if [ "$m" = huge ]; then
@@ -432,6 +484,10 @@ for op, mib in order:
     ratio = f"{r / c:.2f}" if c and r else "-"
     print(f"{op:<28} {mib:>6} {cs:>9} {rs:>11} {ratio:>7}")
 EOF
+fi
+if [ -s "$restore_results" ]; then
+	"$venv/bin/python" "$REPO/scripts/bench-report.py" --restore "$restore_results" "$out" "$clock" \
+		"$out/restore.svg" "$day" || failed=$((failed + 1))
 fi
 if [ -s "$huge_results" ]; then
 	"$venv/bin/python" "$REPO/scripts/bench-report.py" --huge "$huge_results" "$huge_runs" "$clock" ||

@@ -32,8 +32,9 @@
 # with intel_iommu=on. Without it, QEMU's default i440fx machine with no
 # devices (-nodefaults).
 # LUO_VM_PLUGIN=ARGS: one vCPU and QEMU's -plugin ARGS (scripts/bench-prof.sh).
+# LUO_VM_SMP=N: N vCPUs instead of 2 (make bench's restore rows).
 kernel=$1 initrd=$2 serial=$3 tmo=$4 mem=$5 extra=$6
-accel=(-accel tcg) smp=2
+accel=(-accel tcg) smp=${LUO_VM_SMP:-2}
 [ "${LUO_VM_ICOUNT:-0}" = 1 ] && accel+=(-icount shift=0)
 if [ -n "${LUO_VM_PLUGIN:-}" ]; then
 	accel+=(-plugin "$LUO_VM_PLUGIN")

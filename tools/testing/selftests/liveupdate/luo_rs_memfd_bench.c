@@ -42,6 +42,10 @@
  * and CmaFree of /proc/meminfo in KiB before the file was written, before
  * PRESERVE_FD and after it.
  *
+ * luo.bench_timeline=1 prints, after FINISH in stage 2, every line of the
+ * kernel's timeline of the live update (debugfs liveupdate/timeline, the Rust
+ * LUO) as "BENCH timeline: <line>", or "BENCH timeline-error: <why>".
+ *
  * luo.bench_prof=1 brackets the two timed ioctls by getppid() and getpgrp()
  * and names them "BENCH prof op=memfd_preserve" and "op=memfd_retrieve", for
  * scripts/bench-prof.sh (as luo_rs_bench does).
@@ -55,6 +59,7 @@
 #include <string.h>
 #include <linux/memfd.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -438,6 +443,33 @@ static void stage1(int luo_fd)
 	daemonize_and_wait();
 }
 
+/* The kernel's timeline of this live update, line by line. */
+static void print_timeline(void)
+{
+	static char buf[16384];
+	char *line, *save = NULL;
+	ssize_t n;
+	int fd;
+
+	if (mount("none", "/sys/kernel/debug", "debugfs", 0, NULL) && errno != EBUSY) {
+		printf("BENCH timeline-error: mount debugfs: %s\n", strerror(errno));
+		return;
+	}
+	fd = open("/sys/kernel/debug/liveupdate/timeline", O_RDONLY);
+	n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	if (n < 0) {
+		printf("BENCH timeline-error: %s\n", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	close(fd);
+	buf[n] = 0;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		printf("BENCH timeline: %s\n", line);
+	fflush(stdout);
+}
+
 static void stage2(int luo_fd, int state_fd)
 {
 	const struct kind *k = cmdline_kind();
@@ -485,6 +517,8 @@ static void stage2(int luo_fd, int state_fd)
 	fflush(stdout);
 	luo_session_finish(sfd);
 	luo_session_finish(state_fd);
+	if (cmdline_num("luo.bench_timeline=", 0) == 1)
+		print_timeline();
 }
 
 int main(int argc, char *argv[])
