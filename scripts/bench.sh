@@ -452,8 +452,11 @@ day=$(date -u +%Y-%m-%d)
 clock="time"
 [ "${LUO_VM_ICOUNT:-0}" != 1 ] || clock=icount
 {
-"$venv/bin/python" "$REPO/scripts/bench-report.py" "$results" "$out/scale.json" "$out/bench.svg" \
-	"$runs" "$big_runs" "$cap_s" "$day" "$clock" || failed=$((failed + 1))
+# The scaling report only if a scaling mode ran.
+if [ -s "$results" ]; then
+	"$venv/bin/python" "$REPO/scripts/bench-report.py" "$results" "$out/scale.json" "$out/bench.svg" \
+		"$runs" "$big_runs" "$cap_s" "$day" "$clock" || failed=$((failed + 1))
+fi
 if [ -s "$memfd_results" ]; then
 	python3 - "$memfd_results" "$runs" <<'EOF'
 import statistics, sys

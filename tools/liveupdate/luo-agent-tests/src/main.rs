@@ -432,6 +432,42 @@ fn luoctl_status(c: &mut Ctx) -> R {
     Ok(())
 }
 
+/// `luoctl timeline` on the running kernel, a cold boot: live update 0, this
+/// kernel's early initcall and device registration recorded, no point of a
+/// previous kernel. On a kernel that hands no timeline over (the C LUO: KHO
+/// lists no "luo-timeline-rs-v1" subtree), it must fail saying it cannot read
+/// the file.
+fn luoctl_timeline(c: &mut Ctx) -> R {
+    c.dev = None;
+    match rustix::mount::mount(
+        "none",
+        "/sys/kernel/debug",
+        "debugfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    ) {
+        Ok(()) | Err(rustix::io::Errno::BUSY) => {}
+        Err(e) => return Err(format!("mount debugfs: {e}")),
+    }
+    let kho_out = "/sys/kernel/debug/kho/out/sub_fdts";
+    let hands_over = std::fs::read_dir(kho_out)
+        .map_err(|e| format!("{kho_out}: {e}"))?
+        .any(|e| e.is_ok_and(|e| e.file_name() == "luo-timeline-rs-v1"));
+    let (ok, text) = luoctl(&["timeline", "--json"])?;
+    if !hands_over {
+        ensure!(!ok && text.contains("cannot read"), "a kernel without a timeline: {text:?}");
+        return Ok(());
+    }
+    ensure!(ok, "luoctl timeline failed: {text:?}");
+    let v: serde_json::Value = serde_json::from_str(text.trim()).map_err(|e| format!("{e}: {text:?}"))?;
+    let rec = &v["records"];
+    ensure!(v["live_update"] == 0, "a cold boot is live update 0: {v}");
+    ensure!(rec["in.boot"].is_u64() && rec["in.init"].is_u64(), "in.boot and in.init recorded: {v}");
+    ensure!(rec["in.boot"].as_u64() <= rec["in.init"].as_u64(), "in.boot after in.init: {v}");
+    ensure!(rec["out.reboot"].is_null() && rec["out.jump"].is_null(), "no previous kernel: {v}");
+    Ok(())
+}
+
 fn luoctl_create_no_hold(c: &mut Ctx) -> R {
     c.dev = None;
     let text =
@@ -740,6 +776,7 @@ const SINGLE: &[Case] = &[
     ("many_files", many_files),
     ("session_outlives_device", session_outlives_device),
     ("luoctl_status", luoctl_status),
+    ("luoctl_timeline", luoctl_timeline),
     ("luoctl_create_no_hold", luoctl_create_no_hold),
     ("luoctl_create_background_hold", luoctl_create_background_hold),
     ("luoctl_errors", luoctl_errors),
