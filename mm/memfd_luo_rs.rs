@@ -554,9 +554,9 @@ impl<F: Format> MemfdHandler<F> {
     /// folio (or one already restored) are skipped, quietly.
     ///
     /// Each folio must fit where its entry puts it, as `retrieve` checks: at the first that
-    /// does not, that folio and the rest of its batch are freed and the later entries are left
-    /// (leaked), since an array that is wrong there may name pages that are not this file's.
-    /// The folios are restored in batches, as `retrieve` does.
+    /// does not, that folio is freed and the rest are left (leaked: the rest of its batch,
+    /// restored already, and the later entries), since an array that is wrong there may name
+    /// pages that are not this file's. The folios are restored in batches, as `retrieve` does.
     fn discard_folios(
         array: &HandoverArray<F::Folios>,
         from: usize,
@@ -576,7 +576,11 @@ impl<F: Format> MemfdHandler<F> {
                 match abi::check_folio_extent(&abi::folio_entry(e), folio.order(), next, size_pages)
                 {
                     Ok(end) => next = end,
-                    Err(_) => return,
+                    Err(_) => {
+                        // This misfit is freed; the rest of the batch is left (see above).
+                        batch.leak();
+                        return;
+                    }
                 }
             }
             from = to;
@@ -590,8 +594,9 @@ impl<F: Format> MemfdHandler<F> {
     /// anything else is this kernel failing to take the folio. The folios inserted before it
     /// belong to the file, freed with it (as C's `fput`). The entries from `to` on are freed
     /// only when the array is sound: a corrupt array may name pages that are not this file's,
-    /// so then they are left (leaked), as `finish` leaves those of a corrupt file. C frees
-    /// them in both cases.
+    /// so then they are left (leaked), as `finish` leaves those of a corrupt file, and so is
+    /// the rest of the entry's batch, restored already (the caller leaks it). C frees them in
+    /// both cases.
     fn retrieve_failed(
         array: &HandoverArray<F::Folios>,
         err: Error,
@@ -885,6 +890,11 @@ impl<F: Format> FileHandler for MemfdHandler<F> {
                         Ok(())
                     });
                     if let Err(err) = r {
+                        if err == EINVAL {
+                            // A corrupt entry: the rest of the batch may be another user's
+                            // preserved memory, which must not be freed (see `retrieve_failed`).
+                            batch.leak();
+                        }
                         let i = from + k;
                         Self::retrieve_failed(&array, err, i, e.index, to, next, size_pages);
                         return Err(err);

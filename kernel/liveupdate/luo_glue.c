@@ -31,7 +31,6 @@ static int __init luo_rs_param(char *buf)
 }
 early_param("liveupdate", luo_rs_param);
 
-early_initcall(luo_rs_early_init);
 
 /*
  * The clock of the live update timeline (timeline.rs): the TSC on x86, which a
@@ -74,7 +73,7 @@ bool luo_rs_clock_is_tsc(void)
  * The last two points of the timeline's reboot path: device shutdown begins
  * right after the reboot notifiers, so the last of them marks it; syscore
  * shutdown comes after device shutdown, just before machine_shutdown() and
- * machine_kexec().
+ * machine_kexec(), and this callback is among its last (see luo_rs_early()).
  */
 static int luo_rs_reboot_notify(struct notifier_block *nb, unsigned long action,
 				void *data)
@@ -101,14 +100,27 @@ static struct syscore luo_rs_syscore = {
 	.ops = &luo_rs_syscore_ops,
 };
 
+static int __init luo_rs_early(void)
+{
+	int err = luo_rs_early_init();
+
+	/*
+	 * Syscore shutdown callbacks run in the reverse order of their
+	 * registration: registered this early, this one runs after nearly
+	 * every other, as close to machine_shutdown() as syscore gets.
+	 */
+	if (!err && liveupdate_enabled())
+		register_syscore(&luo_rs_syscore);
+	return err;
+}
+early_initcall(luo_rs_early);
+
 static int __init luo_rs_late(void)
 {
 	int err = luo_rs_late_init();
 
-	if (!err && liveupdate_enabled()) {
+	if (!err && liveupdate_enabled())
 		register_reboot_notifier(&luo_rs_reboot_nb);
-		register_syscore(&luo_rs_syscore);
-	}
 	return err;
 }
 late_initcall(luo_rs_late);

@@ -312,6 +312,8 @@ pub(crate) struct OutPage(Out);
 #[derive(Clone, Copy)]
 struct Previous {
     tsc: bool,
+    /// The rate of the previous kernel's clock, in kHz (not 0).
+    khz: u64,
     points: [u64; OUT_POINTS],
     freeze: Spans,
 }
@@ -466,6 +468,10 @@ fn parse(
         CLOCK_LOCAL => false,
         _ => return Err("unknown clock"),
     };
+    let khz = get_u64(b, page::KHZ);
+    if khz == 0 {
+        return Err("no clock rate");
+    }
     let mut points = [0u64; OUT_POINTS];
     for (i, p) in points.iter_mut().enumerate() {
         *p = get_u64(b, page::POINTS + 8 * i);
@@ -520,6 +526,7 @@ fn parse(
     let tsc = tsc && tsc_here && last <= boot;
     Ok(Previous {
         tsc,
+        khz,
         points,
         freeze,
     })
@@ -610,16 +617,19 @@ impl Timeline {
         let in_origin = if continuous { out_origin } else { boot };
         let st = |t: u64, origin: u64| Stamp { t, origin, khz };
         if self.updated {
+            // The previous kernel's points at its own clock's rate.
             let points = self.prev.map_or([0; OUT_POINTS], |p| p.points);
             let freeze = self.prev.map_or(Spans::new(), |p| p.freeze);
-            w.line(format_args!(
-                "{} {}",
-                OUT_NAMES[0],
-                st(points[0], out_origin)
-            ))?;
-            w.spans("out.freeze", &freeze, out_origin, khz)?;
+            let out_khz = self.prev.map_or(khz, |p| p.khz);
+            let ost = |t: u64| Stamp {
+                t,
+                origin: out_origin,
+                khz: out_khz,
+            };
+            w.line(format_args!("{} {}", OUT_NAMES[0], ost(points[0])))?;
+            w.spans("out.freeze", &freeze, out_origin, out_khz)?;
             for (name, &t) in OUT_NAMES.iter().zip(points.iter()).skip(1) {
-                w.line(format_args!("{} {}", name, st(t, out_origin)))?;
+                w.line(format_args!("{} {}", name, ost(t)))?;
             }
         }
         for (name, &t) in IN_NAMES.iter().zip(self.inp.iter()) {
@@ -711,9 +721,10 @@ mod tests {
     #[test]
     fn every_corruption_is_refused() {
         type Corrupt = fn(&mut [u8]);
-        let cases: [(&str, Corrupt); 9] = [
+        let cases: [(&str, Corrupt); 10] = [
             ("version", |b| put_u64(b, page::VERSION, 2)),
             ("clock", |b| put_u64(b, page::CLOCK, 7)),
+            ("clock rate", |b| put_u64(b, page::KHZ, 0)),
             ("no reboot stamp", |b| put_u64(b, page::POINTS, 0)),
             ("points out of order", |b| {
                 put_u64(b, page::POINTS + 24, 350)

@@ -747,6 +747,19 @@ impl IncomingFolios {
         })
     }
 
+    /// Gives up the folios not taken without freeing them, for a holder that finds its handover
+    /// corrupt and cannot tell whether they are its own: freeing another user's preserved memory
+    /// would hand it to the page allocator while that user may still read it. They stay
+    /// allocated, owned by no one (a leak, which is safe).
+    pub fn leak(&mut self) {
+        for f in self.folios.iter_mut().take(self.len) {
+            *f = core::ptr::null_mut();
+        }
+        // INVARIANT: Empty.
+        self.len = 0;
+        self.left = 0;
+    }
+
     fn free(&mut self) {
         if self.left == 0 {
             // INVARIANT: Every place is null.

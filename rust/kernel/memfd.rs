@@ -731,7 +731,10 @@ impl NewMemfd {
             let err = unsafe {
                 bindings::hugetlb_insert_restored_folio(self.raw(), f, (index >> order) as c_ulong)
             };
-            return to_result(err);
+            to_result(err)?;
+            // INVARIANT: The huge page ends at `index + nr` (no overflow: checked above).
+            self.end = self.end.max(index + nr);
+            return Ok(());
         }
         let f = folio.into_raw().as_ptr();
         // SAFETY: `f` is a folio we own (one reference) that is in no mapping and that no one
