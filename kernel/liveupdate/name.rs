@@ -16,9 +16,9 @@ pub(crate) const NAME_LEN: usize = uapi::LIVEUPDATE_SESSION_NAME_LENGTH as usize
 /// Two names are equal exactly when C's `strncmp(a, b, 64)` says so, so the type can key the
 /// session maps. Any byte value but NUL is allowed, as in the C LUO.
 ///
-/// The bytes are kept as eight native-endian words: the maps only need some total order
-/// consistent with equality, and comparing words is a few instructions per name where the
-/// byte order of `[u8; 64]` costs a `memcmp()` call (a third of closing a session, measured).
+/// The bytes are kept as eight native-endian words: the session tables only need equality and
+/// a hash ([`Name::hash`]), and comparing or hashing words is a few instructions per name where
+/// a `[u8; 64]` costs a `memcmp()` call (a third of closing a session, measured).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Name([u64; NAME_LEN / 8]);
 
