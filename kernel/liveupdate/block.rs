@@ -102,6 +102,16 @@ impl BlockSet {
         self.blocks.truncate(self.needed(count));
     }
 
+    /// Gives back the blocks beyond those `count` entries need once more than one is spare:
+    /// closing sessions one by one then divides at block boundaries only, not on every close.
+    /// The reboot path trims exactly ([`BlockSet::shrink`]) before it writes the chain.
+    pub(crate) fn shrink_lazily(&mut self, count: usize) {
+        let per = self.per.get();
+        if count.saturating_add(2 * per) <= self.blocks.len().saturating_mul(per) {
+            self.shrink(count);
+        }
+    }
+
     /// Number of reserved blocks (for the KUnit tests).
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fn len(&self) -> usize {

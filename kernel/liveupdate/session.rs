@@ -54,6 +54,11 @@ use kernel::{
     prelude::*,
     sync::{
         aref::ARef,
+        atomic::{
+            Acquire,
+            Atomic,
+            Release, //
+        },
         Arc,
         ArcBorrow,
         Mutex,
@@ -90,6 +95,9 @@ pub(crate) struct Session {
     pub(crate) name: Name,
     /// The session came from the previous kernel.
     pub(crate) incoming: bool,
+    /// Outgoing sessions: a PRESERVE_FD was made, so the session may have files. Closing a
+    /// session without takes no lock for its files.
+    may_have_files: Atomic<bool>,
     /// Outgoing sessions: the links of `Sessions::out` (creation order). Protected by
     /// `Luo::sessions`.
     #[pin]
@@ -138,6 +146,7 @@ impl NewSession {
             try_pin_init!(Session {
                 name,
                 incoming,
+                may_have_files: Atomic::new(false),
                 links <- ListLinks::new(),
                 by_name <- HashLinks::new(),
                 inner <- new_mutex!(
@@ -330,8 +339,12 @@ fn release(luo: &Luo, session: Arc<Session>, file: &File) {
         drop(unsafe { luo.sessions.lock().incoming.remove(&session) });
         return;
     }
-    // As the C LUO: the files go first, and the name stays taken until they are gone.
-    session.inner.lock().files.unpreserve_all(luo);
+    // As the C LUO: the files go first, and the name stays taken until they are gone. A
+    // session that never had a PRESERVE_FD has none, and none can come: this is the release
+    // of its only file, after every ioctl on it, and the reboot path is held off.
+    if session.may_have_files.load(Acquire) {
+        session.inner.lock().files.unpreserve_all(luo);
+    }
     let mut s = luo.sessions.lock();
     // SAFETY: Outgoing sessions are only ever put on `Sessions::out_by_name` (ID 1).
     drop(unsafe { s.out_by_name.remove(&session) });
@@ -340,7 +353,7 @@ fn release(luo: &Luo, session: Arc<Session>, file: &File) {
         s.out_count -= 1;
     }
     let count = s.out_count;
-    s.blocks.shrink(count);
+    s.blocks.shrink_lazily(count);
 }
 
 /// The file operations of outgoing session files: the file holds a reference on the session.
@@ -450,6 +463,7 @@ fn session_ioctl(session: &Session, cmd: u32, arg: usize) -> Result {
             let a: uapi::PreserveFd = ucmd.read()?;
             {
                 let _state = luo.enter()?;
+                session.may_have_files.store(true, Release);
                 session.inner.lock().files.preserve(luo, a.token, a.fd)?;
             }
             ucmd.respond(&a).inspect_err(|_| {
