@@ -568,7 +568,7 @@ impl<F: Format> MemfdHandler<F> {
         let mut batch = IncomingFolios::new();
         while from < entries.len() {
             let to = entries.len().min(from + kho::FOLIO_BATCH);
-            batch.restore_pfns::<F::Pfn>(&array, from..to);
+            batch.restore_pfns::<F::Pfn>(array, from..to);
             for (k, e) in entries[from..to].iter().enumerate() {
                 let Ok(folio) = batch.take(k) else {
                     continue;

@@ -31,7 +31,6 @@ static int __init luo_rs_param(char *buf)
 }
 early_param("liveupdate", luo_rs_param);
 
-
 /*
  * The clock of the live update timeline (timeline.rs): the TSC on x86, which a
  * kexec does not reset, so that one clock spans both kernels; elsewhere

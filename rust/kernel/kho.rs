@@ -737,7 +737,7 @@ impl IncomingFolios {
             return Err(EINVAL);
         }
         let slot = self.folios.get_mut(i).ok_or(EINVAL)?;
-        let folio = NonNull::new(core::mem::replace(slot, core::ptr::null_mut())).ok_or(EINVAL)?;
+        let folio = NonNull::new(core::mem::take(slot)).ok_or(EINVAL)?;
         // INVARIANT: The folio, restored by `kho_try_restore_folios` with one reference, moves
         // out of `self` (its place is null now) to the `IncomingFolio`.
         self.left = self.left.saturating_sub(1);
@@ -770,7 +770,7 @@ impl IncomingFolios {
             if !f.is_null() {
                 // SAFETY: `self` owns the only reference of each folio not taken (type
                 // invariant); its place is cleared.
-                unsafe { bindings::folio_put(core::mem::replace(f, core::ptr::null_mut())) };
+                unsafe { bindings::folio_put(core::mem::take(f)) };
             }
         }
         // INVARIANT: Empty.

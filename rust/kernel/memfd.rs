@@ -767,7 +767,7 @@ impl NewMemfd {
             return Ok(());
         }
         let size_pages = (self.size() as u64).div_ceil(PAGE_SIZE as u64);
-        let last = run.index[n - 1] as usize;
+        let last = run.index.get(n - 1).copied().unwrap_or(c_ulong::MAX);
         if (run.start as u64) < self.end as u64 || last as u64 >= size_pages {
             run.clear();
             return Err(EINVAL);
@@ -777,7 +777,7 @@ impl NewMemfd {
         if let Kind::Hugetlb { .. } = self.kind {
             let mut r = Ok(());
             for i in 0..n {
-                let f = core::mem::replace(&mut run.folios[i], core::ptr::null_mut());
+                let f = core::mem::take(&mut run.folios[i]);
                 let Some(folio) = NonNull::new(f) else {
                     continue;
                 };
@@ -785,7 +785,7 @@ impl NewMemfd {
                 // `push` (its place is null now).
                 let folio = unsafe { IncomingFolio::from_raw(folio) };
                 if r.is_ok() {
-                    let (index, uptodate) = (run.index[i] as usize, run.uptodate & (1 << i) != 0);
+                    let (index, uptodate) = (run.index[i], run.uptodate & (1 << i) != 0);
                     r = self.insert_folio(folio, index, uptodate);
                 }
             }
