@@ -535,7 +535,7 @@ impl<F: Format> MemfdHandler<F> {
             return Err(EBUSY);
         }
         if memfd.present_pages() > state.pages {
-            preserve_new_folios::<F>(&lock_for_freeze(memfd)?, state)?;
+            preserve_new_folios_at_freeze::<F>(&lock_for_freeze(memfd)?, state)?;
         }
         let pos = memfd.pos() as u64;
         let b = state.ser.bytes_mut();
@@ -757,6 +757,49 @@ fn preserve_new_folios<F: Format>(lock: &MemfdLock<'_>, state: &mut State) -> Re
     // The old array is unpreserved and freed here.
     state.array = array;
     Ok(())
+}
+
+/// How many times `freeze` tries to preserve the folios added since `preserve` while that fails
+/// with `ENOMEM`, `FREEZE_LOCK_WAIT` apart.
+const FREEZE_PIN_TRIES: u32 = 10;
+
+/// [`preserve_new_folios`] for `freeze`, tried again while it fails with `ENOMEM`.
+///
+/// Pinning a folio for the handover (`memfd_pin_folios`) first moves it out of memory that
+/// must not stay pinned (movable zones and CMA areas, which include KHO's scratch areas, where
+/// a hugetlbfs pool page grown at run time often is), and the pin returns `ENOMEM` when that
+/// move fails. A move can fail for a moment: with the VMM's writer still running (it gets
+/// SIGBUS from `stop_new_folios` and exits, unmapping the file), the pin at freeze failed in
+/// about one run in ten of `hugetlb:s1_racing_writer_armed` under KASAN, and a second try 10 ms
+/// later succeeded (two runs of eight needed it). The reboot is failed only if `ENOMEM`
+/// persists; `preserve_new_folios` leaves the state unchanged on error, so a try starts afresh.
+fn preserve_new_folios_at_freeze<F: Format>(lock: &MemfdLock<'_>, state: &mut State) -> Result {
+    let mut tries = 1;
+    loop {
+        match preserve_new_folios::<F>(lock, state) {
+            Err(e) if e == ENOMEM && tries < FREEZE_PIN_TRIES => {
+                tries += 1;
+                fsleep(FREEZE_LOCK_WAIT);
+            }
+            Err(e) => {
+                pr_warn!(
+                    "memfd: cannot preserve the folios added since preserve ({} tries): {:?}\n",
+                    tries,
+                    e
+                );
+                return Err(e);
+            }
+            Ok(()) => {
+                if tries > 1 {
+                    pr_info!(
+                        "memfd: folios added since preserve preserved at try {}\n",
+                        tries
+                    );
+                }
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// How long `freeze` waits for the inode lock, in tries `FREEZE_LOCK_WAIT` apart.
