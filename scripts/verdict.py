@@ -37,8 +37,10 @@ the case it is charged to, or a case that ran before it in the same boot (its
 result line, or its kselftest RUN line, came first), or if CASE is "*" (any
 case of the run). The console prints kernel messages from a kthread, often
 after userspace lines written later: an entry names the case that causes its
-message, whose own result line the message can come before or after. Nothing
-else is ever allowed (a WARNING splat, an error, dropped messages).
+message, whose own result line the message can come before or after. An
+entry (CASE, REGEX, "error") excuses a message of level err the same way,
+for the IOMMU faults of a DMA a test expects to be blocked. Nothing else is
+ever allowed (a WARNING splat, an error no entry names, dropped messages).
 
 Kernel messages are read with their level when the VM ran with
 console_msg_format=syslog ("<N>[time] text"), which also covers what the
@@ -151,16 +153,32 @@ def message(line):
 
 
 def compile_allow(allow):
-    """The allow entries as (case, compiled regex) pairs."""
-    return [(case, re.compile(rx)) for case, rx in allow]
+    """The allow entries as (case, compiled regex, kind) triples.
+
+    An entry is (CASE, REGEX) for a watched warning, or (CASE, REGEX, "error")
+    for a message of level err that a test causes on purpose (an IOMMU fault of
+    a DMA it expects to be blocked).
+    """
+    out = []
+    for a in allow:
+        case, rx, kind = (tuple(a) + ("warning",))[:3]
+        if kind not in ("warning", "error"):
+            raise ValueError("allow entry %r: kind %r is neither warning nor error" % (a, kind))
+        out.append((case, re.compile(rx), kind))
+    return out
 
 
 def allowed(line, names, allow):
-    """Is LINE a watched warning that an entry of ALLOW excuses in a case of NAMES?"""
-    if not line.startswith(WARN_MARK):
+    """Is LINE a watched warning, or an error, that an entry of ALLOW excuses in NAMES?"""
+    if line.startswith(WARN_MARK):
+        kind = "warning"
+    elif line.startswith(ERR_MARK):
+        kind = "error"
+    else:
         return False
     text = message(line)
-    return any((case == "*" or case in names) and rx.fullmatch(text) for case, rx in allow)
+    return any((case == "*" or case in names) and k == kind and rx.fullmatch(text)
+               for case, rx, k in allow)
 
 
 class Run:
@@ -565,7 +583,7 @@ def hang_signature(first_log, allow=()):
     """
     lines = read(first_log)
     allow = compile_allow(allow)
-    names = {case for case, _ in allow}
+    names = {case for case, _, _ in allow}
     if any(PROBLEM.search(x) and not allowed(x, names, allow) for x in lines):
         return None
     boots = [i for i, x in enumerate(lines) if BOOT in x]

@@ -107,6 +107,22 @@ class Ktap(Verdicts):
                             [kmsg(3, "blk_update_request: I/O error, dev vda, sector 0")])
         self.assert_only(self.ktap(path), "finish_then_retrieve_enoent", "I/O error")
 
+    DMAR = "DMAR: DRHD: handling fault status reg 2"
+
+    def test_error_allowed_only_by_an_error_entry(self):
+        path = self.variant("ktap-clean.log", "ok 1 retrieve_twice_same_file",
+                            [kmsg(3, self.DMAR)])
+        # An entry for a warning does not excuse an error of the same text.
+        res = self.ktap(path, allow=[("retrieve_twice_same_file", self.DMAR)])
+        self.assert_only(res, "finish_then_retrieve_enoent", "DMAR")
+        allow = [("retrieve_twice_same_file", self.DMAR, "error")]
+        self.assertEqual(self.failed(self.ktap(path, allow=allow)), {})
+        # Nor does an error entry excuse a warning.
+        path = self.variant("ktap-clean.log", "ok 1 retrieve_twice_same_file",
+                            [kmsg(4, "luo: " + self.DMAR)])
+        allow = [("retrieve_twice_same_file", "luo: " + self.DMAR, "error")]
+        self.assert_only(self.ktap(path, allow=allow), "finish_then_retrieve_enoent", "DMAR")
+
     def test_other_subsystem_warning_passes(self):
         path = self.variant("ktap-clean.log", "ok 1 retrieve_twice_same_file",
                             [kmsg(4, "tsc: Unable to calibrate against PIT")])
