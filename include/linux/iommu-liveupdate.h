@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * IOMMU translation kept across a live update, for devices that keep doing
+ * DMA through the kexec. Intel VT-d only (drivers/iommu/intel/liveupdate.c).
+ */
+#ifndef _LINUX_IOMMU_LIVEUPDATE_H
+#define _LINUX_IOMMU_LIVEUPDATE_H
+
+#include <linux/errno.h>
+#include <linux/types.h>
+
+struct device;
+
+#ifdef CONFIG_INTEL_IOMMU_LIVEUPDATE
+int iommu_liveupdate_keep(struct device *dev);
+void iommu_liveupdate_unkeep(struct device *dev);
+bool iommu_liveupdate_take_kept(struct device *dev);
+void iommu_liveupdate_end_adopted(void);
+#else
+static inline int iommu_liveupdate_keep(struct device *dev)
+{
+	return -EOPNOTSUPP;
+}
+
+static inline void iommu_liveupdate_unkeep(struct device *dev)
+{
+}
+
+static inline bool iommu_liveupdate_take_kept(struct device *dev)
+{
+	return false;
+}
+
+static inline void iommu_liveupdate_end_adopted(void)
+{
+}
+#endif
+
+#endif /* _LINUX_IOMMU_LIVEUPDATE_H */
