@@ -52,6 +52,7 @@ use kernel::{
         VmallocDescriptor, //
     },
     liveupdate::{
+        self,
         FileHandler,
         Registration,
         RetrieveStatus, //
@@ -886,6 +887,9 @@ impl<F: Format> FileHandler for MemfdHandler<F> {
     }
 
     fn retrieve(&self, data: Handover) -> Result<ARef<File>> {
+        // The folios become userspace's, which may free them: no translation adopted from the
+        // previous kernel (a device kept running) may reach them then.
+        liveupdate::end_adopted_translations();
         let (_page, ser, kind, array) = Self::restore_handover(data, true)?;
         // The handover is sound from here on: if the file cannot be set up, its folios are
         // freed (the C handler leaks them when adding the seals fails).
@@ -966,6 +970,8 @@ impl<F: Format> FileHandler for MemfdHandler<F> {
         if status != RetrieveStatus::NotRetrieved {
             return;
         }
+        // The folios freed here may be reached by a translation adopted from the previous kernel.
+        liveupdate::end_adopted_translations();
         match Self::restore_handover(data, false) {
             Ok((_page, ser, _, Some(array))) => {
                 Self::discard_folios(&array, 0, 0, ser.size_pages())

@@ -47,6 +47,7 @@
 #include <linux/kho/abi/luo.h>
 #include <linux/kho/abi/memfd.h>
 #include <linux/kho/abi/vfio_pci_rs.h>
+#include <linux/kho/abi/vtd_lu_rs.h>
 #include <linux/types.h>
 
 #define LUO_NOTE_NAME		"LUO"
@@ -86,6 +87,19 @@
 #define LUO_FMT_VFIO_PCI	""
 #endif
 
+/*
+ * A vfio-pci device kept running through the kexec ("vfio-pci-rs-v2"), and
+ * the VT-d translation kept for it: only a kernel that adopts that
+ * translation may take such a device, since one that turns translation off
+ * lets the device's DMA reach the physical addresses its IOVAs name.
+ */
+#if defined(CONFIG_VFIO_PCI_LIVEUPDATE_RUST) && defined(CONFIG_INTEL_IOMMU_LIVEUPDATE)
+#define LUO_FMT_VFIO_PCI_RUNNING	VFIO_PCI_RS_RUNNING_LUO_FH_COMPATIBLE "\0" \
+					VTD_LU_RS_SUBTREE "\0"
+#else
+#define LUO_FMT_VFIO_PCI_RUNNING	""
+#endif
+
 /* The test file handler of kernel/liveupdate/test_handler.rs. */
 #ifdef CONFIG_LIVEUPDATE_RUST_TEST
 #define LUO_FMT_RUST_TEST	"luo-rs-test-v1\0"
@@ -105,7 +119,8 @@
 
 #define LUO_FORMATS							\
 	(LUO_FMT_KHO LUO_FMT_CORE LUO_FMT_MEMFD LUO_FMT_HUGETLB		\
-	 LUO_FMT_VFIO_PCI LUO_FMT_RUST_TEST LUO_FMT_TEST_FLBS)
+	 LUO_FMT_VFIO_PCI LUO_FMT_VFIO_PCI_RUNNING LUO_FMT_RUST_TEST	\
+	 LUO_FMT_TEST_FLBS)
 
 struct luo_formats_desc {
 	u32 version;

@@ -28,6 +28,22 @@ mod registration;
 
 pub use registration::Registration;
 
+/// Ends every IOMMU translation this kernel adopted from the previous one for devices that kept
+/// running through the kexec (`iommu_liveupdate_end_adopted`): their DMA faults from here on,
+/// until userspace attaches them to a domain of its own.
+///
+/// An adopted translation reaches memory the previous kernel preserved, typically a guest's
+/// RAM. A handler calls this before it hands such memory to userspace, which may free it, or
+/// frees it itself. Only the first call does any work.
+pub fn end_adopted_translations() {
+    #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]
+    // SAFETY: No precondition: the function takes its own locks, in process context, which a
+    // handler's `retrieve` and `finish` are.
+    unsafe {
+        bindings::iommu_liveupdate_end_adopted()
+    }
+}
+
 /// Length of a handler or FLB compatible string, including the NUL.
 pub const COMPAT_LEN: usize = bindings::LIVEUPDATE_HNDL_COMPAT_LENGTH as usize;
 

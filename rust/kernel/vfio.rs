@@ -113,6 +113,41 @@ impl Device {
         to_result(unsafe { bindings::vfio_pci_core_liveupdate_freeze(vdev) })
     }
 
+    /// The `struct vfio_pci_core_device` of a vfio-pci device; `EINVAL` for a device that is
+    /// not vfio-pci's own.
+    fn pci_core(&self) -> Result<*mut bindings::vfio_pci_core_device> {
+        // SAFETY: The device is registered (type invariant); the function reads its ops.
+        if !unsafe { bindings::vfio_pci_is_vfio_pci(self.as_raw()) } {
+            return Err(EINVAL);
+        }
+        // SAFETY: The device is vfio-pci's own (just checked), so it is embedded in a
+        // `struct vfio_pci_core_device` as its `vdev` member.
+        Ok(unsafe { crate::container_of!(self.as_raw(), bindings::vfio_pci_core_device, vdev) })
+    }
+
+    /// Freezes the device for the reboot into the next kernel, but keeps it running (see
+    /// `vfio_pci_core_liveupdate_freeze_running`): it is not reset, it keeps bus mastering
+    /// through the kexec, and its IOMMU translation is handed over for the next kernel to
+    /// adopt. Every access through its open files fails with `EIO` from here on. `EBUSY` if it
+    /// is being unbound or removed or is frozen already, `EINVAL` if it has an interrupt
+    /// enabled or is not in D0 (or is not vfio-pci's own), `EOPNOTSUPP` if its IOMMU cannot
+    /// keep its translation.
+    pub fn liveupdate_freeze_running(&self) -> Result {
+        let vdev = self.pci_core()?;
+        // SAFETY: `vdev` is a registered vfio-pci device; the function takes its locks.
+        to_result(unsafe { bindings::vfio_pci_core_liveupdate_freeze_running(vdev) })
+    }
+
+    /// Undoes what [`Device::liveupdate_freeze_running`] did for the next kernel, after a
+    /// failed reboot: the device stays frozen, but a later kexec stops it and hands over no
+    /// IOMMU translation. Does nothing for a device that is not vfio-pci's own.
+    pub fn liveupdate_unkeep(&self) {
+        if let Ok(vdev) = self.pci_core() {
+            // SAFETY: `vdev` is a registered vfio-pci device; the function takes its locks.
+            unsafe { bindings::vfio_pci_core_liveupdate_unkeep(vdev) }
+        }
+    }
+
     /// Finds the registered vfio device of the PCI function `bdf` (as [`pci::Device::dev_id`]
     /// gives it) in PCI domain `domain`, if a vfio driver drives it.
     pub fn find_pci(domain: u32, bdf: u16) -> Option<Registered> {

@@ -29,6 +29,11 @@
 //! - A failed `freeze` leaves the devices frozen before it frozen (no `unfreeze`, as upstream):
 //!   their files get `EIO` until the device is closed.
 //!
+//! With `CONFIG_INTEL_IOMMU_LIVEUPDATE` a second handler, registered first, takes the same
+//! files under "vfio-pci-rs-v2" when the module parameter `keep_running` is set: those devices
+//! keep running through the kexec (not reset, bus mastering on, their VT-d translation handed
+//! over for the next kernel to adopt; `vfio_pci_core_liveupdate_freeze_running`).
+//!
 //! See `Documentation/core-api/liveupdate-vfio-rust.rst`.
 
 use kernel::{
@@ -51,6 +56,7 @@ use kernel::{
     prelude::*,
     sync::{
         aref::ARef,
+        Arc,
         Mutex, //
     },
     vfio, //
@@ -60,8 +66,14 @@ module! {
     type: VfioPciLuo,
     name: "vfio_pci_luo_rs",
     authors: ["The LUO Rust team"],
-    description: "vfio-pci live update file handler (vfio-pci-rs-v1), in Rust",
+    description: "vfio-pci live update file handler (vfio-pci-rs-v1, -v2), in Rust",
     license: "GPL",
+    params: {
+        keep_running: bool {
+            default: false,
+            description: "Keep preserved devices running through the kexec (vfio-pci-rs-v2)",
+        },
+    },
 }
 
 /// The "vfio-pci-rs-v1" handover format (`include/linux/kho/abi/vfio_pci_rs.h`).
@@ -75,6 +87,11 @@ mod abi {
     /// The compatible string of the handover: not upstream's "vfio-pci-v1", whose semantics
     /// differ (`VFIO_PCI_RS_LUO_FH_COMPATIBLE`).
     pub(super) const COMPATIBLE: &CStr = c"vfio-pci-rs-v1";
+    /// The compatible string of a device kept running through the kexec: the same record, but
+    /// the device is not reset, keeps bus mastering, and its IOMMU translation is handed over
+    /// (`VFIO_PCI_RS_RUNNING_LUO_FH_COMPATIBLE`).
+    #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]
+    pub(super) const RUNNING_COMPATIBLE: &CStr = c"vfio-pci-rs-v2";
     /// `sizeof(struct vfio_pci_rs_device_ser)`: packed, no padding.
     pub(super) const SER_SIZE: usize = 24;
     /// `VFIO_PCI_RS_SER_F_DSN`: the record holds a device serial number.
@@ -351,19 +368,20 @@ impl Drop for Holds {
     }
 }
 
-/// The handler.
+/// What the handlers of both formats share: the devices preserved for the next kernel, and
+/// those the previous kernel preserved.
 ///
 /// Locks: `outgoing` and `incoming` are leaves (only the vfio core's xarray is touched under
 /// `incoming`), taken inside LUO's callbacks and at registration, never both at once.
-struct VfioPciHandler {
+struct Shared {
     /// The devices preserved for the next kernel.
     outgoing: Pin<KBox<Mutex<Outgoing>>>,
     /// The devices the previous kernel preserved, still held (none until registered).
     incoming: Pin<KBox<Mutex<Holds>>>,
 }
 
-impl VfioPciHandler {
-    fn new() -> Result<Self> {
+impl Shared {
+    fn new() -> Result<Arc<Self>> {
         let subtree = if kho::is_enabled() {
             PreservedPage::new()
                 .and_then(|p| Subtree::add(HELD_SUBTREE, p, PAGE_SIZE))
@@ -374,17 +392,28 @@ impl VfioPciHandler {
         } else {
             None
         };
-        Ok(Self {
-            outgoing: KBox::pin_init(
-                new_mutex!(Outgoing {
-                    subtree,
-                    devs: KVec::new(),
-                }),
-                GFP_KERNEL,
-            )?,
-            incoming: KBox::pin_init(new_mutex!(Holds::none()), GFP_KERNEL)?,
-        })
+        Ok(Arc::new(
+            Self {
+                outgoing: KBox::pin_init(
+                    new_mutex!(Outgoing {
+                        subtree,
+                        devs: KVec::new(),
+                    }),
+                    GFP_KERNEL,
+                )?,
+                incoming: KBox::pin_init(new_mutex!(Holds::none()), GFP_KERNEL)?,
+            },
+            GFP_KERNEL,
+        )?)
     }
+}
+
+/// The handler of one format: "vfio-pci-rs-v1" (the device is reset at freeze) or, with
+/// `running`, "vfio-pci-rs-v2" (the device keeps running through the kexec).
+struct VfioPciHandler {
+    shared: Arc<Shared>,
+    /// Whether this handler keeps its devices running.
+    running: bool,
 }
 
 /// An outgoing device's state: the preserved page holding its [`DeviceSer`].
@@ -396,6 +425,10 @@ impl FileHandler for VfioPciHandler {
     type State = State;
 
     fn compatible(&self) -> &CStr {
+        #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]
+        if self.running {
+            return abi::RUNNING_COMPATIBLE;
+        }
         abi::COMPATIBLE
     }
 
@@ -409,6 +442,11 @@ impl FileHandler for VfioPciHandler {
         let Some(pdev) = dev.pci() else {
             return false;
         };
+        // With `keep_running`, the handler that keeps devices running is registered first and
+        // takes every device it can; without it, that handler takes none.
+        if self.running && !module_parameters::keep_running.value() {
+            return false;
+        }
         dev.is_liveupdate_capable() && !pdev.is_virtfn() && vfio::file_cdev_bound(file)
     }
 
@@ -420,7 +458,7 @@ impl FileHandler for VfioPciHandler {
         ser.write(page.bytes_mut()).ok_or(EINVAL)?;
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
         test::corrupt_ser(&mut page);
-        self.outgoing.lock().add(Held {
+        self.shared.outgoing.lock().add(Held {
             dev: ser,
             handle: page.phys(),
         })?;
@@ -430,19 +468,35 @@ impl FileHandler for VfioPciHandler {
 
     fn unpreserve(&self, file: &File, _data: u64, state: State) {
         if let Some(dev) = vfio::Device::from_file(file) {
+            if self.running {
+                dev.liveupdate_unkeep();
+            }
             dev.set_liveupdate_busy(false);
         }
-        self.outgoing.lock().remove(state.ser.phys());
+        self.shared.outgoing.lock().remove(state.ser.phys());
         drop(state.ser);
     }
 
     fn freeze(&self, file: &File, _data: &mut u64, _state: &mut State) -> Result {
-        vfio::Device::from_file(file)
-            .ok_or(EINVAL)?
-            .liveupdate_freeze()?;
+        let dev = vfio::Device::from_file(file).ok_or(EINVAL)?;
+        if self.running {
+            dev.liveupdate_freeze_running()?;
+        } else {
+            dev.liveupdate_freeze()?;
+        }
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
         test::corrupt_handle(_data, &_state.ser);
         Ok(())
+    }
+
+    /// A failed reboot: a device kept running is stopped at a later kexec again, and its
+    /// IOMMU translation is no longer handed over; it stays frozen, as with the other format.
+    fn unfreeze(&self, file: &File, _data: u64, _state: &mut State) {
+        if self.running {
+            if let Some(dev) = vfio::Device::from_file(file) {
+                dev.liveupdate_unkeep();
+            }
+        }
     }
 
     /// Opens the function the record names if a vfio-pci device drives it and it is the same
@@ -519,7 +573,7 @@ impl FileHandler for VfioPciHandler {
             },
             _ => None,
         };
-        self.incoming.lock().finished(data.raw(), dev);
+        self.shared.incoming.lock().finished(data.raw(), dev);
     }
 
     fn get_id(file: &File) -> usize {
@@ -532,34 +586,53 @@ impl FileHandler for VfioPciHandler {
 }
 
 struct VfioPciLuo {
+    /// The handler that keeps devices running: first, so that it takes the devices it can.
+    #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]
+    _running: Option<Registration<VfioPciHandler>>,
     _registration: Option<Registration<VfioPciHandler>>,
+}
+
+/// Registers the handler of one format; `None` if LUO is disabled on this boot.
+fn register(
+    module: &'static ThisModule,
+    shared: &Arc<Shared>,
+    running: bool,
+) -> Result<Option<Registration<VfioPciHandler>>> {
+    let handler = VfioPciHandler {
+        shared: shared.clone(),
+        running,
+    };
+    match Registration::new(module, handler) {
+        Ok(r) => Ok(Some(r)),
+        // LUO is disabled on this boot.
+        Err(e) if e == EOPNOTSUPP => Ok(None),
+        Err(e) => {
+            pr_err!(
+                "vfio-pci: could not register the live update handler: {:?}\n",
+                e
+            );
+            Err(e)
+        }
+    }
 }
 
 impl kernel::Module for VfioPciLuo {
     fn init(module: &'static ThisModule) -> Result<Self> {
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
         test::init()?;
-        let registration = match Registration::new(module, VfioPciHandler::new()?) {
-            Ok(r) => {
-                // Only a registered handler holds the previous kernel's devices: one that is not
-                // (live update off, no memory) would never finish their files to release them.
-                if let Some(h) = r.handler() {
-                    let holds = Holds::hold_listed();
-                    *h.incoming.lock() = holds;
-                }
-                Some(r)
-            }
-            // LUO is disabled on this boot.
-            Err(e) if e == EOPNOTSUPP => None,
-            Err(e) => {
-                pr_err!(
-                    "vfio-pci: could not register the live update handler: {:?}\n",
-                    e
-                );
-                return Err(e);
-            }
-        };
+        let shared = Shared::new()?;
+        #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]
+        let running = register(module, &shared, true)?;
+        let registration = register(module, &shared, false)?;
+        // Only a registered handler holds the previous kernel's devices: one that is not (live
+        // update off, no memory) would never finish their files to release them.
+        if registration.is_some() {
+            let holds = Holds::hold_listed();
+            *shared.incoming.lock() = holds;
+        }
         Ok(Self {
+            #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]
+            _running: running,
             _registration: registration,
         })
     }

@@ -28,6 +28,14 @@
 
 #define VFIO_PCI_RS_LUO_FH_COMPATIBLE "vfio-pci-rs-v1"
 
+/*
+ * The same record for a device that keeps running through the kexec: not
+ * reset, bus mastering on, its VT-d translation handed over as
+ * "vtd-lu-rs-v1" (include/linux/kho/abi/vtd_lu_rs.h) for the next kernel to
+ * adopt.
+ */
+#define VFIO_PCI_RS_RUNNING_LUO_FH_COMPATIBLE "vfio-pci-rs-v2"
+
 /* vfio_pci_rs_device_ser.flags: @dsn holds the device serial number. */
 #define VFIO_PCI_RS_SER_F_DSN	0x1
 
