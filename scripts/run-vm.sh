@@ -28,8 +28,9 @@
 # independent of the host's load (used by `BENCH_ICOUNT=1 make bench`).
 
 # LUO_VM_VFIO=1: the vfio suite's machine, a q35 with QEMU's emulated Intel
-# IOMMU and four edu test devices (1234:11e8, at 00:02.0 to 00:05.0), booted
-# with intel_iommu=on. Without it, QEMU's default i440fx machine with no
+# IOMMU and four edu test devices (1234:11e8, at 00:02.0 to 00:05.0, with a
+# 39-bit DMA mask so that a test can put guest RAM at an IOVA above the VM's
+# RAM: see luo_rs_vfio_dma.c), booted with intel_iommu=on. Without it, QEMU's default i440fx machine with no
 # devices (-nodefaults).
 # LUO_VM_PLUGIN=ARGS: one vCPU and QEMU's -plugin ARGS (scripts/bench-prof.sh).
 # LUO_VM_SMP=N: N vCPUs instead of 2 (make bench's restore rows).
@@ -42,7 +43,9 @@ if [ -n "${LUO_VM_PLUGIN:-}" ]; then
 fi
 if [ "${LUO_VM_VFIO:-0}" = 1 ]; then
 	# shellcheck disable=SC2054 # the commas are QEMU's option syntax
-	accel+=(-M q35 -device intel-iommu -device edu,addr=02.0 -device edu,addr=03.0 -device edu,addr=04.0 -device edu,addr=05.0)
+	edu=edu,dma_mask=0x7fffffffff
+	accel+=(-M q35 -device intel-iommu -device "$edu",addr=02.0 -device "$edu",addr=03.0
+		-device "$edu",addr=04.0 -device "$edu",addr=05.0)
 	extra="intel_iommu=on $extra"
 fi
 mkdir -p "$(dirname "$serial")"

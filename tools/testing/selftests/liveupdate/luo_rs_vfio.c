@@ -148,62 +148,6 @@ static int ram_check(const uint64_t *w, uint64_t from, uint64_t to, uint64_t len
 
 /* ---- stage 1 ---- */
 
-/*
- * The strings of the running kernel's "LUO" note of type 1 (the handover
- * formats it accepts, kernel/liveupdate/luo_formats.c) into @out, each
- * NUL-terminated; their total length, or 0 (the reason recorded).
- */
-static size_t luo_formats(char *out, size_t len)
-{
-	static uint8_t notes[16384];
-	size_t n = 0, off = 0, got = 0;
-	int fd = open("/sys/kernel/notes", O_RDONLY | O_CLOEXEC);
-	ssize_t r;
-
-	if (fd < 0)
-		return fail("open /sys/kernel/notes: %s", en(errno));
-	while ((r = read(fd, notes + n, sizeof(notes) - n)) > 0)
-		n += r;
-	close(fd);
-	while (off + 12 <= n) {
-		uint32_t namesz, descsz, type;
-		size_t name, desc;
-
-		memcpy(&namesz, notes + off, 4);
-		memcpy(&descsz, notes + off + 4, 4);
-		memcpy(&type, notes + off + 8, 4);
-		name = off + 12;
-		desc = name + ((namesz + 3) & ~3U);
-		if (desc > n || descsz > n - desc)
-			break;
-		off = desc + ((descsz + 3) & ~3U);
-		if (namesz != 4 || memcmp(notes + name, "LUO", 4) || type != 1 || descsz < 4)
-			continue;
-		/* u32 version 1, then the strings. */
-		if (notes[desc] != 1)
-			return fail("the LUO note has version %u, want 1", notes[desc]);
-		got = descsz - 4 < len ? descsz - 4 : len;
-		memcpy(out, notes + desc + 4, got);
-		if (got)
-			out[got - 1] = 0;
-		return got ? got : fail("the LUO note is empty");
-	}
-	return fail("no LUO note of type 1 in /sys/kernel/notes");
-}
-
-/* Is @compat one of the @len bytes of NUL-terminated strings at @t? */
-static int format_listed(const char *t, size_t len, const char *compat)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		if (!strcmp(t + i, compat))
-			return 1;
-		i += strlen(t + i) + 1;
-	}
-	return 0;
-}
-
 static int s1_format_note_private(int arg)
 {
 	char t[1024];

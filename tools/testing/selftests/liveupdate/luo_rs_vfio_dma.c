@@ -1,0 +1,518 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * A vfio-pci device kept running through a live update ("vfio-pci-rs-v2",
+ * booted with vfio_pci_luo_rs.keep_running=1): its DMA goes on through the
+ * kexec, through the VT-d translation the outgoing kernel keeps on and the
+ * next kernel adopts ("vtd-lu-rs-v1"). The machine is luo_rs_vfio.c's (q35,
+ * emulated Intel IOMMU, edu devices, see luo_rs_vfio.h), with the edu DMA
+ * mask widened (dma_mask=0x7fffffffff), so that the guest RAM sits at an
+ * IOVA above the VM's RAM: a DMA that bypassed translation would write to
+ * no memory at all instead of to the physical address its IOVA names.
+ *
+ * The machine's devices A (00:02.0) and B (00:03.0) are both attached to one
+ * IOAS (one domain, two context entries), where a 4 MiB guest RAM memfd is
+ * mapped at IOVA 0x7f00000000. Each page of the memfd has its own role:
+ * page 1 is the source of every DMA (loaded into a device's buffer first),
+ * page 2 is what A's DMA armed in the reboot writes, page 3 what B's DMA
+ * armed before reboot() writes, page 4 what A's DMA started in the next
+ * kernel writes (before anything attaches A again), page 6 stage 1's round
+ * trip (from page 5) and page 7 stage 2's; every other byte keeps stage 1's
+ * pattern.
+ *
+ * luo.vfio_dma=freeze arms A's DMA right after A's freeze, luo.vfio_dma=kexec
+ * at the kexec after device shutdown (a test hook in vfio-pci, debugfs
+ * vfio_luo_rs_test/arm). edu starts a DMA 100 ms after its command, so
+ * either runs after the jump into the next kernel.
+ *
+ *   -s 1  - formats_listed: the kernel's table of accepted formats names
+ *           "vfio-pci-rs-v2" and "vtd-lu-rs-v1";
+ *         - rig: A and B bound to vfio-pci, an iommufd, the memfd mapped, a
+ *           DMA round trip through A;
+ *         - preserve_running: A, B and the memfd preserved in session "dma";
+ *         - dma_armed: both buffers loaded from page 1; A's DMA to page 2
+ *           armed for the freeze or the kexec; B's DMA to page 3 started.
+ *   -s 2  - translation_adopted: the next kernel adopted the unit's tables
+ *           (two devices) and did not turn translation off;
+ *         - dma_in_next_kernel: through its sysfs BAR (not opened, not
+ *           attached), A copies its buffer to page 4, through the adopted
+ *           translation;
+ *         - dma_landed: the retrieved memfd: pages 2, 3 and 4 hold page 1's
+ *           bytes, every other byte is as stage 1 left it;
+ *         - adoption_ended: retrieving the memfd ended the adopted
+ *           translation (userspace may free that memory now): B's DMA to
+ *           page 8, started through sysfs, faults and writes nothing;
+ *         - not_reset: A, retrieved and bound to a new iommufd, was enabled
+ *           without a reset ("kept running, not reset");
+ *         - dma_after: a DMA round trip through the memfd mapped again in a
+ *           new IOAS, then FINISH.
+ *
+ * Booted with vtd_lu.test_corrupt=N (1 to 4: see drivers/iommu/intel/
+ * liveupdate.c), the outgoing kernel corrupts the VT-d handover, and stage 2
+ * checks that the next kernel refuses it safely instead:
+ *   -s 2  - translation_refused: the unit's handover was refused, not adopted,
+ *           and translation was not turned off (an empty root table);
+ *         - dma_blocked: A's DMA to page 4, started through sysfs, faults and
+ *           writes nothing; the memfd is retrieved intact otherwise (pages 2
+ *           and 3 may hold the DMAs that ran before the refusal);
+ *         - reset_at_open: A, retrieved and bound, was enabled the usual way
+ *           (reset, bus mastering off);
+ *         - dma_after: as above.
+ *
+ * Into a kernel without "vtd-lu-rs-v1" (the interop run rust-to-rust-c-memfd
+ * vfio-dma: rust-c-memfd is built without CONFIG_INTEL_IOMMU_LIVEUPDATE),
+ * which is what its table of accepted formats says, stage 2 checks that it
+ * behaves as before, safely:
+ *   -s 2  - translation_turned_off: it turned translation off at boot, as
+ *           any kernel outside kdump does, adopting and refusing nothing;
+ *         - dma_blocked: as above (pages 2 and 3 may hold what landed
+ *           through the old tables, before it turned translation off, or
+ *           nowhere: their IOVAs are above the VM's RAM);
+ *         - device_dropped: it has no handler for "vfio-pci-rs-v2": A's file
+ *           was dropped (RETRIEVE_FD fails with ENOENT);
+ *         - finish: FINISH of the session.
+ *
+ * KTAP per check; --list [--corrupt | --interop] prints the case names.
+ */
+
+#include <sys/mount.h>
+
+#include "luo_rs_vfio.h"
+
+#define STATE_SESSION_NAME	"luo_rs_vfio_dma_state"
+#define STATE_MEMFD_TOKEN	995
+#define SESSION			"dma"
+#define TOKEN_DEV		1
+#define TOKEN_RAM		2
+#define RAM_SIZE		(4UL << 20)
+#define RAM_IOVA		0x7f00000000ULL
+#define PAGE			4096UL
+#define TOKEN_DEV_B		3
+#define SRC_PAGE		1
+#define A_PAGE			2	/* A's DMA armed in the reboot */
+#define B_PAGE			3	/* B's DMA armed before reboot() */
+#define NEXT_PAGE		4	/* A's DMA started in the next kernel */
+#define RT_FROM			5	/* the round trips */
+#define RT_TO			6
+#define ENDED_PAGE		8	/* B's DMA after the adopted translation ended */
+#define DMA_LEN			EDU_DMA_MAX
+#define ARM			"/sys/kernel/debug/vfio_luo_rs_test/arm"
+
+static int luo_fd = -1, state_fd = -1, iommufd = -1, ram_fd = -1, sess = -EBADF;
+static __u32 ioas;
+static struct edu edu_a = EDU_INIT(DEV_A), edu_b = EDU_INIT(DEV_B);
+
+/* Byte @off of what stage 1 writes in the guest RAM. */
+static uint8_t ram_byte(uint64_t off)
+{
+	return (uint8_t)(off * 7 + (off >> 12));
+}
+
+/* Byte @off of the memfd after stage 1 and the DMAs across the kexec. */
+static uint8_t want_byte(uint64_t off)
+{
+	uint64_t page = off / PAGE, in = off % PAGE;
+
+	if (in < DMA_LEN && (page == A_PAGE || page == B_PAGE || page == NEXT_PAGE))
+		return ram_byte(SRC_PAGE * PAGE + in);
+	if (in < DMA_LEN && page == RT_TO)
+		return ram_byte(RT_FROM * PAGE + in);
+	return ram_byte(off);
+}
+
+static int s1_formats_listed(int arg)
+{
+	static char t[4096];
+	size_t len = luo_formats(t, sizeof(t));
+	int v2 = format_listed(t, len, "vfio-pci-rs-v2");
+	int vtd = format_listed(t, len, "vtd-lu-rs-v1");
+
+	if (!len)
+		return 0;
+	if (!v2 || !vtd)
+		return fail("the LUO note lacks%s%s", v2 ? "" : " vfio-pci-rs-v2",
+			    vtd ? "" : " vtd-lu-rs-v1");
+	return 1;
+}
+
+static int new_ioas(void)
+{
+	iommufd = iommufd_open();
+	return iommufd >= 0 && ioas_alloc(iommufd, &ioas);
+}
+
+static int s1_rig(int arg)
+{
+	uint8_t *b;
+	uint64_t i;
+
+	if (!edu_present(edu_a.bdf) || !edu_present(edu_b.bdf) || !bind_vfio_pci(edu_a.bdf) ||
+	    !bind_vfio_pci(edu_b.bdf) || !new_ioas() || !edu_open_bind(&edu_a, iommufd, ioas) ||
+	    !edu_open_bind(&edu_b, iommufd, ioas))
+		return 0;
+	ram_fd = memfd_create("vfio-dma-guest-ram", MFD_CLOEXEC);
+	if (ram_fd < 0 || ftruncate(ram_fd, RAM_SIZE))
+		return fail("memfd of %lu bytes: %s", RAM_SIZE, en(errno));
+	b = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ram_fd, 0);
+	if (b == MAP_FAILED)
+		return fail("mmap of the memfd: %s", en(errno));
+	for (i = 0; i < RAM_SIZE; i++)
+		b[i] = ram_byte(i);
+	munmap(b, RAM_SIZE);
+	if (!ioas_map_file(iommufd, ioas, ram_fd, RAM_SIZE, RAM_IOVA) || !edu_map_bar(&edu_a) ||
+	    !edu_set_command(&edu_a, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER) || !edu_map_bar(&edu_b) ||
+	    !edu_set_command(&edu_b, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER))
+		return 0;
+	return edu_dma(&edu_a, RAM_IOVA + RT_FROM * PAGE, EDU_BUF, DMA_LEN, 0) &&
+	       edu_dma(&edu_a, EDU_BUF, RAM_IOVA + RT_TO * PAGE, DMA_LEN, 1);
+}
+
+static int s1_preserve_running(int arg)
+{
+	sess = luo_create_session(luo_fd, SESSION);
+	if (sess < 0)
+		return fail("CREATE_SESSION: %s", en(sess));
+	return preserve(sess, edu_a.fd, TOKEN_DEV, "A") && preserve(sess, edu_b.fd, TOKEN_DEV_B, "B") &&
+	       preserve(sess, ram_fd, TOKEN_RAM, "the guest RAM memfd");
+}
+
+static int s1_dma_armed(int arg)
+{
+	const char *when = cmdline_has("luo.vfio_dma=kexec") ? "kexec" : "freeze";
+	char cmd[160];
+	int fd, n;
+
+	if (!edu_a.bar || !edu_b.bar)
+		return fail("A's or B's BAR is not mapped (rig failed)");
+	if (!edu_dma(&edu_a, RAM_IOVA + SRC_PAGE * PAGE, EDU_BUF, DMA_LEN, 0) ||
+	    !edu_dma(&edu_b, RAM_IOVA + SRC_PAGE * PAGE, EDU_BUF, DMA_LEN, 0))
+		return 0;
+	if (mount("none", "/sys/kernel/debug", "debugfs", 0, NULL) && errno != EBUSY)
+		return fail("mount debugfs: %s", en(errno));
+	n = snprintf(cmd, sizeof(cmd), "%s %x=%x %x=%llx %x=%x %x=%x", when, EDU_REG_DMA_SRC,
+		     EDU_BUF, EDU_REG_DMA_DST, RAM_IOVA + A_PAGE * PAGE, EDU_REG_DMA_CNT,
+		     DMA_LEN, EDU_REG_DMA_CMD, EDU_DMA_RUN | EDU_DMA_TO_RAM);
+	fd = open(ARM, O_WRONLY);
+	if (fd < 0 || write(fd, cmd, n) != n)
+		return fail("%s: %s", ARM, en(errno));
+	close(fd);
+	wr64(&edu_b, EDU_REG_DMA_SRC, EDU_BUF);
+	wr64(&edu_b, EDU_REG_DMA_DST, RAM_IOVA + B_PAGE * PAGE);
+	wr64(&edu_b, EDU_REG_DMA_CNT, DMA_LEN);
+	wr64(&edu_b, EDU_REG_DMA_CMD, EDU_DMA_RUN | EDU_DMA_TO_RAM);
+	return 1;
+}
+
+static const struct vcase s1_cases[] = {
+	{ "s1_formats_listed", s1_formats_listed },
+	{ "s1_rig", s1_rig },
+	{ "s1_preserve_running", s1_preserve_running },
+	{ "s1_dma_armed", s1_dma_armed },
+};
+
+static void stage_1(int fd)
+{
+	luo_fd = fd;
+	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
+	run_cases(s1_cases, ARRAY_SIZE(s1_cases));
+	close(luo_fd);
+	daemonize_and_wait();
+}
+
+static int s2_translation_adopted(int arg)
+{
+	int adopted = count_in_log("adopting the translation of 2 device(s)");
+	int off = count_in_log("Translation was enabled for");
+	int refused = count_in_log("refusing the translation");
+
+	if (adopted != 1 || off || refused)
+		return fail("adopted %d, turned off %d, refused %d times: want 1, 0, 0",
+			    adopted, off, refused);
+	return 1;
+}
+
+/*
+ * Device @i copies its buffer to memfd page @page, through its BAR in sysfs
+ * (nothing opened the device in this kernel yet).
+ */
+static int sysfs_dma(int i, uint64_t page)
+{
+	char path[128];
+	struct edu e = EDU_INIT(i);
+	int fd, ok;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource0", e.bdf);
+	fd = open(path, O_RDWR | O_SYNC);
+	if (fd < 0)
+		return fail("%s: %s", path, en(errno));
+	e.bar = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (e.bar == MAP_FAILED)
+		return fail("mmap of %s: %s", path, en(errno));
+	/* Its buffer still holds page 1's bytes: nothing reset it. */
+	ok = edu_dma(&e, EDU_BUF, RAM_IOVA + page * PAGE, DMA_LEN, 1);
+	munmap(e.bar, 1 << 20);
+	return ok;
+}
+
+static int s2_dma_in_next_kernel(int arg)
+{
+	return sysfs_dma(DEV_A, NEXT_PAGE);
+}
+
+static int s2_dma_landed(int arg)
+{
+	uint64_t i, bad = RAM_SIZE;
+	struct stat st;
+	uint8_t *b;
+
+	sess = luo_retrieve_session(luo_fd, SESSION);
+	if (sess < 0)
+		return fail("RETRIEVE_SESSION: %s", en(sess));
+	ram_fd = luo_session_retrieve_fd(sess, TOKEN_RAM);
+	if (ram_fd < 0)
+		return fail("RETRIEVE_FD of the memfd: %s", en(ram_fd));
+	if (fstat(ram_fd, &st) || st.st_size != (off_t)RAM_SIZE)
+		return fail("the memfd's size is %lld", (long long)st.st_size);
+	b = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ram_fd, 0);
+	if (b == MAP_FAILED)
+		return fail("mmap of the memfd: %s", en(errno));
+	for (i = 0; i < RAM_SIZE && bad == RAM_SIZE; i++)
+		if (b[i] != want_byte(i))
+			bad = i;
+	if (bad != RAM_SIZE)
+		fail("byte %#llx of the memfd (page %llu) is %#x, want %#x", (unsigned long long)bad,
+		     (unsigned long long)bad / PAGE, b[bad], want_byte(bad));
+	munmap(b, RAM_SIZE);
+	return bad == RAM_SIZE;
+}
+
+/*
+ * Retrieving the memfd ended the adopted translation (userspace may free the
+ * memory now): B's DMA, started after that, faults instead of landing.
+ */
+static int s2_adoption_ended(int arg)
+{
+	int n = count_in_log("the translation adopted from the previous kernel ended");
+	uint8_t *b;
+	uint64_t i;
+
+	if (n != 1)
+		return fail("\"adopted translation ended\" logged %d times, want 1", n);
+	if (!sysfs_dma(DEV_B, ENDED_PAGE))
+		return 0;
+	b = mmap(NULL, RAM_SIZE, PROT_READ, MAP_SHARED, ram_fd, 0);
+	if (b == MAP_FAILED)
+		return fail("mmap of the memfd: %s", en(errno));
+	for (i = 0; i < PAGE; i++)
+		if (b[ENDED_PAGE * PAGE + i] != ram_byte(ENDED_PAGE * PAGE + i))
+			break;
+	munmap(b, RAM_SIZE);
+	return i == PAGE ? 1 : fail("B's DMA after the end wrote byte %#llx of page %d",
+				     (unsigned long long)i, ENDED_PAGE);
+}
+
+static int s2_translation_refused(int arg)
+{
+	int adopted = count_in_log("adopting the translation of");
+	int off = count_in_log("Translation was enabled for");
+	int refused = count_in_log("refusing the translation a live update left on");
+
+	if (adopted || off || refused != 1)
+		return fail("adopted %d, turned off %d, refused %d times: want 0, 0, 1",
+			    adopted, off, refused);
+	return 1;
+}
+
+static int s2_dma_blocked(int arg)
+{
+	struct stat st;
+	uint8_t *b;
+	uint64_t i;
+
+	if (!sysfs_dma(DEV_A, NEXT_PAGE))
+		return 0;
+	sess = luo_retrieve_session(luo_fd, SESSION);
+	if (sess < 0)
+		return fail("RETRIEVE_SESSION: %s", en(sess));
+	ram_fd = luo_session_retrieve_fd(sess, TOKEN_RAM);
+	if (ram_fd < 0)
+		return fail("RETRIEVE_FD of the memfd: %s", en(ram_fd));
+	if (fstat(ram_fd, &st) || st.st_size != (off_t)RAM_SIZE)
+		return fail("the memfd's size is %lld", (long long)st.st_size);
+	b = mmap(NULL, RAM_SIZE, PROT_READ, MAP_SHARED, ram_fd, 0);
+	if (b == MAP_FAILED)
+		return fail("mmap of the memfd: %s", en(errno));
+	for (i = 0; i < RAM_SIZE; i++) {
+		uint64_t page = i / PAGE;
+
+		if (page == A_PAGE || page == B_PAGE)
+			continue;
+		if (b[i] != (page == RT_TO ? want_byte(i) : ram_byte(i)))
+			break;
+	}
+	munmap(b, RAM_SIZE);
+	if (i != RAM_SIZE)
+		return fail("byte %#llx of the memfd (page %llu) changed%s", (unsigned long long)i,
+			    (unsigned long long)i / PAGE,
+			    i / PAGE == NEXT_PAGE ? ": the DMA went through" : "");
+	return 1;
+}
+
+static int s2_reset_at_open(int arg)
+{
+	int n;
+
+	edu_a.fd = luo_session_retrieve_fd(sess, TOKEN_DEV);
+	if (edu_a.fd < 0) {
+		fail("RETRIEVE_FD of A: %s", en(edu_a.fd));
+		edu_a.fd = -1;
+		return 0;
+	}
+	if (!new_ioas() || !edu_bind(&edu_a, iommufd, ioas))
+		return 0;
+	n = count_in_log("live update: kept running, not reset");
+	return n ? fail("\"kept running, not reset\" logged %d times, want 0", n) : 1;
+}
+
+static int s2_translation_turned_off(int arg)
+{
+	int adopted = count_in_log("adopting the translation of");
+	int off = count_in_log("Translation was enabled for dmar0 but we are not in kdump mode");
+	int refused = count_in_log("refusing the translation");
+
+	if (adopted || off != 1 || refused)
+		return fail("adopted %d, turned off %d, refused %d times: want 0, 1, 0",
+			    adopted, off, refused);
+	return 1;
+}
+
+static int s2_device_dropped(int arg)
+{
+	int fd = luo_session_retrieve_fd(sess, TOKEN_DEV);
+
+	if (fd >= 0) {
+		close(fd);
+		return fail("RETRIEVE_FD of A succeeded, want ENOENT (no vfio-pci-rs-v2 handler)");
+	}
+	return fd == -ENOENT ? 1 : fail("RETRIEVE_FD of A: %s, want ENOENT", en(fd));
+}
+
+static int s2_finish(int arg)
+{
+	int r = luo_session_finish(sess);
+
+	return r ? fail("FINISH: %s", en(r)) : 1;
+}
+
+static int s2_not_reset(int arg)
+{
+	int n;
+
+	edu_a.fd = luo_session_retrieve_fd(sess, TOKEN_DEV);
+	if (edu_a.fd < 0) {
+		fail("RETRIEVE_FD of A: %s", en(edu_a.fd));
+		edu_a.fd = -1;
+		return 0;
+	}
+	if (!new_ioas() || !edu_bind(&edu_a, iommufd, ioas))
+		return 0;
+	n = count_in_log("live update: kept running, not reset");
+	/* B, never opened again, is not enabled. */
+	if (n != 1)
+		return fail("\"kept running, not reset\" logged %d times, want 1", n);
+	return 1;
+}
+
+static int s2_dma_after(int arg)
+{
+	uint8_t *b;
+	uint64_t i;
+	int r;
+
+	if (edu_a.fd < 0 || ram_fd < 0)
+		return fail("A or the memfd was not retrieved");
+	if (!ioas_map_file(iommufd, ioas, ram_fd, RAM_SIZE, RAM_IOVA) || !edu_map_bar(&edu_a) ||
+	    !edu_set_command(&edu_a, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER) ||
+	    !edu_dma(&edu_a, RAM_IOVA + SRC_PAGE * PAGE, EDU_BUF, DMA_LEN, 0) ||
+	    !edu_dma(&edu_a, EDU_BUF, RAM_IOVA + 7 * PAGE, DMA_LEN, 1))
+		return 0;
+	b = mmap(NULL, RAM_SIZE, PROT_READ, MAP_SHARED, ram_fd, 0);
+	if (b == MAP_FAILED)
+		return fail("mmap of the memfd: %s", en(errno));
+	for (i = 0; i < DMA_LEN; i++)
+		if (b[7 * PAGE + i] != ram_byte(SRC_PAGE * PAGE + i))
+			break;
+	munmap(b, RAM_SIZE);
+	if (i != DMA_LEN)
+		return fail("byte %#llx of the new DMA's target is wrong", (unsigned long long)i);
+	r = luo_session_finish(sess);
+	return r ? fail("FINISH: %s", en(r)) : 1;
+}
+
+static const struct vcase s2_cases[] = {
+	{ "s2_translation_adopted", s2_translation_adopted },
+	{ "s2_dma_in_next_kernel", s2_dma_in_next_kernel },
+	{ "s2_dma_landed", s2_dma_landed },
+	{ "s2_adoption_ended", s2_adoption_ended },
+	{ "s2_not_reset", s2_not_reset },
+	{ "s2_dma_after", s2_dma_after },
+};
+
+static const struct vcase s2_corrupt_cases[] = {
+	{ "s2_translation_refused", s2_translation_refused },
+	{ "s2_dma_blocked", s2_dma_blocked },
+	{ "s2_reset_at_open", s2_reset_at_open },
+	{ "s2_dma_after", s2_dma_after },
+};
+
+static const struct vcase s2_interop_cases[] = {
+	{ "s2_translation_turned_off", s2_translation_turned_off },
+	{ "s2_dma_blocked", s2_dma_blocked },
+	{ "s2_device_dropped", s2_device_dropped },
+	{ "s2_finish", s2_finish },
+};
+
+/* Does this kernel's table of accepted formats name "vtd-lu-rs-v1"? */
+static int adopts(void)
+{
+	static char t[4096];
+	size_t len = luo_formats(t, sizeof(t));
+
+	return len && format_listed(t, len, "vtd-lu-rs-v1");
+}
+
+/* Booted with vtd_lu.test_corrupt=1 to 4? */
+static int corrupting(void)
+{
+	return cmdline_has("vtd_lu.test_corrupt=1") || cmdline_has("vtd_lu.test_corrupt=2") ||
+	       cmdline_has("vtd_lu.test_corrupt=3") || cmdline_has("vtd_lu.test_corrupt=4");
+}
+
+static void stage_2(int fd, int sfd)
+{
+	luo_fd = fd;
+	state_fd = sfd;
+	if (!adopts())
+		run_cases(s2_interop_cases, ARRAY_SIZE(s2_interop_cases));
+	else if (corrupting())
+		run_cases(s2_corrupt_cases, ARRAY_SIZE(s2_corrupt_cases));
+	else
+		run_cases(s2_cases, ARRAY_SIZE(s2_cases));
+	luo_session_finish(state_fd);
+	ktap_exit();
+}
+
+int main(int argc, char *argv[])
+{
+	if (argc > 1 && !strcmp(argv[1], "--list")) {
+		list_cases(s1_cases, ARRAY_SIZE(s1_cases));
+		if (argc > 2 && !strcmp(argv[2], "--corrupt"))
+			list_cases(s2_corrupt_cases, ARRAY_SIZE(s2_corrupt_cases));
+		else if (argc > 2 && !strcmp(argv[2], "--interop"))
+			list_cases(s2_interop_cases, ARRAY_SIZE(s2_interop_cases));
+		else
+			list_cases(s2_cases, ARRAY_SIZE(s2_cases));
+		return 0;
+	}
+	return luo_test(argc, argv, STATE_SESSION_NAME, stage_1, stage_2);
+}
