@@ -546,6 +546,8 @@ static bool vtd_lu_preserved(phys_addr_t pa, u64 size)
 			phys_addr_t start = ALIGN_DOWN(p, PAGE_SIZE << order);
 			int o = kho_preserved_order(start);
 
+			if (o > PUD_SHIFT - PAGE_SHIFT)
+				continue;
 			if (o >= (int)order && start + (PAGE_SIZE << o) > p) {
 				p = start + (PAGE_SIZE << o);
 				found = true;
@@ -690,6 +692,28 @@ static int vtd_lu_check(const struct vtd_lu_rs *in, struct intel_iommu *iommu,
 }
 
 /**
+ * vtd_lu_adopt_failed - forget what was adopted on a unit
+ * @iommu: a unit vtd_lu_adopt() adopted, whose tables could not be copied
+ *
+ * Return: true if @iommu had adopted devices: then translation must stay on,
+ * with an empty root table, as for a refused handover.
+ */
+bool vtd_lu_adopt_failed(struct intel_iommu *iommu)
+{
+	struct vtd_lu_adopted *a, *n;
+	bool any = false;
+
+	list_for_each_entry_safe(a, n, &vtd_lu_adopted_list, link) {
+		if (a->iommu != iommu)
+			continue;
+		list_del(&a->link);
+		kfree(a);
+		any = true;
+	}
+	return any;
+}
+
+/**
  * vtd_lu_adopt - find translation left on by a live update
  * @iommu: a unit whose translation is on at boot, outside kdump
  *
@@ -737,8 +761,13 @@ enum vtd_lu_adopt vtd_lu_adopt(struct intel_iommu *iommu)
 		if (d->reg_phys != iommu->reg_phys)
 			continue;
 		a = kzalloc_obj(*a, GFP_KERNEL);
-		if (!a)
-			continue;
+		if (!a) {
+			/* Each adopted entry must be known, to be ended. */
+			vtd_lu_adopt_failed(iommu);
+			pr_warn("%s: refusing the translation a live update left on (%d): every DMA is blocked\n",
+				iommu->name, -ENOMEM);
+			return VTD_LU_REFUSE;
+		}
 		a->iommu = iommu;
 		a->segment = d->segment;
 		a->bus = d->bus;

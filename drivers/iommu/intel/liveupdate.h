@@ -20,6 +20,7 @@ enum vtd_lu_adopt {
 #ifdef CONFIG_INTEL_IOMMU_LIVEUPDATE
 bool vtd_lu_shutdown(struct intel_iommu *iommu);
 enum vtd_lu_adopt vtd_lu_adopt(struct intel_iommu *iommu);
+bool vtd_lu_adopt_failed(struct intel_iommu *iommu);
 void vtd_lu_tear_down_copied(struct intel_iommu *iommu, u8 bus, u8 devfn);
 #else
 static inline bool vtd_lu_shutdown(struct intel_iommu *iommu)
@@ -30,6 +31,11 @@ static inline bool vtd_lu_shutdown(struct intel_iommu *iommu)
 static inline enum vtd_lu_adopt vtd_lu_adopt(struct intel_iommu *iommu)
 {
 	return VTD_LU_NONE;
+}
+
+static inline bool vtd_lu_adopt_failed(struct intel_iommu *iommu)
+{
+	return false;
 }
 #endif
 
