@@ -42,8 +42,8 @@ if [ -n "${LUO_VM_PLUGIN:-}" ]; then
 	smp=1
 fi
 if [ "${LUO_VM_VFIO:-0}" = 1 ]; then
-	# shellcheck disable=SC2054 # the commas are QEMU's option syntax
 	edu=edu,dma_mask=0x7fffffffff
+	# shellcheck disable=SC2054 # the commas are QEMU's option syntax
 	accel+=(-M q35 -device intel-iommu -device "$edu",addr=02.0 -device "$edu",addr=03.0
 		-device "$edu",addr=04.0 -device "$edu",addr=05.0)
 	extra="intel_iommu=on $extra"
