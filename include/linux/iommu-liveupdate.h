@@ -15,6 +15,7 @@ struct device;
 int iommu_liveupdate_keep(struct device *dev);
 void iommu_liveupdate_unkeep(struct device *dev);
 bool iommu_liveupdate_take_kept(struct device *dev);
+void iommu_liveupdate_forget(struct device *dev);
 void iommu_liveupdate_end_adopted(void);
 #else
 static inline int iommu_liveupdate_keep(struct device *dev)
@@ -29,6 +30,10 @@ static inline void iommu_liveupdate_unkeep(struct device *dev)
 static inline bool iommu_liveupdate_take_kept(struct device *dev)
 {
 	return false;
+}
+
+static inline void iommu_liveupdate_forget(struct device *dev)
+{
 }
 
 static inline void iommu_liveupdate_end_adopted(void)

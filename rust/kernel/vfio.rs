@@ -148,6 +148,18 @@ impl Device {
         }
     }
 
+    /// For a handler retrieving a device that the previous kernel kept running: if this kernel
+    /// adopted its IOMMU translation, the next open (the retriever's) neither resets it nor
+    /// clears its bus mastering (`vfio_pci_core_liveupdate_retrieved_running`). Any other
+    /// opener would end the adopted translation and reset it. Does nothing for a device that is
+    /// not vfio-pci's own.
+    pub fn liveupdate_retrieved_running(&self) {
+        if let Ok(vdev) = self.pci_core() {
+            // SAFETY: `vdev` is a registered vfio-pci device; the function takes its locks.
+            unsafe { bindings::vfio_pci_core_liveupdate_retrieved_running(vdev) }
+        }
+    }
+
     /// Finds the registered vfio device of the PCI function `bdf` (as [`pci::Device::dev_id`]
     /// gives it) in PCI domain `domain`, if a vfio driver drives it.
     pub fn find_pci(domain: u32, bdf: u16) -> Option<Registered> {
@@ -260,3 +272,13 @@ pub fn release_incoming_pci(domain: u32, bdf: u16) {
 // and Rust code can only claim the previous kernel's page under it through this declaration.
 pub const LIVEUPDATE_HELD_SUBTREE: crate::kho::SubtreeName =
     unsafe { crate::kho::SubtreeName::new(c"vfio-pci-rs-held-v1") };
+
+/// Stops the PCI function `bdf` in PCI `domain`, kept running by the previous kernel, whose file
+/// was finished without being retrieved (`vfio_pci_liveupdate_stop_kept`): its adopted IOMMU
+/// translation ends and its bus mastering is cleared. Nothing happens if there is no such
+/// function.
+pub fn liveupdate_stop_kept_pci(domain: u32, bdf: u16) {
+    // SAFETY: No precondition: the function looks the device up and holds a reference on it
+    // while it works.
+    unsafe { bindings::vfio_pci_liveupdate_stop_kept(domain, bdf) }
+}

@@ -46,6 +46,8 @@
 /* ---- walking second-stage tables, in either kernel ---- */
 
 struct vtd_lu_walk {
+	/* False at the kexec, with the other CPUs stopped. */
+	bool may_sleep;
 	/* Called for each page-table page, the top one first. */
 	int (*table)(struct vtd_lu_walk *w, phys_addr_t pa);
 	/* Called for each leaf: the range it translates to. */
@@ -63,6 +65,8 @@ static int vtd_lu_walk_level(struct vtd_lu_walk *w, phys_addr_t pa, int level)
 	if (ret)
 		return ret;
 	t = phys_to_virt(pa);
+	if (w->may_sleep)
+		cond_resched();
 	for (i = 0; i < VTD_PTES; i++) {
 		u64 e = READ_ONCE(t[i]);
 		phys_addr_t next = e & VTD_PTE_ADDR;
@@ -131,6 +135,8 @@ struct vtd_lu_kept {
 	struct vtd_lu_rs_dev ser;
 	struct xarray pages;	/* pfn -> xa_mk_value(1) */
 	unsigned long nr_pages;
+	/* Set at the kexec if its tables changed since keep: not handed over. */
+	bool changed;
 };
 
 /*
@@ -280,8 +286,9 @@ static int vtd_lu_count_alias(struct pci_dev *pdev, u16 alias, void *data)
  *
  * For a live update handler whose device keeps doing DMA through the kexec,
  * at freeze: the device's context entry is handed over, and every page the
- * hardware walks for it is preserved. Its domain must not change until the
- * kexec (the handler stops userspace from changing it).
+ * hardware walks for it is preserved. Userspace can still map and unmap in
+ * the domain until the kexec: vtd_lu_shutdown() walks the tables again and
+ * hands over no device whose tables grew a page that was not preserved.
  *
  * Return: 0; -EEXIST if kept already; -EOPNOTSUPP if the device, its unit or
  * its domain cannot be kept, or KHO is off; -ENOSPC past the handover's
@@ -292,7 +299,7 @@ int iommu_liveupdate_keep(struct device *dev)
 {
 	struct device_domain_info *info = dev_iommu_priv_get(dev);
 	struct vtd_lu_keep_walk kw = {
-		.w = { .table = vtd_lu_keep_table, .leaf = vtd_lu_keep_leaf },
+		.w = { .may_sleep = true, .table = vtd_lu_keep_table, .leaf = vtd_lu_keep_leaf },
 	};
 	struct context_entry *ce, ctx;
 	struct intel_iommu *iommu;
@@ -308,6 +315,13 @@ int iommu_liveupdate_keep(struct device *dev)
 		return -EOPNOTSUPP;
 	pci_for_each_dma_alias(to_pci_dev(dev), vtd_lu_count_alias, &aliases);
 	if (aliases != 1)
+		return -EOPNOTSUPP;
+	/*
+	 * Not yet: behind a bridge, which pci_device_shutdown() stops from
+	 * forwarding DMA at the kexec, nor with a PM capability, which runtime
+	 * PM in the next kernel puts in D3hot before anything opens it.
+	 */
+	if (!pci_is_root_bus(to_pci_dev(dev)->bus) || to_pci_dev(dev)->pm_cap)
 		return -EOPNOTSUPP;
 
 	guard(mutex)(&vtd_lu_mutex);
@@ -332,7 +346,7 @@ int iommu_liveupdate_keep(struct device *dev)
 	if (!k)
 		return -ENOMEM;
 	xa_init(&k->pages);
-	k->dev = dev;
+	k->dev = get_device(dev);
 	k->iommu = iommu;
 	k->ser = (struct vtd_lu_rs_dev){
 		.reg_phys = iommu->reg_phys,
@@ -353,6 +367,7 @@ int iommu_liveupdate_keep(struct device *dev)
 		ret = vtd_lu_walk(&kw.w, k->ser.pgd, agaw_to_level(k->ser.aw));
 	if (ret) {
 		vtd_lu_release(k);
+		put_device(k->dev);
 		kfree(k);
 		return ret == -ELOOP ? -EINVAL : ret;
 	}
@@ -387,9 +402,16 @@ void iommu_liveupdate_unkeep(struct device *dev)
 	list_del(&k->link);
 	vtd_lu_publish();
 	vtd_lu_release(k);
+	put_device(k->dev);
 	kfree(k);
 }
 EXPORT_SYMBOL_GPL(iommu_liveupdate_unkeep);
+
+/* At the kexec: every table page must be one preserved at keep. */
+static int vtd_lu_shutdown_table(struct vtd_lu_walk *w, phys_addr_t pa)
+{
+	return xa_load(&vtd_lu_refs, PHYS_PFN(pa)) ? 0 : -ENOENT;
+}
 
 static bool vtd_lu_is_kept(struct intel_iommu *iommu, u8 bus, u8 devfn,
 			   const struct context_entry *ce)
@@ -398,7 +420,8 @@ static bool vtd_lu_is_kept(struct intel_iommu *iommu, u8 bus, u8 devfn,
 
 	list_for_each_entry(k, &vtd_lu_kept_list, link)
 		if (k->iommu == iommu && k->ser.bus == bus && k->ser.devfn == devfn)
-			return context_domain_id((struct context_entry *)ce) == k->ser.did &&
+			return !k->changed &&
+			       context_domain_id((struct context_entry *)ce) == k->ser.did &&
 			       (ce->lo & VTD_PAGE_MASK) == k->ser.pgd &&
 			       (ce->hi & 7) == k->ser.aw;
 	return false;
@@ -451,6 +474,25 @@ bool vtd_lu_shutdown(struct intel_iommu *iommu)
 	if (!any || !root)
 		return false;
 
+	/*
+	 * A map since keep may have added a table page that is not preserved,
+	 * which the next kernel may hand out while the device still walks it:
+	 * such a device is not handed over (its entry is cleared below).
+	 */
+	list_for_each_entry(k, &vtd_lu_kept_list, link) {
+		struct vtd_lu_walk w = {
+			.table = vtd_lu_shutdown_table, .leaf = vtd_lu_keep_leaf,
+		};
+
+		if (k->iommu == iommu &&
+		    vtd_lu_walk(&w, k->ser.pgd, agaw_to_level(k->ser.aw))) {
+			k->changed = true;
+			pr_warn("%s: %02x:%02x.%d: its tables changed since freeze, not handed over\n",
+				iommu->name, k->ser.bus, PCI_SLOT(k->ser.devfn),
+				PCI_FUNC(k->ser.devfn));
+		}
+	}
+
 	for (bus = 0; bus < 256; bus++) {
 		struct context_entry *ctx;
 		bool keep_bus = false;
@@ -501,12 +543,16 @@ struct vtd_lu_adopted {
 	u32 segment;
 	u8 bus;
 	u8 devfn;
+	/* Taken by iommu_liveupdate_take_kept() or iommu_liveupdate_forget(). */
+	bool taken;
 };
 
 /* Written by init_dmars() (one thread, at boot), then under vtd_lu_mutex. */
 static LIST_HEAD(vtd_lu_adopted_list);
 static bool vtd_lu_adopted_live;
+/* A copy of the handover: a running device may write to the page. */
 static const struct vtd_lu_rs *vtd_lu_in;
+static phys_addr_t vtd_lu_in_phys;
 static bool vtd_lu_in_read;
 
 static const struct vtd_lu_rs *vtd_lu_incoming(void)
@@ -524,12 +570,16 @@ static const struct vtd_lu_rs *vtd_lu_incoming(void)
 		pr_warn("ignoring a handover that is not one preserved page\n");
 		return NULL;
 	}
-	in = phys_to_virt(phys);
+	in = kmemdup(phys_to_virt(phys), PAGE_SIZE, GFP_KERNEL);
+	if (!in)
+		return NULL;
 	if (in->magic != VTD_LU_RS_MAGIC || in->nr > VTD_LU_MAX) {
 		pr_warn("ignoring a handover of magic %#x, %u entries\n", in->magic, in->nr);
+		kfree(in);
 		return NULL;
 	}
 	vtd_lu_in = in;
+	vtd_lu_in_phys = phys;
 	return in;
 }
 
@@ -592,16 +642,68 @@ static int vtd_lu_check_domain(struct vtd_lu_check_walk *cw, struct xarray *doma
 {
 	unsigned long key = PHYS_PFN(pgd), val = ((unsigned long)did << 8) | aw;
 	void *old = xa_load(domains, key);
+	unsigned long k;
+	void *v;
 	int ret;
 
 	if (old)
 		return xa_to_value(old) == val ? 0 : -EINVAL;
 	if (xa_load(cw->seen, key))
 		return -ELOOP;
+	/* One domain ID, one domain: they would share cached translations. */
+	xa_for_each(domains, k, v)
+		if ((xa_to_value(v) >> 8) == did)
+			return -EINVAL;
 	ret = xa_err(xa_store(domains, key, xa_mk_value(val), GFP_KERNEL));
 	if (ret)
 		return ret;
 	return vtd_lu_walk(&cw->w, pgd, agaw_to_level(aw));
+}
+
+static int vtd_lu_no_table(struct vtd_lu_walk *w, phys_addr_t pa)
+{
+	return 0;
+}
+
+/* A leaf must not reach a table, nor the root, a context table or the list. */
+static int vtd_lu_leaf_not_seen(struct vtd_lu_walk *w, phys_addr_t pa, u64 size)
+{
+	struct xarray *seen = container_of(w, struct vtd_lu_check_walk, w)->seen;
+	unsigned long idx = PHYS_PFN(pa);
+
+	return xa_find(seen, &idx, PHYS_PFN(pa + size - 1), XA_PRESENT) ? -EINVAL : 0;
+}
+
+/*
+ * Once every table of @iommu's domains is in @seen: no leaf may let a device
+ * rewrite its own tables, or the handover, after they were checked.
+ */
+static int vtd_lu_check_leaves(struct xarray *seen, struct xarray *domains,
+			       phys_addr_t root_pa, const struct vtd_lu_rs *in,
+			       struct intel_iommu *iommu)
+{
+	struct vtd_lu_check_walk cw = {
+		.w = { .may_sleep = true, .table = vtd_lu_no_table, .leaf = vtd_lu_leaf_not_seen },
+		.seen = seen,
+	};
+	unsigned long key;
+	void *val;
+	u32 i;
+	int ret;
+
+	ret = xa_err(xa_store(seen, PHYS_PFN(root_pa), xa_mk_value(1), GFP_KERNEL));
+	if (!ret)
+		ret = xa_err(xa_store(seen, PHYS_PFN(vtd_lu_in_phys), xa_mk_value(1), GFP_KERNEL));
+	for (i = 0; i < in->nr && !ret; i++)
+		if (in->devs[i].reg_phys == iommu->reg_phys)
+			ret = xa_err(xa_store(seen, PHYS_PFN(in->devs[i].ctx), xa_mk_value(1),
+					      GFP_KERNEL));
+	xa_for_each(domains, key, val) {
+		if (ret)
+			break;
+		ret = vtd_lu_walk(&cw.w, PFN_PHYS(key), agaw_to_level(xa_to_value(val) & 7));
+	}
+	return ret;
 }
 
 static const struct vtd_lu_rs_dev *vtd_lu_listed(const struct vtd_lu_rs *in,
@@ -629,7 +731,7 @@ static int vtd_lu_check(const struct vtd_lu_rs *in, struct intel_iommu *iommu,
 			phys_addr_t root_pa, struct xarray *seen, struct xarray *domains)
 {
 	struct vtd_lu_check_walk cw = {
-		.w = { .table = vtd_lu_check_table, .leaf = vtd_lu_check_leaf },
+		.w = { .may_sleep = true, .table = vtd_lu_check_table, .leaf = vtd_lu_check_leaf },
 		.seen = seen,
 	};
 	const struct root_entry *root;
@@ -688,7 +790,10 @@ static int vtd_lu_check(const struct vtd_lu_rs *in, struct intel_iommu *iommu,
 		}
 	}
 	/* Every listed device of this unit must have been met. */
-	return nr == listed ? nr : -EINVAL;
+	if (nr != listed)
+		return -EINVAL;
+	ret = vtd_lu_check_leaves(seen, domains, root_pa, in, iommu);
+	return ret ? ret : nr;
 }
 
 /**
@@ -780,34 +885,66 @@ enum vtd_lu_adopt vtd_lu_adopt(struct intel_iommu *iommu)
 	return VTD_LU_ADOPT;
 }
 
-/**
- * iommu_liveupdate_take_kept - was this device kept running, and adopted
- * @dev: a PCI device being enabled by its driver
- *
- * True once for a device the previous kernel kept running whose translation
- * this kernel adopted: its driver must not reset it or clear its bus
- * mastering. Later calls, and calls for any other device, return false.
- */
-bool iommu_liveupdate_take_kept(struct device *dev)
+static struct vtd_lu_adopted *vtd_lu_find_adopted(struct device *dev)
 {
 	struct vtd_lu_adopted *a;
 	struct pci_dev *pdev;
 
 	if (!dev_is_pci(dev))
-		return false;
+		return NULL;
 	pdev = to_pci_dev(dev);
-	guard(mutex)(&vtd_lu_mutex);
-	list_for_each_entry(a, &vtd_lu_adopted_list, link) {
+	list_for_each_entry(a, &vtd_lu_adopted_list, link)
 		if (a->segment == pci_domain_nr(pdev->bus) &&
-		    a->bus == pdev->bus->number && a->devfn == pdev->devfn) {
-			list_del(&a->link);
-			kfree(a);
-			return true;
-		}
-	}
-	return false;
+		    a->bus == pdev->bus->number && a->devfn == pdev->devfn)
+			return a;
+	return NULL;
+}
+
+/**
+ * iommu_liveupdate_take_kept - was this device kept running, and adopted
+ * @dev: a PCI device that a live update handler just handed to the process
+ *       that retrieved it
+ *
+ * True once for a device the previous kernel kept running whose translation
+ * this kernel adopted: its driver must not reset it or clear its bus
+ * mastering when that process opens it. Later calls, and calls for any other
+ * device, return false. Only the handler may ask: any other opener gets
+ * iommu_liveupdate_forget().
+ */
+bool iommu_liveupdate_take_kept(struct device *dev)
+{
+	struct vtd_lu_adopted *a;
+
+	guard(mutex)(&vtd_lu_mutex);
+	a = vtd_lu_find_adopted(dev);
+	if (!a || a->taken)
+		return false;
+	a->taken = true;
+	return true;
 }
 EXPORT_SYMBOL_GPL(iommu_liveupdate_take_kept);
+
+/**
+ * iommu_liveupdate_forget - end a device's adopted translation
+ * @dev: a PCI device opened by a driver other than through the live update
+ *       handler that retrieved it (or whose file was finished unretrieved)
+ *
+ * Its copied context entry is cleared: its DMA faults until it is attached
+ * to a domain, and no new owner of the device reaches the memory of the one
+ * that preserved it. Nothing happens for a device that was not adopted.
+ */
+void iommu_liveupdate_forget(struct device *dev)
+{
+	struct vtd_lu_adopted *a;
+
+	guard(mutex)(&vtd_lu_mutex);
+	a = vtd_lu_find_adopted(dev);
+	if (!a)
+		return;
+	a->taken = true;
+	vtd_lu_tear_down_copied(a->iommu, a->bus, a->devfn);
+}
+EXPORT_SYMBOL_GPL(iommu_liveupdate_forget);
 
 /**
  * iommu_liveupdate_end_adopted - end every translation adopted at boot

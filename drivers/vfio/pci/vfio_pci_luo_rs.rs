@@ -541,7 +541,11 @@ impl FileHandler for VfioPciHandler {
         if !dev.is_liveupdate_capable() {
             return Err(ENODEV);
         }
-        dev.open_cdev()
+        let file = dev.open_cdev()?;
+        if self.running {
+            dev.liveupdate_retrieved_running();
+        }
+        Ok(file)
     }
 
     /// A retrieved file must itself be bound to an iommufd: then vfio lets no other file bind
@@ -573,6 +577,12 @@ impl FileHandler for VfioPciHandler {
             },
             _ => None,
         };
+        // A device kept running that no process took: stop it before it is released.
+        if self.running && status != RetrieveStatus::Retrieved {
+            if let Some(d) = dev {
+                vfio::liveupdate_stop_kept_pci(d.domain, d.bdf);
+            }
+        }
         self.shared.incoming.lock().finished(data.raw(), dev);
     }
 

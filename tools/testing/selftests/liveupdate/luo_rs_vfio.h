@@ -411,21 +411,30 @@ static int vfio_bind_raw(int fd, int iommufd)
 	return ioctl(fd, VFIO_DEVICE_BIND_IOMMUFD, &b) ? -errno : 0;
 }
 
+/* Attach @e (bound) to @ioas. */
+static int edu_attach(struct edu *e, __u32 ioas)
+{
+	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = ioas };
+
+	if (ioctl(e->fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at))
+		return fail("%s: VFIO_DEVICE_ATTACH_IOMMUFD_PT %u: %s", e->bdf, ioas, en(errno));
+	e->ioas = ioas;
+	return 1;
+}
+
 /*
- * Bind @e (its fd already open) to @iommufd and attach it to @ioas, then
- * look up its config and BAR0 regions.
+ * Bind @e (its fd already open) to @iommufd and attach it to @ioas (not if
+ * @ioas is 0), then look up its config and BAR0 regions.
  */
 static int edu_bind(struct edu *e, int iommufd, __u32 ioas)
 {
-	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = ioas };
 	struct vfio_region_info ri = { .argsz = sizeof(ri) };
 	int r = vfio_bind_raw(e->fd, iommufd);
 
 	if (r)
 		return fail("%s: VFIO_DEVICE_BIND_IOMMUFD: %s", e->bdf, en(r));
-	if (ioctl(e->fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at))
-		return fail("%s: VFIO_DEVICE_ATTACH_IOMMUFD_PT %u: %s", e->bdf, ioas, en(errno));
-	e->ioas = ioas;
+	if (ioas && !edu_attach(e, ioas))
+		return 0;
 	ri.index = VFIO_PCI_CONFIG_REGION_INDEX;
 	if (ioctl(e->fd, VFIO_DEVICE_GET_REGION_INFO, &ri))
 		return fail("%s: GET_REGION_INFO config: %s", e->bdf, en(errno));

@@ -36,13 +36,17 @@
  *         - dma_in_next_kernel: through its sysfs BAR (not opened, not
  *           attached), A copies its buffer to page 4, through the adopted
  *           translation;
- *         - dma_landed: the retrieved memfd: pages 2, 3 and 4 hold page 1's
- *           bytes, every other byte is as stage 1 left it;
+ *         - not_reset: A, retrieved and bound to a new iommufd (attached
+ *           to nothing), was enabled without a reset ("kept running, not
+ *           reset");
+ *         - dma_while_bound: A, so, copies its buffer to page 10 through its
+ *           vfio BAR: the adopted translation still carries it;
+ *         - dma_landed: the retrieved memfd: pages 2, 3, 4 and 10 hold page
+ *           1's bytes, every other byte is as stage 1 left it;
  *         - adoption_ended: retrieving the memfd ended the adopted
- *           translation (userspace may free that memory now): B's DMA to
- *           page 8, started through sysfs, faults and writes nothing;
- *         - not_reset: A, retrieved and bound to a new iommufd, was enabled
- *           without a reset ("kept running, not reset");
+ *           translation of A and B (userspace may free that memory now):
+ *           B's DMA to page 8 (through sysfs) and A's to page 11 fault and
+ *           write nothing;
  *         - dma_after: a DMA round trip through the memfd mapped again in a
  *           new IOAS, then FINISH.
  *
@@ -94,6 +98,8 @@
 #define RT_FROM			5	/* the round trips */
 #define RT_TO			6
 #define ENDED_PAGE		8	/* B's DMA after the adopted translation ended */
+#define BOUND_PAGE		10	/* A's DMA once bound in the next kernel */
+#define A_ENDED_PAGE		11	/* A's DMA after the adopted translation ended */
 #define DMA_LEN			EDU_DMA_MAX
 #define ARM			"/sys/kernel/debug/vfio_luo_rs_test/arm"
 
@@ -112,7 +118,8 @@ static uint8_t want_byte(uint64_t off)
 {
 	uint64_t page = off / PAGE, in = off % PAGE;
 
-	if (in < DMA_LEN && (page == A_PAGE || page == B_PAGE || page == NEXT_PAGE))
+	if (in < DMA_LEN && (page == A_PAGE || page == B_PAGE || page == NEXT_PAGE ||
+			     page == BOUND_PAGE))
 		return ram_byte(SRC_PAGE * PAGE + in);
 	if (in < DMA_LEN && page == RT_TO)
 		return ram_byte(RT_FROM * PAGE + in);
@@ -259,15 +266,27 @@ static int s2_dma_in_next_kernel(int arg)
 	return sysfs_dma(DEV_A, NEXT_PAGE);
 }
 
+/*
+ * A, retrieved and bound to a new iommufd but attached to nothing yet, DMAs
+ * through its vfio BAR: the adopted translation still carries it.
+ */
+static int s2_dma_while_bound(int arg)
+{
+	if (edu_a.fd < 0)
+		return fail("A was not retrieved");
+	return edu_map_bar(&edu_a) &&
+	       edu_set_command(&edu_a, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER) &&
+	       edu_dma(&edu_a, EDU_BUF, RAM_IOVA + BOUND_PAGE * PAGE, DMA_LEN, 1);
+}
+
 static int s2_dma_landed(int arg)
 {
 	uint64_t i, bad = RAM_SIZE;
 	struct stat st;
 	uint8_t *b;
 
-	sess = luo_retrieve_session(luo_fd, SESSION);
 	if (sess < 0)
-		return fail("RETRIEVE_SESSION: %s", en(sess));
+		return fail("the session was not retrieved");
 	ram_fd = luo_session_retrieve_fd(sess, TOKEN_RAM);
 	if (ram_fd < 0)
 		return fail("RETRIEVE_FD of the memfd: %s", en(ram_fd));
@@ -300,15 +319,18 @@ static int s2_adoption_ended(int arg)
 		return fail("\"adopted translation ended\" logged %d times, want 1", n);
 	if (!sysfs_dma(DEV_B, ENDED_PAGE))
 		return 0;
+	/* A too, retrieved and bound before the memfd was retrieved. */
+	if (!edu_a.bar || !edu_dma(&edu_a, EDU_BUF, RAM_IOVA + A_ENDED_PAGE * PAGE, DMA_LEN, 1))
+		return fail("A's DMA could not be started");
 	b = mmap(NULL, RAM_SIZE, PROT_READ, MAP_SHARED, ram_fd, 0);
 	if (b == MAP_FAILED)
 		return fail("mmap of the memfd: %s", en(errno));
-	for (i = 0; i < PAGE; i++)
-		if (b[ENDED_PAGE * PAGE + i] != ram_byte(ENDED_PAGE * PAGE + i))
+	for (i = 0; i < RAM_SIZE; i++)
+		if ((i / PAGE == ENDED_PAGE || i / PAGE == A_ENDED_PAGE) && b[i] != ram_byte(i))
 			break;
 	munmap(b, RAM_SIZE);
-	return i == PAGE ? 1 : fail("B's DMA after the end wrote byte %#llx of page %d",
-				     (unsigned long long)i, ENDED_PAGE);
+	return i == RAM_SIZE ? 1 : fail("a DMA after the end wrote byte %#llx (page %llu)",
+					(unsigned long long)i, (unsigned long long)i / PAGE);
 }
 
 static int s2_translation_refused(int arg)
@@ -408,13 +430,17 @@ static int s2_not_reset(int arg)
 {
 	int n;
 
+	sess = luo_retrieve_session(luo_fd, SESSION);
+	if (sess < 0)
+		return fail("RETRIEVE_SESSION: %s", en(sess));
 	edu_a.fd = luo_session_retrieve_fd(sess, TOKEN_DEV);
 	if (edu_a.fd < 0) {
 		fail("RETRIEVE_FD of A: %s", en(edu_a.fd));
 		edu_a.fd = -1;
 		return 0;
 	}
-	if (!new_ioas() || !edu_bind(&edu_a, iommufd, ioas))
+	/* Bound, not attached: the adopted translation stays. */
+	if (!new_ioas() || !edu_bind(&edu_a, iommufd, 0))
 		return 0;
 	n = count_in_log("live update: kept running, not reset");
 	/* B, never opened again, is not enabled. */
@@ -431,6 +457,8 @@ static int s2_dma_after(int arg)
 
 	if (edu_a.fd < 0 || ram_fd < 0)
 		return fail("A or the memfd was not retrieved");
+	if (!edu_a.ioas && !edu_attach(&edu_a, ioas))
+		return 0;
 	if (!ioas_map_file(iommufd, ioas, ram_fd, RAM_SIZE, RAM_IOVA) || !edu_map_bar(&edu_a) ||
 	    !edu_set_command(&edu_a, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER) ||
 	    !edu_dma(&edu_a, RAM_IOVA + SRC_PAGE * PAGE, EDU_BUF, DMA_LEN, 0) ||
@@ -452,9 +480,10 @@ static int s2_dma_after(int arg)
 static const struct vcase s2_cases[] = {
 	{ "s2_translation_adopted", s2_translation_adopted },
 	{ "s2_dma_in_next_kernel", s2_dma_in_next_kernel },
+	{ "s2_not_reset", s2_not_reset },
+	{ "s2_dma_while_bound", s2_dma_while_bound },
 	{ "s2_dma_landed", s2_dma_landed },
 	{ "s2_adoption_ended", s2_adoption_ended },
-	{ "s2_not_reset", s2_not_reset },
 	{ "s2_dma_after", s2_dma_after },
 };
 
