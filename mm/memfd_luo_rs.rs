@@ -564,6 +564,8 @@ impl<F: Format> MemfdHandler<F> {
         mut next: u64,
         size_pages: u64,
     ) {
+        // The folios freed here may be reached by a translation adopted from the previous kernel.
+        liveupdate::end_adopted_translations();
         let entries = array.as_slice();
         let mut from = from;
         let mut batch = IncomingFolios::new();
@@ -887,9 +889,11 @@ impl<F: Format> FileHandler for MemfdHandler<F> {
     }
 
     fn retrieve(&self, data: Handover) -> Result<ARef<File>> {
-        // The folios become userspace's, which may free them: no translation adopted from the
-        // previous kernel (a device kept running) may reach them then.
-        liveupdate::end_adopted_translations();
+        // The folios become userspace's, which may free them while a device kept running through
+        // the kexec still writes to them through a translation adopted from the previous kernel:
+        // each is held until those translations end, from before anything could free it. The
+        // folios this function frees itself (`discard_folios`) end the translations first.
+        let hold = liveupdate::adopted_translations();
         let (_page, ser, kind, array) = Self::restore_handover(data, true)?;
         // The handover is sound from here on: if the file cannot be set up, its folios are
         // freed (the C handler leaks them when adding the seals fails).
@@ -923,6 +927,9 @@ impl<F: Format> FileHandler for MemfdHandler<F> {
                     // The pfn is checked quietly by `restore_handovers`, and the folio's
                     // extent below, so no two entries can name the same folio.
                     let r = batch.take(k).and_then(|folio| {
+                        if hold {
+                            liveupdate::hold_for_adopted_translations(&folio);
+                        }
                         // The folio must fit where its entry puts it (aligned, inside the file,
                         // after the previous one); a misfit is freed with the rest.
                         next = abi::check_folio_extent(&e, folio.order(), next, size_pages)?;
@@ -970,8 +977,6 @@ impl<F: Format> FileHandler for MemfdHandler<F> {
         if status != RetrieveStatus::NotRetrieved {
             return;
         }
-        // The folios freed here may be reached by a translation adopted from the previous kernel.
-        liveupdate::end_adopted_translations();
         match Self::restore_handover(data, false) {
             Ok((_page, ser, _, Some(array))) => {
                 Self::discard_folios(&array, 0, 0, ser.size_pages())

@@ -10,6 +10,7 @@
 #include <linux/types.h>
 
 struct device;
+struct folio;
 
 #ifdef CONFIG_INTEL_IOMMU_LIVEUPDATE
 int iommu_liveupdate_keep(struct device *dev);
@@ -17,6 +18,8 @@ void iommu_liveupdate_unkeep(struct device *dev);
 bool iommu_liveupdate_take_kept(struct device *dev);
 void iommu_liveupdate_forget(struct device *dev);
 void iommu_liveupdate_end_adopted(void);
+bool iommu_liveupdate_adopted(void);
+void iommu_liveupdate_hold_folio(struct folio *folio);
 #else
 static inline int iommu_liveupdate_keep(struct device *dev)
 {
@@ -37,6 +40,15 @@ static inline void iommu_liveupdate_forget(struct device *dev)
 }
 
 static inline void iommu_liveupdate_end_adopted(void)
+{
+}
+
+static inline bool iommu_liveupdate_adopted(void)
+{
+	return false;
+}
+
+static inline void iommu_liveupdate_hold_folio(struct folio *folio)
 {
 }
 #endif

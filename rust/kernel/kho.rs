@@ -559,8 +559,10 @@ impl<F: HeldFolio> Drop for PreservedFolio<F> {
 ///
 /// # Invariants
 ///
-/// `folio` was restored by `kho_try_restore_folio` or `kho_try_restore_folios`; `self` owns its
-/// only reference and nothing else uses it; `order` is its order.
+/// `folio` was restored by `kho_try_restore_folio` or `kho_try_restore_folios`; `self` owns one
+/// reference and nothing else uses the folio; `order` is its order. The only other reference
+/// there may be is one held for IOMMU translations adopted from the previous kernel
+/// ([`crate::liveupdate::hold_for_adopted_translations`]), which only drops it.
 pub struct IncomingFolio {
     folio: NonNull<bindings::folio>,
     order: u32,
@@ -630,6 +632,12 @@ impl IncomingFolio {
         Self { folio, order }
     }
 
+    /// The folio, still owned by `self`.
+    #[inline]
+    pub(crate) fn as_raw(&self) -> *mut bindings::folio {
+        self.folio.as_ptr()
+    }
+
     /// Gives up ownership: the caller now owns the folio's reference.
     #[inline]
     pub fn into_raw(self) -> NonNull<bindings::folio> {
@@ -641,7 +649,7 @@ impl IncomingFolio {
 
 impl Drop for IncomingFolio {
     fn drop(&mut self) {
-        // SAFETY: `self` owns the only reference (type invariant).
+        // SAFETY: `self` owns a reference (type invariant).
         unsafe { bindings::folio_put(self.folio.as_ptr()) };
     }
 }

@@ -33,8 +33,8 @@ pub use registration::Registration;
 /// until userspace attaches them to a domain of its own.
 ///
 /// An adopted translation reaches memory the previous kernel preserved, typically a guest's
-/// RAM. A handler calls this before it hands such memory to userspace, which may free it, or
-/// frees it itself. Only the first call does any work.
+/// RAM. A handler calls this before it frees such memory itself (memory it hands to userspace
+/// is held instead: [`hold_for_adopted_translations`]). Only the first call does any work.
 pub fn end_adopted_translations() {
     #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]
     // SAFETY: No precondition: the function takes its own locks, in process context, which a
@@ -42,6 +42,39 @@ pub fn end_adopted_translations() {
     unsafe {
         bindings::iommu_liveupdate_end_adopted()
     }
+}
+
+/// Whether an IOMMU translation this kernel adopted from the previous one is still in place
+/// (`iommu_liveupdate_adopted`): a device kept running through the kexec may still write to the
+/// memory the previous kernel preserved. Once false, it stays false.
+pub fn adopted_translations() -> bool {
+    #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]
+    // SAFETY: No precondition.
+    let live = unsafe { bindings::iommu_liveupdate_adopted() };
+    #[cfg(not(CONFIG_INTEL_IOMMU_LIVEUPDATE))]
+    let live = false;
+    live
+}
+
+/// Keeps `folio` allocated while the IOMMU translations adopted from the previous kernel are in
+/// place (`iommu_liveupdate_hold_folio`), whatever its new owner does with it.
+///
+/// A device kept running through the kexec may write to the folio until userspace attaches it
+/// to a domain of its own, and userspace, which gets the folio in a restored file, may free it
+/// before. A handler calls this for each folio it restores for userspace, before the folio can
+/// be freed (before it is inserted anywhere). The reference is dropped when the last adopted
+/// translation ends. If it cannot be recorded, every adopted translation is ended instead.
+pub fn hold_for_adopted_translations(folio: &crate::kho::IncomingFolio) {
+    #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]
+    // SAFETY: `folio` is a valid folio, of which `IncomingFolio` owns a reference for as long as
+    // this call lasts; the function takes a reference of its own, never uses the folio but to
+    // drop that reference, and sleeps only on its own mutex (a handler's `retrieve` runs in
+    // process context).
+    unsafe {
+        bindings::iommu_liveupdate_hold_folio(folio.as_raw())
+    };
+    #[cfg(not(CONFIG_INTEL_IOMMU_LIVEUPDATE))]
+    let _ = folio;
 }
 
 /// Length of a handler or FLB compatible string, including the NUL.

@@ -33,6 +33,7 @@
 #include <linux/mutex.h>
 #include <linux/pci.h>
 #include <linux/slab.h>
+#include <linux/workqueue.h>
 #include <linux/xarray.h>
 
 #include "iommu.h"
@@ -550,6 +551,8 @@ struct vtd_lu_adopted {
 /* Written by init_dmars() (one thread, at boot), then under vtd_lu_mutex. */
 static LIST_HEAD(vtd_lu_adopted_list);
 static bool vtd_lu_adopted_live;
+/* Folios held while adopted translations are in place: pfn -> folio. */
+static DEFINE_XARRAY(vtd_lu_held);
 /* A copy of the handover: a running device may write to the page. */
 static const struct vtd_lu_rs *vtd_lu_in;
 static phys_addr_t vtd_lu_in_phys;
@@ -924,6 +927,75 @@ bool iommu_liveupdate_take_kept(struct device *dev)
 }
 EXPORT_SYMBOL_GPL(iommu_liveupdate_take_kept);
 
+/*
+ * Ends the adopted translations once no adopted context entry is left in
+ * place: drops the folios held for them. An entry goes when its device is
+ * attached to a domain of this kernel (vtd_lu_switched()), forgotten, or
+ * ended with the rest.
+ */
+static void vtd_lu_release_if_done(void)
+{
+	struct vtd_lu_adopted *a;
+	unsigned long pfn, n = 0;
+	struct folio *folio;
+
+	lockdep_assert_held(&vtd_lu_mutex);
+	if (!vtd_lu_adopted_live)
+		return;
+	list_for_each_entry(a, &vtd_lu_adopted_list, link)
+		if (context_copied(a->iommu, a->bus, a->devfn))
+			return;
+	WRITE_ONCE(vtd_lu_adopted_live, false);
+	xa_for_each(&vtd_lu_held, pfn, folio) {
+		folio_put(folio);
+		n++;
+	}
+	xa_destroy(&vtd_lu_held);
+	pr_info("the translation adopted from the previous kernel ended (%lu held folios released)\n",
+		n);
+}
+
+static void vtd_lu_release_work_fn(struct work_struct *work)
+{
+	guard(mutex)(&vtd_lu_mutex);
+	vtd_lu_release_if_done();
+}
+
+static DECLARE_WORK(vtd_lu_release_work, vtd_lu_release_work_fn);
+
+/**
+ * vtd_lu_switched - a device's adopted context entry was replaced
+ * @iommu: its unit
+ * @bus: its bus
+ * @devfn: its device and function
+ * @did: the domain ID of the new entry
+ * @ns: how long the entry was not present, with the flushes
+ *
+ * Called by domain_context_mapping_one() after it replaced a copied context
+ * entry, possibly in atomic context (a deferred attach on the DMA API path):
+ * the folios held for the adopted translations are released by a work item.
+ */
+void vtd_lu_switched(struct intel_iommu *iommu, u8 bus, u8 devfn, u16 did, u64 ns)
+{
+	/* The list does not change after init_dmars(). */
+	if (!READ_ONCE(vtd_lu_adopted_live))
+		return;
+	pr_info("%s: %02x:%02x.%d switched from the adopted translation to domain %u in %llu ns\n",
+		iommu->name, bus, PCI_SLOT(devfn), PCI_FUNC(devfn), did, ns);
+	schedule_work(&vtd_lu_release_work);
+}
+
+/* Clears every adopted context entry and releases the held folios. */
+static void vtd_lu_end_all(void)
+{
+	struct vtd_lu_adopted *a;
+
+	lockdep_assert_held(&vtd_lu_mutex);
+	list_for_each_entry(a, &vtd_lu_adopted_list, link)
+		vtd_lu_tear_down_copied(a->iommu, a->bus, a->devfn);
+	vtd_lu_release_if_done();
+}
+
 /**
  * iommu_liveupdate_forget - end a device's adopted translation
  * @dev: a PCI device opened by a driver other than through the live update
@@ -937,39 +1009,82 @@ void iommu_liveupdate_forget(struct device *dev)
 {
 	struct vtd_lu_adopted *a;
 
+	/* Not live: no adopted entry is left (vtd_lu_release_if_done()). */
+	if (!READ_ONCE(vtd_lu_adopted_live))
+		return;
 	guard(mutex)(&vtd_lu_mutex);
 	a = vtd_lu_find_adopted(dev);
 	if (!a)
 		return;
 	a->taken = true;
 	vtd_lu_tear_down_copied(a->iommu, a->bus, a->devfn);
+	vtd_lu_release_if_done();
 }
 EXPORT_SYMBOL_GPL(iommu_liveupdate_forget);
+
+/**
+ * iommu_liveupdate_adopted - is a translation adopted at boot still in place
+ *
+ * Return: true while a device's context entry adopted from the previous
+ * kernel is in place; once false, it stays false.
+ */
+bool iommu_liveupdate_adopted(void)
+{
+	return READ_ONCE(vtd_lu_adopted_live);
+}
+EXPORT_SYMBOL_GPL(iommu_liveupdate_adopted);
+
+/**
+ * iommu_liveupdate_hold_folio - keep a restored folio while devices reach it
+ * @folio: a folio the previous kernel preserved, just restored by a live
+ *         update file handler that will give it to userspace
+ *
+ * An adopted translation may reach @folio: a device kept running may write
+ * to it until it is attached to a domain of this kernel. Userspace may free
+ * the folio before that (truncate the file it is in), so while adopted
+ * translations are in place this takes a reference on it, dropped when the
+ * last of them ends. Every folio is held, not only those a translation
+ * reaches: the handler cannot tell, and the references go once the devices
+ * are switched. If the folio cannot be recorded, every adopted translation
+ * is ended instead (their DMA faults), which is as safe.
+ *
+ * Context: process context; takes vtd_lu_mutex.
+ */
+void iommu_liveupdate_hold_folio(struct folio *folio)
+{
+	if (!READ_ONCE(vtd_lu_adopted_live))
+		return;
+	guard(mutex)(&vtd_lu_mutex);
+	/* The last entry may have been replaced before the work ran. */
+	vtd_lu_release_if_done();
+	if (!vtd_lu_adopted_live)
+		return;
+	folio_get(folio);
+	if (xa_err(xa_store(&vtd_lu_held, folio_pfn(folio), folio, GFP_KERNEL))) {
+		folio_put(folio);
+		pr_warn("cannot hold guest memory for the adopted translations: ending them\n");
+		vtd_lu_end_all();
+	}
+}
+EXPORT_SYMBOL_GPL(iommu_liveupdate_hold_folio);
 
 /**
  * iommu_liveupdate_end_adopted - end every translation adopted at boot
  *
  * An adopted translation reaches memory the previous kernel preserved (the
- * guest's RAM), which this kernel gives back to its owners: a live update
- * file handler, when it restores such memory for userspace (which may free
- * it) or frees it, calls this first. The context entries of the adopted
- * devices are cleared, so their DMA faults until userspace attaches them to
- * a domain of its own. The first call does the work, the others nothing.
+ * guest's RAM). A live update file handler that frees such memory itself,
+ * without handing it to userspace held (iommu_liveupdate_hold_folio()),
+ * calls this first. The context entries of the adopted devices are cleared,
+ * so their DMA faults until userspace attaches them to a domain of its own.
+ * The first call does the work, the others nothing.
  *
  * Context: process context; takes vtd_lu_mutex and each unit's lock.
  */
 void iommu_liveupdate_end_adopted(void)
 {
-	struct vtd_lu_adopted *a;
-
 	if (!READ_ONCE(vtd_lu_adopted_live))
 		return;
 	guard(mutex)(&vtd_lu_mutex);
-	if (!vtd_lu_adopted_live)
-		return;
-	list_for_each_entry(a, &vtd_lu_adopted_list, link)
-		vtd_lu_tear_down_copied(a->iommu, a->bus, a->devfn);
-	WRITE_ONCE(vtd_lu_adopted_live, false);
-	pr_info("the translation adopted from the previous kernel ended\n");
+	vtd_lu_end_all();
 }
 EXPORT_SYMBOL_GPL(iommu_liveupdate_end_adopted);

@@ -22,6 +22,7 @@ bool vtd_lu_shutdown(struct intel_iommu *iommu);
 enum vtd_lu_adopt vtd_lu_adopt(struct intel_iommu *iommu);
 bool vtd_lu_adopt_failed(struct intel_iommu *iommu);
 void vtd_lu_tear_down_copied(struct intel_iommu *iommu, u8 bus, u8 devfn);
+void vtd_lu_switched(struct intel_iommu *iommu, u8 bus, u8 devfn, u16 did, u64 ns);
 #else
 static inline bool vtd_lu_shutdown(struct intel_iommu *iommu)
 {
@@ -36,6 +37,11 @@ static inline enum vtd_lu_adopt vtd_lu_adopt(struct intel_iommu *iommu)
 static inline bool vtd_lu_adopt_failed(struct intel_iommu *iommu)
 {
 	return false;
+}
+
+static inline void vtd_lu_switched(struct intel_iommu *iommu, u8 bus, u8 devfn,
+				   u16 did, u64 ns)
+{
 }
 #endif
 

@@ -128,6 +128,34 @@ static int count_in_log(const char *needle)
 	return n;
 }
 
+/*
+ * The text of the first kernel message of this boot containing @needle,
+ * from @needle on, into @out; 0 if there is none.
+ */
+static int log_from(const char *needle, char *out, size_t len)
+{
+	char rec[2048];
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK), found = 0;
+	ssize_t n;
+
+	if (fd < 0 || !len)
+		return 0;
+	while (!found && ((n = read(fd, rec, sizeof(rec) - 1)) > 0 || (n < 0 && errno == EPIPE))) {
+		char *p;
+
+		if (n <= 0)
+			continue;
+		rec[n] = 0;
+		p = strstr(rec, needle);
+		if (p) {
+			snprintf(out, len, "%s", p);
+			found = 1;
+		}
+	}
+	close(fd);
+	return found;
+}
+
 /* Is @word (a whole "key=value" or "key" item) on the kernel command line? */
 static int cmdline_has(const char *word)
 {

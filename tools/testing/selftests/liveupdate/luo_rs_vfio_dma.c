@@ -16,8 +16,9 @@
  * page 2 is what A's DMA armed in the reboot writes, page 3 what B's DMA
  * armed before reboot() writes, page 4 what A's DMA started in the next
  * kernel writes (before anything attaches A again), page 6 stage 1's round
- * trip (from page 5) and page 7 stage 2's; every other byte keeps stage 1's
- * pattern.
+ * trip (from page 5) and page 7 stage 2's, page 8 B's DMA once the memfd is
+ * retrieved, page 10 A's once bound and page 11 A's across its attach;
+ * every other byte keeps stage 1's pattern.
  *
  * luo.vfio_dma=freeze arms A's DMA right after A's freeze, luo.vfio_dma=kexec
  * at the kexec after device shutdown (a test hook in vfio-pci, debugfs
@@ -43,12 +44,18 @@
  *           vfio BAR: the adopted translation still carries it;
  *         - dma_landed: the retrieved memfd: pages 2, 3, 4 and 10 hold page
  *           1's bytes, every other byte is as stage 1 left it;
- *         - adoption_ended: retrieving the memfd ended the adopted
- *           translation of A and B (userspace may free that memory now):
- *           B's DMA to page 8 (through sysfs) and A's to page 11 fault and
- *           write nothing;
- *         - dma_after: a DMA round trip through the memfd mapped again in a
- *           new IOAS, then FINISH.
+ *         - memory_held: retrieving the memfd did not end the adopted
+ *           translation (its folios are held for it instead): B's DMA to
+ *           page 8, through sysfs, lands in the retrieved file;
+ *         - switch: A's DMA to page 11 started, the memfd mapped in a new
+ *           IOAS at the same IOVA and A attached to it while the DMA is in
+ *           flight: the DMA lands, the switch is logged with its window (how
+ *           long A's context entry was not present), and no DMA faulted;
+ *         - dma_after: a DMA round trip through the new IOAS, then FINISH;
+ *         - adoption_ended: FINISH stopped B (never retrieved) and cleared
+ *           its adopted entry, the last: the adopted translations ended and
+ *           the held folios (at least the memfd's 1024) were released; no
+ *           DMA of this boot faulted.
  *
  * Booted with vtd_lu.test_corrupt=N (1 to 4: see drivers/iommu/intel/
  * liveupdate.c), the outgoing kernel corrupts the VT-d handover, and stage 2
@@ -97,13 +104,13 @@
 #define NEXT_PAGE		4	/* A's DMA started in the next kernel */
 #define RT_FROM			5	/* the round trips */
 #define RT_TO			6
-#define ENDED_PAGE		8	/* B's DMA after the adopted translation ended */
+#define HELD_PAGE		8	/* B's DMA once the memfd is retrieved */
 #define BOUND_PAGE		10	/* A's DMA once bound in the next kernel */
-#define A_ENDED_PAGE		11	/* A's DMA after the adopted translation ended */
+#define SWITCH_PAGE		11	/* A's DMA in flight across its attach */
 #define DMA_LEN			EDU_DMA_MAX
 #define ARM			"/sys/kernel/debug/vfio_luo_rs_test/arm"
 
-static int luo_fd = -1, state_fd = -1, iommufd = -1, ram_fd = -1, sess = -EBADF;
+static int luo_fd = -1, state_fd = -1, iommufd = -1, ram_fd = -1, sess = -EBADF, ram_mapped;
 static __u32 ioas;
 static struct edu edu_a = EDU_INIT(DEV_A), edu_b = EDU_INIT(DEV_B);
 
@@ -305,32 +312,114 @@ static int s2_dma_landed(int arg)
 	return bad == RAM_SIZE;
 }
 
+/* Do memfd pages @page hold page 1's bytes (@dma) or stage 1's own? */
+static int page_is(uint64_t page, int dma)
+{
+	uint8_t *b = mmap(NULL, RAM_SIZE, PROT_READ, MAP_SHARED, ram_fd, 0);
+	uint64_t i;
+
+	if (b == MAP_FAILED)
+		return fail("mmap of the memfd: %s", en(errno));
+	for (i = 0; i < DMA_LEN; i++)
+		if (b[page * PAGE + i] != (dma ? ram_byte(SRC_PAGE * PAGE + i) : ram_byte(page * PAGE + i)))
+			break;
+	munmap(b, RAM_SIZE);
+	if (i != DMA_LEN)
+		return fail("byte %#llx of page %llu is not %s", (unsigned long long)i,
+			    (unsigned long long)page, dma ? "the DMA's" : "stage 1's");
+	return 1;
+}
+
 /*
- * Retrieving the memfd ended the adopted translation (userspace may free the
- * memory now): B's DMA, started after that, faults instead of landing.
+ * Retrieving the memfd did not end the adopted translation: its folios are
+ * held for it instead, so B, which nothing attached, still DMAs into them,
+ * and what it writes is in the retrieved file.
+ */
+static int s2_memory_held(int arg)
+{
+	int n = count_in_log("the translation adopted from the previous kernel ended");
+
+	if (ram_fd < 0)
+		return fail("the memfd was not retrieved");
+	if (n)
+		return fail("\"adopted translation ended\" logged %d times, want 0", n);
+	return sysfs_dma(DEV_B, HELD_PAGE) && page_is(HELD_PAGE, 1);
+}
+
+/*
+ * The switch: A's DMA to page 11 is started, then the memfd is mapped in a
+ * new IOAS at the same IOVA and A attached to it while the DMA is in flight
+ * (edu runs it 100 ms after the command). The attach replaces A's adopted
+ * context entry (logged with how long it took); the DMA lands, and no DMA
+ * of this boot faulted. B still has its adopted entry: nothing ended.
+ */
+static int s2_switch(int arg)
+{
+	struct timespec t = { 0, 5 * 1000 * 1000 };
+	unsigned long long ns;
+	unsigned int did;
+	char rec[256];
+	int ms, n;
+
+	if (edu_a.fd < 0 || !edu_a.bar || ram_fd < 0)
+		return fail("A or the memfd was not retrieved");
+	wr64(&edu_a, EDU_REG_DMA_SRC, EDU_BUF);
+	wr64(&edu_a, EDU_REG_DMA_DST, RAM_IOVA + SWITCH_PAGE * PAGE);
+	wr64(&edu_a, EDU_REG_DMA_CNT, DMA_LEN);
+	wr64(&edu_a, EDU_REG_DMA_CMD, EDU_DMA_RUN | EDU_DMA_TO_RAM);
+	if (!ioas_map_file(iommufd, ioas, ram_fd, RAM_SIZE, RAM_IOVA))
+		return 0;
+	ram_mapped = 1;
+	if (!edu_attach(&edu_a, ioas))
+		return 0;
+	if (!(rd64(&edu_a, EDU_REG_DMA_CMD) & EDU_DMA_RUN))
+		printf("# the DMA ended before the attach did: not in flight across it\n");
+	for (ms = 0; rd64(&edu_a, EDU_REG_DMA_CMD) & EDU_DMA_RUN; ms += 5) {
+		if (ms >= EDU_DMA_TIMEOUT_MS)
+			return fail("A's DMA still running after %d ms", ms);
+		nanosleep(&t, NULL);
+	}
+	__sync_synchronize();
+	n = count_in_log("00:02.0 switched from the adopted translation to domain");
+	if (n != 1)
+		return fail("\"00:02.0 switched\" logged %d times, want 1", n);
+	if (!log_from("00:02.0 switched from", rec, sizeof(rec)) ||
+	    sscanf(rec, "00:02.0 switched from the adopted translation to domain %u in %llu ns",
+		   &did, &ns) != 2)
+		return fail("the switch does not say how long it took");
+	/* The measured window: the context entry was not present this long. */
+	printf("# switch window: %llu ns (A's context entry to domain %u)\n", ns, did);
+	n = count_in_log("the translation adopted from the previous kernel ended");
+	if (n)
+		return fail("\"adopted translation ended\" logged %d times, want 0 (B has it)", n);
+	n = count_in_log("DMAR: [DMA");
+	if (n)
+		return fail("%d DMA faults logged, want 0", n);
+	return page_is(SWITCH_PAGE, 1);
+}
+
+/*
+ * FINISH finished B's file, never retrieved: B was stopped and its adopted
+ * entry cleared, the last one, so the adopted translations ended and the
+ * held folios (the memfd's 1024, and any other file's restored since) were
+ * released. Still no DMA faulted.
  */
 static int s2_adoption_ended(int arg)
 {
-	int n = count_in_log("the translation adopted from the previous kernel ended");
-	uint8_t *b;
-	uint64_t i;
+	unsigned long held = 0;
+	char rec[256];
+	int n;
 
+	n = count_in_log("the translation adopted from the previous kernel ended");
 	if (n != 1)
 		return fail("\"adopted translation ended\" logged %d times, want 1", n);
-	if (!sysfs_dma(DEV_B, ENDED_PAGE))
-		return 0;
-	/* A too, retrieved and bound before the memfd was retrieved. */
-	if (!edu_a.bar || !edu_dma(&edu_a, EDU_BUF, RAM_IOVA + A_ENDED_PAGE * PAGE, DMA_LEN, 1))
-		return fail("A's DMA could not be started");
-	b = mmap(NULL, RAM_SIZE, PROT_READ, MAP_SHARED, ram_fd, 0);
-	if (b == MAP_FAILED)
-		return fail("mmap of the memfd: %s", en(errno));
-	for (i = 0; i < RAM_SIZE; i++)
-		if ((i / PAGE == ENDED_PAGE || i / PAGE == A_ENDED_PAGE) && b[i] != ram_byte(i))
-			break;
-	munmap(b, RAM_SIZE);
-	return i == RAM_SIZE ? 1 : fail("a DMA after the end wrote byte %#llx (page %llu)",
-					(unsigned long long)i, (unsigned long long)i / PAGE);
+	if (!log_from("previous kernel ended (", rec, sizeof(rec)) ||
+	    sscanf(rec, "previous kernel ended (%lu held folios released)", &held) != 1)
+		return fail("the end of the adopted translations does not say what it released");
+	if (held < RAM_SIZE / PAGE)
+		return fail("%lu held folios released, want at least %lu", held, RAM_SIZE / PAGE);
+	n = count_in_log("DMAR: [DMA");
+	return n ? fail("%d DMA faults logged, want 0", n) : 1;
 }
 
 static int s2_translation_refused(int arg)
@@ -459,7 +548,10 @@ static int s2_dma_after(int arg)
 		return fail("A or the memfd was not retrieved");
 	if (!edu_a.ioas && !edu_attach(&edu_a, ioas))
 		return 0;
-	if (!ioas_map_file(iommufd, ioas, ram_fd, RAM_SIZE, RAM_IOVA) || !edu_map_bar(&edu_a) ||
+	if (!ram_mapped && !ioas_map_file(iommufd, ioas, ram_fd, RAM_SIZE, RAM_IOVA))
+		return 0;
+	ram_mapped = 1;
+	if (!edu_map_bar(&edu_a) ||
 	    !edu_set_command(&edu_a, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER) ||
 	    !edu_dma(&edu_a, RAM_IOVA + SRC_PAGE * PAGE, EDU_BUF, DMA_LEN, 0) ||
 	    !edu_dma(&edu_a, EDU_BUF, RAM_IOVA + 7 * PAGE, DMA_LEN, 1))
@@ -483,8 +575,10 @@ static const struct vcase s2_cases[] = {
 	{ "s2_not_reset", s2_not_reset },
 	{ "s2_dma_while_bound", s2_dma_while_bound },
 	{ "s2_dma_landed", s2_dma_landed },
-	{ "s2_adoption_ended", s2_adoption_ended },
+	{ "s2_memory_held", s2_memory_held },
+	{ "s2_switch", s2_switch },
 	{ "s2_dma_after", s2_dma_after },
+	{ "s2_adoption_ended", s2_adoption_ended },
 };
 
 static const struct vcase s2_corrupt_cases[] = {
