@@ -23,6 +23,15 @@
 # retrieved guest RAM (inside the blackout: a VMM must before its VM runs),
 # and after the memory is verified the device DMAs from guest RAM to itself
 # and back to elsewhere in guest RAM, which is checked byte for byte.
+# The device keeps running through the kexec (phase 2, "vfio-pci-rs-v2":
+# vfio_pci_luo_rs.keep_running=1; KEEP_RUNNING=0 for phase 1, where it is
+# reset at freeze): stage 1 has it DMA 4095 bytes of guest RAM to elsewhere
+# in guest RAM while the kernels switch (started by vfio-pci's test hook at
+# the kexec), stage 2 maps guest RAM before it attaches the device, prints
+# the kernel's line on the switch from the adopted IOMMU translation (how
+# long the device's context entry was not present), and finds that copy in
+# the retrieved guest RAM (Documentation/core-api/liveupdate-vfio-rust.rst,
+# "Devices that keep running").
 #
 # With HUGETLB=1 (or 2M) guest RAM is a hugetlbfs memfd of 2 MiB pages
 # (memfd_create(MFD_HUGETLB | MFD_HUGE_2MB), luo.demo_hugetlb=2M), as
@@ -59,6 +68,8 @@
 #   DEMO_LUO / LUO     rust (default) or c
 #   VFIO=1             add the passthrough device (needs LUO=rust: the C
 #                      variant has no vfio-pci live update handler)
+#   KEEP_RUNNING=0     with VFIO=1: phase 1, the device reset at freeze
+#                      (default 1: it keeps running through the kexec)
 #   HUGETLB=1|2M|1G    guest RAM on 2 MiB or 1 GiB hugetlbfs pages (needs
 #                      LUO=rust: the C memfd handler has no hugetlb support)
 #   V=1                stream the whole serial log
@@ -74,6 +85,8 @@ v=${DEMO_LUO:-${LUO:-rust}}
 case $v in c | rust) ;; *) die "DEMO_LUO/LUO must be c or rust, not '$v'" ;; esac
 vfio=${VFIO:-0}
 case $vfio in 0 | '') vfio=0 ;; 1) ;; *) die "VFIO must be 0 or 1, not '$vfio'" ;; esac
+keep=${KEEP_RUNNING:-1}
+case $keep in 0 | 1) ;; *) die "KEEP_RUNNING must be 0 or 1, not '$keep'" ;; esac
 # The vfio-pci handler (Rust, config/vfio-rust.config) is built in the
 # variants with Rust; c has none.
 if [ "$vfio" = 1 ]; then
@@ -193,6 +206,7 @@ machine=''
 if [ "$vfio" = 1 ]; then
 	tag+=-vfio
 	cmdline+=" luo.demo_vfio=1"
+	[ "$keep" = 0 ] || cmdline+=" vfio_pci_luo_rs.keep_running=1"
 	machine=', q35 + Intel IOMMU + 4 edu devices'
 	export LUO_VM_VFIO=1
 fi
@@ -248,7 +262,7 @@ vm_pg=$(cat "/proc/$qemu/task/$qemu/children" 2>/dev/null) || vm_pg=''
 # Follow the serial log; note the host time of the lines that matter.
 boots=0 t_reboot='' t_kexec='' t_boot2='' t_restored='' t_verified=''
 preserved='' preserve_ms='' verified='' stage2_exit='' kerr=0 panic='' guest_err='' ram_back='' ram_pool=''
-dev_bdf='' dev_preserved='' dev_restored='' dev_restore_ms='' dev_ok=''
+dev_bdf='' dev_preserved='' dev_restored='' dev_restore_ms='' dev_ok='' kept_dma='' switch_ns=''
 tl_rows=() tl_err=''
 show() { printf '           %s\n' "$1"; }
 while IFS= read -r line; do
@@ -273,6 +287,15 @@ while IFS= read -r line; do
 	"DEMO: device OK: "*)
 		dev_ok=1
 		stage verify "${line#DEMO: }"
+		;;
+	"DEMO: device DMA during the kexec landed: "*)
+		kept_dma=1
+		stage verify "${line#DEMO: }"
+		;;
+	"DEMO: device "*" kept running; the kernel: "*)
+		[[ $line =~ switched\ from\ the\ adopted\ translation\ to\ domain\ [0-9]+\ in\ ([0-9]+)\ ns ]] &&
+			switch_ns=${BASH_REMATCH[1]}
+		stage restore "${line#DEMO: }"
 		;;
 	"DEMO: device "*)
 		[[ $line =~ ^DEMO:\ device\ ([0-9a-f:.]+)\  ]] && dev_bdf=${BASH_REMATCH[1]}
@@ -362,6 +385,8 @@ elif [ -n "$hugetlb" ] && [[ $ram_back != "hugetlbfs, $page_name pages ("* ]]; t
 	why="guest RAM was not seen back on hugetlbfs $page_name pages ('DEMO: guest RAM is ...': ${ram_back:-none})"
 elif [ "$vfio" = 1 ] && [ -z "$dev_ok" ]; then
 	why="the device's DMA through guest RAM was never verified"
+elif [ "$vfio" = 1 ] && [ "$keep" = 1 ] && { [ -z "$kept_dma" ] || [ -z "$switch_ns" ]; }; then
+	why="the device kept running, but its DMA during the kexec or its switch to the new kernel's IOMMU domain was not seen"
 elif [ "$stage2_exit" != 0 ]; then
 	why="the VM host exited with status ${stage2_exit:-?} after verifying"
 fi
@@ -414,6 +439,11 @@ fi
 if [ "$vfio" = 1 ]; then
 	printf '  %-18s%s (edu) %s, DMA through guest RAM verified: %s\n' device "${dev_bdf:-0000:00:02.0}" \
 		"$([ -n "$dev_restored" ] && echo retrieved || echo "not retrieved")" "$([ -n "$dev_ok" ] && echo yes || echo no)"
+	if [ "$keep" = 1 ]; then
+		printf '  %-18s%s; %s\n' "kept running" \
+			"its DMA during the kexec landed in guest RAM: $([ -n "$kept_dma" ] && echo yes || echo no)" \
+			"$([ -n "$switch_ns" ] && echo "switched to the new kernel's IOMMU domain with its context entry absent for $switch_ns ns" || echo "no switch seen")"
+	fi
 fi
 if [ -z "$why" ]; then
 	printf '  %-18syes: every byte came back\n' verified

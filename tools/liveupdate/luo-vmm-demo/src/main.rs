@@ -45,6 +45,16 @@
 //!   another place in guest RAM, and checks that copy and every other byte
 //!   again (`DEMO: device OK: ...`).
 //!
+//! With `vfio_pci_luo_rs.keep_running=1` on the command line (phase 2,
+//! "vfio-pci-rs-v2"), the device keeps running through the kexec: stage 1
+//! loads 4095 bytes of guest RAM into it and has vfio-pci's test hook
+//! (debugfs `vfio_luo_rs_test/arm`) start its DMA of them to elsewhere in
+//! guest RAM at the kexec, after device shutdown (without the hook, it is
+//! started at once, in flight at `reboot()`); stage 2 maps guest RAM before
+//! it attaches the device, prints the kernel's line on the switch from the
+//! adopted IOMMU translation, waits for the device's DMA, and checks that
+//! guest RAM holds that copy (`DEMO: device DMA during the kexec landed`).
+//!
 //! Session `vm-demo`, tokens: `0x1` guest RAM, `0x2` VM state, `0x3` the
 //! device.
 //!
@@ -80,7 +90,7 @@ use liveupdate::timeline;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use liveupdate::{Device, Error};
@@ -116,6 +126,63 @@ const DEFAULT_BDF: &str = "0000:00:02.0";
 const DEVICE_MIN_SIZE: u64 = 64 << 10;
 /// IOVA of guest RAM offset 0: IOVA = guest-physical address.
 const RAM_IOVA: u64 = 0;
+/// vfio-pci's module parameter that keeps devices running through the kexec
+/// (no sysfs file: it is read from the command line).
+const KEEP_RUNNING: &str = "vfio_pci_luo_rs.keep_running=";
+/// Where the DMA across the kexec copies from, in guest RAM.
+const BLACKOUT_FROM: u64 = 0x6011;
+
+/// Whether this kernel preserves vfio devices running ("vfio-pci-rs-v2",
+/// booted with `vfio_pci_luo_rs.keep_running=1`, as `kstrtobool()` reads
+/// it): then the device keeps doing DMA through the kexec.
+fn keeps_running() -> bool {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    cmdline
+        .split_whitespace()
+        .rev()
+        .find_map(|w| w.strip_prefix(KEEP_RUNNING))
+        .is_some_and(|v| matches!(v.as_bytes(), [b'1' | b'y' | b'Y', ..]) || v.eq_ignore_ascii_case("on"))
+}
+
+/// The DMA across the kexec, for guest RAM of `ram_size` bytes: from
+/// [`BLACKOUT_FROM`] to near the window's end, clear of stage 2's DMA.
+fn blackout_copy(ram_size: u64) -> (u64, u64, u64) {
+    (BLACKOUT_FROM, dma_window(ram_size) - 0x6000 + 0x123, EDU_DMA_MAX)
+}
+
+/// Mount debugfs if it is not: `""`, or why it could not be.
+fn mount_debugfs() -> String {
+    match rustix::mount::mount("none", DEBUGFS, "debugfs", rustix::mount::MountFlags::empty(), None) {
+        Ok(()) | Err(rustix::io::Errno::BUSY) => String::new(),
+        Err(e) => format!(" (mounting debugfs on {DEBUGFS}: {e})"),
+    }
+}
+
+/// The first kernel message of this boot that contains `needle`, from
+/// `needle` on.
+fn kmsg_find(needle: &str) -> Option<String> {
+    use std::io::Read;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open("/dev/kmsg")
+        .ok()?;
+    let mut rec = vec![0u8; 4096];
+    loop {
+        match f.read(&mut rec) {
+            Ok(0) => return None,
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&rec[..n]);
+                if let Some(at) = text.find(needle) {
+                    return Some(text[at..].trim_end().to_string());
+                }
+            }
+            // A record overwritten while reading: go on with the next.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) => {}
+            Err(_) => return None,
+        }
+    }
+}
 
 type R<T = ()> = Result<T, String>;
 
@@ -416,6 +483,11 @@ fn stage1(args: &Args) -> R {
         .map_err(|e| format!("cannot start the session holder: {e}"))?;
     say!("holder pid {} keeps session \"{SESSION}\" open across the kexec", holder.id());
     drop(keep);
+    if let Some((edu, _)) = &device {
+        if keeps_running() {
+            arm_blackout_dma(edu, size)?;
+        }
+    }
     drop(device);
     drop(session);
     drop(dev);
@@ -477,6 +549,34 @@ fn device_stage1(bdf: &str, ram: &OwnedFd, map: &mut Mapping, size: u64, seed: u
         ms(dma)
     );
     Ok((edu, iommu))
+}
+
+/// Stage 1, with a device that keeps running through the kexec: load 4095
+/// bytes of guest RAM into the device and have it write them back elsewhere
+/// in guest RAM while the kernels switch. vfio-pci's test hook starts that
+/// DMA at the kexec, after device shutdown (it runs 100 ms later, while the
+/// next kernel boots); without the hook it is started now, and is in flight
+/// at `reboot()`. Stage 2 finds the copy in the guest RAM it retrieves.
+fn arm_blackout_dma(edu: &Edu, size: u64) -> R {
+    let bdf = edu.bdf();
+    let (from, to, n) = blackout_copy(size);
+    edu.load(RAM_IOVA + from, n)?;
+    let mount = mount_debugfs();
+    let when = match vfio::arm_at_kexec(RAM_IOVA + to, n) {
+        Ok(()) => {
+            "at the kexec, after device shutdown (vfio-pci's test hook), to run while the next kernel boots"
+                .to_string()
+        }
+        Err(e) => {
+            edu.start_store(RAM_IOVA + to, n)?;
+            format!("now, in flight at reboot() (no test hook: {e}{mount})")
+        }
+    };
+    say!(
+        "device {bdf} (edu) keeps running through the kexec (vfio-pci-rs-v2): its DMA of {n} bytes guest RAM \
+         {from:#x} -> device -> guest RAM {to:#x} starts {when}"
+    );
+    Ok(())
 }
 
 fn stage2(args: &Args) -> R {
@@ -607,13 +707,36 @@ fn stage2(args: &Args) -> R {
         return Err(format!("guest RAM of {ram_size} bytes is too small (at least {MIN_SIZE})"));
     }
 
-    // Guest RAM: every byte against the pattern.
+    // Guest RAM: every byte against the pattern; with a device that kept
+    // running, with the copy its DMA made during the kexec.
+    let blackout = device.as_ref().filter(|_| keeps_running()).map(|_| blackout_copy(ram_size));
     {
-        let map = Mapping::new(&ram, to_usize(ram_size)?, false)
+        let mut map = Mapping::new(&ram, to_usize(ram_size)?, blackout.is_some())
             .map_err(|e| format!("cannot map {} of guest RAM: {e}", human(ram_size)))?;
-        if let Err(m) = pattern::verify(map.bytes(), vm.seed) {
-            report_mismatch(&m, ram_size, "");
+        let r = match blackout {
+            Some((from, to, n)) => {
+                pattern::verify_copy(map.bytes(), vm.seed, to_usize(from)?, to_usize(to)?, to_usize(n)?)
+            }
+            None => pattern::verify(map.bytes(), vm.seed),
+        };
+        if let Err(m) = r {
+            let what = match blackout {
+                Some((from, to, n)) => {
+                    format!(" (the device's DMA during the kexec: {n} bytes {from:#x} -> {to:#x})")
+                }
+                None => String::new(),
+            };
+            report_mismatch(&m, ram_size, &what);
             return Err("guest RAM corrupted".into());
+        }
+        if let Some((from, to, n)) = blackout {
+            say!(
+                "device DMA during the kexec landed: guest RAM {to:#x} holds the {n} bytes of {from:#x}, through \
+                 the IOMMU translation both kernels kept (the pattern put back there)"
+            );
+            let back: Vec<u8> = (to..to + n).map(|o| pattern::byte(o, vm.seed)).collect();
+            let at = to_usize(to)?;
+            map.bytes_mut()[at..at + back.len()].copy_from_slice(&back);
         }
     }
     let verify = t.elapsed();
@@ -684,11 +807,7 @@ fn print_timeline() -> R {
         Ok(())
     };
     // The demo's init mounts debugfs; mount it if not (EBUSY: it is).
-    let mount =
-        match rustix::mount::mount("none", DEBUGFS, "debugfs", rustix::mount::MountFlags::empty(), None) {
-            Ok(()) | Err(rustix::io::Errno::BUSY) => String::new(),
-            Err(e) => format!(" (mounting debugfs on {DEBUGFS}: {e})"),
-        };
+    let mount = mount_debugfs();
     let path = timeline::DEFAULT_PATH;
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -740,25 +859,43 @@ fn device_stage2(
         .retrieve_fd(TOKEN_DEVICE)
         .map_err(|e| format!("device {bdf} (token {TOKEN_DEVICE:#x}): {e}"))?;
     let retrieve = t.elapsed() - bind;
+    // Guest RAM is mapped first, then the device attached: a device that
+    // kept running goes from the translation the kernel adopted straight to
+    // one that maps the same IOVAs to the same pages.
     let iommu = Iommufd::open()?;
-    let edu = Edu::bind(bdf, File::from(file), &iommu)?;
-    let attach = t.elapsed() - bind - retrieve;
     let window = dma_window(ram_size);
     iommu.map_file(ram, window, RAM_IOVA)?;
-    let map = t.elapsed() - bind - retrieve - attach;
+    let map = t.elapsed() - bind - retrieve;
+    let edu = Edu::bind(bdf, File::from(file), &iommu)?;
+    let attach = t.elapsed() - bind - retrieve - map;
     let restore = t.elapsed();
     say!(
-        "device {bdf} (edu): bound to vfio-pci in {} ms (driver before: {}), retrieved in {} ms, bound to a \
-         new iommufd (IOAS {}) in {} ms, guest RAM mapped for DMA at IOVA {RAM_IOVA:#x}-{:#x} ({}) in {} ms",
+        "device {bdf} (edu): bound to vfio-pci in {} ms (driver before: {}), retrieved in {} ms, guest RAM \
+         mapped for DMA at IOVA {RAM_IOVA:#x}-{:#x} ({}) in a new iommufd (IOAS {}) in {} ms, the device \
+         bound and attached to it in {} ms",
         ms(bind),
         before.as_deref().unwrap_or("none"),
         ms(retrieve),
-        iommu.ioas(),
-        ms(attach),
         RAM_IOVA + window - 1,
         human(window),
-        ms(map)
+        iommu.ioas(),
+        ms(map),
+        ms(attach)
     );
+    if keeps_running() {
+        // The kernel says how long the device's context entry was not
+        // present while the attach replaced the adopted one.
+        let b = bdf.strip_prefix("0000:").unwrap_or(bdf);
+        match kmsg_find(&format!("{b} switched from the adopted translation")) {
+            Some(line) => say!("device {bdf} (edu) kept running; the kernel: \"{line}\""),
+            None => {
+                return Err(format!(
+                    "device {bdf}: kept running, but the kernel logged no switch from an adopted translation"
+                ))
+            }
+        }
+        edu.wait_dma()?;
+    }
     Ok(Restored { edu, _iommu: iommu, restore })
 }
 

@@ -455,25 +455,57 @@ impl Edu {
         Ok(())
     }
 
-    /// One DMA of `cnt` bytes; `to_ram`: device buffer to RAM, else RAM to
-    /// the device buffer.
-    fn dma(&self, src: u64, dst: u64, cnt: u64, to_ram: bool) -> R {
+    /// Start one DMA of `cnt` bytes; `to_ram`: device buffer to RAM, else
+    /// RAM to the device buffer. edu runs it 100 ms after the command.
+    fn start(&self, src: u64, dst: u64, cnt: u64, to_ram: bool) {
         self.bar.wr64(EDU_REG_DMA_SRC, src);
         self.bar.wr64(EDU_REG_DMA_DST, dst);
         self.bar.wr64(EDU_REG_DMA_CNT, cnt);
         self.bar.wr64(EDU_REG_DMA_CMD, EDU_DMA_RUN | if to_ram { EDU_DMA_TO_RAM } else { 0 });
+    }
+
+    /// Whether a DMA is still running (started, not yet done).
+    pub fn dma_running(&self) -> bool {
+        self.bar.rd64(EDU_REG_DMA_CMD) & EDU_DMA_RUN != 0
+    }
+
+    /// Wait for the DMA running (if any) to end.
+    pub fn wait_dma(&self) -> R {
         let t = Instant::now();
-        while self.bar.rd64(EDU_REG_DMA_CMD) & EDU_DMA_RUN != 0 {
+        while self.dma_running() {
             if t.elapsed() >= EDU_DMA_TIMEOUT {
-                return Err(format!(
-                    "{}: DMA {src:#x} -> {dst:#x} ({cnt} bytes) still running after {} ms",
-                    self.bdf,
-                    t.elapsed().as_millis()
-                ));
+                return Err(format!("{}: DMA still running after {} ms", self.bdf, t.elapsed().as_millis()));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// One DMA of `cnt` bytes, as [`Edu::start`], waited for.
+    fn dma(&self, src: u64, dst: u64, cnt: u64, to_ram: bool) -> R {
+        self.start(src, dst, cnt, to_ram);
+        self.wait_dma().map_err(|e| format!("{e} (DMA {src:#x} -> {dst:#x}, {cnt} bytes)"))
+    }
+
+    /// Load `cnt` bytes from IOVA `from` into the device's buffer (bus
+    /// mastering on first), for a later [`Edu::start_store`] or a DMA armed
+    /// elsewhere.
+    pub fn load(&self, from: u64, cnt: u64) -> R {
+        if cnt == 0 || cnt > EDU_DMA_MAX || from + cnt > EDU_IOVA_LIMIT {
+            return Err(format!("{}: bad DMA from {from:#x} of {cnt} bytes", self.bdf));
+        }
+        self.set_command(PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER)?;
+        self.dma(from, EDU_BUF, cnt, false)
+    }
+
+    /// Start a DMA of the first `cnt` bytes of the device's buffer to IOVA
+    /// `to`, without waiting: it runs 100 ms from now.
+    pub fn start_store(&self, to: u64, cnt: u64) -> R {
+        if cnt == 0 || cnt > EDU_DMA_MAX || to + cnt > EDU_IOVA_LIMIT {
+            return Err(format!("{}: bad DMA to {to:#x} of {cnt} bytes", self.bdf));
+        }
+        self.start(EDU_BUF, to, cnt, true);
         Ok(())
     }
 
@@ -487,6 +519,26 @@ impl Edu {
         self.dma(from, EDU_BUF, cnt, false)?;
         self.dma(EDU_BUF, to, cnt, true)
     }
+}
+
+/// The vfio-pci test hook that starts a DMA at the kexec
+/// (`CONFIG_LIVEUPDATE_RUST_TEST`).
+pub const ARM_HOOK: &str = "/sys/kernel/debug/vfio_luo_rs_test/arm";
+
+/// Ask vfio-pci's test hook ([`ARM_HOOK`]) to start a DMA of the first `cnt`
+/// bytes of the buffer of the next device frozen to keep running to IOVA
+/// `to`, at the kexec, after device shutdown: it runs 100 ms later, while
+/// the next kernel boots.
+pub fn arm_at_kexec(to: u64, cnt: u64) -> R {
+    if cnt == 0 || cnt > EDU_DMA_MAX || to + cnt > EDU_IOVA_LIMIT {
+        return Err(format!("bad DMA to {to:#x} of {cnt} bytes"));
+    }
+    let cmd = format!(
+        "kexec {EDU_REG_DMA_SRC:x}={EDU_BUF:x} {EDU_REG_DMA_DST:x}={to:x} {EDU_REG_DMA_CNT:x}={cnt:x} \
+         {EDU_REG_DMA_CMD:x}={:x}",
+        EDU_DMA_RUN | EDU_DMA_TO_RAM
+    );
+    std::fs::write(ARM_HOOK, cmd).map_err(|e| format!("{ARM_HOOK}: {e}"))
 }
 
 impl AsFd for Edu {
