@@ -32,6 +32,8 @@
 #include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/pci.h>
+#include <linux/random.h>
+#include <linux/siphash.h>
 #include <linux/slab.h>
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
@@ -108,7 +110,9 @@ static int vtd_lu_walk(struct vtd_lu_walk *w, phys_addr_t pgd, int levels)
  * it: 1 the root table is not preserved, 2 the kept context entry names a
  * page-table page that is not preserved, 3 the handover's domain ID is not
  * the context entry's, 4 a context entry of a device that is not kept stays
- * present.
+ * present, 5 a leaf of the first kept device's tables is changed at the
+ * kexec, as an unmap and a map after freeze would (those tables are then
+ * not handed over).
  */
 static unsigned int vtd_lu_test_corrupt;
 module_param_named(test_corrupt, vtd_lu_test_corrupt, uint, 0444);
@@ -136,6 +140,9 @@ struct vtd_lu_kept {
 	struct vtd_lu_rs_dev ser;
 	struct xarray pages;	/* pfn -> xa_mk_value(1) */
 	unsigned long nr_pages;
+	/* What its leaves translate to, at keep: see vtd_lu_leaves_walk. */
+	u64 leaves;
+	unsigned long nr_leaves;
 	/* Set at the kexec if its tables changed since keep: not handed over. */
 	bool changed;
 };
@@ -215,18 +222,32 @@ static void vtd_lu_release(struct vtd_lu_kept *k)
 	xa_destroy(&k->pages);
 }
 
-struct vtd_lu_keep_walk {
+/*
+ * What a device's leaves translate to, in walk (IOVA) order, as a keyed hash
+ * (the key is secret, so no VMM can choose mappings that collide) and a
+ * count: taken at keep and again at the kexec, where a difference means a
+ * map or unmap since freeze, which may reach memory that is not preserved.
+ */
+struct vtd_lu_leaves_walk {
 	struct vtd_lu_walk w;
 	struct vtd_lu_kept *k;
+	u64 hash;
+	unsigned long n;
 };
+
+static siphash_key_t vtd_lu_key;
 
 static int vtd_lu_keep_table(struct vtd_lu_walk *w, phys_addr_t pa)
 {
-	return vtd_lu_hold(container_of(w, struct vtd_lu_keep_walk, w)->k, pa);
+	return vtd_lu_hold(container_of(w, struct vtd_lu_leaves_walk, w)->k, pa);
 }
 
-static int vtd_lu_keep_leaf(struct vtd_lu_walk *w, phys_addr_t pa, u64 size)
+static int vtd_lu_leaf_hash(struct vtd_lu_walk *w, phys_addr_t pa, u64 size)
 {
+	struct vtd_lu_leaves_walk *lw = container_of(w, struct vtd_lu_leaves_walk, w);
+
+	lw->hash = siphash_3u64(lw->hash, pa, size, &vtd_lu_key);
+	lw->n++;
 	return 0;
 }
 
@@ -299,8 +320,8 @@ static int vtd_lu_count_alias(struct pci_dev *pdev, u16 alias, void *data)
 int iommu_liveupdate_keep(struct device *dev)
 {
 	struct device_domain_info *info = dev_iommu_priv_get(dev);
-	struct vtd_lu_keep_walk kw = {
-		.w = { .may_sleep = true, .table = vtd_lu_keep_table, .leaf = vtd_lu_keep_leaf },
+	struct vtd_lu_leaves_walk kw = {
+		.w = { .may_sleep = true, .table = vtd_lu_keep_table, .leaf = vtd_lu_leaf_hash },
 	};
 	struct context_entry *ce, ctx;
 	struct intel_iommu *iommu;
@@ -331,6 +352,8 @@ int iommu_liveupdate_keep(struct device *dev)
 	ret = vtd_lu_publish_init();
 	if (ret)
 		return ret;
+	if (list_empty(&vtd_lu_kept_list))
+		get_random_bytes(&vtd_lu_key, sizeof(vtd_lu_key));
 	if (list_count_nodes(&vtd_lu_kept_list) >= VTD_LU_MAX)
 		return -ENOSPC;
 
@@ -372,6 +395,8 @@ int iommu_liveupdate_keep(struct device *dev)
 		kfree(k);
 		return ret == -ELOOP ? -EINVAL : ret;
 	}
+	k->leaves = kw.hash;
+	k->nr_leaves = kw.n;
 	if (vtd_lu_corrupting(1) && xa_load(&vtd_lu_refs, PHYS_PFN(k->ser.root))) {
 		xa_erase(&vtd_lu_refs, PHYS_PFN(k->ser.root));
 		xa_erase(&k->pages, PHYS_PFN(k->ser.root));
@@ -428,6 +453,48 @@ static bool vtd_lu_is_kept(struct intel_iommu *iommu, u8 bus, u8 devfn,
 	return false;
 }
 
+/*
+ * Mode 5 of vtd_lu.test_corrupt: the first 4 KiB leaf of the first kept
+ * device of @iommu now translates to the page of the next leaf, as an unmap
+ * and a map after freeze would. That page is preserved, so only the check
+ * at the kexec can tell.
+ */
+static void vtd_lu_test_change_leaf(struct intel_iommu *iommu)
+{
+	struct vtd_lu_kept *k;
+	int level, i;
+	u64 *t;
+
+	if (!vtd_lu_corrupting(5))
+		return;
+	list_for_each_entry(k, &vtd_lu_kept_list, link)
+		if (k->iommu == iommu)
+			break;
+	if (list_entry_is_head(k, &vtd_lu_kept_list, link))
+		return;
+	t = phys_to_virt(k->ser.pgd);
+	for (level = agaw_to_level(k->ser.aw); level > 0; level--) {
+		for (i = 0; i < VTD_PTES; i++)
+			if (t[i] & (DMA_PTE_READ | DMA_PTE_WRITE))
+				break;
+		if (i == VTD_PTES || (level > 1 && (t[i] & DMA_PTE_LARGE_PAGE)))
+			return;
+		if (level == 1) {
+			int j = i + 1;
+
+			while (j < VTD_PTES && !(t[j] & (DMA_PTE_READ | DMA_PTE_WRITE)))
+				j++;
+			if (j == VTD_PTES)
+				return;
+			t[i] = (t[i] & ~VTD_PTE_ADDR) | (t[j] & VTD_PTE_ADDR);
+			__iommu_flush_cache(iommu, &t[i], sizeof(t[i]));
+			pr_info("test: a leaf changed after freeze\n");
+			return;
+		}
+		t = phys_to_virt(t[i] & VTD_PTE_ADDR);
+	}
+}
+
 /* Modes 2 and 3 of vtd_lu.test_corrupt, on the first kept device of @iommu. */
 static void vtd_lu_test_corrupt_shutdown(struct intel_iommu *iommu)
 {
@@ -477,16 +544,21 @@ bool vtd_lu_shutdown(struct intel_iommu *iommu)
 
 	/*
 	 * A map since keep may have added a table page that is not preserved,
-	 * which the next kernel may hand out while the device still walks it:
-	 * such a device is not handed over (its entry is cleared below).
+	 * which the next kernel may hand out while the device still walks it,
+	 * or a leaf onto memory that is not preserved, and an unmap may have
+	 * let a page the device reaches be freed: such a device is not handed
+	 * over (its entry is cleared below).
 	 */
+	vtd_lu_test_change_leaf(iommu);
 	list_for_each_entry(k, &vtd_lu_kept_list, link) {
-		struct vtd_lu_walk w = {
-			.table = vtd_lu_shutdown_table, .leaf = vtd_lu_keep_leaf,
+		struct vtd_lu_leaves_walk lw = {
+			.w = { .table = vtd_lu_shutdown_table, .leaf = vtd_lu_leaf_hash },
+			.k = k,
 		};
 
 		if (k->iommu == iommu &&
-		    vtd_lu_walk(&w, k->ser.pgd, agaw_to_level(k->ser.aw))) {
+		    (vtd_lu_walk(&lw.w, k->ser.pgd, agaw_to_level(k->ser.aw)) ||
+		     lw.hash != k->leaves || lw.n != k->nr_leaves)) {
 			k->changed = true;
 			pr_warn("%s: %02x:%02x.%d: its tables changed since freeze, not handed over\n",
 				iommu->name, k->ser.bus, PCI_SLOT(k->ser.devfn),

@@ -47,6 +47,7 @@ use kernel::{
         Subtree, //
     },
     liveupdate::{
+        self,
         FileHandler,
         Registration,
         RetrieveStatus, //
@@ -421,6 +422,53 @@ struct State {
     ser: PreservedPage,
 }
 
+impl VfioPciHandler {
+    /// The file of the device `ser` names, as `retrieve` describes.
+    fn open_preserved(&self, ser: &DeviceSer) -> Result<ARef<File>> {
+        let Some(dev) = vfio::Device::find_pci(ser.domain, ser.bdf) else {
+            pr_warn!(
+                "vfio-pci: no vfio device {:04x}:{:02x}:{:02x}.{} to retrieve (bind it to vfio-pci first)\n",
+                ser.domain,
+                ser.bdf >> 8,
+                (ser.bdf >> 3) & 0x1f,
+                ser.bdf & 7
+            );
+            return Err(ENODEV);
+        };
+        let pdev = dev.pci().ok_or(ENODEV)?;
+        let now = DeviceSer::of(pdev);
+        if now != *ser {
+            // After a bus renumbering another device can sit where the preserved one was.
+            pr_warn!(
+                "vfio-pci: {:04x}:{:02x}:{:02x}.{} is not the device preserved there: {:04x}:{:04x} (subsystem {:04x}:{:04x}, serial {:x}), preserved {:04x}:{:04x} (subsystem {:04x}:{:04x}, serial {:x})\n",
+                ser.domain,
+                ser.bdf >> 8,
+                (ser.bdf >> 3) & 0x1f,
+                ser.bdf & 7,
+                now.vendor,
+                now.device,
+                now.subsystem_vendor,
+                now.subsystem_device,
+                now.dsn.unwrap_or(0),
+                ser.vendor,
+                ser.device,
+                ser.subsystem_vendor,
+                ser.subsystem_device,
+                ser.dsn.unwrap_or(0)
+            );
+            return Err(ENODEV);
+        }
+        if !dev.is_liveupdate_capable() {
+            return Err(ENODEV);
+        }
+        let file = dev.open_cdev()?;
+        if self.running {
+            dev.liveupdate_retrieved_running();
+        }
+        Ok(file)
+    }
+}
+
 impl FileHandler for VfioPciHandler {
     type State = State;
 
@@ -501,51 +549,28 @@ impl FileHandler for VfioPciHandler {
 
     /// Opens the function the record names if a vfio-pci device drives it and it is the same
     /// device (IDs and serial number), else fails with `ENODEV`.
+    ///
+    /// A retrieve that fails is final (LUO keeps its error), so a device kept running that it
+    /// does not hand over is stopped, as `finish` stops one never retrieved; if the record
+    /// cannot be read, every adopted translation is ended, since which device it named is
+    /// unknown.
     fn retrieve(&self, data: Handover) -> Result<ARef<File>> {
-        // The page is freed when this returns: the device is all it names.
-        let page = HandoverPage::restore(data)?;
-        let ser = DeviceSer::read(page.bytes())?;
-        let Some(dev) = vfio::Device::find_pci(ser.domain, ser.bdf) else {
-            pr_warn!(
-                "vfio-pci: no vfio device {:04x}:{:02x}:{:02x}.{} to retrieve (bind it to vfio-pci first)\n",
-                ser.domain,
-                ser.bdf >> 8,
-                (ser.bdf >> 3) & 0x1f,
-                ser.bdf & 7
-            );
-            return Err(ENODEV);
+        // The page is freed once read: the device is all it names.
+        let ser = HandoverPage::restore(data).and_then(|page| DeviceSer::read(page.bytes()));
+        let ser = match ser {
+            Ok(ser) => ser,
+            Err(e) => {
+                if self.running {
+                    liveupdate::end_adopted_translations();
+                }
+                return Err(e);
+            }
         };
-        let pdev = dev.pci().ok_or(ENODEV)?;
-        let now = DeviceSer::of(pdev);
-        if now != ser {
-            // After a bus renumbering another device can sit where the preserved one was.
-            pr_warn!(
-                "vfio-pci: {:04x}:{:02x}:{:02x}.{} is not the device preserved there: {:04x}:{:04x} (subsystem {:04x}:{:04x}, serial {:x}), preserved {:04x}:{:04x} (subsystem {:04x}:{:04x}, serial {:x})\n",
-                ser.domain,
-                ser.bdf >> 8,
-                (ser.bdf >> 3) & 0x1f,
-                ser.bdf & 7,
-                now.vendor,
-                now.device,
-                now.subsystem_vendor,
-                now.subsystem_device,
-                now.dsn.unwrap_or(0),
-                ser.vendor,
-                ser.device,
-                ser.subsystem_vendor,
-                ser.subsystem_device,
-                ser.dsn.unwrap_or(0)
-            );
-            return Err(ENODEV);
+        let r = self.open_preserved(&ser);
+        if r.is_err() && self.running {
+            vfio::liveupdate_stop_kept_pci(ser.domain, ser.bdf);
         }
-        if !dev.is_liveupdate_capable() {
-            return Err(ENODEV);
-        }
-        let file = dev.open_cdev()?;
-        if self.running {
-            dev.liveupdate_retrieved_running();
-        }
-        Ok(file)
+        r
     }
 
     /// A retrieved file must itself be bound to an iommufd: then vfio lets no other file bind
@@ -572,9 +597,14 @@ impl FileHandler for VfioPciHandler {
                         "vfio-pci: not freeing a corrupt preserved device: {:?}\n",
                         e
                     );
+                    // Which device it named is unknown: end every adopted translation.
+                    if self.running {
+                        liveupdate::end_adopted_translations();
+                    }
                     None
                 }
             },
+            // A failed retrieve stopped its device already.
             _ => None,
         };
         // A device kept running that no process took: stop it before it is released.

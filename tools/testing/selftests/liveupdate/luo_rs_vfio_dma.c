@@ -51,15 +51,18 @@
  *           IOAS at the same IOVA and A attached to it while the DMA is in
  *           flight: the DMA lands, the switch is logged with its window (how
  *           long A's context entry was not present), and no DMA faulted;
+ *         - retrieve_failed: B, unbound from vfio-pci, cannot be retrieved
+ *           (ENODEV); that stopped it and cleared its adopted entry, the
+ *           last: the adopted translations ended;
  *         - dma_after: a DMA round trip through the new IOAS, then FINISH;
- *         - adoption_ended: FINISH stopped B (never retrieved) and cleared
- *           its adopted entry, the last: the adopted translations ended and
- *           the held folios (at least the memfd's 1024) were released; no
- *           DMA of this boot faulted.
+ *         - adoption_ended: they ended once, and the held folios (at least
+ *           the memfd's 1024) were released; no DMA of this boot faulted.
  *
- * Booted with vtd_lu.test_corrupt=N (1 to 4: see drivers/iommu/intel/
- * liveupdate.c), the outgoing kernel corrupts the VT-d handover, and stage 2
- * checks that the next kernel refuses it safely instead:
+ * Booted with vtd_lu.test_corrupt=N (1 to 5: see drivers/iommu/intel/
+ * liveupdate.c), the outgoing kernel corrupts the VT-d handover (5: changes a
+ * leaf at the kexec, as a map after freeze would, so that it leaves the
+ * devices' entries cleared and lists them still), and stage 2 checks that the
+ * next kernel refuses it safely instead:
  *   -s 2  - translation_refused: the unit's handover was refused, not adopted,
  *           and translation was not turned off (an empty root table);
  *         - dma_blocked: A's DMA to page 4, started through sysfs, faults and
@@ -399,10 +402,33 @@ static int s2_switch(int arg)
 }
 
 /*
- * FINISH finished B's file, never retrieved: B was stopped and its adopted
- * entry cleared, the last one, so the adopted translations ended and the
- * held folios (the memfd's 1024, and any other file's restored since) were
- * released. Still no DMA faulted.
+ * B, unbound from vfio-pci (root may), cannot be retrieved: ENODEV, for
+ * good. That stopped B and cleared its adopted entry, the last one (A's was
+ * replaced by the attach), so the adopted translations ended.
+ */
+static int s2_retrieve_failed(int arg)
+{
+	char path[128];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind", edu_b.bdf);
+	if (!sysfs_write(path, edu_b.bdf))
+		return 0;
+	fd = luo_session_retrieve_fd(sess, TOKEN_DEV_B);
+	if (fd >= 0) {
+		close(fd);
+		return fail("RETRIEVE_FD of B, unbound, succeeded: want ENODEV");
+	}
+	if (fd != -ENODEV)
+		return fail("RETRIEVE_FD of B, unbound: %s, want ENODEV", en(fd));
+	n = count_in_log("the translation adopted from the previous kernel ended");
+	return n == 1 ? 1 : fail("\"adopted translation ended\" logged %d times, want 1", n);
+}
+
+/*
+ * After FINISH: the adopted translations ended once (at B's failed
+ * retrieve), and the held folios (the memfd's 1024, and any other file's
+ * restored since) were released. No DMA of this boot faulted.
  */
 static int s2_adoption_ended(int arg)
 {
@@ -577,6 +603,7 @@ static const struct vcase s2_cases[] = {
 	{ "s2_dma_landed", s2_dma_landed },
 	{ "s2_memory_held", s2_memory_held },
 	{ "s2_switch", s2_switch },
+	{ "s2_retrieve_failed", s2_retrieve_failed },
 	{ "s2_dma_after", s2_dma_after },
 	{ "s2_adoption_ended", s2_adoption_ended },
 };
@@ -604,11 +631,12 @@ static int adopts(void)
 	return len && format_listed(t, len, "vtd-lu-rs-v1");
 }
 
-/* Booted with vtd_lu.test_corrupt=1 to 4? */
+/* Booted with vtd_lu.test_corrupt=1 to 5? */
 static int corrupting(void)
 {
 	return cmdline_has("vtd_lu.test_corrupt=1") || cmdline_has("vtd_lu.test_corrupt=2") ||
-	       cmdline_has("vtd_lu.test_corrupt=3") || cmdline_has("vtd_lu.test_corrupt=4");
+	       cmdline_has("vtd_lu.test_corrupt=3") || cmdline_has("vtd_lu.test_corrupt=4") ||
+	       cmdline_has("vtd_lu.test_corrupt=5");
 }
 
 static void stage_2(int fd, int sfd)
