@@ -999,9 +999,85 @@ bool iommu_liveupdate_take_kept(struct device *dev)
 }
 EXPORT_SYMBOL_GPL(iommu_liveupdate_take_kept);
 
+struct vtd_lu_free_walk {
+	struct vtd_lu_walk w;
+	struct xarray *pages;	/* pfn -> xa_mk_value(1) */
+};
+
+static int vtd_lu_collect(struct xarray *pages, phys_addr_t pa)
+{
+	return xa_err(xa_store(pages, PHYS_PFN(pa), xa_mk_value(1), GFP_KERNEL));
+}
+
+static int vtd_lu_collect_table(struct vtd_lu_walk *w, phys_addr_t pa)
+{
+	return vtd_lu_collect(container_of(w, struct vtd_lu_free_walk, w)->pages, pa);
+}
+
+static int vtd_lu_skip_leaf(struct vtd_lu_walk *w, phys_addr_t pa, u64 size)
+{
+	return 0;
+}
+
+/*
+ * Once no device uses them: frees the pages the previous kernel preserved
+ * for the adopted translations (every page-table page of the adopted
+ * domains, the old root and context tables, which the copy replaced at
+ * boot, and the handover). The tables were checked at boot and nothing
+ * wrote to them since: no leaf reaches them. A page that is not preserved
+ * any more (restored by someone else) is left alone.
+ */
+static unsigned long vtd_lu_free_tables(void)
+{
+	struct vtd_lu_free_walk fw = {
+		.w = { .may_sleep = true, .table = vtd_lu_collect_table, .leaf = vtd_lu_skip_leaf },
+	};
+	const struct vtd_lu_rs *in = vtd_lu_in;
+	struct xarray pages;
+	unsigned long pfn, n = 0;
+	struct vtd_lu_adopted *a;
+	void *entry;
+	u32 i;
+
+	if (!in)
+		return 0;
+	xa_init(&pages);
+	fw.pages = &pages;
+	for (i = 0; i < in->nr; i++) {
+		const struct vtd_lu_rs_dev *d = &in->devs[i];
+		bool adopted = false;
+
+		list_for_each_entry(a, &vtd_lu_adopted_list, link)
+			adopted |= a->iommu->reg_phys == d->reg_phys && a->bus == d->bus &&
+				   a->devfn == d->devfn;
+		if (!adopted || xa_load(&pages, PHYS_PFN(d->pgd)))
+			continue;
+		/* A failed walk or allocation leaves the pages preserved. */
+		if (vtd_lu_collect(&pages, d->root) || vtd_lu_collect(&pages, d->ctx) ||
+		    vtd_lu_walk(&fw.w, d->pgd, agaw_to_level(d->aw))) {
+			xa_destroy(&pages);
+			return 0;
+		}
+	}
+	xa_for_each(&pages, pfn, entry) {
+		if (kho_preserved_order(PFN_PHYS(pfn)) != 0)
+			continue;
+		__free_page(kho_restore_pages(PFN_PHYS(pfn), 1));
+		n++;
+	}
+	xa_destroy(&pages);
+	if (kho_preserved_order(vtd_lu_in_phys) == 0) {
+		__free_page(kho_restore_pages(vtd_lu_in_phys, 1));
+		n++;
+	}
+	kfree(vtd_lu_in);
+	vtd_lu_in = NULL;
+	return n;
+}
+
 /*
  * Ends the adopted translations once no adopted context entry is left in
- * place: drops the folios held for them. An entry goes when its device is
+ * place: drops the folios held for them, and frees their tables. An entry goes when its device is
  * attached to a domain of this kernel (vtd_lu_switched()), forgotten, or
  * ended with the rest.
  */
@@ -1023,8 +1099,8 @@ static void vtd_lu_release_if_done(void)
 		n++;
 	}
 	xa_destroy(&vtd_lu_held);
-	pr_info("the translation adopted from the previous kernel ended (%lu held folios released)\n",
-		n);
+	pr_info("the translation adopted from the previous kernel ended (%lu held folios released, %lu table pages freed)\n",
+		n, vtd_lu_free_tables());
 }
 
 static void vtd_lu_release_work_fn(struct work_struct *work)

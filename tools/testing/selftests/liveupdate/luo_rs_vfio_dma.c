@@ -55,8 +55,10 @@
  *           (ENODEV); that stopped it and cleared its adopted entry, the
  *           last: the adopted translations ended;
  *         - dma_after: a DMA round trip through the new IOAS, then FINISH;
- *         - adoption_ended: they ended once, and the held folios (at least
- *           the memfd's 1024) were released; no DMA of this boot faulted.
+ *         - adoption_ended: they ended once, the held folios (at least the
+ *           memfd's 1024) were released and the pages the previous kernel
+ *           preserved for the translation (tables, root and context tables,
+ *           the handover) freed; no DMA of this boot faulted.
  *
  * Booted with vtd_lu.test_corrupt=N (1 to 5: see drivers/iommu/intel/
  * liveupdate.c), the outgoing kernel corrupts the VT-d handover (5: changes a
@@ -427,12 +429,13 @@ static int s2_retrieve_failed(int arg)
 
 /*
  * After FINISH: the adopted translations ended once (at B's failed
- * retrieve), and the held folios (the memfd's 1024, and any other file's
- * restored since) were released. No DMA of this boot faulted.
+ * retrieve), the held folios (the memfd's 1024, and any other file's
+ * restored since) were released, and the preserved tables freed. No DMA of
+ * this boot faulted.
  */
 static int s2_adoption_ended(int arg)
 {
-	unsigned long held = 0;
+	unsigned long held = 0, freed = 0;
 	char rec[256];
 	int n;
 
@@ -440,10 +443,18 @@ static int s2_adoption_ended(int arg)
 	if (n != 1)
 		return fail("\"adopted translation ended\" logged %d times, want 1", n);
 	if (!log_from("previous kernel ended (", rec, sizeof(rec)) ||
-	    sscanf(rec, "previous kernel ended (%lu held folios released)", &held) != 1)
+	    sscanf(rec, "previous kernel ended (%lu held folios released, %lu table pages freed)",
+		   &held, &freed) != 2)
 		return fail("the end of the adopted translations does not say what it released");
 	if (held < RAM_SIZE / PAGE)
 		return fail("%lu held folios released, want at least %lu", held, RAM_SIZE / PAGE);
+	/*
+	 * The root and context tables, the handover, and a top table and one
+	 * below it at least (2 MiB leaves at level 2 need no more).
+	 */
+	if (freed < 5)
+		return fail("%lu table pages freed, want at least 5", freed);
+	printf("# %lu held folios released, %lu table pages freed\n", held, freed);
 	n = count_in_log("DMAR: [DMA");
 	return n ? fail("%d DMA faults logged, want 0", n) : 1;
 }
