@@ -942,7 +942,13 @@ impl Daemon {
 /// The formats the next kernel must read for the files of `g`: each
 /// file's handler, or every handler luod knows for a file of unknown kind.
 fn needed_formats(g: &Inner) -> Vec<String> {
-    let mut v: Vec<String> = g.files.values().filter_map(|f| f.compat.clone()).collect();
+    let mut v: Vec<String> = g
+        .files
+        .values()
+        .filter_map(|f| f.compat.as_deref())
+        .flat_map(image::formats_for)
+        .map(str::to_owned)
+        .collect();
     if !g.files_known || g.files.values().any(|f| f.compat.is_none()) {
         v.extend(KNOWN_HANDLERS.iter().map(|c| c.to_string()));
     }
@@ -1095,6 +1101,12 @@ mod tests {
         let mut need = needed_formats(&g);
         need.sort();
         assert_eq!(need, ["hugetlb-memfd-rs-v1", "memfd-v2"]);
+        // A device kept running needs the VT-d handover read too.
+        g.files.insert(4, rec(Some(image::VFIO_PCI_RUNNING_COMPATIBLE)));
+        let mut need = needed_formats(&g);
+        need.sort();
+        assert_eq!(need, ["hugetlb-memfd-rs-v1", "memfd-v2", "vfio-pci-rs-v2", "vtd-lu-rs-v1"]);
+        g.files.remove(&4);
         // A file of unknown kind may be any of them, a hugetlbfs memfd too.
         g.files.insert(3, rec(None));
         let need = needed_formats(&g);

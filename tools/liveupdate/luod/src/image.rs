@@ -44,6 +44,19 @@ pub const HUGETLB_MEMFD_COMPATIBLE: &str = "hugetlb-memfd-rs-v1";
 /// The vfio-pci handler's compatible string (`VFIO_PCI_RS_LUO_FH_COMPATIBLE`):
 /// the Rust handler's own, not the posted series' "vfio-pci-v1".
 pub const VFIO_PCI_COMPATIBLE: &str = "vfio-pci-rs-v1";
+/// The compatible string of the vfio-pci handler that keeps devices
+/// running through the kexec (`VFIO_PCI_RS_V2_LUO_FH_COMPATIBLE`): it takes
+/// the devices of a kernel built with `CONFIG_INTEL_IOMMU_LIVEUPDATE` and
+/// booted with `vfio_pci_luo_rs.keep_running=1`.
+pub const VFIO_PCI_RUNNING_COMPATIBLE: &str = "vfio-pci-rs-v2";
+/// The compatible string of the VT-d translation handed over for devices
+/// kept running (`VTD_LU_RS_SUBTREE`). A next kernel without it turns
+/// translation off at boot, and a device still doing DMA then writes to
+/// the physical addresses its IOVAs name: a file of
+/// [`VFIO_PCI_RUNNING_COMPATIBLE`] needs it too.
+pub const VTD_LU_COMPATIBLE: &str = "vtd-lu-rs-v1";
+/// The kernel command line parameter that keeps devices running.
+const KEEP_RUNNING_PARAM: &str = "vfio_pci_luo_rs.keep_running=";
 
 /// The name of the ELF note that holds the table.
 pub const NOTE_NAME: &str = "LUO";
@@ -191,7 +204,42 @@ pub fn handler_compatible(file: BorrowedFd<'_>) -> Option<&'static str> {
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", file.as_raw_fd())).ok()?;
     let syspath = info.lines().find_map(|l| l.strip_prefix("vfio-device-syspath:"))?.trim();
     let driver = std::fs::read_link(format!("{syspath}/driver")).ok()?;
-    (driver.file_name()? == "vfio-pci").then_some(VFIO_PCI_COMPATIBLE)
+    if driver.file_name()? != "vfio-pci" {
+        return None;
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let has_v2 = || running_formats().ok().flatten().is_some_and(|f| f.accepts(VFIO_PCI_RUNNING_COMPATIBLE));
+    Some(vfio_compatible(keep_running(&cmdline) && has_v2()))
+}
+
+/// Whether `cmdline` (the running kernel's command line) sets
+/// `vfio_pci_luo_rs.keep_running` (the last one counts), as `kstrtobool()`
+/// reads it. The module parameter has no sysfs file.
+fn keep_running(cmdline: &str) -> bool {
+    cmdline
+        .split_whitespace()
+        .rev()
+        .find_map(|w| w.strip_prefix(KEEP_RUNNING_PARAM))
+        .is_some_and(|v| matches!(v.as_bytes(), [b'1' | b'y' | b'Y', ..]) || v.eq_ignore_ascii_case("on"))
+}
+
+/// The format of a vfio-pci device file: the handler that keeps it running
+/// takes it when this kernel `keeps_running` (has that handler, with its
+/// parameter set), the other one otherwise.
+fn vfio_compatible(keeps_running: bool) -> &'static str {
+    if keeps_running {
+        VFIO_PCI_RUNNING_COMPATIBLE
+    } else {
+        VFIO_PCI_COMPATIBLE
+    }
+}
+
+/// The formats a file preserved by the handler of `compat` needs the next
+/// kernel to read: that handler's, and for a device kept running the VT-d
+/// handover too.
+pub fn formats_for(compat: &str) -> impl Iterator<Item = &str> {
+    let vtd = (compat == VFIO_PCI_RUNNING_COMPATIBLE).then_some(VTD_LU_COMPATIBLE);
+    std::iter::once(compat).chain(vtd)
 }
 
 /// Which memfd format preserves a file of type `kind` on a filesystem of
@@ -1020,6 +1068,25 @@ mod tests {
             // memfd_formats_by_filesystem_and_links covers the logic.
             Err(e) => eprintln!("no hugetlbfs memfd on this host ({e}): not checked through an fd"),
         }
+    }
+
+    #[test]
+    fn vfio_format_follows_keep_running() {
+        assert!(keep_running("ro vfio_pci_luo_rs.keep_running=1 quiet"));
+        assert!(keep_running("vfio_pci_luo_rs.keep_running=Y"));
+        assert!(keep_running("vfio_pci_luo_rs.keep_running=on"));
+        assert!(!keep_running("vfio_pci_luo_rs.keep_running=0"));
+        assert!(!keep_running("vfio_pci_luo_rs.keep_running=1 vfio_pci_luo_rs.keep_running=n"));
+        assert!(!keep_running("xvfio_pci_luo_rs.keep_running=1 vfio_pci_luo_rs.keep_running"));
+        assert!(!keep_running(""));
+        assert_eq!(vfio_compatible(true), VFIO_PCI_RUNNING_COMPATIBLE);
+        assert_eq!(vfio_compatible(false), VFIO_PCI_COMPATIBLE);
+        assert_eq!(
+            formats_for(VFIO_PCI_RUNNING_COMPATIBLE).collect::<Vec<_>>(),
+            ["vfio-pci-rs-v2", "vtd-lu-rs-v1"]
+        );
+        assert_eq!(formats_for(VFIO_PCI_COMPATIBLE).collect::<Vec<_>>(), ["vfio-pci-rs-v1"]);
+        assert_eq!(formats_for(MEMFD_COMPATIBLE).collect::<Vec<_>>(), ["memfd-v2"]);
     }
 
     #[test]

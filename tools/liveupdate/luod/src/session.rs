@@ -166,6 +166,7 @@ pub const COMPAT_CODES: &[&str] = &[
     crate::image::MEMFD_COMPATIBLE,
     crate::image::VFIO_PCI_COMPATIBLE,
     crate::image::HUGETLB_MEMFD_COMPATIBLE,
+    crate::image::VFIO_PCI_RUNNING_COMPATIBLE,
 ];
 const RECORD_HEADER: usize = 7;
 const RECORD_PER_FILE: usize = 17;
@@ -275,6 +276,7 @@ mod tests {
         assert_eq!(compat_code(Some("memfd-v2")), 1);
         assert_eq!(compat_code(Some("vfio-pci-rs-v1")), 2);
         assert_eq!(compat_code(Some("hugetlb-memfd-rs-v1")), 3);
+        assert_eq!(compat_code(Some("vfio-pci-rs-v2")), 4);
         assert_eq!(compat_code(Some("memfd-v1")), 0);
         assert_eq!(compat_code(None), 0);
         // A code this luod does not know: a file of unknown kind.
