@@ -349,6 +349,14 @@ int iommu_liveupdate_keep(struct device *dev)
 	guard(mutex)(&vtd_lu_mutex);
 	if (vtd_lu_find(dev))
 		return -EEXIST;
+	/*
+	 * One unit only, for now: the next kernel checks each unit's leaves
+	 * against that unit's tables, and a device of one unit must not reach
+	 * the tables of another.
+	 */
+	list_for_each_entry(k, &vtd_lu_kept_list, link)
+		if (k->iommu != iommu)
+			return -EOPNOTSUPP;
 	ret = vtd_lu_publish_init();
 	if (ret)
 		return ret;
@@ -625,6 +633,8 @@ static LIST_HEAD(vtd_lu_adopted_list);
 static bool vtd_lu_adopted_live;
 /* Folios held while adopted translations are in place: pfn -> folio. */
 static DEFINE_XARRAY(vtd_lu_held);
+/* Pages of the adopted tables, taken from KHO at boot: pfn -> value 1. */
+static DEFINE_XARRAY(vtd_lu_owned);
 /* A copy of the handover: a running device may write to the page. */
 static const struct vtd_lu_rs *vtd_lu_in;
 static phys_addr_t vtd_lu_in_phys;
@@ -893,6 +903,63 @@ bool vtd_lu_adopt_failed(struct intel_iommu *iommu)
 	return any;
 }
 
+/* How many units the handover names. */
+static unsigned int vtd_lu_units(const struct vtd_lu_rs *in)
+{
+	unsigned int n = 0;
+	u32 i, j;
+
+	for (i = 0; i < in->nr; i++) {
+		for (j = 0; j < i; j++)
+			if (in->devs[j].reg_phys == in->devs[i].reg_phys)
+				break;
+		n += j == i;
+	}
+	return n;
+}
+
+/*
+ * Takes the pages the hardware walks for @iommu's checked handover (its
+ * page-table pages, in @seen, the root table and the context tables) out of
+ * KHO, so that no file handler can restore one of them for userspace (a
+ * handover could name a memfd's page as a table too), and so that they can
+ * be freed once no device uses them. Return: 0, or -EINVAL if one of them is
+ * not preserved any more (then the handover is refused; what was taken
+ * stays allocated).
+ */
+static int vtd_lu_claim(const struct vtd_lu_rs *in, struct intel_iommu *iommu,
+			struct xarray *seen)
+{
+	unsigned long pfn;
+	void *entry;
+	u32 i;
+	int ret;
+
+	for (i = 0; i < in->nr; i++) {
+		const struct vtd_lu_rs_dev *d = &in->devs[i];
+
+		if (d->reg_phys != iommu->reg_phys)
+			continue;
+		ret = xa_err(xa_store(seen, PHYS_PFN(d->root), xa_mk_value(1), GFP_KERNEL));
+		if (!ret)
+			ret = xa_err(xa_store(seen, PHYS_PFN(d->ctx), xa_mk_value(1), GFP_KERNEL));
+		if (ret)
+			return ret;
+	}
+	xa_for_each(seen, pfn, entry) {
+		phys_addr_t pa = PFN_PHYS(pfn);
+
+		ret = xa_err(xa_store(&vtd_lu_owned, pfn, xa_mk_value(1), GFP_KERNEL));
+		if (ret)
+			return ret;
+		if (kho_preserved_order(pa) != 0 || !kho_restore_pages(pa, 1)) {
+			xa_erase(&vtd_lu_owned, pfn);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 /**
  * vtd_lu_adopt - find translation left on by a live update
  * @iommu: a unit whose translation is on at boot, outside kdump
@@ -923,8 +990,16 @@ enum vtd_lu_adopt vtd_lu_adopt(struct intel_iommu *iommu)
 	xa_init(&domains);
 	if ((rtaddr & DMA_RTADDR_SMT) || sm_supported(iommu))
 		ret = -EOPNOTSUPP;
+	else if (vtd_lu_units(in) != 1)
+		ret = -EOPNOTSUPP;
 	else
 		ret = vtd_lu_check(in, iommu, rtaddr & VTD_PAGE_MASK, &seen, &domains);
+	if (ret > 0) {
+		int err = vtd_lu_claim(in, iommu, &seen);
+
+		if (err)
+			ret = err;
+	}
 	xa_destroy(&seen);
 	xa_destroy(&domains);
 	if (!ret)
@@ -999,79 +1074,23 @@ bool iommu_liveupdate_take_kept(struct device *dev)
 }
 EXPORT_SYMBOL_GPL(iommu_liveupdate_take_kept);
 
-struct vtd_lu_free_walk {
-	struct vtd_lu_walk w;
-	struct xarray *pages;	/* pfn -> xa_mk_value(1) */
-};
-
-static int vtd_lu_collect(struct xarray *pages, phys_addr_t pa)
-{
-	return xa_err(xa_store(pages, PHYS_PFN(pa), xa_mk_value(1), GFP_KERNEL));
-}
-
-static int vtd_lu_collect_table(struct vtd_lu_walk *w, phys_addr_t pa)
-{
-	return vtd_lu_collect(container_of(w, struct vtd_lu_free_walk, w)->pages, pa);
-}
-
-static int vtd_lu_skip_leaf(struct vtd_lu_walk *w, phys_addr_t pa, u64 size)
-{
-	return 0;
-}
-
 /*
- * Once no device uses them: frees the pages the previous kernel preserved
- * for the adopted translations (every page-table page of the adopted
- * domains, the old root and context tables, which the copy replaced at
- * boot, and the handover). The tables were checked at boot and nothing
- * wrote to them since: no leaf reaches them. A page that is not preserved
- * any more (restored by someone else) is left alone.
+ * Once no device uses them: frees the pages taken at boot for the adopted
+ * translations (every page-table page of the adopted domains, and the old
+ * root and context tables, which the copy at boot replaced). The handover
+ * page stays: debugfs shows it.
  */
 static unsigned long vtd_lu_free_tables(void)
 {
-	struct vtd_lu_free_walk fw = {
-		.w = { .may_sleep = true, .table = vtd_lu_collect_table, .leaf = vtd_lu_skip_leaf },
-	};
-	const struct vtd_lu_rs *in = vtd_lu_in;
-	struct xarray pages;
 	unsigned long pfn, n = 0;
-	struct vtd_lu_adopted *a;
 	void *entry;
-	u32 i;
 
-	if (!in)
-		return 0;
-	xa_init(&pages);
-	fw.pages = &pages;
-	for (i = 0; i < in->nr; i++) {
-		const struct vtd_lu_rs_dev *d = &in->devs[i];
-		bool adopted = false;
-
-		list_for_each_entry(a, &vtd_lu_adopted_list, link)
-			adopted |= a->iommu->reg_phys == d->reg_phys && a->bus == d->bus &&
-				   a->devfn == d->devfn;
-		if (!adopted || xa_load(&pages, PHYS_PFN(d->pgd)))
-			continue;
-		/* A failed walk or allocation leaves the pages preserved. */
-		if (vtd_lu_collect(&pages, d->root) || vtd_lu_collect(&pages, d->ctx) ||
-		    vtd_lu_walk(&fw.w, d->pgd, agaw_to_level(d->aw))) {
-			xa_destroy(&pages);
-			return 0;
-		}
+	xa_for_each(&vtd_lu_owned, pfn, entry) {
+		__free_page(pfn_to_page(pfn));
+		if (!(++n % 512))
+			cond_resched();
 	}
-	xa_for_each(&pages, pfn, entry) {
-		if (kho_preserved_order(PFN_PHYS(pfn)) != 0)
-			continue;
-		__free_page(kho_restore_pages(PFN_PHYS(pfn), 1));
-		n++;
-	}
-	xa_destroy(&pages);
-	if (kho_preserved_order(vtd_lu_in_phys) == 0) {
-		__free_page(kho_restore_pages(vtd_lu_in_phys, 1));
-		n++;
-	}
-	kfree(vtd_lu_in);
-	vtd_lu_in = NULL;
+	xa_destroy(&vtd_lu_owned);
 	return n;
 }
 
@@ -1095,11 +1114,12 @@ static void vtd_lu_release_if_done(void)
 			return;
 	WRITE_ONCE(vtd_lu_adopted_live, false);
 	xa_for_each(&vtd_lu_held, pfn, folio) {
+		n += folio_nr_pages(folio);
 		folio_put(folio);
-		n++;
+		cond_resched();
 	}
 	xa_destroy(&vtd_lu_held);
-	pr_info("the translation adopted from the previous kernel ended (%lu held folios released, %lu table pages freed)\n",
+	pr_info("the translation adopted from the previous kernel ended (%lu held pages released, %lu table pages freed)\n",
 		n, vtd_lu_free_tables());
 }
 
@@ -1125,12 +1145,24 @@ static DECLARE_WORK(vtd_lu_release_work, vtd_lu_release_work_fn);
  */
 void vtd_lu_switched(struct intel_iommu *iommu, u8 bus, u8 devfn, u16 did, u64 ns)
 {
-	/* The list does not change after init_dmars(). */
 	if (!READ_ONCE(vtd_lu_adopted_live))
 		return;
 	pr_info("%s: %02x:%02x.%d switched from the adopted translation to domain %u in %llu ns\n",
 		iommu->name, bus, PCI_SLOT(devfn), PCI_FUNC(devfn), did, ns);
-	schedule_work(&vtd_lu_release_work);
+}
+
+/**
+ * vtd_lu_copied_gone - a copied context entry was torn down
+ *
+ * Called by copied_context_tear_down(), with the unit's lock held, whoever
+ * tore the entry down (an attach, a pass-through setup, the end of an
+ * adopted translation): if it was the last adopted one, a work item
+ * releases what was held for them.
+ */
+void vtd_lu_copied_gone(void)
+{
+	if (READ_ONCE(vtd_lu_adopted_live))
+		schedule_work(&vtd_lu_release_work);
 }
 
 /* Clears every adopted context entry and releases the held folios. */

@@ -23,6 +23,7 @@ enum vtd_lu_adopt vtd_lu_adopt(struct intel_iommu *iommu);
 bool vtd_lu_adopt_failed(struct intel_iommu *iommu);
 void vtd_lu_tear_down_copied(struct intel_iommu *iommu, u8 bus, u8 devfn);
 void vtd_lu_switched(struct intel_iommu *iommu, u8 bus, u8 devfn, u16 did, u64 ns);
+void vtd_lu_copied_gone(void);
 #else
 static inline bool vtd_lu_shutdown(struct intel_iommu *iommu)
 {
@@ -41,6 +42,10 @@ static inline bool vtd_lu_adopt_failed(struct intel_iommu *iommu)
 
 static inline void vtd_lu_switched(struct intel_iommu *iommu, u8 bus, u8 devfn,
 				   u16 did, u64 ns)
+{
+}
+
+static inline void vtd_lu_copied_gone(void)
 {
 }
 #endif

@@ -133,15 +133,16 @@ const KEEP_RUNNING: &str = "vfio_pci_luo_rs.keep_running=";
 const BLACKOUT_FROM: u64 = 0x6011;
 
 /// Whether this kernel preserves vfio devices running ("vfio-pci-rs-v2",
-/// booted with `vfio_pci_luo_rs.keep_running=1`, as `kstrtobool()` reads
-/// it): then the device keeps doing DMA through the kexec.
+/// booted with `vfio_pci_luo_rs.keep_running=1`): then the device keeps
+/// doing DMA through the kexec. The module parameter is set once, by the
+/// first value `kstrtobool()` reads (its first one or two characters).
 fn keeps_running() -> bool {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    cmdline
-        .split_whitespace()
-        .rev()
-        .find_map(|w| w.strip_prefix(KEEP_RUNNING))
-        .is_some_and(|v| matches!(v.as_bytes(), [b'1' | b'y' | b'Y', ..]) || v.eq_ignore_ascii_case("on"))
+    cmdline.split_whitespace().filter_map(|w| w.strip_prefix(KEEP_RUNNING)).find_map(|v| match v.as_bytes() {
+        [b'e' | b'E' | b'y' | b'Y' | b't' | b'T' | b'1', ..] | [b'o' | b'O', b'n' | b'N', ..] => Some(true),
+        [b'd' | b'D' | b'n' | b'N' | b'f' | b'F' | b'0', ..] | [b'o' | b'O', b'f' | b'F', ..] => Some(false),
+        _ => None,
+    }) == Some(true)
 }
 
 /// The DMA across the kexec, for guest RAM of `ram_size` bytes: from

@@ -213,14 +213,28 @@ pub fn handler_compatible(file: BorrowedFd<'_>) -> Option<&'static str> {
 }
 
 /// Whether `cmdline` (the running kernel's command line) sets
-/// `vfio_pci_luo_rs.keep_running` (the last one counts), as `kstrtobool()`
-/// reads it. The module parameter has no sysfs file.
+/// `vfio_pci_luo_rs.keep_running`. The module parameter has no sysfs file.
+/// A Rust module parameter is set once: the first value [`kstrtobool`]
+/// reads counts (a later one fails with `EEXIST`, one it cannot read with
+/// `EINVAL`, and a bare name is refused).
 fn keep_running(cmdline: &str) -> bool {
     cmdline
         .split_whitespace()
-        .rev()
-        .find_map(|w| w.strip_prefix(KEEP_RUNNING_PARAM))
-        .is_some_and(|v| matches!(v.as_bytes(), [b'1' | b'y' | b'Y', ..]) || v.eq_ignore_ascii_case("on"))
+        .filter_map(|w| w.strip_prefix(KEEP_RUNNING_PARAM))
+        .find_map(kstrtobool)
+        .unwrap_or(false)
+}
+
+/// A boolean as the kernel's `kstrtobool()` reads it (the first one or two
+/// characters), or `None` where it fails.
+fn kstrtobool(v: &str) -> Option<bool> {
+    match v.as_bytes() {
+        [b'e' | b'E' | b'y' | b'Y' | b't' | b'T' | b'1', ..] => Some(true),
+        [b'd' | b'D' | b'n' | b'N' | b'f' | b'F' | b'0', ..] => Some(false),
+        [b'o' | b'O', b'n' | b'N', ..] => Some(true),
+        [b'o' | b'O', b'f' | b'F', ..] => Some(false),
+        _ => None,
+    }
 }
 
 /// The format of a vfio-pci device file: the handler that keeps it running
@@ -1073,10 +1087,16 @@ mod tests {
     #[test]
     fn vfio_format_follows_keep_running() {
         assert!(keep_running("ro vfio_pci_luo_rs.keep_running=1 quiet"));
-        assert!(keep_running("vfio_pci_luo_rs.keep_running=Y"));
-        assert!(keep_running("vfio_pci_luo_rs.keep_running=on"));
-        assert!(!keep_running("vfio_pci_luo_rs.keep_running=0"));
-        assert!(!keep_running("vfio_pci_luo_rs.keep_running=1 vfio_pci_luo_rs.keep_running=n"));
+        for v in ["Y", "on", "true", "enable", "ON", "yes"] {
+            assert!(keep_running(&format!("vfio_pci_luo_rs.keep_running={v}")), "{v}");
+        }
+        for v in ["0", "n", "off", "false", "disable", "x", "", "o"] {
+            assert!(!keep_running(&format!("vfio_pci_luo_rs.keep_running={v}")), "{v}");
+        }
+        // Set once: the first value read counts; one not read is skipped.
+        assert!(keep_running("vfio_pci_luo_rs.keep_running=1 vfio_pci_luo_rs.keep_running=n"));
+        assert!(!keep_running("vfio_pci_luo_rs.keep_running=n vfio_pci_luo_rs.keep_running=1"));
+        assert!(keep_running("vfio_pci_luo_rs.keep_running=x vfio_pci_luo_rs.keep_running=1"));
         assert!(!keep_running("xvfio_pci_luo_rs.keep_running=1 vfio_pci_luo_rs.keep_running"));
         assert!(!keep_running(""));
         assert_eq!(vfio_compatible(true), VFIO_PCI_RUNNING_COMPATIBLE);
