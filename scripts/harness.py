@@ -365,7 +365,7 @@ KUNIT_GLOB = "[lr]u[os][_t][_r][hkrs][_abh]*"
 def kunit_sources(v):
     srcs = sorted(os.path.join(SRC, "kernel", "liveupdate", f)
                   for f in os.listdir(os.path.join(SRC, "kernel", "liveupdate")) if f.endswith(".rs"))
-    srcs += [os.path.join(SRC, "rust", "kernel", "kho.rs"),
+    srcs += [os.path.join(SRC, "rust", "kernel", "kho", "vmalloc.rs"),
              os.path.join(SRC, "rust", "kernel", "kho", "bytes.rs"),
              os.path.join(SRC, "rust", "kernel", "rbtree", "intrusive.rs"),
              os.path.join(SRC, "rust", "kernel", "hashtable.rs")]
