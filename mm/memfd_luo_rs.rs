@@ -924,7 +924,7 @@ impl<F: Format> FileHandler for MemfdHandler<F> {
                     if e.pfn == 0 {
                         continue;
                     }
-                    // The pfn is checked quietly by `restore_handovers`, and the folio's
+                    // The pfn is checked quietly by `restore_pfns`, and the folio's
                     // extent below, so no two entries can name the same folio.
                     let r = batch.take(k).and_then(|folio| {
                         if hold {

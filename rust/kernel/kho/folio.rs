@@ -204,7 +204,7 @@ impl Drop for IncomingFolio {
     }
 }
 
-/// How many folios [`IncomingFolios::restore_handovers`] restores at most.
+/// How many folios [`IncomingFolios::restore_pfns`] restores at most.
 pub const FOLIO_BATCH: usize = 32;
 
 /// Folios the previous kernel preserved, restored in this kernel in batches

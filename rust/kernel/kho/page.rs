@@ -18,8 +18,8 @@ use core::ptr::NonNull;
 
 /// A zeroed, page-sized allocation that KHO preserves for the next kernel.
 ///
-/// Dropping it frees the page and removes it from the handover. [`PreservedPage::hand_over`]
-/// leaves it for the next kernel instead.
+/// Dropping it frees the page and removes it from the handover; one still alive at the kexec
+/// is handed over.
 ///
 /// # Invariants
 ///
