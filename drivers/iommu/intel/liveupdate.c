@@ -1096,9 +1096,10 @@ static unsigned long vtd_lu_free_tables(void)
 
 /*
  * Ends the adopted translations once no adopted context entry is left in
- * place: drops the folios held for them, and frees their tables. An entry goes when its device is
- * attached to a domain of this kernel (vtd_lu_switched()), forgotten, or
- * ended with the rest.
+ * place: drops the folios held for them, and frees their tables. An entry
+ * goes when copied_context_tear_down() clears it: its device attached to a
+ * domain of this kernel, set up for pass-through, forgotten, or ended with
+ * the rest.
  */
 static void vtd_lu_release_if_done(void)
 {
@@ -1140,8 +1141,8 @@ static DECLARE_WORK(vtd_lu_release_work, vtd_lu_release_work_fn);
  * @ns: how long the entry was not present, with the flushes
  *
  * Called by domain_context_mapping_one() after it replaced a copied context
- * entry, possibly in atomic context (a deferred attach on the DMA API path):
- * the folios held for the adopted translations are released by a work item.
+ * entry, possibly in atomic context (a deferred attach on the DMA API path),
+ * to log the switch; vtd_lu_copied_gone() saw the old entry go.
  */
 void vtd_lu_switched(struct intel_iommu *iommu, u8 bus, u8 devfn, u16 did, u64 ns)
 {
