@@ -631,6 +631,8 @@ struct vtd_lu_adopted {
 /* Written by init_dmars() (one thread, at boot), then under vtd_lu_mutex. */
 static LIST_HEAD(vtd_lu_adopted_list);
 static bool vtd_lu_adopted_live;
+/* Set once this kernel adopted a handover (kdump copies contexts too). */
+static bool vtd_lu_adopted_once;
 /* Folios held while adopted translations are in place: pfn -> folio. */
 static DEFINE_XARRAY(vtd_lu_held);
 /* Pages of the adopted tables, taken from KHO at boot: pfn -> value 1. */
@@ -1030,6 +1032,7 @@ enum vtd_lu_adopt vtd_lu_adopt(struct intel_iommu *iommu)
 		list_add_tail(&a->link, &vtd_lu_adopted_list);
 	}
 	vtd_lu_adopted_live = true;
+	vtd_lu_adopted_once = true;
 	pr_info("%s: adopting the translation of %d device(s) a live update kept\n",
 		iommu->name, ret);
 	return VTD_LU_ADOPT;
@@ -1146,7 +1149,11 @@ static DECLARE_WORK(vtd_lu_release_work, vtd_lu_release_work_fn);
  */
 void vtd_lu_switched(struct intel_iommu *iommu, u8 bus, u8 devfn, u16 did, u64 ns)
 {
-	if (!READ_ONCE(vtd_lu_adopted_live))
+	/*
+	 * Not vtd_lu_adopted_live: the work vtd_lu_copied_gone() scheduled may
+	 * already have ended the adoption, if this was its last entry.
+	 */
+	if (!READ_ONCE(vtd_lu_adopted_once))
 		return;
 	pr_info("%s: %02x:%02x.%d switched from the adopted translation to domain %u in %llu ns\n",
 		iommu->name, bus, PCI_SLOT(devfn), PCI_FUNC(devfn), did, ns);
