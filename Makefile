@@ -32,19 +32,23 @@ export SUITES
 # The schedule is generated from scripts/suites.toml (scripts/harness.py):
 # one make target per run, depending on its kernel, initramfs and manifest
 # entry, so a second make check reruns only what changed (and what failed).
+# The kernels build in the background beside it, one after the other
+# (harness.py builds; its own output in build/logs/builds.log).
+SCHEDULE = rm -rf $(BUILD)/chain && mkdir -p $(BUILD)/chain $(BUILD)/logs && \
+	{ scripts/harness.py builds > $(BUILD)/logs/builds.log 2>&1 & b=$$!; } && \
+	$(MAKE) --no-print-directory -k -j$(CHECK_JOBS) -O -f $(BUILD)/check.mk all; s=$$?; \
+	wait $$b; scripts/harness.py summary --make-status $$s
+
 check: prepare
 	@scripts/harness.py gen-make --variants "$(LUO)" --suites "$(SUITES)" -o $(BUILD)/check.mk
-	@$(MAKE) --no-print-directory -k -j$(CHECK_JOBS) -O -f $(BUILD)/check.mk all; \
-		scripts/harness.py summary --make-status $$?
+	@$(SCHEDULE)
 
 # make quick: KUnit and every single-boot suite on the rust variant (which
 # builds its kernel), then lint (its clippy build starts from that kernel's);
 # it fails if either does.
 quick: prepare
 	@scripts/harness.py gen-make --quick --suites "$(SUITES)" -o $(BUILD)/check.mk
-	@$(MAKE) --no-print-directory -k -j$(CHECK_JOBS) -O -f $(BUILD)/check.mk all; \
-		scripts/harness.py summary --make-status $$?; rc=$$?; \
-		scripts/lint.sh && exit $$rc
+	@$(SCHEDULE); rc=$$?; scripts/lint.sh && exit $$rc
 
 lint: prepare
 	@scripts/lint.sh
