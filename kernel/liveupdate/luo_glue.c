@@ -4,6 +4,7 @@
  * cannot declare itself, the early parameter, the initcalls and the exports.
  */
 
+#include <linux/cpufeature.h>
 #include <linux/export.h>
 #include <linux/init.h>
 #include <linux/kstrtox.h>
@@ -14,7 +15,6 @@
 #include <linux/sched/clock.h>
 #include <linux/syscore_ops.h>
 #ifdef CONFIG_X86
-#include <asm/cpufeature.h>
 #include <asm/tsc.h>
 #endif
 

@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""The upstream patch series, generated from the overlay and patches/.
+
+  series.py make [-o DIR]   write the series to DIR (build/series): git
+                            format-patch output against Linux 7.3.4, with
+                            a cover letter
+  series.py check           make it, then its gates, one line each:
+                            "ok host:series:CASE" or "not ok ... # why"
+
+The source stays what the harness builds: our files at their kernel paths
+and patches/*.patch over Debian's pristine tree (scripts/prepare-tree.sh).
+series/series.toml cuts the difference between the pristine and the
+prepared tree into patches: each patch owns whole files ("files", globs),
+and a file several patches change is cut into its change blocks ("hunks":
+per file, the patterns of the lines that are the patch's). A pure
+insertion is cut further, at each line that matches a pattern, so that
+neighbouring #include or "pub mod" lines can go to different patches.
+Every change must have exactly one owner, so the series cannot drift from
+the tree: the check rebuilds the tree from the series and compares.
+
+Gates (series.py check):
+  assigned    every change of the prepared tree has one owner
+  messages    subjects "area: summary" under 76 columns, a body, a
+              sign-off, no reference to this repository's harness
+  am          git am of the series onto the pristine files succeeds
+  tree        the tree it gives is the prepared tree, file by file
+  checkpatch  checkpatch.pl --strict: no ERROR; only the WARNING and
+              CHECK types series.toml keeps, each with its reason
+"""
+import argparse
+import fnmatch
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("BUILD") or os.path.join(REPO, "build")
+PRISTINE = os.path.join(BUILD, "src", "pristine")
+SRC = os.path.join(BUILD, "src", "linux")
+SPEC = os.path.join(REPO, "series", "series.toml")
+COVER = os.path.join(REPO, "series", "cover-letter.txt")
+WORK = os.path.join(BUILD, "series-work")
+OUT = os.path.join(BUILD, "series")
+# What a commit message must not name: the harness, not the kernel.
+HARNESS_WORDS = re.compile(r"make (check|bench|demo|quick)|suites\.toml|scripts/|harness|"
+                           r"build/|\bissue \d|\bsession \d|patches/\d{4}", re.I)
+SUBJECT = re.compile(r"^[A-Za-z0-9_./-]+(: [A-Za-z0-9_./-]+)*: [a-z].*[^.]$")
+
+
+class SeriesError(Exception):
+    pass
+
+
+def read(path):
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def load_spec():
+    with open(SPEC, "rb") as f:
+        spec = tomllib.load(f)
+    for i, p in enumerate(spec["patch"]):
+        p["index"] = i
+        p.setdefault("files", [])
+        p.setdefault("hunks", {})
+    return spec
+
+
+def managed_files(spec):
+    """The files the prepared tree changes, less what the series leaves out."""
+    text = read(os.path.join(SRC, ".managed"))
+    if text is None:
+        raise SeriesError("no %s: prepare the tree first (scripts/prepare-tree.sh)" % SRC)
+    out = []
+    for f in sorted(set(text.split())):
+        if any(f.startswith(x) for x in spec.get("exclude", [])):
+            continue
+        if read(os.path.join(PRISTINE, f)) != read(os.path.join(SRC, f)):
+            out.append(f)
+    return out
+
+
+def blocks(old, new):
+    """The change blocks from OLD to NEW lines: (start, old_len, new_lines)."""
+    if old == new:
+        return []
+    d = os.path.join(WORK, "diff")
+    os.makedirs(d, exist_ok=True)
+    a, b = os.path.join(d, "a"), os.path.join(d, "b")
+    for path, lines in ((a, old), (b, new)):
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write("".join(lines))
+    p = subprocess.run(["git", "diff", "--no-index", "--no-color", "-U0", a, b],
+                       capture_output=True, text=True, errors="surrogateescape")
+    out = []
+    cur = None
+    last = None
+    for line in p.stdout.splitlines(keepends=True):
+        m = re.match(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", line)
+        if m:
+            start = int(m.group(1))
+            n = int(m.group(2)) if m.group(2) is not None else 1
+            # "-5,0": an insertion after line 5; "-5,2": lines 5 and 6.
+            cur = [start if n == 0 else start - 1, n, []]
+            out.append(cur)
+        elif cur is not None and line.startswith("+"):
+            cur[2].append(line[1:])
+        elif line.startswith("\\") and last is not None and last.startswith("+"):
+            # The added line ends the file without a newline.
+            cur[2][-1] = cur[2][-1].rstrip("\n")
+        last = line
+    return out
+
+
+def split_lines(text):
+    return [] if text is None else text.splitlines(keepends=True)
+
+
+def owners_of(spec, f):
+    whole = [p for p in spec["patch"] if any(fnmatch.fnmatchcase(f, g) for g in p["files"])]
+    cut = [p for p in spec["patch"] if f in p["hunks"]]
+    return whole, cut
+
+
+def match(spec, cut, f, line):
+    hit = [p for p in cut if any(re.search(rx, line) for rx in p["hunks"][f])]
+    if len(hit) > 1:
+        raise SeriesError("%s: %r matches the patterns of %s" %
+                          (f, line.rstrip("\n"), " and ".join(repr(p["subject"]) for p in hit)))
+    return hit[0] if hit else None
+
+
+def assign(spec, files):
+    """Each file's changes, with their owners: {file: (kind, data)}.
+
+    kind "whole": data is the owning patch's index; kind "cut": data is a
+    list of segments (start, old_len, new_lines, owner index), in order.
+    """
+    plan = {}
+    for f in files:
+        whole, cut = owners_of(spec, f)
+        if whole and cut or len(whole) > 1:
+            raise SeriesError("%s is owned by more than one patch: %s" %
+                              (f, ", ".join(repr(p["subject"]) for p in whole + cut)))
+        if whole:
+            plan[f] = ("whole", whole[0]["index"])
+            continue
+        if not cut:
+            raise SeriesError("%s is in no patch of series/series.toml" % f)
+        old = split_lines(read(os.path.join(PRISTINE, f)))
+        new = split_lines(read(os.path.join(SRC, f)))
+        if not old or not new:
+            raise SeriesError("%s is added or removed: a whole file belongs to one patch" % f)
+        segs = []
+        for start, n, lines in blocks(old, new):
+            if n == 0:
+                # A pure insertion: a new segment at each line that matches.
+                cur = None
+                for line in lines:
+                    owner = match(spec, cut, f, line)
+                    if owner is not None and (cur is None or owner["index"] != cur[3]):
+                        cur = [start, 0, [], owner["index"]]
+                        segs.append(cur)
+                    elif cur is None:
+                        raise SeriesError("%s: the insertion after line %d starts with %r, "
+                                          "which no pattern matches" % (f, start, line.rstrip("\n")))
+                    cur[2].append(line)
+                # Blank lines between two parts separate them. Inside a file
+                # they end the part before (it is followed by more of the
+                # file); at its end they begin the part after, so that no
+                # patch leaves a blank line at the end of the file.
+                mine = [s for s in segs if s[0] == start and s[1] == 0]
+                if start == len(old):
+                    for a, b in zip(mine, mine[1:]):
+                        while a[2] and not a[2][-1].strip():
+                            b[2].insert(0, a[2].pop())
+            else:
+                gone = old[start:start + n]
+                owners = {match(spec, cut, f, x)["index"] for x in gone + lines
+                          if match(spec, cut, f, x) is not None}
+                if len(owners) != 1:
+                    raise SeriesError("%s: the change of lines %d-%d %s" % (
+                        f, start + 1, start + n, "matches no pattern" if not owners else
+                        "matches the patterns of several patches"))
+                segs.append([start, n, lines, owners.pop()])
+        plan[f] = ("cut", segs)
+    unused = [(p["subject"], f) for p in spec["patch"] for f in p["hunks"] if f not in plan]
+    unused += [(p["subject"], g) for p in spec["patch"] for g in p["files"]
+               if not any(fnmatch.fnmatchcase(f, g) for f in files)]
+    if unused:
+        raise SeriesError("%r names %s, which the tree does not change" % unused[0])
+    return plan
+
+
+def state(f, kind, data, k):
+    """The content of F once patches 0..K are applied (None: absent)."""
+    if kind == "whole":
+        return read(os.path.join(SRC if data <= k else PRISTINE, f))
+    old = split_lines(read(os.path.join(PRISTINE, f)))
+    out, pos = [], 0
+    for start, n, lines, owner in data:
+        out += old[pos:start]
+        pos = start
+        if owner <= k:
+            out += lines
+            pos = start + n
+    out += old[pos:]
+    return "".join(out)
+
+
+def git(cwd, *args, env=None, check=True):
+    p = subprocess.run(["git", "-C", cwd] + list(args), capture_output=True, text=True, env=env)
+    if check and p.returncode != 0:
+        raise SeriesError("git %s: %s" % (" ".join(args), (p.stderr or p.stdout).strip()[-600:]))
+    return p.stdout
+
+
+def git_env(spec):
+    name, email = re.match(r"^(.*) <(.*)>$", spec["author"]).groups()
+    date = spec["date"]
+    return dict(os.environ, GIT_AUTHOR_NAME=name, GIT_AUTHOR_EMAIL=email, GIT_COMMITTER_NAME=name,
+                GIT_COMMITTER_EMAIL=email, GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date,
+                GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
+
+
+def write(root, f, text):
+    path = os.path.join(root, f)
+    if text is None:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        fh.write(text)
+
+
+def base_repo(spec, path, files):
+    """A repository whose first commit holds the pristine files the series touches."""
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    env = git_env(spec)
+    git(path, "init", "-q", "-b", "master", env=env)
+    for f in files:
+        write(path, f, read(os.path.join(PRISTINE, f)))
+    git(path, "add", "-A", env=env)
+    git(path, "commit", "-q", "--allow-empty", "-m", spec["base"], env=env)
+    return env
+
+
+def message(spec, p):
+    body = p["body"].strip()
+    return "%s\n\n%s\n\nSigned-off-by: %s\n" % (p["subject"], body, spec["author"])
+
+
+def cmd_make(out=OUT):
+    spec = load_spec()
+    files = managed_files(spec)
+    plan = assign(spec, files)
+    repo = os.path.join(WORK, "repo")
+    env = base_repo(spec, repo, files)
+    for p in spec["patch"]:
+        k = p["index"]
+        for f, (kind, data) in plan.items():
+            if kind == "whole" and data != k:
+                continue
+            if kind == "cut" and not any(s[3] == k for s in data):
+                continue
+            write(repo, f, state(f, kind, data, k))
+        git(repo, "add", "-A", env=env)
+        subprocess.run(["git", "-C", repo, "commit", "-q", "-F", "-"], input=message(spec, p),
+                       text=True, env=env, check=True, capture_output=True)
+    shutil.rmtree(out, ignore_errors=True)
+    git(repo, "format-patch", "-q", "--cover-letter", "--no-signature", "--subject-prefix=PATCH",
+        "-o", out, "HEAD~%d" % len(spec["patch"]), env=env)
+    cover = sorted(os.listdir(out))[0]
+    text = read(os.path.join(out, cover))
+    blurb = read(COVER).strip()
+    title, _, rest = blurb.partition("\n")
+    text = text.replace("*** SUBJECT HERE ***", title.strip()).replace("*** BLURB HERE ***", rest.strip())
+    write(out, cover, text)
+    return spec, files, plan, out
+
+
+def check_messages(spec):
+    bad = []
+    for p in spec["patch"]:
+        s = p["subject"]
+        if len(s) > 75 or not SUBJECT.match(s):
+            bad.append("subject %r: 'area: imperative summary', under 76 columns" % s)
+        if len(p.get("body", "").strip()) < 40:
+            bad.append("%r has no body that says why" % s)
+        m = HARNESS_WORDS.search(s + "\n" + p.get("body", ""))
+        if m:
+            bad.append("%r names the harness (%r)" % (s, m.group(0)))
+        for line in p.get("body", "").splitlines():
+            if len(line) > 75:
+                bad.append("%r: a body line over 75 columns: %r" % (s, line[:40]))
+                break
+    return bad
+
+
+def check_am(spec, files, out):
+    repo = os.path.join(WORK, "am")
+    env = base_repo(spec, repo, files)
+    pats = [os.path.join(out, x) for x in sorted(os.listdir(out)) if not x.startswith("0000-")]
+    p = subprocess.run(["git", "-C", repo, "am", "-q", "--whitespace=error-all"] + pats,
+                       capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        return repo, ["git am: " + (p.stdout + p.stderr).strip().splitlines()[0]]
+    n = int(git(repo, "rev-list", "--count", "HEAD").strip()) - 1
+    return repo, ([] if n == len(spec["patch"]) else ["git am made %d commits, not %d" % (n, len(spec["patch"]))])
+
+
+def check_tree(files, repo):
+    bad = []
+    for f in files:
+        if read(os.path.join(repo, f)) != read(os.path.join(SRC, f)):
+            bad.append("%s differs from the prepared tree" % f)
+    listed = set(git(repo, "ls-files").split())
+    for f in sorted(listed - set(files)):
+        if read(os.path.join(repo, f)) != read(os.path.join(PRISTINE, f)):
+            bad.append("%s: changed by the series, not by the tree" % f)
+    return bad
+
+
+def check_checkpatch(spec, out, log):
+    cp = os.path.join(SRC, "scripts", "checkpatch.pl")
+    keep = spec.get("checkpatch_keep", {})
+    bad, counts = [], {}
+    with open(log, "w") as lf:
+        for x in sorted(os.listdir(out)):
+            if x.startswith("0000-"):
+                continue
+            p = subprocess.run([cp, "--strict", "--terse", "--show-types", "--no-summary", "--color=never",
+                                "--root=" + PRISTINE, os.path.join(out, x)],
+                               capture_output=True, text=True, cwd=PRISTINE)
+            lf.write(p.stdout + p.stderr)
+            for line in p.stdout.splitlines():
+                m = re.search(r": (ERROR|WARNING|CHECK):([A-Z_0-9]+):", line)
+                if not m:
+                    continue
+                level, kind = m.groups()
+                counts[(level, kind)] = counts.get((level, kind), 0) + 1
+                if level == "ERROR" or kind not in keep:
+                    bad.append("%s: %s" % (x[:4], line.split(": ", 1)[-1][:160]))
+    return bad, counts
+
+
+def cmd_check():
+    results = []
+    log = os.path.join(WORK, "checkpatch.log")
+    os.makedirs(WORK, exist_ok=True)
+    try:
+        spec, files, plan, out = cmd_make()
+        results.append(("assigned", []))
+    except (SeriesError, subprocess.CalledProcessError, OSError, KeyError) as e:
+        why = e.stderr.strip() if isinstance(e, subprocess.CalledProcessError) else str(e)
+        results.append(("assigned", [why]))
+        for c in ("messages", "am", "tree", "checkpatch"):
+            results.append((c, ["the series could not be made"]))
+        return report(results)
+    results.append(("messages", check_messages(spec)))
+    try:
+        repo, bad = check_am(spec, files, out)
+        results.append(("am", bad))
+        results.append(("tree", check_tree(files, repo) if not bad else ["git am failed"]))
+    except SeriesError as e:
+        results.append(("am", [str(e)]))
+        results.append(("tree", ["git am failed"]))
+    bad, counts = check_checkpatch(spec, out, log)
+    results.append(("checkpatch", bad))
+    n = len(spec["patch"])
+    notes = ["# %d patches in %s, %d files" % (n, out, len(files))]
+    if counts:
+        notes.append("# checkpatch --strict: " + ", ".join(
+            "%d %s:%s" % (c, lv, k) for (lv, k), c in sorted(counts.items())) + " (log: %s)" % log)
+    else:
+        notes.append("# checkpatch --strict: nothing")
+    return report(results, notes)
+
+
+def report(results, notes=()):
+    for case, bad in results:
+        if bad:
+            print("not ok host:series:%s # %s" % (case, bad[0]))
+            for b in bad[1:8]:
+                print("#   " + b)
+        else:
+            print("ok host:series:%s" % case)
+    for n in notes:
+        print(n)
+    return 1 if any(bad for _, bad in results) else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("make")
+    m.add_argument("-o", "--output", default=OUT)
+    sub.add_parser("check")
+    args = ap.parse_args()
+    if args.cmd == "make":
+        try:
+            _, _, _, out = cmd_make(args.output)
+        except SeriesError as e:
+            print("series.py: " + str(e), file=sys.stderr)
+            return 2
+        print("==> series: %s" % out)
+        for x in sorted(os.listdir(out)):
+            print("    " + x)
+        return 0
+    return cmd_check()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
