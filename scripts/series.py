@@ -330,10 +330,17 @@ def check_tree(files, repo):
     return bad
 
 
+def subject_of(path):
+    """The subject of a patch file, without its "[PATCH n/m] " prefix."""
+    m = re.search(r"^Subject: (?:\[[^]]*\] )?(.*)$", read(path) or "", re.M)
+    return m.group(1) if m else ""
+
+
 def check_checkpatch(spec, out, log):
     cp = os.path.join(SRC, "scripts", "checkpatch.pl")
     keep = spec.get("checkpatch_keep", {})
     bad, counts = [], {}
+    subjects = {x: subject_of(os.path.join(out, x)) for x in os.listdir(out)}
     with open(log, "w") as lf:
         for x in sorted(os.listdir(out)):
             if x.startswith("0000-"):
@@ -348,7 +355,9 @@ def check_checkpatch(spec, out, log):
                     continue
                 level, kind = m.groups()
                 counts[(level, kind)] = counts.get((level, kind), 0) + 1
-                if level == "ERROR" or kind not in keep:
+                rule = keep.get(kind)
+                kept = rule is not None and subjects[x].startswith(rule.get("only", ""))
+                if level == "ERROR" or not kept:
                     bad.append("%s: %s" % (x[:4], line.split(": ", 1)[-1][:160]))
     return bad, counts
 

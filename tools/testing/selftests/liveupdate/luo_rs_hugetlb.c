@@ -391,7 +391,8 @@ static void s1_racing_writer_armed(void)
 	pid_t parent = getpid(), pid = -1;
 
 	if (!grow && fd >= 0 && log >= 0 && pwrite(log, zero, sizeof(zero), 0) == sizeof(zero))
-		r = luo_session_preserve_fd(session, fd, 5) ?: luo_session_preserve_fd(session, log, 6);
+		r = luo_session_preserve_fd(session, fd, 5) ?:
+		    luo_session_preserve_fd(session, log, 6);
 	if (!r)
 		pid = fork();
 	if (pid == 0) {
@@ -630,7 +631,8 @@ static void s2_racing_writes_kept(void)
 		if (k == log.done)
 			continue;
 		memset(want, k < log.done ? fill_race(k) : 0, SZ_2M);
-		if (pread(fdrace, got, SZ_2M, k * SZ_2M) != (ssize_t)SZ_2M || memcmp(want, got, SZ_2M))
+		if (pread(fdrace, got, SZ_2M, k * SZ_2M) != (ssize_t)SZ_2M ||
+		    memcmp(want, got, SZ_2M))
 			bad = k;
 	}
 	present = st.st_blocks / (SZ_2M / 512);

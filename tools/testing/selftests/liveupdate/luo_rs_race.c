@@ -409,7 +409,8 @@ static void *flb_storm(void *p)
 		for (j = 0; j < 4; j++) {
 			m[j] = new_memfd(j);
 			if (s >= 0 && m[j] >= 0)
-				check(luo_session_preserve_fd(s, m[j], j), 0, &a->bad, &a->last_bad);
+				check(luo_session_preserve_fd(s, m[j], j), 0, &a->bad,
+				      &a->last_bad);
 		}
 		for (j = 0; j < 4; j++)
 			if (m[j] >= 0)

@@ -116,8 +116,8 @@ static int read_timeline(void)
 			return -EPROTO;
 		r->span = is_span(r->name);
 		if (r->span) {
-			if (sscanf(line, "%*s %63s %31s %31s files=%llu busy_ns=%llu", r->handler, a,
-				   b, &r->files, &r->busy) != 5)
+			if (sscanf(line, "%*s %63s %31s %31s files=%llu busy_ns=%llu",
+				   r->handler, a, b, &r->files, &r->busy) != 5)
 				return -EPROTO;
 			r->has_t = strcmp(a, "-") && strcmp(b, "-");
 			r->first = strtoull(a, NULL, 10);
@@ -173,16 +173,17 @@ static int in_order(const char *const order[], int n)
 		t[1] = span ? r->last : r->t;
 		for (int k = 0; k < 2; k++) {
 			if (t[k] < prev) {
-				snprintf(why, sizeof(why), "%s%s (%llu) before %s (%llu)", order[i],
-					 span ? (k ? " last" : " first") : "", t[k], prev_name, prev);
+				snprintf(why, sizeof(why), "%s%s (%llu) before %s (%llu)",
+					 order[i], span ? (k ? " last" : " first") : "",
+					 t[k], prev_name, prev);
 				return 0;
 			}
 			prev = t[k];
 			prev_name = order[i];
 		}
 		if (span && r->busy > r->last - r->first) {
-			snprintf(why, sizeof(why), "%s: busy %llu ns in a span of %llu ns", order[i],
-				 r->busy, r->last - r->first);
+			snprintf(why, sizeof(why), "%s: busy %llu ns in a span of %llu ns",
+				 order[i], r->busy, r->last - r->first);
 			return 0;
 		}
 	}

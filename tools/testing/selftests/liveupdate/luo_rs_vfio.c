@@ -271,8 +271,8 @@ static int s1_refuse_non_vfio_fd(int arg)
 {
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC), ok;
 
-	ok = need_ioas() && preserve_refused(refuse_session(), iommufd, TOKEN_REFUSED + 2,
-					      "the iommufd");
+	ok = need_ioas() &&
+	     preserve_refused(refuse_session(), iommufd, TOKEN_REFUSED + 2, "the iommufd");
 	ok = preserve_refused(refuse_session(), null, TOKEN_REFUSED + 3, "/dev/null") && ok;
 	if (null >= 0)
 		close(null);
@@ -685,7 +685,8 @@ static int s2_finish_refused_after_unbound_close(int arg)
 	}
 	r = vfio_device_info(a->fd, &info);
 	if (r != -EINVAL)
-		return fail("GET_INFO on A retrieved again: %s, want EINVAL (still unbound)", en(r));
+		return fail("GET_INFO on A retrieved again: %s, want EINVAL (still unbound)",
+			    en(r));
 	return ok;
 }
 

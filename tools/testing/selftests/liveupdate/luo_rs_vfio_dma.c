@@ -178,7 +178,8 @@ static int s1_rig(int arg)
 		b[i] = ram_byte(i);
 	munmap(b, RAM_SIZE);
 	if (!ioas_map_file(iommufd, ioas, ram_fd, RAM_SIZE, RAM_IOVA) || !edu_map_bar(&edu_a) ||
-	    !edu_set_command(&edu_a, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER) || !edu_map_bar(&edu_b) ||
+	    !edu_set_command(&edu_a, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER) ||
+	    !edu_map_bar(&edu_b) ||
 	    !edu_set_command(&edu_b, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER))
 		return 0;
 	return edu_dma(&edu_a, RAM_IOVA + RT_FROM * PAGE, EDU_BUF, DMA_LEN, 0) &&
@@ -190,7 +191,8 @@ static int s1_preserve_running(int arg)
 	sess = luo_create_session(luo_fd, SESSION);
 	if (sess < 0)
 		return fail("CREATE_SESSION: %s", en(sess));
-	return preserve(sess, edu_a.fd, TOKEN_DEV, "A") && preserve(sess, edu_b.fd, TOKEN_DEV_B, "B") &&
+	return preserve(sess, edu_a.fd, TOKEN_DEV, "A") &&
+	       preserve(sess, edu_b.fd, TOKEN_DEV_B, "B") &&
 	       preserve(sess, ram_fd, TOKEN_RAM, "the guest RAM memfd");
 }
 
@@ -311,8 +313,9 @@ static int s2_dma_landed(int arg)
 		if (b[i] != want_byte(i))
 			bad = i;
 	if (bad != RAM_SIZE)
-		fail("byte %#llx of the memfd (page %llu) is %#x, want %#x", (unsigned long long)bad,
-		     (unsigned long long)bad / PAGE, b[bad], want_byte(bad));
+		fail("byte %#llx of the memfd (page %llu) is %#x, want %#x",
+		     (unsigned long long)bad, (unsigned long long)bad / PAGE, b[bad],
+		     want_byte(bad));
 	munmap(b, RAM_SIZE);
 	return bad == RAM_SIZE;
 }
@@ -326,7 +329,8 @@ static int page_is(uint64_t page, int dma)
 	if (b == MAP_FAILED)
 		return fail("mmap of the memfd: %s", en(errno));
 	for (i = 0; i < DMA_LEN; i++)
-		if (b[page * PAGE + i] != (dma ? ram_byte(SRC_PAGE * PAGE + i) : ram_byte(page * PAGE + i)))
+		if (b[page * PAGE + i] !=
+		    (dma ? ram_byte(SRC_PAGE * PAGE + i) : ram_byte(page * PAGE + i)))
 			break;
 	munmap(b, RAM_SIZE);
 	if (i != DMA_LEN)
