@@ -2,7 +2,7 @@
 /*
  * hugetlbfs memfds (memfd_create(MFD_HUGETLB)) across a kexec, with the Rust
  * memfd handler's "hugetlb-memfd-rs-v1" format (Documentation/core-api/
- * liveupdate-rust.rst, "hugetlbfs memfds"). Both kernels boot with
+ * liveupdate-memfd-rust.rst, "hugetlbfs memfds"). Both kernels boot with
  * hugepagesz=2M hugepages=4 hugepagesz=1G hugepages=1.
  *
  *   -s 1  - pool_setup: the 2 MiB pool grown to 16 pages at run time;
