@@ -11,6 +11,10 @@
 #                               (VFIO=1: with a passthrough PCI device; LUO=rust)
 #   make kernel LUO=VARIANT      just build one kernel variant (scripts/lib.sh VARIANTS)
 #   make bench                  time the C and the Rust LUO, print Rust/C ratios
+#   make series                 the upstream patch series, in build/series
+#                               (git format-patch against Linux 7.3.4)
+#   make series-check           make it and check it: git am onto pristine,
+#                               the tree it gives, checkpatch (also in check)
 #   make fuzz [SEED=1] [DURATION=60] [LUO=rust]
 #                               the seeded ioctl fuzzer for longer; replays a seed
 
@@ -27,7 +31,7 @@ SUITES ?=
 CHECK_JOBS ?= 2
 export SUITES
 
-.PHONY: check quick lint demo bench fuzz deps prepare kernel clean
+.PHONY: check quick lint demo bench fuzz deps prepare kernel clean series series-check
 
 # The schedule is generated from scripts/suites.toml (scripts/harness.py):
 # one make target per run, depending on its kernel, initramfs and manifest
@@ -60,6 +64,14 @@ demo:
 
 bench:
 	@scripts/bench.sh
+
+# The series is made from the prepared tree (our files and patches/ over the
+# pristine one), cut as series/series.toml says.
+series: prepare
+	@scripts/series.py make
+
+series-check: prepare
+	@scripts/series.py check
 
 # make fuzz [SEED=1] [DURATION=60] [OPS=100000000] [THREADS=4] [LUO=rust|c|rust-kasan]:
 # luo_rs_fuzz in random mode in one VM, for DURATION seconds or OPS operations;

@@ -218,6 +218,14 @@ def crate_files():
     return [os.path.join(REPO, f) for f in out if os.path.exists(os.path.join(REPO, f))]
 
 
+def series_files():
+    """What the series is made of: our kernel files, patches/, series/, series.py."""
+    out = subprocess.run(["git", "-C", REPO, "ls-files", "Documentation", "drivers", "include", "kernel",
+                          "lib", "mm", "rust", "tools/testing", "patches", "series", "scripts/series.py"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return [os.path.join(REPO, f) for f in out if os.path.exists(os.path.join(REPO, f))]
+
+
 def harness_hash():
     """The harness files a run's verdict depends on: a change reruns every run."""
     h = hashlib.sha256()
@@ -232,7 +240,9 @@ def run_deps(r):
     """The files a run's result depends on (its make prerequisites)."""
     deps = [os.path.join(SPECS, r["id"] + ".json")]
     if r["mode"] == "host":
-        if r["suite"] == "verdict":
+        if r["suite"] == "series":
+            deps += series_files()
+        elif r["suite"] == "verdict":
             deps.append(os.path.join(REPO, "scripts", "verdict.py"))
             tdir = os.path.join(REPO, "scripts", "tests")
             for root, _, files in os.walk(tdir):
@@ -583,8 +593,24 @@ HOST_STEPS = [
 
 
 def judge_host(r):
-    """Host commands: the userspace crate's checks, or the verdict's unit tests."""
+    """Host commands: the userspace crate's checks, the verdict's unit tests, the series."""
     os.makedirs(os.path.join(LOGS, "host"), exist_ok=True)
+    if r["suite"] == "series":
+        log = os.path.join(LOGS, "host", "series.log")
+        with open(log, "w") as f:
+            p = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "series.py"), "check"],
+                               stdout=subprocess.PIPE, stderr=f, text=True, timeout=HOST_TIMEOUT)
+            f.write(p.stdout)
+        res, notes = [], []
+        for line in p.stdout.splitlines():
+            m = re.match(r"^(not ok|ok) host:series:(\S+)(?: # (.*))?$", line)
+            if m:
+                res.append((m.group(2), None if m.group(1) == "ok" else (m.group(3) or "failed")))
+            elif line.startswith("# "):
+                notes.append(line)
+        if p.returncode != 0 and all(why is None for _, why in res):
+            res.append(("(runner)", "scripts/series.py exited %d (see %s)" % (p.returncode, log)))
+        return res, notes, log
     if r["suite"] == "verdict":
         log = os.path.join(LOGS, "host", "verdict.log")
         with open(log, "w") as f:

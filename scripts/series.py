@@ -337,28 +337,32 @@ def subject_of(path):
 
 
 def check_checkpatch(spec, out, log):
+    """checkpatch --strict over the whole series, in one run (it reads the
+    tree's headers once per run)."""
     cp = os.path.join(SRC, "scripts", "checkpatch.pl")
     keep = spec.get("checkpatch_keep", {})
     bad, counts = [], {}
-    subjects = {x: subject_of(os.path.join(out, x)) for x in os.listdir(out)}
+    pats = sorted(x for x in os.listdir(out) if not x.startswith("0000-"))
+    subjects = {x: subject_of(os.path.join(out, x)) for x in pats}
+    p = subprocess.run([cp, "--strict", "--terse", "--show-types", "--no-summary", "--color=never",
+                        "--root=" + PRISTINE] + [os.path.join(out, x) for x in pats],
+                       capture_output=True, text=True, cwd=PRISTINE)
     with open(log, "w") as lf:
-        for x in sorted(os.listdir(out)):
-            if x.startswith("0000-"):
-                continue
-            p = subprocess.run([cp, "--strict", "--terse", "--show-types", "--no-summary", "--color=never",
-                                "--root=" + PRISTINE, os.path.join(out, x)],
-                               capture_output=True, text=True, cwd=PRISTINE)
-            lf.write(p.stdout + p.stderr)
-            for line in p.stdout.splitlines():
-                m = re.search(r": (ERROR|WARNING|CHECK):([A-Z_0-9]+):", line)
-                if not m:
-                    continue
-                level, kind = m.groups()
-                counts[(level, kind)] = counts.get((level, kind), 0) + 1
-                rule = keep.get(kind)
-                kept = rule is not None and subjects[x].startswith(rule.get("only", ""))
-                if level == "ERROR" or not kept:
-                    bad.append("%s: %s" % (x[:4], line.split(": ", 1)[-1][:160]))
+        lf.write(p.stdout + p.stderr)
+    for line in p.stdout.splitlines():
+        m = re.match(r"^(?:.*/)?([^/:]+\.patch):\d+: (ERROR|WARNING|CHECK):([A-Z_0-9]+):", line)
+        if not m:
+            if line.strip():
+                bad.append("checkpatch: " + line[:160])
+            continue
+        x, level, kind = m.groups()
+        counts[(level, kind)] = counts.get((level, kind), 0) + 1
+        rule = keep.get(kind)
+        kept = rule is not None and subjects.get(x, "").startswith(rule.get("only", ""))
+        if level == "ERROR" or not kept:
+            bad.append("%s: %s" % (x[:4], line.split(": ", 1)[-1][:160]))
+    if p.returncode not in (0, 1):
+        bad.append("checkpatch.pl exited %d (see %s)" % (p.returncode, log))
     return bad, counts
 
 
