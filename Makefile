@@ -37,10 +37,13 @@ export SUITES
 # one make target per run, depending on its kernel, initramfs and manifest
 # entry, so a second make check reruns only what changed (and what failed).
 # The kernels build in the background beside it, one after the other
-# (harness.py builds; its own output in build/logs/builds.log).
+# (harness.py builds; its own output in build/logs/builds.log). Runs and the
+# builder share CHECK_JOBS CPU slots (harness.py cpu_slot); make runs one
+# job more, for the stamp that waits for a build.
 SCHEDULE = rm -rf $(BUILD)/chain && mkdir -p $(BUILD)/chain $(BUILD)/logs && \
-	{ scripts/harness.py builds > $(BUILD)/logs/builds.log 2>&1 & b=$$!; } && \
-	$(MAKE) --no-print-directory -k -j$(CHECK_JOBS) -O -f $(BUILD)/check.mk all; s=$$?; \
+	{ CHECK_JOBS=$(CHECK_JOBS) scripts/harness.py builds > $(BUILD)/logs/builds.log 2>&1 & b=$$!; } && \
+	CHECK_JOBS=$(CHECK_JOBS) $(MAKE) --no-print-directory -k -j$$(($(CHECK_JOBS) + 1)) -O \
+		-f $(BUILD)/check.mk all; s=$$?; \
 	wait $$b; scripts/harness.py summary --make-status $$s
 
 check: prepare

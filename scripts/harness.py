@@ -23,6 +23,8 @@ Every run is one boot chain (or host command) and reports one line per case:
 exactly the number of cases the manifest gives it.
 """
 import argparse
+import contextlib
+import fcntl
 import fnmatch
 import hashlib
 import json
@@ -372,6 +374,12 @@ def cmd_builds(args):
     write_if_changed(os.path.join(CHAIN, "pid"), "%d\n" % os.getpid())
     # The kernel's own make must not see the check's make flags (-O, -k, ...).
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    with cpu_slot(block_on=cpu_slots() - 1):
+        build_all(builds, env)
+    return 0
+
+
+def build_all(builds, env):
     for v in builds:
         start = time.time()
         with open(os.path.join(LOGS, "build-%s.log" % v), "w") as log:
@@ -387,7 +395,37 @@ def cmd_builds(args):
             os.remove(os.path.join(STAMPS, v))
         record_time("build", v, start)
         write_if_changed(os.path.join(CHAIN, v + ".done"), "ok\n" if ok else "failed\n")
-    return 0
+
+
+# The CPUs of the machine, as CHECK_JOBS slots (flock()ed files in CHAIN):
+# a run that boots VMs or runs host commands holds one while it runs, and
+# the builder holds one from its first build to its last, so that a build
+# (which takes both CPUs) has one VM beside it, not two. Make itself runs
+# one job more than there are slots, for the stamp that waits for a build.
+def cpu_slots():
+    return max(1, int(os.environ.get("CHECK_JOBS", "2")))
+
+
+@contextlib.contextmanager
+def cpu_slot(block_on=None):
+    """Hold a CPU slot for the duration (the builder asks for BLOCK_ON)."""
+    os.makedirs(CHAIN, exist_ok=True)
+    names = [block_on] if block_on is not None else list(range(cpu_slots()))
+    while True:
+        for i in names:
+            f = open(os.path.join(CHAIN, "cpu%d" % i), "a")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | (0 if block_on is not None else fcntl.LOCK_NB))
+            except BlockingIOError:
+                f.close()
+                continue
+            try:
+                yield i
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+                f.close()
+            return
+        time.sleep(0.5)
 
 
 def builder_alive():
@@ -685,23 +723,28 @@ def first_difference(logs):
 
 
 def cmd_run(args):
-    start = time.time()
     r = by_id(args.id)
     res_path = os.path.join(RESULTS, r["id"] + ".txt")
     os.makedirs(os.path.dirname(res_path), exist_ok=True)
     missing = [k for k in r["kernels"] if not os.path.exists(os.path.join(STAMPS, k))]
-    try:
-        if missing and r["mode"] != "compare":
-            log = " ".join(os.path.join(LOGS, "build-%s.log" % k) for k in missing)
-            res, notes = [("(build)", "the %s kernel or guest programs did not build" % " and ".join(missing))], []
-        elif r["mode"] == "host":
-            res, notes, log = judge_host(r)
-        elif r["mode"] == "compare":
-            res, notes, log = judge_compare(r)
-        else:
-            res, notes, log = judge_vm(r)
-    except Exception as e:  # a harness failure fails the run, it never hides it
-        res, notes, log = [("(harness)", "harness.py failed: %r" % e)], [], "-"
+    busy = r["mode"] != "compare" and not missing
+    # A run that boots VMs or runs host commands waits for a CPU slot first.
+    with cpu_slot() if busy else contextlib.nullcontext():
+        start = time.time()
+        try:
+            if missing and r["mode"] != "compare":
+                log = " ".join(os.path.join(LOGS, "build-%s.log" % k) for k in missing)
+                res, notes = [("(build)", "the %s kernel or guest programs did not build"
+                               % " and ".join(missing))], []
+            elif r["mode"] == "host":
+                res, notes, log = judge_host(r)
+            elif r["mode"] == "compare":
+                res, notes, log = judge_compare(r)
+            else:
+                res, notes, log = judge_vm(r)
+        except Exception as e:  # a harness failure fails the run, it never hides it
+            res, notes, log = [("(harness)", "harness.py failed: %r" % e)], [], "-"
+        record_time("run", r["id"], start)
     real = [c for c, _ in res if not PSEUDO.search(c)]
     if len(real) != r["count"]:
         res.append(("(count)", "%d cases, the manifest expects %d (scripts/suites.toml)"
@@ -714,7 +757,6 @@ def cmd_run(args):
             lines.append("ok %s:%s" % (r["prefix"], c))
     if any(x.startswith("not ok") for x in lines):
         notes.append("#   log: %s" % log)
-    record_time("run", r["id"], start)
     with open(res_path + ".tmp", "w") as f:
         f.write("\n".join(lines + notes) + "\n")
     os.replace(res_path + ".tmp", res_path)
