@@ -4,7 +4,8 @@
  * The handover can hold 510,000 sessions and 630,000 files per session; here
  * 100,000 empty sessions plus one session with 100,000 files (test objects of
  * the Rust test handler, CONFIG_LIVEUPDATE_RUST_TEST) go across and must all
- * come back.
+ * come back. luo.capacity=N on the kernel command line makes both counts N
+ * (a sanitizer kernel takes minutes for 100,000).
  *
  *   -s 1  create "cap-00000".."cap-99999" and "cap-files" (100,000 objects,
  *         object i holding VALUE_BASE + i under token i); hold them.
@@ -30,8 +31,7 @@
 
 #define STATE_SESSION_NAME	"luo_rs_capacity_state"
 #define STATE_MEMFD_TOKEN	996
-#define NR_SESSIONS		100000
-#define NR_FILES		100000
+#define NR_DEFAULT		100000
 #define VALUE_BASE		0x10000000L
 
 #define T_CREATE		_IO('L', 1)
@@ -53,6 +53,32 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* The counts: NR_DEFAULT each, or luo.capacity=N (1..NR_DEFAULT) from the command line. */
+static int nr_sessions = NR_DEFAULT, nr_files = NR_DEFAULT;
+
+static void read_counts(void)
+{
+	char buf[4096], *p, *save;
+	int fd = open("/proc/cmdline", O_RDONLY);
+	ssize_t n;
+	long v;
+
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	for (p = strtok_r(buf, " \n", &save); p; p = strtok_r(NULL, " \n", &save)) {
+		if (strncmp(p, "luo.capacity=", 13))
+			continue;
+		v = strtol(p + 13, NULL, 10);
+		if (v > 0 && v <= NR_DEFAULT)
+			nr_sessions = nr_files = v;
+	}
+}
+
 static void session_name(int i, char *buf, size_t len)
 {
 	snprintf(buf, len, "cap-%05d", i);
@@ -66,30 +92,30 @@ static void stage_1(int luo_fd)
 
 	printf("1..2\n");
 	t = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
-	if (t < 0 || luo_ensure_nofile_limit(NR_SESSIONS + NR_FILES + 64)) {
+	if (t < 0 || luo_ensure_nofile_limit(nr_sessions + nr_files + 64)) {
 		printf("Bail out! no /dev/luo_rs_test or cannot raise RLIMIT_NOFILE\n");
 		exit(1);
 	}
 	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
-	for (i = 0; i < NR_SESSIONS; i++) {
+	for (i = 0; i < nr_sessions; i++) {
 		session_name(i, name, sizeof(name));
 		s = luo_create_session(luo_fd, name);
 		if (s < 0)
 			break;
 	}
-	result("s1_create_sessions", i == NR_SESSIONS, "session %d: %s", i, strerror(-s));
+	result("s1_create_sessions", i == nr_sessions, "session %d: %s", i, strerror(-s));
 	printf("# %d sessions in %.1f s\n", i, now() - t0);
 
 	t0 = now();
 	s = luo_create_session(luo_fd, "cap-files");
-	for (i = 0; s >= 0 && i < NR_FILES; i++) {
+	for (i = 0; s >= 0 && i < nr_files; i++) {
 		o = ioctl(t, T_CREATE, VALUE_BASE + i);
 		r = o < 0 ? -errno : luo_session_preserve_fd(s, o, i);
 		if (r)
 			break;
 		close(o);
 	}
-	result("s1_preserve_files", s >= 0 && i == NR_FILES, "session %d, file %d: %d", s, i, r);
+	result("s1_preserve_files", s >= 0 && i == nr_files, "session %d, file %d: %d", s, i, r);
 	printf("# %d files in %.1f s\n", i, now() - t0);
 	if (ktap_failures)
 		exit(1);
@@ -106,11 +132,11 @@ static void stage_2(int luo_fd, int state_fd)
 
 	printf("1..3\n");
 	t = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
-	if (t < 0 || luo_ensure_nofile_limit(NR_FILES + 64)) {
+	if (t < 0 || luo_ensure_nofile_limit(nr_files + 64)) {
 		printf("Bail out! no /dev/luo_rs_test or cannot raise RLIMIT_NOFILE\n");
 		exit(1);
 	}
-	for (i = 0; i < NR_SESSIONS; i++) {
+	for (i = 0; i < nr_sessions; i++) {
 		session_name(i, name, sizeof(name));
 		s = luo_retrieve_session(luo_fd, name);
 		if (s < 0) {
@@ -121,13 +147,13 @@ static void stage_2(int luo_fd, int state_fd)
 			finished = 0;
 		close(s);
 	}
-	result("s2_sessions_back", !bad, "%d of %d sessions missing", bad, NR_SESSIONS);
-	printf("# %d sessions retrieved and finished in %.1f s\n", NR_SESSIONS - bad, now() - t0);
+	result("s2_sessions_back", !bad, "%d of %d sessions missing", bad, nr_sessions);
+	printf("# %d sessions retrieved and finished in %.1f s\n", nr_sessions - bad, now() - t0);
 
 	t0 = now();
 	bad = 0;
 	s = luo_retrieve_session(luo_fd, "cap-files");
-	for (i = 0; s >= 0 && i < NR_FILES; i++) {
+	for (i = 0; s >= 0 && i < nr_files; i++) {
 		fd = luo_session_retrieve_fd(s, i);
 		v = fd >= 0 ? ioctl(fd, T_VALUE) : -1;
 		if (v != (long)(VALUE_BASE + i))
@@ -135,7 +161,7 @@ static void stage_2(int luo_fd, int state_fd)
 		if (fd >= 0)
 			close(fd);
 	}
-	result("s2_files_back", s >= 0 && i == NR_FILES && !bad,
+	result("s2_files_back", s >= 0 && i == nr_files && !bad,
 	       "session %d: %d of %d files missing or wrong", s, bad, i);
 	printf("# %d files retrieved in %.1f s\n", i - bad, now() - t0);
 	if (s < 0 || luo_session_finish(s))
@@ -148,6 +174,7 @@ static void stage_2(int luo_fd, int state_fd)
 
 int main(int argc, char *argv[])
 {
+	read_counts();
 	return ktap_main(argc, argv, cases, ARRAY_SIZE(cases), STATE_SESSION_NAME, stage_1,
 			 stage_2);
 }
