@@ -308,8 +308,8 @@ def make_schedule(sel, variants):
         # make): a stamp's recipe waits for its build. Were the builds jobs
         # of this make, each would queue behind every run that became ready
         # before it, and the long sanitizer build would start minutes late.
-        # The order-only chain keeps one waiter at a time in a job slot, so
-        # one VM runs beside a build and two after.
+        # The order-only chain keeps one waiter at a time in a job slot; the
+        # CPU slots (cpu_slot) keep one VM beside a build and two after.
         st = os.path.join(STAMPS, v)
         order = (" | " + os.path.join(STAMPS, prev)) if prev else ""
         out.append("%s: FORCE%s" % (st, order))
