@@ -630,38 +630,32 @@ HOST_STEPS = [
 ]
 
 
+def judge_script(suite, argv):
+    """A host script that prints "ok host:SUITE:case" lines (and "# " notes)."""
+    log = os.path.join(LOGS, "host", suite + ".log")
+    with open(log, "w") as f:
+        p = subprocess.run([sys.executable] + argv, stdout=subprocess.PIPE, stderr=f, text=True,
+                           timeout=HOST_TIMEOUT)
+        f.write(p.stdout)
+    res, notes = [], []
+    for line in p.stdout.splitlines():
+        m = re.match(r"^(not ok|ok) host:%s:(\S+)(?: # (.*))?$" % re.escape(suite), line)
+        if m:
+            res.append((m.group(2), None if m.group(1) == "ok" else (m.group(3) or "failed")))
+        elif line.startswith("# "):
+            notes.append(line)
+    if p.returncode != 0 and all(why is None for _, why in res):
+        res.append(("(runner)", "%s exited %d (see %s)" % (os.path.relpath(argv[0], REPO), p.returncode, log)))
+    return res, notes, log
+
+
 def judge_host(r):
     """Host commands: the userspace crate's checks, the verdict's unit tests, the series."""
     os.makedirs(os.path.join(LOGS, "host"), exist_ok=True)
     if r["suite"] == "series":
-        log = os.path.join(LOGS, "host", "series.log")
-        with open(log, "w") as f:
-            p = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "series.py"), "check"],
-                               stdout=subprocess.PIPE, stderr=f, text=True, timeout=HOST_TIMEOUT)
-            f.write(p.stdout)
-        res, notes = [], []
-        for line in p.stdout.splitlines():
-            m = re.match(r"^(not ok|ok) host:series:(\S+)(?: # (.*))?$", line)
-            if m:
-                res.append((m.group(2), None if m.group(1) == "ok" else (m.group(3) or "failed")))
-            elif line.startswith("# "):
-                notes.append(line)
-        if p.returncode != 0 and all(why is None for _, why in res):
-            res.append(("(runner)", "scripts/series.py exited %d (see %s)" % (p.returncode, log)))
-        return res, notes, log
+        return judge_script("series", [os.path.join(REPO, "scripts", "series.py"), "check"])
     if r["suite"] == "verdict":
-        log = os.path.join(LOGS, "host", "verdict.log")
-        with open(log, "w") as f:
-            p = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tests", "run.py")],
-                               stdout=subprocess.PIPE, stderr=f, text=True)
-        res = []
-        for line in p.stdout.splitlines():
-            m = re.match(r"^(not ok|ok) host:verdict:(\S+)(?: # (.*))?$", line)
-            if m:
-                res.append((m.group(2), None if m.group(1) == "ok" else (m.group(3) or "failed")))
-        if p.returncode != 0 and all(why is None for _, why in res):
-            res.append(("(runner)", "scripts/tests/run.py exited %d (see %s)" % (p.returncode, log)))
-        return res, [], log
+        return judge_script("verdict", [os.path.join(REPO, "scripts", "tests", "run.py")])
     ws = os.path.join(REPO, "tools", "liveupdate")
     res = []
     for name, cmd, extra in HOST_STEPS:

@@ -183,8 +183,8 @@ def assign(spec, files):
                             b[2].insert(0, a[2].pop())
             else:
                 gone = old[start:start + n]
-                owners = {match(spec, cut, f, x)["index"] for x in gone + lines
-                          if match(spec, cut, f, x) is not None}
+                hits = (match(spec, cut, f, x) for x in gone + lines)
+                owners = {h["index"] for h in hits if h is not None}
                 if len(owners) != 1:
                     raise SeriesError("%s: the change of lines %d-%d %s" % (
                         f, start + 1, start + n, "matches no pattern" if not owners else
