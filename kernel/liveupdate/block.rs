@@ -15,6 +15,8 @@ use crate::{
         put_u64, //
     },
     parse::{
+        PageBytes,
+        PageSource,
         ParseError,
         ParseResult, //
     }, //
@@ -202,31 +204,46 @@ impl<'a> BlockWriter<'a> {
     }
 }
 
-/// Restores a page that LUO's handover points to: a block of a chain, or the FLB table.
-///
-/// `phys` is checked (aligned, preserved, one page), but whose page it is cannot be: the
-/// luo-v5 handover carries no proof that a page was preserved by LUO. LUO trusts that the
-/// addresses in its own handover name its own pages. See "Trust" in
-/// `Documentation/core-api/liveupdate-rust.rst`.
-pub(crate) fn restore_own_page(phys: IncomingPhys) -> Result<IncomingPage> {
-    // SAFETY: `phys` was read from LUO's handover, which the previous kernel's LUO wrote with
-    // the addresses of pages it preserved for LUO (`kho_alloc_preserve`); no other part of
-    // this kernel restores or uses those pages.
-    unsafe { IncomingPage::restore(phys) }
+/// The pages KHO preserved for LUO in the previous kernel: what the parser reads at boot.
+pub(crate) struct KhoPages;
+
+impl PageSource for KhoPages {
+    type Page = IncomingPage;
+
+    /// Restores a page that LUO's handover points to: a block of a chain, or the FLB table.
+    ///
+    /// `phys` is checked (aligned, preserved, one page), but whose page it is cannot be: the
+    /// luo-v5 handover carries no proof that a page was preserved by LUO. LUO trusts that the
+    /// addresses in its own handover name its own pages. See "Trust" in
+    /// `Documentation/core-api/liveupdate-rust.rst`.
+    fn take(&mut self, phys: IncomingPhys) -> Result<IncomingPage> {
+        // SAFETY: `phys` was read from LUO's handover, which the previous kernel's LUO wrote
+        // with the addresses of pages it preserved for LUO (`kho_alloc_preserve`); no other
+        // part of this kernel restores or uses those pages.
+        unsafe { IncomingPage::restore(phys) }
+    }
 }
 
-/// Reads a chain of blocks written by the previous kernel, calling `entry` for each entry in
-/// order, and frees its pages. Returns the number of entries.
+impl PageBytes for IncomingPage {
+    fn bytes(&self) -> &[u8] {
+        IncomingPage::bytes(self)
+    }
+}
+
+/// Reads a chain of blocks taken from `src`, calling `entry` for each entry in order (with
+/// `src`, to take the pages an entry points to), and frees its pages. Returns the number of
+/// entries.
 ///
 /// The chain is hostile data. It is rejected if an address is not a page that KHO preserved
 /// (this also catches a cycle: a page can be restored only once), if it has more than
 /// [`MAX_BLOCKS`] blocks, or if a block's count is 0 (except in a last block after others,
 /// which the C LUO writes) or more than fits. Entries of the blocks before the bad one have been
 /// passed to `entry` already. An error of `entry` stops the walk.
-pub(crate) fn read_chain(
+pub(crate) fn read_chain<S: PageSource>(
+    src: &mut S,
     head: IncomingPhys,
     entry_size: usize,
-    mut entry: impl FnMut(&[u8]) -> ParseResult,
+    mut entry: impl FnMut(&mut S, &[u8]) -> ParseResult,
 ) -> ParseResult<usize> {
     let per = per_block(entry_size);
     let mut pages = KVVec::new();
@@ -237,7 +254,7 @@ pub(crate) fn read_chain(
             pr_warn!("block chain longer than {} blocks\n", MAX_BLOCKS);
             return Err(ParseError::Corrupt("its block chain is too long"));
         }
-        let Ok(page) = restore_own_page(next) else {
+        let Ok(page) = src.take(next) else {
             pr_warn!("block chain: {:#x} is not a preserved page\n", next.0);
             return Err(ParseError::Corrupt("its block chain has a bad address"));
         };
@@ -260,7 +277,7 @@ pub(crate) fn read_chain(
             .chunks_exact(entry_size)
             .take(count as usize)
         {
-            entry(e)?;
+            entry(src, e)?;
         }
         total = total.saturating_add(count as usize);
         // Keep the pages until the whole chain is read, so an address seen twice fails to

@@ -73,7 +73,7 @@ pub unsafe extern "C" fn liveupdate_register_file_handler(
     // for writing, or from a file that holds a reference on the handler's module: while `fh`
     // is valid, by the caller's guarantee.
     let res = unsafe { RegisteredHandler::from_raw(fh) }
-        .and_then(|h| luo().and_then(|l| l.registry.write().register(h)));
+        .and_then(|h| luo().and_then(|l| l.write_registry().register(h)));
     if let Err(e) = res {
         return e.to_errno();
     }
@@ -98,7 +98,7 @@ pub unsafe extern "C" fn liveupdate_unregister_file_handler(
         return;
     }
     if let Ok(l) = luo() {
-        l.registry.write().unregister(fh);
+        l.write_registry().unregister(fh);
     }
 }
 
@@ -122,10 +122,10 @@ pub unsafe extern "C" fn liveupdate_register_flb(
     let res = luo().and_then(|l| {
         // The registry first: `flb_states` is the innermost LUO lock (see the lock order in
         // `luo_rs.rs`). The pin keeps the state in `flb_states` until it is linked.
-        let mut reg = l.registry.write();
+        let mut reg = l.write_registry();
         // SAFETY: `flb` is valid while it is linked, pinned, or holds a module reference (the
         // caller's guarantee), as `FlbStates::pin` requires.
-        let pin = unsafe { l.flb_states.lock().pin(flb) }?;
+        let pin = unsafe { l.flb_states().pin(flb) }?;
         reg.link_flb(fh, &pin)
     });
     match res {
@@ -150,9 +150,9 @@ pub unsafe extern "C" fn liveupdate_unregister_flb(
     }
     if let Ok(l) = luo() {
         // As in `liveupdate_register_flb`: the registry, then `flb_states`.
-        let mut reg = l.registry.write();
+        let mut reg = l.write_registry();
         // SAFETY: As in `liveupdate_register_flb`.
-        let pin = unsafe { l.flb_states.lock().pin(flb) };
+        let pin = unsafe { l.flb_states().pin(flb) };
         let res = pin.and_then(|pin| reg.unlink_flb(fh, &pin));
         if let Err(e) = res {
             pr_err!("cannot unregister an FLB: {:?}\n", e);
@@ -169,7 +169,7 @@ unsafe fn flb_state(flb: *mut bindings::liveupdate_flb) -> Result<FlbPin> {
     let l = luo()?;
     // SAFETY: `flb` is valid while it is linked, pinned, or holds a module reference (the
     // caller's guarantee), as `FlbStates::pin` requires.
-    unsafe { l.flb_states.lock().pin(flb) }
+    unsafe { l.flb_states().pin(flb) }
 }
 
 /// Takes a reference to an FLB object with `get` and stores the object in `*objp`.

@@ -9,10 +9,21 @@
 
 use crate::{
     abi::{
+        self,
         file_ser,
+        get_u64,
         put_u64, //
     },
-    block::BlockSet,
+    block::{
+        read_chain,
+        BlockSet, //
+    },
+    orchestrator::Luo,
+    parse::{
+        PageSource,
+        ParseError,
+        ParseResult, //
+    },
     registered::PrivateData,
     registry::Handler,
     timeline::{
@@ -21,18 +32,24 @@ use crate::{
         RunClock,
         Spans, //
     },
-    token_index::TokenIndex,
-    Luo, //
+    token_index::TokenIndex, //
 };
 use kernel::{
     fs::{
         File,
         LocalFile, //
     },
+    kho::{
+        bytes,
+        IncomingPhys, //
+    },
     liveupdate::RetrieveStatus,
     module::ModuleRef,
     prelude::*,
-    rbtree::RBTreeNodeReservation,
+    rbtree::{
+        RBTree,
+        RBTreeNodeReservation, //
+    },
     sync::{
         aref::ARef,
         Arc, //
@@ -42,20 +59,93 @@ use kernel::{
 /// Size of one serialized file entry (`struct luo_file_ser`).
 pub(crate) const FILE_SER_SIZE: usize = file_ser::SIZE;
 
+/// A file from the previous kernel, as read from the handover.
+pub(crate) struct InFile {
+    compat: [u8; abi::COMPAT_LEN],
+    data: u64,
+    token: u64,
+}
+
+impl InFile {
+    /// The compatible string of the file's handler (NUL-padded, checked to hold a NUL).
+    pub(crate) fn compat(&self) -> &[u8; abi::COMPAT_LEN] {
+        &self.compat
+    }
+
+    /// The token userspace gave the file.
+    pub(crate) fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// The handler's handle.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn data(&self) -> u64 {
+        self.data
+    }
+
+    /// Reads a session's file list (`count` entries in the chain at `head`) into `files`. On
+    /// failure, `files` holds the files read before the list went bad (each with a valid
+    /// handler name and a token of its own).
+    pub(crate) fn read_list<S: PageSource>(
+        src: &mut S,
+        head: IncomingPhys,
+        count: u64,
+        files: &mut KVVec<InFile>,
+    ) -> ParseResult {
+        if head.0 == 0 {
+            return if count == 0 {
+                Ok(())
+            } else {
+                Err(ParseError::Corrupt("file count without files"))
+            };
+        }
+        let mut tokens: RBTree<u64, ()> = RBTree::new();
+        let n = read_chain(src, head, FILE_SER_SIZE, |_, e| {
+            let compat: [u8; abi::COMPAT_LEN] =
+                bytes::get(e, 0).ok_or(ParseError::Corrupt("short entry"))?;
+            if abi::get_str(&compat).is_none() {
+                return Err(ParseError::Corrupt(
+                    "a file's handler name is empty or not NUL-terminated",
+                ));
+            }
+            let token = get_u64(e, file_ser::TOKEN);
+            if tokens.get(&token).is_some() {
+                return Err(ParseError::Corrupt("duplicate file token"));
+            }
+            tokens.try_create_and_insert(token, (), GFP_KERNEL)?;
+            files.push(
+                InFile {
+                    compat,
+                    data: get_u64(e, file_ser::DATA),
+                    token,
+                },
+                GFP_KERNEL,
+            )?;
+            Ok(())
+        })?;
+        if n as u64 != count {
+            return Err(ParseError::Corrupt(
+                "file count does not match its file list",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One preserved file.
 pub(crate) struct LuoFile {
     /// The handler's entry when the file was preserved (outgoing files: the FLBs it holds) or
     /// when the incoming sessions were built (incoming files: see [`FileSet::finish`]).
-    pub(crate) handler: Arc<Handler>,
-    pub(crate) token: u64,
+    handler: Arc<Handler>,
+    token: u64,
     /// The handler's 64-bit handle, written into the handover.
-    pub(crate) data: u64,
+    data: u64,
     /// The file: always set for outgoing files, set once retrieved for incoming ones.
-    pub(crate) file: Option<ARef<File>>,
+    file: Option<ARef<File>>,
     /// The handler's per-file state (outgoing files only).
-    pub(crate) state: Option<PrivateData>,
+    state: Option<PrivateData>,
     /// Incoming files: what happened when userspace asked for the file.
-    pub(crate) retrieve: RetrieveStatus,
+    retrieve: RetrieveStatus,
     /// The file's id (`get_id`) is in `Luo::preserved` on this file's behalf, so the file
     /// releases it when it leaves its set: always for outgoing files; for incoming ones once
     /// retrieved, unless another file already held that id (or memory ran out).
@@ -66,13 +156,13 @@ pub(crate) struct LuoFile {
 }
 
 impl LuoFile {
-    /// A file from the previous kernel, not retrieved yet, holding `owner`, a reference on its
-    /// handler's module.
-    pub(crate) fn incoming(handler: Arc<Handler>, owner: ModuleRef, token: u64, data: u64) -> Self {
+    /// File `f` of the previous kernel, not retrieved yet, of `handler`, holding `owner`, a
+    /// reference on that handler's module.
+    pub(crate) fn incoming(f: InFile, handler: Arc<Handler>, owner: ModuleRef) -> Self {
         Self {
             handler,
-            token,
-            data,
+            token: f.token,
+            data: f.data,
             file: None,
             state: None,
             retrieve: RetrieveStatus::NotRetrieved,
@@ -86,19 +176,19 @@ impl LuoFile {
     /// Finishes an incoming file: the handler's `finish`, then the FLB puts.
     fn finish(self, luo: &Luo) {
         self.handler
-            .ops
+            .ops()
             .finish(self.file.as_deref(), self.data, self.retrieve);
         {
             // As `luo_flb_file_finish()`: the registry held for reading across the puts.
-            let reg = luo.registry.read();
+            let reg = luo.read_registry();
             if let Some(h) = reg.current(&self.handler) {
-                for flb in h.flbs.iter().rev() {
+                for flb in h.flbs().iter().rev() {
                     flb.put_incoming();
                 }
             }
         }
         if let (true, Some(file)) = (self.id_claimed, self.file.as_deref()) {
-            luo.release_id(self.handler.ops.get_id(file));
+            luo.release_id(self.handler.ops().get_id(file));
         }
         // As the C LUO: LUO's reference on the file, then the module reference.
         let LuoFile { file, owner, .. } = self;
@@ -111,7 +201,7 @@ impl LuoFile {
     pub(crate) fn finish_dropped(self, luo: &Luo) {
         if self
             .handler
-            .ops
+            .ops()
             .can_finish(None, self.data, RetrieveStatus::NotRetrieved)
         {
             self.finish(luo);
@@ -139,10 +229,10 @@ impl<'a> Claim<'a> {
             id: None,
             flbs: 0,
         };
-        let id = handler.ops.get_id(file);
+        let id = handler.ops().get_id(file);
         luo.claim_id(id)?;
         claim.id = Some(id);
-        for flb in handler.flbs.iter() {
+        for flb in handler.flbs().iter() {
             flb.file_preserve()?;
             claim.flbs += 1;
         }
@@ -157,7 +247,7 @@ impl<'a> Claim<'a> {
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        for flb in self.handler.flbs.iter().take(self.flbs).rev() {
+        for flb in self.handler.flbs().iter().take(self.flbs).rev() {
             flb.put_outgoing();
         }
         if let Some(id) = self.id {
@@ -267,7 +357,7 @@ struct Files {
     /// Index in `files` of the file with each token.
     tokens: TokenIndex,
     /// Handover pages reserved for the outgoing entries.
-    pub(crate) blocks: BlockSet,
+    blocks: BlockSet,
 }
 
 impl Files {
@@ -313,11 +403,11 @@ impl Files {
         for f in self.files.iter_mut() {
             clock.file(&f.handler);
             if let (Some(file), Some(state)) = (&f.file, &mut f.state) {
-                if let Err(e) = f.handler.ops.freeze(file, &mut f.data, state) {
+                if let Err(e) = f.handler.ops().freeze(file, &mut f.data, state) {
                     pr_warn!(
                         "Freeze failed for token[{:#x}] handler[{}] err[{:?}]\n",
                         f.token,
-                        f.handler.ops.compatible(),
+                        f.handler.ops().compatible(),
                         e
                     );
                     res = Err(e);
@@ -364,7 +454,7 @@ impl Files {
     fn unfreeze_first(&mut self, n: usize) {
         for f in self.files.iter_mut().take(n) {
             if let (Some(file), Some(state)) = (&f.file, &mut f.state) {
-                f.handler.ops.unfreeze(file, f.data, state);
+                f.handler.ops().unfreeze(file, f.data, state);
             }
         }
     }
@@ -423,15 +513,15 @@ impl Files {
         // LUO holds its register rwsem: the handler cannot be unregistered (and its module
         // unloaded) before the file holds a reference on its module, and the FLBs the claim
         // preserves are the ones linked to it now.
-        let reg = luo.registry.read();
+        let reg = luo.read_registry();
         let handler = reg.find_for_file(&file).ok_or(ENOENT)?;
         // On every error path below, `claim` is dropped before `owner`: the module reference
         // goes last.
-        let owner = handler.ops.try_get_owner().ok_or(ENOENT)?;
+        let owner = handler.ops().try_get_owner().ok_or(ENOENT)?;
         let claim = Claim::take(luo, &handler, &file)?;
         drop(reg);
         let node = self.reserve()?;
-        let (data, state) = handler.ops.preserve(&file)?;
+        let (data, state) = handler.ops().preserve(&file)?;
         let f = LuoFile {
             handler: handler.clone(),
             token,
@@ -454,7 +544,7 @@ impl Files {
                 ..
             } = f;
             if let (Some(file), Some(state)) = (file, state) {
-                handler.ops.unpreserve(&file, data, state);
+                handler.ops().unpreserve(&file, data, state);
             }
             drop(claim);
             drop(owner);
@@ -484,12 +574,12 @@ impl Files {
                 ..
             } = f;
             if let (Some(file), Some(state)) = (file, state) {
-                handler.ops.unpreserve(&file, data, state);
-                for flb in handler.flbs.iter().rev() {
+                handler.ops().unpreserve(&file, data, state);
+                for flb in handler.flbs().iter().rev() {
                     flb.put_outgoing();
                 }
                 if f.id_claimed {
-                    luo.release_id(handler.ops.get_id(&file));
+                    luo.release_id(handler.ops().get_id(&file));
                 }
             }
             // Last: the handler may not be called without it.
@@ -512,9 +602,8 @@ impl Files {
             RetrieveStatus::NotRetrieved => {}
         }
         let start = timeline::now();
-        let res = f.handler.ops.retrieve(f.data);
-        luo.timeline
-            .lock()
+        let res = f.handler.ops().retrieve(f.data);
+        luo.timeline()
             .add(Phase::Retrieve, &f.handler, start, timeline::now());
         let file = match res {
             Ok(file) => file,
@@ -525,7 +614,7 @@ impl Files {
         };
         // If another file holds the id (a handler whose files share an object), the claim stays
         // that file's: this one must not release it when it is finished.
-        f.id_claimed = luo.claim_id(f.handler.ops.get_id(&file)).is_ok();
+        f.id_claimed = luo.claim_id(f.handler.ops().get_id(&file)).is_ok();
         if !f.id_claimed {
             pr_warn!(
                 "retrieved file for token {:#x} is already preserved\n",
@@ -553,7 +642,7 @@ impl Files {
         for f in self.files.iter() {
             if !f
                 .handler
-                .ops
+                .ops()
                 .can_finish(f.file.as_deref(), f.data, f.retrieve)
             {
                 return Err(EBUSY);
@@ -568,7 +657,7 @@ impl Files {
             f.finish(luo);
         }
         drop(clock);
-        luo.timeline.lock().merge(Phase::Finish, &spans);
+        luo.timeline().merge(Phase::Finish, &spans);
         self.files = KVVec::new();
         Ok(())
     }

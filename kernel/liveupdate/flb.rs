@@ -83,7 +83,7 @@ struct Incoming {
 /// reference on its module (`out.owner`, `inc.owner`).
 #[pin_data]
 pub(crate) struct FlbState {
-    pub(crate) ops: RegisteredFlb,
+    ops: RegisteredFlb,
     busy: Atomic<usize>,
     #[pin]
     out: Mutex<Outgoing>,
@@ -102,6 +102,11 @@ impl FlbState {
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// The FLB's callbacks.
+    pub(crate) fn ops(&self) -> &RegisteredFlb {
+        &self.ops
     }
 
     /// A file of a linked handler is being preserved.
@@ -148,7 +153,7 @@ impl FlbState {
     fn release(&self) {
         if self.busy.fetch_sub(1, Full) == 1 {
             if let Ok(l) = luo() {
-                l.flb_states.lock().prune(self);
+                l.flb_states().prune(self);
             }
         }
     }
@@ -203,9 +208,9 @@ impl FlbState {
                 return Err(e);
             }
         };
-        inc.data = entry.data;
-        inc.count = entry.count;
-        match self.ops.retrieve(entry.data) {
+        inc.data = entry.data();
+        inc.count = entry.count();
+        match self.ops.retrieve(entry.data()) {
             Ok(obj) => {
                 inc.obj = obj;
                 inc.status = 1;

@@ -37,16 +37,26 @@ use kernel::{
 /// FLBs of the handler's entry at the time it is finished (see [`Registry::current`]). An entry
 /// outlives its registration only in files, which hold a reference on the handler's module.
 pub(crate) struct Handler {
-    pub(crate) ops: Arc<RegisteredHandler>,
+    ops: Arc<RegisteredHandler>,
     /// The compatible string as the handover stores it (NUL padded), computed once so that
     /// the reboot path only copies it, in 8-byte words: a 48-byte array copy would be a call
     /// to `memmove()` per file (see [`Handler::write_compat`]).
     compat: [u64; COMPAT_LEN / 8],
     /// FLBs linked to the handler, in link order.
-    pub(crate) flbs: KVec<Arc<FlbState>>,
+    flbs: KVec<Arc<FlbState>>,
 }
 
 impl Handler {
+    /// The handler's callbacks.
+    pub(crate) fn ops(&self) -> &RegisteredHandler {
+        &self.ops
+    }
+
+    /// The FLBs linked to the handler, in link order.
+    pub(crate) fn flbs(&self) -> &[Arc<FlbState>] {
+        &self.flbs
+    }
+
     /// Writes the compatible string as the handover stores it, at the start of `dst` (the
     /// reboot path: six stores, where copying the 48-byte array took about 60 instructions).
     pub(crate) fn write_compat(&self, dst: &mut [u8]) {
@@ -156,7 +166,7 @@ impl Registry {
             if self
                 .registered
                 .iter()
-                .any(|r| r.flb.ops.compatible() == flb.ops.compatible())
+                .any(|r| r.flb.ops().compatible() == flb.ops().compatible())
             {
                 return Err(EEXIST);
             }
@@ -208,7 +218,7 @@ impl Registry {
         let Some(i) = linked else {
             pr_warn!(
                 "Failed to unregister FLB '{}': not found in file handler\n",
-                flb.ops.compatible()
+                flb.ops().compatible()
             );
             return Ok(());
         };

@@ -10,12 +10,32 @@
 //! allocation, O(1) removal).
 
 use crate::{
-    block::BlockSet,
-    file_set::FileSet,
+    abi::{
+        get_u64,
+        put_u64,
+        session_ser, //
+    },
+    block::{
+        read_chain,
+        BlockSet, //
+    },
+    file_set::{
+        FileSet,
+        InFile, //
+    },
     luo,
-    name::Name,
-    ucmd::Ucmd,
-    Luo, //
+    name::{
+        Name,
+        NAME_LEN, //
+    },
+    orchestrator::Luo,
+    parse::{
+        PageSource,
+        ParseError,
+        ParseResult, //
+    },
+    timeline::RunClock,
+    ucmd::Ucmd, //
 };
 use kernel::{
     fs::{
@@ -42,6 +62,10 @@ use kernel::{
         _IO,
         _IOC_NR, //
     },
+    kho::{
+        bytes,
+        IncomingPhys, //
+    },
     list::{
         impl_list_arc_safe,
         impl_list_item,
@@ -52,6 +76,7 @@ use kernel::{
     liveupdate::uapi,
     new_mutex,
     prelude::*,
+    rbtree::RBTree,
     sync::{
         aref::ARef,
         atomic::{
@@ -77,10 +102,10 @@ use kernel::{
 pub(crate) const SESSION_SER_SIZE: usize = crate::abi::session_ser::SIZE;
 
 /// Mutable state of a session.
-pub(crate) struct SessionInner {
-    pub(crate) files: FileSet,
+struct SessionInner {
+    files: FileSet,
     /// Incoming sessions: a file descriptor was handed out by RETRIEVE_SESSION.
-    pub(crate) retrieved: bool,
+    retrieved: bool,
     /// Incoming sessions: the address of the file of the last RETRIEVE_SESSION, so that the
     /// release of a file of an earlier, taken-back retrieve (see [`unretrieve`]) does not finish
     /// the session. Only retrieves make files of an incoming session, and a file is released
@@ -92,9 +117,9 @@ pub(crate) struct SessionInner {
 /// A session.
 #[pin_data]
 pub(crate) struct Session {
-    pub(crate) name: Name,
+    name: Name,
     /// The session came from the previous kernel.
-    pub(crate) incoming: bool,
+    incoming: bool,
     /// Outgoing sessions: a PRESERVE_FD was made, so the session may have files. Closing a
     /// session without takes no lock for its files.
     may_have_files: Atomic<bool>,
@@ -108,7 +133,7 @@ pub(crate) struct Session {
     by_name: HashLinks<1>,
     /// Lock order: after `Luo::sessions`, before `Luo::registry`.
     #[pin]
-    pub(crate) inner: Mutex<SessionInner>,
+    inner: Mutex<SessionInner>,
 }
 
 impl_list_arc_safe! {
@@ -134,14 +159,14 @@ impl HashItem<1> for Session {
 }
 
 /// A new session's two tokens: for `Sessions::out` (ID 0) and for a by-name table (ID 1).
-pub(crate) struct NewSession {
-    pub(crate) list: ListArc<Session, 0>,
-    pub(crate) by_name: ListArc<Session, 1>,
+struct NewSession {
+    list: ListArc<Session, 0>,
+    by_name: ListArc<Session, 1>,
 }
 
 impl NewSession {
     /// A new session, with its tokens for the list and the table.
-    pub(crate) fn new(name: Name, incoming: bool) -> Result<Self> {
+    fn new(name: Name, incoming: bool, files: FileSet) -> Result<Self> {
         let unique = UniqueArc::pin_init(
             try_pin_init!(Session {
                 name,
@@ -151,7 +176,7 @@ impl NewSession {
                 by_name <- HashLinks::new(),
                 inner <- new_mutex!(
                     SessionInner {
-                        files: FileSet::new(),
+                        files,
                         retrieved: false,
                         retrieved_file: 0,
                     },
@@ -170,14 +195,12 @@ pub(crate) struct Sessions {
     /// Outgoing sessions by name.
     out_by_name: HashTable<Session, 1>,
     /// Outgoing sessions in creation order: every session of `out_by_name`, and no other.
-    pub(crate) out: List<Session>,
+    out: List<Session>,
     out_count: usize,
     /// Handover pages reserved for the outgoing session entries.
-    pub(crate) blocks: BlockSet,
+    blocks: BlockSet,
     /// Incoming sessions by name, until they are finished.
     incoming: HashTable<Session, 1>,
-    /// This kernel's handover root (set up at late boot).
-    pub(crate) handover: Option<crate::handover::Handover>,
 }
 
 impl Sessions {
@@ -188,7 +211,6 @@ impl Sessions {
             out_count: 0,
             blocks: BlockSet::new(SESSION_SER_SIZE),
             incoming: HashTable::new(),
-            handover: None,
         }
     }
 
@@ -197,11 +219,153 @@ impl Sessions {
         self.out_count
     }
 
-    /// Adds a session from the previous kernel (`EEXIST` on a duplicate name).
-    pub(crate) fn add_incoming(&mut self, session: ListArc<Session, 1>) -> Result {
+    /// Adds session `name` of the previous kernel, with its `files` (`EEXIST` on a duplicate
+    /// name).
+    pub(crate) fn add_incoming(&mut self, name: Name, files: FileSet) -> Result {
+        // An incoming session is never on `Sessions::out`: only the by-name token is kept.
+        let session = NewSession::new(name, true, files)?.by_name;
         self.incoming.reserve()?;
         self.incoming.insert(session).map_err(|_| EEXIST)
     }
+
+    /// Freezes every outgoing session's files and writes the session entries into the
+    /// reserved blocks, in creation order (the reboot path). Returns the address of the
+    /// chain, 0 if there are no sessions.
+    ///
+    /// On failure every session frozen is unfrozen again.
+    pub(crate) fn freeze(&mut self, clock: &mut RunClock<'_>) -> Result<u64> {
+        let total = self.out_count;
+        // Closing sessions leaves a spare block (`shrink_lazily`); the chain has none.
+        self.blocks.shrink(total);
+        let mut w = self.blocks.writer(total)?;
+        let head = w.head();
+        let mut done = 0;
+        let mut err = None;
+        for session in self.out.iter() {
+            let res = w
+                .next_slot::<SESSION_SER_SIZE>()
+                .ok_or(ENOSPC)
+                .and_then(|e| session.freeze(e, clock));
+            if let Err(e) = res {
+                err = Some(e);
+                break;
+            }
+            done += 1;
+        }
+        let Some(e) = err else {
+            return Ok(head);
+        };
+        // Unlike the C LUO (newest first), sessions are unfrozen oldest first (see
+        // "Differences" in Documentation/core-api/liveupdate-rust.rst).
+        for session in self.out.iter().take(done) {
+            session.inner.lock().files.unfreeze();
+        }
+        Err(e)
+    }
+
+    /// The first block of the session chain, for the test handler to corrupt.
+    #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+    pub(crate) fn first_block_mut(&mut self) -> Option<&mut [u8]> {
+        self.blocks.first_mut()
+    }
+}
+
+impl Session {
+    /// Freezes the session's files and writes its handover entry `e`, every byte of it (the
+    /// name, the file list's address and its count tile the entry: see `abi`). On failure
+    /// the files are unfrozen again.
+    fn freeze(&self, e: &mut [u8; SESSION_SER_SIZE], clock: &mut RunClock<'_>) -> Result {
+        let (pa, count) = self.inner.lock().files.freeze(clock)?;
+        if let Some(name) = e.first_chunk_mut::<NAME_LEN>() {
+            self.name.write_padded(name);
+        }
+        put_u64(e, session_ser::FILES, pa);
+        #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+        let count = crate::test_handler::corrupt_count(&self.name, count);
+        put_u64(e, session_ser::COUNT, count);
+        Ok(())
+    }
+}
+
+/// A session from the previous kernel, as read from the handover.
+pub(crate) struct InSession {
+    name: Name,
+    files: KVVec<InFile>,
+}
+
+impl InSession {
+    /// The session's name.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// The session's files.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn files(&self) -> &[InFile] {
+        &self.files
+    }
+
+    /// The session's name and its files.
+    pub(crate) fn into_parts(self) -> (Name, KVVec<InFile>) {
+        (self.name, self.files)
+    }
+
+    /// Reads the previous kernel's session chain at `head` into `out`. A session that does
+    /// not validate (its name, or its file list) is dropped with a warning, and its files
+    /// that could be read go to `dropped`, to be finished. Fails only if the chain itself is
+    /// corrupt or memory runs out; `out` keeps the sessions read until then.
+    pub(crate) fn read_list<S: PageSource>(
+        src: &mut S,
+        head: IncomingPhys,
+        out: &mut KVVec<InSession>,
+        dropped: &mut KVVec<InFile>,
+    ) -> ParseResult {
+        if head.0 == 0 {
+            return Ok(());
+        }
+        let mut names: RBTree<Name, ()> = RBTree::new();
+        read_chain(src, head, SESSION_SER_SIZE, |src, e| {
+            let raw: [u8; NAME_LEN] = bytes::get(e, 0).ok_or(ParseError::Corrupt("short entry"))?;
+            let files_pa = IncomingPhys(get_u64(e, session_ser::FILES));
+            let count = get_u64(e, session_ser::COUNT);
+            // The files are read whatever the name: those of a dropped session are finished.
+            let mut files = KVVec::new();
+            let read = match InFile::read_list(src, files_pa, count, &mut files) {
+                // Out of memory: the rest of the list cannot be kept either.
+                Err(ParseError::NoMemory) => return Err(ParseError::NoMemory),
+                r => r,
+            };
+            let Ok(name) = Name::new(&raw) else {
+                pr_warn!("dropped a session: its name is empty or not NUL-terminated\n");
+                return drop_files(files, dropped);
+            };
+            let shown = kernel::str::BStr::from_bytes(name.as_bytes());
+            if names.get(&name).is_some() {
+                pr_warn!("dropped session [{}]: duplicate name\n", shown);
+                return drop_files(files, dropped);
+            }
+            if let Err(why) = read {
+                pr_warn!("dropped session [{}]: {}\n", shown, why);
+                return drop_files(files, dropped);
+            }
+            names.try_create_and_insert(name, (), GFP_KERNEL)?;
+            out.push(InSession { name, files }, GFP_KERNEL)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+}
+
+/// Keeps the files of a dropped session (those read before its file list went bad, if it
+/// did), for LUO to finish once their handlers are registered.
+fn drop_files(files: KVVec<InFile>, dropped: &mut KVVec<InFile>) -> ParseResult {
+    dropped.reserve(files.len(), GFP_KERNEL)?;
+    for f in files.into_iter() {
+        // Cannot fail: reserved above.
+        dropped.push(f, GFP_KERNEL)?;
+    }
+    Ok(())
 }
 
 /// CREATE_SESSION: a new outgoing session and the file that holds it.
@@ -209,7 +373,7 @@ impl Sessions {
 /// The caller holds `Luo::state` for reading.
 pub(crate) fn create(luo: &Luo, name: &[u8; crate::name::NAME_LEN]) -> Result<ARef<File>> {
     let name = Name::new(name)?;
-    let mut s = luo.sessions.lock();
+    let mut s = luo.sessions();
     let count = s.out_count();
     // Room in the handover first (as the C LUO, so ENOSPC wins over EEXIST), but unlike it,
     // give the room back on EEXIST: a trailing empty block would corrupt the handover.
@@ -228,7 +392,7 @@ impl Sessions {
             return Err(EEXIST);
         }
         self.out_by_name.reserve()?;
-        let NewSession { list, by_name } = NewSession::new(name, false)?;
+        let NewSession { list, by_name } = NewSession::new(name, false, FileSet::new())?;
         let file = session_file::<OutgoingFile>(&name, list.clone_arc())?;
         // The name is still free: `self` was not unlocked since the check.
         self.out_by_name.insert(by_name).map_err(|_| EEXIST)?;
@@ -254,8 +418,7 @@ pub(crate) fn retrieve(
 ) -> Result<(ARef<File>, Retrieved)> {
     let key = Name::lookup_key(name);
     let session = luo
-        .sessions
-        .lock()
+        .sessions()
         .incoming
         .get(&key)
         .map(Arc::from)
@@ -311,8 +474,8 @@ fn session_file<T: AnonInodeOps>(name: &Name, data: T::Ptr) -> Result<ARef<File>
 fn release(luo: &Luo, session: Arc<Session>, file: &File) {
     // Excludes the reboot path for the whole release, as the C LUO's serialize rwsem does:
     // the handover never sees a half-closed session.
-    let state = luo.state.read();
-    if state.frozen {
+    let state = luo.read_state();
+    if state.frozen() {
         // The session is in the handover already: keep everything for the next kernel. An
         // outgoing session stays on `Sessions::out` and `out_by_name`, whose tokens hold it,
         // so this reference can go.
@@ -336,7 +499,7 @@ fn release(luo: &Luo, session: Arc<Session>, file: &File) {
         }
         drop(inner);
         // SAFETY: Incoming sessions are only ever put on `Sessions::incoming` (ID 1).
-        drop(unsafe { luo.sessions.lock().incoming.remove(&session) });
+        drop(unsafe { luo.sessions().incoming.remove(&session) });
         return;
     }
     // As the C LUO: the files go first, and the name stays taken until they are gone. A
@@ -345,7 +508,7 @@ fn release(luo: &Luo, session: Arc<Session>, file: &File) {
     if session.may_have_files.load(Acquire) {
         session.inner.lock().files.unpreserve_all(luo);
     }
-    let mut s = luo.sessions.lock();
+    let mut s = luo.sessions();
     // SAFETY: Outgoing sessions are only ever put on `Sessions::out_by_name` (ID 1).
     drop(unsafe { s.out_by_name.remove(&session) });
     // SAFETY: Sessions are only ever put on `Sessions::out`, the one list with ID 0.

@@ -262,10 +262,9 @@ unsafe extern "C" fn test_flb_finish(_argp: *mut bindings::liveupdate_flb_op_arg
 /// The test handler as LUO has it registered (`ENOENT` after `UNREGISTER`).
 fn registered_handler() -> Result<*mut bindings::liveupdate_file_handler> {
     crate::luo()?
-        .registry
-        .read()
+        .read_registry()
         .find_by_compatible(COMPATIBLE)
-        .map(|h| h.ops.as_raw())
+        .map(|h| h.ops().as_raw())
         .ok_or(ENOENT)
 }
 
@@ -287,7 +286,7 @@ fn flb_ioctl(op: usize) -> Result<isize> {
         }
         2 => to_result(flb_get_incoming()).map(|()| 0),
         3 => to_result(FLB_API_RESULT.load(Relaxed)).map(|()| 0),
-        4 => isize::try_from(crate::luo()?.flb_states.lock().len()).map_err(|_| EOVERFLOW),
+        4 => isize::try_from(crate::luo()?.flb_states().len()).map_err(|_| EOVERFLOW),
         _ => Err(EINVAL),
     }
 }

@@ -646,7 +646,7 @@ struct View;
 impl fmt::Debug for View {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match crate::luo() {
-            Ok(l) => l.timeline.lock().show(f),
+            Ok(l) => l.timeline().show(f),
             Err(_) => Ok(()),
         }
     }
