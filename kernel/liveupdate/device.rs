@@ -5,7 +5,10 @@
 use crate::{
     luo,
     session,
-    ucmd::Ucmd, //
+    ucmd::{
+        self,
+        Ioctl, //
+    }, //
 };
 use kernel::{
     fs::{
@@ -14,10 +17,6 @@ use kernel::{
             FileDescriptorReservation, //
         },
         File, //
-    },
-    ioctl::{
-        _IO, //
-        _IOC_NR,
     },
     liveupdate::uapi,
     miscdevice::{
@@ -32,12 +31,23 @@ use kernel::{
         Release, //
     },
     uapi::{
-        LIVEUPDATE_CMD_BASE,
         LIVEUPDATE_CMD_CREATE_SESSION,
-        LIVEUPDATE_CMD_RETRIEVE_SESSION,
-        LIVEUPDATE_IOCTL_TYPE, //
+        LIVEUPDATE_CMD_RETRIEVE_SESSION, //
     }, //
 };
+
+/// The ioctls of `/dev/liveupdate`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DeviceCmd {
+    Create,
+    Retrieve,
+}
+
+/// Both commands use the same 72-byte layout.
+const IOCTLS: [Ioctl<DeviceCmd>; 2] = [
+    Ioctl::new::<uapi::CreateSession>(LIVEUPDATE_CMD_CREATE_SESSION, DeviceCmd::Create),
+    Ioctl::new::<uapi::CreateSession>(LIVEUPDATE_CMD_RETRIEVE_SESSION, DeviceCmd::Retrieve),
+];
 
 /// Set while `/dev/liveupdate` is open: it has a single opener.
 static IN_USE: Atomic<i32> = Atomic::new(0);
@@ -81,26 +91,12 @@ impl MiscDevice for LuoDevice {
     }
 
     fn ioctl((): (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        const T: u32 = LIVEUPDATE_IOCTL_TYPE;
-        const CREATE: u32 = _IO(T, LIVEUPDATE_CMD_CREATE_SESSION);
-        const RETRIEVE: u32 = _IO(T, LIVEUPDATE_CMD_RETRIEVE_SESSION);
-        let nr = _IOC_NR(cmd);
-        let expected = match nr.wrapping_sub(LIVEUPDATE_CMD_BASE) {
-            0 => CREATE,
-            1 => RETRIEVE,
-            _ => return Err(EINVAL),
-        };
-        let ucmd = Ucmd::new(arg)?;
-        if cmd != expected {
-            return Err(ENOIOCTLCMD);
-        }
-        // Both commands use the same 72-byte layout.
-        ucmd.check_min(size_of::<uapi::CreateSession>())?;
+        let (op, ucmd) = ucmd::decode(&IOCTLS, cmd, arg)?;
         let mut a: uapi::CreateSession = ucmd.read()?;
         let fd = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
         let luo = luo()?;
         let state = luo.enter()?;
-        let (file, retrieved) = if cmd == CREATE {
+        let (file, retrieved) = if op == DeviceCmd::Create {
             (session::create(luo, &a.name)?, None)
         } else {
             let (file, r) = session::retrieve(luo, &a.name)?;

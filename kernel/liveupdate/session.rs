@@ -35,7 +35,10 @@ use crate::{
         ParseResult, //
     },
     timeline::RunClock,
-    ucmd::Ucmd, //
+    ucmd::{
+        self,
+        Ioctl, //
+    }, //
 };
 use kernel::{
     fs::{
@@ -57,10 +60,6 @@ use kernel::{
         HashItem,
         HashLinks,
         HashTable, //
-    },
-    ioctl::{
-        _IO,
-        _IOC_NR, //
     },
     kho::{
         bytes,
@@ -93,8 +92,7 @@ use kernel::{
         LIVEUPDATE_CMD_SESSION_FINISH,
         LIVEUPDATE_CMD_SESSION_GET_NAME,
         LIVEUPDATE_CMD_SESSION_PRESERVE_FD,
-        LIVEUPDATE_CMD_SESSION_RETRIEVE_FD,
-        LIVEUPDATE_IOCTL_TYPE, //
+        LIVEUPDATE_CMD_SESSION_RETRIEVE_FD, //
     }, //
 };
 
@@ -564,39 +562,14 @@ enum SessionCmd {
     GetName,
 }
 
+const IOCTLS: [Ioctl<SessionCmd>; 4] = [
+    Ioctl::new::<uapi::PreserveFd>(LIVEUPDATE_CMD_SESSION_PRESERVE_FD, SessionCmd::PreserveFd),
+    Ioctl::new::<uapi::RetrieveFd>(LIVEUPDATE_CMD_SESSION_RETRIEVE_FD, SessionCmd::RetrieveFd),
+    Ioctl::new::<uapi::Finish>(LIVEUPDATE_CMD_SESSION_FINISH, SessionCmd::Finish),
+    Ioctl::new::<uapi::GetName>(LIVEUPDATE_CMD_SESSION_GET_NAME, SessionCmd::GetName),
+];
+
 impl SessionCmd {
-    /// The command with ioctl number `nr`.
-    fn from_nr(nr: u32) -> Option<Self> {
-        match nr {
-            LIVEUPDATE_CMD_SESSION_PRESERVE_FD => Some(Self::PreserveFd),
-            LIVEUPDATE_CMD_SESSION_RETRIEVE_FD => Some(Self::RetrieveFd),
-            LIVEUPDATE_CMD_SESSION_FINISH => Some(Self::Finish),
-            LIVEUPDATE_CMD_SESSION_GET_NAME => Some(Self::GetName),
-            _ => None,
-        }
-    }
-
-    /// The full ioctl command, with its encoding.
-    fn ioctl(self) -> u32 {
-        let nr = match self {
-            Self::PreserveFd => LIVEUPDATE_CMD_SESSION_PRESERVE_FD,
-            Self::RetrieveFd => LIVEUPDATE_CMD_SESSION_RETRIEVE_FD,
-            Self::Finish => LIVEUPDATE_CMD_SESSION_FINISH,
-            Self::GetName => LIVEUPDATE_CMD_SESSION_GET_NAME,
-        };
-        _IO(LIVEUPDATE_IOCTL_TYPE, nr)
-    }
-
-    /// The smallest struct userspace may pass: the whole struct, as in the C LUO.
-    fn min_size(self) -> usize {
-        match self {
-            Self::PreserveFd => size_of::<uapi::PreserveFd>(),
-            Self::RetrieveFd => size_of::<uapi::RetrieveFd>(),
-            Self::Finish => size_of::<uapi::Finish>(),
-            Self::GetName => size_of::<uapi::GetName>(),
-        }
-    }
-
     /// Whether the command applies to a session of this kind.
     fn applies_to(self, incoming: bool) -> bool {
         match self {
@@ -608,18 +581,14 @@ impl SessionCmd {
 }
 
 /// A session ioctl, with its checks in the C LUO's order: unknown number (`EINVAL`), unreadable
-/// size (`EFAULT`), wrong encoding (`ENOTTY`), wrong kind of session (`EINVAL`), short struct
-/// (`EINVAL`), non-zero tail (`E2BIG`), then frozen (`EBUSY`) and the command itself.
+/// size (`EFAULT`), wrong encoding (`ENOTTY`), wrong kind of session or short struct (both
+/// `EINVAL`, so their order does not show), non-zero tail (`E2BIG`), then frozen (`EBUSY`) and
+/// the command itself.
 fn session_ioctl(session: &Session, cmd: u32, arg: usize) -> Result {
-    let op = SessionCmd::from_nr(_IOC_NR(cmd)).ok_or(EINVAL)?;
-    let ucmd = Ucmd::new(arg)?;
-    if op.ioctl() != cmd {
-        return Err(ENOIOCTLCMD);
-    }
+    let (op, ucmd) = ucmd::decode(&IOCTLS, cmd, arg)?;
     if !op.applies_to(session.incoming) {
         return Err(EINVAL);
     }
-    ucmd.check_min(op.min_size())?;
     let luo = luo()?;
     match op {
         SessionCmd::PreserveFd => {

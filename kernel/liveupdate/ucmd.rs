@@ -1,8 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The argument of a LUO ioctl: a user pointer to a struct that starts with its own size.
+//! The ioctls of LUO's files (`/dev/liveupdate` and the session files): a table per file
+//! ([`Ioctl`]), decoded with the C LUO's checks in its order ([`decode`]), and the argument,
+//! a user pointer to a struct that starts with its own size ([`Ucmd`]).
 
 use kernel::{
+    ioctl::{
+        _IO,
+        _IOC_NR, //
+    },
     prelude::*,
     transmute::{
         AsBytes,
@@ -11,8 +17,43 @@ use kernel::{
     uaccess::{
         UserPtr,
         UserSlice, //
-    }, //
+    },
+    uapi::LIVEUPDATE_IOCTL_TYPE, //
 };
+
+/// One ioctl of a LUO file: the command `op` has number `nr`, and its argument struct is at
+/// least `min_size` bytes (the whole struct the kernel knows, as in the C LUO).
+pub(crate) struct Ioctl<C> {
+    nr: u32,
+    op: C,
+    min_size: usize,
+}
+
+impl<C> Ioctl<C> {
+    /// Command `op`, number `nr`, whose argument is a `T`.
+    pub(crate) const fn new<T>(nr: u32, op: C) -> Self {
+        Self {
+            nr,
+            op,
+            min_size: size_of::<T>(),
+        }
+    }
+}
+
+/// Decodes ioctl `cmd` of a file whose commands are `table`, with the C LUO's checks in its
+/// order: a number not in the table (`EINVAL`), an unreadable size (`EFAULT`), the wrong
+/// encoding (`ENOTTY`), a struct shorter than the command's (`EINVAL`). The command's own
+/// checks come after these.
+pub(crate) fn decode<C: Copy>(table: &[Ioctl<C>], cmd: u32, arg: usize) -> Result<(C, Ucmd)> {
+    let nr = _IOC_NR(cmd);
+    let def = table.iter().find(|d| d.nr == nr).ok_or(EINVAL)?;
+    let ucmd = Ucmd::new(arg)?;
+    if cmd != _IO(LIVEUPDATE_IOCTL_TYPE, nr) {
+        return Err(ENOIOCTLCMD);
+    }
+    ucmd.check_min(def.min_size)?;
+    Ok((def.op, ucmd))
+}
 
 /// A LUO ioctl argument, with the size userspace gave.
 pub(crate) struct Ucmd {
@@ -30,7 +71,7 @@ impl Ucmd {
     }
 
     /// `EINVAL` if userspace's struct is smaller than `min` bytes.
-    pub(crate) fn check_min(&self, min: usize) -> Result {
+    fn check_min(&self, min: usize) -> Result {
         if self.size < min {
             return Err(EINVAL);
         }
