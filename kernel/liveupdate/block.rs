@@ -120,10 +120,10 @@ impl BlockSet {
         self.blocks.len()
     }
 
-    /// The first block's bytes (for the test handler's deliberate corruption).
+    /// The pages, in chain order (for the test handler's deliberate corruption).
     #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
-    pub(crate) fn first_mut(&mut self) -> Option<&mut [u8]> {
-        self.blocks.first_mut().map(|p| &mut p.bytes_mut()[..])
+    pub(crate) fn pages_mut(&mut self) -> &mut [PreservedPage] {
+        &mut self.blocks
     }
 
     /// Starts writing `total` entries into the reserved blocks (the reboot path: no

@@ -133,19 +133,42 @@ impl Luo {
         };
         root.set_sessions_pa(head);
         flb_table::write(&self.read_registry(), root.flbs.bytes_mut());
-        #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
-        crate::test_handler::corrupt(
-            root.ser.page_mut().bytes_mut(),
-            sessions.first_block_mut(),
-            head,
-            root.flbs.bytes_mut(),
-        );
         state.frozen = true;
         let end = timeline::now();
         clock.close(end);
         drop(clock);
         self.timeline().serialized(end, &freeze);
         Ok(())
+    }
+}
+
+/// The handover as the reboot path wrote it, for the test handler to corrupt on purpose
+/// before the kexec (see `test_handler::corrupt`): the root, the blocks of the session chain,
+/// the FLB table.
+#[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+pub(crate) struct Written<'a> {
+    pub(crate) root: &'a mut [u8],
+    pub(crate) sessions: &'a mut [kernel::kho::PreservedPage],
+    pub(crate) flbs: &'a mut [u8],
+}
+
+#[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+impl Luo {
+    /// Calls `f` with the handover the reboot path wrote; does nothing if it wrote none.
+    pub(crate) fn with_written(&self, f: impl FnOnce(Written<'_>)) {
+        let mut state = self.write_state();
+        let mut sessions = self.sessions();
+        if !state.frozen {
+            return;
+        }
+        let Some(root) = state.root.as_mut() else {
+            return;
+        };
+        f(Written {
+            root: root.ser.page_mut().bytes_mut(),
+            sessions: sessions.blocks_mut(),
+            flbs: root.flbs.bytes_mut(),
+        });
     }
 }
 

@@ -77,6 +77,9 @@ bool luo_rs_clock_is_tsc(void)
 static int luo_rs_reboot_notify(struct notifier_block *nb, unsigned long action,
 				void *data)
 {
+	/* The test handler's deliberate corruption of the handover just written. */
+	if (IS_ENABLED(CONFIG_LIVEUPDATE_RUST_TEST))
+		luo_rs_test_corrupt();
 	luo_rs_timeline_mark(LUO_RS_MARK_DEVICES);
 	return NOTIFY_DONE;
 }

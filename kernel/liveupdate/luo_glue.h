@@ -16,6 +16,8 @@ int luo_rs_late_init(void);
 #define LUO_RS_MARK_DEVICES	2
 #define LUO_RS_MARK_JUMP	3
 void luo_rs_timeline_mark(u32 point);
+/* CONFIG_LIVEUPDATE_RUST_TEST only (test_handler.rs): corrupt what was written. */
+void luo_rs_test_corrupt(void);
 u64 luo_rs_clock(void);
 u32 luo_rs_clock_khz(void);
 bool luo_rs_clock_is_tsc(void);

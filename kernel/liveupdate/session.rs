@@ -261,10 +261,10 @@ impl Sessions {
         Err(e)
     }
 
-    /// The first block of the session chain, for the test handler to corrupt.
+    /// The blocks of the session chain, for the test handler to corrupt once written.
     #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
-    pub(crate) fn first_block_mut(&mut self) -> Option<&mut [u8]> {
-        self.blocks.first_mut()
+    pub(crate) fn blocks_mut(&mut self) -> &mut [kernel::kho::PreservedPage] {
+        self.blocks.pages_mut()
     }
 }
 
@@ -278,8 +278,6 @@ impl Session {
             self.name.write_padded(name);
         }
         put_u64(e, session_ser::FILES, pa);
-        #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
-        let count = crate::test_handler::corrupt_count(&self.name, count);
         put_u64(e, session_ser::COUNT, count);
         Ok(())
     }

@@ -6,9 +6,9 @@
 //! the C API like any handler. `/dev/luo_rs_test` creates *test objects*: files holding a
 //! number, which the handler carries across a kexec as its 64-bit handle. Its `freeze`,
 //! `retrieve` and `can_finish` can be told to fail, and it counts its calls, so selftests can
-//! check LUO's rollback and sticky-error rules. It can also corrupt the outgoing handover on
-//! purpose (see [`corrupt`]), to test how the next kernel rejects bad data. A test FLB (see
-//! [`TestFlb`]) can be linked to it, whose `preserve` calls the FLB API.
+//! check LUO's rollback and sticky-error rules. It can also corrupt the handover once written,
+//! on purpose (see [`luo_rs_test_corrupt`]), to test how the next kernel rejects bad data. A
+//! test FLB (see [`TestFlb`]) can be linked to it, whose `preserve` calls the FLB API.
 //!
 //! ioctls of `/dev/luo_rs_test` (type `'L'`, argument passed by value):
 //! - 1 `CREATE(value)`: a new test object; returns its fd.
@@ -102,7 +102,7 @@ static FINISH_OK: Atomic<bool> = Atomic::new(true);
 static FREEZE_DELAY_MS: Atomic<i32> = Atomic::new(0);
 static UNPRESERVE_DELAY_MS: Atomic<i32> = Atomic::new(0);
 static DESERIALIZE_ERRNO: Atomic<i32> = Atomic::new(0);
-/// The corruption to apply at the next reboot (see [`corrupt`]).
+/// The corruption to apply at the next reboot (see [`luo_rs_test_corrupt`]).
 pub(crate) static CORRUPT_MODE: Atomic<i32> = Atomic::new(0);
 
 /// Sleeps for the number of milliseconds in `knob`, if positive.
@@ -496,17 +496,10 @@ pub(crate) fn init() -> Result {
     Ok(())
 }
 
-/// The file count to write for session `name`: off by one in mode 13 if the name starts with
-/// `corrupt-drop`, so that the next kernel drops that session whatever its place in the list.
-pub(crate) fn corrupt_count(name: &crate::name::Name, count: u64) -> u64 {
-    if CORRUPT_MODE.load(Relaxed) == 13 && name.as_bytes().starts_with(b"corrupt-drop") {
-        count.wrapping_add(1)
-    } else {
-        count
-    }
-}
-
-/// Corrupts the handover just written, as asked with `CORRUPT`:
+/// Corrupts the handover the reboot path wrote, as asked with `CORRUPT`, as a bug or an
+/// attacker in this kernel would: called at device shutdown (a reboot notifier of the C glue),
+/// after the reboot path, which itself has no test code.
+///
 /// 1: wrong compatible string; 2: the first session's file count off by one; 3: the session
 /// chain loops back to its first block; 4: the first session's files at an address that is
 /// not preserved; 5: the first session's name without its NUL; 6: FLB table count too large;
@@ -514,13 +507,20 @@ pub(crate) fn corrupt_count(name: &crate::name::Name, count: u64) -> u64 {
 /// session's file count `u64::MAX`; 10: the session list at a page-aligned address far beyond
 /// memory; 11: the first session block's entry count `u64::MAX`; 12: the FLB table at an
 /// unaligned address; 13: the file count of every session whose name starts with
-/// `corrupt-drop` off by one (see [`corrupt_count`]).
-pub(crate) fn corrupt(
-    ser: &mut [u8],
-    first_block: Option<&mut [u8]>,
-    first_pa: u64,
-    flbs: &mut [u8],
-) {
+/// `corrupt-drop` off by one, so that the next kernel drops those sessions whatever their
+/// place in the list.
+#[no_mangle]
+pub(crate) extern "C" fn luo_rs_test_corrupt() {
+    let mode = CORRUPT_MODE.load(Relaxed);
+    if mode == 0 {
+        return;
+    }
+    if let Ok(l) = crate::luo() {
+        l.with_written(|w| corrupt(mode, w));
+    }
+}
+
+fn corrupt(mode: i32, w: crate::handover::Written<'_>) {
     use crate::abi::{
         flb_ser,
         get_u64,
@@ -528,21 +528,25 @@ pub(crate) fn corrupt(
         put_u64,
         session_ser, //
     };
-    let entry = crate::block::HEADER_SIZE;
-    let mode = CORRUPT_MODE.load(Relaxed);
-    if mode != 0 {
-        pr_warn!("test: corrupting the outgoing handover (mode {})\n", mode);
-    }
-    match (mode, first_block) {
+    use crate::{
+        block::HEADER_SIZE,
+        name::NAME_LEN, //
+    };
+    pr_warn!("test: corrupting the outgoing handover (mode {})\n", mode);
+    let (ser, flbs) = (w.root, w.flbs);
+    let head = get_u64(ser, luo_ser::SESSIONS_PA);
+    let first = w.sessions.first_mut().map(|p| &mut p.bytes_mut()[..]);
+    let entry = HEADER_SIZE;
+    match (mode, first) {
         (1, _) => put_u64(ser, 0, u64::from_ne_bytes(*b"luo-v0\0\0")),
         (2, Some(b)) => {
             let c = get_u64(b, entry + session_ser::COUNT);
             put_u64(b, entry + session_ser::COUNT, c.wrapping_add(1));
         }
-        (3, Some(b)) => put_u64(b, 0, first_pa),
+        (3, Some(b)) => put_u64(b, 0, head),
         (4, Some(b)) => put_u64(b, entry + session_ser::FILES, 0x1000),
         (5, Some(b)) => {
-            if let Some(name) = b.get_mut(entry..entry + crate::name::NAME_LEN) {
+            if let Some(name) = b.get_mut(entry..entry + NAME_LEN) {
                 name.fill(b'X');
             }
         }
@@ -553,6 +557,18 @@ pub(crate) fn corrupt(
         (10, _) => put_u64(ser, luo_ser::SESSIONS_PA, 0x7fff_ffff_f000),
         (11, Some(b)) => put_u64(b, 8, u64::MAX),
         (12, _) => put_u64(ser, luo_ser::FLBS_PA, 0x1234),
+        (13, _) => {
+            for page in w.sessions.iter_mut() {
+                let b = page.bytes_mut();
+                let n = get_u64(b, 8) as usize;
+                for e in b[HEADER_SIZE..].chunks_exact_mut(session_ser::SIZE).take(n) {
+                    if e.starts_with(b"corrupt-drop") {
+                        let c = get_u64(e, session_ser::COUNT);
+                        put_u64(e, session_ser::COUNT, c.wrapping_add(1));
+                    }
+                }
+            }
+        }
         _ => {}
     }
 }

@@ -2,9 +2,10 @@
 /*
  * Corrupt handover data: the next kernel must boot, log what it rejected and
  * keep every session that validates. Needs the Rust test handler
- * (CONFIG_LIVEUPDATE_RUST_TEST), which corrupts the handover written at
- * reboot as asked. The mode comes from the kernel command line,
- * luo.corrupt=N (see kernel/liveupdate/test_handler.rs):
+ * (CONFIG_LIVEUPDATE_RUST_TEST), which corrupts the handover once written, at
+ * device shutdown, as asked. The mode comes from the kernel command line,
+ * luo.corrupt=N (see kernel/liveupdate/test_handler.rs). Every mode is also a
+ * case of the KUnit suite luo_rs_handover; make check runs 3 and 10 here:
  *
  *   1 wrong compatible string   -> no session comes back
  *   2 file count off by one     -> the first session is dropped
