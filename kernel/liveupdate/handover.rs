@@ -142,20 +142,15 @@ impl Luo {
     }
 }
 
-/// The handover as the reboot path wrote it, for the test handler to corrupt on purpose
-/// before the kexec (see `test_handler::corrupt`): the root, the blocks of the session chain,
-/// the FLB table.
-#[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
-pub(crate) struct Written<'a> {
-    pub(crate) root: &'a mut [u8],
-    pub(crate) sessions: &'a mut [kernel::kho::PreservedPage],
-    pub(crate) flbs: &'a mut [u8],
-}
-
 #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
 impl Luo {
-    /// Calls `f` with the handover the reboot path wrote; does nothing if it wrote none.
-    pub(crate) fn with_written(&self, f: impl FnOnce(Written<'_>)) {
+    /// Calls `f` with the handover the reboot path wrote (the root, the blocks of the session
+    /// chain, the FLB table), for the test handler to corrupt on purpose before the kexec (see
+    /// `test_handler::luo_rs_test_corrupt`); does nothing if it wrote none.
+    pub(crate) fn with_written(
+        &self,
+        f: impl FnOnce(&mut [u8], &mut [kernel::kho::PreservedPage], &mut [u8]),
+    ) {
         let mut state = self.write_state();
         let mut sessions = self.sessions();
         if !state.frozen {
@@ -164,11 +159,11 @@ impl Luo {
         let Some(root) = state.root.as_mut() else {
             return;
         };
-        f(Written {
-            root: root.ser.page_mut().bytes_mut(),
-            sessions: sessions.blocks_mut(),
-            flbs: root.flbs.bytes_mut(),
-        });
+        f(
+            root.ser.page_mut().bytes_mut(),
+            sessions.blocks_mut(),
+            root.flbs.bytes_mut(),
+        );
     }
 }
 

@@ -51,6 +51,7 @@ use kernel::{
         File, //
     },
     ioctl::_IO,
+    kho::PreservedPage,
     liveupdate::{
         FileHandler,
         Handover,
@@ -516,11 +517,11 @@ pub(crate) extern "C" fn luo_rs_test_corrupt() {
         return;
     }
     if let Ok(l) = crate::luo() {
-        l.with_written(|w| corrupt(mode, w));
+        l.with_written(|root, sessions, flbs| corrupt(mode, root, sessions, flbs));
     }
 }
 
-fn corrupt(mode: i32, w: crate::handover::Written<'_>) {
+fn corrupt(mode: i32, ser: &mut [u8], sessions: &mut [PreservedPage], flbs: &mut [u8]) {
     use crate::abi::{
         flb_ser,
         get_u64,
@@ -533,9 +534,8 @@ fn corrupt(mode: i32, w: crate::handover::Written<'_>) {
         name::NAME_LEN, //
     };
     pr_warn!("test: corrupting the outgoing handover (mode {})\n", mode);
-    let (ser, flbs) = (w.root, w.flbs);
     let head = get_u64(ser, luo_ser::SESSIONS_PA);
-    let first = w.sessions.first_mut().map(|p| &mut p.bytes_mut()[..]);
+    let first = sessions.first_mut().map(|p| &mut p.bytes_mut()[..]);
     let entry = HEADER_SIZE;
     match (mode, first) {
         (1, _) => put_u64(ser, 0, u64::from_ne_bytes(*b"luo-v0\0\0")),
@@ -558,7 +558,7 @@ fn corrupt(mode: i32, w: crate::handover::Written<'_>) {
         (11, Some(b)) => put_u64(b, 8, u64::MAX),
         (12, _) => put_u64(ser, luo_ser::FLBS_PA, 0x1234),
         (13, _) => {
-            for page in w.sessions.iter_mut() {
+            for page in sessions.iter_mut() {
                 let b = page.bytes_mut();
                 let n = get_u64(b, 8) as usize;
                 for e in b[HEADER_SIZE..].chunks_exact_mut(session_ser::SIZE).take(n) {
