@@ -502,7 +502,7 @@ def case_list(r, path):
 
 
 # KUnit takes one suite glob. Ours are luo_rs_* (the Rust LUO and its handlers) and, for the
-# general abstractions, rust_kho, rust_kho_bytes, rust_rbtree_intrusive and rust_hashtable;
+# general abstractions, rust_kho, rust_kho_bytes and rust_hashtable;
 # upstream's Rust suites (rust_kernel_*, rust_kvec, rust_allocator, rust_atomics...) are left
 # out. A suite of ours that the glob misses shows up as cases without a result.
 KUNIT_GLOB = "[lr]u[os][_t][_r][hkrs][_abh]*"
@@ -513,7 +513,6 @@ def kunit_sources(v):
                   for f in os.listdir(os.path.join(SRC, "kernel", "liveupdate")) if f.endswith(".rs"))
     srcs += [os.path.join(SRC, "rust", "kernel", "kho", "vmalloc.rs"),
              os.path.join(SRC, "rust", "kernel", "kho", "bytes.rs"),
-             os.path.join(SRC, "rust", "kernel", "rbtree", "intrusive.rs"),
              os.path.join(SRC, "rust", "kernel", "hashtable.rs")]
     if has_config(v, "CONFIG_LIVEUPDATE_MEMFD_RUST"):
         srcs.append(os.path.join(SRC, "mm", "memfd_luo_rs.rs"))

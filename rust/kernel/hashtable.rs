@@ -5,8 +5,7 @@
 //! A [`HashTable`] keeps items with unique keys in chains of `hlist` nodes ([`HashLinks`])
 //! that are fields of the items themselves, as C's `include/linux/hashtable.h` does, so that:
 //! - an item leaves its table without a search and without a free: [`HashTable::remove`]
-//!   unlinks the node the item holds, in a few stores (an `rb_erase()` of an intrusive
-//!   [`Tree`](crate::rbtree::intrusive::Tree) takes about ten times as many instructions);
+//!   unlinks the node the item holds, in a few stores;
 //! - an insertion allocates nothing but, now and then, a larger bucket array
 //!   ([`HashTable::reserve`]).
 //!
@@ -14,8 +13,8 @@
 //! whoever chooses the keys (userspace, say) cannot choose them to collide.
 //!
 //! Items are reference counted: the table owns one [`ListArc<T, ID>`] of each item it holds,
-//! the token that [`List`](crate::list::List) and the intrusive trees use, so an item is in at
-//! most one list, tree or table of each `ID`.
+//! the token that [`List`](crate::list::List) uses, so an item is in at most one list or table
+//! of each `ID`.
 //!
 //! C header: [`include/linux/list.h`](srctree/include/linux/list.h) (`hlist`)
 //!
