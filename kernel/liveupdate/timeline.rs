@@ -144,18 +144,20 @@ const COMPAT_WORDS: usize = COMPAT_LEN / 8;
 /// A compatible string, NUL padded, as the handover stores it (in native-endian words).
 pub(crate) type Compat = [u64; COMPAT_WORDS];
 
+// The two conversions index by word rather than zip a chunk iterator with the words: objtool
+// cannot follow the zip adapter's constructor ("falls through to next function").
 fn compat_bytes(c: &Compat) -> [u8; COMPAT_LEN] {
     let mut b = [0u8; COMPAT_LEN];
-    for (d, w) in b.chunks_exact_mut(8).zip(c.iter()) {
-        d.copy_from_slice(&w.to_ne_bytes());
+    for (i, w) in c.iter().enumerate() {
+        let _ = bytes::put_ne_u64(&mut b, i * 8, *w);
     }
     b
 }
 
 fn compat_words(b: &[u8; COMPAT_LEN]) -> Compat {
     let mut c = [0u64; COMPAT_WORDS];
-    for (w, s) in c.iter_mut().zip(b.chunks_exact(8)) {
-        *w = bytes::ne_u64(s, 0).unwrap_or(0);
+    for (i, w) in c.iter_mut().enumerate() {
+        *w = bytes::ne_u64(b, i * 8).unwrap_or(0);
     }
     c
 }
