@@ -31,7 +31,7 @@ SUITES ?=
 CHECK_JOBS ?= 2
 export SUITES
 
-.PHONY: check quick lint demo bench fuzz deps prepare kernel clean series series-check
+.PHONY: check quick lint demo bench fuzz deps prepare kernel clean series series-check series-bisect
 
 # The schedule is generated from scripts/suites.toml (scripts/harness.py):
 # one make target per run, depending on its kernel, initramfs and manifest
@@ -75,6 +75,11 @@ series: prepare
 
 series-check: prepare
 	@scripts/series.py check
+
+# Every prefix of the series built on the rust config (LUO=c for the c one):
+# one build directory, incremental, about 40 minutes; not part of make check.
+series-bisect: prepare
+	@scripts/series-bisect.sh $(if $(filter file,$(origin LUO)),rust,$(LUO))
 
 # make fuzz [SEED=1] [DURATION=60] [OPS=100000000] [THREADS=4] [LUO=rust|c|rust-kasan]:
 # luo_rs_fuzz in random mode in one VM, for DURATION seconds or OPS operations;
