@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 /*
- * Helpers for kernel::memfd and kernel::kho (folios of shmem files, and what
- * the memfd live update handler needs to preserve and restore them).
+ * Helpers for kernel::memfd (folios of shmem and hugetlbfs files, and what
+ * the memfd live update handlers need to preserve and restore them).
  */
 
 #include <linux/cacheflush.h>
@@ -15,12 +15,6 @@
 #include <linux/pagemap.h>
 #include <linux/shmem_fs.h>
 #include <linux/swap.h>
-
-/* kernel::kho (CONFIG_KEXEC_HANDOVER): reading a preserved chunk page. */
-__rust_helper void *rust_helper_phys_to_virt(phys_addr_t address)
-{
-	return phys_to_virt(address);
-}
 
 /*
  * kernel::memfd, built with CONFIG_LIVEUPDATE_MEMFD (which depends on SHMEM
