@@ -9,15 +9,26 @@
 # Too slow for make check (a change under rust/kernel rebuilds the kernel
 # crate), so it runs on demand.
 #
-# Usage: series-bisect.sh [VARIANT]   (gcc variants only; default rust)
-# Logs: build/bisect/logs/NN.log, times in build/bisect/times.tsv.
+# Usage: series-bisect.sh [VARIANT [FIRST]]   (gcc variants only; default rust)
+# With FIRST, the previous run's tree and build directory are brought to
+# prefix FIRST (every file the series touches written afresh where it
+# differs) and the prefixes from FIRST on are built: a quick re-check after
+# a fix. Logs: build/bisect/logs/NN.log, times in build/bisect/times.tsv.
 . "$(dirname "$0")/lib.sh"
 
 variant=${1:-rust}
+first=${2:-0}
 is_llvm "$variant" && die "series-bisect.sh builds gcc variants only, not $variant"
 B=$BUILD/bisect
 src=$B/src obj=$B/obj-$variant cfg=$B/cfg
-rm -rf "$B"
+if [ "$first" -eq 0 ]; then
+	rm -rf "$B"
+else
+	if [ ! -d "$src" ] || [ ! -f "$obj/.config" ]; then
+		die "no previous run of $variant in $B to resume"
+	fi
+	rm -rf "$B/logs"
+fi
 mkdir -p "$B/logs" "$obj" "$cfg"
 # The series applied with git am (its other gates need not pass here).
 "$REPO/scripts/series.py" check > "$B/series-check.txt" ||
@@ -27,7 +38,7 @@ repo=$BUILD/series-work/am
 mapfile -t commits < <(git -C "$repo" rev-list --reverse HEAD)
 # A hardlinked copy: every file a patch changes is removed and written anew,
 # never written through a link into the pristine tree.
-cp -al "$SRC_PRISTINE" "$src"
+[ "$first" -gt 0 ] || cp -al "$SRC_PRISTINE" "$src"
 # shellcheck disable=SC2046 # one word per fragment path
 fragment_options $(variant_fragments "$variant") > "$B/fragment"
 toolchain_env "$variant"
@@ -56,11 +67,39 @@ configure() {
 	cp "$cfg/.config" "$obj/.config" && bmake O="$obj" olddefconfig > /dev/null
 }
 
+# Brings the tree to commit $1 from whatever state it is in: each file the
+# series touches is written afresh (new mtime) where it differs.
+sync_to() {
+	local f want
+	git -C "$repo" log --format= --name-only | sort -u | while read -r f; do
+		[ -n "$f" ] || continue
+		want=$B/want
+		if git -C "$repo" cat-file -e "$1:$f" 2> /dev/null; then
+			git -C "$repo" show "$1:$f" > "$want"
+		elif [ -f "$SRC_PRISTINE/$f" ]; then
+			cp "$SRC_PRISTINE/$f" "$want"
+		else
+			rm -f "$src/$f"
+			continue
+		fi
+		cmp -s "$want" "$src/$f" && continue
+		rm -f "$src/$f"
+		mkdir -p "$(dirname "$src/$f")"
+		mv "$want" "$src/$f"
+	done
+}
+
 failed=0
+[ "$first" -lt "${#commits[@]}" ] || die "the series has only ${#commits[@]} prefixes"
 printf 'prefix\tseconds\trc\twarnings\n' > "$B/times.tsv"
 for k in "${!commits[@]}"; do
 	c=${commits[$k]}
-	[ "$k" -eq 0 ] || checkout "${commits[$((k - 1))]}" "$c"
+	[ "$k" -ge "$first" ] || continue
+	if [ "$k" -eq "$first" ] && [ "$k" -gt 0 ]; then
+		sync_to "$c"
+	elif [ "$k" -gt 0 ]; then
+		checkout "${commits[$((k - 1))]}" "$c"
+	fi
 	name=$(printf '%02d' "$k")
 	subject=$(git -C "$repo" log -1 --format=%s "$c")
 	log=$B/logs/$name.log
@@ -80,5 +119,5 @@ for k in "${!commits[@]}"; do
 		echo "not ok host:series-bisect:$name $subject # $(grep -m1 -E 'error' "$log" | cut -c1-160)"
 	fi
 done
-echo "# $((${#commits[@]} - failed)) of ${#commits[@]} prefixes build ($variant); logs: $B/logs"
+echo "# $((${#commits[@]} - first - failed)) of $((${#commits[@]} - first)) prefixes from $first on build ($variant); logs: $B/logs"
 [ "$failed" -eq 0 ]

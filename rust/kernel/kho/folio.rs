@@ -175,7 +175,7 @@ impl IncomingFolio {
     ///
     /// `folio` was given up by [`IncomingFolio::into_raw`], and its reference is the caller's
     /// to give.
-    pub(crate) unsafe fn from_raw(folio: NonNull<bindings::folio>) -> Self {
+    pub unsafe fn from_raw(folio: NonNull<bindings::folio>) -> Self {
         // SAFETY: The folio is valid (a restored folio whose reference the caller owns).
         let order = unsafe { bindings::folio_order(folio.as_ptr()) };
         // INVARIANT: By the caller's guarantee, a restored folio with its reference; its order.
@@ -184,7 +184,7 @@ impl IncomingFolio {
 
     /// The folio, still owned by `self`.
     #[inline]
-    pub(crate) fn as_raw(&self) -> *mut bindings::folio {
+    pub fn as_raw(&self) -> *mut bindings::folio {
         self.folio.as_ptr()
     }
 
