@@ -376,10 +376,10 @@ mod tests {
                 lists.push(pa, GFP_KERNEL)?;
             }
             let sessions = pages.write_chain(session_ser::SIZE, files.len(), |i, e| {
-                let mut name = [0u8; NAME_LEN];
-                name[0] = b's';
-                write_num(&mut name[1..], i);
-                e[..NAME_LEN].copy_from_slice(&name);
+                // The page is zeroed: the name is NUL padded.
+                if let Ok(name) = kernel::str::CString::try_from_fmt(fmt!("s{i}")) {
+                    e[..name.to_bytes().len()].copy_from_slice(name.to_bytes());
+                }
                 put_u64(e, session_ser::FILES, lists.get(i).copied().unwrap_or(0));
                 put_u64(
                     e,
@@ -430,34 +430,14 @@ mod tests {
         ((session as u64) << 32) | file as u64
     }
 
-    /// Writes `n` in decimal at the start of `buf`.
-    fn write_num(buf: &mut [u8], n: usize) {
-        let mut digits = [0u8; 20];
-        let mut len = 0;
-        let mut v = n;
-        loop {
-            digits[len] = b'0' + (v % 10) as u8;
-            len += 1;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        for (i, d) in digits[..len].iter().rev().enumerate() {
-            if let Some(b) = buf.get_mut(i) {
-                *b = *d;
-            }
-        }
-    }
-
     /// The names of the sessions kept, as numbers (`s<n>`), in order.
     fn kept(inc: &Incoming) -> KVec<usize> {
         let mut out = KVec::new();
         for s in inc.sessions.iter() {
-            let n = s.name().as_bytes().get(1..).unwrap_or(&[]);
-            let v = n
-                .iter()
-                .fold(0usize, |v, d| v * 10 + d.wrapping_sub(b'0') as usize);
+            let v = core::str::from_utf8(s.name().as_bytes().get(1..).unwrap_or(&[]))
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(usize::MAX);
             let _ = out.push(v, GFP_KERNEL);
         }
         out
