@@ -502,10 +502,12 @@ def case_list(r, path):
 
 
 # KUnit takes one suite glob. Ours are luo_rs_* (the Rust LUO and its handlers) and, for the
-# general abstractions, rust_kho, rust_kho_bytes and rust_hashtable;
-# upstream's Rust suites (rust_kernel_*, rust_kvec, rust_allocator, rust_atomics...) are left
-# out. A suite of ours that the glob misses shows up as cases without a result.
-KUNIT_GLOB = "[lr]u[os][_t][_r][hkrs][_abh]*"
+# general abstractions, rust_kho, rust_kho_bytes and rust_hashtable; and the kernel crate's
+# doctests, rust_doctests_kernel, where a variant builds them (CONFIG_RUST_KERNEL_DOCTESTS):
+# upstream's and those of the abstractions we add, on the crate as our series changes it.
+# Upstream's other Rust suites (rust_kernel_*, rust_kvec, rust_allocator, rust_atomics...) are
+# left out. A suite of ours that the glob misses shows up as cases without a result.
+KUNIT_GLOB = "[lr]u[os][_t][_r][dhkrs][_abho]*"
 
 
 def kunit_sources(v):
@@ -518,6 +520,11 @@ def kunit_sources(v):
         srcs.append(os.path.join(SRC, "mm", "memfd_luo_rs.rs"))
     if has_config(v, "CONFIG_VFIO_PCI_LIVEUPDATE_RUST"):
         srcs.append(os.path.join(SRC, "drivers", "vfio", "pci", "vfio_pci_luo_rs.rs"))
+    if has_config(v, "CONFIG_RUST_KERNEL_DOCTESTS"):
+        gen = os.path.join(obj(v), "rust", "doctests_kernel_generated_kunit.c")
+        if not os.path.exists(gen):
+            die("%s: CONFIG_RUST_KERNEL_DOCTESTS, but the build made no %s" % (v, gen))
+        srcs.append(gen)
     return srcs
 
 

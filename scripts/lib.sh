@@ -101,7 +101,7 @@ variant_fragments() {
 	case $1 in
 	rust-kasan) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/rust.config $REPO/config/vfio-rust.config $REPO/config/vtd-lu.config $REPO/config/rust-kasan.config" ;;
 	c) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/c.config" ;;
-	rust) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/rust.config $REPO/config/vfio-rust.config $REPO/config/vtd-lu.config" ;;
+	rust) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/rust.config $REPO/config/vfio-rust.config $REPO/config/vtd-lu.config $REPO/config/doctests.config" ;;
 	c-rust-memfd) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/c.config $REPO/config/c-rust-memfd.config $REPO/config/vfio-rust.config $REPO/config/vtd-lu.config" ;;
 	rust-c-memfd) echo "$REPO/config/common.config $REPO/config/vfio.config $REPO/config/rust.config $REPO/config/vfio-rust.config $REPO/config/rust-c-memfd.config" ;;
 	c-bench) echo "$REPO/config/common.config $REPO/config/c.config $REPO/config/bench.config" ;;

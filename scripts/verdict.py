@@ -10,6 +10,7 @@
         cases = lines of CASES_FILE, each reported as "ok N <case>" (KTAP)
   verdict.py [OPTIONS] kunit LOG PREFIX SOURCE.rs...
         cases = #[test] functions of the #[kunit_tests(SUITE)] modules
+        (and the KUNIT_CASE()s of a SOURCE.c)
   verdict.py [OPTIONS] [--cases CASES_FILE] panic LOG PREFIX CASE PATTERN...
         one case: stage 1 passes (with an "ok" line for each case of
         CASES_FILE), then the next kernel panics, every PATTERN in its
@@ -326,13 +327,24 @@ def stages(lines, args, allow):
 
 
 def kunit_cases(sources):
-    """(suite, case) of the #[test] functions of #[kunit_tests(SUITE)] modules."""
+    """(suite, case) of the #[test] functions of #[kunit_tests(SUITE)] modules.
+
+    A C source (the build's rust/doctests_kernel_generated_kunit.c) gives the
+    KUNIT_CASE()s of its suite's `.name`.
+    """
     cases = []
     for path in sources:
         suite = None
         expect_fn = False
         with open(path) as f:
             text = f.read().splitlines()
+        if path.endswith(".c"):
+            names = re.findall(r'^\s*\.name = "(\w+)"', "\n".join(text), re.M)
+            if len(names) != 1:
+                raise ValueError("%s: %d KUnit suite names, want 1" % (path, len(names)))
+            cases += [(names[0], m.group(1)) for m in
+                      (re.match(r"\s*KUNIT_CASE\((\w+)\)", t) for t in text) if m]
+            continue
         for line in text:
             m = re.search(r"#\[kunit_tests\((\w+)\)\]", line)
             if m:

@@ -20,8 +20,80 @@
 //!
 //! # Examples
 //!
-//! The KUnit suite `rust_hashtable` at the end of this file. The Rust LUO keeps its sessions
-//! by name in such tables (`kernel/liveupdate/session.rs`).
+//! A table of ports by number:
+//!
+//! ```
+//! use kernel::{
+//!     hashtable::{
+//!         impl_has_hash_links,
+//!         HashItem,
+//!         HashLinks,
+//!         HashTable, //
+//!     },
+//!     list::{
+//!         impl_list_arc_safe,
+//!         ListArc, //
+//!     },
+//!     sync::Arc,
+//! };
+//!
+//! #[pin_data]
+//! struct Port {
+//!     number: u16,
+//!     #[pin]
+//!     links: HashLinks,
+//! }
+//!
+//! impl_list_arc_safe! {
+//!     impl ListArcSafe<0> for Port { untracked; }
+//! }
+//! impl_has_hash_links! {
+//!     impl HasHashLinks<0> for Port { self.links }
+//! }
+//! impl HashItem for Port {
+//!     type Key = u16;
+//!     fn key(&self) -> &u16 {
+//!         &self.number
+//!     }
+//!     fn hash(key: &u16, seed: u64) -> u64 {
+//!         (u64::from(*key) ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+//!     }
+//! }
+//!
+//! fn port(number: u16) -> Result<ListArc<Port>> {
+//!     ListArc::pin_init(
+//!         try_pin_init!(Port { number, links <- HashLinks::new() }),
+//!         GFP_KERNEL,
+//!     )
+//! }
+//!
+//! let mut ports = HashTable::<Port>::new();
+//! // No bucket before the first `reserve`: the item comes back.
+//! assert!(ports.insert(port(22)?).is_err());
+//! for number in [22, 80, 443] {
+//!     ports.reserve()?;
+//!     assert!(ports.insert(port(number)?).is_ok());
+//! }
+//! // Keys are unique: a second port 80 comes back too.
+//! assert!(ports.insert(port(80)?).is_err());
+//! assert_eq!(ports.len(), 3);
+//! assert_eq!(ports.get(&443).map(|p| p.number), Some(443));
+//! assert!(ports.get(&8080).is_none());
+//!
+//! // Removing an item takes the item itself, and gives the table's reference back.
+//! let http = Arc::from(ports.get(&80).ok_or(ENOENT)?);
+//! // SAFETY: `ports` is the only table of `Port`s with ID 0.
+//! let back = unsafe { ports.remove(&http) };
+//! assert!(back.is_some_and(|p| p.number == 80));
+//! // SAFETY: As above.
+//! assert!(unsafe { ports.remove(&http) }.is_none());
+//! assert_eq!(ports.len(), 2);
+//! # Ok::<(), Error>(())
+//! ```
+//!
+//! The KUnit suite `rust_hashtable` at the end of this file tests growth, long chains and
+//! references. The Rust LUO keeps its sessions by name in such tables
+//! (`kernel/liveupdate/session.rs`).
 
 use crate::{
     alloc::KVVec,

@@ -56,6 +56,27 @@ pub use new_rwsem;
 /// # Ok::<(), Error>(())
 /// ```
 ///
+/// Readers see what the last writer left, through any number of read guards in turn:
+///
+/// ```
+/// use kernel::{new_rwsem, sync::rwsem::RwSemaphore};
+///
+/// fn total(sem: &RwSemaphore<KVec<u32>>) -> u32 {
+///     sem.read().iter().sum()
+/// }
+///
+/// let sem = KBox::pin_init(new_rwsem!(KVec::new()), GFP_KERNEL)?;
+/// assert_eq!(total(&sem), 0);
+/// {
+///     let mut v = sem.write();
+///     v.push(2, GFP_KERNEL)?;
+///     v.push(3, GFP_KERNEL)?;
+/// }
+/// assert_eq!(total(&sem), 5);
+/// assert_eq!(sem.read().len(), 2);
+/// # Ok::<(), Error>(())
+/// ```
+///
 /// # Invariants
 ///
 /// `inner` is a `struct rw_semaphore` initialised by `__init_rwsem`, pinned for the life of
