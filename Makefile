@@ -14,7 +14,11 @@
 #   make series                 the upstream patch series, in build/series
 #                               (git format-patch against Linux 7.3.4)
 #   make series-check           make it and check it: git am onto pristine,
-#                               the tree it gives, checkpatch (also in check)
+#                               the tree it gives, checkpatch, and the bisect
+#                               ledger has every prefix built (also in check)
+#   make series-bisect [FIRST=N|auto]
+#                               build every prefix (from N; auto: from the
+#                               first the ledger lacks), update the ledger
 #   make fuzz [SEED=1] [DURATION=60] [LUO=rust]
 #                               the seeded ioctl fuzzer for longer; replays a seed
 
@@ -77,8 +81,10 @@ series-check: prepare
 	@scripts/series.py check
 
 # Every prefix of the series built on the rust config (LUO=c for the c one):
-# one build directory, incremental, about 22 minutes; not part of make check.
-# FIRST=N resumes the previous run at prefix N.
+# one build directory, incremental, about 22 minutes, too slow for make
+# check, which reads what it recorded instead (series/bisect.tsv, rust only).
+# FIRST=N starts at prefix N (from the previous run's build if there is one);
+# FIRST=auto at the first prefix the ledger lacks.
 series-bisect: prepare
 	@scripts/series-bisect.sh $(if $(filter file,$(origin LUO)),rust,$(LUO)) $(FIRST)
 

@@ -110,6 +110,17 @@ variant_fragments() {
 	esac
 }
 
+# bisect_fragment VARIANT: the options make series-bisect configures each
+# prefix of the series with: the variant's, without the kernel crate's
+# doctests (config/doctests.config). Every prefix would rebuild them, and
+# objtool warns about two of upstream's in 7.3.4 (kernel::num::bounded),
+# which would fail every prefix; the variant's own build compiles and runs
+# them on the whole series. The key of the bisect ledger hashes it.
+bisect_fragment() {
+	# shellcheck disable=SC2046 # one word per fragment path
+	fragment_options $(variant_fragments "$1") | grep -v '^CONFIG_RUST_KERNEL_DOCTESTS='
+}
+
 # Environment the kernel build needs for Rust (set by toolchain_env [VARIANT]).
 # A clang-built variant gives bindgen the libclang of that same clang: the
 # kernel passes clang's own C flags to bindgen, which an older libclang may

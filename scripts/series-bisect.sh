@@ -2,18 +2,23 @@
 # SPDX-License-Identifier: GPL-2.0
 # Builds every prefix of the upstream series (make series-bisect): the
 # pristine tree, then each patch applied in turn, configured for VARIANT
-# (tinyconfig plus its fragments, merged afresh at each step, since a patch
-# may add Kconfig options) and built incrementally in one build directory.
+# (tinyconfig plus scripts/lib.sh bisect_fragment, merged afresh at each
+# step, since a patch may add Kconfig options) and built incrementally in
+# one build directory.
 # One line per prefix: "ok host:series-bisect:NN subject", or "not ok ..."
 # if it fails to build or its build prints a warning.
-# Too slow for make check (a change under rust/kernel rebuilds the kernel
-# crate), so it runs on demand.
+# Too slow for make check (about 22 minutes from the pristine tree: a change
+# under rust/kernel rebuilds the kernel crate). It writes what it built to
+# the ledger series/bisect.tsv, keyed by each prefix's tree and options,
+# which make check reads (series.py's bisect gate): a patch changed since
+# its prefixes were built fails make check until they are built again.
 #
 # Usage: series-bisect.sh [VARIANT [FIRST]]   (gcc variants only; default rust)
-# With FIRST, the previous run's tree and build directory are brought to
-# prefix FIRST (every file the series touches written afresh where it
-# differs) and the prefixes from FIRST on are built: a quick re-check after
-# a fix. Logs: build/bisect/logs/NN.log, times in build/bisect/times.tsv.
+# FIRST: build the prefixes from FIRST on, starting from the previous run's
+# tree and build directory if there is one (every file the series touches
+# written afresh where it differs), else from a full build of prefix FIRST.
+# FIRST=auto: from the first prefix the ledger does not have built.
+# Logs: build/bisect/logs/NN.log, times in build/bisect/times.tsv.
 . "$(dirname "$0")/lib.sh"
 
 variant=${1:-rust}
@@ -21,30 +26,31 @@ first=${2:-0}
 is_llvm "$variant" && die "series-bisect.sh builds gcc variants only, not $variant"
 B=$BUILD/bisect
 src=$B/src obj=$B/obj-$variant cfg=$B/cfg
-if [ "$first" -eq 0 ]; then
-	rm -rf "$B"
-else
-	if [ ! -d "$src" ] || [ ! -f "$obj/.config" ]; then
-		die "no previous run of $variant in $B to resume"
-	fi
-	rm -rf "$B/logs"
-fi
-mkdir -p "$B/logs" "$obj" "$cfg"
+[ "$variant" = rust ] || [ "$first" != auto ] || die "FIRST=auto: the ledger is of the rust variant"
+mkdir -p "$B"
 # The series applied with git am (its other gates need not pass here).
 "$REPO/scripts/series.py" check > "$B/series-check.txt" ||
 	grep -qx 'ok host:series:am' "$B/series-check.txt" ||
 	die "the series does not apply: see $B/series-check.txt"
 repo=$BUILD/series-work/am
 mapfile -t commits < <(git -C "$repo" rev-list --reverse HEAD)
-# A hardlinked copy: every file a patch changes is removed and written anew,
-# never written through a link into the pristine tree.
-[ "$first" -gt 0 ] || cp -al "$SRC_PRISTINE" "$src"
-# Without the kernel crate's doctests (config/doctests.config): every prefix
-# would rebuild them, and objtool warns about two of upstream's in 7.3.4
-# (kernel::num::bounded), which would fail every prefix. The variant's own
-# build compiles and runs them on the whole series.
-# shellcheck disable=SC2046 # one word per fragment path
-fragment_options $(variant_fragments "$variant") | grep -v '^CONFIG_RUST_KERNEL_DOCTESTS=' > "$B/fragment"
+if [ "$first" = auto ]; then
+	first=$("$REPO/scripts/series.py" keys | awk '$4 != "ok" { print $1 + 0; exit }')
+	if [ -z "$first" ]; then
+		echo "# the ledger has every prefix of the series built: nothing to do"
+		exit 0
+	fi
+fi
+case $first in '' | *[!0-9]*) die "FIRST must be a prefix number or auto, not '$first'" ;; esac
+if [ "$first" -eq 0 ] || [ ! -d "$src" ] || [ ! -f "$obj/.config" ]; then
+	rm -rf "$src" "$obj" "$cfg"
+	# A hardlinked copy: every file a patch changes is removed and written
+	# anew, never written through a link into the pristine tree.
+	cp -al "$SRC_PRISTINE" "$src"
+fi
+rm -rf "$B/logs"
+mkdir -p "$B/logs" "$obj" "$cfg"
+bisect_fragment "$variant" > "$B/fragment"
 toolchain_env "$variant"
 bmake() { make -s -C "$src" ARCH=x86_64 -j"$JOBS" RUSTC=rustc BINDGEN=bindgen "$@"; }
 
@@ -124,4 +130,8 @@ for k in "${!commits[@]}"; do
 	fi
 done
 echo "# $((${#commits[@]} - first - failed)) of $((${#commits[@]} - first)) prefixes from $first on build ($variant); logs: $B/logs"
+if [ "$variant" = rust ]; then
+	"$REPO/scripts/series.py" ledger "$B/times.tsv"
+	echo "# ledger: $REPO/series/bisect.tsv"
+fi
 [ "$failed" -eq 0 ]

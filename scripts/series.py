@@ -27,9 +27,24 @@ Gates (series.py check):
   tree        the tree it gives is the prepared tree, file by file
   checkpatch  checkpatch.pl --strict: no ERROR; only the WARNING and
               CHECK types series.toml keeps, each with its reason
+  bisect      every prefix of the series (the pristine tree, then each
+              patch in turn) is in the ledger series/bisect.tsv as built
+              without error or warning by make series-bisect, under its
+              key: the git tree of the prefix and the hash of the options
+              it was configured with (scripts/lib.sh bisect_fragment). A
+              prefix that changed since it was built fails the gate.
+
+  series.py keys            the key of every prefix, one line each:
+                            "NN TREE CONFIG RECORDED" (RECORDED: ok if
+                            the ledger has it built, else -)
+  series.py ledger TIMES    write the ledger: the prefixes series-bisect.sh
+                            built (TIMES: its times.tsv) under their keys,
+                            and the ledger's rows of the other prefixes
+                            whose keys still match
 """
 import argparse
 import fnmatch
+import hashlib
 import os
 import re
 import shutil
@@ -366,6 +381,81 @@ def check_checkpatch(spec, out, log):
     return bad, counts
 
 
+LEDGER = os.path.join(REPO, "series", "bisect.tsv")
+BISECT_VARIANT = "rust"
+
+
+def config_key(variant=BISECT_VARIANT):
+    """The hash of the options series-bisect.sh configures a prefix with."""
+    out = subprocess.run(["bash", "-c", '. "$0/scripts/lib.sh"; bisect_fragment "$1"', REPO, variant],
+                         capture_output=True, text=True, check=True).stdout
+    return hashlib.sha256(out.encode()).hexdigest()[:16]
+
+
+def prefix_keys(repo, variant=BISECT_VARIANT):
+    """(NN, tree, config key, subject) of every prefix of the series applied in REPO."""
+    cfg = config_key(variant)
+    out = []
+    for k, line in enumerate(git(repo, "log", "--reverse", "--format=%T %s").splitlines()):
+        tree, subject = line.split(" ", 1)
+        out.append(("%02d" % k, tree, cfg, subject))
+    return out
+
+
+def read_ledger(path=LEDGER):
+    """{(NN, tree, config): (result, row)} of the ledger's rows."""
+    rows = {}
+    for line in (read(path) or "").splitlines():
+        if not line or line.startswith("#") or line.startswith("prefix\t"):
+            continue
+        f = line.split("\t")
+        if len(f) >= 6:
+            rows[(f[0], f[1], f[2])] = (f[5], line)
+    return rows
+
+
+LEDGER_HEAD = """\
+# Every prefix of the series built by make series-bisect (scripts/series-bisect.sh):
+# configured with scripts/lib.sh bisect_fragment %s, built without error or warning
+# ("ok"), or not. Keys: the git tree of the prefix and the hash of those options.
+# Written by scripts/series.py ledger; make check's host:series:bisect reads it.
+prefix\ttree\tconfig\tseconds\twarnings\tresult\tsubject
+""" % BISECT_VARIANT
+
+
+def cmd_ledger(times):
+    keys = prefix_keys(os.path.join(WORK, "am"))
+    old = read_ledger()
+    built = {}
+    for line in (read(times) or "").splitlines()[1:]:
+        nn, secs, rc, warns = line.split("\t")[:4]
+        built[nn] = (secs, warns, "ok" if rc == "0" and warns == "0" else
+                     "rc %s, %s warning lines" % (rc, warns))
+    rows = []
+    for nn, tree, cfg, subject in keys:
+        if nn in built:
+            secs, warns, res = built[nn]
+            rows.append("\t".join((nn, tree, cfg, secs, warns, res, subject)))
+        elif (nn, tree, cfg) in old:
+            rows.append(old[(nn, tree, cfg)][1])
+    with open(LEDGER, "w") as f:
+        f.write(LEDGER_HEAD + "".join(r + "\n" for r in rows))
+    return 0
+
+
+def check_bisect(repo):
+    ledger = read_ledger()
+    bad = []
+    for nn, tree, cfg, subject in prefix_keys(repo):
+        got = ledger.get((nn, tree, cfg))
+        if got is None:
+            bad.append("prefix %s (%s) has not been built since it changed: run make series-bisect"
+                       % (nn, subject[:60]))
+        elif got[0] != "ok":
+            bad.append("prefix %s (%s) did not build: %s" % (nn, subject[:60], got[0]))
+    return bad
+
+
 def cmd_check():
     results = []
     log = os.path.join(WORK, "checkpatch.log")
@@ -376,12 +466,14 @@ def cmd_check():
     except (SeriesError, subprocess.CalledProcessError, OSError, KeyError) as e:
         why = e.stderr.strip() if isinstance(e, subprocess.CalledProcessError) else str(e)
         results.append(("assigned", [why]))
-        for c in ("messages", "am", "tree", "checkpatch"):
+        for c in ("messages", "am", "tree", "checkpatch", "bisect"):
             results.append((c, ["the series could not be made"]))
         return report(results)
     results.append(("messages", check_messages(spec)))
+    am_ok = False
     try:
         repo, bad = check_am(spec, files, out)
+        am_ok = not bad
         results.append(("am", bad))
         results.append(("tree", check_tree(files, repo) if not bad else ["git am failed"]))
     except SeriesError as e:
@@ -389,6 +481,7 @@ def cmd_check():
         results.append(("tree", ["git am failed"]))
     bad, counts = check_checkpatch(spec, out, log)
     results.append(("checkpatch", bad))
+    results.append(("bisect", check_bisect(repo) if am_ok else ["git am failed"]))
     n = len(spec["patch"])
     notes = ["# %d patches in %s, %d files" % (n, out, len(files))]
     if counts:
@@ -418,7 +511,18 @@ def main():
     m = sub.add_parser("make")
     m.add_argument("-o", "--output", default=OUT)
     sub.add_parser("check")
+    sub.add_parser("keys")
+    lg = sub.add_parser("ledger")
+    lg.add_argument("times")
     args = ap.parse_args()
+    if args.cmd == "keys":
+        ledger = read_ledger()
+        for nn, tree, cfg, _ in prefix_keys(os.path.join(WORK, "am")):
+            got = ledger.get((nn, tree, cfg))
+            print(nn, tree, cfg, got[0] if got and got[0] == "ok" else "-")
+        return 0
+    if args.cmd == "ledger":
+        return cmd_ledger(args.times)
     if args.cmd == "make":
         try:
             _, _, _, out = cmd_make(args.output)
