@@ -32,10 +32,13 @@ mkdir -p "$B"
 "$REPO/scripts/series.py" check > "$B/series-check.txt" ||
 	grep -qx 'ok host:series:am' "$B/series-check.txt" ||
 	die "the series does not apply: see $B/series-check.txt"
-repo=$BUILD/series-work/am
+# A copy of the applied series: make check (host:series) makes it afresh.
+repo=$B/am
+rm -rf "$repo"
+cp -a "$BUILD/series-work/am" "$repo"
 mapfile -t commits < <(git -C "$repo" rev-list --reverse HEAD)
 if [ "$first" = auto ]; then
-	first=$("$REPO/scripts/series.py" keys | awk '$4 != "ok" { print $1 + 0; exit }')
+	first=$("$REPO/scripts/series.py" keys "$repo" | awk '$4 != "ok" { print $1 + 0; exit }')
 	if [ -z "$first" ]; then
 		echo "# the ledger has every prefix of the series built: nothing to do"
 		exit 0
@@ -131,7 +134,7 @@ for k in "${!commits[@]}"; do
 done
 echo "# $((${#commits[@]} - first - failed)) of $((${#commits[@]} - first)) prefixes from $first on build ($variant); logs: $B/logs"
 if [ "$variant" = rust ]; then
-	"$REPO/scripts/series.py" ledger "$B/times.tsv"
+	"$REPO/scripts/series.py" ledger "$repo" "$B/times.tsv"
 	echo "# ledger: $REPO/series/bisect.tsv"
 fi
 [ "$failed" -eq 0 ]

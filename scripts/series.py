@@ -34,13 +34,15 @@ Gates (series.py check):
               it was configured with (scripts/lib.sh bisect_fragment). A
               prefix that changed since it was built fails the gate.
 
-  series.py keys            the key of every prefix, one line each:
+  series.py keys [REPO]     the key of every prefix of the series applied
+                            in REPO (build/series-work/am), one line each:
                             "NN TREE CONFIG RECORDED" (RECORDED: ok if
                             the ledger has it built, else -)
-  series.py ledger TIMES    write the ledger: the prefixes series-bisect.sh
-                            built (TIMES: its times.tsv) under their keys,
-                            and the ledger's rows of the other prefixes
-                            whose keys still match
+  series.py ledger REPO TIMES
+                            write the ledger: the prefixes series-bisect.sh
+                            built (TIMES: its times.tsv) of the series in
+                            REPO under their keys, and the ledger's rows of
+                            the other prefixes whose keys still match
 """
 import argparse
 import fnmatch
@@ -423,8 +425,8 @@ prefix\ttree\tconfig\tseconds\twarnings\tresult\tsubject
 """ % BISECT_VARIANT
 
 
-def cmd_ledger(times):
-    keys = prefix_keys(os.path.join(WORK, "am"))
+def cmd_ledger(repo, times):
+    keys = prefix_keys(repo)
     old = read_ledger()
     built = {}
     for line in (read(times) or "").splitlines()[1:]:
@@ -511,18 +513,20 @@ def main():
     m = sub.add_parser("make")
     m.add_argument("-o", "--output", default=OUT)
     sub.add_parser("check")
-    sub.add_parser("keys")
+    ks = sub.add_parser("keys")
+    ks.add_argument("repo", nargs="?", default=os.path.join(WORK, "am"))
     lg = sub.add_parser("ledger")
+    lg.add_argument("repo")
     lg.add_argument("times")
     args = ap.parse_args()
     if args.cmd == "keys":
         ledger = read_ledger()
-        for nn, tree, cfg, _ in prefix_keys(os.path.join(WORK, "am")):
+        for nn, tree, cfg, _ in prefix_keys(args.repo):
             got = ledger.get((nn, tree, cfg))
             print(nn, tree, cfg, got[0] if got and got[0] == "ok" else "-")
         return 0
     if args.cmd == "ledger":
-        return cmd_ledger(args.times)
+        return cmd_ledger(args.repo, args.times)
     if args.cmd == "make":
         try:
             _, _, _, out = cmd_make(args.output)
