@@ -1033,7 +1033,7 @@ impl kernel::Module for MemfdLuo {
 /// Corrupting the handover of chosen memfds on purpose (`CONFIG_LIVEUPDATE_RUST_TEST`), to
 /// test how the next kernel's `retrieve` refuses it.
 ///
-/// `/dev/memfd_luo_rs_test`, ioctl `_IO('M', 1)` `CORRUPT(fd << 8 | mode)`: when the memfd
+/// debugfs `liveupdate/test_memfd`, ioctl `_IO('M', 1)` `CORRUPT(fd << 8 | mode)`: when the memfd
 /// `fd` (of the calling process, shmem or hugetlbfs) is frozen at the next reboot, its
 /// handover is corrupted:
 /// 1 a pfn of no preserved folio, 2 an index beyond the size, 3 `nr_folios` beyond the array,
@@ -1055,16 +1055,15 @@ impl kernel::Module for MemfdLuo {
 mod test {
     use super::*;
     use kernel::{
+        debugfs,
         fs::LocalFile,
         ioctl::_IO,
-        miscdevice::{
-            MiscDevice,
-            MiscDeviceOptions,
-            MiscDeviceRegistration, //
-        },
-        sync::atomic::{
-            Atomic,
-            Relaxed, //
+        sync::{
+            atomic::{
+                Atomic,
+                Relaxed, //
+            },
+            SetOnce,
         },
     };
 
@@ -1142,17 +1141,11 @@ mod test {
         memfd.map(|m| m.inode_id())
     }
 
-    struct TestDevice;
+    /// debugfs `liveupdate/test_memfd`.
+    struct Control;
 
-    #[vtable]
-    impl MiscDevice for TestDevice {
-        type Ptr = ();
-
-        fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
-            Ok(())
-        }
-
-        fn ioctl((): (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    impl debugfs::Ioctl for Control {
+        fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
             if cmd == HOLD_LOCK {
                 let fd = u32::try_from(arg).map_err(|_| EINVAL)?;
                 let file = LocalFile::fget(fd)?;
@@ -1177,14 +1170,15 @@ mod test {
         }
     }
 
+    /// debugfs `liveupdate/test_memfd`, kept for the kernel's life (the handler is built in).
+    static CONTROL: SetOnce<Pin<KBox<debugfs::File<Control>>>> = SetOnce::new();
+
     pub(super) fn init() -> Result {
-        let dev = KBox::pin_init(
-            MiscDeviceRegistration::<TestDevice>::register(MiscDeviceOptions {
-                name: c"memfd_luo_rs_test",
-            }),
+        let dir = kernel::liveupdate::debugfs_dir();
+        CONTROL.populate(KBox::pin_init(
+            dir.ioctl_file(c"test_memfd", Control),
             GFP_KERNEL,
-        )?;
-        core::mem::forget(dev);
+        )?);
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 
 #include <linux/cpufeature.h>
 #include <linux/export.h>
+#include <linux/fault-inject.h>
 #include <linux/init.h>
 #include <linux/kstrtox.h>
 #include <linux/limits.h>
@@ -67,6 +68,34 @@ bool luo_rs_clock_is_tsc(void)
 {
 	return luo_rs_tsc();
 }
+
+#ifdef CONFIG_FAULT_INJECTION
+/*
+ * fail_liveupdate_deserialize: building the incoming sessions at the first
+ * open of /dev/liveupdate fails with ENOMEM, as an allocation there can, so
+ * that tests can see the failure stay (every later open fails with EIO).
+ * Set it with the fault-injection attributes in debugfs
+ * (fail_liveupdate_deserialize/); see
+ * Documentation/fault-injection/fault-injection.rst.
+ */
+static DECLARE_FAULT_ATTR(fail_liveupdate_deserialize);
+
+bool luo_rs_should_fail_deserialize(void)
+{
+	return should_fail(&fail_liveupdate_deserialize, 1);
+}
+
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+static int __init fail_liveupdate_deserialize_debugfs(void)
+{
+	struct dentry *dir = fault_create_debugfs_attr("fail_liveupdate_deserialize",
+						       NULL, &fail_liveupdate_deserialize);
+
+	return PTR_ERR_OR_ZERO(dir);
+}
+late_initcall(fail_liveupdate_deserialize_debugfs);
+#endif /* CONFIG_FAULT_INJECTION_DEBUG_FS */
+#endif /* CONFIG_FAULT_INJECTION */
 
 /*
  * The last two points of the timeline's reboot path: device shutdown begins

@@ -283,8 +283,10 @@ impl Luo {
     }
 
     fn build_incoming(&self, in_sessions: KVVec<InSession>) -> Result {
-        #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
-        crate::test_handler::deserialize_fault()?;
+        #[cfg(CONFIG_FAULT_INJECTION)]
+        if should_fail_deserialize() {
+            return Err(ENOMEM);
+        }
         let mut sessions = self.sessions.lock();
         for ins in in_sessions.into_iter() {
             let (name, in_files) = ins.into_parts();
@@ -313,4 +315,18 @@ impl Luo {
             .ok_or(ENOENT)?
             .take()
     }
+}
+
+#[cfg(CONFIG_FAULT_INJECTION)]
+extern "C" {
+    /// `should_fail()` of the fault attribute `fail_liveupdate_deserialize` (`luo_glue.c`).
+    fn luo_rs_should_fail_deserialize() -> bool;
+}
+
+/// Whether the fault-injection attribute `fail_liveupdate_deserialize` fails this first open.
+#[cfg(CONFIG_FAULT_INJECTION)]
+fn should_fail_deserialize() -> bool {
+    // SAFETY: The function takes no argument and only reads and updates its own attribute,
+    // under the attribute's own synchronisation; any task context may call it.
+    unsafe { luo_rs_should_fail_deserialize() }
 }

@@ -3,14 +3,15 @@
 //! A file handler for testing LUO itself (`CONFIG_LIVEUPDATE_RUST_TEST`).
 //!
 //! It is written in Rust against [`kernel::liveupdate::FileHandler`] and registered through
-//! the C API like any handler. `/dev/luo_rs_test` creates *test objects*: files holding a
-//! number, which the handler carries across a kexec as its 64-bit handle. Its `freeze`,
-//! `retrieve` and `can_finish` can be told to fail, and it counts its calls, so selftests can
-//! check LUO's rollback and sticky-error rules. It can also corrupt the handover once written,
-//! on purpose (see [`luo_rs_test_corrupt`]), to test how the next kernel rejects bad data. A
-//! test FLB (see [`TestFlb`]) can be linked to it, whose `preserve` calls the FLB API.
+//! the C API like any handler. The debugfs file `liveupdate/test_handler` (root only, as all of
+//! debugfs) creates *test objects*: files holding a number, which the handler carries across a
+//! kexec as its 64-bit handle. Its `freeze`, `retrieve` and `can_finish` can be told to fail,
+//! and it counts its calls, so selftests can check LUO's rollback and sticky-error rules. It
+//! can also corrupt the handover once written, on purpose (see [`luo_rs_test_corrupt`]), to
+//! test how the next kernel rejects bad data. A test FLB (see [`TestFlb`]) can be linked to it,
+//! whose `preserve` calls the FLB API.
 //!
-//! ioctls of `/dev/luo_rs_test` (type `'L'`, argument passed by value):
+//! ioctls of debugfs `liveupdate/test_handler` (type `'L'`, argument passed by value):
 //! - 1 `CREATE(value)`: a new test object; returns its fd.
 //! - 2 `FAIL_FREEZE(errno | nth << 16)`: the nth `freeze` call from now fails (0 disarms).
 //! - 3 `FAIL_RETRIEVE(errno)`: every `retrieve` fails with `errno` (0 disarms).
@@ -20,8 +21,6 @@
 //! - 6 `CORRUPT(mode)`: corrupt the handover written at the next reboot.
 //! - 7 `FREEZE_DELAY(ms)`: every `freeze` sleeps that long first (0: no delay), to widen
 //!   the window of races with the reboot path.
-//! - 8 `FAIL_DESERIALIZE(errno)`: building the incoming sessions at the first open of
-//!   `/dev/liveupdate` fails with `errno` (0 disarms).
 //! - 9 `UNREGISTER`: drops the handler's [`Registration`] (files it preserved stay).
 //! - 10 `REGISTER`: registers the handler again (`EEXIST` if it is registered).
 //! - 11 `UNPRESERVE_DELAY(ms)`: every `unpreserve` sleeps that long first (0: no delay).
@@ -35,6 +34,7 @@
 
 use kernel::{
     bindings,
+    debugfs,
     error::to_result,
     fs::{
         anon_inode::{
@@ -57,11 +57,6 @@ use kernel::{
         Handover,
         Registration,
         RetrieveStatus, //
-    },
-    miscdevice::{
-        MiscDevice,
-        MiscDeviceOptions,
-        MiscDeviceRegistration, //
     },
     new_mutex,
     prelude::*,
@@ -86,7 +81,6 @@ const CAN_FINISH: u32 = _IO(T, 4);
 const COUNT: u32 = _IO(T, 5);
 const CORRUPT: u32 = _IO(T, 6);
 const FREEZE_DELAY: u32 = _IO(T, 7);
-const FAIL_DESERIALIZE: u32 = _IO(T, 8);
 const UNREGISTER: u32 = _IO(T, 9);
 const REGISTER: u32 = _IO(T, 10);
 const UNPRESERVE_DELAY: u32 = _IO(T, 11);
@@ -102,7 +96,6 @@ static RETRIEVE_ERRNO: Atomic<i32> = Atomic::new(0);
 static FINISH_OK: Atomic<bool> = Atomic::new(true);
 static FREEZE_DELAY_MS: Atomic<i32> = Atomic::new(0);
 static UNPRESERVE_DELAY_MS: Atomic<i32> = Atomic::new(0);
-static DESERIALIZE_ERRNO: Atomic<i32> = Atomic::new(0);
 /// The corruption to apply at the next reboot (see [`luo_rs_test_corrupt`]).
 pub(crate) static CORRUPT_MODE: Atomic<i32> = Atomic::new(0);
 
@@ -162,8 +155,8 @@ fn register() -> Result {
 /// `luo_rs.rs`).
 struct TestFlb(Opaque<bindings::liveupdate_flb>);
 
-// SAFETY: `init` writes the FLB once, before anything can refer to it (`/dev/luo_rs_test`,
-// which links it, is registered after); from then on it is only read. The Rust LUO does not
+// SAFETY: `init` writes the FLB once, before anything can refer to it (the debugfs file,
+// which links it, is made after); from then on it is only read. The Rust LUO does not
 // use its `private` part.
 unsafe impl Sync for TestFlb {}
 
@@ -401,26 +394,11 @@ impl FileHandler for TestHandler {
     }
 }
 
-/// The fault asked for with `FAIL_DESERIALIZE`, if any.
-pub(crate) fn deserialize_fault() -> Result {
-    match DESERIALIZE_ERRNO.load(Relaxed) {
-        0 => Ok(()),
-        e => Err(Error::from_errno(-e)),
-    }
-}
+/// debugfs `liveupdate/test_handler`.
+struct Control;
 
-/// `/dev/luo_rs_test`.
-struct TestDevice;
-
-#[vtable]
-impl MiscDevice for TestDevice {
-    type Ptr = ();
-
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
-        Ok(())
-    }
-
-    fn ioctl((): (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+impl debugfs::Ioctl for Control {
+    fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
         let arg32 = i32::try_from(arg).map_err(|_| EINVAL)?;
         match cmd {
             CREATE => {
@@ -455,10 +433,6 @@ impl MiscDevice for TestDevice {
                 FREEZE_DELAY_MS.store(arg32, Relaxed);
                 Ok(0)
             }
-            FAIL_DESERIALIZE => {
-                DESERIALIZE_ERRNO.store(arg32, Relaxed);
-                Ok(0)
-            }
             UNPRESERVE_DELAY => {
                 UNPRESERVE_DELAY_MS.store(arg32, Relaxed);
                 Ok(0)
@@ -475,7 +449,11 @@ impl MiscDevice for TestDevice {
     }
 }
 
-/// Registers the test handler and `/dev/luo_rs_test` (late boot, after LUO itself).
+/// debugfs `liveupdate/test_handler`, kept for the kernel's life.
+static CONTROL: SetOnce<Pin<KBox<debugfs::File<Control>>>> = SetOnce::new();
+
+/// Registers the test handler and makes debugfs `liveupdate/test_handler` (late boot, after
+/// LUO itself).
 pub(crate) fn init() -> Result {
     let objects = KBox::pin_init(
         pin_init!(Objects {
@@ -487,13 +465,11 @@ pub(crate) fn init() -> Result {
     OBJECTS.populate(objects);
     init_flb();
     register()?;
-    let dev = KBox::pin_init(
-        MiscDeviceRegistration::<TestDevice>::register(MiscDeviceOptions {
-            name: c"luo_rs_test",
-        }),
+    let dir = kernel::liveupdate::debugfs_dir();
+    CONTROL.populate(KBox::pin_init(
+        dir.ioctl_file(c"test_handler", Control),
         GFP_KERNEL,
-    )?;
-    core::mem::forget(dev);
+    )?);
     Ok(())
 }
 

@@ -654,23 +654,15 @@ impl fmt::Debug for View {
     }
 }
 
-/// debugfs `liveupdate/` and its `timeline`, kept for the kernel's life.
-struct Debugfs {
-    _file: Pin<KBox<debugfs::File<View>>>,
-    _dir: debugfs::Dir,
-}
-
-static DEBUGFS: SetOnce<Debugfs> = SetOnce::new();
+/// debugfs `liveupdate/timeline`, kept for the kernel's life.
+static DEBUGFS: SetOnce<Pin<KBox<debugfs::File<View>>>> = SetOnce::new();
 
 /// Late init: creates debugfs `liveupdate/timeline` (a failure only costs the file).
 pub(crate) fn debugfs_init() {
-    let dir = debugfs::Dir::new(c"liveupdate");
+    let dir = kernel::liveupdate::debugfs_dir();
     match KBox::pin_init(dir.read_only_file(c"timeline", View), GFP_KERNEL) {
         Ok(file) => {
-            DEBUGFS.populate(Debugfs {
-                _file: file,
-                _dir: dir,
-            });
+            DEBUGFS.populate(file);
         }
         Err(e) => pr_warn!("timeline: no debugfs file: {:?}\n", e),
     }

@@ -28,6 +28,35 @@ mod registration;
 
 pub use registration::Registration;
 
+/// The debugfs directory of live update, `liveupdate/`, which LUO and the file handlers share
+/// (the C LUO has none): made by the first call, and kept for the kernel's life.
+///
+/// If debugfs is disabled or the directory cannot be made, files made in it are not made, as
+/// everywhere in [`debugfs`](crate::debugfs).
+pub fn debugfs_dir() -> &'static crate::debugfs::Dir {
+    use crate::sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        SetOnce,
+    };
+    static DIR: SetOnce<crate::debugfs::Dir> = SetOnce::new();
+    /// Set by the one call that makes the directory.
+    static MAKING: Atomic<bool> = Atomic::new(false);
+    loop {
+        if let Some(dir) = DIR.as_ref() {
+            return dir;
+        }
+        if MAKING.cmpxchg(false, true, Relaxed).is_ok() {
+            DIR.populate(crate::debugfs::Dir::new(c"liveupdate"));
+        } else {
+            // Another task is making it (at most a few microseconds, once per boot).
+            crate::time::delay::fsleep(crate::time::Delta::from_millis(1));
+        }
+    }
+}
+
 /// Ends every IOMMU translation this kernel adopted from the previous one for devices that kept
 /// running through the kexec (`iommu_liveupdate_end_adopted`): their DMA faults from here on,
 /// until userspace attaches them to a domain of its own.

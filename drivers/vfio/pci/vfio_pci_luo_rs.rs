@@ -630,6 +630,9 @@ struct VfioPciLuo {
     #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]
     _running: Option<Registration<VfioPciHandler>>,
     _registration: Option<Registration<VfioPciHandler>>,
+    /// debugfs `liveupdate/test_vfio`, removed when the module goes.
+    #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+    _test: Pin<KBox<kernel::debugfs::File<test::Control>>>,
 }
 
 /// Registers the handler of one format; `None` if LUO is disabled on this boot.
@@ -659,7 +662,7 @@ fn register(
 impl kernel::Module for VfioPciLuo {
     fn init(module: &'static ThisModule) -> Result<Self> {
         #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
-        test::init()?;
+        let test = test::init()?;
         let shared = Shared::new()?;
         #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]
         let running = register(module, &shared, true)?;
@@ -674,6 +677,8 @@ impl kernel::Module for VfioPciLuo {
             #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]
             _running: running,
             _registration: registration,
+            #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+            _test: test,
         })
     }
 }
@@ -681,7 +686,7 @@ impl kernel::Module for VfioPciLuo {
 /// Corrupting the handover of the next preserved device on purpose
 /// (`CONFIG_LIVEUPDATE_RUST_TEST`), to test how the next kernel's `retrieve` refuses it.
 ///
-/// `/dev/vfio_luo_rs_test`, ioctl `_IO('V', 1)` `CORRUPT(mode)`: the next device preserved
+/// debugfs `liveupdate/test_vfio`, ioctl `_IO('V', 1)` `CORRUPT(mode)`: the next device preserved
 /// gets 1 a domain that does not exist (0x7fff), 2 a function that does not exist (bdf
 /// 0xffff), 3 (at freeze) a handle that names no preserved page, 4 (at freeze) a handle of 0,
 /// 5 another device ID (its bits flipped): the function is there, but not the device.
@@ -689,12 +694,8 @@ impl kernel::Module for VfioPciLuo {
 mod test {
     use super::*;
     use kernel::{
+        debugfs,
         ioctl::_IO,
-        miscdevice::{
-            MiscDevice,
-            MiscDeviceOptions,
-            MiscDeviceRegistration, //
-        },
         sync::atomic::{
             Atomic,
             Relaxed, //
@@ -735,17 +736,11 @@ mod test {
         }
     }
 
-    struct TestDevice;
+    /// debugfs `liveupdate/test_vfio`.
+    pub(super) struct Control;
 
-    #[vtable]
-    impl MiscDevice for TestDevice {
-        type Ptr = ();
-
-        fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
-            Ok(())
-        }
-
-        fn ioctl((): (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    impl debugfs::Ioctl for Control {
+        fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
             if cmd != CORRUPT {
                 return Err(ENOTTY);
             }
@@ -758,15 +753,10 @@ mod test {
         }
     }
 
-    pub(super) fn init() -> Result {
-        let dev = KBox::pin_init(
-            MiscDeviceRegistration::<TestDevice>::register(MiscDeviceOptions {
-                name: c"vfio_luo_rs_test",
-            }),
-            GFP_KERNEL,
-        )?;
-        core::mem::forget(dev);
-        Ok(())
+    /// Makes debugfs `liveupdate/test_vfio`, which lasts as long as the returned file.
+    pub(super) fn init() -> Result<Pin<KBox<debugfs::File<Control>>>> {
+        let dir = kernel::liveupdate::debugfs_dir();
+        KBox::pin_init(dir.ioctl_file(c"test_vfio", Control), GFP_KERNEL)
     }
 }
 

@@ -91,9 +91,9 @@ static void stage_1(int luo_fd)
 	int t, i, s, o, r = 0;
 
 	printf("1..2\n");
-	t = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
+	t = open(LUO_TEST_HANDLER, O_RDWR | O_CLOEXEC);
 	if (t < 0 || luo_ensure_nofile_limit(nr_sessions + nr_files + 64)) {
-		printf("Bail out! no /dev/luo_rs_test or cannot raise RLIMIT_NOFILE\n");
+		printf("Bail out! no " LUO_TEST_HANDLER " or cannot raise RLIMIT_NOFILE\n");
 		exit(1);
 	}
 	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
@@ -131,9 +131,9 @@ static void stage_2(int luo_fd, int state_fd)
 	long v;
 
 	printf("1..3\n");
-	t = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
+	t = open(LUO_TEST_HANDLER, O_RDWR | O_CLOEXEC);
 	if (t < 0 || luo_ensure_nofile_limit(nr_files + 64)) {
-		printf("Bail out! no /dev/luo_rs_test or cannot raise RLIMIT_NOFILE\n");
+		printf("Bail out! no " LUO_TEST_HANDLER " or cannot raise RLIMIT_NOFILE\n");
 		exit(1);
 	}
 	for (i = 0; i < nr_sessions; i++) {

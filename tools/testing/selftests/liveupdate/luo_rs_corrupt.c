@@ -41,6 +41,7 @@
 #include <libliveupdate.h>
 
 #define T_CORRUPT	_IO('L', 6)
+#define LUO_TEST_HANDLER	"/sys/kernel/debug/liveupdate/test_handler"
 #define NR_SESSIONS	3
 
 static const char * const names[NR_SESSIONS] = { "corrupt-a", "corrupt-b", "corrupt-c" };
@@ -133,9 +134,9 @@ static int stage_1(int mode)
 			break;
 	}
 	result(mode, "preserve_sessions", i == NR_SESSIONS, "could not set up the sessions");
-	t = open("/dev/luo_rs_test", O_RDWR);
+	t = open(LUO_TEST_HANDLER, O_RDWR);
 	result(mode, "ask_corruption", t >= 0 && !ioctl(t, T_CORRUPT, mode),
-	       "cannot reach /dev/luo_rs_test");
+	       "cannot reach " LUO_TEST_HANDLER);
 	if (failures)
 		return 1;
 	close(luo);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Failure paths of the Rust LUO across a kexec, driven through the Rust test
- * file handler (CONFIG_LIVEUPDATE_RUST_TEST, /dev/luo_rs_test).
+ * file handler (CONFIG_LIVEUPDATE_RUST_TEST, debugfs liveupdate/test_handler).
  *
  *   -s 1  two test objects in session "faults", with the test FLB linked to
  *         the handler; the second freeze is told to fail with EIO:
@@ -78,7 +78,7 @@ static void stage_1(int luo_fd)
 	int s, a, b, tmp;
 
 	printf("1..5\n");
-	result("s1_test_device_present", tdev() >= 0, "open /dev/luo_rs_test: %s",
+	result("s1_test_device_present", tdev() >= 0, "open " LUO_TEST_HANDLER ": %s",
 	       strerror(errno));
 
 	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);

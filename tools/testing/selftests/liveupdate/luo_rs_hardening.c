@@ -333,7 +333,7 @@ static void stage_1(int luo_fd)
 
 	printf("1..11\n");
 	if (tdev() < 0) {
-		printf("Bail out! cannot open /dev/luo_rs_test: %s\n", strerror(errno));
+		printf("Bail out! cannot open " LUO_TEST_HANDLER ": %s\n", strerror(errno));
 		exit(1);
 	}
 	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Hostile hugetlbfs memfd handovers ("hugetlb-memfd-rs-v1"), refused by the
- * next kernel's Rust memfd handler: the corruption modes of its test device
- * (/dev/memfd_luo_rs_test, CONFIG_LIVEUPDATE_RUST_TEST, see mod test of
+ * next kernel's Rust memfd handler: the corruption modes of its test file
+ * (debugfs liveupdate/test_memfd, CONFIG_LIVEUPDATE_RUST_TEST, see mod test of
  * mm/memfd_luo_rs.rs) that apply to a hugetlbfs memfd, the generic ones (a
  * pfn of no preserved folio, an index beyond the size, nr_folios beyond the
  * folio array, unknown folio flags, unknown header flags, unknown seals, a
@@ -51,7 +51,7 @@
 
 #define SESSION		"huge-corrupt"
 #define AFTER_SESSION	"huge-corrupt-after"
-#define MEMFD_TEST_DEV	"/dev/memfd_luo_rs_test"
+#define MEMFD_TEST_DEV	"/sys/kernel/debug/liveupdate/test_memfd"
 #define MEMFD_CORRUPT	_IO('M', 1)
 #define SZ_2M		(2UL << 20)
 #define NR_PAGES	3	/* per file; pages 0 and 2 written */

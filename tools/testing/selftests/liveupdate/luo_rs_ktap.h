@@ -176,17 +176,23 @@ static int cmdline_has(const char *word)
 	return 0;
 }
 
-/* /dev/luo_rs_test, the Rust test file handler's device (opened once). */
+/*
+ * debugfs liveupdate/test_handler: the control file of the Rust test file
+ * handler (CONFIG_LIVEUPDATE_RUST_TEST), which answers its ioctls.
+ */
+#define LUO_TEST_HANDLER	"/sys/kernel/debug/liveupdate/test_handler"
+
+/* The test handler's control file (opened once). */
 static int tdev(void)
 {
 	static int fd = -1;
 
 	if (fd < 0)
-		fd = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
+		fd = open(LUO_TEST_HANDLER, O_RDWR | O_CLOEXEC);
 	return fd;
 }
 
-/* An ioctl on the test device: its result, or -errno. */
+/* An ioctl on the test handler's control file: its result, or -errno. */
 static long tctl(unsigned long cmd, unsigned long arg)
 {
 	long r = ioctl(tdev(), cmd, arg);

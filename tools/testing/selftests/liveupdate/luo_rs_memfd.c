@@ -12,8 +12,8 @@
  * folios (they must come back as 2 MiB folios, not split).
  *
  * Built as luo_rs_memfd_corrupt (LUO_RS_MEMFD_CORRUPT, see that file), it
- * instead corrupts handovers on purpose through the Rust handler's test device
- * (/dev/memfd_luo_rs_test, CONFIG_LIVEUPDATE_RUST_TEST) and checks that the
+ * instead corrupts handovers on purpose through the Rust handler's test file
+ * (debugfs liveupdate/test_memfd, CONFIG_LIVEUPDATE_RUST_TEST) and checks that the
  * next kernel refuses each with an errno, sticky, and that FINISH still works.
  *
  * Stage 1 (-s 1) creates one session per case plus a state session and leaves
@@ -46,7 +46,7 @@
 
 #define STATE_SESSION_NAME	"luo_rs_memfd_state"
 #define STATE_MEMFD_TOKEN	995
-#define MEMFD_TEST_DEV		"/dev/memfd_luo_rs_test"
+#define MEMFD_TEST_DEV		"/sys/kernel/debug/liveupdate/test_memfd"
 #define MEMFD_CORRUPT		_IO('M', 1)
 #define MEMFD_HOLD_LOCK		_IO('M', 2)
 
@@ -731,7 +731,7 @@ static int check_late_seals(int luo_fd, const struct mcase *c)
 	return with_memfd(luo_fd, c, late_seals_ok);
 }
 
-/* ---- corruption (Rust handler's test device only) ---- */
+/* ---- corruption (Rust handler's test file only) ---- */
 #define CORRUPT_PAGES	512
 
 /*
@@ -1047,7 +1047,7 @@ static int check_clean_entries(int luo_fd, const struct mcase *c)
 #endif
 
 /*
- * A task holds the memfd's inode lock through a reboot (the test device
+ * A task holds the memfd's inode lock through a reboot (the test file
  * sleeps 3 s holding it, as a write(2) stuck on a fault would) while freeze
  * needs it (a hole was written after PRESERVE_FD): freeze gives up after a
  * second, the reboot fails with EBUSY instead of hanging, and the file

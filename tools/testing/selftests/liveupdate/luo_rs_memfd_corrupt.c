@@ -8,7 +8,7 @@
  * second try, and leave FINISH working. A sound memfd next to them survives.
  *
  * Needs the Rust memfd handler with CONFIG_LIVEUPDATE_RUST_TEST in the first
- * kernel (it corrupts through /dev/memfd_luo_rs_test) and the Rust handler in
+ * kernel (it corrupts through debugfs liveupdate/test_memfd) and the Rust handler in
  * the second (upstream's C handler oopses on some of these).
  */
 #define LUO_RS_MEMFD_CORRUPT

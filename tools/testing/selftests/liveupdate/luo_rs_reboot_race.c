@@ -65,7 +65,7 @@ static void stage_1(int luo_fd)
 	pthread_t th;
 
 	printf("1..1\n");
-	t = open("/dev/luo_rs_test", O_RDWR | O_CLOEXEC);
+	t = open(LUO_TEST_HANDLER, O_RDWR | O_CLOEXEC);
 	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
 	keep = luo_create_session(luo_fd, "race-keep");
 	cl = luo_create_session(luo_fd, "race-close");

@@ -116,7 +116,7 @@ int main(int argc, char *argv[])
 		return 0;
 	}
 	if (tdev() < 0) {
-		printf("Bail out! cannot open /dev/luo_rs_test: %s\n", strerror(errno));
+		printf("Bail out! cannot open " LUO_TEST_HANDLER ": %s\n", strerror(errno));
 		return 1;
 	}
 	if (argc == 3 && !strcmp(argv[1], "-s") && !strcmp(argv[2], "2"))

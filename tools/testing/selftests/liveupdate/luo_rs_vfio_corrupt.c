@@ -4,7 +4,7 @@
  * must refuse a corrupt one with an errno, keep refusing it (sticky), and
  * let FINISH of its session succeed, without an oops. Needs
  * CONFIG_LIVEUPDATE_RUST_TEST in the first kernel: ioctl(VFIO_LUO_CORRUPT,
- * MODE) on /dev/vfio_luo_rs_test corrupts the handover of the next vfio
+ * MODE) on debugfs liveupdate/test_vfio corrupts the handover of the next vfio
  * file the handler preserves:
  *
  *   1 PCI domain 0x7fff (no such domain)        -> RETRIEVE_FD ENODEV
@@ -65,7 +65,7 @@
 #define DROP_SESSION		"corrupt-drop-c"
 #define T_CORRUPT		_IO('L', 6)
 #define STATE_MEMFD_TOKEN	995
-#define TEST_DEV		"/dev/vfio_luo_rs_test"
+#define TEST_DEV		"/sys/kernel/debug/liveupdate/test_vfio"
 #define VFIO_LUO_CORRUPT	_IO('V', 1)
 #define NR_MODES		4	/* in the suite vfio-corrupt; 5 in vfio-boot */
 #define TOKEN			1
