@@ -46,12 +46,16 @@
 //! async code. `/dev/liveupdate` allows a single opener: on a host with
 //! many VMMs, let `luod` own it and use its client.
 //!
+//! [`kexec`] loads the next kernel; [`cmdline`] reads and edits kernel
+//! command lines, whose kernel parameters end at a standalone `--`.
+//!
 //! The raw kernel ABI is in [`uapi`]; its layout is checked against the
 //! kernel header by this crate's tests. All `unsafe` code is in one private
 //! module that issues the ioctls.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cmdline;
 mod device;
 mod error;
 pub mod holder;

@@ -222,7 +222,9 @@ struct KexecArgs {
     #[arg(long)]
     reuse_cmdline: bool,
 
-    /// Append to the command line.
+    /// Add kernel parameters to the command line: at its end, or before
+    /// its first standalone `--` if it has one (the words after `--` are
+    /// init's arguments, which the kernel does not parse).
     #[arg(long, value_name = "STRING")]
     append: Option<String>,
 
@@ -896,6 +898,12 @@ fn finish(cli: &Cli, dev_path: &Path, name: &str) -> Result<(), Failure> {
     finish_or_close(&session, true, name, |m| println!("{m}"))
 }
 
+/// `cmdline` with the kernel parameters `extra` of `--append`: before the
+/// first standalone `--` (where init's arguments start), else at the end.
+fn with_appended(cmdline: &str, extra: &str) -> String {
+    liveupdate::cmdline::add_params(cmdline, extra)
+}
+
 fn do_kexec(cli: &Cli, a: &KexecArgs) -> Result<(), Failure> {
     if a.unload {
         kexec::unload().map_err(ctx("kexec_file_load(KEXEC_FILE_UNLOAD)"))?;
@@ -917,10 +925,7 @@ fn do_kexec(cli: &Cli, a: &KexecArgs) -> Result<(), Failure> {
             (None, false) => String::new(),
         };
         if let Some(extra) = &a.append {
-            if !cmdline.is_empty() {
-                cmdline.push(' ');
-            }
-            cmdline.push_str(extra);
+            cmdline = with_appended(&cmdline, extra);
         }
         if !liveupdate_on(&cmdline) {
             return Err(Failure(format!(
@@ -1123,6 +1128,24 @@ mod tests {
         let Cmd::Kexec(a) = cli.cmd else { panic!() };
         assert!(a.drop_incoming && a.unverified);
         assert!(Cli::try_parse_from(["luoctl", "kexec", "--exec", "--unverified"]).is_err());
+    }
+
+    #[test]
+    fn append_goes_before_init_arguments() {
+        assert_eq!(
+            with_appended("console=ttyS0 liveupdate=on", "quiet"),
+            "console=ttyS0 liveupdate=on quiet"
+        );
+        assert_eq!(
+            with_appended("console=ttyS0 -- test=t stage=1", "liveupdate=on"),
+            "console=ttyS0 liveupdate=on -- test=t stage=1"
+        );
+        assert!(liveupdate_on(&with_appended("console=ttyS0 -- test=t", "liveupdate=on")));
+        // Only the first `--` separates; a word that starts with `--` does not.
+        assert_eq!(with_appended("a -- b -- c", "x=1"), "a x=1 -- b -- c");
+        assert_eq!(with_appended("a --b", "x=1"), "a --b x=1");
+        assert_eq!(with_appended("-- b", "x=1"), "x=1 -- b");
+        assert_eq!(with_appended("", "x=1"), "x=1");
     }
 
     #[test]

@@ -1034,8 +1034,11 @@ pub fn kexec_loaded() -> bool {
 }
 
 /// Does `cmdline` turn LUO on? The last `liveupdate=` wins, as in the kernel.
+/// Only its kernel parameters count: the words after a standalone `--` are
+/// init's arguments, which the kernel does not read.
 pub fn liveupdate_on(cmdline: &str) -> bool {
-    cmdline
+    liveupdate::cmdline::split(cmdline)
+        .0
         .split_ascii_whitespace()
         .rev()
         .find_map(|w| w.strip_prefix("liveupdate="))
@@ -1081,6 +1084,17 @@ mod tests {
         assert!(!liveupdate_on("a b"));
         assert!(!liveupdate_on("liveupdate=on liveupdate=off"));
         assert!(!liveupdate_on("xliveupdate=on"));
+    }
+
+    #[test]
+    fn cmdline_check_ignores_init_arguments() {
+        assert!(!liveupdate_on("x -- liveupdate=on"));
+        assert!(!liveupdate_on("-- liveupdate=on"));
+        assert!(liveupdate_on("liveupdate=on -- liveupdate=off"));
+        assert!(liveupdate_on("a liveupdate=on -- test=t stage=1\n"));
+        assert!(!liveupdate_on("liveupdate=on liveupdate=off -- liveupdate=on"));
+        // Not the separator: a word that only starts with `--`.
+        assert!(liveupdate_on("a --x liveupdate=on"));
     }
 
     #[test]

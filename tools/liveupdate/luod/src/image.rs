@@ -216,9 +216,11 @@ pub fn handler_compatible(file: BorrowedFd<'_>) -> Option<&'static str> {
 /// `vfio_pci_luo_rs.keep_running`. The module parameter has no sysfs file.
 /// A Rust module parameter is set once: the first value [`kstrtobool`]
 /// reads counts (a later one fails with `EEXIST`, one it cannot read with
-/// `EINVAL`, and a bare name is refused).
+/// `EINVAL`, and a bare name is refused). Only the kernel parameters count,
+/// not init's arguments after a standalone `--`.
 fn keep_running(cmdline: &str) -> bool {
-    cmdline
+    liveupdate::cmdline::split(cmdline)
+        .0
         .split_whitespace()
         .filter_map(|w| w.strip_prefix(KEEP_RUNNING_PARAM))
         .find_map(kstrtobool)
@@ -1107,6 +1109,15 @@ mod tests {
         );
         assert_eq!(formats_for(VFIO_PCI_COMPATIBLE).collect::<Vec<_>>(), ["vfio-pci-rs-v1"]);
         assert_eq!(formats_for(MEMFD_COMPATIBLE).collect::<Vec<_>>(), ["memfd-v2"]);
+    }
+
+    #[test]
+    fn keep_running_is_a_kernel_parameter_only() {
+        // After a standalone `--`: init's arguments, which the kernel does not read.
+        assert!(!keep_running("ro -- vfio_pci_luo_rs.keep_running=1"));
+        assert!(!keep_running("ro quiet -- test=demo stage=1 vfio_pci_luo_rs.keep_running=1\n"));
+        assert!(keep_running("vfio_pci_luo_rs.keep_running=1 -- vfio_pci_luo_rs.keep_running=0"));
+        assert!(keep_running("ro vfio_pci_luo_rs.keep_running=1 -- test=demo"));
     }
 
     #[test]
