@@ -96,8 +96,9 @@ SEED ?= 1
 DURATION ?= 60
 OPS ?= 100000000
 THREADS ?= 4
-FUZZ_CMDLINE = kunit.enable=0 luo.test=luo_rs_fuzz luo.stages=1 console_msg_format=syslog \
-	luo.fuzz_seed=$(SEED) luo.fuzz_ops=$(OPS) luo.fuzz_threads=$(THREADS) luo.fuzz_time=$(DURATION)
+# After "--": init's words and the fuzzer's options (guest/init.c).
+FUZZ_ARGS = test=luo_rs_fuzz stages=1 --mode=random --seed=$(SEED) --ops=$(OPS) \
+	--threads=$(THREADS) --time=$(DURATION)
 
 # The warning the fuzzer causes on purpose (a PRESERVE_FD reply that faults),
 # as the fuzz1 suite allows it (scripts/suites.toml).
@@ -109,9 +110,9 @@ fuzz: prepare
 	extra=$$(bash -c '. scripts/lib.sh && variant_cmdline "$$0"' $$v); \
 	scripts/build-kernel.sh $$v && scripts/build-guest.sh $$v && \
 	scripts/mkinitramfs.sh $$g/single.cpio $$g && \
-	$$g/tests/luo_rs_fuzz --list random $(SEED) > $$g/fuzz-$(SEED).list && \
+	$$g/tests/luo_rs_fuzz --list --mode=random --seed=$(SEED) > $$g/fuzz-$(SEED).list && \
 	{ scripts/run-vm.sh $(BUILD)/obj-$$v/arch/x86/boot/bzImage $$g/single.cpio $$log \
-		$$(( $(DURATION) * 3 + 300 )) 2G "$(FUZZ_CMDLINE) $$extra" || true; } && \
+		$$(( $(DURATION) * 3 + 300 )) 2G "kunit.enable=0 console_msg_format=syslog $$extra -- $(FUZZ_ARGS)" || true; } && \
 	echo "serial log: $$log" && scripts/verdict.py --allow "$(FUZZ_ALLOW)" ktap $$log $$v:fuzz $$g/fuzz-$(SEED).list
 
 deps:

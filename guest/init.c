@@ -2,20 +2,23 @@
 /*
  * PID 1 of the test VMs.
  *
- * The kernel command line says what to run:
- *   luo.test=NAME     run /tests/NAME
- *   luo.stages=N      number of boots (1: single boot; 2+: kexec chain)
- *   luo_stage=K       which boot this is (1 when absent)
- *   luo.test=none     run nothing (KUnit runs at boot, before init)
- *   luo.test=canary   the harness's canary: make the kernel report a problem
- *                     on purpose (LKDTM), which the verdict must fail;
- *                     luo.canary=warn (a WARN, the default), hung (a task
- *                     blocked in D state: the hung-task detector), lockup
- *                     (a CPU spinning with preemption off: the soft-lockup
- *                     detector), err (a kernel message of level err) or
- *                     luo-warn (a warning-level message with LUO's prefix)
- *
- * Tests get "-s K" when luo.stages > 1.
+ * What to run comes after "--" on the kernel command line, which the kernel
+ * passes to init as its arguments and never reads as parameters:
+ *   test=NAME     run /tests/NAME
+ *   stages=N      number of boots (1: single boot; 2+: kexec chain)
+ *   stage=K       which boot this is (1 when absent)
+ *   test=none     run nothing (KUnit runs at boot, before init)
+ *   test=canary   the harness's canary: make the kernel report a problem
+ *                 on purpose (LKDTM), which the verdict must fail;
+ *                 canary=warn (a WARN, the default), hung (a task blocked
+ *                 in D state: the hung-task detector), lockup (a CPU
+ *                 spinning with preemption off: the soft-lockup detector),
+ *                 err (a kernel message of level err) or luo-warn (a
+ *                 warning-level message with LUO's prefix)
+ * Every other argument is the test's, passed on in order, after "-s K" when
+ * stages > 1:
+ *   /init test=luo_rs_corrupt stages=2 stage=1 --mode=3
+ * runs "/tests/luo_rs_corrupt -s 1 --mode=3".
  *
  * Before every boot but the last, /kernel and /initrd.img are loaded with
  * kexec_file_load (so KHO passes its state) and reboot(KEXEC) is called
@@ -45,8 +48,11 @@
 #include <unistd.h>
 
 #define CMDLINE_MAX 4096
+#define MAX_TEST_ARGS 32
 
-static char cmdline[CMDLINE_MAX];
+/* The words of init's arguments that are the test's, in order. */
+static char *test_args[MAX_TEST_ARGS + 1];
+static int nr_test_args;
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -69,33 +75,6 @@ static void power_off(void)
 	reboot(RB_AUTOBOOT);
 	for (;;)
 		pause();
-}
-
-static const char *param(const char *key, char *out, size_t outlen)
-{
-	size_t klen = strlen(key);
-	const char *p = cmdline;
-
-	while ((p = strstr(p, key))) {
-		if ((p == cmdline || p[-1] == ' ') && p[klen] == '=') {
-			size_t n = strcspn(p + klen + 1, " \n");
-
-			if (n >= outlen)
-				n = outlen - 1;
-			memcpy(out, p + klen + 1, n);
-			out[n] = 0;
-			return out;
-		}
-		p += klen;
-	}
-	return NULL;
-}
-
-static long param_long(const char *key, long def)
-{
-	char buf[32];
-
-	return param(key, buf, sizeof(buf)) ? strtol(buf, NULL, 0) : def;
 }
 
 /* Print kernel messages of level err (3) or worse as they arrive. */
@@ -143,23 +122,37 @@ static void stop_kmsg_monitor(pid_t pid)
 	waitpid(pid, NULL, 0);
 }
 
-static int load_next_kernel(int next_stage)
+/*
+ * Load /kernel and /initrd.img for boot @next_stage: this boot's kernel
+ * parameters (/proc/cmdline up to "--"), then "--", init's words and
+ * the test's as this boot got them (@argv), with stage=@next_stage.
+ */
+static int load_next_kernel(int argc, char *argv[], int next_stage)
 {
-	char next[CMDLINE_MAX + 32];
-	char *p, *q;
-	int kfd, ifd;
+	char cmdline[CMDLINE_MAX], next[CMDLINE_MAX + 32], *p;
+	size_t len = 0;
+	int fd, kfd, ifd, i;
+	ssize_t n;
 	long ret;
 
-	/* Copy the command line without luo_stage=, then add the next one. */
+	fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+	n = fd >= 0 ? read(fd, cmdline, sizeof(cmdline) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return -EIO;
+	cmdline[n] = 0;
 	next[0] = 0;
-	for (p = strtok(cmdline, " \n"); p; p = strtok(NULL, " \n")) {
-		if (!strncmp(p, "luo_stage=", 10))
-			continue;
-		strncat(next, p, sizeof(next) - strlen(next) - 2);
-		strcat(next, " ");
-	}
-	q = next + strlen(next);
-	snprintf(q, sizeof(next) - (q - next), "luo_stage=%d", next_stage);
+	for (p = strtok(cmdline, " \n"); p && strcmp(p, "--"); p = strtok(NULL, " \n"))
+		len += snprintf(next + len, sizeof(next) - len, "%s ", p);
+	len += snprintf(next + len, sizeof(next) - len, "--");
+	for (i = 1; i < argc && len < sizeof(next); i++)
+		if (strncmp(argv[i], "stage=", 6))
+			len += snprintf(next + len, sizeof(next) - len, " %s", argv[i]);
+	if (len < sizeof(next))
+		len += snprintf(next + len, sizeof(next) - len, " stage=%d", next_stage);
+	if (len >= sizeof(next))
+		return -E2BIG;
 
 	kfd = open("/kernel", O_RDONLY | O_CLOEXEC);
 	ifd = open("/initrd.img", O_RDONLY | O_CLOEXEC);
@@ -202,15 +195,12 @@ static int write_file(const char *path, const char *text)
  * LUO's prefix ("<4>luo: "), written to /dev/kmsg: the verdict reads the
  * console's level prefixes (console_msg_format=syslog).
  */
-static int canary(void)
+static int canary(const char *kind)
 {
 	const char *direct = "/sys/kernel/debug/provoke-crash/DIRECT";
-	char kind[16];
 	int err;
 	pid_t pid;
 
-	if (!param("luo.canary", kind, sizeof(kind)))
-		strcpy(kind, "warn");
 	say("TAP version 13\n1..1\n");
 	if (!strcmp(kind, "warn") || !strcmp(kind, "err") || !strcmp(kind, "luo-warn")) {
 		if (!strcmp(kind, "warn"))
@@ -249,28 +239,33 @@ static int canary(void)
 	return 0;
 }
 
-static int run_test(const char *name, int stage, int stages)
+static int run_test(const char *name, const char *canary_kind, int stage, int stages)
 {
-	char path[256], sarg[16];
+	char path[256], sarg[16], *argv[MAX_TEST_ARGS + 4];
 	int status;
 	pid_t pid;
 
-	/* luo.test=none: nothing to run (e.g. KUnit ran at boot). */
+	/* test=none: nothing to run (e.g. KUnit ran at boot). */
 	if (!strcmp(name, "none"))
 		return 0;
 	if (!strcmp(name, "canary"))
-		return canary();
+		return canary(canary_kind);
 	snprintf(path, sizeof(path), "/tests/%s", name);
 	snprintf(sarg, sizeof(sarg), "%d", stage);
 	pid = fork();
 	if (pid < 0)
 		return -1;
 	if (!pid) {
-		char *argv_multi[] = { path, "-s", sarg, NULL };
-		char *argv_single[] = { path, NULL };
 		char *envp[] = { "PATH=/tests", "HOME=/", NULL };
+		int n = 0;
 
-		execve(path, stages > 1 ? argv_multi : argv_single, envp);
+		argv[n++] = path;
+		if (stages > 1) {
+			argv[n++] = "-s";
+			argv[n++] = sarg;
+		}
+		memcpy(argv + n, test_args, (nr_test_args + 1) * sizeof(*argv));
+		execve(path, argv, envp);
 		say("LUO-HARNESS: exec %s failed %d\n", path, errno);
 		_exit(127);
 	}
@@ -281,11 +276,10 @@ static int run_test(const char *name, int stage, int stages)
 	return 128 + WTERMSIG(status);
 }
 
-int main(void)
+int main(int argc, char *argv[])
 {
-	char test[128];
-	int fd, stage, stages, ret;
-	ssize_t n;
+	const char *test = NULL, *canary_kind = "warn";
+	int i, stage = 1, stages = 1, ret;
 	pid_t mon;
 
 	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
@@ -294,27 +288,31 @@ int main(void)
 	mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
 	mount("tmpfs", "/tmp", "tmpfs", 0, NULL);
 
-	fd = open("/proc/cmdline", O_RDONLY);
-	n = fd >= 0 ? read(fd, cmdline, sizeof(cmdline) - 1) : -1;
-	if (n <= 0) {
-		say("LUO-HARNESS: cannot read /proc/cmdline\n");
+	for (i = 1; i < argc; i++) {
+		if (!strncmp(argv[i], "test=", 5))
+			test = argv[i] + 5;
+		else if (!strncmp(argv[i], "stages=", 7))
+			stages = atoi(argv[i] + 7);
+		else if (!strncmp(argv[i], "stage=", 6))
+			stage = atoi(argv[i] + 6);
+		else if (!strncmp(argv[i], "canary=", 7))
+			canary_kind = argv[i] + 7;
+		else if (nr_test_args < MAX_TEST_ARGS)
+			test_args[nr_test_args++] = argv[i];
+		else
+			test = NULL;
+	}
+	if (!test) {
+		say("LUO-HARNESS: no test= (or more than %d test arguments) after \"--\" on the command line\n",
+		    MAX_TEST_ARGS);
 		power_off();
 	}
-	close(fd);
-	cmdline[n] = 0;
-
-	if (!param("luo.test", test, sizeof(test))) {
-		say("LUO-HARNESS: no luo.test= on the command line\n");
-		power_off();
-	}
-	stage = param_long("luo_stage", 1);
-	stages = param_long("luo.stages", 1);
 
 	mon = start_kmsg_monitor();
 	say("LUO-HARNESS: stage %d start\n", stage);
 
 	if (stage < stages) {
-		ret = load_next_kernel(stage + 1);
+		ret = load_next_kernel(argc, argv, stage + 1);
 		if (ret) {
 			say("LUO-HARNESS: kexec-load failed %d\n", -ret);
 			stop_kmsg_monitor(mon);
@@ -322,7 +320,7 @@ int main(void)
 		}
 	}
 
-	ret = run_test(test, stage, stages);
+	ret = run_test(test, canary_kind, stage, stages);
 	say("LUO-HARNESS: stage %d exit %d\n", stage, ret);
 	stop_kmsg_monitor(mon);
 

@@ -17,7 +17,7 @@
 #
 # Needs the bench kernels (build/obj-c-bench and build/obj-rust-bench: make
 # bench builds them, or make kernel LUO=c-bench / LUO=rust-bench). Each mode
-# runs luo_rs_bench with luo.bench_prof=1 in one VM per kernel, under QEMU TCG
+# runs luo_rs_bench with -P (luo_rs_memfd_bench with --prof) in one VM per kernel, under QEMU TCG
 # with one vCPU, nokaslr and the tbprof plugin (scripts/bench-prof/tbprof.c),
 # which counts every guest instruction between the bench's markers, the
 # getppid() and getpgrp() it makes around each timed loop (machine_kexec ends
@@ -56,12 +56,12 @@ addr() { awk -v s="$2" '$3 == s { print "0x" $1; exit }' "$(obj_dir "$1-bench")/
 
 for m in "${modes[@]}"; do
 	mem=2G pn=$n
-	args="luo.test=luo_rs_bench luo.bench=$m luo.bench_n=$n"
+	args="test=luo_rs_bench -m $m -n $n -P"
 	case $m in single) stages=1 initrd=$out/single.cpio ;; sessions|files) stages=2 ;;
 	memfd)
 		stages=2 mib=${PROF_MEMFD_MIB:-256}
 		mem=$(( mib * 5 / 2 + 1024 ))M pn=$(( mib * 256 ))
-		args="luo.test=luo_rs_memfd_bench luo.memfd_mib=$mib" ;;
+		args="test=luo_rs_memfd_bench --mib=$mib --prof" ;;
 	*) die "unknown mode '$m'" ;; esac
 	for v in c rust; do
 		[ "$m" = single ] || initrd=$out/kexec-$v.cpio
@@ -74,7 +74,7 @@ for m in "${modes[@]}"; do
 		log "profiling $m on $v (n=$pn)"
 		LUO_VM_PLUGIN=$plugin "$REPO/scripts/run-vm.sh" "$(obj_dir "$v-bench")/arch/x86/boot/bzImage" \
 			"$initrd" "$out/$m-$v.log" 1800 "$mem" \
-			"nokaslr kunit.enable=0 $args luo.stages=$stages luo.bench_prof=1 console_msg_format=syslog" ||
+			"nokaslr kunit.enable=0 console_msg_format=syslog -- stages=$stages $args" ||
 			die "the $m VM on $v failed (serial log: $out/$m-$v.log)"
 		grep -Eq "BENCH done( mode=$m stage=$stages)?\s*$" "$out/$m-$v.log" ||
 			die "luo_rs_bench did not finish on $v (serial log: $out/$m-$v.log)"

@@ -28,7 +28,7 @@
 #             parallel vCPUs); the Rust LUO's 1 GiB run also prints the kernel's
 #             timeline of that live update (debugfs liveupdate/timeline), which
 #             the report breaks down
-#   huge      guest RAM on huge pages (luo_rs_memfd_bench.c, luo.memfd_kind=):
+#   huge      guest RAM on huge pages (luo_rs_memfd_bench.c, --kind=):
 #             PRESERVE_FD and RETRIEVE_FD of one dense file of each
 #             BENCH_HUGE_GIB size, of 4 KiB pages (shmem) and of 2 MiB shmem
 #             THP folios (thp), each on both kernels, and of 2 MiB and 1 GiB
@@ -207,7 +207,7 @@ run_bench() {
 	[ -n "$tsc_khz" ] && extra="tsc_early_khz=$tsc_khz"
 	if [ "$n" -ge 100000 ]; then mem=4G tmo=$(( cap_s * 6 + 600 )); fi
 	"$REPO/scripts/run-vm.sh" "$(kernel_of "$v")" "$initrd" "$serial" "$tmo" "$mem" \
-		"kunit.enable=0 luo.test=luo_rs_bench luo.stages=$stages luo.bench=$m luo.bench_n=$n luo.bench_cap_s=$cap_s $extra" || rc=$?
+		"kunit.enable=0 $extra -- test=luo_rs_bench stages=$stages -m $m -n $n -c $cap_s" || rc=$?
 	if ! python3 - "$serial" "$v" "$m" "$stages" "$rc" >> "$results" <<'EOF'
 import re, sys
 serial, v, mode, stages, rc = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
@@ -263,8 +263,9 @@ EOF
 # unless it is the expected one: the C handler on the sparse memfd (it pins,
 # so allocates, every hole of the 16 GiB file in a 2 GiB VM).
 run_memfd() {
-	local v=$1 mib=$2 sparse=$3 r=$4 serial mem rc=0 extra='' op memfd_tmo=600
+	local v=$1 mib=$2 sparse=$3 r=$4 serial mem rc=0 extra='' op memfd_tmo=600 sparse_arg=
 	serial=$blogs/$v-memfd-$mib-$sparse-$r.log
+	[ "$sparse" = 0 ] || sparse_arg=--sparse
 	mem=$(( mib * 5 / 2 + 1024 ))
 	[ "$sparse" = 0 ] || mem=2048
 	[ "$mem" -ge 2048 ] || mem=2048
@@ -272,7 +273,7 @@ run_memfd() {
 	# Single-threaded TCG is slower.
 	[ -z "${LUO_VM_ICOUNT:-}" ] || memfd_tmo=1800
 	"$REPO/scripts/run-vm.sh" "$(kernel_of "$v")" "$out/kexec-$v.cpio" "$serial" "$memfd_tmo" "${mem}M" \
-		"kunit.enable=0 luo.test=luo_rs_memfd_bench luo.stages=2 luo.memfd_mib=$mib luo.memfd_sparse=$sparse $extra" || rc=$?
+		"kunit.enable=0 $extra -- test=luo_rs_memfd_bench stages=2 --mib=$mib $sparse_arg" || rc=$?
 	op=memfd
 	[ "$sparse" = 0 ] || op=memfd_sparse16g
 	if [ "$rc" -eq 0 ] && grep -aq 'BENCH done' "$serial"; then
@@ -300,7 +301,7 @@ run_restore() {
 	[ -z "$tsc_khz" ] || extra="tsc_early_khz=$tsc_khz"
 	[ -z "${LUO_VM_ICOUNT:-}" ] || tmo=2400
 	LUO_VM_SMP=$smp "$REPO/scripts/run-vm.sh" "$(kernel_of "$v")" "$out/kexec-$v.cpio" "$serial" "$tmo" "${mem}M" \
-		"kunit.enable=0 luo.test=luo_rs_memfd_bench luo.stages=2 luo.memfd_mib=$mib luo.bench_timeline=1 $extra" || rc=$?
+		"kunit.enable=0 $extra -- test=luo_rs_memfd_bench stages=2 --mib=$mib --timeline" || rc=$?
 	ns=$(tr -d '\r' < "$serial" | sed -nE "s/.*BENCH memfd_retrieve mib=$mib ns=([0-9]+).*/\1/p" | head -1)
 	if [ "$rc" -eq 0 ] && [ -n "$ns" ] && grep -aq 'BENCH done' "$serial"; then
 		echo "$v $mib $smp $ns" >> "$restore_results"
@@ -356,7 +357,7 @@ run_huge() {
 	# Single-threaded TCG is slower.
 	[ -z "${LUO_VM_ICOUNT:-}" ] || tmo=$(( tmo * 3 ))
 	"$REPO/scripts/run-vm.sh" "$(kernel_of "$v")" "$out/kexec-$v.cpio" "$serial" "$tmo" "${mem}M" \
-		"kunit.enable=0 luo.test=luo_rs_memfd_bench luo.stages=2 luo.memfd_mib=$(( gib * 1024 )) luo.memfd_kind=$kind $cmd" || rc=$?
+		"kunit.enable=0 $cmd -- test=luo_rs_memfd_bench stages=2 --mib=$(( gib * 1024 )) --kind=$kind" || rc=$?
 	if [ "$rc" -eq 0 ] && python3 - "$serial" "$v" "$kind" "$gib" >> "$huge_results" <<'EOF'
 import re, sys
 serial, v, kind, gib = sys.argv[1:5]

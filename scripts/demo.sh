@@ -16,7 +16,7 @@
 #
 # With VFIO=1 the VM is run-vm.sh's q35 with an emulated Intel IOMMU and four
 # QEMU edu PCI devices (LUO_VM_VFIO=1), and the VM host also passes one
-# through (luo.demo_vfio=1: edu 0000:00:02.0): stage 1 binds it to vfio-pci
+# through (--vfio=0000:00:02.0, the first edu): stage 1 binds it to vfio-pci
 # and an iommufd, maps guest RAM into its IOAS, checks a DMA round trip and
 # preserves the device fd in the same session; the new kernel binds the
 # device to vfio-pci, retrieves it, binds it to a new iommufd and maps the
@@ -34,7 +34,7 @@
 # "Devices that keep running").
 #
 # With HUGETLB=1 (or 2M) guest RAM is a hugetlbfs memfd of 2 MiB pages
-# (memfd_create(MFD_HUGETLB | MFD_HUGE_2MB), luo.demo_hugetlb=2M), as
+# (memfd_create(MFD_HUGETLB | MFD_HUGE_2MB), --hugetlb=2M), as
 # production VMMs back guest RAM; HUGETLB=1G: of 1 GiB pages. Only the Rust
 # memfd handler preserves such a file ("hugetlb-memfd-rs-v1"), so LUO=c is
 # refused. SIZE is rounded up to whole pages (said so). The pages come from
@@ -64,7 +64,7 @@
 #
 # Environment:
 #   SIZE=256M          guest RAM to preserve (K/M/G suffixes), passed to
-#                      the guest in bytes as luo.demo_size=
+#                      the VM host in bytes as --size=
 #   DEMO_LUO / LUO     rust (default) or c
 #   VFIO=1             add the passthrough device (needs LUO=rust: the C
 #                      variant has no vfio-pci live update handler)
@@ -201,11 +201,14 @@ quiet initramfs "$REPO/scripts/mkinitramfs.sh" "$g/kexec.cpio" "$g" "$k"
 stage build "done: $(basename "$k") $(du -k "$k" | cut -f1) KiB, initramfs $(du -k "$g/kexec.cpio" | cut -f1) KiB (with the next kernel)"
 
 tag=$v
-cmdline="kunit.enable=0 luo.test=luo-vmm-demo luo.stages=2 luo.demo_size=$size"
+# The kernel's parameters; after "--", init's words and the VM host's
+# arguments (guest/init.c).
+cmdline="kunit.enable=0"
+args="test=luo-vmm-demo stages=2 --size=$size"
 machine=''
 if [ "$vfio" = 1 ]; then
 	tag+=-vfio
-	cmdline+=" luo.demo_vfio=1"
+	args+=" --vfio=0000:00:02.0"
 	[ "$keep" = 0 ] || cmdline+=" vfio_pci_luo_rs.keep_running=1"
 	machine=', q35 + Intel IOMMU + 4 edu devices'
 	export LUO_VM_VFIO=1
@@ -214,10 +217,11 @@ ram_kind=''
 case $hugetlb in
 2M)
 	# No hugepages=: the VM host grows the pool at run time (see above).
-	cmdline+=" luo.demo_hugetlb=2M"
+	args+=" --hugetlb=2M"
 	;;
 1G)
-	cmdline+=" luo.demo_hugetlb=1G hugepagesz=1G hugepages=$((size / page)) kho_scratch=64M,256M,256M"
+	args+=" --hugetlb=1G"
+	cmdline+=" hugepagesz=1G hugepages=$((size / page)) kho_scratch=64M,256M,256M"
 	;;
 esac
 if [ -n "$hugetlb" ]; then
@@ -232,7 +236,7 @@ case $hugetlb in
 2M) stage boot "huge pages: the VM host grows the 2 MiB pool at run time; the next kernel gets no pool (its restored pages are surplus pages)" ;;
 1G) stage boot "huge pages: command line hugepagesz=1G hugepages=$((size / page)) (the next kernel builds its own pool beside the preserved pages), kho_scratch=64M,256M,256M" ;;
 esac
-"$REPO/scripts/run-vm.sh" "$k" "$g/kexec.cpio" "$serial" "$tmo" "${mem_mib}M" "$cmdline" 2> "$qlog" &
+"$REPO/scripts/run-vm.sh" "$k" "$g/kexec.cpio" "$serial" "$tmo" "${mem_mib}M" "$cmdline -- $args" 2> "$qlog" &
 qemu=$!
 # On any exit, stop the VM if it still runs. run-vm.sh's child is
 # timeout(1), which runs QEMU in a process group of its own: note it once

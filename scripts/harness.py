@@ -485,18 +485,18 @@ def cmd_stamp(args):
 # --- one run ---------------------------------------------------------------
 
 def case_list(r, path):
-    """Write the cases of a ktap run (PROGRAM --list ARGS) to PATH."""
+    """Write the cases of a ktap run (PROGRAM --list ARGS LIST_ARGS) to PATH."""
     prog = os.path.join(guest(r["kernels"][0]), "tests", r["program"])
     args = r.get("list_args", [])
     if args == ["@stages"]:
         names = []
         for s in range(1, r["stages"] + 1):
-            names += subprocess.run([prog, "-s", str(s), "--list"], capture_output=True,
-                                    text=True, check=True).stdout.split()
+            names += subprocess.run([prog, "-s", str(s), "--list"] + r.get("args", []),
+                                    capture_output=True, text=True, check=True).stdout.split()
         text = "\n".join(sorted(set(names))) + "\n"
     else:
-        text = subprocess.run([prog, "--list"] + args, capture_output=True, text=True,
-                              check=True).stdout
+        text = subprocess.run([prog, "--list"] + r.get("args", []) + args, capture_output=True,
+                              text=True, check=True).stdout
     with open(path, "w") as f:
         f.write(text)
 
@@ -529,19 +529,27 @@ def kunit_sources(v):
 
 
 def boot(r, serial):
-    """Run the run's VM chain; returns run-vm.sh's exit status."""
+    """Run the run's VM chain; returns run-vm.sh's exit status.
+
+    The kernel's parameters come first; after "--", init's words and the
+    program's arguments, which the kernel hands to init (guest/init.c)."""
     v = r["kernels"][0]
-    cmd = ["kunit.enable=0", "luo.test=" + r["program"]]
-    if r["mode"] == "canary":
-        cmd.append("luo.canary=" + r["canary"])
+    cmd = ["kunit.enable=0"]
     if r["mode"] == "kunit":
-        cmd = ["kunit.filter_glob=" + KUNIT_GLOB, "luo.test=none"]
-    cmd += ["luo.stages=%d" % r["stages"], "console_msg_format=syslog"]
+        cmd = ["kunit.filter_glob=" + KUNIT_GLOB]
+    cmd += ["console_msg_format=syslog"]
     cmd += r.get("cmdline", "").split()
     # The variants' own parameters, unless the run sets the same one.
     keys = {p.split("=", 1)[0] for p in cmd}
     for k in r["kernels"]:
         cmd += [p for p in variant_cmdline(k) if p.split("=", 1)[0] not in keys and p not in cmd]
+    if "--" in cmd:
+        die("run %s: the kernel parameters hold \"--\"" % r["id"])
+    cmd += ["--", "test=" + ("none" if r["mode"] == "kunit" else r["program"]),
+            "stages=%d" % r["stages"]]
+    if r["mode"] == "canary":
+        cmd.append("canary=" + r["canary"])
+    cmd += r.get("args", [])
     env = dict(os.environ, LUO_VM_RETRY="1", LUO_VM_VFIO="1" if r["machine"] == "vfio" else "0")
     p = subprocess.run([os.path.join(REPO, "scripts", "run-vm.sh"), kernel(v), initrd(r), serial,
                         str(r["timeout"]), r["memory"], " ".join(cmd)], env=env)
@@ -887,7 +895,7 @@ def doc_table():
         row = rows[key]
         doc = "; ".join(row["docs"])
         if key == "corruptN":
-            doc = "deliberately corrupted handovers (luo.corrupt=N): the next kernel boots and keeps what validates"
+            doc = "deliberately corrupted handovers (--mode=N): the next kernel boots and keeps what validates"
         out.append("| `%s` | %s | %s | %s |" % (
             key, ", ".join(program_label(p) for p in row["programs"]),
             ", ".join("%s (%d)" % (w, row["count"][w]) for w in row["variants"]), doc))

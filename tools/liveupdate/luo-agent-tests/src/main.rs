@@ -560,7 +560,8 @@ fn stage1_preserve_and_hold(c: &mut Ctx) -> R {
 const CLI_SESSION: &str = "agent-cli-kexec";
 const CLI_TOKEN: &str = "0x77";
 const CLI_LEN: usize = 2 * 4096 + 5;
-/// Added to the command line of the kernel that luoctl loads.
+/// Added to the kernel parameters of the kernel that luoctl loads (before
+/// the `--`: after it, init would pass it on to the test as an argument).
 const KEXEC_MARK: &str = "luoctl.loaded=1";
 
 fn stage1_luoctl_create(c: &mut Ctx) -> R {
@@ -577,17 +578,40 @@ fn stage1_luoctl_create(c: &mut Ctx) -> R {
     Ok(())
 }
 
+/// The command line luoctl loads the stage-2 kernel with: `cmdline` (this
+/// kernel's) with [`KEXEC_MARK`] added to the kernel parameters, before the
+/// first standalone `--`, and the harness's `stage=K` after it (in
+/// `-- test=PROG stages=N stage=K [ARGS...]`) made `stage=2`. Every other
+/// word stays, in order.
+fn stage2_cmdline(cmdline: &str) -> Result<String, String> {
+    let (params, init) = liveupdate::cmdline::split(cmdline);
+    let init = init.ok_or_else(|| {
+        format!("the command line {:?} has no `--` (no init arguments with stage=K)", cmdline.trim())
+    })?;
+    let mut words: Vec<&str> = init.split_whitespace().collect();
+    let stage = words
+        .iter_mut()
+        .find(|w| w.starts_with("stage="))
+        .ok_or_else(|| format!("no stage=K after the `--` of the command line {:?}", cmdline.trim()))?;
+    *stage = "stage=2";
+    let next = liveupdate::cmdline::join(params, Some(&words.join(" ")));
+    Ok(liveupdate::cmdline::add_params(&next, KEXEC_MARK))
+}
+
+/// Whether the kernel parameters of `cmdline` (not init's arguments, after
+/// a standalone `--`) have [`KEXEC_MARK`].
+fn has_kexec_mark(cmdline: &str) -> bool {
+    liveupdate::cmdline::split(cmdline).0.split_whitespace().any(|w| w == KEXEC_MARK)
+}
+
 /// Load the stage-2 kernel through luoctl, with the command line the
 /// harness would use: if this loads something wrong, stage 2 never runs.
 fn stage1_luoctl_kexec_load(_: &mut Ctx) -> R {
     if !Path::new("/kernel").exists() {
         return Err("SKIP no /kernel in this initramfs".into());
     }
-    let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(s)?;
-    let mut words: Vec<&str> = cmdline.split_whitespace().filter(|w| !w.starts_with("luo_stage=")).collect();
-    words.push("luo_stage=2");
-    words.push(KEXEC_MARK);
-    let cmdline = words.join(" ");
+    let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
+    let cmdline = stage2_cmdline(&cmdline)?;
     luoctl_ok(&[
         "kexec",
         "--kernel",
@@ -622,10 +646,10 @@ fn stage2_luoctl_retrieve(c: &mut Ctx) -> R {
 }
 
 /// Stage 2 must have booted the kernel luoctl loaded (it replaced the
-/// harness's own load), so its command line carries the mark.
+/// harness's own load), so its kernel parameters carry the mark.
 fn stage2_booted_by_luoctl(_: &mut Ctx) -> R {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(s)?;
-    if !cmdline.split_whitespace().any(|w| w == KEXEC_MARK) {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
+    if !has_kexec_mark(&cmdline) {
         if luoctl(&["--version"]).is_err() {
             return Err("SKIP luoctl not installed".into());
         }
@@ -880,4 +904,40 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{has_kexec_mark, stage2_cmdline};
+
+    #[test]
+    fn stage2_cmdline_marks_the_kernel_and_sets_stage_2() {
+        let next = stage2_cmdline("console=ttyS0 liveupdate=on -- test=luo-agent-tests stages=2 stage=1\n");
+        assert_eq!(
+            next,
+            Ok("console=ttyS0 liveupdate=on luoctl.loaded=1 -- test=luo-agent-tests stages=2 stage=2".into())
+        );
+        let next = next.unwrap_or_default();
+        assert!(has_kexec_mark(&next));
+        // The test's own arguments and a later `--` stay after the first one.
+        assert_eq!(
+            stage2_cmdline("a -- test=t stage=1 -x stage=1 -- y"),
+            Ok("a luoctl.loaded=1 -- test=t stage=2 -x stage=1 -- y".into())
+        );
+        assert_eq!(stage2_cmdline("-- stage=1"), Ok("luoctl.loaded=1 -- stage=2".into()));
+    }
+
+    #[test]
+    fn stage2_cmdline_needs_the_init_arguments() {
+        assert!(stage2_cmdline("console=ttyS0 stage=1").unwrap_err().contains("no `--`"));
+        assert!(stage2_cmdline("a -- test=t").unwrap_err().contains("no stage=K"));
+    }
+
+    #[test]
+    fn the_mark_counts_among_kernel_parameters_only() {
+        assert!(has_kexec_mark("a luoctl.loaded=1 -- stage=2"));
+        assert!(has_kexec_mark("a luoctl.loaded=1"));
+        assert!(!has_kexec_mark("a -- stage=2 luoctl.loaded=1"));
+        assert!(!has_kexec_mark("a -- stage=2"));
+    }
 }

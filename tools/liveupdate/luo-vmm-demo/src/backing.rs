@@ -29,8 +29,8 @@ pub enum Backing {
 }
 
 impl Backing {
-    /// Parse `2M` or `1G` (`--hugetlb`, `luo.demo_hugetlb=`; also `1` for
-    /// 2 MiB as `make demo HUGETLB=1` says it), or `0`/`shmem` for none.
+    /// Parse `2M` or `1G` (`--hugetlb`; also `1` for 2 MiB as
+    /// `make demo HUGETLB=1` says it), or `0`/`shmem` for none.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s.trim().to_ascii_lowercase().as_str() {
             "" | "0" | "no" | "shmem" => Ok(Self::Shmem),

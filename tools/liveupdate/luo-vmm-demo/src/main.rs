@@ -1,23 +1,29 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `luo-vmm-demo`: a VM host across a live update, for `make demo`.
 //!
-//! Usage: `luo-vmm-demo -s 1|2 [--size SIZE] [--seed N] [--hugetlb 2M|1G] [--vfio BDF]`
+//! Usage:
+//!
+//! ```text
+//! luo-vmm-demo -s 1|2 [--size SIZE] [--seed N] [--hugetlb 2M|1G] [--vfio BDF] [--require-timeline]
+//! ```
+//!
+//! Options come from argv only (never the kernel command line), as
+//! `--opt VALUE` or `--opt=VALUE`; stage 2 takes the same ones as stage 1
+//! and checks what it retrieves against them.
 //!
 //! - `-s 1` (the old kernel): creates the VM's guest RAM, a memfd of SIZE
-//!   bytes (`--size`, else `luo.demo_size=` on the kernel command line,
-//!   else 256M; K/M/G/T suffixes), fills it with a reproducible pattern
-//!   through a shared mapping, writes the VM state (vCPU registers, seed,
-//!   size, backing; a small JSON text) into a second memfd, preserves both
-//!   in the LUO session `vm-demo` and leaves the session to a holder
-//!   process. Its last line is `DEMO: reboot`; the caller then kexecs.
+//!   bytes (`--size`, else 256M; K/M/G/T suffixes), fills it with a
+//!   reproducible pattern through a shared mapping, writes the VM state
+//!   (vCPU registers, seed, size, backing; a small JSON text) into a second
+//!   memfd, preserves both in the LUO session `vm-demo` and leaves the
+//!   session to a holder process. Its last line is `DEMO: reboot`; the caller then kexecs.
 //! - `-s 2` (the new kernel): retrieves the session and both memfds, checks
 //!   the VM state, that guest RAM is the kind of file it was, and every
 //!   byte of guest RAM, finishes the session and prints a report.
 //!
-//! With huge pages (`--hugetlb 2M|1G`, else `luo.demo_hugetlb=2M|1G` on the
-//! kernel command line), guest RAM is a hugetlbfs memfd
-//! (`MFD_HUGETLB | MFD_HUGE_2MB` or `MFD_HUGE_1GB`; SIZE must be a whole
-//! number of pages), as production VMMs back guest RAM. Stage 1 takes its
+//! With huge pages (`--hugetlb 2M|1G`; else shmem), guest RAM is a
+//! hugetlbfs memfd (`MFD_HUGETLB | MFD_HUGE_2MB` or `MFD_HUGE_1GB`; SIZE
+//! must be a whole number of pages), as production VMMs back guest RAM. Stage 1 takes its
 //! pages from the pool: it grows the 2 MiB pool at run time
 //! (`nr_hugepages`) if it has too few free pages; 1 GiB pages must be
 //! there already (`hugepagesz=1G hugepages=N` on the kernel command line).
@@ -27,9 +33,8 @@
 //! preserves such a file ("hugetlb-memfd-rs-v1"; the C one has no hugetlb
 //! support, PRESERVE_FD fails with ENOENT).
 //!
-//! With a passthrough device (`--vfio BDF`, else `luo.demo_vfio=1` or
-//! `luo.demo_vfio=BDF` on the kernel command line; BDF 0000:00:02.0 for
-//! `1`), a QEMU edu device (`scripts/run-vm.sh` with `LUO_VM_VFIO=1`):
+//! With a passthrough device (`--vfio BDF`, e.g. `0000:00:02.0`, the first
+//! QEMU edu device of `scripts/run-vm.sh` with `LUO_VM_VFIO=1`):
 //! - stage 1 binds it to vfio-pci, opens its vfio cdev, binds it to an
 //!   iommufd, maps guest RAM into the IOAS (IOMMU_IOAS_MAP_FILE of the
 //!   memfd, IOVA = offset in guest RAM, as a VMM maps guest-physical
@@ -45,11 +50,11 @@
 //!   another place in guest RAM, and checks that copy and every other byte
 //!   again (`DEMO: device OK: ...`).
 //!
-//! With `vfio_pci_luo_rs.keep_running=1` on the command line (phase 2,
-//! "vfio-pci-rs-v2"), the device keeps running through the kexec: stage 1
-//! loads 4095 bytes of guest RAM into it and has vfio-pci's test hook
-//! (debugfs `vfio_luo_rs_test/arm`) start its DMA of them to elsewhere in
-//! guest RAM at the kexec, after device shutdown (without the hook, it is
+//! With `vfio_pci_luo_rs.keep_running=1` among the kernel parameters
+//! (phase 2, "vfio-pci-rs-v2"), the device keeps running through the
+//! kexec: stage 1 loads 4095 bytes of guest RAM into it and has vfio-pci's
+//! test hook (debugfs `vfio_luo_rs_test/arm`) start its DMA of them to
+//! elsewhere in guest RAM at the kexec, after device shutdown (without the hook, it is
 //! started at once, in flight at `reboot()`); stage 2 maps guest RAM before
 //! it attaches the device, prints the kernel's line on the switch from the
 //! adopted IOMMU translation, waits for the device's DMA, and checks that
@@ -65,9 +70,8 @@
 //! `luoctl timeline`, whose parser this program shares) as
 //! `DEMO breakdown: ROW`, the first one its title; or, if the file cannot be
 //! read or parsed, one `DEMO timeline-error: WHY` line. That fails the demo
-//! only with `luo.demo_timeline=require` on the kernel command line (as
-//! `make check` runs it), which also requires every row of the breakdown
-//! to be measured.
+//! only with `--require-timeline` (as `make check` runs it), which also
+//! requires every row of the breakdown to be measured.
 //!
 //! Every other line starts with `DEMO: `; the host harness
 //! (`scripts/demo.sh`) reads `DEMO: preserved N bytes ... in T ms`,
@@ -108,26 +112,18 @@ const SESSION: &str = "vm-demo";
 const TOKEN_RAM: u64 = 0x1;
 /// Token of the VM state memfd.
 const TOKEN_STATE: u64 = 0x2;
-/// Guest RAM size without `--size` or `luo.demo_size=`.
+/// Guest RAM size without `--size`.
 const DEFAULT_SIZE: u64 = 256 << 20;
-/// Kernel command line parameter with the guest RAM size.
-const CMDLINE_SIZE: &str = "luo.demo_size";
-/// Kernel command line parameter with guest RAM's huge page size (2M, 1G).
-const CMDLINE_HUGETLB: &str = "luo.demo_hugetlb";
 /// Smallest guest RAM accepted.
 const MIN_SIZE: u64 = 4096;
 /// Token of the passthrough device's vfio cdev fd.
 const TOKEN_DEVICE: u64 = 0x3;
-/// Kernel command line parameter that adds the passthrough device.
-const CMDLINE_VFIO: &str = "luo.demo_vfio";
-/// The device with `luo.demo_vfio=1`: the first edu of `LUO_VM_VFIO=1`.
-const DEFAULT_BDF: &str = "0000:00:02.0";
 /// Smallest guest RAM with the device (room for two DMAs apart).
 const DEVICE_MIN_SIZE: u64 = 64 << 10;
 /// IOVA of guest RAM offset 0: IOVA = guest-physical address.
 const RAM_IOVA: u64 = 0;
 /// vfio-pci's module parameter that keeps devices running through the kexec
-/// (no sysfs file: it is read from the command line).
+/// (no sysfs file: it is read from the kernel parameters).
 const KEEP_RUNNING: &str = "vfio_pci_luo_rs.keep_running=";
 /// Where the DMA across the kexec copies from, in guest RAM.
 const BLACKOUT_FROM: u64 = 0x6011;
@@ -136,13 +132,29 @@ const BLACKOUT_FROM: u64 = 0x6011;
 /// booted with `vfio_pci_luo_rs.keep_running=1`): then the device keeps
 /// doing DMA through the kexec. The module parameter is set once, by the
 /// first value `kstrtobool()` reads (its first one or two characters).
+/// Only the kernel parameters count: not init's arguments, after a
+/// standalone `--` on the command line.
 fn keeps_running() -> bool {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    cmdline.split_whitespace().filter_map(|w| w.strip_prefix(KEEP_RUNNING)).find_map(|v| match v.as_bytes() {
-        [b'e' | b'E' | b'y' | b'Y' | b't' | b'T' | b'1', ..] | [b'o' | b'O', b'n' | b'N', ..] => Some(true),
-        [b'd' | b'D' | b'n' | b'N' | b'f' | b'F' | b'0', ..] | [b'o' | b'O', b'f' | b'F', ..] => Some(false),
-        _ => None,
-    }) == Some(true)
+    keeps_running_in(&cmdline)
+}
+
+/// [`keeps_running`] for the kernel command line `cmdline`.
+fn keeps_running_in(cmdline: &str) -> bool {
+    liveupdate::cmdline::split(cmdline)
+        .0
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix(KEEP_RUNNING))
+        .find_map(|v| match v.as_bytes() {
+            [b'e' | b'E' | b'y' | b'Y' | b't' | b'T' | b'1', ..] | [b'o' | b'O', b'n' | b'N', ..] => {
+                Some(true)
+            }
+            [b'd' | b'D' | b'n' | b'N' | b'f' | b'F' | b'0', ..] | [b'o' | b'O', b'f' | b'F', ..] => {
+                Some(false)
+            }
+            _ => None,
+        })
+        == Some(true)
 }
 
 /// The DMA across the kexec, for guest RAM of `ram_size` bytes: from
@@ -193,67 +205,89 @@ macro_rules! say {
     }};
 }
 
+#[derive(Debug, Default, PartialEq)]
 struct Args {
     stage: u32,
     size: Option<u64>,
     seed: Option<u64>,
     hugetlb: Option<Backing>,
     vfio: Option<String>,
+    /// `--require-timeline`: no readable, fully measured timeline fails the demo.
+    require_timeline: bool,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: luo-vmm-demo -s 1|2 [--size SIZE] [--seed N] [--hugetlb 2M|1G] [--vfio BDF]");
+    eprintln!(
+        "usage: luo-vmm-demo -s 1|2 [--size SIZE] [--seed N] [--hugetlb 2M|1G] [--vfio BDF] \
+         [--require-timeline]"
+    );
     eprintln!("  -s 1: create, fill and preserve guest RAM and VM state in LUO session \"{SESSION}\"");
     eprintln!("  -s 2: after the kexec, retrieve and verify them, then finish the session");
+    eprintln!("  (stage 2 takes the options of stage 1 and checks guest RAM against them)");
+    eprintln!("  --size SIZE: guest RAM, bytes with optional K/M/G/T suffix (default: 256M)");
+    eprintln!("  --seed N: the pattern's seed, decimal or 0x hex (default: from the clock)");
     eprintln!(
-        "  SIZE: bytes with optional K/M/G/T suffix (default: {CMDLINE_SIZE}= on /proc/cmdline, else 256M)"
+        "  --hugetlb 2M|1G: guest RAM on hugetlbfs pages of this size (default: shmem); \
+         SIZE a whole number of them"
     );
+    eprintln!("  --vfio BDF: a QEMU edu device to pass through and preserve too (e.g. 0000:00:02.0)");
     eprintln!(
-        "  --hugetlb: guest RAM on hugetlbfs pages of this size (default: {CMDLINE_HUGETLB}= on \
-         /proc/cmdline, else shmem); SIZE a whole number of them"
+        "  --require-timeline: fail if the kernel's timeline cannot be read or a row of its \
+         breakdown is not measured"
     );
-    eprintln!(
-        "  BDF: a QEMU edu device to pass through and preserve too (default: {CMDLINE_VFIO}=1 on \
-         /proc/cmdline for {DEFAULT_BDF}, or {CMDLINE_VFIO}=BDF)"
-    );
+    eprintln!("  Options with a value also take the form --opt=VALUE.");
     std::process::exit(2);
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { stage: 0, size: None, seed: None, hugetlb: None, vfio: None };
-    let mut it = std::env::args().skip(1);
+    parse_args_from(std::env::args().skip(1)).unwrap_or_else(|e| {
+        if !e.is_empty() {
+            eprintln!("luo-vmm-demo: {e}");
+        }
+        usage()
+    })
+}
+
+/// The options in `argv` (without the program name); an empty error for
+/// `--help`.
+fn parse_args_from(argv: impl IntoIterator<Item = String>) -> R<Args> {
+    let mut a = Args::default();
+    let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage());
-        match arg.as_str() {
-            "-s" => a.stage = value().parse().unwrap_or_else(|_| usage()),
-            "--size" => {
-                a.size = Some(parse_size(&value()).unwrap_or_else(|e| {
-                    eprintln!("luo-vmm-demo: {e}");
-                    usage()
-                }))
-            }
+        // `--opt=VALUE` as well as `--opt VALUE`.
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg, None),
+        };
+        let takes_value = matches!(name.as_str(), "-s" | "--size" | "--seed" | "--hugetlb" | "--vfio");
+        let v = match (takes_value, inline) {
+            (true, Some(v)) => v,
+            (true, None) => it.next().ok_or_else(|| format!("{name} needs a value"))?,
+            (false, Some(_)) => return Err(format!("{name} takes no value")),
+            (false, None) => String::new(),
+        };
+        match name.as_str() {
+            "-s" => a.stage = v.parse().map_err(|_| format!("-s {v:?}: expected 1 or 2"))?,
+            "--size" => a.size = Some(parse_size(&v).map_err(|e| format!("--size: {e}"))?),
             "--seed" => {
-                let v = value();
                 let n = match v.strip_prefix("0x") {
                     Some(h) => u64::from_str_radix(h, 16).ok(),
                     None => v.parse().ok(),
                 };
-                a.seed = Some(n.unwrap_or_else(|| usage()));
+                a.seed = Some(n.ok_or_else(|| format!("--seed {v:?}: expected a number"))?);
             }
-            "--hugetlb" => {
-                a.hugetlb = Some(Backing::parse(&value()).unwrap_or_else(|e| {
-                    eprintln!("luo-vmm-demo: --hugetlb: {e}");
-                    usage()
-                }))
-            }
-            "--vfio" => a.vfio = Some(value()),
-            _ => usage(),
+            "--hugetlb" => a.hugetlb = Some(Backing::parse(&v).map_err(|e| format!("--hugetlb: {e}"))?),
+            "--vfio" if v.is_empty() => return Err("--vfio needs a BDF".into()),
+            "--vfio" => a.vfio = Some(v),
+            "--require-timeline" => a.require_timeline = true,
+            "-h" | "--help" => return Err(String::new()),
+            _ => return Err(format!("unknown argument {name:?}")),
         }
     }
     if !(1..=2).contains(&a.stage) {
-        usage();
+        return Err("-s 1|2 is required".into());
     }
-    a
+    Ok(a)
 }
 
 fn main() {
@@ -267,47 +301,6 @@ fn main() {
         say!("error: {e}");
         std::process::exit(1);
     }
-}
-
-/// `luo.demo_size=` from the kernel command line, if present.
-fn cmdline_size() -> R<Option<u64>> {
-    let cmdline =
-        std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("cannot read /proc/cmdline: {e}"))?;
-    let key = format!("{CMDLINE_SIZE}=");
-    match cmdline.split_whitespace().find_map(|w| w.strip_prefix(&key)) {
-        Some(v) => parse_size(v).map(Some).map_err(|e| format!("{CMDLINE_SIZE}=: {e}")),
-        None => Ok(None),
-    }
-}
-
-/// Guest RAM's backing if asked for: `--hugetlb`, else `luo.demo_hugetlb=`.
-fn wanted_backing(args: &Args) -> R<Option<Backing>> {
-    if let Some(b) = args.hugetlb {
-        return Ok(Some(b));
-    }
-    let cmdline =
-        std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("cannot read /proc/cmdline: {e}"))?;
-    let key = format!("{CMDLINE_HUGETLB}=");
-    match cmdline.split_whitespace().find_map(|w| w.strip_prefix(&key)) {
-        Some(v) => Backing::parse(v).map(Some).map_err(|e| format!("{CMDLINE_HUGETLB}=: {e}")),
-        None => Ok(None),
-    }
-}
-
-/// The passthrough device: `--vfio BDF`, else `luo.demo_vfio=` (`1`: the
-/// default BDF; `0` or absent: none).
-fn device_bdf(args: &Args) -> R<Option<String>> {
-    if let Some(b) = &args.vfio {
-        return Ok(Some(b.clone()));
-    }
-    let cmdline =
-        std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("cannot read /proc/cmdline: {e}"))?;
-    let key = format!("{CMDLINE_VFIO}=");
-    Ok(match cmdline.split_whitespace().find_map(|w| w.strip_prefix(&key)) {
-        None | Some("0") | Some("") => None,
-        Some("1") => Some(DEFAULT_BDF.to_string()),
-        Some(b) => Some(b.to_string()),
-    })
 }
 
 /// The bytes of guest RAM the device can reach, mapped at [`RAM_IOVA`]:
@@ -344,16 +337,13 @@ fn to_usize(n: u64) -> R<usize> {
 }
 
 fn stage1(args: &Args) -> R {
-    let size = match args.size {
-        Some(s) => s,
-        None => cmdline_size()?.unwrap_or(DEFAULT_SIZE),
-    };
+    let size = args.size.unwrap_or(DEFAULT_SIZE);
     if size < MIN_SIZE {
         return Err(format!("guest RAM of {size} bytes is too small (at least {MIN_SIZE})"));
     }
-    let backing = wanted_backing(args)?.unwrap_or(Backing::Shmem);
+    let backing = args.hugetlb.unwrap_or(Backing::Shmem);
     let huge_pages = backing.pages(size)?;
-    let bdf = device_bdf(args)?;
+    let bdf = args.vfio.as_deref();
     if bdf.is_some() && size < DEVICE_MIN_SIZE {
         return Err(format!(
             "guest RAM of {size} bytes is too small for the device's DMA (at least {})",
@@ -436,7 +426,7 @@ fn stage1(args: &Args) -> R {
     say!("VM state: {} bytes ({} vCPUs, registers, seed, RAM size and backing)", text.len(), state::VCPUS);
 
     // The passthrough device: set up, DMA-checked, kept for the session.
-    let device = match &bdf {
+    let device = match bdf {
         Some(b) => Some(device_stage1(b, &ram, &mut map, size, seed)?),
         None => None,
     };
@@ -605,8 +595,8 @@ fn stage2(args: &Args) -> R {
     // What the retrieved file is (checked against the VM state below).
     let seen = Seen::of(&ram)?;
     // The device, before the VM could run: bound, retrieved, its DMA mapped.
-    let device = match device_bdf(args)? {
-        Some(b) => Some(device_stage2(&b, &session, &ram, ram_size)?),
+    let device = match &args.vfio {
+        Some(b) => Some(device_stage2(b, &session, &ram, ram_size)?),
         None => None,
     };
     let restore = t.elapsed();
@@ -656,9 +646,9 @@ fn stage2(args: &Args) -> R {
         vm.ram_bytes,
         vm.backing.name()
     );
-    if let Some(w) = wanted_backing(args)?.filter(|&w| w != vm.backing) {
+    if let Some(w) = args.hugetlb.filter(|&w| w != vm.backing) {
         say!(
-            "MISMATCH: the VM state says guest RAM is {}, {CMDLINE_HUGETLB}= (or --hugetlb) says {}",
+            "MISMATCH: the VM state says guest RAM is {}, --hugetlb says {}",
             vm.backing.describe(),
             w.describe()
         );
@@ -696,12 +686,8 @@ fn stage2(args: &Args) -> R {
         say!("MISMATCH: guest RAM memfd has {ram_size} bytes, the VM state says {}", vm.ram_bytes);
         return Err("guest RAM has the wrong size".into());
     }
-    let wanted = match args.size {
-        Some(s) => Some(s),
-        None => cmdline_size()?,
-    };
-    if let Some(w) = wanted.filter(|&w| w != ram_size) {
-        say!("MISMATCH: guest RAM has {ram_size} bytes, {CMDLINE_SIZE}= (or --size) says {w}");
+    if let Some(w) = args.size.filter(|&w| w != ram_size) {
+        say!("MISMATCH: guest RAM has {ram_size} bytes, --size says {w}");
         return Err("guest RAM has the wrong size".into());
     }
     if ram_size < MIN_SIZE {
@@ -782,7 +768,7 @@ fn stage2(args: &Args) -> R {
         ms(verify),
         ms(finish)
     );
-    print_timeline()
+    print_timeline(args.require_timeline)
 }
 
 /// Where debugfs is mounted.
@@ -792,14 +778,11 @@ const DEBUGFS: &str = "/sys/kernel/debug";
 /// (after FINISH, so that it has the finish calls): each line of the file
 /// as `DEMO timeline: `, then the breakdown as `DEMO breakdown: `, or one
 /// `DEMO timeline-error: ` line on why there is none (the C LUO has no
-/// timeline). Never an error: this is telemetry.
-fn print_timeline() -> R {
-    // With `luo.demo_timeline=require` on the command line (make check), a
-    // timeline that cannot be read or parsed, or a row of the breakdown
-    // that is not measured, fails the demo.
-    let require = std::fs::read_to_string("/proc/cmdline")
-        .map(|c| c.split_whitespace().any(|w| w == "luo.demo_timeline=require"))
-        .unwrap_or(false);
+/// timeline). An error only if `require` (`--require-timeline`, as make
+/// check runs the demo): a timeline that cannot be read or parsed, or a
+/// row of the breakdown that is not measured, fails the demo; otherwise
+/// this is telemetry.
+fn print_timeline(require: bool) -> R {
     let fail = |why: String| -> R {
         println!("DEMO timeline-error: {why}");
         if require {
@@ -926,4 +909,84 @@ fn device_dma_check(d: &Restored, ram: &OwnedFd, ram_size: u64, seed: u64) -> R 
         ms(t.elapsed())
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> R<Args> {
+        parse_args_from(argv.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn options_with_a_space_or_an_equals_sign() {
+        let want = Args {
+            stage: 2,
+            size: Some(16 << 20),
+            seed: Some(0x2a),
+            hugetlb: Some(Backing::Huge2M),
+            vfio: Some("0000:00:02.0".into()),
+            require_timeline: true,
+        };
+        let spaced = [
+            "-s",
+            "2",
+            "--size",
+            "16M",
+            "--seed",
+            "0x2a",
+            "--hugetlb",
+            "2M",
+            "--vfio",
+            "0000:00:02.0",
+            "--require-timeline",
+        ];
+        assert_eq!(parse(&spaced), Ok(want));
+        let joined = [
+            "-s",
+            "2",
+            "--size=16M",
+            "--seed=42",
+            "--hugetlb=2M",
+            "--vfio=0000:00:02.0",
+            "--require-timeline",
+        ];
+        assert_eq!(parse(&joined), parse(&spaced));
+    }
+
+    #[test]
+    fn absent_options_are_the_defaults() {
+        // 256M of shmem, no device, the timeline not required.
+        assert_eq!(parse(&["-s", "1"]), Ok(Args { stage: 1, ..Args::default() }));
+    }
+
+    #[test]
+    fn bad_arguments() {
+        for argv in [
+            &[][..],
+            &["-s", "3"],
+            &["--size", "16M"],
+            &["-s", "1", "--size"],
+            &["-s", "1", "--size=lots"],
+            &["-s", "1", "--hugetlb=4M"],
+            &["-s", "1", "--seed=x"],
+            &["-s", "1", "--vfio="],
+            &["-s", "1", "--vfio"],
+            &["-s", "1", "--require-timeline=yes"],
+            &["-s", "1", "luo.demo_size=16M"],
+            &["-s=1"],
+        ] {
+            assert!(parse(argv).is_err(), "{argv:?}");
+        }
+        assert_eq!(parse(&["--help"]), Err(String::new()));
+    }
+
+    #[test]
+    fn keep_running_is_a_kernel_parameter() {
+        assert!(keeps_running_in("ro vfio_pci_luo_rs.keep_running=1 -- test=luo-vmm-demo stage=1"));
+        assert!(!keeps_running_in("ro -- test=luo-vmm-demo vfio_pci_luo_rs.keep_running=1"));
+        assert!(!keeps_running_in("vfio_pci_luo_rs.keep_running=0 vfio_pci_luo_rs.keep_running=1"));
+        assert!(!keeps_running_in(""));
+    }
 }

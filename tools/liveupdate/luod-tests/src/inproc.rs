@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `--inproc` (or `luod.inproc=1` on the kernel command line): luod's
-//! request handling (`luod::server::Engine`) driven in this process against
-//! the real `/dev/liveupdate`, without the socket. For kernels without Unix
-//! sockets: it checks what luod does with LUO (sessions, authorization by
+//! `--inproc`: luod's request handling (`luod::server::Engine`) driven in
+//! this process against the real `/dev/liveupdate`, without the socket. For
+//! kernels without Unix sockets: it checks what luod does with LUO (sessions, authorization by
 //! uid, the manifest across the kexec, retrieval), not the transport, the
 //! peer credentials or the restart (the socket suites do).
 

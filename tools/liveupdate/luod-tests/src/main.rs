@@ -12,16 +12,22 @@
 //! - `-s 1`: clients create and fill sessions through luod, luod is
 //!   restarted, then luod loads the next kernel and is left running;
 //! - `-s 2`: after the kexec, a new luod; the clients retrieve and check.
-//! - `--tenants` (or `luod.tenants=1` on the kernel command line): the
-//!   suites `luod-tenants` (single boot) and `luod-tenants-kexec` (`-s 1|2`).
-//! - `--hugetlb` (or `luod.hugetlb=1`), with `--tenants` and no `-s`: the
-//!   case of a hugetlbfs memfd too, for kernels with the Rust memfd handler
-//!   and CONFIG_HUGETLBFS booted with 2 MiB huge pages (elsewhere it fails).
+//! - `--tenants`: the suites `luod-tenants` (single boot) and
+//!   `luod-tenants-kexec` (`-s 1|2`).
+//! - `--hugetlb`, with `--tenants` and no `-s`: the case of a hugetlbfs
+//!   memfd too, for kernels with the Rust memfd handler and CONFIG_HUGETLBFS
+//!   booted with 2 MiB huge pages (elsewhere it fails).
+//! - `--inproc`: luod's request handling in this process, without the
+//!   socket (see `inproc.rs`), single boot or `-s 1|2`.
 //! - `--list --all-stages`: the cases of both stages of a kexec suite.
 //! - `--only CASE,...` (development): the first case and those named.
 //! - `--host`: the single-boot suites on any Linux machine, as root, against
 //!   luod with `--fake-device` (no LUO: this tests luod's protocol,
 //!   authorization, restart and fuzz handling, not the kernel).
+//!
+//! Options come from argv only (the harness passes the same ones to both
+//! stages, after `-s K`); the kernel command line is read only to load the
+//! stage-2 kernel with it, its `stage=K` init argument made `stage=2`.
 //!
 //! Output is KTAP (`ok N name` / `not ok N name # reason`), as in
 //! luo-agent-tests. luod itself must be next to this binary (`/tests/luod`).
@@ -615,6 +621,12 @@ fn kexec_refusals(_: &mut Ctx) -> R {
         libc::EINVAL,
         "liveupdate=off last",
     )?;
+    // After a standalone `--`, it is an argument of init, not the kernel's.
+    refused(
+        cl.kexec_load(&k, None, "console=ttyS0 -- liveupdate=on", unv),
+        libc::EINVAL,
+        "liveupdate=on among init's arguments only",
+    )?;
     refused(
         cl.call(&Request::KexecLoad { cmdline: "liveupdate=on".into(), flags: unv }, &[]),
         libc::EINVAL,
@@ -627,11 +639,30 @@ fn kexec_refusals(_: &mut Ctx) -> R {
 // ---------------------------------------------------------------------------
 // Kexec stages
 
+/// The command line of the stage-2 kernel: this kernel's, with `stage=2`
+/// for the harness's `stage=K` among init's arguments (after the
+/// standalone `--`).
 fn next_cmdline() -> Result<String, String> {
-    let cur = std::fs::read_to_string("/proc/cmdline").map_err(s)?;
-    let mut v: Vec<&str> = cur.split_ascii_whitespace().filter(|w| !w.starts_with("luo_stage=")).collect();
-    v.push("luo_stage=2");
-    Ok(v.join(" "))
+    let cur = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
+    stage2_cmdline(&cur)
+}
+
+/// `cmdline` with the first `stage=` word after its first standalone `--`
+/// (the harness's `-- test=PROG stages=N stage=K [ARGS...]`) made
+/// `stage=2`; the kernel parameters before the `--` and every other word
+/// stay as they are, in order.
+fn stage2_cmdline(cmdline: &str) -> Result<String, String> {
+    let (params, init) = liveupdate::cmdline::split(cmdline);
+    let init = init.ok_or_else(|| {
+        format!("the command line {:?} has no `--` (no init arguments with stage=K)", cmdline.trim())
+    })?;
+    let mut words: Vec<&str> = init.split_ascii_whitespace().collect();
+    let stage = words
+        .iter_mut()
+        .find(|w| w.starts_with("stage="))
+        .ok_or_else(|| format!("no stage=K after the `--` of the command line {:?}", cmdline.trim()))?;
+    *stage = "stage=2";
+    Ok(liveupdate::cmdline::join(params, Some(&words.join(" "))))
 }
 
 fn stage1_kexec_load(_: &mut Ctx) -> R {
@@ -1199,11 +1230,9 @@ fn main() {
     let mut list = false;
     let mut all_stages = false;
     let mut only: Option<String> = None;
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let param = |p: &str| cmdline.split_ascii_whitespace().any(|w| w == p);
-    let mut in_process = param("luod.inproc=1");
-    let mut tenants = param("luod.tenants=1");
-    let mut hugetlb = param("luod.hugetlb=1");
+    let mut in_process = false;
+    let mut tenants = false;
+    let mut hugetlb = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -1367,4 +1396,33 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stage2_cmdline;
+
+    #[test]
+    fn stage2_cmdline_replaces_the_stage_init_argument() {
+        assert_eq!(
+            stage2_cmdline("console=ttyS0 liveupdate=on -- test=luod-tests stages=2 stage=1 --tenants\n"),
+            Ok("console=ttyS0 liveupdate=on -- test=luod-tests stages=2 stage=2 --tenants".into())
+        );
+        // Only the first stage= after the `--`; kernel parameters untouched.
+        assert_eq!(
+            stage2_cmdline("stage=9 a -- test=t stage=1 stage=1 -- x"),
+            Ok("stage=9 a -- test=t stage=2 stage=1 -- x".into())
+        );
+        assert_eq!(stage2_cmdline("-- stage=1"), Ok("-- stage=2".into()));
+    }
+
+    #[test]
+    fn stage2_cmdline_needs_the_init_arguments() {
+        let e = stage2_cmdline("console=ttyS0 stage=1").unwrap_err();
+        assert!(e.contains("no `--`"), "{e}");
+        // `--x` is no separator.
+        assert!(stage2_cmdline("a --x stage=1").is_err());
+        let e = stage2_cmdline("a -- test=t stages=2").unwrap_err();
+        assert!(e.contains("no stage=K"), "{e}");
+    }
 }

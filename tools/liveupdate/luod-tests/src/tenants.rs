@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `--tenants` (`luod.tenants=1` on the kernel command line): luod as the
-//! boundary between the tenants of a shared host (luod.8.md, SECURITY
-//! MODEL), one case per attack:
+//! `--tenants`: luod as the boundary between the tenants of a shared host
+//! (luod.8.md, SECURITY MODEL), one case per attack:
 //!
 //! - single boot: the uid of each request is its sender's (`SO_PASSCRED`),
 //!   grants on whole name components, overlapping grants
@@ -10,10 +9,10 @@
 //!   and byte quotas, the idle timeout, files not owned, not open
 //!   read-write or not files, `CAP_SYS_BOOT` rather than uid 0, a next
 //!   kernel without the LUO format table or without a format a preserved
-//!   file needs (with `--hugetlb` or `luod.hugetlb=1`, on kernels with the
-//!   Rust memfd handler booted with 2 MiB huge pages, also that of a
-//!   hugetlbfs memfd, hugetlb-memfd-rs-v1), fd store names that are any
-//!   kernel name, and a second luod on the same state directory;
+//!   file needs (with `--hugetlb`, on kernels with the Rust memfd handler
+//!   booted with 2 MiB huge pages, also that of a hugetlbfs memfd,
+//!   hugetlb-memfd-rs-v1), fd store names that are any kernel name, and a
+//!   second luod on the same state directory;
 //! - across a kexec (`-s 1`, `-s 2`): a manifest made stale after the
 //!   kernel was loaded gives uid A nothing of the session uid B then
 //!   created under the same name, and loading refuses to drop unfinished
@@ -825,7 +824,7 @@ fn hugetlb_memfd() -> Result<OwnedFd, String> {
 /// handover holding a file of a format they lack. A table with kho-v4,
 /// luo-v5 and memfd-v2 only: `ENOEXEC` naming hugetlb-memfd-rs-v1 and the
 /// session; with it added the check passes (and `kexec_file_load` refuses
-/// the file itself). Only with `luod.hugetlb=1` (`--hugetlb`): a kernel
+/// the file itself). Only with `--hugetlb`: a kernel
 /// with the Rust memfd handler and CONFIG_HUGETLBFS, 2 MiB huge pages.
 fn table_without_the_hugetlb_format(_: &mut Ctx) -> R {
     let before = kexec_loaded()?;
@@ -1083,7 +1082,7 @@ pub const SINGLE: &[Case] = &[
     ("second_luod_refused", second_luod_refused),
 ];
 
-/// The case of `--hugetlb` (`luod.hugetlb=1`), after
+/// The case of `--hugetlb`, after
 /// `table_without_a_needed_format` in [`SINGLE`]: only on kernels with the
 /// Rust memfd handler and CONFIG_HUGETLBFS, booted with 2 MiB huge pages
 /// (scripts/suites.toml: the `luod-tenants` run of the rust variant).

@@ -5,7 +5,7 @@
  * machine: run it on a C LUO kernel and on a Rust LUO kernel, and compare
  * the "BENCH" lines it prints.
  *
- * Modes (-m MODE, else luo.bench=MODE on the kernel command line):
+ * Modes (-m MODE; single without):
  *
  *   single    one boot: N PRESERVE_FD of distinct memfds into one session,
  *             closing that session (unpreserves them), N CREATE_SESSION and
@@ -21,11 +21,11 @@
  *   files     as sessions, with N memfds (default 500) in one session; stage
  *             2 times the open, RETRIEVE_FD of every file and FINISH.
  *
- * -n N (or luo.bench_n=N) sets N; -p PAGES (or luo.bench_pages=PAGES) gives
+ * -n N sets N; -p PAGES gives
  * every memfd that many pages of data (default 0: empty memfds, so that the
  * memfd handler costs little).
  *
- * luo.bench_cap_s=T caps every timed loop at T seconds: a loop that has run
+ * -c T caps every timed loop at T seconds: a loop that has run
  * longer stops there (checked every 64 operations), prints a "capped" line
  * and the program exits with status 3, before any kexec. The host then shows
  * "> T" for that operation instead of a time (the C LUO is quadratic in the
@@ -78,7 +78,6 @@ static const long mode_default_n[] = {
 	[MODE_FILES] = 500,
 };
 
-static char cmdline[4096];
 static uint64_t cap_ns;
 static int prof;
 
@@ -123,7 +122,7 @@ static void report(const char *op, long n, uint64_t ns)
 }
 
 /*
- * luo.bench_prof=1 (for a profiler that counts the guest's instructions per
+ * -P (for a profiler that counts the guest's instructions per
  * kernel function, such as a QEMU TCG plugin): every timed region is bracketed
  * by getppid() and getpgrp(), whose kernel entry points a profiler watching
  * the guest uses as start and stop markers, and "BENCH prof op=<op>" names
@@ -252,37 +251,6 @@ static void report_mem(const char *op, long n, long long slab0, long long used0)
 		if (d >= 4 * n || d <= -4 * n)
 			out("BENCH slab %s n=%ld cache=%s bytes=%lld\n", op, n, now[i].name, d);
 	}
-}
-
-static void read_cmdline(void)
-{
-	int fd = open("/proc/cmdline", O_RDONLY);
-	ssize_t n = fd >= 0 ? read(fd, cmdline, sizeof(cmdline) - 1) : -1;
-
-	if (fd >= 0)
-		close(fd);
-	cmdline[n > 0 ? n : 0] = 0;
-}
-
-/* Value of "key=value" on the kernel command line, or NULL. */
-static const char *param(const char *key, char *val, size_t len)
-{
-	size_t klen = strlen(key);
-	const char *p = cmdline;
-
-	while ((p = strstr(p, key))) {
-		if ((p == cmdline || p[-1] == ' ') && p[klen] == '=') {
-			size_t n = strcspn(p + klen + 1, " \n");
-
-			if (n >= len)
-				n = len - 1;
-			memcpy(val, p + klen + 1, n);
-			val[n] = 0;
-			return val;
-		}
-		p += klen;
-	}
-	return NULL;
 }
 
 static void session_name(char *buf, long i)
@@ -574,11 +542,9 @@ int main(int argc, char *argv[])
 	long n = -1, pages = -1, stage = 1;
 	const char *mode_arg = NULL;
 	enum bench_mode mode;
-	char val[64];
 	int opt;
 
-	read_cmdline();
-	while ((opt = getopt(argc, argv, "s:m:n:p:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:m:n:p:c:P")) != -1) {
 		switch (opt) {
 		case 's':
 			stage = strtol(optarg, NULL, 0);
@@ -592,29 +558,32 @@ int main(int argc, char *argv[])
 		case 'p':
 			pages = strtol(optarg, NULL, 0);
 			break;
+		case 'c':
+			cap_ns = strtoull(optarg, NULL, 0) * 1000000000ull;
+			break;
+		case 'P':
+			prof = 1;
+			break;
 		default:
 			fprintf(stderr,
-				"usage: %s [-s STAGE] [-m single|sessions|files] [-n N] [-p PAGES]\n",
+				"usage: %s [-s STAGE] [-m single|sessions|files] [-n N] [-p PAGES] [-c SECONDS] [-P]\n",
 				argv[0]);
 			return 2;
 		}
 	}
+	if (optind != argc)
+		die("bad arguments: %s", argv[optind]);
 	if (!mode_arg)
-		mode_arg = param("luo.bench", val, sizeof(val)) ?: "single";
+		mode_arg = "single";
 	for (mode = MODE_SINGLE; mode <= MODE_FILES; mode++)
 		if (!strcmp(mode_arg, mode_names[mode]))
 			break;
 	if (mode > MODE_FILES)
 		die("unknown mode '%s'", mode_arg);
 	if (n < 0)
-		n = param("luo.bench_n", val, sizeof(val)) ?
-			strtol(val, NULL, 0) : mode_default_n[mode];
+		n = mode_default_n[mode];
 	if (pages < 0)
-		pages = param("luo.bench_pages", val, sizeof(val)) ?
-			strtol(val, NULL, 0) : 0;
-	if (param("luo.bench_cap_s", val, sizeof(val)))
-		cap_ns = strtoull(val, NULL, 0) * 1000000000ull;
-	prof = param("luo.bench_prof", val, sizeof(val)) && !strcmp(val, "1");
+		pages = 0;
 	if (n < 1 || pages < 0 || (stage != 1 && stage != 2))
 		die("bad arguments: n=%ld pages=%ld stage=%ld", n, pages, stage);
 

@@ -4,8 +4,8 @@
  * The handover can hold 510,000 sessions and 630,000 files per session; here
  * 100,000 empty sessions plus one session with 100,000 files (test objects of
  * the Rust test handler, CONFIG_LIVEUPDATE_RUST_TEST) go across and must all
- * come back. luo.capacity=N on the kernel command line makes both counts N
- * (a sanitizer kernel takes minutes for 100,000).
+ * come back. --count=N (in both boots) makes both counts N (a sanitizer
+ * kernel takes minutes for 100,000).
  *
  *   -s 1  create "cap-00000".."cap-99999" and "cap-files" (100,000 objects,
  *         object i holding VALUE_BASE + i under token i); hold them.
@@ -53,30 +53,17 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* The counts: NR_DEFAULT each, or luo.capacity=N (1..NR_DEFAULT) from the command line. */
+/* The counts: NR_DEFAULT each, or --count=N (1..NR_DEFAULT). */
 static int nr_sessions = NR_DEFAULT, nr_files = NR_DEFAULT;
 
-static void read_counts(void)
+static int take_option(int val, const char *arg)
 {
-	char buf[4096], *p, *save;
-	int fd = open("/proc/cmdline", O_RDONLY);
-	ssize_t n;
-	long v;
+	long v = strtol(arg, NULL, 10);
 
-	if (fd < 0)
-		return;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = 0;
-	for (p = strtok_r(buf, " \n", &save); p; p = strtok_r(NULL, " \n", &save)) {
-		if (strncmp(p, "luo.capacity=", 13))
-			continue;
-		v = strtol(p + 13, NULL, 10);
-		if (v > 0 && v <= NR_DEFAULT)
-			nr_sessions = nr_files = v;
-	}
+	if (val != 'c' || v < 1 || v > NR_DEFAULT)
+		return -1;
+	nr_sessions = nr_files = v;
+	return 0;
 }
 
 static void session_name(int i, char *buf, size_t len)
@@ -88,7 +75,7 @@ static void stage_1(int luo_fd)
 {
 	char name[32];
 	double t0 = now();
-	int t, i, s, o, r = 0;
+	int t, i, s = 0, o, r = 0;
 
 	printf("1..2\n");
 	t = open(LUO_TEST_HANDLER, O_RDWR | O_CLOEXEC);
@@ -174,7 +161,16 @@ static void stage_2(int luo_fd, int state_fd)
 
 int main(int argc, char *argv[])
 {
-	read_counts();
-	return ktap_main(argc, argv, cases, ARRAY_SIZE(cases), STATE_SESSION_NAME, stage_1,
-			 stage_2);
+	static const struct option opts[] = {
+		{ "count", required_argument, NULL, 'c' },
+		{ }
+	};
+	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
+
+	if (a.list) {
+		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+			printf("%s\n", cases[i]);
+		return 0;
+	}
+	return ktap_luo_test(argv[0], a, STATE_SESSION_NAME, stage_1, stage_2);
 }

@@ -3,8 +3,8 @@
  * Corrupt handover data: the next kernel must boot, log what it rejected and
  * keep every session that validates. Needs the Rust test handler
  * (CONFIG_LIVEUPDATE_RUST_TEST), which corrupts the handover once written, at
- * device shutdown, as asked. The mode comes from the kernel command line,
- * luo.corrupt=N (see kernel/liveupdate/test_handler.rs). Every mode is also a
+ * device shutdown, as asked, in mode --mode=N (see
+ * kernel/liveupdate/test_handler.rs), given in both boots. Every mode is also a
  * case of the KUnit suite luo_rs_handover; make check runs 3 and 10 here:
  *
  *   1 wrong compatible string   -> no session comes back
@@ -26,11 +26,12 @@
  *         ENOENT), their data, the log, and that LUO still works for new
  *         sessions afterwards (luo_usable_after).
  *
- * KTAP per check; "--list N" prints the case names of mode N.
+ * KTAP per check; "--list --mode=N" prints the case names of mode N.
  */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,21 +78,6 @@ static void result(int mode, const char *name, int ok, const char *why)
 		printf("# %s\n", why);
 	printf("%sok %d m%d_%s\n", ok ? "" : "not ", test_nr, mode, name);
 	fflush(stdout);
-}
-
-static int cmdline_mode(void)
-{
-	char buf[4096] = "";
-	char *p;
-	int fd = open("/proc/cmdline", O_RDONLY);
-
-	if (fd >= 0) {
-		if (read(fd, buf, sizeof(buf) - 1) < 0)
-			buf[0] = 0;
-		close(fd);
-	}
-	p = strstr(buf, "luo.corrupt=");
-	return p ? atoi(p + strlen("luo.corrupt=")) : 0;
 }
 
 static char data_for(int i, char *buf, size_t len)
@@ -264,21 +250,33 @@ static int stage_2(int mode)
 
 int main(int argc, char *argv[])
 {
-	int mode, stage = 1;
+	static const struct option opts[] = {
+		{ "list", no_argument, NULL, 'l' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ }
+	};
+	int c, list = 0, mode = 0, stage = 1;
 
-	if (argc > 2 && !strcmp(argv[1], "--list")) {
-		mode = atoi(argv[2]);
+	while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
+		if (c == 'l')
+			list = 1;
+		else if (c == 'm')
+			mode = atoi(optarg);
+		else if (c == 's')
+			stage = atoi(optarg);
+		else
+			mode = 0;
+	}
+	if (optind != argc || mode < 1 || mode >= NR_MODES) {
+		printf("Bail out! usage: %s [--list] [-s 1|2] --mode=1..%d\n", argv[0],
+		       NR_MODES - 1);
+		return 2;
+	}
+	if (list) {
 		printf("m%d_preserve_sessions\nm%d_ask_corruption\nm%d_expected_sessions_back\n"
 		       "m%d_kept_sessions_intact\nm%d_rejection_logged\nm%d_luo_usable_after\n",
 		       mode, mode, mode, mode, mode, mode);
 		return 0;
-	}
-	if (argc > 2 && !strcmp(argv[1], "-s"))
-		stage = atoi(argv[2]);
-	mode = cmdline_mode();
-	if (mode < 1 || mode >= NR_MODES) {
-		printf("Bail out! no valid luo.corrupt= on the command line\n");
-		return 1;
 	}
 	return stage == 1 ? stage_1(mode) : stage_2(mode);
 }

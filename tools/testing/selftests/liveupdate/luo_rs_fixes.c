@@ -15,7 +15,7 @@
  *         retrievable, with its data (the C LUO finishes it and its data is
  *         lost).
  *
- * With luo.fixes_reader=c on the command line, stage 2 runs on the C LUO
+ * With --c-reader (in both boots), stage 2 runs on the C LUO
  * (stage 1 on a Rust LUO kernel, then a kexec into a C LUO kernel): the C
  * kernel is the oracle for the handover the Rust LUO wrote after the failed
  * create (it panics on an empty block), and the last case measures the C
@@ -24,7 +24,7 @@
  * the upstream bug: that kernel panics at boot ("The incoming tree failed to
  * initialize properly"), and a run that checks the bug expects the panic.
  *
- * KTAP per check; --list [c] prints the case names (c: for a C reader).
+ * KTAP per check; --list [--c-reader] prints the case names.
  */
 
 #include <errno.h>
@@ -76,11 +76,14 @@ static void stage_1(int luo_fd)
 	daemonize_and_wait();
 }
 
+/* --c-reader: stage 2 runs on the C LUO. */
+static int opt_c_reader;
+
 static void stage_2(int luo_fd, int state_fd)
 {
 	struct liveupdate_ioctl_retrieve_session *ro;
 	char name[64], why[128];
-	int i, s, back = 0, r, fd = -1, c_reader = cmdline_has("luo.fixes_reader=c");
+	int i, s, back = 0, r, fd = -1, c_reader = opt_c_reader;
 
 	printf("1..3\n");
 	for (i = 1; i < PER_BLOCK - 1; i++) {
@@ -124,14 +127,26 @@ static void stage_2(int luo_fd, int state_fd)
 	exit(ktap_failures ? 1 : 0);
 }
 
+static int take_option(int val, const char *arg)
+{
+	opt_c_reader = 1;
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
-	if (argc > 1 && !strcmp(argv[1], "--list")) {
+	static const struct option opts[] = {
+		{ "c-reader", no_argument, NULL, 'c' },
+		{ }
+	};
+	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
+
+	if (a.list) {
 		printf("s1_fill_one_block\ns1_duplicate_create_eexist\n"
 		       "s2_duplicate_create_keeps_handover_valid\ns2_retrieve_reply_efault\n"
-		       "%s\n", argc > 2 && !strcmp(argv[2], "c") ? "s2_c_loses_session_on_efault" :
+		       "%s\n", opt_c_reader ? "s2_c_loses_session_on_efault" :
 		       "s2_session_survives_efault");
 		return 0;
 	}
-	return luo_test(argc, argv, STATE_SESSION_NAME, stage_1, stage_2);
+	return ktap_luo_test(argv[0], a, STATE_SESSION_NAME, stage_1, stage_2);
 }

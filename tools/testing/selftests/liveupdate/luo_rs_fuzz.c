@@ -28,17 +28,17 @@
  * boundary breaks the C LUO's handover). While it fuzzes, the test lowers the
  * console log level to 5 so that info messages do not cut its lines.
  *
- * Modes, chosen by the kernel command line (the test VM's init runs the test
- * with "-s K", K the boot's stage, when luo.stages > 1):
+ * Modes, chosen by --mode= (the test VM's init passes the same options in
+ * both boots, and "-s K", K the boot, for a test of two boots):
  *
- *   random  luo.stages=1: luo.fuzz_threads threads share the device fd, a
- *           pool of session fds and a pool of memfds; luo.fuzz_ops operations
- *           in all, luo.fuzz_time seconds at most. Thread i is seeded from
- *           luo.fuzz_seed and i, so its sequence of operations is fixed.
- *   kexec   luo.stages=2: the same in both boots; stage 1 leaves sessions
- *           for stage 2, which checks some memfds byte for byte and fuzzes
- *           the others as incoming sessions.
- *   diff    luo.fuzz_diff=1 luo.stages=2: one thread, deterministic. Each
+ *   random  one boot: --threads threads share the device fd, a pool of
+ *           session fds and a pool of memfds; --ops operations in all,
+ *           --time seconds at most. Thread i is seeded from --seed and i,
+ *           so its sequence of operations is fixed.
+ *   kexec   two boots: the same in both; stage 1 leaves sessions for
+ *           stage 2, which checks some memfds byte for byte and fuzzes the
+ *           others as incoming sessions.
+ *   diff    two boots, one thread, deterministic. Each
  *           operation prints "# diff: <stage>.<n> <op> <args> -> <result>",
  *           naming sessions, memfds and tokens, never fd numbers or
  *           addresses, so that the lines of the C and the Rust LUO can be
@@ -52,12 +52,14 @@
  * work. On a failure the test prints "# replay: ..." and the last operations
  * of the failing thread.
  *
- *   luo_rs_fuzz --list [random|kexec|diff] [SEED]   the KTAP case names
- *   luo_rs_fuzz --replay SEED OPS THREADS [SECONDS]  random mode
+ *   luo_rs_fuzz [-s K] [--mode=random|kexec|diff] [--seed=N] [--ops=N]
+ *               [--threads=N] [--time=SECONDS]
+ *   luo_rs_fuzz --list [--mode=M] [--seed=N]   the KTAP case names
  */
 
 #include <dirent.h>
 #include <errno.h>
+#include <getopt.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -2406,63 +2408,75 @@ static __printf(2, 3) void result(bool ok, const char *fmt, ...)
 
 /* ---- configuration ---- */
 
-static char cmdline[4096];
-
-static bool param(const char *key, unsigned long long *val)
+static void help_exit(void)
 {
-	size_t klen = strlen(key);
-	const char *p = cmdline;
-
-	while ((p = strstr(p, key))) {
-		if ((p == cmdline || p[-1] == ' ') && p[klen] == '=') {
-			*val = strtoull(p + klen + 1, NULL, 0);
-			return true;
-		}
-		p += klen;
-	}
-	return false;
+	fprintf(stderr,
+		"usage: luo_rs_fuzz [-s STAGE] [--mode=random|kexec|diff] [--seed=N] [--ops=N]\n"
+		"                   [--threads=N] [--time=SECONDS]\n"
+		"       luo_rs_fuzz --list [--mode=random|kexec|diff] [--seed=N]\n");
+	exit(2);
 }
 
-static void read_cmdline(void)
+/* Read the options into cfg; returns whether --list was given. */
+static bool read_options(int argc, char *argv[])
 {
-	unsigned long long v;
-	bool ops_given;
-	ssize_t n;
-	int fd;
+	static const struct option opts[] = {
+		{ "list", no_argument, NULL, 'l' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "seed", required_argument, NULL, 'S' },
+		{ "ops", required_argument, NULL, 'o' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "time", required_argument, NULL, 'T' },
+		{ }
+	};
+	bool list = false, ops_given = false;
+	int c;
 
-	fd = open("/proc/cmdline", O_RDONLY);
-	n = fd >= 0 ? read(fd, cmdline, sizeof(cmdline) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	cmdline[n > 0 ? n : 0] = 0;
-	if (param("luo.fuzz_seed", &v))
-		cfg.seed = v;
-	ops_given = param("luo.fuzz_ops", &v);
-	if (ops_given)
-		cfg.ops = v;
-	if (param("luo.fuzz_threads", &v))
-		cfg.threads = v;
-	if (param("luo.fuzz_time", &v))
-		cfg.seconds = v;
-	if (param("luo.stages", &v) && v > 1)
-		cfg.mode = MODE_KEXEC;
-	if (param("luo.fuzz_diff", &v) && v) {
-		cfg.mode = MODE_DIFF;
+	while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			list = true;
+			break;
+		case 's':
+			cfg.stage = atoi(optarg);
+			break;
+		case 'm':
+			if (!strcmp(optarg, "random"))
+				cfg.mode = MODE_RANDOM;
+			else if (!strcmp(optarg, "kexec"))
+				cfg.mode = MODE_KEXEC;
+			else if (!strcmp(optarg, "diff"))
+				cfg.mode = MODE_DIFF;
+			else
+				help_exit();
+			break;
+		case 'S':
+			cfg.seed = strtoull(optarg, NULL, 0);
+			break;
+		case 'o':
+			cfg.ops = strtoul(optarg, NULL, 0);
+			ops_given = true;
+			break;
+		case 't':
+			cfg.threads = strtoul(optarg, NULL, 0);
+			break;
+		case 'T':
+			cfg.seconds = strtoul(optarg, NULL, 0);
+			break;
+		default:
+			help_exit();
+		}
+	}
+	if (optind != argc)
+		help_exit();
+	if (cfg.mode == MODE_DIFF) {
 		cfg.threads = 1;
 		/* No time limit: the outcome lines must not depend on the speed. */
 		cfg.seconds = UINT_MAX / 2;
 		if (!ops_given)
 			cfg.ops = DEF_DIFF_OPS;
 	}
-}
-
-static void help_exit(void)
-{
-	fprintf(stderr,
-		"usage: luo_rs_fuzz [-s STAGE]\n"
-		"       luo_rs_fuzz --list [random|kexec|diff] [SEED]\n"
-		"       luo_rs_fuzz --replay SEED OPS THREADS [SECONDS]\n");
-	exit(2);
+	return list;
 }
 
 /* ---- the run ---- */
@@ -2504,14 +2518,14 @@ static void report_failure(void)
 	if (fail_count > 1)
 		printf("# (%lu failures in all; the first one is shown)\n", fail_count);
 	if (cfg.mode == MODE_DIFF)
-		printf("# replay: boot with luo.fuzz_seed=%" PRIu64 " luo.fuzz_ops=%lu luo.fuzz_diff=1 luo.stages=2\n",
+		printf("# replay: luo_rs_fuzz --mode=diff --seed=%" PRIu64 " --ops=%lu, -s 1 then -s 2 after a kexec\n",
 		       cfg.seed, cfg.ops);
 	else if (cfg.mode == MODE_KEXEC)
-		printf("# replay: boot with luo.fuzz_seed=%" PRIu64 " luo.fuzz_ops=%lu luo.fuzz_threads=%u luo.stages=2 (stage %d)\n",
+		printf("# replay: luo_rs_fuzz --mode=kexec --seed=%" PRIu64 " --ops=%lu --threads=%u, -s 1 then -s 2 after a kexec (failed in stage %d)\n",
 		       cfg.seed, cfg.ops, cfg.threads, cfg.stage);
 	else
-		printf("# replay: luo_rs_fuzz --replay %" PRIu64 " %lu %u\n", cfg.seed, cfg.ops,
-		       cfg.threads);
+		printf("# replay: luo_rs_fuzz --seed=%" PRIu64 " --ops=%lu --threads=%u\n",
+		       cfg.seed, cfg.ops, cfg.threads);
 	if (fail_thread >= 0)
 		dump_ring(&thrs[fail_thread]);
 	fflush(stdout);
@@ -2653,43 +2667,17 @@ static int run(void)
 int main(int argc, char *argv[])
 {
 	long p = sysconf(_SC_PAGESIZE);
-	int i;
 
 	pg = p > 0 ? p : 4096;
 	arena_len = ARENA_PAGES * pg;
 	ro_len = RO_PAGES * pg;
 
-	if (argc >= 2 && !strcmp(argv[1], "--list")) {
-		if (argc >= 3 && !strcmp(argv[2], "kexec"))
-			cfg.mode = MODE_KEXEC;
-		else if (argc >= 3 && !strcmp(argv[2], "diff"))
-			cfg.mode = MODE_DIFF;
-		else if (argc >= 3 && strcmp(argv[2], "random"))
-			help_exit();
-		if (argc >= 4)
-			cfg.seed = strtoull(argv[3], NULL, 0);
+	if (read_options(argc, argv)) {
 		list_cases();
 		return 0;
 	}
-	if (argc >= 2 && !strcmp(argv[1], "--replay")) {
-		if (argc < 5)
-			help_exit();
-		cfg.seed = strtoull(argv[2], NULL, 0);
-		cfg.ops = strtoul(argv[3], NULL, 0);
-		cfg.threads = strtoul(argv[4], NULL, 0);
-		if (argc >= 6)
-			cfg.seconds = strtoul(argv[5], NULL, 0);
-	} else {
-		read_cmdline();
-		for (i = 1; i < argc; i++) {
-			if (!strcmp(argv[i], "-s") && i + 1 < argc)
-				cfg.stage = atoi(argv[++i]);
-			else
-				help_exit();
-		}
-		if (cfg.stage < 1 || cfg.stage > 2 || (cfg.stage == 2 && cfg.mode == MODE_RANDOM))
-			help_exit();
-	}
+	if (cfg.stage < 1 || cfg.stage > 2 || (cfg.stage == 2 && cfg.mode == MODE_RANDOM))
+		help_exit();
 	if (cfg.threads < 1)
 		cfg.threads = 1;
 	if (cfg.threads > MAX_THREADS)

@@ -12,7 +12,7 @@
  * token gives ENOENT, FINISH works, and the next kernel's 2 MiB pool is the
  * one its command line made (the dropped file's page is not in it).
  *
- * Into the C LUO ("luo.hugetlb_drop=c" on the command line, variant c):
+ * Into the C LUO (--into-c, in both boots, variant c):
  * upstream refuses the whole handover when a file has a compatible it has
  * no handler for ("No registered handler for compatible", then EIO from
  * every open of /dev/liveupdate), so no session of the previous kernel
@@ -20,7 +20,7 @@
  * otherwise sound (pool as booted, a new memfd works). luod refuses to load
  * such a kernel in the first place (luod-tenants: the hugetlb case).
  *
- * KTAP per check; --list [c] prints the case names.
+ * KTAP per check; --list [--into-c] prints the case names.
  */
 
 #include <errno.h>
@@ -208,9 +208,12 @@ static void stage_2_rust(void)
 	ktap_exit();
 }
 
+/* --into-c, in both boots. */
+static int opt_into_c;
+
 static int c_receiver(void)
 {
-	return cmdline_has("luo.hugetlb_drop=c");
+	return opt_into_c;
 }
 
 static void stage_2(void)
@@ -220,16 +223,27 @@ static void stage_2(void)
 	stage_2_rust();
 }
 
+static int take_option(int val, const char *arg)
+{
+	opt_into_c = 1;
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
-	if (argc > 1 && !strcmp(argv[1], "--list")) {
-		int c = argc > 2 && !strcmp(argv[2], "c");
-		const char *const *names = c ? names_c : names_rust;
-		size_t n = c ? ARRAY_SIZE(names_c) : ARRAY_SIZE(names_rust);
+	static const struct option opts[] = {
+		{ "into-c", no_argument, NULL, 'c' },
+		{ }
+	};
+	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
+
+	if (a.list) {
+		const char *const *list = opt_into_c ? names_c : names_rust;
+		size_t n = opt_into_c ? ARRAY_SIZE(names_c) : ARRAY_SIZE(names_rust);
 
 		for (size_t i = 0; i < n; i++)
-			printf("%s\n", names[i]);
+			printf("%s\n", list[i]);
 		return 0;
 	}
-	return ktap_stages_main(argc, argv, NULL, 0, stage_1, stage_2);
+	return ktap_run_stages(a, stage_1, stage_2);
 }

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,41 +58,118 @@ static __noreturn void ktap_exit(void)
 	exit(ktap_failures ? 1 : 0);
 }
 
+/* What every test's command line holds besides the test's own options. */
+struct ktap_args {
+	int list;	/* --list: print the case names, run nothing */
+	int stage;	/* -s N: which boot of the test this is; 1 without */
+};
+
 /*
- * main() of a two-stage luo_test() test whose case list does not depend on
- * its arguments: "--list" prints @cases, one a line; otherwise the stage of
- * this boot runs (@stage_2 in the boot after the kexec).
+ * Read a test's command line: "--list", "-s N" and the test's own long
+ * options @opts (NULL for none, else ending with a zeroed entry; each with a
+ * val other than 1 and 's'). For each of those, @take(val, optarg) is called
+ * and returns 0, or -1 to refuse the value. An unknown argument or a refused
+ * value exits with status 2: a mistyped option must not run the test in
+ * another mode than asked. (A test VM's init passes the words after "--" on
+ * the kernel command line to the test; the same options, after "--list",
+ * print the cases of that mode.)
+ */
+static struct ktap_args ktap_args(int argc, char *argv[], const struct option *opts,
+				  int (*take)(int val, const char *arg))
+{
+	struct option all[16] = { { "list", no_argument, NULL, 1 } };
+	struct ktap_args a = { 0, 1 };
+	size_t i;
+	int c;
+
+	for (i = 0; opts && opts[i].name; i++) {
+		if (i + 2 >= ARRAY_SIZE(all))
+			goto usage;
+		all[i + 1] = opts[i];
+	}
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "s:", all, NULL)) != -1) {
+		if (c == 1)
+			a.list = 1;
+		else if (c == 's')
+			a.stage = atoi(optarg);
+		else if (c == '?' || c == ':' || !take || take(c, optarg))
+			goto usage;
+	}
+	if (optind == argc && a.stage >= 1)
+		return a;
+usage:
+	fprintf(stderr, "%s: bad arguments (the comment at the top of its source lists them)\n",
+		argv[0]);
+	exit(2);
+}
+
+/*
+ * Run boot @a.stage of a test built on luo_test() (lib/lu_utils.c), which
+ * reads nothing but "-s N" from its argv.
+ */
+static int ktap_luo_test(char *prog, struct ktap_args a, const char *state_session,
+			 luo_test_stage1_fn stage_1, luo_test_stage2_fn stage_2)
+{
+	char stage[16], *argv[4];
+
+	snprintf(stage, sizeof(stage), "%d", a.stage);
+	argv[0] = prog;
+	argv[1] = "-s";
+	argv[2] = stage;
+	argv[3] = NULL;
+	return luo_test(3, argv, state_session, stage_1, stage_2);
+}
+
+/*
+ * main() of a two-stage luo_test() test without options of its own whose
+ * case list does not depend on its arguments: "--list" prints @cases, one a
+ * line; otherwise the stage of this boot runs (@stage_2 in the boot after
+ * the kexec).
  */
 static int ktap_main(int argc, char *argv[], const char *const cases[], size_t nr_cases,
 		     const char *state_session, luo_test_stage1_fn stage_1,
 		     luo_test_stage2_fn stage_2)
 {
-	if (argc > 1 && !strcmp(argv[1], "--list")) {
+	struct ktap_args a = ktap_args(argc, argv, NULL, NULL);
+
+	if (a.list) {
 		for (size_t i = 0; i < nr_cases; i++)
 			printf("%s\n", cases[i]);
 		return 0;
 	}
-	return luo_test(argc, argv, state_session, stage_1, stage_2);
+	return ktap_luo_test(argv[0], a, state_session, stage_1, stage_2);
 }
 
 /*
- * main() of a two-stage test that runs its own stages (no luo_test()):
- * "--list" prints @cases, one a line; "-s 2" runs @stage_2 (the boot after
- * the kexec), anything else @stage_1. Both end the process themselves.
+ * Run a two-stage test that runs its own stages (no luo_test()): @stage_2
+ * in boot 2 (after the kexec), @stage_1 in any other. Both end the process
+ * themselves.
  */
-static int ktap_stages_main(int argc, char *argv[], const char *const cases[],
-			    size_t nr_cases, void (*stage_1)(void), void (*stage_2)(void))
+static int ktap_run_stages(struct ktap_args a, void (*stage_1)(void), void (*stage_2)(void))
 {
-	if (argc > 1 && !strcmp(argv[1], "--list")) {
-		for (size_t i = 0; i < nr_cases; i++)
-			printf("%s\n", cases[i]);
-		return 0;
-	}
-	if (argc == 3 && !strcmp(argv[1], "-s") && !strcmp(argv[2], "2"))
+	if (a.stage == 2)
 		stage_2();
 	else
 		stage_1();
 	return 0;
+}
+
+/*
+ * main() of such a test without options of its own: "--list" prints
+ * @cases, one a line; else ktap_run_stages().
+ */
+static int ktap_stages_main(int argc, char *argv[], const char *const cases[],
+			    size_t nr_cases, void (*stage_1)(void), void (*stage_2)(void))
+{
+	struct ktap_args a = ktap_args(argc, argv, NULL, NULL);
+
+	if (a.list) {
+		for (size_t i = 0; i < nr_cases; i++)
+			printf("%s\n", cases[i]);
+		return 0;
+	}
+	return ktap_run_stages(a, stage_1, stage_2);
 }
 
 /* "success (N)" or the errno name of a -errno result, for diagnostics. */
@@ -156,7 +234,10 @@ static int log_from(const char *needle, char *out, size_t len)
 	return found;
 }
 
-/* Is @word (a whole "key=value" or "key" item) on the kernel command line? */
+/*
+ * Is @word (a whole "key=value" or "key" item) a parameter on the kernel
+ * command line? The words after "--" are init's, not the kernel's.
+ */
 static int cmdline_has(const char *word)
 {
 	char buf[4096], *p, *save;
@@ -170,7 +251,8 @@ static int cmdline_has(const char *word)
 	if (n <= 0)
 		return 0;
 	buf[n] = 0;
-	for (p = strtok_r(buf, " \n", &save); p; p = strtok_r(NULL, " \n", &save))
+	for (p = strtok_r(buf, " \n", &save); p && strcmp(p, "--");
+	     p = strtok_r(NULL, " \n", &save))
 		if (!strcmp(p, word))
 			return 1;
 	return 0;

@@ -24,8 +24,8 @@
  *           is finished: not after the lc-* sessions, once per FLB after the
  *           state session's memfd.
  *
- * With luo.lifecycle=small on the command line (for runs with less time,
- * such as on KASAN kernels; "--list small" lists its cases) lc-big is
+ * With --small (in both boots; for runs with less time, such as on KASAN
+ * kernels; "--list --small" lists its cases) lc-big is
  * 16 MiB and lc-511 is left out: writing and checking the 767 MiB of the
  * two is most of this test's time under QEMU TCG.
  *
@@ -80,7 +80,7 @@ static const char * const cases[] = {
 	"s2_flb_finish_after_last_file",
 };
 
-/* luo.lifecycle=small: lc-big's size, and no lc-511. */
+/* --small: lc-big's size, and no lc-511. */
 static int small;
 static size_t big_size = BIG_SIZE;
 
@@ -407,17 +407,26 @@ static void stage_2(int luo_fd, int state_fd)
 	ktap_exit();
 }
 
+static int take_option(int val, const char *arg)
+{
+	small = 1;
+	big_size = BIG_SIZE_SMALL;
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
-	if (argc > 1 && !strcmp(argv[1], "--list")) {
-		small = argc > 2 && !strcmp(argv[2], "small");
+	static const struct option opts[] = {
+		{ "small", no_argument, NULL, 'S' },
+		{ }
+	};
+	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
+
+	if (a.list) {
 		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
 			if (!small || !strstr(cases[i], "_511_"))
 				printf("%s\n", cases[i]);
 		return 0;
 	}
-	small = cmdline_has("luo.lifecycle=small");
-	if (small)
-		big_size = BIG_SIZE_SMALL;
-	return luo_test(argc, argv, STATE_SESSION_NAME, stage_1, stage_2);
+	return ktap_luo_test(argv[0], a, STATE_SESSION_NAME, stage_1, stage_2);
 }

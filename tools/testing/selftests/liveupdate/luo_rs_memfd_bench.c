@@ -4,9 +4,9 @@
  * and RETRIEVE_FD (stage 2) take for one dense memfd, so that the C and the
  * Rust memfd handlers can be compared in the same VM.
  *
- * luo.memfd_mib=N on the kernel command line sets the size in MiB (default
- * 256); luo.memfd_sparse=1 makes a 16 GiB memfd with N MiB written (1 MiB
- * every 256 MiB) instead. luo.memfd_kind=KIND says what the file is made of
+ * Options, the same in both boots: --mib=N sets the size in MiB (default
+ * 256); --sparse makes a 16 GiB memfd with N MiB written (1 MiB every
+ * 256 MiB) instead. --kind=KIND says what the file is made of
  * (guest RAM as a VMM backs it):
  *   shmem      a memfd of 4 KiB pages (the default; shmem THP is off)
  *   thp        a memfd of 2 MiB shmem THP folios (shmem_enabled set to
@@ -42,11 +42,11 @@
  * and CmaFree of /proc/meminfo in KiB before the file was written, before
  * PRESERVE_FD and after it.
  *
- * luo.bench_timeline=1 prints, after FINISH in stage 2, every line of the
+ * --timeline prints, after FINISH in stage 2, every line of the
  * kernel's timeline of the live update (debugfs liveupdate/timeline, the Rust
  * LUO) as "BENCH timeline: <line>", or "BENCH timeline-error: <why>".
  *
- * luo.bench_prof=1 brackets the two timed ioctls by getppid() and getpgrp()
+ * --prof brackets the two timed ioctls by getppid() and getpgrp()
  * and names them "BENCH prof op=memfd_preserve" and "op=memfd_retrieve", for
  * scripts/bench-prof.sh (as luo_rs_bench does).
  */
@@ -54,6 +54,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,41 +100,20 @@ static int is_thp(const struct kind *k)
 	return !k->pool && k->folio > 4096;
 }
 
-static long cmdline_num(const char *key, long def)
+/* The options (see the top of this file). */
+static const struct kind *opt_kind = &kinds[0];
+static long opt_mib = 256;
+static int opt_sparse, opt_timeline;
+
+/* The kind that --kind= names. */
+static const struct kind *kind_named(const char *name)
 {
-	char buf[4096] = "", *p;
-	int fd = open("/proc/cmdline", O_RDONLY);
+	size_t i;
 
-	if (fd >= 0) {
-		if (read(fd, buf, sizeof(buf) - 1) < 0)
-			buf[0] = 0;
-		close(fd);
-	}
-	p = strstr(buf, key);
-	return p ? strtol(p + strlen(key), NULL, 0) : def;
-}
-
-/* The kind that luo.memfd_kind= names (shmem when absent). */
-static const struct kind *cmdline_kind(void)
-{
-	char buf[4096] = "", *p;
-	int fd = open("/proc/cmdline", O_RDONLY);
-	size_t i, n;
-
-	if (fd >= 0) {
-		if (read(fd, buf, sizeof(buf) - 1) < 0)
-			buf[0] = 0;
-		close(fd);
-	}
-	p = strstr(buf, "luo.memfd_kind=");
-	if (!p)
-		return &kinds[0];
-	p += strlen("luo.memfd_kind=");
-	n = strcspn(p, " \n");
 	for (i = 0; i < ARRAY_SIZE(kinds); i++)
-		if (strlen(kinds[i].name) == n && !strncmp(p, kinds[i].name, n))
+		if (!strcmp(name, kinds[i].name))
 			return &kinds[i];
-	fail_exit("unknown luo.memfd_kind=%.*s", (int)n, p);
+	fail_exit("unknown --kind=%s", name);
 	return NULL;
 }
 
@@ -268,7 +248,7 @@ static void layout(int sparse, long mib, unsigned long long *size, unsigned long
 	*size = sparse ? 16ULL << 30 : (unsigned long long)mib << 20;
 	*stride = sparse ? 256ULL << 20 : CHUNK;
 	if (mib <= 0 || (unsigned long long)mib * *stride > *size + *stride - CHUNK)
-		fail_exit("luo.memfd_mib=%ld does not fit the file", mib);
+		fail_exit("--mib=%ld does not fit the file", mib);
 }
 
 static unsigned long long stamp(unsigned long long off)
@@ -391,18 +371,18 @@ static unsigned long long check_kind(const struct kind *k, unsigned long long wr
 
 static void stage1(int luo_fd)
 {
-	const struct kind *k = cmdline_kind();
-	long mib = cmdline_num("luo.memfd_mib=", 256);
-	int sparse = cmdline_num("luo.memfd_sparse=", 0);
+	const struct kind *k = opt_kind;
+	long mib = opt_mib;
+	int sparse = opt_sparse;
 	unsigned long long size, stride, written = (unsigned long long)mib << 20, folios;
 	long long t, m, cma0, cma1, cma2, huge0, large0, free0 = 0;
 	int sfd, mfd, ret;
 
 	if (sparse && k != &kinds[0])
-		fail_exit("luo.memfd_sparse=1 is for shmem memfds of 4 KiB folios");
+		fail_exit("--sparse is for shmem memfds of 4 KiB folios");
 	layout(sparse, mib, &size, &stride);
 	if (size % k->folio)
-		fail_exit("luo.memfd_mib=%ld is not a whole number of %s folios", mib, k->name);
+		fail_exit("--mib=%ld is not a whole number of %s folios", mib, k->name);
 	create_state_file(luo_fd, STATE_SESSION_NAME, STATE_MEMFD_TOKEN, 2);
 	sfd = luo_create_session(luo_fd, SESSION);
 	if (k->pool)
@@ -472,9 +452,9 @@ static void print_timeline(void)
 
 static void stage2(int luo_fd, int state_fd)
 {
-	const struct kind *k = cmdline_kind();
-	long mib = cmdline_num("luo.memfd_mib=", 256);
-	int sparse = cmdline_num("luo.memfd_sparse=", 0);
+	const struct kind *k = opt_kind;
+	long mib = opt_mib;
+	int sparse = opt_sparse;
 	unsigned long long size, stride, written = (unsigned long long)mib << 20;
 	unsigned long long folios = written / k->folio;
 	long long t, huge0, huge, surp0 = 0, surp;
@@ -517,12 +497,51 @@ static void stage2(int luo_fd, int state_fd)
 	fflush(stdout);
 	luo_session_finish(sfd);
 	luo_session_finish(state_fd);
-	if (cmdline_num("luo.bench_timeline=", 0) == 1)
+	if (opt_timeline)
 		print_timeline();
 }
 
 int main(int argc, char *argv[])
 {
-	prof = cmdline_num("luo.bench_prof=", 0) == 1;
-	return luo_test(argc, argv, STATE_SESSION_NAME, stage1, stage2);
+	static const struct option opts[] = {
+		{ "mib", required_argument, NULL, 'm' },
+		{ "sparse", no_argument, NULL, 'S' },
+		{ "kind", required_argument, NULL, 'k' },
+		{ "timeline", no_argument, NULL, 't' },
+		{ "prof", no_argument, NULL, 'p' },
+		{ }
+	};
+	char *stage = "1", *largv[] = { argv[0], "-s", NULL, NULL };
+	int c;
+
+	while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			stage = optarg;
+			break;
+		case 'm':
+			opt_mib = strtol(optarg, NULL, 0);
+			break;
+		case 'S':
+			opt_sparse = 1;
+			break;
+		case 'k':
+			opt_kind = kind_named(optarg);
+			break;
+		case 't':
+			opt_timeline = 1;
+			break;
+		case 'p':
+			prof = 1;
+			break;
+		default:
+			fail_exit("usage: %s [-s 1|2] [--mib=N] [--sparse] [--kind=KIND] [--timeline] [--prof]",
+				  argv[0]);
+		}
+	}
+	if (optind != argc)
+		fail_exit("unexpected argument %s", argv[optind]);
+	/* luo_test() reads only "-s N". */
+	largv[2] = stage;
+	return luo_test(3, largv, STATE_SESSION_NAME, stage1, stage2);
 }

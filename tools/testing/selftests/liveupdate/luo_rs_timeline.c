@@ -12,13 +12,13 @@
  * shutdown, then this kernel's early initcall, /dev/liveupdate registered,
  * the first open, the RETRIEVE_FDs and the FINISHes.
  *
- * With "luo.timeline_from=c" (stage 1 on the C LUO, interop c-to-rust), stage
+ * With --from-c (stage 1 on the C LUO, interop c-to-rust), stage
  * 1 checks that the C LUO has no such file, and stage 2 that the previous
  * kernel's points are shown as not recorded ("-"), with no freeze span, that
  * the two kernels are not put on one clock ("continuous no"), and that this
  * kernel's points are all there, in order, from its early initcall.
  *
- * KTAP per check; --list [c] prints the case names.
+ * KTAP per check; --list [--from-c] prints the case names.
  */
 
 #include <errno.h>
@@ -190,9 +190,12 @@ static int in_order(const char *const order[], int n)
 	return 1;
 }
 
+/* --from-c, in both boots. */
+static int opt_from_c;
+
 static int from_c(void)
 {
-	return cmdline_has("luo.timeline_from=c");
+	return opt_from_c;
 }
 
 static void fill(int fd, unsigned int seed)
@@ -349,16 +352,27 @@ static void stage_2(void)
 	ktap_exit();
 }
 
+static int take_option(int val, const char *arg)
+{
+	opt_from_c = 1;
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
-	if (argc > 1 && !strcmp(argv[1], "--list")) {
-		int c = argc > 2 && !strcmp(argv[2], "c");
-		const char *const *n = c ? names_c : names;
-		size_t k = c ? ARRAY_SIZE(names_c) : ARRAY_SIZE(names);
+	static const struct option opts[] = {
+		{ "from-c", no_argument, NULL, 'c' },
+		{ }
+	};
+	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
 
-		for (size_t i = 0; i < k; i++)
-			printf("%s\n", n[i]);
+	if (a.list) {
+		const char *const *list = opt_from_c ? names_c : names;
+		size_t n = opt_from_c ? ARRAY_SIZE(names_c) : ARRAY_SIZE(names);
+
+		for (size_t i = 0; i < n; i++)
+			printf("%s\n", list[i]);
 		return 0;
 	}
-	return ktap_stages_main(argc, argv, NULL, 0, stage_1, stage_2);
+	return ktap_run_stages(a, stage_1, stage_2);
 }

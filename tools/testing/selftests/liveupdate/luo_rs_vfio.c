@@ -38,7 +38,7 @@
  *         the device still works. "vfio-spare" is finished without
  *         retrieving C, whose cdev then opens normally.
  *
- * Without -s (luo.stages=1, no kexec) stage 1 runs: on a kernel without the
+ * Without -s (a single boot, no kexec) stage 1 runs: on a kernel without the
  * vfio handler s1_rig and the refusals pass and the rest fails (ENOENT from
  * PRESERVE_FD). The reboot(KEXEC) is only tried with B preserved and a kexec
  * image loaded, so that it cannot pass without reaching B's freeze.

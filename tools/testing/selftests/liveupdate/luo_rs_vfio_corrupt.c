@@ -26,8 +26,8 @@
  *         finished; C and D (corrupt handles) stay held until the last of
  *         the four files is finished, and then all open.
  *
- * With luo.vfio_corrupt=boot on the kernel command line (suite vfio-boot;
- * --list boot), what a boot makes of the list of preserved devices:
+ * With --boot (in every boot; suite vfio-boot), what a boot makes of the
+ * list of preserved devices:
  *
  *   -s 1  A (bound to vfio-pci and an iommufd) goes into session
  *         "vfio-boot-id" with mode 5: the same function, another device ID.
@@ -44,7 +44,7 @@
  *         list of preserved devices, is neither reserved for vfio-pci nor
  *         held (its cdev opens).
  *
- * KTAP per check; --list [boot] prints every case name.
+ * KTAP per check; --list [--boot] prints every case name.
  */
 
 #include <errno.h>
@@ -287,7 +287,7 @@ static void stage_2(int fd, int state_fd)
 	ktap_exit();
 }
 
-/* ---- luo.vfio_corrupt=boot ---- */
+/* ---- --boot ---- */
 
 static int boot_sess = -EBADF;
 
@@ -399,11 +399,12 @@ static int s2_boot_wrong_id_finish_releases(int arg)
 
 /*
  * Load /kernel and /initrd.img (what init loads) for the next boot, with
- * init's command line for it plus @extra.
+ * init's command line for it: this one's kernel parameters plus @extra, and
+ * after "--" init's words with stage=@next_stage.
  */
 static int load_next_kernel(int next_stage, const char *extra)
 {
-	char cmd[4096], next[4200], *p, *save;
+	char cmd[4096], next[4200], *p, *save, *init = NULL;
 	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC), kfd, ifd;
 	ssize_t n = fd >= 0 ? read(fd, cmd, sizeof(cmd) - 1) : -1;
 	long r;
@@ -414,11 +415,20 @@ static int load_next_kernel(int next_stage, const char *extra)
 		return fail("reading /proc/cmdline: %s", en(errno));
 	cmd[n] = 0;
 	next[0] = 0;
-	for (p = strtok_r(cmd, " \n", &save); p; p = strtok_r(NULL, " \n", &save))
-		if (strncmp(p, "luo_stage=", 10))
-			snprintf(next + strlen(next), sizeof(next) - strlen(next), "%s ", p);
-	snprintf(next + strlen(next), sizeof(next) - strlen(next), "luo_stage=%d %s",
-		 next_stage, extra);
+	for (p = strtok_r(cmd, " \n", &save); p; p = strtok_r(NULL, " \n", &save)) {
+		if (!strcmp(p, "--")) {
+			init = save;
+			break;
+		}
+		snprintf(next + strlen(next), sizeof(next) - strlen(next), "%s ", p);
+	}
+	if (!init)
+		return fail("no \"--\" on the command line: no test words for init");
+	snprintf(next + strlen(next), sizeof(next) - strlen(next), "%s --", extra);
+	for (p = strtok_r(init, " \n", &save); p; p = strtok_r(NULL, " \n", &save))
+		if (strncmp(p, "stage=", 6))
+			snprintf(next + strlen(next), sizeof(next) - strlen(next), " %s", p);
+	snprintf(next + strlen(next), sizeof(next) - strlen(next), " stage=%d", next_stage);
 	kfd = open("/kernel", O_RDONLY | O_CLOEXEC);
 	ifd = open("/initrd.img", O_RDONLY | O_CLOEXEC);
 	if (kfd < 0 || ifd < 0)
@@ -543,27 +553,38 @@ static void boot_stage_3(void)
 	ktap_exit();
 }
 
+/* --boot: the suite vfio-boot (three boots). */
+static int opt_boot;
+
+static int take_option(int val, const char *arg)
+{
+	opt_boot = 1;
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
-	int list = argc > 1 && !strcmp(argv[1], "--list");
-	int boot = list ? argc > 2 && !strcmp(argv[2], "boot") :
-			  cmdline_has("luo.vfio_corrupt=boot");
+	static const struct option opts[] = {
+		{ "boot", no_argument, NULL, 'b' },
+		{ }
+	};
+	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
 
-	if (list && boot) {
+	if (a.list && opt_boot) {
 		list_cases(boot_s1_cases, ARRAY_SIZE(boot_s1_cases));
 		list_cases(boot_s2_cases, ARRAY_SIZE(boot_s2_cases));
 		list_cases(boot_s3_cases, ARRAY_SIZE(boot_s3_cases));
 		return 0;
 	}
 	/* No /dev/liveupdate in the third boot: luo_test() would skip. */
-	if (boot && argc > 2 && !strcmp(argv[1], "-s") && !strcmp(argv[2], "3"))
+	if (opt_boot && a.stage == 3)
 		boot_stage_3();
-	if (list) {
+	if (a.list) {
 		list_cases(s1_cases, ARRAY_SIZE(s1_cases));
 		list_cases(s2_cases, ARRAY_SIZE(s2_cases));
 		return 0;
 	}
-	if (boot)
-		return luo_test(argc, argv, BOOT_STATE_NAME, boot_stage_1, boot_stage_2);
-	return luo_test(argc, argv, STATE_SESSION_NAME, stage_1, stage_2);
+	if (opt_boot)
+		return ktap_luo_test(argv[0], a, BOOT_STATE_NAME, boot_stage_1, boot_stage_2);
+	return ktap_luo_test(argv[0], a, STATE_SESSION_NAME, stage_1, stage_2);
 }

@@ -20,8 +20,8 @@
  * retrieved, page 10 A's once bound and page 11 A's across its attach;
  * every other byte keeps stage 1's pattern.
  *
- * luo.vfio_dma=freeze arms A's DMA right after A's freeze, luo.vfio_dma=kexec
- * at the kexec after device shutdown (a test hook in vfio-pci, debugfs
+ * --dma-at=freeze (the default) arms A's DMA right after A's freeze,
+ * --dma-at=kexec at the kexec after device shutdown (a test hook in vfio-pci, debugfs
  * vfio_luo_rs_test/arm). edu starts a DMA 100 ms after its command, so
  * either runs after the jump into the next kernel.
  *
@@ -87,7 +87,8 @@
  *           was dropped (RETRIEVE_FD fails with ENOENT);
  *         - finish: FINISH of the session.
  *
- * KTAP per check; --list [--corrupt | --interop] prints the case names.
+ * KTAP per check; --list [--corrupt | --interop] prints the case names (of
+ * a run into a corrupt or an older kernel; the test itself tells them apart).
  */
 
 #include <sys/mount.h>
@@ -196,9 +197,12 @@ static int s1_preserve_running(int arg)
 	       preserve(sess, ram_fd, TOKEN_RAM, "the guest RAM memfd");
 }
 
+/* --dma-at=: when A's DMA is armed, "freeze" or "kexec" (both boots). */
+static const char *opt_dma_at = "freeze";
+
 static int s1_dma_armed(int arg)
 {
-	const char *when = cmdline_has("luo.vfio_dma=kexec") ? "kexec" : "freeze";
+	const char *when = opt_dma_at;
 	char cmd[160];
 	int fd, n;
 
@@ -657,17 +661,42 @@ static void stage_2(int fd, int sfd)
 	ktap_exit();
 }
 
+/* --corrupt, --interop: the stage-2 cases --list prints. */
+static int opt_list_corrupt, opt_list_interop;
+
+static int take_option(int val, const char *arg)
+{
+	if (val == 'd') {
+		if (strcmp(arg, "freeze") && strcmp(arg, "kexec"))
+			return -1;
+		opt_dma_at = arg;
+	} else if (val == 'c') {
+		opt_list_corrupt = 1;
+	} else {
+		opt_list_interop = 1;
+	}
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
-	if (argc > 1 && !strcmp(argv[1], "--list")) {
+	static const struct option opts[] = {
+		{ "dma-at", required_argument, NULL, 'd' },
+		{ "corrupt", no_argument, NULL, 'c' },
+		{ "interop", no_argument, NULL, 'i' },
+		{ }
+	};
+	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
+
+	if (a.list) {
 		list_cases(s1_cases, ARRAY_SIZE(s1_cases));
-		if (argc > 2 && !strcmp(argv[2], "--corrupt"))
+		if (opt_list_corrupt)
 			list_cases(s2_corrupt_cases, ARRAY_SIZE(s2_corrupt_cases));
-		else if (argc > 2 && !strcmp(argv[2], "--interop"))
+		else if (opt_list_interop)
 			list_cases(s2_interop_cases, ARRAY_SIZE(s2_interop_cases));
 		else
 			list_cases(s2_cases, ARRAY_SIZE(s2_cases));
 		return 0;
 	}
-	return luo_test(argc, argv, STATE_SESSION_NAME, stage_1, stage_2);
+	return ktap_luo_test(argv[0], a, STATE_SESSION_NAME, stage_1, stage_2);
 }
