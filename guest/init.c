@@ -3,7 +3,9 @@
  * PID 1 of the test VMs.
  *
  * What to run comes after "--" on the kernel command line, which the kernel
- * passes to init as its arguments and never reads as parameters:
+ * never reads as parameters. (It passes those words to init as arguments,
+ * but also any parameter before "--" it does not know, such as an early
+ * one, so init reads them from /proc/cmdline.)
  *   test=NAME     run /tests/NAME
  *   stages=N      number of boots (1: single boot; 2+: kexec chain)
  *   stage=K       which boot this is (1 when absent)
@@ -15,10 +17,10 @@
  *                 spinning with preemption off: the soft-lockup detector),
  *                 err (a kernel message of level err) or luo-warn (a
  *                 warning-level message with LUO's prefix)
- * Every other argument is the test's, passed on in order, after "-s K" when
- * stages > 1:
- *   /init test=luo_rs_corrupt stages=2 stage=1 --mode=3
- * runs "/tests/luo_rs_corrupt -s 1 --mode=3".
+ * Every other word after "--" is the test's, passed on in order, after
+ * "-s K" when stages > 1: "... -- test=luo_rs_corrupt stages=2 --mode=3"
+ * runs "/tests/luo_rs_corrupt -s 1 --mode=3", and the next boot, with
+ * stage=2 added, "/tests/luo_rs_corrupt -s 2 --mode=3".
  *
  * Before every boot but the last, /kernel and /initrd.img are loaded with
  * kexec_file_load (so KHO passes its state) and reboot(KEXEC) is called
@@ -49,8 +51,14 @@
 
 #define CMDLINE_MAX 4096
 #define MAX_TEST_ARGS 32
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-/* The words of init's arguments that are the test's, in order. */
+/* /proc/cmdline, cut into words. */
+static char cmdline[CMDLINE_MAX];
+/* The words after "--": init's and the test's, in order. */
+static char *init_words[MAX_TEST_ARGS + 8];
+static int nr_init_words;
+/* The test's words, in order. */
 static char *test_args[MAX_TEST_ARGS + 1];
 static int nr_test_args;
 
@@ -125,30 +133,24 @@ static void stop_kmsg_monitor(pid_t pid)
 /*
  * Load /kernel and /initrd.img for boot @next_stage: this boot's kernel
  * parameters (/proc/cmdline up to "--"), then "--", init's words and
- * the test's as this boot got them (@argv), with stage=@next_stage.
+ * the test's as this boot got them (@kernel_words, then init_words), with
+ * stage=@next_stage.
  */
-static int load_next_kernel(int argc, char *argv[], int next_stage)
+static int load_next_kernel(char *const kernel_words[], int nr_kernel_words, int next_stage)
 {
-	char cmdline[CMDLINE_MAX], next[CMDLINE_MAX + 32], *p;
+	char next[CMDLINE_MAX + 32];
 	size_t len = 0;
-	int fd, kfd, ifd, i;
-	ssize_t n;
+	int kfd, ifd, i;
 	long ret;
 
-	fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
-	n = fd >= 0 ? read(fd, cmdline, sizeof(cmdline) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
-		return -EIO;
-	cmdline[n] = 0;
 	next[0] = 0;
-	for (p = strtok(cmdline, " \n"); p && strcmp(p, "--"); p = strtok(NULL, " \n"))
-		len += snprintf(next + len, sizeof(next) - len, "%s ", p);
-	len += snprintf(next + len, sizeof(next) - len, "--");
-	for (i = 1; i < argc && len < sizeof(next); i++)
-		if (strncmp(argv[i], "stage=", 6))
-			len += snprintf(next + len, sizeof(next) - len, " %s", argv[i]);
+	for (i = 0; i < nr_kernel_words && len < sizeof(next); i++)
+		len += snprintf(next + len, sizeof(next) - len, "%s ", kernel_words[i]);
+	if (len < sizeof(next))
+		len += snprintf(next + len, sizeof(next) - len, "--");
+	for (i = 0; i < nr_init_words && len < sizeof(next); i++)
+		if (strncmp(init_words[i], "stage=", 6))
+			len += snprintf(next + len, sizeof(next) - len, " %s", init_words[i]);
 	if (len < sizeof(next))
 		len += snprintf(next + len, sizeof(next) - len, " stage=%d", next_stage);
 	if (len >= sizeof(next))
@@ -276,10 +278,12 @@ static int run_test(const char *name, const char *canary_kind, int stage, int st
 	return 128 + WTERMSIG(status);
 }
 
-int main(int argc, char *argv[])
+int main(void)
 {
 	const char *test = NULL, *canary_kind = "warn";
-	int i, stage = 1, stages = 1, ret;
+	char *kernel_words[CMDLINE_MAX / 2], *p;
+	int i, fd, stage = 1, stages = 1, ret, nr_kernel_words = 0, after = 0;
+	ssize_t n;
 	pid_t mon;
 
 	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
@@ -288,21 +292,40 @@ int main(int argc, char *argv[])
 	mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
 	mount("tmpfs", "/tmp", "tmpfs", 0, NULL);
 
-	for (i = 1; i < argc; i++) {
-		if (!strncmp(argv[i], "test=", 5))
-			test = argv[i] + 5;
-		else if (!strncmp(argv[i], "stages=", 7))
-			stages = atoi(argv[i] + 7);
-		else if (!strncmp(argv[i], "stage=", 6))
-			stage = atoi(argv[i] + 6);
-		else if (!strncmp(argv[i], "canary=", 7))
-			canary_kind = argv[i] + 7;
-		else if (nr_test_args < MAX_TEST_ARGS)
-			test_args[nr_test_args++] = argv[i];
-		else
-			test = NULL;
+	fd = open("/proc/cmdline", O_RDONLY);
+	n = fd >= 0 ? read(fd, cmdline, sizeof(cmdline) - 1) : -1;
+	if (n <= 0) {
+		say("LUO-HARNESS: cannot read /proc/cmdline\n");
+		power_off();
 	}
-	if (!test) {
+	close(fd);
+	cmdline[n] = 0;
+	for (p = strtok(cmdline, " \n"); p; p = strtok(NULL, " \n")) {
+		if (!after && !strcmp(p, "--"))
+			after = 1;
+		else if (!after)
+			kernel_words[nr_kernel_words++] = p;
+		else if (nr_init_words < (int)ARRAY_SIZE(init_words))
+			init_words[nr_init_words++] = p;
+		else
+			test = "";
+	}
+	for (i = 0; i < nr_init_words && (!test || *test); i++) {
+		p = init_words[i];
+		if (!strncmp(p, "test=", 5))
+			test = p + 5;
+		else if (!strncmp(p, "stages=", 7))
+			stages = atoi(p + 7);
+		else if (!strncmp(p, "stage=", 6))
+			stage = atoi(p + 6);
+		else if (!strncmp(p, "canary=", 7))
+			canary_kind = p + 7;
+		else if (nr_test_args < MAX_TEST_ARGS)
+			test_args[nr_test_args++] = p;
+		else
+			test = "";
+	}
+	if (!test || !*test) {
 		say("LUO-HARNESS: no test= (or more than %d test arguments) after \"--\" on the command line\n",
 		    MAX_TEST_ARGS);
 		power_off();
@@ -312,7 +335,7 @@ int main(int argc, char *argv[])
 	say("LUO-HARNESS: stage %d start\n", stage);
 
 	if (stage < stages) {
-		ret = load_next_kernel(argc, argv, stage + 1);
+		ret = load_next_kernel(kernel_words, nr_kernel_words, stage + 1);
 		if (ret) {
 			say("LUO-HARNESS: kexec-load failed %d\n", -ret);
 			stop_kmsg_monitor(mon);

@@ -580,20 +580,17 @@ fn stage1_luoctl_create(c: &mut Ctx) -> R {
 
 /// The command line luoctl loads the stage-2 kernel with: `cmdline` (this
 /// kernel's) with [`KEXEC_MARK`] added to the kernel parameters, before the
-/// first standalone `--`, and the harness's `stage=K` after it (in
-/// `-- test=PROG stages=N stage=K [ARGS...]`) made `stage=2`. Every other
-/// word stays, in order.
+/// first standalone `--`, and after it the harness's words (in
+/// `-- test=PROG stages=N [stage=K] [ARGS...]`) without `stage=` and with
+/// `stage=2` at the end, as guest/init.c makes them. Every other word
+/// stays, in order.
 fn stage2_cmdline(cmdline: &str) -> Result<String, String> {
     let (params, init) = liveupdate::cmdline::split(cmdline);
-    let init = init.ok_or_else(|| {
-        format!("the command line {:?} has no `--` (no init arguments with stage=K)", cmdline.trim())
-    })?;
-    let mut words: Vec<&str> = init.split_whitespace().collect();
-    let stage = words
-        .iter_mut()
-        .find(|w| w.starts_with("stage="))
-        .ok_or_else(|| format!("no stage=K after the `--` of the command line {:?}", cmdline.trim()))?;
-    *stage = "stage=2";
+    let init =
+        init.ok_or_else(|| format!("the command line {:?} has no `--` (no init arguments)", cmdline.trim()))?;
+    // As guest/init.c does: no stage= word (stage 1 has none) or one, then stage=2.
+    let mut words: Vec<&str> = init.split_whitespace().filter(|w| !w.starts_with("stage=")).collect();
+    words.push("stage=2");
     let next = liveupdate::cmdline::join(params, Some(&words.join(" ")));
     Ok(liveupdate::cmdline::add_params(&next, KEXEC_MARK))
 }
@@ -922,7 +919,12 @@ mod tests {
         // The test's own arguments and a later `--` stay after the first one.
         assert_eq!(
             stage2_cmdline("a -- test=t stage=1 -x stage=1 -- y"),
-            Ok("a luoctl.loaded=1 -- test=t stage=2 -x stage=1 -- y".into())
+            Ok("a luoctl.loaded=1 -- test=t -x -- y stage=2".into())
+        );
+        // Stage 1's command line has no stage= (init takes 1).
+        assert_eq!(
+            stage2_cmdline("a -- test=t stages=2"),
+            Ok("a luoctl.loaded=1 -- test=t stages=2 stage=2".into())
         );
         assert_eq!(stage2_cmdline("-- stage=1"), Ok("luoctl.loaded=1 -- stage=2".into()));
     }
@@ -930,7 +932,6 @@ mod tests {
     #[test]
     fn stage2_cmdline_needs_the_init_arguments() {
         assert!(stage2_cmdline("console=ttyS0 stage=1").unwrap_err().contains("no `--`"));
-        assert!(stage2_cmdline("a -- test=t").unwrap_err().contains("no stage=K"));
     }
 
     #[test]

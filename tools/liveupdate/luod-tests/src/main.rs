@@ -640,28 +640,24 @@ fn kexec_refusals(_: &mut Ctx) -> R {
 // Kexec stages
 
 /// The command line of the stage-2 kernel: this kernel's, with `stage=2`
-/// for the harness's `stage=K` among init's arguments (after the
-/// standalone `--`).
+/// among init's arguments (after the standalone `--`).
 fn next_cmdline() -> Result<String, String> {
     let cur = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
     stage2_cmdline(&cur)
 }
 
-/// `cmdline` with the first `stage=` word after its first standalone `--`
-/// (the harness's `-- test=PROG stages=N stage=K [ARGS...]`) made
-/// `stage=2`; the kernel parameters before the `--` and every other word
-/// stay as they are, in order.
+/// `cmdline` with the `stage=` words after its first standalone `--` (the
+/// harness's `-- test=PROG stages=N [stage=K] [ARGS...]`) dropped and
+/// `stage=2` added at the end, as guest/init.c makes the next command line;
+/// the kernel parameters before the `--` and every other word stay as they
+/// are, in order.
 fn stage2_cmdline(cmdline: &str) -> Result<String, String> {
     let (params, init) = liveupdate::cmdline::split(cmdline);
-    let init = init.ok_or_else(|| {
-        format!("the command line {:?} has no `--` (no init arguments with stage=K)", cmdline.trim())
-    })?;
-    let mut words: Vec<&str> = init.split_ascii_whitespace().collect();
-    let stage = words
-        .iter_mut()
-        .find(|w| w.starts_with("stage="))
-        .ok_or_else(|| format!("no stage=K after the `--` of the command line {:?}", cmdline.trim()))?;
-    *stage = "stage=2";
+    let init =
+        init.ok_or_else(|| format!("the command line {:?} has no `--` (no init arguments)", cmdline.trim()))?;
+    // As guest/init.c does: no stage= word (stage 1 has none) or one, then stage=2.
+    let mut words: Vec<&str> = init.split_ascii_whitespace().filter(|w| !w.starts_with("stage=")).collect();
+    words.push("stage=2");
     Ok(liveupdate::cmdline::join(params, Some(&words.join(" "))))
 }
 
@@ -1406,14 +1402,16 @@ mod tests {
     fn stage2_cmdline_replaces_the_stage_init_argument() {
         assert_eq!(
             stage2_cmdline("console=ttyS0 liveupdate=on -- test=luod-tests stages=2 stage=1 --tenants\n"),
-            Ok("console=ttyS0 liveupdate=on -- test=luod-tests stages=2 stage=2 --tenants".into())
+            Ok("console=ttyS0 liveupdate=on -- test=luod-tests stages=2 --tenants stage=2".into())
         );
-        // Only the first stage= after the `--`; kernel parameters untouched.
+        // The stage= words after the `--` only; kernel parameters untouched.
         assert_eq!(
             stage2_cmdline("stage=9 a -- test=t stage=1 stage=1 -- x"),
-            Ok("stage=9 a -- test=t stage=2 stage=1 -- x".into())
+            Ok("stage=9 a -- test=t -- x stage=2".into())
         );
         assert_eq!(stage2_cmdline("-- stage=1"), Ok("-- stage=2".into()));
+        // Stage 1's command line has no stage= (init takes 1).
+        assert_eq!(stage2_cmdline("a -- test=t stages=2"), Ok("a -- test=t stages=2 stage=2".into()));
     }
 
     #[test]
@@ -1422,7 +1420,5 @@ mod tests {
         assert!(e.contains("no `--`"), "{e}");
         // `--x` is no separator.
         assert!(stage2_cmdline("a --x stage=1").is_err());
-        let e = stage2_cmdline("a -- test=t stages=2").unwrap_err();
-        assert!(e.contains("no stage=K"), "{e}");
     }
 }
