@@ -5,7 +5,8 @@
  * What to run comes after "--" on the kernel command line, which the kernel
  * never reads as parameters. (It passes those words to init as arguments,
  * but also any parameter before "--" it does not know, such as an early
- * one, so init reads them from /proc/cmdline.)
+ * one, so init reads them from /proc/cmdline, split at spaces: the harness
+ * quotes nothing.)
  *   test=NAME     run /tests/NAME
  *   stages=N      number of boots (1: single boot; 2+: kexec chain)
  *   stage=K       which boot this is (1 when absent)

@@ -72,8 +72,9 @@ bool luo_rs_clock_is_tsc(void)
 #ifdef CONFIG_FAULT_INJECTION
 /*
  * fail_liveupdate_deserialize: building the incoming sessions at the first
- * open of /dev/liveupdate fails with ENOMEM, as an allocation there can, so
- * that tests can see the failure stay (every later open fails with EIO).
+ * open of /dev/liveupdate fails (ENOMEM, as an allocation there can), so
+ * that tests can see what LUO makes of it: that open and every later one
+ * fail with EIO.
  * Set it with the fault-injection attributes in debugfs
  * (fail_liveupdate_deserialize/); see
  * Documentation/fault-injection/fault-injection.rst.

@@ -571,8 +571,10 @@ int main(int argc, char *argv[])
 			return 2;
 		}
 	}
-	if (optind != argc)
-		die("bad arguments: %s", argv[optind]);
+	if (optind != argc) {
+		fprintf(stderr, "%s: unexpected argument %s\n", argv[0], argv[optind]);
+		return 2;
+	}
 	if (!mode_arg)
 		mode_arg = "single";
 	for (mode = MODE_SINGLE; mode <= MODE_FILES; mode++)

@@ -59,8 +59,8 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <getopt.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -2552,8 +2552,8 @@ static bool run_fuzz(void)
 		char name[128];
 		unsigned int i;
 
-		printf("# replay: luo_rs_fuzz --replay %" PRIu64 " %lu %u\n", cfg.seed, cfg.ops,
-		       cfg.threads);
+		printf("# replay: luo_rs_fuzz --seed=%" PRIu64 " --ops=%lu --threads=%u\n",
+		       cfg.seed, cfg.ops, cfg.threads);
 		for (i = 0; i < cfg.threads; i++)
 			dump_ring(&thrs[i]);
 		case_name(name, sizeof(name), "no_unexpected_errno");

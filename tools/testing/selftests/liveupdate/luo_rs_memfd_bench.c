@@ -105,7 +105,7 @@ static const struct kind *opt_kind = &kinds[0];
 static long opt_mib = 256;
 static int opt_sparse, opt_timeline;
 
-/* The kind that --kind= names. */
+/* The kind that --kind= names, or NULL. */
 static const struct kind *kind_named(const char *name)
 {
 	size_t i;
@@ -113,7 +113,6 @@ static const struct kind *kind_named(const char *name)
 	for (i = 0; i < ARRAY_SIZE(kinds); i++)
 		if (!strcmp(name, kinds[i].name))
 			return &kinds[i];
-	fail_exit("unknown --kind=%s", name);
 	return NULL;
 }
 
@@ -527,6 +526,8 @@ int main(int argc, char *argv[])
 			break;
 		case 'k':
 			opt_kind = kind_named(optarg);
+			if (!opt_kind)
+				goto usage;
 			break;
 		case 't':
 			opt_timeline = 1;
@@ -535,13 +536,16 @@ int main(int argc, char *argv[])
 			prof = 1;
 			break;
 		default:
-			fail_exit("usage: %s [-s 1|2] [--mib=N] [--sparse] [--kind=KIND] [--timeline] [--prof]",
-				  argv[0]);
+			goto usage;
 		}
 	}
 	if (optind != argc)
-		fail_exit("unexpected argument %s", argv[optind]);
+		goto usage;
 	/* luo_test() reads only "-s N". */
 	largv[2] = stage;
 	return luo_test(3, largv, STATE_SESSION_NAME, stage1, stage2);
+usage:
+	fprintf(stderr, "usage: %s [-s 1|2] [--mib=N] [--sparse] [--kind=KIND] [--timeline] [--prof]\n",
+		argv[0]);
+	return 2;
 }
