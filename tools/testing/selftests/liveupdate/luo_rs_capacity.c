@@ -168,8 +168,7 @@ int main(int argc, char *argv[])
 	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
 
 	if (a.list) {
-		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
-			printf("%s\n", cases[i]);
+		ktap_list(cases, ARRAY_SIZE(cases));
 		return 0;
 	}
 	return ktap_luo_test(argv[0], a, STATE_SESSION_NAME, stage_1, stage_2);

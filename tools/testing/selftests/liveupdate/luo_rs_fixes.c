@@ -127,19 +127,13 @@ static void stage_2(int luo_fd, int state_fd)
 	exit(ktap_failures ? 1 : 0);
 }
 
-static int take_option(int val, const char *arg)
-{
-	opt_c_reader = 1;
-	return 0;
-}
-
 int main(int argc, char *argv[])
 {
 	static const struct option opts[] = {
-		{ "c-reader", no_argument, NULL, 'c' },
+		{ "c-reader", no_argument, &opt_c_reader, 1 },
 		{ }
 	};
-	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
+	struct ktap_args a = ktap_args(argc, argv, opts, NULL);
 
 	if (a.list) {
 		printf("s1_fill_one_block\ns1_duplicate_create_eexist\n"

@@ -223,26 +223,19 @@ static void stage_2(void)
 	stage_2_rust();
 }
 
-static int take_option(int val, const char *arg)
-{
-	opt_into_c = 1;
-	return 0;
-}
-
 int main(int argc, char *argv[])
 {
 	static const struct option opts[] = {
-		{ "into-c", no_argument, NULL, 'c' },
+		{ "into-c", no_argument, &opt_into_c, 1 },
 		{ }
 	};
-	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
+	struct ktap_args a = ktap_args(argc, argv, opts, NULL);
 
 	if (a.list) {
-		const char *const *list = opt_into_c ? names_c : names_rust;
-		size_t n = opt_into_c ? ARRAY_SIZE(names_c) : ARRAY_SIZE(names_rust);
-
-		for (size_t i = 0; i < n; i++)
-			printf("%s\n", list[i]);
+		if (opt_into_c)
+			ktap_list(names_c, ARRAY_SIZE(names_c));
+		else
+			ktap_list(names_rust, ARRAY_SIZE(names_rust));
 		return 0;
 	}
 	return ktap_run_stages(a, stage_1, stage_2);

@@ -66,9 +66,10 @@ struct ktap_args {
 
 /*
  * Read a test's command line: "--list", "-s N" and the test's own long
- * options @opts (NULL for none, else ending with a zeroed entry; each with a
- * val other than 1 and 's'). For each of those, @take(val, optarg) is called
- * and returns 0, or -1 to refuse the value. An unknown argument or a refused
+ * options @opts (NULL for none, else ending with a zeroed entry). A flag
+ * sets its int through the option's flag pointer, as getopt_long() does;
+ * for any other option (a val other than 0, 1 and 's'), @take(val, optarg)
+ * is called and returns 0, or -1 to refuse the value. An unknown argument or a refused
  * value exits with status 2: a mistyped option must not run the test in
  * another mode than asked. (A test VM's init passes the words after "--" on
  * the kernel command line to the test; the same options, after "--list",
@@ -93,6 +94,8 @@ static struct ktap_args ktap_args(int argc, char *argv[], const struct option *o
 			a.list = 1;
 		else if (c == 's')
 			a.stage = atoi(optarg);
+		else if (c == 0)
+			continue;	/* a flag, set by getopt_long() */
 		else if (c == '?' || c == ':' || !take || take(c, optarg))
 			goto usage;
 	}
@@ -102,6 +105,13 @@ usage:
 	fprintf(stderr, "%s: bad arguments (the comment at the top of its source lists them)\n",
 		argv[0]);
 	exit(2);
+}
+
+/* Print the case names @cases, one a line (for "--list"). */
+static void ktap_list(const char *const cases[], size_t nr_cases)
+{
+	for (size_t i = 0; i < nr_cases; i++)
+		printf("%s\n", cases[i]);
 }
 
 /*
@@ -134,8 +144,7 @@ static int ktap_main(int argc, char *argv[], const char *const cases[], size_t n
 	struct ktap_args a = ktap_args(argc, argv, NULL, NULL);
 
 	if (a.list) {
-		for (size_t i = 0; i < nr_cases; i++)
-			printf("%s\n", cases[i]);
+		ktap_list(cases, nr_cases);
 		return 0;
 	}
 	return ktap_luo_test(argv[0], a, state_session, stage_1, stage_2);
@@ -165,8 +174,7 @@ static int ktap_stages_main(int argc, char *argv[], const char *const cases[],
 	struct ktap_args a = ktap_args(argc, argv, NULL, NULL);
 
 	if (a.list) {
-		for (size_t i = 0; i < nr_cases; i++)
-			printf("%s\n", cases[i]);
+		ktap_list(cases, nr_cases);
 		return 0;
 	}
 	return ktap_run_stages(a, stage_1, stage_2);

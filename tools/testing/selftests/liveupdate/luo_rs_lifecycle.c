@@ -407,21 +407,16 @@ static void stage_2(int luo_fd, int state_fd)
 	ktap_exit();
 }
 
-static int take_option(int val, const char *arg)
-{
-	small = 1;
-	big_size = BIG_SIZE_SMALL;
-	return 0;
-}
-
 int main(int argc, char *argv[])
 {
 	static const struct option opts[] = {
-		{ "small", no_argument, NULL, 'S' },
+		{ "small", no_argument, &small, 1 },
 		{ }
 	};
-	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
+	struct ktap_args a = ktap_args(argc, argv, opts, NULL);
 
+	if (small)
+		big_size = BIG_SIZE_SMALL;
 	if (a.list) {
 		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
 			if (!small || !strstr(cases[i], "_511_"))

@@ -352,26 +352,19 @@ static void stage_2(void)
 	ktap_exit();
 }
 
-static int take_option(int val, const char *arg)
-{
-	opt_from_c = 1;
-	return 0;
-}
-
 int main(int argc, char *argv[])
 {
 	static const struct option opts[] = {
-		{ "from-c", no_argument, NULL, 'c' },
+		{ "from-c", no_argument, &opt_from_c, 1 },
 		{ }
 	};
-	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
+	struct ktap_args a = ktap_args(argc, argv, opts, NULL);
 
 	if (a.list) {
-		const char *const *list = opt_from_c ? names_c : names;
-		size_t n = opt_from_c ? ARRAY_SIZE(names_c) : ARRAY_SIZE(names);
-
-		for (size_t i = 0; i < n; i++)
-			printf("%s\n", list[i]);
+		if (opt_from_c)
+			ktap_list(names_c, ARRAY_SIZE(names_c));
+		else
+			ktap_list(names, ARRAY_SIZE(names));
 		return 0;
 	}
 	return ktap_run_stages(a, stage_1, stage_2);

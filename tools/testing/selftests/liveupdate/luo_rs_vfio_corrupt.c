@@ -556,19 +556,13 @@ static void boot_stage_3(void)
 /* --boot: the suite vfio-boot (three boots). */
 static int opt_boot;
 
-static int take_option(int val, const char *arg)
-{
-	opt_boot = 1;
-	return 0;
-}
-
 int main(int argc, char *argv[])
 {
 	static const struct option opts[] = {
-		{ "boot", no_argument, NULL, 'b' },
+		{ "boot", no_argument, &opt_boot, 1 },
 		{ }
 	};
-	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
+	struct ktap_args a = ktap_args(argc, argv, opts, NULL);
 
 	if (a.list && opt_boot) {
 		list_cases(boot_s1_cases, ARRAY_SIZE(boot_s1_cases));

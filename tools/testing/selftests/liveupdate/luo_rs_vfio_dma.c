@@ -666,15 +666,9 @@ static int opt_list_corrupt, opt_list_interop;
 
 static int take_option(int val, const char *arg)
 {
-	if (val == 'd') {
-		if (strcmp(arg, "freeze") && strcmp(arg, "kexec"))
-			return -1;
-		opt_dma_at = arg;
-	} else if (val == 'c') {
-		opt_list_corrupt = 1;
-	} else {
-		opt_list_interop = 1;
-	}
+	if (strcmp(arg, "freeze") && strcmp(arg, "kexec"))
+		return -1;
+	opt_dma_at = arg;
 	return 0;
 }
 
@@ -682,8 +676,8 @@ int main(int argc, char *argv[])
 {
 	static const struct option opts[] = {
 		{ "dma-at", required_argument, NULL, 'd' },
-		{ "corrupt", no_argument, NULL, 'c' },
-		{ "interop", no_argument, NULL, 'i' },
+		{ "corrupt", no_argument, &opt_list_corrupt, 1 },
+		{ "interop", no_argument, &opt_list_interop, 1 },
 		{ }
 	};
 	struct ktap_args a = ktap_args(argc, argv, opts, take_option);
