@@ -20,6 +20,9 @@ void iommu_liveupdate_forget(struct device *dev);
 void iommu_liveupdate_end_adopted(void);
 bool iommu_liveupdate_adopted(void);
 void iommu_liveupdate_hold_folio(struct folio *folio);
+#ifdef CONFIG_LIVEUPDATE_RUST_TEST
+int iommu_liveupdate_test_corrupt(unsigned int mode);
+#endif
 #else
 static inline int iommu_liveupdate_keep(struct device *dev)
 {

@@ -106,6 +106,24 @@ pub fn hold_for_adopted_translations(folio: &crate::kho::IncomingFolio) {
     let _ = folio;
 }
 
+/// Test hook (`CONFIG_LIVEUPDATE_RUST_TEST`, `iommu_liveupdate_test_corrupt`): the IOMMU driver
+/// corrupts the handover of the translation it keeps for devices kept running, at the next
+/// kexec, in the way `mode` names (1 to 5, see `drivers/iommu/intel/liveupdate.c`; 0 disarms),
+/// to test how the next kernel refuses it. `EINVAL` for another mode, `ENODEV` without an IOMMU
+/// driver that keeps translation.
+#[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+pub fn test_corrupt_iommu_handover(mode: u32) -> Result {
+    #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]
+    // SAFETY: No precondition: the function only checks and stores the number.
+    let ret = crate::error::to_result(unsafe { bindings::iommu_liveupdate_test_corrupt(mode) });
+    #[cfg(not(CONFIG_INTEL_IOMMU_LIVEUPDATE))]
+    let ret = {
+        let _ = mode;
+        Err(ENODEV)
+    };
+    ret
+}
+
 /// Length of a handler or FLB compatible string, including the NUL.
 pub const COMPAT_LEN: usize = bindings::LIVEUPDATE_HNDL_COMPAT_LENGTH as usize;
 

@@ -282,3 +282,35 @@ pub fn liveupdate_stop_kept_pci(domain: u32, bdf: u16) {
     // while it works.
     unsafe { bindings::vfio_pci_liveupdate_stop_kept(domain, bdf) }
 }
+
+/// A 64-bit write to BAR 0 of a device, for [`test_arm_bar0_writes`]: `value` at byte `offset`.
+#[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+#[derive(Clone, Copy, Default)]
+pub struct TestWrite {
+    /// The offset in BAR 0: a multiple of 8, below 1 MiB.
+    pub offset: u64,
+    /// The value written.
+    pub value: u64,
+}
+
+/// Test hook (`CONFIG_LIVEUPDATE_RUST_TEST`, `vfio_pci_core_liveupdate_test_arm`): `writes` (one
+/// to four) are done to BAR 0 of the next device frozen to keep running, right after its freeze,
+/// or at the kexec, after device shutdown, if `at_kexec`. A test starts a DMA that way at a
+/// chosen point of the reboot, when no process runs any more. Arming again replaces what was
+/// armed; `EINVAL` for a bad count or offset.
+#[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
+pub fn test_arm_bar0_writes(at_kexec: bool, writes: &[TestWrite]) -> Result {
+    let mut w = [bindings::vfio_pci_lu_test_write { off: 0, val: 0 }; 4];
+    if writes.is_empty() || writes.len() > w.len() {
+        return Err(EINVAL);
+    }
+    for (c, t) in w.iter_mut().zip(writes) {
+        c.off = t.offset;
+        c.val = t.value;
+    }
+    // SAFETY: `w` holds `writes.len()` (at most 4) initialized entries, which the function only
+    // reads, before it returns.
+    to_result(unsafe {
+        bindings::vfio_pci_core_liveupdate_test_arm(at_kexec, w.as_ptr(), writes.len() as u32)
+    })
+}

@@ -103,8 +103,6 @@ static int vtd_lu_walk(struct vtd_lu_walk *w, phys_addr_t pgd, int levels)
 /* ---- the outgoing kernel ---- */
 
 #ifdef CONFIG_LIVEUPDATE_RUST_TEST
-#undef MODULE_PARAM_PREFIX
-#define MODULE_PARAM_PREFIX "vtd_lu."
 /*
  * Corrupting the handover on purpose, to test how the next kernel refuses
  * it: 1 the root table is not preserved, 2 the kept context entry names a
@@ -112,14 +110,29 @@ static int vtd_lu_walk(struct vtd_lu_walk *w, phys_addr_t pgd, int levels)
  * the context entry's, 4 a context entry of a device that is not kept stays
  * present, 5 a leaf of the first kept device's tables is changed at the
  * kexec, as an unmap and a map after freeze would (those tables are then
- * not handed over).
+ * not handed over). Set by iommu_liveupdate_test_corrupt(), which the
+ * vfio-pci handler's test controls call.
  */
 static unsigned int vtd_lu_test_corrupt;
-module_param_named(test_corrupt, vtd_lu_test_corrupt, uint, 0444);
+
+/**
+ * iommu_liveupdate_test_corrupt - Corrupt the next handover on purpose (test)
+ * @mode: the corruption, 1 to 5 (see above), or 0 for none
+ *
+ * Return: 0, or -EINVAL for an unknown mode.
+ */
+int iommu_liveupdate_test_corrupt(unsigned int mode)
+{
+	if (mode > 5)
+		return -EINVAL;
+	WRITE_ONCE(vtd_lu_test_corrupt, mode);
+	return 0;
+}
+EXPORT_SYMBOL_GPL(iommu_liveupdate_test_corrupt);
 
 static inline bool vtd_lu_corrupting(unsigned int mode)
 {
-	return vtd_lu_test_corrupt == mode;
+	return READ_ONCE(vtd_lu_test_corrupt) == mode;
 }
 #else
 static inline bool vtd_lu_corrupting(unsigned int mode)
@@ -462,7 +475,7 @@ static bool vtd_lu_is_kept(struct intel_iommu *iommu, u8 bus, u8 devfn,
 }
 
 /*
- * Mode 5 of vtd_lu.test_corrupt: the first 4 KiB leaf of the first kept
+ * Mode 5 of the test corruption: the first 4 KiB leaf of the first kept
  * device of @iommu now translates to the page of the next leaf, as an unmap
  * and a map after freeze would. That page is preserved, so only the check
  * at the kexec can tell.
@@ -503,7 +516,7 @@ static void vtd_lu_test_change_leaf(struct intel_iommu *iommu)
 	}
 }
 
-/* Modes 2 and 3 of vtd_lu.test_corrupt, on the first kept device of @iommu. */
+/* Modes 2 and 3 of the test corruption, on the first kept device of @iommu. */
 static void vtd_lu_test_corrupt_shutdown(struct intel_iommu *iommu)
 {
 	struct vtd_lu_rs_dev *d = NULL;

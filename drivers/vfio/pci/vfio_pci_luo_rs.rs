@@ -683,26 +683,44 @@ impl kernel::Module for VfioPciLuo {
     }
 }
 
-/// Corrupting the handover of the next preserved device on purpose
-/// (`CONFIG_LIVEUPDATE_RUST_TEST`), to test how the next kernel's `retrieve` refuses it.
+/// Test controls (`CONFIG_LIVEUPDATE_RUST_TEST`): ioctls of debugfs `liveupdate/test_vfio`.
 ///
-/// debugfs `liveupdate/test_vfio`, ioctl `_IO('V', 1)` `CORRUPT(mode)`: the next device preserved
-/// gets 1 a domain that does not exist (0x7fff), 2 a function that does not exist (bdf
-/// 0xffff), 3 (at freeze) a handle that names no preserved page, 4 (at freeze) a handle of 0,
-/// 5 another device ID (its bits flipped): the function is there, but not the device.
+/// - `_IO('V', 1)` `CORRUPT(mode)` corrupts the handover of the next preserved device on
+///   purpose, to test how the next kernel's `retrieve` refuses it: the device gets 1 a domain
+///   that does not exist (0x7fff), 2 a function that does not exist (bdf 0xffff), 3 (at
+///   freeze) a handle that names no preserved page, 4 (at freeze) a handle of 0, 5 another
+///   device ID (its bits flipped): the function is there, but not the device.
+/// - `_IOW('V', 2, struct { u32 when; u32 n; u64 w[4][2]; })` `DMA` arms up to four 64-bit
+///   writes (`w[i]` = offset, value) to BAR 0 of the next device frozen to keep running, done
+///   right after its freeze (`when` 1) or at the kexec after device shutdown (`when` 2), to
+///   start a DMA at that point of the reboot ([`kernel::vfio::test_arm_bar0_writes`]).
+/// - `_IO('V', 3)` `IOMMU_CORRUPT(mode)` corrupts the IOMMU's handover of the translation kept
+///   for such devices ([`kernel::liveupdate::test_corrupt_iommu_handover`]; 0 disarms).
 #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
 mod test {
     use super::*;
     use kernel::{
         debugfs,
-        ioctl::_IO,
+        ioctl::{
+            _IO,
+            _IOW, //
+        },
         sync::atomic::{
             Atomic,
             Relaxed, //
         },
+        uaccess::{
+            UserPtr,
+            UserSlice, //
+        },
+        vfio::TestWrite,
     };
 
     const CORRUPT: u32 = _IO(b'V' as u32, 1);
+    /// The argument of `DMA`: `u32 when, n; u64 w[4][2]`.
+    const DMA_ARG: usize = 8 + 4 * 16;
+    const DMA: u32 = _IOW::<[u8; DMA_ARG]>(b'V' as u32, 2);
+    const IOMMU_CORRUPT: u32 = _IO(b'V' as u32, 3);
     /// The mode for the next preserved device (0: none).
     static NEXT: Atomic<u32> = Atomic::new(0);
     /// Marker written after the struct in the page of a device whose handle freeze corrupts.
@@ -741,16 +759,49 @@ mod test {
 
     impl debugfs::Ioctl for Control {
         fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
-            if cmd != CORRUPT {
-                return Err(ENOTTY);
+            match cmd {
+                CORRUPT => {
+                    let mode = u32::try_from(arg).map_err(|_| EINVAL)?;
+                    if !(1..=5).contains(&mode) {
+                        return Err(EINVAL);
+                    }
+                    NEXT.store(mode, Relaxed);
+                }
+                DMA => arm_dma(arg)?,
+                IOMMU_CORRUPT => {
+                    let mode = u32::try_from(arg).map_err(|_| EINVAL)?;
+                    liveupdate::test_corrupt_iommu_handover(mode)?;
+                }
+                _ => return Err(ENOTTY),
             }
-            let mode = u32::try_from(arg).map_err(|_| EINVAL)?;
-            if !(1..=5).contains(&mode) {
-                return Err(EINVAL);
-            }
-            NEXT.store(mode, Relaxed);
             Ok(0)
         }
+    }
+
+    /// `DMA`: reads the caller's argument at `arg` and arms its writes.
+    fn arm_dma(arg: usize) -> Result {
+        let mut b = [0u8; DMA_ARG];
+        UserSlice::new(UserPtr::from_addr(arg), DMA_ARG)
+            .reader()
+            .read_slice(&mut b)?;
+        let at_kexec = match u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) {
+            1 => false,
+            2 => true,
+            _ => return Err(EINVAL),
+        };
+        let n = usize::try_from(u32::from_ne_bytes([b[4], b[5], b[6], b[7]]))?;
+        let mut w = [TestWrite::default(); 4];
+        if !(1..=w.len()).contains(&n) {
+            return Err(EINVAL);
+        }
+        for (t, pair) in w.iter_mut().zip(b[8..].chunks_exact(16)) {
+            let (off, val) = pair.split_at(8);
+            *t = TestWrite {
+                offset: u64::from_ne_bytes(off.try_into().map_err(|_| EINVAL)?),
+                value: u64::from_ne_bytes(val.try_into().map_err(|_| EINVAL)?),
+            };
+        }
+        kernel::vfio::test_arm_bar0_writes(at_kexec, w.get(..n).ok_or(EINVAL)?)
     }
 
     /// Makes debugfs `liveupdate/test_vfio`, which lasts as long as the returned file.

@@ -53,7 +53,7 @@
 //! With `vfio_pci_luo_rs.keep_running=1` among the kernel parameters
 //! (phase 2, "vfio-pci-rs-v2"), the device keeps running through the
 //! kexec: stage 1 loads 4095 bytes of guest RAM into it and has vfio-pci's
-//! test hook (debugfs `vfio_luo_rs_test/arm`) start its DMA of them to
+//! test hook (armed through debugfs `liveupdate/test_vfio`) start its DMA of them to
 //! elsewhere in guest RAM at the kexec, after device shutdown (without the hook, it is
 //! started at once, in flight at `reboot()`); stage 2 maps guest RAM before
 //! it attaches the device, prints the kernel's line on the switch from the

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use rustix::ioctl::{ioctl, opcode, Opcode, Updater};
+use rustix::ioctl::{ioctl, opcode, Opcode, Setter, Updater};
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
 /// PCI vendor and device ID of QEMU's edu device.
@@ -521,24 +521,45 @@ impl Edu {
     }
 }
 
-/// The vfio-pci test hook that starts a DMA at the kexec
-/// (`CONFIG_LIVEUPDATE_RUST_TEST`).
-pub const ARM_HOOK: &str = "/sys/kernel/debug/vfio_luo_rs_test/arm";
+/// The vfio-pci handler's test controls (`CONFIG_LIVEUPDATE_RUST_TEST`),
+/// whose ioctl `DMA` arms vfio-pci's test hook that starts a DMA at the kexec.
+pub const TEST_VFIO: &str = "/sys/kernel/debug/liveupdate/test_vfio";
 
-/// Ask vfio-pci's test hook ([`ARM_HOOK`]) to start a DMA of the first `cnt`
-/// bytes of the buffer of the next device frozen to keep running to IOVA
-/// `to`, at the kexec, after device shutdown: it runs 100 ms later, while
-/// the next kernel boots.
+/// The argument of `TEST_VFIO_DMA`: `when` 2 is "at the kexec"; `n` writes of
+/// `w[i][1]` at offset `w[i][0]` of BAR0.
+#[repr(C)]
+struct TestVfioDma {
+    when: u32,
+    n: u32,
+    w: [[u64; 2]; 4],
+}
+
+const TEST_VFIO_DMA: Opcode = opcode::write::<TestVfioDma>(b'V', 2);
+
+/// Ask vfio-pci's test hook (through [`TEST_VFIO`]) to start a DMA of the
+/// first `cnt` bytes of the buffer of the next device frozen to keep running
+/// to IOVA `to`, at the kexec, after device shutdown: it runs 100 ms later,
+/// while the next kernel boots.
 pub fn arm_at_kexec(to: u64, cnt: u64) -> R {
     if cnt == 0 || cnt > EDU_DMA_MAX || to + cnt > EDU_IOVA_LIMIT {
         return Err(format!("bad DMA to {to:#x} of {cnt} bytes"));
     }
-    let cmd = format!(
-        "kexec {EDU_REG_DMA_SRC:x}={EDU_BUF:x} {EDU_REG_DMA_DST:x}={to:x} {EDU_REG_DMA_CNT:x}={cnt:x} \
-         {EDU_REG_DMA_CMD:x}={:x}",
-        EDU_DMA_RUN | EDU_DMA_TO_RAM
-    );
-    std::fs::write(ARM_HOOK, cmd).map_err(|e| format!("{ARM_HOOK}: {e}"))
+    let arg = TestVfioDma {
+        when: 2,
+        n: 4,
+        w: [
+            [EDU_REG_DMA_SRC as u64, EDU_BUF],
+            [EDU_REG_DMA_DST as u64, to],
+            [EDU_REG_DMA_CNT as u64, cnt],
+            [EDU_REG_DMA_CMD as u64, EDU_DMA_RUN | EDU_DMA_TO_RAM],
+        ],
+    };
+    let file =
+        OpenOptions::new().read(true).write(true).open(TEST_VFIO).map_err(|e| format!("{TEST_VFIO}: {e}"))?;
+    // SAFETY: `TEST_VFIO_DMA` is an ioctl of the test controls' file, whose
+    // argument is a `TestVfioDma`, which the kernel only reads.
+    unsafe { ioctl(&file, Setter::<TEST_VFIO_DMA, TestVfioDma>::new(arg)) }
+        .map_err(|e| format!("{TEST_VFIO}: DMA: {}", io::Error::from(e)))
 }
 
 impl AsFd for Edu {

@@ -43,6 +43,25 @@
 
 #include "luo_rs_ktap.h"
 
+/*
+ * The vfio-pci handler's test controls (CONFIG_LIVEUPDATE_RUST_TEST):
+ * ioctls of debugfs liveupdate/test_vfio (drivers/vfio/pci/vfio_pci_luo_rs.rs).
+ */
+#define TEST_VFIO		"/sys/kernel/debug/liveupdate/test_vfio"
+/* Corrupt the handover of the next preserved device (mode 1 to 5). */
+#define TEST_VFIO_CORRUPT	_IO('V', 1)
+/* BAR 0 writes done at the next freeze of a device kept running, or at the kexec. */
+struct test_vfio_dma {
+	__u32 when;		/* 1: right after its freeze; 2: at the kexec */
+	__u32 n;		/* 1 to 4 */
+	__u64 w[4][2];		/* offset in BAR 0, value */
+};
+#define TEST_VFIO_DMA_AT_FREEZE	1
+#define TEST_VFIO_DMA_AT_KEXEC	2
+#define TEST_VFIO_DMA		_IOW('V', 2, struct test_vfio_dma)
+/* Corrupt the IOMMU's handover of the kept translation (mode 1 to 5, 0: none). */
+#define TEST_VFIO_IOMMU_CORRUPT	_IO('V', 3)
+
 #define EDU_VENDOR		0x1234
 #define EDU_DEVICE		0x11e8
 #define EDU_ID			0x010000ed

@@ -3,7 +3,7 @@
  * Hostile vfio-pci handovers: the "vfio-pci-rs-v1" handler of the next kernel
  * must refuse a corrupt one with an errno, keep refusing it (sticky), and
  * let FINISH of its session succeed, without an oops. Needs
- * CONFIG_LIVEUPDATE_RUST_TEST in the first kernel: ioctl(VFIO_LUO_CORRUPT,
+ * CONFIG_LIVEUPDATE_RUST_TEST in the first kernel: ioctl(TEST_VFIO_CORRUPT,
  * MODE) on debugfs liveupdate/test_vfio corrupts the handover of the next vfio
  * file the handler preserves:
  *
@@ -65,8 +65,6 @@
 #define DROP_SESSION		"corrupt-drop-c"
 #define T_CORRUPT		_IO('L', 6)
 #define STATE_MEMFD_TOKEN	995
-#define TEST_DEV		"/sys/kernel/debug/liveupdate/test_vfio"
-#define VFIO_LUO_CORRUPT	_IO('V', 1)
 #define NR_MODES		4	/* in the suite vfio-corrupt; 5 in vfio-boot */
 #define TOKEN			1
 
@@ -98,9 +96,9 @@ static int s1_corrupt_rig(int arg)
 	iommufd = iommufd_open();
 	if (iommufd < 0 || !ioas_alloc(iommufd, &ioas))
 		return 0;
-	test_fd = open(TEST_DEV, O_RDWR | O_CLOEXEC);
+	test_fd = open(TEST_VFIO, O_RDWR | O_CLOEXEC);
 	if (test_fd < 0)
-		return fail("open %s: %s (CONFIG_LIVEUPDATE_RUST_TEST?)", TEST_DEV, en(errno));
+		return fail("open %s: %s (CONFIG_LIVEUPDATE_RUST_TEST?)", TEST_VFIO, en(errno));
 	return 1;
 }
 
@@ -117,9 +115,9 @@ static int s1_corrupt_preserve(int mode)
 		return fail("CREATE_SESSION %s: %s", session_name(mode), en(sess[mode]));
 	/* Never preserve a device uncorrupted: stage 2 would count on the errno. */
 	if (test_fd < 0)
-		return fail("no %s to arm the corruption with", TEST_DEV);
-	if (ioctl(test_fd, VFIO_LUO_CORRUPT, mode))
-		return fail("VFIO_LUO_CORRUPT %d: %s", mode, en(errno));
+		return fail("no %s to arm the corruption with", TEST_VFIO);
+	if (ioctl(test_fd, TEST_VFIO_CORRUPT, mode))
+		return fail("TEST_VFIO_CORRUPT %d: %s", mode, en(errno));
 	return preserve(sess[mode], e->fd, TOKEN, e->bdf);
 }
 
@@ -301,14 +299,14 @@ static int s1_boot_preserve_wrong_id(int arg)
 	struct edu *a = &dev[DEV_A];
 
 	if (iommufd < 0 || !ioas || test_fd < 0)
-		return fail("no iommufd, IOAS or %s (s1_boot_rig failed)", TEST_DEV);
+		return fail("no iommufd, IOAS or %s (s1_boot_rig failed)", TEST_VFIO);
 	if (!edu_open_bind(a, iommufd, ioas))
 		return 0;
 	boot_sess = luo_create_session(luo_fd, BOOT_SESSION);
 	if (boot_sess < 0)
 		return fail("CREATE_SESSION %s: %s", BOOT_SESSION, en(boot_sess));
-	if (ioctl(test_fd, VFIO_LUO_CORRUPT, MODE_WRONG_ID))
-		return fail("VFIO_LUO_CORRUPT %d: %s", MODE_WRONG_ID, en(errno));
+	if (ioctl(test_fd, TEST_VFIO_CORRUPT, MODE_WRONG_ID))
+		return fail("TEST_VFIO_CORRUPT %d: %s", MODE_WRONG_ID, en(errno));
 	return preserve(boot_sess, a->fd, TOKEN, "A, with another device ID");
 }
 

@@ -21,8 +21,8 @@
  * every other byte keeps stage 1's pattern.
  *
  * --dma-at=freeze (the default) arms A's DMA right after A's freeze,
- * --dma-at=kexec at the kexec after device shutdown (a test hook in vfio-pci, debugfs
- * vfio_luo_rs_test/arm). edu starts a DMA 100 ms after its command, so
+ * --dma-at=kexec at the kexec after device shutdown (a test hook in vfio-pci,
+ * armed through debugfs liveupdate/test_vfio). edu starts a DMA 100 ms after its command, so
  * either runs after the jump into the next kernel.
  *
  *   -s 1  - formats_listed: the kernel's table of accepted formats names
@@ -60,8 +60,8 @@
  *           kernel preserved for the translation (tables, root and context
  *           tables) freed; no DMA of this boot faulted.
  *
- * Booted with vtd_lu.test_corrupt=N (1 to 5: see drivers/iommu/intel/
- * liveupdate.c), the outgoing kernel corrupts the VT-d handover (5: changes a
+ * With --vtd-corrupt=N (1 to 5: see drivers/iommu/intel/liveupdate.c),
+ * stage 1 has the outgoing kernel corrupt the VT-d handover (5: changes a
  * leaf at the kexec, as a map after freeze would, so that it leaves the
  * devices' entries cleared and lists them still), and stage 2 checks that the
  * next kernel refuses it safely instead:
@@ -87,8 +87,9 @@
  *           was dropped (RETRIEVE_FD fails with ENOENT);
  *         - finish: FINISH of the session.
  *
- * KTAP per check; --list [--corrupt | --interop] prints the case names (of
- * a run into a corrupt or an older kernel; the test itself tells them apart).
+ * KTAP per check; --list [--vtd-corrupt=N | --interop] prints the case names
+ * (of a run into a corrupt or an older kernel; the test itself tells the
+ * older one apart).
  */
 
 #include <sys/mount.h>
@@ -114,7 +115,6 @@
 #define BOUND_PAGE		10	/* A's DMA once bound in the next kernel */
 #define SWITCH_PAGE		11	/* A's DMA in flight across its attach */
 #define DMA_LEN			EDU_DMA_MAX
-#define ARM			"/sys/kernel/debug/vfio_luo_rs_test/arm"
 
 static int luo_fd = -1, state_fd = -1, iommufd = -1, ram_fd = -1, sess = -EBADF, ram_mapped;
 static __u32 ioas;
@@ -199,27 +199,77 @@ static int s1_preserve_running(int arg)
 
 /* --dma-at=: when A's DMA is armed, "freeze" or "kexec" (both boots). */
 static const char *opt_dma_at = "freeze";
+/* --vtd-corrupt=N: the VT-d handover corrupted on purpose, mode 1 to 5 (both boots). */
+static unsigned long opt_vtd_corrupt;
+
+/*
+ * ioctl @cmd with @arg on debugfs liveupdate/test_vfio: 1 if it ends with
+ * errno @want (0: it succeeds), else 0.
+ */
+static int test_vfio_want(unsigned long cmd, unsigned long arg, const char *what, int want)
+{
+	int fd, ret;
+
+	if (mount("none", "/sys/kernel/debug", "debugfs", 0, NULL) && errno != EBUSY)
+		return fail("mount debugfs: %s", en(errno));
+	fd = open(TEST_VFIO, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return fail("open %s: %s", TEST_VFIO, en(errno));
+	ret = ioctl(fd, cmd, arg) ? errno : 0;
+	close(fd);
+	if (ret != want)
+		return fail("%s: %s, expected %s", what, en(ret), en(want));
+	return 1;
+}
+
+static int test_vfio(unsigned long cmd, unsigned long arg, const char *what)
+{
+	return test_vfio_want(cmd, arg, what, 0);
+}
+
+/* Bad arguments of TEST_VFIO_DMA are refused, and leave what is armed. */
+static int dma_arm_refusals(struct test_vfio_dma d)
+{
+	struct test_vfio_dma bad = d;
+
+	bad.n = 5;
+	if (!test_vfio_want(TEST_VFIO_DMA, (unsigned long)&bad, "DMA of 5 writes", EINVAL))
+		return 0;
+	bad = d;
+	bad.when = 3;
+	if (!test_vfio_want(TEST_VFIO_DMA, (unsigned long)&bad, "DMA at 3", EINVAL))
+		return 0;
+	bad = d;
+	bad.w[1][0] = 4;
+	if (!test_vfio_want(TEST_VFIO_DMA, (unsigned long)&bad, "DMA at offset 4", EINVAL))
+		return 0;
+	return test_vfio_want(TEST_VFIO_DMA, 8, "DMA of a bad pointer", EFAULT);
+}
 
 static int s1_dma_armed(int arg)
 {
-	const char *when = opt_dma_at;
-	char cmd[160];
-	int fd, n;
+	struct test_vfio_dma d = {
+		.when = strcmp(opt_dma_at, "kexec") ? TEST_VFIO_DMA_AT_FREEZE :
+						      TEST_VFIO_DMA_AT_KEXEC,
+		.n = 4,
+		.w = {
+			{ EDU_REG_DMA_SRC, EDU_BUF },
+			{ EDU_REG_DMA_DST, RAM_IOVA + A_PAGE * PAGE },
+			{ EDU_REG_DMA_CNT, DMA_LEN },
+			{ EDU_REG_DMA_CMD, EDU_DMA_RUN | EDU_DMA_TO_RAM },
+		},
+	};
 
 	if (!edu_a.bar || !edu_b.bar)
 		return fail("A's or B's BAR is not mapped (rig failed)");
 	if (!edu_dma(&edu_a, RAM_IOVA + SRC_PAGE * PAGE, EDU_BUF, DMA_LEN, 0) ||
 	    !edu_dma(&edu_b, RAM_IOVA + SRC_PAGE * PAGE, EDU_BUF, DMA_LEN, 0))
 		return 0;
-	if (mount("none", "/sys/kernel/debug", "debugfs", 0, NULL) && errno != EBUSY)
-		return fail("mount debugfs: %s", en(errno));
-	n = snprintf(cmd, sizeof(cmd), "%s %x=%x %x=%llx %x=%x %x=%x", when, EDU_REG_DMA_SRC,
-		     EDU_BUF, EDU_REG_DMA_DST, RAM_IOVA + A_PAGE * PAGE, EDU_REG_DMA_CNT,
-		     DMA_LEN, EDU_REG_DMA_CMD, EDU_DMA_RUN | EDU_DMA_TO_RAM);
-	fd = open(ARM, O_WRONLY);
-	if (fd < 0 || write(fd, cmd, n) != n)
-		return fail("%s: %s", ARM, en(errno));
-	close(fd);
+	if (opt_vtd_corrupt &&
+	    !test_vfio(TEST_VFIO_IOMMU_CORRUPT, opt_vtd_corrupt, "TEST_VFIO_IOMMU_CORRUPT"))
+		return 0;
+	if (!test_vfio(TEST_VFIO_DMA, (unsigned long)&d, "TEST_VFIO_DMA") || !dma_arm_refusals(d))
+		return 0;
 	wr64(&edu_b, EDU_REG_DMA_SRC, EDU_BUF);
 	wr64(&edu_b, EDU_REG_DMA_DST, RAM_IOVA + B_PAGE * PAGE);
 	wr64(&edu_b, EDU_REG_DMA_CNT, DMA_LEN);
@@ -639,21 +689,13 @@ static int adopts(void)
 	return len && format_listed(t, len, "vtd-lu-rs-v1");
 }
 
-/* Booted with vtd_lu.test_corrupt=1 to 5? */
-static int corrupting(void)
-{
-	return cmdline_has("vtd_lu.test_corrupt=1") || cmdline_has("vtd_lu.test_corrupt=2") ||
-	       cmdline_has("vtd_lu.test_corrupt=3") || cmdline_has("vtd_lu.test_corrupt=4") ||
-	       cmdline_has("vtd_lu.test_corrupt=5");
-}
-
 static void stage_2(int fd, int sfd)
 {
 	luo_fd = fd;
 	state_fd = sfd;
 	if (!adopts())
 		run_cases(s2_interop_cases, ARRAY_SIZE(s2_interop_cases));
-	else if (corrupting())
+	else if (opt_vtd_corrupt)
 		run_cases(s2_corrupt_cases, ARRAY_SIZE(s2_corrupt_cases));
 	else
 		run_cases(s2_cases, ARRAY_SIZE(s2_cases));
@@ -661,11 +703,18 @@ static void stage_2(int fd, int sfd)
 	ktap_exit();
 }
 
-/* --corrupt, --interop: the stage-2 cases --list prints. */
-static int opt_list_corrupt, opt_list_interop;
+/* --interop: the stage-2 cases --list prints. */
+static int opt_list_interop;
 
 static int take_option(int val, const char *arg)
 {
+	char *end;
+
+	if (val == 'v') {
+		errno = 0;
+		opt_vtd_corrupt = strtoul(arg, &end, 10);
+		return errno || *end || opt_vtd_corrupt < 1 || opt_vtd_corrupt > 5 ? -1 : 0;
+	}
 	if (strcmp(arg, "freeze") && strcmp(arg, "kexec"))
 		return -1;
 	opt_dma_at = arg;
@@ -676,7 +725,7 @@ int main(int argc, char *argv[])
 {
 	static const struct option opts[] = {
 		{ "dma-at", required_argument, NULL, 'd' },
-		{ "corrupt", no_argument, &opt_list_corrupt, 1 },
+		{ "vtd-corrupt", required_argument, NULL, 'v' },
 		{ "interop", no_argument, &opt_list_interop, 1 },
 		{ }
 	};
@@ -684,7 +733,7 @@ int main(int argc, char *argv[])
 
 	if (a.list) {
 		list_cases(s1_cases, ARRAY_SIZE(s1_cases));
-		if (opt_list_corrupt)
+		if (opt_vtd_corrupt)
 			list_cases(s2_corrupt_cases, ARRAY_SIZE(s2_corrupt_cases));
 		else if (opt_list_interop)
 			list_cases(s2_interop_cases, ARRAY_SIZE(s2_interop_cases));
