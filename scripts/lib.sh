@@ -121,6 +121,14 @@ bisect_fragment() {
 	fragment_options $(variant_fragments "$1") | grep -v '^CONFIG_RUST_KERNEL_DOCTESTS='
 }
 
+# bisect_make_flags: what make series-bisect builds each prefix with besides
+# the options: clippy in place of rustc, so that a clippy finding in any
+# prefix is a warning, which fails the prefix. The key of the ledger hashes
+# them too.
+bisect_make_flags() {
+	echo "CLIPPY=1"
+}
+
 # Environment the kernel build needs for Rust (set by toolchain_env [VARIANT]).
 # A clang-built variant gives bindgen the libclang of that same clang: the
 # kernel passes clang's own C flags to bindgen, which an older libclang may

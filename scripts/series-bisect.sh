@@ -6,7 +6,8 @@
 # step, since a patch may add Kconfig options) and built incrementally in
 # one build directory.
 # One line per prefix: "ok host:series-bisect:NN subject", or "not ok ..."
-# if it fails to build or its build prints a warning.
+# if it fails to build or its build prints a warning, clippy's included
+# (scripts/lib.sh bisect_make_flags).
 # Too slow for make check (about 22 minutes from the pristine tree: a change
 # under rust/kernel rebuilds the kernel crate). It writes what it built to
 # the ledger series/bisect.tsv, keyed by each prefix's tree and options,
@@ -118,8 +119,10 @@ for k in "${!commits[@]}"; do
 	log=$B/logs/$name.log
 	t0=$(date +%s)
 	rc=0
-	{ configure && bmake O="$obj" bzImage &&
-		{ ! grep -qx 'CONFIG_MODULES=y' "$obj/.config" || bmake O="$obj" modules; }; } > "$log" 2>&1 || rc=$?
+	# shellcheck disable=SC2046 # one word per flag
+	{ configure && bmake O="$obj" $(bisect_make_flags) bzImage &&
+		{ ! grep -qx 'CONFIG_MODULES=y' "$obj/.config" ||
+			bmake O="$obj" $(bisect_make_flags) modules; }; } > "$log" 2>&1 || rc=$?
 	warnings=$(awk '/^warning|: warning:/ { n++ } END { print n + 0 }' "$log")
 	printf '%s\t%s\t%s\t%s\n' "$name" "$(($(date +%s) - t0))" "$rc" "$warnings" >> "$B/times.tsv"
 	if [ "$rc" -eq 0 ] && [ "$warnings" -eq 0 ]; then

@@ -27,11 +27,14 @@ Gates (series.py check):
   tree        the tree it gives is the prepared tree, file by file
   checkpatch  checkpatch.pl --strict: no ERROR; only the WARNING and
               CHECK types series.toml keeps, each with its reason
+  rustfmt     rustfmt --check (the kernel's make rustfmtcheck) of every
+              Rust file the series adds or changes
   bisect      every prefix of the series (the pristine tree, then each
               patch in turn) is in the ledger series/bisect.tsv as built
-              without error or warning by make series-bisect, under its
-              key: the git tree of the prefix and the hash of the options
-              it was configured with (scripts/lib.sh bisect_fragment). A
+              with clippy (CLIPPY=1) without error or warning by make
+              series-bisect, under its key: the git tree of the prefix and
+              the hash of the options it was configured and built with
+              (scripts/lib.sh bisect_fragment, bisect_make_flags). A
               prefix that changed since it was built fails the gate.
 
   series.py keys [REPO]     the key of every prefix of the series applied
@@ -388,9 +391,10 @@ BISECT_VARIANT = "rust"
 
 
 def config_key(variant=BISECT_VARIANT):
-    """The hash of the options series-bisect.sh configures a prefix with."""
-    out = subprocess.run(["bash", "-c", '. "$0/scripts/lib.sh"; bisect_fragment "$1"', REPO, variant],
-                         capture_output=True, text=True, check=True).stdout
+    """The hash of the options series-bisect.sh configures a prefix with, and of
+    the make flags it builds it with."""
+    out = subprocess.run(["bash", "-c", '. "$0/scripts/lib.sh"; bisect_fragment "$1"; bisect_make_flags',
+                          REPO, variant], capture_output=True, text=True, check=True).stdout
     return hashlib.sha256(out.encode()).hexdigest()[:16]
 
 
@@ -418,8 +422,9 @@ def read_ledger(path=LEDGER):
 
 LEDGER_HEAD = """\
 # Every prefix of the series built by make series-bisect (scripts/series-bisect.sh):
-# configured with scripts/lib.sh bisect_fragment %s, built without error or warning
-# ("ok"), or not. Keys: the git tree of the prefix and the hash of those options.
+# configured with scripts/lib.sh bisect_fragment %s, built with bisect_make_flags
+# (clippy) without error or warning ("ok"), or not. Keys: the git tree of the
+# prefix and the hash of those options and flags.
 # Written by scripts/series.py ledger; make check's host:series:bisect reads it.
 prefix\ttree\tconfig\tseconds\twarnings\tresult\tsubject
 """ % BISECT_VARIANT
@@ -445,6 +450,26 @@ def cmd_ledger(repo, times):
     return 0
 
 
+def check_rustfmt(files):
+    """rustfmt --check of the Rust files the series adds or changes, as the
+    kernel's make rustfmtcheck runs it: in the prepared tree, which the tree
+    gate compares with the series', with the tree's .rustfmt.toml."""
+    rs = [os.path.join(SRC, f) for f in files if f.endswith(".rs")]
+    if not rs:
+        return []
+    path = os.path.expanduser("~/.cargo/bin") + os.pathsep + os.environ.get("PATH", "")
+    exe = shutil.which("rustfmt", path=path)
+    if exe is None:
+        return ["no rustfmt in PATH or ~/.cargo/bin"]
+    p = subprocess.run([exe, "--check"] + rs, capture_output=True, text=True, cwd=SRC)
+    if p.returncode == 0:
+        return []
+    bad = sorted(set(re.findall(r"^Diff in (.+?):\d+:$", p.stdout, re.M)))
+    if bad:
+        return ["%s is not as rustfmt formats it (make rustfmt)" % os.path.relpath(f, SRC) for f in bad]
+    return ["rustfmt exited %d: %s" % (p.returncode, (p.stderr or p.stdout).strip()[:300])]
+
+
 def check_bisect(repo):
     ledger = read_ledger()
     bad = []
@@ -468,7 +493,7 @@ def cmd_check():
     except (SeriesError, subprocess.CalledProcessError, OSError, KeyError) as e:
         why = e.stderr.strip() if isinstance(e, subprocess.CalledProcessError) else str(e)
         results.append(("assigned", [why]))
-        for c in ("messages", "am", "tree", "checkpatch", "bisect"):
+        for c in ("messages", "am", "tree", "checkpatch", "rustfmt", "bisect"):
             results.append((c, ["the series could not be made"]))
         return report(results)
     results.append(("messages", check_messages(spec)))
@@ -483,6 +508,7 @@ def cmd_check():
         results.append(("tree", ["git am failed"]))
     bad, counts = check_checkpatch(spec, out, log)
     results.append(("checkpatch", bad))
+    results.append(("rustfmt", check_rustfmt(files)))
     results.append(("bisect", check_bisect(repo) if am_ok else ["git am failed"]))
     n = len(spec["patch"])
     notes = ["# %d patches in %s, %d files" % (n, out, len(files))]

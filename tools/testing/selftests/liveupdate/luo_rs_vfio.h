@@ -56,6 +56,7 @@ struct test_vfio_dma {
 	__u32 n;		/* 1 to 4 */
 	__u64 w[4][2];		/* offset in BAR 0, value */
 };
+
 #define TEST_VFIO_DMA_AT_FREEZE	1
 #define TEST_VFIO_DMA_AT_KEXEC	2
 #define TEST_VFIO_DMA		_IOW('V', 2, struct test_vfio_dma)
