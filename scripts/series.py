@@ -15,7 +15,9 @@ prepared tree into patches: each patch owns whole files ("files", globs),
 and a file several patches change is cut into its change blocks ("hunks":
 per file, the patterns of the lines that are the patch's). A pure
 insertion is cut further, at each line that matches a pattern, so that
-neighbouring #include or "pub mod" lines can go to different patches.
+neighbouring #include or "pub mod" lines can go to different patches. A
+new file can be cut that way too: it is added by the first patch that owns
+a part of it, which must own its first line.
 Every change must have exactly one owner, so the series cannot drift from
 the tree: the check rebuilds the tree from the series and compares.
 
@@ -176,8 +178,8 @@ def assign(spec, files):
             raise SeriesError("%s is in no patch of series/series.toml" % f)
         old = split_lines(read(os.path.join(PRISTINE, f)))
         new = split_lines(read(os.path.join(SRC, f)))
-        if not old or not new:
-            raise SeriesError("%s is added or removed: a whole file belongs to one patch" % f)
+        if not new:
+            raise SeriesError("%s is removed: a whole file belongs to one patch" % f)
         segs = []
         for start, n, lines in blocks(old, new):
             if n == 0:
@@ -210,6 +212,9 @@ def assign(spec, files):
                         f, start + 1, start + n, "matches no pattern" if not owners else
                         "matches the patterns of several patches"))
                 segs.append([start, n, lines, owners.pop()])
+        if not old and segs and segs[0][3] != min(s[3] for s in segs):
+            raise SeriesError("%s is new: the first patch that owns a part of it must own its "
+                              "first line" % f)
         plan[f] = ("cut", segs)
     unused = [(p["subject"], f) for p in spec["patch"] for f in p["hunks"] if f not in plan]
     unused += [(p["subject"], g) for p in spec["patch"] for g in p["files"]
@@ -223,7 +228,10 @@ def state(f, kind, data, k):
     """The content of F once patches 0..K are applied (None: absent)."""
     if kind == "whole":
         return read(os.path.join(SRC if data <= k else PRISTINE, f))
-    old = split_lines(read(os.path.join(PRISTINE, f)))
+    pristine = read(os.path.join(PRISTINE, f))
+    if pristine is None and all(owner > k for _, _, _, owner in data):
+        return None
+    old = split_lines(pristine)
     out, pos = [], 0
     for start, n, lines, owner in data:
         out += old[pos:start]
