@@ -10,9 +10,10 @@
 # (scripts/lib.sh bisect_make_flags).
 # Too slow for make check (about 22 minutes from the pristine tree: a change
 # under rust/kernel rebuilds the kernel crate). It writes what it built to
-# the ledger series/bisect.tsv, keyed by each prefix's tree and options,
-# which make check reads (series.py's bisect gate): a patch changed since
-# its prefixes were built fails make check until they are built again.
+# the ledger series/bisect.tsv, keyed by each prefix's tree, options and
+# make flags, which make check reads (series.py's bisect gate): a patch
+# changed since its prefixes were built fails make check until they are
+# built again.
 #
 # Usage: series-bisect.sh [VARIANT [FIRST]]   (gcc variants only; default rust)
 # FIRST: build the prefixes from FIRST on, starting from the previous run's

@@ -196,8 +196,10 @@ def assign(spec, files):
                     cur[2].append(line)
                 # Blank lines between two parts separate them. Inside a file
                 # they end the part before (it is followed by more of the
-                # file); at its end they begin the part after, so that no
-                # patch leaves a blank line at the end of the file.
+                # file); at its end, and so everywhere in a new file (one
+                # insertion at its end), they begin the part after, so that
+                # no patch leaves a blank line at the end of the file or
+                # before the line the next part resumes at.
                 mine = [s for s in segs if s[0] == start and s[1] == 0]
                 if start == len(old):
                     for a, b in zip(mine, mine[1:]):

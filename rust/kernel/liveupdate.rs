@@ -109,8 +109,9 @@ pub fn hold_for_adopted_translations(folio: &crate::kho::IncomingFolio) {
 /// Test hook (`CONFIG_LIVEUPDATE_RUST_TEST`, `iommu_liveupdate_test_corrupt`): the IOMMU driver
 /// corrupts the handover of the translation it keeps for devices kept running, at the next
 /// kexec, in the way `mode` names (1 to 5, see `drivers/iommu/intel/liveupdate.c`; 0 disarms),
-/// to test how the next kernel refuses it. `EINVAL` for another mode, `ENODEV` without an IOMMU
-/// driver that keeps translation.
+/// to test how the next kernel refuses it. `EINVAL` for another mode; `ENODEV` in a kernel built
+/// without `CONFIG_INTEL_IOMMU_LIVEUPDATE`. Where no VT-d unit keeps a translation, nothing is
+/// corrupted.
 #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
 pub fn test_corrupt_iommu_handover(mode: u32) -> Result {
     #[cfg(CONFIG_INTEL_IOMMU_LIVEUPDATE)]

@@ -294,10 +294,10 @@ pub struct TestWrite {
 }
 
 /// Test hook (`CONFIG_LIVEUPDATE_RUST_TEST`, `vfio_pci_core_liveupdate_test_arm`): `writes` (one
-/// to four) are done to BAR 0 of the next device frozen to keep running, right after its freeze,
-/// or at the kexec, after device shutdown, if `at_kexec`. A test starts a DMA that way at a
-/// chosen point of the reboot, when no process runs any more. Arming again replaces what was
-/// armed; `EINVAL` for a bad count or offset.
+/// to four) are done to BAR 0 of the next device frozen to keep running, if it is memory that
+/// holds them all, right after its freeze, or at the kexec, after device shutdown, if
+/// `at_kexec`. A test starts a DMA that way at a chosen point of the reboot, when no process
+/// runs any more. Arming again replaces what was armed; `EINVAL` for a bad count or offset.
 #[cfg(CONFIG_LIVEUPDATE_RUST_TEST)]
 pub fn test_arm_bar0_writes(at_kexec: bool, writes: &[TestWrite]) -> Result {
     let mut w = [bindings::vfio_pci_lu_test_write { off: 0, val: 0 }; 4];
