@@ -521,9 +521,7 @@ impl<F: Format> MemfdHandler<F> {
         // page, so the file holds more pages (resident or swapped out) only if some were added
         // since `preserve`. New folios are refused now, so the count is exact, and the common
         // case, nothing added, needs neither the inode lock nor a walk: at the reboot every
-        // memfd comes here, and the lock round trip was a tenth of the reboot path at 10,000
-        // files (`luo_rs_bench`, mode `files`, under `-icount shift=0`: 4.44 to 4.06 million
-        // guest instructions).
+        // memfd comes here.
         // The mapping is frozen, so the size cannot have changed: the handover would name
         // folios beyond the size it records, and the next kernel would refuse the file. Fail
         // the reboot instead if it did.

@@ -58,7 +58,7 @@ impl Handler {
     }
 
     /// Writes the compatible string as the handover stores it, at the start of `dst` (the
-    /// reboot path: six stores, where copying the 48-byte array took about 60 instructions).
+    /// reboot path: six word stores, not a copy of the 48-byte array).
     pub(crate) fn write_compat(&self, dst: &mut [u8]) {
         for (i, w) in self.compat.iter().enumerate() {
             let _ = bytes::put_ne_u64(dst, i * 8, *w);

@@ -6,9 +6,8 @@
 //! Outgoing sessions gain and lose files one by one, with tokens in any order, so their index
 //! is a red-black tree (O(log n) insert, lookup and removal). An incoming session gets all its
 //! files at once from the handover and never gains one later, so its index is a vector sorted
-//! once: no allocation or rebalancing per file when `/dev/liveupdate` is first opened (guest
-//! instructions per kernel function in the selftest `luo_rs_bench`, mode `files`: the tree was a
-//! quarter of that open's cost per file), and the same O(log n) lookup.
+//! once: no allocation or rebalancing per file when `/dev/liveupdate` is first opened, and the
+//! same O(log n) lookup.
 
 use kernel::{
     prelude::*,

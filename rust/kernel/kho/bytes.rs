@@ -5,11 +5,9 @@
 //!
 //! With the toolchain this kernel is built with, `<[u8]>::copy_from_slice` is not inlined: each
 //! use is a call to core's out-of-line `copy_from_slice_impl` and from there to `memcpy()`,
-//! even for the 8 bytes of an address. Handover writers and readers copy several small fields
-//! per file, and those calls cost a PRESERVE_FD of a memfd about 400 guest instructions
-//! (counted per kernel function in the selftest `luo_rs_bench`, mode `single`). These helpers
-//! copy fixed-size arrays instead, which compile to plain loads and stores. An offset out of
-//! range gives `None` and copies nothing.
+//! even for the 8 bytes of an address, and handover writers and readers copy several small
+//! fields per file. These helpers copy fixed-size arrays instead, which compile to plain loads
+//! and stores. An offset out of range gives `None` and copies nothing.
 //!
 //! Offsets are byte offsets into the buffer; the `le_` helpers use little-endian order (the
 //! order of every KHO ABI on the architectures it supports), the `ne_` ones the host's.
