@@ -784,22 +784,29 @@ mod test {
         UserSlice::new(UserPtr::from_addr(arg), DMA_ARG)
             .reader()
             .read_slice(&mut b)?;
-        let at_kexec = match u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) {
+        let u32_at = |off| {
+            kho::bytes::get(&b, off)
+                .map(u32::from_ne_bytes)
+                .ok_or(EINVAL)
+        };
+        let u64_at = |off| kho::bytes::ne_u64(&b, off).ok_or(EINVAL);
+        let at_kexec = match u32_at(0)? {
             1 => false,
             2 => true,
             _ => return Err(EINVAL),
         };
-        let n = usize::try_from(u32::from_ne_bytes([b[4], b[5], b[6], b[7]]))?;
+        let n = usize::try_from(u32_at(4)?)?;
         let mut w = [TestWrite::default(); 4];
         if !(1..=w.len()).contains(&n) {
             return Err(EINVAL);
         }
-        for (t, pair) in w.iter_mut().zip(b[8..].chunks_exact(16)) {
-            let (off, val) = pair.split_at(8);
+        let mut off = 8;
+        for t in w.iter_mut() {
             *t = TestWrite {
-                offset: u64::from_ne_bytes(off.try_into().map_err(|_| EINVAL)?),
-                value: u64::from_ne_bytes(val.try_into().map_err(|_| EINVAL)?),
+                offset: u64_at(off)?,
+                value: u64_at(off + 8)?,
             };
+            off += 16;
         }
         kernel::vfio::test_arm_bar0_writes(at_kexec, w.get(..n).ok_or(EINVAL)?)
     }
